@@ -1,0 +1,1 @@
+//! Drawing a process: DOT, Mermaid and standalone SVG.

@@ -1,0 +1,873 @@
+//! Second stage: check every reference in the draft (roles, steps, templates, providers,
+//! fields, outcomes, indicators), compile the control flow into [`Flow`] edges, and check the
+//! names read by conditions. Graph-wide soundness is the next stage ([`crate::analysis`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::diagnostic::{Code, Diagnostic, Diagnostics, Span};
+use crate::expr::{self, Condition};
+use crate::lower::{Draft, KpiDraft};
+use crate::model::{
+    Edge, Exit, FieldType, Flow, Kpi, KpiKind, KpiTarget, Role, RoleSource, Step, StepIdx,
+    StepKind, Target, TargetValue,
+};
+use crate::schema::Name;
+use crate::suggest::did_you_mean;
+use crate::templates;
+
+/// The output of resolution: what the analysis and the final model need.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub step_index: HashMap<String, StepIdx>,
+    pub flow: Flow,
+    pub roles: Vec<Role>,
+    pub kpis: Vec<Kpi>,
+    /// Per gate/kpi condition: the steps whose data it reads, with spans (for G0103).
+    pub reads: Vec<Read>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Read {
+    /// The step whose condition reads (a gate), or `None` for an indicator (read at the end).
+    pub reader: Option<StepIdx>,
+    pub step: StepIdx,
+    pub span: Span,
+    pub guarded: bool,
+    /// `step.count` is always defined (0 before the step first runs).
+    pub count: bool,
+    /// The field read is not required, so it may be empty.
+    pub optional_field: bool,
+}
+
+pub(crate) fn resolve(d: &Draft, src: &str, diags: &mut Diagnostics) -> Resolved {
+    let step_index = index_steps(d, diags);
+    check_start(d, diags);
+    let roles = resolve_roles(d, &step_index, diags);
+    check_names(d, diags);
+    let flow = build_flow(d, &step_index, diags);
+    let mut reads = Vec::new();
+    for (i, step) in d.steps.iter().enumerate() {
+        if let StepKind::Gate(g) = &step.kind {
+            for c in &g.conditions {
+                check_condition(c, Some(i), d, &step_index, &mut reads, diags);
+            }
+        }
+        check_timing(step, i, d, diags);
+    }
+    let kpis = resolve_kpis(d, &step_index, src, &mut reads, diags);
+    Resolved {
+        step_index,
+        flow,
+        roles,
+        kpis,
+        reads,
+    }
+}
+
+fn index_steps(d: &Draft, diags: &mut Diagnostics) -> HashMap<String, StepIdx> {
+    let mut index: HashMap<String, StepIdx> = HashMap::new();
+    // Conditions see `a-b` and `a_b` as one name; they must not both exist.
+    let mut cel_names: HashMap<String, StepIdx> = HashMap::new();
+    for (i, links) in d.links.iter().enumerate() {
+        let Some(id) = &links.id else { continue };
+        if let Some(&first) = index.get(&id.text) {
+            diags.push(
+                Diagnostic::new(
+                    Code::DuplicateId,
+                    id.span,
+                    format!("two steps are named `{}`", id.text),
+                )
+                .label("second step with this id")
+                .related(d.links[first].id.as_ref().map_or(Span::default(), |n| n.span), "first one")
+                .help("step ids are unique in a process, branches included: rename one"),
+            );
+            continue;
+        }
+        if let Some(&other) = cel_names.get(&expr::cel_name(&id.text)) {
+            let other_id = &d.steps[other].id;
+            diags.push(
+                Diagnostic::new(
+                    Code::DuplicateId,
+                    id.span,
+                    format!("`{}` and `{other_id}` are the same name in conditions", id.text),
+                )
+                .label("clashes in conditions")
+                .help("conditions read '-' and '_' alike; rename one of the two steps"),
+            );
+        }
+        cel_names.insert(expr::cel_name(&id.text), i);
+        index.insert(id.text.clone(), i);
+    }
+    index
+}
+
+fn check_start(d: &Draft, diags: &mut Diagnostics) {
+    let starts: Vec<StepIdx> = (0..d.steps.len())
+        .filter(|&i| matches!(d.steps[i].kind, StepKind::Start(_)))
+        .collect();
+    let first = d.body.first().copied();
+    match (starts.as_slice(), first) {
+        (_, None) => diags.push(
+            Diagnostic::new(Code::BadStart, d.process_span_or_name(), "the process has no steps")
+                .label("no steps")
+                .help("begin the process with a `start` step holding the intake form"),
+        ),
+        ([], Some(f)) => diags.push(
+            Diagnostic::new(Code::BadStart, d.steps[f].span, "the process has no start step")
+                .label("the process begins here")
+                .help("add `start \"demande\" { form { ... } }` as the first step"),
+        ),
+        ([s], Some(f)) if *s != f => diags.push(
+            Diagnostic::new(Code::BadStart, d.steps[*s].span, "the start step must come first")
+                .label("start is not the first step")
+                .related(d.steps[f].span, "the first step")
+                .help("move the start step to the top of the process"),
+        ),
+        ([_], _) => {}
+        ([_, rest @ ..], _) => {
+            for s in rest {
+                diags.push(
+                    Diagnostic::new(Code::BadStart, d.steps[*s].span, "a process has one start step")
+                        .label("another start")
+                        .help("to collect more information later, use a `task` or a `wait` step"),
+                );
+            }
+        }
+    }
+}
+
+impl Draft {
+    fn process_span_or_name(&self) -> Span {
+        self.name.as_ref().map_or(self.process_span, |n| n.span)
+    }
+}
+
+fn unknown(code: Code, what: &str, name: &Name, known: &[&str], how: &str) -> Diagnostic {
+    let d = Diagnostic::new(code, name.span, format!("unknown {what} `{}`", name.text))
+        .label(format!("no such {what}"));
+    match did_you_mean(&name.text, known.iter().copied()) {
+        Some(s) => d.help(format!("did you mean `{s}`?")),
+        None if known.is_empty() => d.help(how.to_owned()),
+        None => d.help(format!("known: {}; {how}", list(known))),
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    const MAX: usize = 12;
+    let mut s = names.iter().take(MAX).copied().collect::<Vec<_>>().join(", ");
+    if names.len() > MAX {
+        s.push_str(&format!(" and {} more", names.len() - MAX));
+    }
+    s
+}
+
+fn resolve_roles(d: &Draft, steps: &HashMap<String, StepIdx>, diags: &mut Diagnostics) -> Vec<Role> {
+    let mut roles: Vec<Role> = Vec::new();
+    for r in &d.roles {
+        if let Some(first) = roles.iter().find(|x| x.id == r.id.text) {
+            diags.push(
+                Diagnostic::new(Code::DuplicateId, r.id.span, format!("role `{}` is declared twice", r.id.text))
+                    .label("again here")
+                    .related(first.span, "first here")
+                    .help("declare each role once, with all its members"),
+            );
+            continue;
+        }
+        let source = match &r.from {
+            Some(from) => match resolve_field_ref(from, d, steps, diags) {
+                Some((step, field)) => {
+                    let ty = d.steps[step].form().and_then(|f| f.field(&field)).map(|f| f.ty);
+                    if ty != Some(FieldType::Email) {
+                        diags.push(
+                            Diagnostic::new(
+                                Code::InvalidValue,
+                                from.span,
+                                format!("`{}` is not an email field", from.text),
+                            )
+                            .label("not an email field")
+                            .help("a role taken from case data needs a field with type=\"email\""),
+                        );
+                    }
+                    RoleSource::FromField { step, field }
+                }
+                None => RoleSource::Members(Vec::new()),
+            },
+            None => {
+                if r.members.is_empty() {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::RoleWithoutMembers,
+                            r.id.span,
+                            format!("role `{}` has no member", r.id.text),
+                        )
+                        .label("nobody in this role")
+                        .help("add `member \"name@example.org\"` in the role's block, or add members at deployment"),
+                    );
+                }
+                RoleSource::Members(r.members.clone())
+            }
+        };
+        roles.push(Role {
+            id: r.id.text.clone(),
+            span: r.id.span,
+            title: r.title.clone(),
+            source,
+        });
+    }
+    let known: Vec<&str> = roles.iter().map(|r| r.id.as_str()).collect();
+    for r in &d.role_refs {
+        if !known.contains(&r.text.as_str()) {
+            diags.push(unknown(
+                Code::UnknownRole,
+                "role",
+                r,
+                &known,
+                "declare it with role \"id\" { member \"...\" }",
+            ));
+        }
+    }
+    for role in &roles {
+        if !d.role_refs.iter().any(|r| r.text == role.id) {
+            diags.push(
+                Diagnostic::new(Code::UnusedRole, role.span, format!("role `{}` is never used", role.id))
+                    .label("unused")
+                    .help("give it a task or a notification, or remove it"),
+            );
+        }
+    }
+    roles
+}
+
+fn check_names(d: &Draft, diags: &mut Diagnostics) {
+    let mut providers: Vec<(&str, Span)> = Vec::new();
+    for p in &d.providers {
+        if let Some((_, first)) = providers.iter().find(|(id, _)| *id == p.id) {
+            diags.push(
+                Diagnostic::new(Code::DuplicateId, p.span, format!("provider `{}` is declared twice", p.id))
+                    .label("again here")
+                    .related(*first, "first here")
+                    .help("declare each provider once"),
+            );
+        }
+        providers.push((&p.id, p.span));
+    }
+    let known: Vec<&str> = providers.iter().map(|p| p.0).collect();
+    for r in &d.provider_refs {
+        if !known.contains(&r.text.as_str()) {
+            diags.push(unknown(
+                Code::UnknownProvider,
+                "provider",
+                r,
+                &known,
+                "declare it with provider \"id\" title=\"...\"",
+            ));
+        }
+    }
+    let mut declared: Vec<(&str, Span)> = Vec::new();
+    for t in &d.templates {
+        if let Some((_, first)) = declared.iter().find(|(id, _)| *id == t.id) {
+            diags.push(
+                Diagnostic::new(Code::DuplicateId, t.span, format!("template `{}` is declared twice", t.id))
+                    .label("again here")
+                    .related(*first, "first here")
+                    .help("declare each template once"),
+            );
+        }
+        declared.push((&t.id, t.span));
+    }
+    let mut known: Vec<&str> = templates::STANDARD.to_vec();
+    known.extend(declared.iter().map(|t| t.0));
+    for r in &d.template_refs {
+        if !known.contains(&r.text.as_str()) {
+            diags.push(unknown(
+                Code::UnknownTemplate,
+                "template",
+                r,
+                &known,
+                "use a standard template or declare yours with template \"name\"",
+            ));
+        }
+    }
+    let mut facts: Vec<(&str, Span)> = Vec::new();
+    for f in &d.maturity {
+        if let Some((_, first)) = facts.iter().find(|(id, _)| *id == f.id) {
+            diags.push(
+                Diagnostic::new(Code::DuplicateId, f.span, format!("maturity fact `{}` is declared twice", f.id))
+                    .label("again here")
+                    .related(*first, "first here")
+                    .help("keep one"),
+            );
+        }
+        facts.push((&f.id, f.span));
+    }
+}
+
+/// Resolves `step.field`.
+fn resolve_field_ref(
+    n: &Name,
+    d: &Draft,
+    steps: &HashMap<String, StepIdx>,
+    diags: &mut Diagnostics,
+) -> Option<(StepIdx, String)> {
+    let Some((step, field)) = n.text.split_once('.') else {
+        diags.push(
+            Diagnostic::new(Code::UnknownField, n.span, format!("`{}` does not name a field", n.text))
+                .label("expected step.field")
+                .help("write the step id, a dot and the field id, e.g. \"demande.email\""),
+        );
+        return None;
+    };
+    let step_name = Name { text: step.to_owned(), span: n.span };
+    let Some(&si) = steps.get(step) else {
+        let known: Vec<&str> = steps.keys().map(String::as_str).collect();
+        diags.push(unknown(Code::UnknownStep, "step", &step_name, &sorted(known), "check the step id"));
+        return None;
+    };
+    let fields: Vec<&str> = d.steps[si]
+        .form()
+        .map(|f| f.fields.iter().map(|x| x.id.as_str()).collect())
+        .unwrap_or_default();
+    if !fields.contains(&field) {
+        let field_name = Name { text: field.to_owned(), span: n.span };
+        diags.push(unknown(
+            Code::UnknownField,
+            &format!("field of `{step}`"),
+            &field_name,
+            &fields,
+            "add the field to the step's form",
+        ));
+        return None;
+    }
+    Some((si, field.to_owned()))
+}
+
+fn sorted(mut v: Vec<&str>) -> Vec<&str> {
+    v.sort_unstable();
+    v
+}
+
+fn resolve_step(n: &Name, steps: &HashMap<String, StepIdx>, diags: &mut Diagnostics) -> Option<StepIdx> {
+    match steps.get(&n.text) {
+        Some(&i) => Some(i),
+        None => {
+            if !n.text.is_empty() {
+                let known: Vec<&str> = steps.keys().map(String::as_str).collect();
+                diags.push(unknown(Code::UnknownStep, "step", n, &sorted(known), "check the step id"));
+            }
+            None
+        }
+    }
+}
+
+fn build_flow(d: &Draft, steps: &HashMap<String, StepIdx>, diags: &mut Diagnostics) -> Flow {
+    // The step after each step in its block, or the join of its branch.
+    let mut next: Vec<Option<Target>> = vec![None; d.steps.len()];
+    let mut chain = |block: &[StepIdx], join: Option<StepIdx>| {
+        for (pos, &s) in block.iter().enumerate() {
+            next[s] = block
+                .get(pos + 1)
+                .map(|&n| Target::Step(n))
+                .or(join.map(Target::Join));
+        }
+    };
+    chain(&d.body, None);
+    for (i, step) in d.steps.iter().enumerate() {
+        if let StepKind::Parallel(p) = &step.kind {
+            for b in &p.branches {
+                chain(&b.steps, Some(i));
+            }
+        }
+    }
+    let mut edges: Vec<Vec<Edge>> = vec![Vec::new(); d.steps.len()];
+    let jump = |name: &Name, diags: &mut Diagnostics| -> Option<Target> {
+        let t = resolve_step(name, steps, diags)?;
+        if matches!(d.steps[t].kind, StepKind::Start(_)) {
+            diags.push(
+                Diagnostic::new(Code::BadStart, name.span, "no step can go back to the start")
+                    .label("jumps to the start")
+                    .help("the start is the sponsor's submission; to ask for a new version, use a `wait` step"),
+            );
+            return None;
+        }
+        Some(Target::Step(t))
+    };
+    for (i, step) in d.steps.iter().enumerate() {
+        let links = &d.links[i];
+        let explicit = links.goto.as_ref().and_then(|g| jump(g, diags));
+        let after = explicit.or(next[i]);
+        let mut falls_off = false;
+        let add = |edges: &mut Vec<Edge>, exit: Exit, to: Option<Target>, jumped: bool, falls: &mut bool| match to {
+            Some(to) => edges.push(Edge { exit, to, jump: jumped }),
+            None => *falls = true,
+        };
+        match &step.kind {
+            StepKind::End(_) => {}
+            StepKind::Gate(_) => {
+                for (w, goto) in links.when_gotos.iter().enumerate() {
+                    if let Some(t) = goto.as_ref().and_then(|g| jump(g, diags)) {
+                        edges[i].push(Edge { exit: Exit::When(w), to: t, jump: true });
+                    }
+                }
+                if let Some(t) = links.otherwise.as_ref().and_then(|g| jump(g, diags)) {
+                    edges[i].push(Edge { exit: Exit::Otherwise, to: t, jump: true });
+                }
+            }
+            StepKind::Parallel(p) => {
+                for (b, branch) in p.branches.iter().enumerate() {
+                    if let Some(&first) = branch.steps.first() {
+                        edges[i].push(Edge { exit: Exit::Branch(b), to: Target::Step(first), jump: false });
+                    }
+                }
+                add(&mut edges[i], Exit::Next, after, explicit.is_some(), &mut falls_off);
+            }
+            StepKind::Task(_) | StepKind::Call(_) if !step.outcomes().is_empty() => {
+                for (o, goto) in links.outcome_gotos.iter().enumerate() {
+                    let t = goto.as_ref().and_then(|g| jump(g, diags));
+                    let jumped = t.is_some() || explicit.is_some();
+                    if goto.is_some() && t.is_none() {
+                        continue; // unknown target, already reported
+                    }
+                    add(&mut edges[i], Exit::Outcome(o), t.or(after), jumped, &mut falls_off);
+                }
+            }
+            _ => add(&mut edges[i], Exit::Next, after, explicit.is_some(), &mut falls_off),
+        }
+        if let Some(t) = links.on_timeout.as_ref().and_then(|g| jump(g, diags)) {
+            edges[i].push(Edge { exit: Exit::Timeout, to: t, jump: true });
+        }
+        if falls_off && (links.goto.is_none() || explicit.is_some()) {
+            diags.push(
+                Diagnostic::new(
+                    Code::FallsOffEnd,
+                    links.id.as_ref().map_or(step.span, |n| n.span),
+                    format!("nothing comes after `{}`", step.id),
+                )
+                .label("the process would run past its last step here")
+                .help("add an `end` step after it, or goto=\"step-id\""),
+            );
+        }
+        if let StepKind::End(_) = step.kind
+            && let Some(scope) = step.scope
+        {
+            diags.push(
+                Diagnostic::new(
+                    Code::EndInBranch,
+                    links.id.as_ref().map_or(step.span, |n| n.span),
+                    "a parallel branch cannot end the process",
+                )
+                .label("end inside a branch")
+                .related(
+                    d.links[scope.parallel].id.as_ref().map_or(Span::default(), |n| n.span),
+                    "the parallel block",
+                )
+                .help("let the branch finish, and put a gate after the parallel block that goes to the end"),
+            );
+        }
+    }
+    Flow { edges }
+}
+
+/// Checks the names a condition reads, and records which steps it reads for G0103.
+fn check_condition(
+    c: &Arc<Condition>,
+    reader: Option<StepIdx>,
+    d: &Draft,
+    steps: &HashMap<String, StepIdx>,
+    reads: &mut Vec<Read>,
+    diags: &mut Diagnostics,
+) {
+    for (f, span) in c.functions() {
+        if !expr::FUNCTIONS.contains(&f.as_str()) && !expr::is_internal_function(&f) {
+            let n = Name { text: f.clone(), span };
+            diags.push(unknown(
+                Code::UnknownName,
+                "function",
+                &n,
+                expr::FUNCTIONS,
+                "see docs/definition-language.md#conditions",
+            ));
+        }
+    }
+    for r in c.references() {
+        let root = Name { text: r.path[0].clone(), span: r.span };
+        let Some(&si) = steps.get(&r.path[0]) else {
+            let known: Vec<&str> = steps.keys().map(String::as_str).collect();
+            diags.push(unknown(
+                Code::UnknownName,
+                "name",
+                &root,
+                &sorted(known),
+                "a condition reads steps: step.outcome, step.count or step.field",
+            ));
+            continue;
+        };
+        let step = &d.steps[si];
+        let Some(member) = r.path.get(1) else {
+            diags.push(
+                Diagnostic::new(Code::UnknownName, r.span, format!("`{}` is a step, not a value", step.id))
+                    .label("a step")
+                    .help(format!(
+                        "read one of its values: {}.outcome, {}.count or {}.<field>",
+                        step.id, step.id, step.id
+                    )),
+            );
+            continue;
+        };
+        let mut members: Vec<&str> = vec!["count"];
+        if !step.outcomes().is_empty() {
+            members.push("outcome");
+        }
+        if let Some(f) = step.form() {
+            members.extend(f.fields.iter().map(|x| x.id.as_str()));
+        }
+        if !members.contains(&member.as_str()) {
+            let mut diag = Diagnostic::new(
+                Code::UnknownField,
+                r.span,
+                format!("step `{}` has no field `{member}`", step.id),
+            )
+            .label("no such field")
+            .help(match did_you_mean(member, members.iter().copied()) {
+                Some(s) => format!("did you mean `{}.{s}`?", step.id),
+                None => format!("`{}` has: {}", step.id, list(&members)),
+            });
+            if member == "outcome" {
+                diag = diag.help(format!(
+                    "`{}` is a {} step with no outcomes; only tasks and calls with `outcome` nodes have one",
+                    step.id,
+                    step.kind_name()
+                ));
+            }
+            diags.push(diag);
+            continue;
+        }
+        reads.push(Read {
+            reader,
+            step: si,
+            span: r.span,
+            guarded: r.guarded,
+            count: member == "count",
+            optional_field: step
+                .form()
+                .and_then(|f| f.field(member))
+                .is_some_and(|f| !f.required && f.ty != FieldType::YesNo),
+        });
+        if r.path.len() > 2 {
+            diags.push(
+                Diagnostic::new(
+                    Code::UnknownField,
+                    r.span,
+                    format!("`{}.{member}` has no parts", step.id),
+                )
+                .label("too many dots")
+                .help(format!("read `{}.{member}` itself", step.id)),
+            );
+            continue;
+        }
+        if member == "outcome" {
+            let outcomes: Vec<&str> = step.outcomes().iter().map(|o| o.id.as_str()).collect();
+            for (lit, span) in &r.compared_with {
+                if !outcomes.contains(&lit.as_str()) {
+                    let n = Name { text: lit.clone(), span: *span };
+                    diags.push(unknown(
+                        Code::UnknownOutcome,
+                        &format!("outcome of `{}`", step.id),
+                        &n,
+                        &outcomes,
+                        "",
+                    ));
+                }
+            }
+        } else if let Some(field) = step.form().and_then(|f| f.field(member)) {
+            for (lit, span) in &r.compared_with {
+                match field.ty {
+                    FieldType::Choice if !field.options.iter().any(|o| &o.value == lit) => {
+                        let opts: Vec<&str> = field.options.iter().map(|o| o.value.as_str()).collect();
+                        let n = Name { text: lit.clone(), span: *span };
+                        diags.push(unknown(
+                            Code::InvalidValue,
+                            &format!("option of `{}.{}`", step.id, field.id),
+                            &n,
+                            &opts,
+                            "",
+                        ));
+                    }
+                    FieldType::YesNo | FieldType::Number => diags.push(
+                        Diagnostic::new(
+                            Code::InvalidValue,
+                            *span,
+                            format!(
+                                "`{}.{}` is a {} field, compared here with a string",
+                                step.id,
+                                field.id,
+                                field.ty.as_str()
+                            ),
+                        )
+                        .label("a string")
+                        .help(if field.ty == FieldType::YesNo {
+                            "yes-no fields are booleans: write `step.field` or `!step.field`"
+                        } else {
+                            "compare numbers with numbers, e.g. demande.budget > 10000"
+                        }),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn check_timing(step: &Step, i: StepIdx, d: &Draft, diags: &mut Diagnostics) {
+    let StepKind::Task(t) = &step.kind else { return };
+    let at = d.links[i].id.as_ref().map_or(step.span, |n| n.span);
+    match (&t.due, &t.remind) {
+        (None, _) => diags.push(
+            Diagnostic::new(Code::NoDeadline, at, format!("task `{}` has no deadline", step.id))
+                .label("no `due`")
+                .help("add due=\"P15D\": deadlines drive reminders and the deadline-breach indicator"),
+        ),
+        (Some(due), Some(remind)) if crate::lower::longer(remind, due) => diags.push(
+            Diagnostic::new(
+                Code::ReminderAfterDeadline,
+                d.links[i].timing_spans.get(1).copied().unwrap_or(at),
+                format!("the reminder ({remind} before the deadline) is not shorter than the deadline ({due})"),
+            )
+            .label("reminder too early")
+            .help("remind is counted back from the deadline: make it shorter than due"),
+        ),
+        _ => {}
+    }
+    if t.remind.is_some() && t.due.is_none() {
+        diags.push(
+            Diagnostic::new(Code::ReminderAfterDeadline, at, "a reminder without a deadline is never sent")
+                .label("remind without due")
+                .help("add due=\"...\"; remind is counted back from it"),
+        );
+    }
+    if let (Some(due), Some(esc)) = (&t.due, &t.escalation)
+        && crate::lower::longer(due, &esc.after)
+        && due != &esc.after
+    {
+        diags.push(
+            Diagnostic::new(
+                Code::ReminderAfterDeadline,
+                d.links[i].timing_spans.last().copied().unwrap_or(at),
+                format!("the task escalates ({}) before its deadline ({due})", esc.after),
+            )
+            .label("escalates before the deadline")
+            .help("escalation is counted from the task's creation: make `after` at least `due`"),
+        );
+    }
+}
+
+const KPI_KINDS: &[&str] = &["duration", "count", "ratio", "sum", "mean"];
+
+fn resolve_kpis(
+    d: &Draft,
+    steps: &HashMap<String, StepIdx>,
+    _src: &str,
+    reads: &mut Vec<Read>,
+    diags: &mut Diagnostics,
+) -> Vec<Kpi> {
+    let mut out: Vec<Kpi> = Vec::new();
+    let count_ids: Vec<&str> = d
+        .kpis
+        .iter()
+        .filter(|k| k.kind.as_ref().is_some_and(|n| n.text == "count"))
+        .map(|k| k.id.text.as_str())
+        .collect();
+    for k in &d.kpis {
+        if let Some(first) = out.iter().find(|x| x.id == k.id.text) {
+            diags.push(
+                Diagnostic::new(Code::DuplicateId, k.id.span, format!("indicator `{}` is declared twice", k.id.text))
+                    .label("again here")
+                    .related(first.span, "first here")
+                    .help("rename one"),
+            );
+            continue;
+        }
+        let Some(kind) = &k.kind else { continue };
+        let Some(kind_name) = crate::schema::pick(
+            kind,
+            "indicator kind",
+            &[("duration", 0), ("count", 1), ("ratio", 2), ("sum", 3), ("mean", 4)],
+            diags,
+        ) else {
+            continue;
+        };
+        let kind_name = KPI_KINDS[kind_name];
+        let p = &k.props;
+        let allowed: &[&str] = match kind_name {
+            "duration" => &["from", "to"],
+            "count" => &["step", "each", "when", "result"],
+            "ratio" => &["of", "per"],
+            _ => &["field"],
+        };
+        let given: [(&str, Option<Span>); 9] = [
+            ("from", p.from.as_ref().map(|n| n.span)),
+            ("to", p.to.as_ref().map(|n| n.span)),
+            ("step", p.step.as_ref().map(|n| n.span)),
+            ("each", p.each.then_some(k.id.span)),
+            ("when", p.when.as_ref().map(|c| c.span)),
+            ("result", p.result.map(|_| k.id.span)),
+            ("of", p.of.as_ref().map(|n| n.span)),
+            ("per", p.per.as_ref().map(|n| n.span)),
+            ("field", p.field.as_ref().map(|n| n.span)),
+        ];
+        for (name, span) in given {
+            if let Some(span) = span
+                && !allowed.contains(&name)
+            {
+                diags.push(
+                    Diagnostic::new(
+                        Code::UnknownProperty,
+                        span,
+                        format!("a {kind_name} indicator has no `{name}`"),
+                    )
+                    .label("not used by this kind")
+                    .help(format!("a {kind_name} indicator takes: {}", allowed.join(", "))),
+                );
+            }
+        }
+        let need = |n: &Option<Name>, key: &str, example: &str, diags: &mut Diagnostics| {
+            if n.is_none() {
+                diags.push(
+                    Diagnostic::new(Code::Missing, k.id.span, format!("a {kind_name} indicator needs `{key}`"))
+                        .label(format!("`{key}` missing"))
+                        .help(format!("add {key}={example}")),
+                );
+            }
+        };
+        let step_of = |n: &Option<Name>, diags: &mut Diagnostics| n.as_ref().and_then(|n| resolve_step(n, steps, diags));
+        let number_field = |n: &Option<Name>, diags: &mut Diagnostics| {
+            let n = n.as_ref()?;
+            let (s, f) = resolve_field_ref(n, d, steps, diags)?;
+            let ty = d.steps[s].form().and_then(|x| x.field(&f)).map(|x| x.ty);
+            if ty != Some(FieldType::Number) {
+                diags.push(
+                    Diagnostic::new(Code::InvalidValue, n.span, format!("`{}` is not a number field", n.text))
+                        .label("not a number")
+                        .help("sums and means are over fields with type=\"number\""),
+                );
+                return None;
+            }
+            Some((s, f))
+        };
+        let kpi_kind = match kind_name {
+            "duration" => {
+                need(&p.from, "from", "\"demande\"", diags);
+                need(&p.to, "to", "\"signature\"", diags);
+                match (step_of(&p.from, diags), step_of(&p.to, diags)) {
+                    (Some(from), Some(to)) => Some(KpiKind::Duration { from, to }),
+                    _ => None,
+                }
+            }
+            "count" => {
+                let n = usize::from(p.step.is_some()) + usize::from(p.when.is_some()) + usize::from(p.result.is_some());
+                if n != 1 {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::Missing,
+                            k.id.span,
+                            "a count indicator needs exactly one of `step`, `when` or `result`",
+                        )
+                        .label(if n == 0 { "nothing to count" } else { "several things to count" })
+                        .help("e.g. step=\"signature\", when=\"suivi.litige\" or result=\"accepted\""),
+                    );
+                }
+                if let Some(c) = &p.when {
+                    check_condition(c, None, d, steps, reads, diags);
+                }
+                let step = step_of(&p.step, diags);
+                if p.each && p.step.is_none() {
+                    diags.push(
+                        Diagnostic::new(Code::InvalidValue, k.id.span, "`each` counts visits of a step, and there is no `step`")
+                            .label("each without step")
+                            .help("add step=\"...\" or remove each"),
+                    );
+                }
+                (n == 1 && (p.step.is_none() || step.is_some())).then(|| KpiKind::Count {
+                    step,
+                    each: p.each,
+                    when: p.when.clone(),
+                    result: p.result,
+                })
+            }
+            "ratio" => {
+                need(&p.of, "of", "\"revisions\"", diags);
+                need(&p.per, "per", "\"contrats\"", diags);
+                let mut ok = true;
+                for n in [&p.of, &p.per].into_iter().flatten() {
+                    if !count_ids.contains(&n.text.as_str()) {
+                        ok = false;
+                        diags.push(unknown(
+                            Code::UnknownKpi,
+                            "count indicator",
+                            n,
+                            &count_ids,
+                            "a ratio divides two count indicators of this process",
+                        ));
+                    }
+                }
+                match (&p.of, &p.per) {
+                    (Some(of), Some(per)) if ok => Some(KpiKind::Ratio { of: of.text.clone(), per: per.text.clone() }),
+                    _ => None,
+                }
+            }
+            _ => {
+                need(&p.field, "field", "\"contrat.montant\"", diags);
+                number_field(&p.field, diags).map(|(step, field)| {
+                    if kind_name == "sum" {
+                        KpiKind::Sum { step, field }
+                    } else {
+                        KpiKind::Mean { step, field }
+                    }
+                })
+            }
+        };
+        let target = k.target.as_ref().and_then(|t| kpi_target(k, kind_name, t, diags));
+        if let Some(kind) = kpi_kind {
+            out.push(Kpi {
+                id: k.id.text.clone(),
+                span: k.id.span,
+                title: k.title.clone(),
+                block: k.block,
+                kind,
+                target,
+            });
+        }
+    }
+    out
+}
+
+fn kpi_target(k: &KpiDraft, kind: &str, t: &Name, diags: &mut Diagnostics) -> Option<KpiTarget> {
+    let value = if kind == "duration" {
+        TargetValue::Duration(crate::schema::parse_duration(t, diags)?)
+    } else {
+        match t.text.parse::<f64>() {
+            Ok(v) if v.is_finite() => TargetValue::Number(v),
+            _ => {
+                diags.push(
+                    Diagnostic::new(Code::WrongType, t.span, format!("the target of a {kind} indicator is a number"))
+                        .label("not a number")
+                        .help("e.g. target=0.2 or target=50"),
+                );
+                return None;
+            }
+        }
+    };
+    let lower_is_better = match (k.better, kind) {
+        (Some(b), _) => b,
+        (None, "duration") => true,
+        (None, _) => {
+            diags.push(
+                Diagnostic::new(Code::Missing, t.span, "say whether lower or higher is better")
+                    .label("target without direction")
+                    .help("add better=\"lower\" (e.g. a revision rate) or better=\"higher\" (e.g. a number of contracts)"),
+            );
+            return None;
+        }
+    };
+    Some(KpiTarget { value, lower_is_better })
+}
