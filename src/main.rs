@@ -1,1 +1,241 @@
-fn main() {}
+//! The `guichet` command line: glue between the crates, nothing else.
+//!
+//! Exit codes follow compilers: 0 when all is well, 1 when a definition has diagnostics,
+//! 2 when the command could not run at all (missing file, bad arguments).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use guichet_definitions::{self as definitions, Severity, diagnostic};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "guichet",
+    version,
+    about = "A workflow engine for health-data access desks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check process definitions and report every problem found.
+    Check {
+        /// Definition files (.kdl).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Treat warnings as errors (exit code 1).
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Colour in text output.
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
+    },
+    /// Draw a process definition.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Svg)]
+        format: GraphFormat,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Run the desk. (For now: loads the shipped desk models and lists them; the web server
+    /// arrives with the engine and web crates.)
+    Serve,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Svg,
+    Dot,
+    Mermaid,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check {
+            files,
+            format,
+            deny_warnings,
+            color,
+        } => check(&files, format, deny_warnings, color),
+        Command::Graph {
+            file,
+            format,
+            output,
+        } => graph(&file, format, output.as_deref()),
+        Command::Serve => serve(),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("guichet: cannot read {}: {e}", path.display()))
+}
+
+fn check(files: &[PathBuf], format: Format, deny_warnings: bool, color: Color) -> ExitCode {
+    let color = match color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let mut failed = false;
+    let mut could_not_run = false;
+    let mut json = Vec::new();
+    let mut summary = (0usize, 0usize);
+    for path in files {
+        let bytes = match read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                could_not_run = true;
+                continue;
+            }
+        };
+        let checked = definitions::load_bytes(&bytes);
+        let name = path.display().to_string();
+        let source = String::from_utf8_lossy(&bytes);
+        let errors = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        let warnings = checked.diagnostics.len() - errors;
+        summary.0 += errors;
+        summary.1 += warnings;
+        if errors > 0 || (deny_warnings && warnings > 0) {
+            failed = true;
+        }
+        match format {
+            Format::Text => {
+                eprint!("{}", diagnostic::render(&checked.diagnostics, &name, &source, color));
+                if let Some(p) = &checked.process {
+                    println!(
+                        "{name}: ok, process \"{}\" version {} ({} steps, {} roles, {} indicators)",
+                        p.name,
+                        p.version,
+                        p.steps.len(),
+                        p.roles.len(),
+                        p.kpis.len()
+                    );
+                }
+            }
+            Format::Json => json.push(serde_json::json!({
+                "file": name,
+                "ok": checked.process.is_some(),
+                "diagnostics": checked.diagnostics.iter().map(|d| d.to_json(&name, &source)).collect::<Vec<_>>(),
+            })),
+        }
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::Value::Array(json)),
+        Format::Text if summary.0 + summary.1 > 0 => {
+            eprintln!("{} error(s), {} warning(s)", summary.0, summary.1);
+        }
+        Format::Text => {}
+    }
+    if could_not_run {
+        ExitCode::from(2)
+    } else if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn graph(file: &Path, format: GraphFormat, output: Option<&Path>) -> ExitCode {
+    let bytes = match read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let checked = definitions::load_bytes(&bytes);
+    let Some(process) = checked.process else {
+        let name = file.display().to_string();
+        eprint!(
+            "{}",
+            diagnostic::render(
+                &checked.diagnostics,
+                &name,
+                &String::from_utf8_lossy(&bytes),
+                false
+            )
+        );
+        eprintln!("guichet: {name} has errors; fix them to draw it (see `guichet check`)");
+        return ExitCode::from(1);
+    };
+    let drawing = match format {
+        GraphFormat::Svg => definitions::graph::svg(&process),
+        GraphFormat::Dot => definitions::graph::dot(&process),
+        GraphFormat::Mermaid => definitions::graph::mermaid(&process),
+    };
+    let written = match output {
+        Some(path) => std::fs::write(path, drawing)
+            .map_err(|e| format!("guichet: cannot write {}: {e}", path.display())),
+        None => std::io::stdout()
+            .write_all(drawing.as_bytes())
+            .map_err(|e| format!("guichet: cannot write the drawing: {e}")),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve() -> ExitCode {
+    println!("guichet {}: desk models loaded", env!("CARGO_PKG_VERSION"));
+    let mut ok = true;
+    for (file, source) in definitions::models::ALL {
+        let checked = definitions::load(source);
+        match checked.process {
+            Some(p) => println!(
+                "  {:<28} {} (v{}, {} steps, {} indicators)",
+                p.name,
+                p.title,
+                p.version,
+                p.steps.len(),
+                p.kpis.len()
+            ),
+            None => {
+                ok = false;
+                eprint!(
+                    "{}",
+                    diagnostic::render(&checked.diagnostics, file, source, false)
+                );
+            }
+        }
+    }
+    println!(
+        "The web server is not built yet: see the open issues on the engine and the web application."
+    );
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -47,7 +47,9 @@ impl Graph {
         }
         let first_of_branch = |p: StepIdx, b: usize| -> Option<StepIdx> {
             match &d.steps[p].kind {
-                StepKind::Parallel(par) => par.branches.get(b).and_then(|br| br.steps.first().copied()),
+                StepKind::Parallel(par) => {
+                    par.branches.get(b).and_then(|br| br.steps.first().copied())
+                }
                 _ => None,
             }
         };
@@ -58,7 +60,10 @@ impl Graph {
                 } else {
                     node(i)
                 };
-                if serial && let Exit::Branch(b) = e.exit && b > 0 {
+                if serial
+                    && let Exit::Branch(b) = e.exit
+                    && b > 0
+                {
                     continue;
                 }
                 let to = match e.to {
@@ -160,7 +165,9 @@ pub(crate) fn analyse(d: &Draft, flow: &Flow, reads: &[Read], diags: &mut Diagno
         if !reachable[n0.index()] || can_end[n0.index()] {
             continue;
         }
-        let closed = scc.iter().all(|&n| g.neighbors(n).all(|s| scc_of[s.index()] == k));
+        let closed = scc
+            .iter()
+            .all(|&n| g.neighbors(n).all(|s| scc_of[s.index()] == k));
         let is_loop = scc.len() > 1 || g.neighbors(n0).any(|s| s == n0);
         if closed && is_loop {
             for &n in scc {
@@ -174,7 +181,8 @@ pub(crate) fn analyse(d: &Draft, flow: &Flow, reads: &[Read], diags: &mut Diagno
                 )
                 .label("once here, the request can never end")
                 .help("give one of the loop's gates or outcomes a path that leaves the loop");
-                let mut members: Vec<StepIdx> = scc.iter().filter_map(|&n| graph.step_of(n)).collect();
+                let mut members: Vec<StepIdx> =
+                    scc.iter().filter_map(|&n| graph.step_of(n)).collect();
                 members.sort_unstable();
                 for &m in members.iter().filter(|&&m| m != i).take(4) {
                     diag = diag.related(id_span(m), "part of the loop");
@@ -190,7 +198,8 @@ pub(crate) fn analyse(d: &Draft, flow: &Flow, reads: &[Read], diags: &mut Diagno
             continue;
         }
         let choice_point = i == 0
-            || g.neighbors_directed(n, Direction::Incoming).any(|p| can_end[p.index()]);
+            || g.neighbors_directed(n, Direction::Incoming)
+                .any(|p| can_end[p.index()]);
         if choice_point {
             diags.push(
                 Diagnostic::new(
@@ -270,7 +279,12 @@ fn check_jumps(d: &Draft, flow: &Flow, diags: &mut Diagnostics) {
 fn goto_span(d: &Draft, i: StepIdx, exit: Exit) -> Option<crate::diagnostic::Span> {
     let l = &d.links[i];
     let name = match exit {
-        Exit::Outcome(o) => l.outcome_gotos.get(o).cloned().flatten().or_else(|| l.goto.clone()),
+        Exit::Outcome(o) => l
+            .outcome_gotos
+            .get(o)
+            .cloned()
+            .flatten()
+            .or_else(|| l.goto.clone()),
         Exit::When(w) => l.when_gotos.get(w).cloned().flatten(),
         Exit::Otherwise => l.otherwise.clone(),
         Exit::Timeout => l.on_timeout.clone(),
@@ -280,7 +294,13 @@ fn goto_span(d: &Draft, i: StepIdx, exit: Exit) -> Option<crate::diagnostic::Spa
 }
 
 /// G0103: a gate reads a step's data on a path where that step may not have run.
-fn check_reads(d: &Draft, flow: &Flow, reads: &[Read], reachable: &[bool], diags: &mut Diagnostics) {
+fn check_reads(
+    d: &Draft,
+    flow: &Flow,
+    reads: &[Read],
+    reachable: &[bool],
+    diags: &mut Diagnostics,
+) {
     let serial = Graph::build(d, flow, true);
     let dom = dominators::simple_fast(&serial.g, node(0));
     for r in reads {
@@ -293,9 +313,10 @@ fn check_reads(d: &Draft, flow: &Flow, reads: &[Read], reachable: &[bool], diags
             .is_some_and(|mut it| it.any(|n| n == node(r.step)));
         let a = scopes(d, r.step);
         let b = scopes(d, reader);
-        let siblings = a
-            .iter()
-            .any(|x| b.iter().any(|y| x.parallel == y.parallel && x.branch != y.branch));
+        let siblings = a.iter().any(|x| {
+            b.iter()
+                .any(|y| x.parallel == y.parallel && x.branch != y.branch)
+        });
         if !dominates || siblings {
             diags.push(
                 Diagnostic::new(

@@ -327,8 +327,7 @@ impl Diagnostics {
 
     pub fn into_vec(mut self) -> Vec<Diagnostic> {
         // Source order, then code, so output is stable and reads top to bottom.
-        self.items
-            .sort_by(|a, b| (a.span.offset, a.code).cmp(&(b.span.offset, b.code)));
+        self.items.sort_by_key(|d| (d.span.offset, d.code));
         self.items.dedup();
         self.items
     }

@@ -60,9 +60,7 @@ impl FromStr for IsoDuration {
             .strip_prefix('P')
             .ok_or_else(|| ParseError(format!("a duration starts with \"P\"; {expected}")))?;
         if rest.is_empty() || rest == "T" {
-            return Err(ParseError(format!(
-                "\"{s}\" has no amount; {expected}"
-            )));
+            return Err(ParseError(format!("\"{s}\" has no amount; {expected}")));
         }
         let mut d = IsoDuration::default();
         let mut in_time = false;
@@ -76,7 +74,9 @@ impl FromStr for IsoDuration {
             }
             if c == 'T' {
                 if in_time || !number.is_empty() {
-                    return Err(ParseError(format!("misplaced \"T\" in \"{s}\"; {expected}")));
+                    return Err(ParseError(format!(
+                        "misplaced \"T\" in \"{s}\"; {expected}"
+                    )));
                 }
                 in_time = true;
                 continue;
@@ -127,7 +127,9 @@ impl FromStr for IsoDuration {
             )));
         }
         if in_time && last < 5 {
-            return Err(ParseError(format!("\"{s}\" has \"T\" but no time after it")));
+            return Err(ParseError(format!(
+                "\"{s}\" has \"T\" but no time after it"
+            )));
         }
         Ok(d)
     }
@@ -172,7 +174,9 @@ mod tests {
         assert_eq!(d.days, 15);
         let d: IsoDuration = "P1Y2M3W4DT5H6M7S".parse().unwrap();
         assert_eq!(
-            (d.years, d.months, d.weeks, d.days, d.hours, d.minutes, d.seconds),
+            (
+                d.years, d.months, d.weeks, d.days, d.hours, d.minutes, d.seconds
+            ),
             (1, 2, 3, 4, 5, 6, 7)
         );
         let d: IsoDuration = "PT48H".parse().unwrap();
@@ -184,8 +188,22 @@ mod tests {
     #[test]
     fn rejects_bad_forms_with_a_reason() {
         for bad in [
-            "", "15D", "P", "PT", "P15", "PD", "P1H", "P1D1D", "P1D2Y", "P1.5D", "P-1D",
-            "P99999999999D", "PT1D", "P1DT", "P1X", "p1d",
+            "",
+            "15D",
+            "P",
+            "PT",
+            "P15",
+            "PD",
+            "P1H",
+            "P1D1D",
+            "P1D2Y",
+            "P1.5D",
+            "P-1D",
+            "P99999999999D",
+            "PT1D",
+            "P1DT",
+            "P1X",
+            "p1d",
         ] {
             let err = bad.parse::<IsoDuration>().unwrap_err();
             assert!(!err.0.is_empty(), "{bad}");

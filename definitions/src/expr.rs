@@ -230,10 +230,9 @@ pub fn mangle(text: &str) -> String {
 }
 
 fn span_of(program: &Program, id: u64, base: usize) -> Option<Span> {
-    program
-        .source_info()
-        .offset_for(id)
-        .map(|(start, stop)| Span::new(base + start as usize, (stop.saturating_sub(start)) as usize))
+    program.source_info().offset_for(id).map(|(start, stop)| {
+        Span::new(base + start as usize, (stop.saturating_sub(start)) as usize)
+    })
 }
 
 /// The id of the identifier at the root of a name path (`a` in `a.b.c`).
@@ -253,7 +252,9 @@ fn path_span(program: &Program, e: &Expr, id: u64, base: usize) -> Span {
     let src = program.source_info().source.as_bytes();
     let from = start.offset - base;
     let mut end = from;
-    while end < src.len() && (src[end].is_ascii_alphanumeric() || src[end] == b'_' || src[end] == b'.') {
+    while end < src.len()
+        && (src[end].is_ascii_alphanumeric() || src[end] == b'_' || src[end] == b'.')
+    {
         end += 1;
     }
     Span::new(start.offset, end - from)
@@ -353,9 +354,7 @@ fn walk(
             // Comparisons of a name with strings: record the strings on the reference.
             if matches!(f, "_==_" | "_!=_" | "@in") && call.args.len() == 2 {
                 let (a, b) = (&call.args[0], &call.args[1]);
-                for (name_side, lit_side, allow_list) in
-                    [(a, b, f == "@in"), (b, a, false)]
-                {
+                for (name_side, lit_side, allow_list) in [(a, b, f == "@in"), (b, a, false)] {
                     if let Some(path) = path_of(&name_side.expr) {
                         if bound.contains(&path[0]) {
                             continue;
@@ -402,7 +401,15 @@ fn walk(
                 });
                 return;
             }
-            walk(program, &sel.operand.expr, sel.operand.id, bound, out, base, text);
+            walk(
+                program,
+                &sel.operand.expr,
+                sel.operand.id,
+                bound,
+                out,
+                base,
+                text,
+            );
         }
         Expr::List(list) => {
             for el in &list.elements {
@@ -425,7 +432,15 @@ fn walk(
             }
         }
         Expr::Comprehension(c) => {
-            walk(program, &c.iter_range.expr, c.iter_range.id, bound, out, base, text);
+            walk(
+                program,
+                &c.iter_range.expr,
+                c.iter_range.id,
+                bound,
+                out,
+                base,
+                text,
+            );
             let pushed = 2 + usize::from(c.iter_var2.is_some());
             bound.push(c.iter_var.clone());
             bound.push(c.accu_var.clone());
@@ -484,7 +499,13 @@ fn collect_calls(program: &Program, e: &Expr, id: u64, base: usize, out: &mut Ve
         }
         Expr::Comprehension(c) => {
             // Macros (all, exists, map...) expand to comprehensions; their bodies may call.
-            for part in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+            for part in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
                 collect_calls(program, &part.expr, part.id, base, out);
             }
         }
@@ -500,7 +521,6 @@ fn out_push(out: &mut Vec<(String, Span)>, f: &str, span: Option<Span>) {
 pub(crate) fn is_internal_function(name: &str) -> bool {
     name.starts_with('_') || name.starts_with('@') || name == "!_" || name == "-_"
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -521,7 +541,10 @@ mod tests {
         assert_eq!(mangle("a - b"), "a - b");
         assert_eq!(mangle("x-1"), "x-1");
         assert_eq!(mangle("1e-5"), "1e-5");
-        assert_eq!(mangle("faisabilite-juridique.outcome"), "faisabilite_juridique.outcome");
+        assert_eq!(
+            mangle("faisabilite-juridique.outcome"),
+            "faisabilite_juridique.outcome"
+        );
         assert_eq!(mangle(r#""a-b" + c-d"#), r#""a-b" + c_d"#);
         assert_eq!(mangle("'''a-b''' + c-d"), "'''a-b''' + c_d");
     }
@@ -548,13 +571,22 @@ mod tests {
         let c = compile(text, Span::new(10, text.len())).unwrap();
         let r = c.references();
         assert_eq!(r.len(), 3);
-        assert_eq!(r[0].compared_with.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["ok"]);
+        assert_eq!(
+            r[0].compared_with
+                .iter()
+                .map(|x| x.0.as_str())
+                .collect::<Vec<_>>(),
+            ["ok"]
+        );
         assert_eq!(r[1].compared_with.len(), 2);
         assert_eq!(r[2].path, ["b", "c"]);
         let (lit, span) = &r[0].compared_with[0];
         assert_eq!(lit, "ok");
         assert_eq!(&text[span.offset - 10..span.end() - 10], "'ok'");
-        assert_eq!(&text[r[0].span.offset - 10..r[0].span.end() - 10], "a.outcome");
+        assert_eq!(
+            &text[r[0].span.offset - 10..r[0].span.end() - 10],
+            "a.outcome"
+        );
     }
 
     #[test]
@@ -569,12 +601,19 @@ mod tests {
     fn parse_errors_point_inside_the_text() {
         let errs = compile("a.outcome == ", Span::new(100, 13)).unwrap_err();
         assert!(!errs.is_empty());
-        assert!(errs.iter().all(|e| e.span.offset >= 100 && e.span.offset <= 113));
+        assert!(
+            errs.iter()
+                .all(|e| e.span.offset >= 100 && e.span.offset <= 113)
+        );
     }
 
     #[test]
     fn functions_are_listed() {
-        let c = compile("size(a.b) > 2 && a.c.startsWith('x') && foo(1)", Span::new(0, 10)).unwrap();
+        let c = compile(
+            "size(a.b) > 2 && a.c.startsWith('x') && foo(1)",
+            Span::new(0, 10),
+        )
+        .unwrap();
         let names: Vec<_> = c.functions().into_iter().map(|f| f.0).collect();
         assert_eq!(names, ["size", "startsWith", "foo"]);
     }
@@ -608,7 +647,10 @@ mod tests {
                 "{text}"
             );
             for (f, _) in c.functions() {
-                assert!(FUNCTIONS.contains(&f.as_str()) || is_internal_function(&f), "{f}");
+                assert!(
+                    FUNCTIONS.contains(&f.as_str()) || is_internal_function(&f),
+                    "{f}"
+                );
             }
         }
     }

@@ -21,6 +21,7 @@ pub mod expr;
 pub mod graph;
 pub mod limits;
 pub mod model;
+pub mod models;
 pub mod templates;
 
 mod analysis;
@@ -64,7 +65,10 @@ pub fn load_bytes(bytes: &[u8]) -> Checked {
                 Diagnostic::new(
                     Code::NotUtf8,
                     Span::new(e.valid_up_to(), 0),
-                    format!("the file is not UTF-8 text (invalid byte at offset {})", e.valid_up_to()),
+                    format!(
+                        "the file is not UTF-8 text (invalid byte at offset {})",
+                        e.valid_up_to()
+                    ),
                 )
                 .label("invalid UTF-8")
                 .help("save the file as UTF-8 (the default of modern editors)"),
@@ -104,7 +108,10 @@ pub fn load(source: &str) -> Checked {
             Diagnostic::new(
                 Code::TooDeep,
                 Span::new(at, 1),
-                format!("blocks are nested {depth} deep, more than the limit of {}", limits::MAX_DEPTH),
+                format!(
+                    "blocks are nested {depth} deep, more than the limit of {}",
+                    limits::MAX_DEPTH
+                ),
             )
             .label("too deep from here")
             .help("a process needs a handful of levels; check for unbalanced braces"),
@@ -133,7 +140,10 @@ pub fn load(source: &str) -> Checked {
             Diagnostic::new(
                 Code::TooManyNodes,
                 Span::new(0, 0),
-                format!("the file has {count} nodes, more than the limit of {}", limits::MAX_NODES),
+                format!(
+                    "the file has {count} nodes, more than the limit of {}",
+                    limits::MAX_NODES
+                ),
             )
             .label("too many nodes")
             .help("split the desk into smaller processes"),
@@ -144,17 +154,20 @@ pub fn load(source: &str) -> Checked {
     let resolved = resolve::resolve(&draft, source, &mut diags);
     // Graph analysis only on a flow whose references all resolved: otherwise a missing edge
     // would show up again as "unreachable" or "no end", hiding the real mistake.
-    let flow_intact = !diags_have(&diags, &[
-        Code::UnknownStep,
-        Code::BadStart,
-        Code::Missing,
-        Code::InvalidId,
-        Code::DuplicateId,
-        Code::EmptyBlock,
-        Code::UnknownNode,
-        Code::WrongType,
-        Code::FallsOffEnd,
-    ]);
+    let flow_intact = !diags_have(
+        &diags,
+        &[
+            Code::UnknownStep,
+            Code::BadStart,
+            Code::Missing,
+            Code::InvalidId,
+            Code::DuplicateId,
+            Code::EmptyBlock,
+            Code::UnknownNode,
+            Code::WrongType,
+            Code::FallsOffEnd,
+        ],
+    );
     if flow_intact {
         analysis::analyse(&draft, &resolved.flow, &resolved.reads, &mut diags);
     }
@@ -188,7 +201,9 @@ fn finish(diags: Diagnostics, process: Option<Process>) -> Checked {
 }
 
 fn diags_have(diags: &Diagnostics, codes: &[Code]) -> bool {
-    diags.iter().any(|d| d.is_error() && codes.contains(&d.code))
+    diags
+        .iter()
+        .any(|d| d.is_error() && codes.contains(&d.code))
 }
 
 fn count_nodes(doc: &kdl::KdlDocument) -> usize {
@@ -218,5 +233,9 @@ fn deepest_brace(source: &str, depth: usize) -> usize {
 
 /// Step ids of a checked process by name (used by tests and tools).
 pub fn step_ids(p: &Process) -> HashMap<&str, usize> {
-    p.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect()
+    p.steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect()
 }

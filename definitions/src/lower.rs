@@ -123,9 +123,13 @@ pub(crate) fn lower(doc: &KdlDocument, src: &str, diags: &mut Diagnostics) -> Dr
     let nodes = doc.nodes();
     let Some(process) = nodes.first() else {
         diags.push(
-            Diagnostic::new(Code::Missing, Span::new(0, src.len().min(1)), "the file is empty")
-                .label("no process here")
-                .help("a definition is one `process \"name\" version=1 { ... }` node"),
+            Diagnostic::new(
+                Code::Missing,
+                Span::new(0, src.len().min(1)),
+                "the file is empty",
+            )
+            .label("no process here")
+            .help("a definition is one `process \"name\" version=1 { ... }` node"),
         );
         return d;
     };
@@ -164,13 +168,21 @@ pub(crate) fn lower(doc: &KdlDocument, src: &str, diags: &mut Diagnostics) -> Dr
 
     let Some(children) = process.children() else {
         diags.push(
-            Diagnostic::new(Code::EmptyBlock, name_span(process), "the process has no steps")
-                .label("empty process")
-                .help("add a block with a start step, tasks and an end"),
+            Diagnostic::new(
+                Code::EmptyBlock,
+                name_span(process),
+                "the process has no steps",
+            )
+            .label("empty process")
+            .help("add a block with a start step, tasks and an end"),
         );
         return d;
     };
-    let mut lw = Lowerer { d: &mut d, diags, src };
+    let mut lw = Lowerer {
+        d: &mut d,
+        diags,
+        src,
+    };
     let mut seen_single: Vec<(&str, Span)> = Vec::new();
     for node in children.nodes() {
         let name = node_name(node);
@@ -261,9 +273,13 @@ impl Lowerer<'_> {
                 no_children(child, self.diags);
                 if p.args.is_empty() {
                     self.diags.push(
-                        Diagnostic::new(Code::Missing, name_span(child), "`member` needs an email address")
-                            .label("no address")
-                            .help("write member \"someone@example.org\""),
+                        Diagnostic::new(
+                            Code::Missing,
+                            name_span(child),
+                            "`member` needs an email address",
+                        )
+                        .label("no address")
+                        .help("write member \"someone@example.org\""),
                     );
                 }
                 for arg in &p.args {
@@ -276,7 +292,9 @@ impl Lowerer<'_> {
                                     format!("`{}` is not an email address", email.text),
                                 )
                                 .label("not an email address")
-                                .help("members are email addresses, e.g. \"juriste@hopital.example\""),
+                                .help(
+                                    "members are email addresses, e.g. \"juriste@hopital.example\"",
+                                ),
                             );
                         }
                         members.push(email.text);
@@ -403,10 +421,11 @@ impl Lowerer<'_> {
                 None
             }
         };
-        let when = p.string("when", self.diags).and_then(|n| self.condition(&n));
+        let when = p
+            .string("when", self.diags)
+            .and_then(|n| self.condition(&n));
         let result = p.choice("result", &EndResult::ALL, self.diags);
-        let better = p
-            .choice("better", &[("lower", true), ("higher", false)], self.diags);
+        let better = p.choice("better", &[("lower", true), ("higher", false)], self.diags);
         self.d.kpis.push(KpiDraft {
             title: p.string("title", self.diags).map(|n| n.text),
             block: p
@@ -440,9 +459,13 @@ impl Lowerer<'_> {
                 }),
                 _ => {
                     self.diags.push(
-                        Diagnostic::new(Code::WrongType, e.span().into(), "`target` must be a number or a duration")
-                            .label("expected a number or a duration")
-                            .help("e.g. target=\"P90D\" for a duration, target=0.2 for a ratio"),
+                        Diagnostic::new(
+                            Code::WrongType,
+                            e.span().into(),
+                            "`target` must be a number or a duration",
+                        )
+                        .label("expected a number or a duration")
+                        .help("e.g. target=\"P90D\" for a duration, target=0.2 for a ratio"),
                     );
                     None
                 }
@@ -457,10 +480,18 @@ impl Lowerer<'_> {
         condition(n, self.src, self.diags)
     }
 
-    fn new_step(&mut self, node: &KdlNode, id: Option<Name>, kind: StepKind, scope: Option<Scope>) -> StepIdx {
+    fn new_step(
+        &mut self,
+        node: &KdlNode,
+        id: Option<Name>,
+        kind: StepKind,
+        scope: Option<Scope>,
+    ) -> StepIdx {
         let idx = self.d.steps.len();
         self.d.steps.push(Step {
-            id: id.as_ref().map_or_else(|| format!("#{idx}"), |n| n.text.clone()),
+            id: id
+                .as_ref()
+                .map_or_else(|| format!("#{idx}"), |n| n.text.clone()),
             span: node_span(node),
             title: None,
             description: None,
@@ -490,9 +521,24 @@ impl Lowerer<'_> {
         };
         let p = Props::read(node, allowed, self.diags);
         p.at_most_args(1, "one argument, the step id", self.diags);
-        let id = self.id(&p, &format!("{kind} step"));
+        let mut id = self.id(&p, &format!("{kind} step"));
+        if let Some(n) = id.as_ref().filter(|n| n.text == crate::resolve::JOIN) {
+            self.diags.push(
+                Diagnostic::new(Code::InvalidId, n.span, "`join` is a reserved word")
+                    .label("reserved")
+                    .help("goto=\"join\" finishes a parallel branch; name the step otherwise"),
+            );
+            id = None;
+        }
         // A placeholder kind; replaced below once the children are read.
-        let idx = self.new_step(node, id, StepKind::End(End { result: EndResult::Rejected }), scope);
+        let idx = self.new_step(
+            node,
+            id,
+            StepKind::End(End {
+                result: EndResult::Rejected,
+            }),
+            scope,
+        );
         self.d.steps[idx].title = p.string("title", self.diags).map(|n| n.text);
         self.d.links[idx].goto = p.string("goto", self.diags);
 
@@ -521,17 +567,26 @@ impl Lowerer<'_> {
                         no_children(node, self.diags);
                         break;
                     }
-                    unknown_child(child, &format!("a {kind} step"), children_allowed, self.diags);
+                    unknown_child(
+                        child,
+                        &format!("a {kind} step"),
+                        children_allowed,
+                        self.diags,
+                    );
                     continue;
                 }
                 match cname {
                     "form" => {
                         if let Some(first) = seen_form {
                             self.diags.push(
-                                Diagnostic::new(Code::DuplicateNode, name_span(child), "a step has one form")
-                                    .label("second form")
-                                    .related(first, "first form")
-                                    .help("put all fields in one form block"),
+                                Diagnostic::new(
+                                    Code::DuplicateNode,
+                                    name_span(child),
+                                    "a step has one form",
+                                )
+                                .label("second form")
+                                .related(first, "first form")
+                                .help("put all fields in one form block"),
                             );
                             continue;
                         }
@@ -572,13 +627,18 @@ impl Lowerer<'_> {
                         no_children(child, self.diags);
                         if self.d.links[idx].otherwise.is_some() {
                             self.diags.push(
-                                Diagnostic::new(Code::DuplicateNode, name_span(child), "a gate has one `otherwise`")
-                                    .label("second default")
-                                    .help("keep one `otherwise`"),
+                                Diagnostic::new(
+                                    Code::DuplicateNode,
+                                    name_span(child),
+                                    "a gate has one `otherwise`",
+                                )
+                                .label("second default")
+                                .help("keep one `otherwise`"),
                             );
                             continue;
                         }
-                        self.d.links[idx].otherwise = op.required_string("goto", "\"step-id\"", self.diags);
+                        self.d.links[idx].otherwise =
+                            op.required_string("goto", "\"step-id\"", self.diags);
                         if self.d.links[idx].otherwise.is_none() {
                             // Still counts as a default, so no second error about a missing one.
                             self.d.links[idx].otherwise = Some(Name {
@@ -596,7 +656,13 @@ impl Lowerer<'_> {
                         if let Some(bc) = child.children() {
                             for s in bc.nodes() {
                                 if STEP_NODES.contains(&node_name(s)) {
-                                    if let Some(si) = self.step(s, Some(Scope { parallel: idx, branch: b })) {
+                                    if let Some(si) = self.step(
+                                        s,
+                                        Some(Scope {
+                                            parallel: idx,
+                                            branch: b,
+                                        }),
+                                    ) {
                                         steps.push(si);
                                     }
                                 } else {
@@ -606,9 +672,13 @@ impl Lowerer<'_> {
                         }
                         if steps.is_empty() {
                             self.diags.push(
-                                Diagnostic::new(Code::EmptyBlock, name_span(child), "this branch has no steps")
-                                    .label("empty branch")
-                                    .help("add steps to the branch, or remove it"),
+                                Diagnostic::new(
+                                    Code::EmptyBlock,
+                                    name_span(child),
+                                    "this branch has no steps",
+                                )
+                                .label("empty branch")
+                                .help("add steps to the branch, or remove it"),
                             );
                         }
                         branches.push(crate::model::Branch {
@@ -620,7 +690,13 @@ impl Lowerer<'_> {
                     _ => {
                         // A step directly in a parallel block is a branch of its own.
                         let b = branches.len();
-                        if let Some(si) = self.step(child, Some(Scope { parallel: idx, branch: b })) {
+                        if let Some(si) = self.step(
+                            child,
+                            Some(Scope {
+                                parallel: idx,
+                                branch: b,
+                            }),
+                        ) {
                             branches.push(crate::model::Branch {
                                 name: self.d.steps[si].id.clone(),
                                 span: name_span(child),
@@ -721,13 +797,12 @@ impl Lowerer<'_> {
                         Diagnostic::new(
                             Code::GateWithoutDefault,
                             name_span(node),
-                            format!(
-                                "gate `{}` has no default branch",
-                                self.d.steps[idx].id
-                            ),
+                            format!("gate `{}` has no default branch", self.d.steps[idx].id),
                         )
                         .label("no `otherwise`")
-                        .help("add `otherwise goto=\"step-id\"`: where to go when no condition holds"),
+                        .help(
+                            "add `otherwise goto=\"step-id\"`: where to go when no condition holds",
+                        ),
                     );
                 }
                 if conditions.is_empty() && self.d.links[idx].when_gotos.is_empty() {
@@ -744,9 +819,13 @@ impl Lowerer<'_> {
             "parallel" => {
                 if branches.is_empty() {
                     self.diags.push(
-                        Diagnostic::new(Code::EmptyBlock, name_span(node), "this parallel block has no branches")
-                            .label("empty")
-                            .help("put the steps that run at the same time inside the block"),
+                        Diagnostic::new(
+                            Code::EmptyBlock,
+                            name_span(node),
+                            "this parallel block has no branches",
+                        )
+                        .label("empty")
+                        .help("put the steps that run at the same time inside the block"),
                     );
                 }
                 StepKind::Parallel(crate::model::Parallel { branches })
@@ -770,9 +849,13 @@ impl Lowerer<'_> {
         no_children(node, self.diags);
         if p.args.is_empty() {
             self.diags.push(
-                Diagnostic::new(Code::Missing, name_span(node), "`outcome` needs at least one name")
-                    .label("no outcome name")
-                    .help("e.g. outcome \"favorable\" \"defavorable\""),
+                Diagnostic::new(
+                    Code::Missing,
+                    name_span(node),
+                    "`outcome` needs at least one name",
+                )
+                .label("no outcome name")
+                .help("e.g. outcome \"favorable\" \"defavorable\""),
             );
         }
         let label = p.string("label", self.diags).map(|n| n.text);
@@ -831,7 +914,15 @@ impl Lowerer<'_> {
             }
             let fp = Props::read(
                 child,
-                &["type", "required", "label", "help", "min", "max", "max-length"],
+                &[
+                    "type",
+                    "required",
+                    "label",
+                    "help",
+                    "min",
+                    "max",
+                    "max-length",
+                ],
                 self.diags,
             );
             fp.at_most_args(1, "one argument, the field id", self.diags);
@@ -865,11 +956,15 @@ impl Lowerer<'_> {
             }
             let ty = if fp.entry("type").is_none() {
                 self.diags.push(
-                    Diagnostic::new(Code::Missing, id.span, format!("field `{}` has no type", id.text))
-                        .label("type missing")
-                        .help(
-                            "add type=\"...\": text, long-text, email, date, number, choice or yes-no",
-                        ),
+                    Diagnostic::new(
+                        Code::Missing,
+                        id.span,
+                        format!("field `{}` has no type", id.text),
+                    )
+                    .label("type missing")
+                    .help(
+                        "add type=\"...\": text, long-text, email, date, number, choice or yes-no",
+                    ),
                 );
                 None
             } else {
@@ -936,7 +1031,10 @@ impl Lowerer<'_> {
                     Diagnostic::new(
                         Code::InvalidValue,
                         id.span,
-                        format!("`min` and `max` apply to number fields, and `{}` is not one", id.text),
+                        format!(
+                            "`min` and `max` apply to number fields, and `{}` is not one",
+                            id.text
+                        ),
                     )
                     .label("not a number field")
                     .help("remove min/max, or set type=\"number\""),
@@ -946,9 +1044,13 @@ impl Lowerer<'_> {
                 && lo > hi
             {
                 self.diags.push(
-                    Diagnostic::new(Code::InvalidValue, id.span, format!("field `{}` has min > max", id.text))
-                        .label("empty range")
-                        .help("swap min and max"),
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        id.span,
+                        format!("field `{}` has min > max", id.text),
+                    )
+                    .label("empty range")
+                    .help("swap min and max"),
                 );
             }
             form.fields.push(Field {
@@ -975,7 +1077,10 @@ pub(crate) fn condition(n: &Name, src: &str, diags: &mut Diagnostics) -> Option<
             Diagnostic::new(
                 Code::StringTooLong,
                 n.span,
-                format!("this condition is longer than {} characters", limits::MAX_EXPRESSION_CHARS),
+                format!(
+                    "this condition is longer than {} characters",
+                    limits::MAX_EXPRESSION_CHARS
+                ),
             )
             .label("too long")
             .help("split the decision over several gates"),

@@ -79,7 +79,13 @@ fn index_steps(d: &Draft, diags: &mut Diagnostics) -> HashMap<String, StepIdx> {
                     format!("two steps are named `{}`", id.text),
                 )
                 .label("second step with this id")
-                .related(d.links[first].id.as_ref().map_or(Span::default(), |n| n.span), "first one")
+                .related(
+                    d.links[first]
+                        .id
+                        .as_ref()
+                        .map_or(Span::default(), |n| n.span),
+                    "first one",
+                )
                 .help("step ids are unique in a process, branches included: rename one"),
             );
             continue;
@@ -90,7 +96,10 @@ fn index_steps(d: &Draft, diags: &mut Diagnostics) -> HashMap<String, StepIdx> {
                 Diagnostic::new(
                     Code::DuplicateId,
                     id.span,
-                    format!("`{}` and `{other_id}` are the same name in conditions", id.text),
+                    format!(
+                        "`{}` and `{other_id}` are the same name in conditions",
+                        id.text
+                    ),
                 )
                 .label("clashes in conditions")
                 .help("conditions read '-' and '_' alike; rename one of the two steps"),
@@ -109,28 +118,44 @@ fn check_start(d: &Draft, diags: &mut Diagnostics) {
     let first = d.body.first().copied();
     match (starts.as_slice(), first) {
         (_, None) => diags.push(
-            Diagnostic::new(Code::BadStart, d.process_span_or_name(), "the process has no steps")
-                .label("no steps")
-                .help("begin the process with a `start` step holding the intake form"),
+            Diagnostic::new(
+                Code::BadStart,
+                d.process_span_or_name(),
+                "the process has no steps",
+            )
+            .label("no steps")
+            .help("begin the process with a `start` step holding the intake form"),
         ),
         ([], Some(f)) => diags.push(
-            Diagnostic::new(Code::BadStart, d.steps[f].span, "the process has no start step")
-                .label("the process begins here")
-                .help("add `start \"demande\" { form { ... } }` as the first step"),
+            Diagnostic::new(
+                Code::BadStart,
+                d.steps[f].span,
+                "the process has no start step",
+            )
+            .label("the process begins here")
+            .help("add `start \"demande\" { form { ... } }` as the first step"),
         ),
         ([s], Some(f)) if *s != f => diags.push(
-            Diagnostic::new(Code::BadStart, d.steps[*s].span, "the start step must come first")
-                .label("start is not the first step")
-                .related(d.steps[f].span, "the first step")
-                .help("move the start step to the top of the process"),
+            Diagnostic::new(
+                Code::BadStart,
+                d.steps[*s].span,
+                "the start step must come first",
+            )
+            .label("start is not the first step")
+            .related(d.steps[f].span, "the first step")
+            .help("move the start step to the top of the process"),
         ),
         ([_], _) => {}
         ([_, rest @ ..], _) => {
             for s in rest {
                 diags.push(
-                    Diagnostic::new(Code::BadStart, d.steps[*s].span, "a process has one start step")
-                        .label("another start")
-                        .help("to collect more information later, use a `task` or a `wait` step"),
+                    Diagnostic::new(
+                        Code::BadStart,
+                        d.steps[*s].span,
+                        "a process has one start step",
+                    )
+                    .label("another start")
+                    .help("to collect more information later, use a `task` or a `wait` step"),
                 );
             }
         }
@@ -155,29 +180,45 @@ fn unknown(code: Code, what: &str, name: &Name, known: &[&str], how: &str) -> Di
 
 fn list(names: &[&str]) -> String {
     const MAX: usize = 12;
-    let mut s = names.iter().take(MAX).copied().collect::<Vec<_>>().join(", ");
+    let mut s = names
+        .iter()
+        .take(MAX)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > MAX {
         s.push_str(&format!(" and {} more", names.len() - MAX));
     }
     s
 }
 
-fn resolve_roles(d: &Draft, steps: &HashMap<String, StepIdx>, diags: &mut Diagnostics) -> Vec<Role> {
+fn resolve_roles(
+    d: &Draft,
+    steps: &HashMap<String, StepIdx>,
+    diags: &mut Diagnostics,
+) -> Vec<Role> {
     let mut roles: Vec<Role> = Vec::new();
     for r in &d.roles {
         if let Some(first) = roles.iter().find(|x| x.id == r.id.text) {
             diags.push(
-                Diagnostic::new(Code::DuplicateId, r.id.span, format!("role `{}` is declared twice", r.id.text))
-                    .label("again here")
-                    .related(first.span, "first here")
-                    .help("declare each role once, with all its members"),
+                Diagnostic::new(
+                    Code::DuplicateId,
+                    r.id.span,
+                    format!("role `{}` is declared twice", r.id.text),
+                )
+                .label("again here")
+                .related(first.span, "first here")
+                .help("declare each role once, with all its members"),
             );
             continue;
         }
         let source = match &r.from {
             Some(from) => match resolve_field_ref(from, d, steps, diags) {
                 Some((step, field)) => {
-                    let ty = d.steps[step].form().and_then(|f| f.field(&field)).map(|f| f.ty);
+                    let ty = d.steps[step]
+                        .form()
+                        .and_then(|f| f.field(&field))
+                        .map(|f| f.ty);
                     if ty != Some(FieldType::Email) {
                         diags.push(
                             Diagnostic::new(
@@ -230,9 +271,13 @@ fn resolve_roles(d: &Draft, steps: &HashMap<String, StepIdx>, diags: &mut Diagno
     for role in &roles {
         if !d.role_refs.iter().any(|r| r.text == role.id) {
             diags.push(
-                Diagnostic::new(Code::UnusedRole, role.span, format!("role `{}` is never used", role.id))
-                    .label("unused")
-                    .help("give it a task or a notification, or remove it"),
+                Diagnostic::new(
+                    Code::UnusedRole,
+                    role.span,
+                    format!("role `{}` is never used", role.id),
+                )
+                .label("unused")
+                .help("give it a task or a notification, or remove it"),
             );
         }
     }
@@ -244,10 +289,14 @@ fn check_names(d: &Draft, diags: &mut Diagnostics) {
     for p in &d.providers {
         if let Some((_, first)) = providers.iter().find(|(id, _)| *id == p.id) {
             diags.push(
-                Diagnostic::new(Code::DuplicateId, p.span, format!("provider `{}` is declared twice", p.id))
-                    .label("again here")
-                    .related(*first, "first here")
-                    .help("declare each provider once"),
+                Diagnostic::new(
+                    Code::DuplicateId,
+                    p.span,
+                    format!("provider `{}` is declared twice", p.id),
+                )
+                .label("again here")
+                .related(*first, "first here")
+                .help("declare each provider once"),
             );
         }
         providers.push((&p.id, p.span));
@@ -268,10 +317,14 @@ fn check_names(d: &Draft, diags: &mut Diagnostics) {
     for t in &d.templates {
         if let Some((_, first)) = declared.iter().find(|(id, _)| *id == t.id) {
             diags.push(
-                Diagnostic::new(Code::DuplicateId, t.span, format!("template `{}` is declared twice", t.id))
-                    .label("again here")
-                    .related(*first, "first here")
-                    .help("declare each template once"),
+                Diagnostic::new(
+                    Code::DuplicateId,
+                    t.span,
+                    format!("template `{}` is declared twice", t.id),
+                )
+                .label("again here")
+                .related(*first, "first here")
+                .help("declare each template once"),
             );
         }
         declared.push((&t.id, t.span));
@@ -293,10 +346,14 @@ fn check_names(d: &Draft, diags: &mut Diagnostics) {
     for f in &d.maturity {
         if let Some((_, first)) = facts.iter().find(|(id, _)| *id == f.id) {
             diags.push(
-                Diagnostic::new(Code::DuplicateId, f.span, format!("maturity fact `{}` is declared twice", f.id))
-                    .label("again here")
-                    .related(*first, "first here")
-                    .help("keep one"),
+                Diagnostic::new(
+                    Code::DuplicateId,
+                    f.span,
+                    format!("maturity fact `{}` is declared twice", f.id),
+                )
+                .label("again here")
+                .related(*first, "first here")
+                .help("keep one"),
             );
         }
         facts.push((&f.id, f.span));
@@ -312,16 +369,29 @@ fn resolve_field_ref(
 ) -> Option<(StepIdx, String)> {
     let Some((step, field)) = n.text.split_once('.') else {
         diags.push(
-            Diagnostic::new(Code::UnknownField, n.span, format!("`{}` does not name a field", n.text))
-                .label("expected step.field")
-                .help("write the step id, a dot and the field id, e.g. \"demande.email\""),
+            Diagnostic::new(
+                Code::UnknownField,
+                n.span,
+                format!("`{}` does not name a field", n.text),
+            )
+            .label("expected step.field")
+            .help("write the step id, a dot and the field id, e.g. \"demande.email\""),
         );
         return None;
     };
-    let step_name = Name { text: step.to_owned(), span: n.span };
+    let step_name = Name {
+        text: step.to_owned(),
+        span: n.span,
+    };
     let Some(&si) = steps.get(step) else {
         let known: Vec<&str> = steps.keys().map(String::as_str).collect();
-        diags.push(unknown(Code::UnknownStep, "step", &step_name, &sorted(known), "check the step id"));
+        diags.push(unknown(
+            Code::UnknownStep,
+            "step",
+            &step_name,
+            &sorted(known),
+            "check the step id",
+        ));
         return None;
     };
     let fields: Vec<&str> = d.steps[si]
@@ -329,7 +399,10 @@ fn resolve_field_ref(
         .map(|f| f.fields.iter().map(|x| x.id.as_str()).collect())
         .unwrap_or_default();
     if !fields.contains(&field) {
-        let field_name = Name { text: field.to_owned(), span: n.span };
+        let field_name = Name {
+            text: field.to_owned(),
+            span: n.span,
+        };
         diags.push(unknown(
             Code::UnknownField,
             &format!("field of `{step}`"),
@@ -347,18 +420,31 @@ fn sorted(mut v: Vec<&str>) -> Vec<&str> {
     v
 }
 
-fn resolve_step(n: &Name, steps: &HashMap<String, StepIdx>, diags: &mut Diagnostics) -> Option<StepIdx> {
+fn resolve_step(
+    n: &Name,
+    steps: &HashMap<String, StepIdx>,
+    diags: &mut Diagnostics,
+) -> Option<StepIdx> {
     match steps.get(&n.text) {
         Some(&i) => Some(i),
         None => {
             if !n.text.is_empty() {
                 let known: Vec<&str> = steps.keys().map(String::as_str).collect();
-                diags.push(unknown(Code::UnknownStep, "step", n, &sorted(known), "check the step id"));
+                diags.push(unknown(
+                    Code::UnknownStep,
+                    "step",
+                    n,
+                    &sorted(known),
+                    "check the step id",
+                ));
             }
             None
         }
     }
 }
+
+/// The reserved jump target that finishes a parallel branch.
+pub(crate) const JOIN: &str = "join";
 
 fn build_flow(d: &Draft, steps: &HashMap<String, StepIdx>, diags: &mut Diagnostics) -> Flow {
     // The step after each step in its block, or the join of its branch.
@@ -380,7 +466,24 @@ fn build_flow(d: &Draft, steps: &HashMap<String, StepIdx>, diags: &mut Diagnosti
         }
     }
     let mut edges: Vec<Vec<Edge>> = vec![Vec::new(); d.steps.len()];
-    let jump = |name: &Name, diags: &mut Diagnostics| -> Option<Target> {
+    // `goto="join"` finishes the current parallel branch: the token goes to the join.
+    let jump = |name: &Name,
+                scope: Option<crate::model::Scope>,
+                diags: &mut Diagnostics|
+     -> Option<Target> {
+        if name.text == JOIN {
+            return match scope {
+                Some(s) => Some(Target::Join(s.parallel)),
+                None => {
+                    diags.push(
+                        Diagnostic::new(Code::UnknownStep, name.span, "`join` is only meaningful inside a parallel branch")
+                            .label("not in a branch")
+                            .help("goto=\"join\" finishes a parallel branch; at the top level, go to an `end` step"),
+                    );
+                    None
+                }
+            };
+        }
         let t = resolve_step(name, steps, diags)?;
         if matches!(d.steps[t].kind, StepKind::Start(_)) {
             diags.push(
@@ -394,47 +497,97 @@ fn build_flow(d: &Draft, steps: &HashMap<String, StepIdx>, diags: &mut Diagnosti
     };
     for (i, step) in d.steps.iter().enumerate() {
         let links = &d.links[i];
-        let explicit = links.goto.as_ref().and_then(|g| jump(g, diags));
+        let explicit = links.goto.as_ref().and_then(|g| jump(g, step.scope, diags));
         let after = explicit.or(next[i]);
         let mut falls_off = false;
-        let add = |edges: &mut Vec<Edge>, exit: Exit, to: Option<Target>, jumped: bool, falls: &mut bool| match to {
-            Some(to) => edges.push(Edge { exit, to, jump: jumped }),
+        let add = |edges: &mut Vec<Edge>,
+                   exit: Exit,
+                   to: Option<Target>,
+                   jumped: bool,
+                   falls: &mut bool| match to {
+            Some(to) => edges.push(Edge {
+                exit,
+                to,
+                jump: jumped,
+            }),
             None => *falls = true,
         };
         match &step.kind {
             StepKind::End(_) => {}
             StepKind::Gate(_) => {
                 for (w, goto) in links.when_gotos.iter().enumerate() {
-                    if let Some(t) = goto.as_ref().and_then(|g| jump(g, diags)) {
-                        edges[i].push(Edge { exit: Exit::When(w), to: t, jump: true });
+                    if let Some(t) = goto.as_ref().and_then(|g| jump(g, step.scope, diags)) {
+                        edges[i].push(Edge {
+                            exit: Exit::When(w),
+                            to: t,
+                            jump: true,
+                        });
                     }
                 }
-                if let Some(t) = links.otherwise.as_ref().and_then(|g| jump(g, diags)) {
-                    edges[i].push(Edge { exit: Exit::Otherwise, to: t, jump: true });
+                if let Some(t) = links
+                    .otherwise
+                    .as_ref()
+                    .and_then(|g| jump(g, step.scope, diags))
+                {
+                    edges[i].push(Edge {
+                        exit: Exit::Otherwise,
+                        to: t,
+                        jump: true,
+                    });
                 }
             }
             StepKind::Parallel(p) => {
                 for (b, branch) in p.branches.iter().enumerate() {
                     if let Some(&first) = branch.steps.first() {
-                        edges[i].push(Edge { exit: Exit::Branch(b), to: Target::Step(first), jump: false });
+                        edges[i].push(Edge {
+                            exit: Exit::Branch(b),
+                            to: Target::Step(first),
+                            jump: false,
+                        });
                     }
                 }
-                add(&mut edges[i], Exit::Next, after, explicit.is_some(), &mut falls_off);
+                add(
+                    &mut edges[i],
+                    Exit::Next,
+                    after,
+                    explicit.is_some(),
+                    &mut falls_off,
+                );
             }
             StepKind::Task(_) | StepKind::Call(_) if !step.outcomes().is_empty() => {
                 for (o, goto) in links.outcome_gotos.iter().enumerate() {
-                    let t = goto.as_ref().and_then(|g| jump(g, diags));
+                    let t = goto.as_ref().and_then(|g| jump(g, step.scope, diags));
                     let jumped = t.is_some() || explicit.is_some();
                     if goto.is_some() && t.is_none() {
                         continue; // unknown target, already reported
                     }
-                    add(&mut edges[i], Exit::Outcome(o), t.or(after), jumped, &mut falls_off);
+                    add(
+                        &mut edges[i],
+                        Exit::Outcome(o),
+                        t.or(after),
+                        jumped,
+                        &mut falls_off,
+                    );
                 }
             }
-            _ => add(&mut edges[i], Exit::Next, after, explicit.is_some(), &mut falls_off),
+            _ => add(
+                &mut edges[i],
+                Exit::Next,
+                after,
+                explicit.is_some(),
+                &mut falls_off,
+            ),
         }
-        if let Some(t) = links.on_timeout.as_ref().and_then(|g| jump(g, diags)) {
-            edges[i].push(Edge { exit: Exit::Timeout, to: t, jump: true });
+        if let Some(t) = links
+            .on_timeout
+            .as_ref()
+            .and_then(|g| jump(g, step.scope, diags))
+        {
+            edges[i].push(Edge {
+                exit: Exit::Timeout,
+                to: t,
+                jump: true,
+            });
         }
         if falls_off && (links.goto.is_none() || explicit.is_some()) {
             diags.push(
@@ -479,7 +632,10 @@ fn check_condition(
 ) {
     for (f, span) in c.functions() {
         if !expr::FUNCTIONS.contains(&f.as_str()) && !expr::is_internal_function(&f) {
-            let n = Name { text: f.clone(), span };
+            let n = Name {
+                text: f.clone(),
+                span,
+            };
             diags.push(unknown(
                 Code::UnknownName,
                 "function",
@@ -490,7 +646,10 @@ fn check_condition(
         }
     }
     for r in c.references() {
-        let root = Name { text: r.path[0].clone(), span: r.span };
+        let root = Name {
+            text: r.path[0].clone(),
+            span: r.span,
+        };
         let Some(&si) = steps.get(&r.path[0]) else {
             let known: Vec<&str> = steps.keys().map(String::as_str).collect();
             diags.push(unknown(
@@ -505,12 +664,16 @@ fn check_condition(
         let step = &d.steps[si];
         let Some(member) = r.path.get(1) else {
             diags.push(
-                Diagnostic::new(Code::UnknownName, r.span, format!("`{}` is a step, not a value", step.id))
-                    .label("a step")
-                    .help(format!(
-                        "read one of its values: {}.outcome, {}.count or {}.<field>",
-                        step.id, step.id, step.id
-                    )),
+                Diagnostic::new(
+                    Code::UnknownName,
+                    r.span,
+                    format!("`{}` is a step, not a value", step.id),
+                )
+                .label("a step")
+                .help(format!(
+                    "read one of its values: {}.outcome, {}.count or {}.<field>",
+                    step.id, step.id, step.id
+                )),
             );
             continue;
         };
@@ -569,7 +732,10 @@ fn check_condition(
             let outcomes: Vec<&str> = step.outcomes().iter().map(|o| o.id.as_str()).collect();
             for (lit, span) in &r.compared_with {
                 if !outcomes.contains(&lit.as_str()) {
-                    let n = Name { text: lit.clone(), span: *span };
+                    let n = Name {
+                        text: lit.clone(),
+                        span: *span,
+                    };
                     diags.push(unknown(
                         Code::UnknownOutcome,
                         &format!("outcome of `{}`", step.id),
@@ -583,8 +749,12 @@ fn check_condition(
             for (lit, span) in &r.compared_with {
                 match field.ty {
                     FieldType::Choice if !field.options.iter().any(|o| &o.value == lit) => {
-                        let opts: Vec<&str> = field.options.iter().map(|o| o.value.as_str()).collect();
-                        let n = Name { text: lit.clone(), span: *span };
+                        let opts: Vec<&str> =
+                            field.options.iter().map(|o| o.value.as_str()).collect();
+                        let n = Name {
+                            text: lit.clone(),
+                            span: *span,
+                        };
                         diags.push(unknown(
                             Code::InvalidValue,
                             &format!("option of `{}.{}`", step.id, field.id),
@@ -619,7 +789,9 @@ fn check_condition(
 }
 
 fn check_timing(step: &Step, i: StepIdx, d: &Draft, diags: &mut Diagnostics) {
-    let StepKind::Task(t) = &step.kind else { return };
+    let StepKind::Task(t) = &step.kind else {
+        return;
+    };
     let at = d.links[i].id.as_ref().map_or(step.span, |n| n.span);
     match (&t.due, &t.remind) {
         (None, _) => diags.push(
@@ -640,9 +812,13 @@ fn check_timing(step: &Step, i: StepIdx, d: &Draft, diags: &mut Diagnostics) {
     }
     if t.remind.is_some() && t.due.is_none() {
         diags.push(
-            Diagnostic::new(Code::ReminderAfterDeadline, at, "a reminder without a deadline is never sent")
-                .label("remind without due")
-                .help("add due=\"...\"; remind is counted back from it"),
+            Diagnostic::new(
+                Code::ReminderAfterDeadline,
+                at,
+                "a reminder without a deadline is never sent",
+            )
+            .label("remind without due")
+            .help("add due=\"...\"; remind is counted back from it"),
         );
     }
     if let (Some(due), Some(esc)) = (&t.due, &t.escalation)
@@ -653,7 +829,10 @@ fn check_timing(step: &Step, i: StepIdx, d: &Draft, diags: &mut Diagnostics) {
             Diagnostic::new(
                 Code::ReminderAfterDeadline,
                 d.links[i].timing_spans.last().copied().unwrap_or(at),
-                format!("the task escalates ({}) before its deadline ({due})", esc.after),
+                format!(
+                    "the task escalates ({}) before its deadline ({due})",
+                    esc.after
+                ),
             )
             .label("escalates before the deadline")
             .help("escalation is counted from the task's creation: make `after` at least `due`"),
@@ -680,10 +859,14 @@ fn resolve_kpis(
     for k in &d.kpis {
         if let Some(first) = out.iter().find(|x| x.id == k.id.text) {
             diags.push(
-                Diagnostic::new(Code::DuplicateId, k.id.span, format!("indicator `{}` is declared twice", k.id.text))
-                    .label("again here")
-                    .related(first.span, "first here")
-                    .help("rename one"),
+                Diagnostic::new(
+                    Code::DuplicateId,
+                    k.id.span,
+                    format!("indicator `{}` is declared twice", k.id.text),
+                )
+                .label("again here")
+                .related(first.span, "first here")
+                .help("rename one"),
             );
             continue;
         }
@@ -691,7 +874,13 @@ fn resolve_kpis(
         let Some(kind_name) = crate::schema::pick(
             kind,
             "indicator kind",
-            &[("duration", 0), ("count", 1), ("ratio", 2), ("sum", 3), ("mean", 4)],
+            &[
+                ("duration", 0),
+                ("count", 1),
+                ("ratio", 2),
+                ("sum", 3),
+                ("mean", 4),
+            ],
             diags,
         ) else {
             continue;
@@ -726,29 +915,42 @@ fn resolve_kpis(
                         format!("a {kind_name} indicator has no `{name}`"),
                     )
                     .label("not used by this kind")
-                    .help(format!("a {kind_name} indicator takes: {}", allowed.join(", "))),
+                    .help(format!(
+                        "a {kind_name} indicator takes: {}",
+                        allowed.join(", ")
+                    )),
                 );
             }
         }
         let need = |n: &Option<Name>, key: &str, example: &str, diags: &mut Diagnostics| {
             if n.is_none() {
                 diags.push(
-                    Diagnostic::new(Code::Missing, k.id.span, format!("a {kind_name} indicator needs `{key}`"))
-                        .label(format!("`{key}` missing"))
-                        .help(format!("add {key}={example}")),
+                    Diagnostic::new(
+                        Code::Missing,
+                        k.id.span,
+                        format!("a {kind_name} indicator needs `{key}`"),
+                    )
+                    .label(format!("`{key}` missing"))
+                    .help(format!("add {key}={example}")),
                 );
             }
         };
-        let step_of = |n: &Option<Name>, diags: &mut Diagnostics| n.as_ref().and_then(|n| resolve_step(n, steps, diags));
+        let step_of = |n: &Option<Name>, diags: &mut Diagnostics| {
+            n.as_ref().and_then(|n| resolve_step(n, steps, diags))
+        };
         let number_field = |n: &Option<Name>, diags: &mut Diagnostics| {
             let n = n.as_ref()?;
             let (s, f) = resolve_field_ref(n, d, steps, diags)?;
             let ty = d.steps[s].form().and_then(|x| x.field(&f)).map(|x| x.ty);
             if ty != Some(FieldType::Number) {
                 diags.push(
-                    Diagnostic::new(Code::InvalidValue, n.span, format!("`{}` is not a number field", n.text))
-                        .label("not a number")
-                        .help("sums and means are over fields with type=\"number\""),
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        n.span,
+                        format!("`{}` is not a number field", n.text),
+                    )
+                    .label("not a number")
+                    .help("sums and means are over fields with type=\"number\""),
                 );
                 return None;
             }
@@ -764,7 +966,9 @@ fn resolve_kpis(
                 }
             }
             "count" => {
-                let n = usize::from(p.step.is_some()) + usize::from(p.when.is_some()) + usize::from(p.result.is_some());
+                let n = usize::from(p.step.is_some())
+                    + usize::from(p.when.is_some())
+                    + usize::from(p.result.is_some());
                 if n != 1 {
                     diags.push(
                         Diagnostic::new(
@@ -772,8 +976,14 @@ fn resolve_kpis(
                             k.id.span,
                             "a count indicator needs exactly one of `step`, `when` or `result`",
                         )
-                        .label(if n == 0 { "nothing to count" } else { "several things to count" })
-                        .help("e.g. step=\"signature\", when=\"suivi.litige\" or result=\"accepted\""),
+                        .label(if n == 0 {
+                            "nothing to count"
+                        } else {
+                            "several things to count"
+                        })
+                        .help(
+                            "e.g. step=\"signature\", when=\"suivi.litige\" or result=\"accepted\"",
+                        ),
                     );
                 }
                 if let Some(c) = &p.when {
@@ -782,9 +992,13 @@ fn resolve_kpis(
                 let step = step_of(&p.step, diags);
                 if p.each && p.step.is_none() {
                     diags.push(
-                        Diagnostic::new(Code::InvalidValue, k.id.span, "`each` counts visits of a step, and there is no `step`")
-                            .label("each without step")
-                            .help("add step=\"...\" or remove each"),
+                        Diagnostic::new(
+                            Code::InvalidValue,
+                            k.id.span,
+                            "`each` counts visits of a step, and there is no `step`",
+                        )
+                        .label("each without step")
+                        .help("add step=\"...\" or remove each"),
                     );
                 }
                 (n == 1 && (p.step.is_none() || step.is_some())).then(|| KpiKind::Count {
@@ -811,7 +1025,10 @@ fn resolve_kpis(
                     }
                 }
                 match (&p.of, &p.per) {
-                    (Some(of), Some(per)) if ok => Some(KpiKind::Ratio { of: of.text.clone(), per: per.text.clone() }),
+                    (Some(of), Some(per)) if ok => Some(KpiKind::Ratio {
+                        of: of.text.clone(),
+                        per: per.text.clone(),
+                    }),
                     _ => None,
                 }
             }
@@ -826,7 +1043,10 @@ fn resolve_kpis(
                 })
             }
         };
-        let target = k.target.as_ref().and_then(|t| kpi_target(k, kind_name, t, diags));
+        let target = k
+            .target
+            .as_ref()
+            .and_then(|t| kpi_target(k, kind_name, t, diags));
         if let Some(kind) = kpi_kind {
             out.push(Kpi {
                 id: k.id.text.clone(),
@@ -849,9 +1069,13 @@ fn kpi_target(k: &KpiDraft, kind: &str, t: &Name, diags: &mut Diagnostics) -> Op
             Ok(v) if v.is_finite() => TargetValue::Number(v),
             _ => {
                 diags.push(
-                    Diagnostic::new(Code::WrongType, t.span, format!("the target of a {kind} indicator is a number"))
-                        .label("not a number")
-                        .help("e.g. target=0.2 or target=50"),
+                    Diagnostic::new(
+                        Code::WrongType,
+                        t.span,
+                        format!("the target of a {kind} indicator is a number"),
+                    )
+                    .label("not a number")
+                    .help("e.g. target=0.2 or target=50"),
                 );
                 return None;
             }
@@ -869,5 +1093,8 @@ fn kpi_target(k: &KpiDraft, kind: &str, t: &Name, diags: &mut Diagnostics) -> Op
             return None;
         }
     };
-    Some(KpiTarget { value, lower_is_better })
+    Some(KpiTarget {
+        value,
+        lower_is_better,
+    })
 }

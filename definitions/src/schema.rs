@@ -130,7 +130,12 @@ impl<'a> Props<'a> {
         self.entry(key).and_then(|e| entry_string(e, key, diags))
     }
 
-    pub fn required_string(&self, key: &str, example: &str, diags: &mut Diagnostics) -> Option<Name> {
+    pub fn required_string(
+        &self,
+        key: &str,
+        example: &str,
+        diags: &mut Diagnostics,
+    ) -> Option<Name> {
         if self.entry(key).is_none() {
             diags.push(
                 Diagnostic::new(
@@ -175,7 +180,12 @@ impl<'a> Props<'a> {
         match e.value() {
             KdlValue::Integer(i) if *i >= 1 && *i <= i128::from(max) => u32::try_from(*i).ok(),
             other => {
-                diags.push(wrong_type(e, key, &format!("a whole number from 1 to {max}"), other));
+                diags.push(wrong_type(
+                    e,
+                    key,
+                    &format!("a whole number from 1 to {max}"),
+                    other,
+                ));
                 None
             }
         }
@@ -312,7 +322,8 @@ pub(crate) fn check_id(name: &Name, what: &str, diags: &mut Diagnostics) -> bool
     let t = &name.text;
     let ok = t.len() <= limits::MAX_ID_CHARS
         && t.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && !t.ends_with('-')
         && !t.contains("--");
     if !ok {
@@ -363,7 +374,12 @@ fn slug(text: &str) -> String {
 }
 
 /// Reports a child node that is not allowed in this block.
-pub(crate) fn unknown_child(node: &KdlNode, parent: &str, allowed: &[&str], diags: &mut Diagnostics) {
+pub(crate) fn unknown_child(
+    node: &KdlNode,
+    parent: &str,
+    allowed: &[&str],
+    diags: &mut Diagnostics,
+) {
     let name = node_name(node);
     diags.push(
         Diagnostic::new(

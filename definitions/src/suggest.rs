@@ -1,7 +1,10 @@
 //! "Did you mean" suggestions for misspelt names.
 
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let word_l = word.to_lowercase();
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
@@ -10,7 +13,11 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
         }
         let score = strsim::jaro_winkler(&word_l, &c.to_lowercase());
         // Hyphen and underscore mix-ups, and a missing accent-free letter, are common.
-        let score = if word_l.replace('_', "-") == c.replace('_', "-") { 1.0 } else { score };
+        let score = if word_l.replace('_', "-") == c.replace('_', "-") {
+            1.0
+        } else {
+            score
+        };
         if score >= 0.8 && best.is_none_or(|(s, _)| score > s) {
             best = Some((score, c));
         }
