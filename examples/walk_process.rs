@@ -21,7 +21,10 @@ fn main() -> ExitCode {
         }
     };
     let checked = load(&source);
-    eprint!("{}", diagnostic::render(&checked.diagnostics, &path, &source, false));
+    eprint!(
+        "{}",
+        diagnostic::render(&checked.diagnostics, &path, &source, false)
+    );
     let Some(process) = checked.process else {
         return ExitCode::from(1);
     };

@@ -124,10 +124,14 @@ pub fn load(source: &str) -> Checked {
             for kd in err.diagnostics {
                 let span = Span::from(kd.span);
                 let message = kd.message.unwrap_or_else(|| "invalid KDL".to_owned());
+                let written = source.get(span.offset..span.end()).unwrap_or("");
+                // The most common slip from KDL 1 and other languages: bare keywords.
+                let keyword_help = matches!(written, "true" | "false" | "null")
+                    .then(|| format!("KDL 2.0 writes keywords with a #: write #{written}"));
                 let mut d = Diagnostic::new(Code::KdlSyntax, span, message)
                     .label(kd.label.unwrap_or_else(|| "here".to_owned()));
-                d = d.maybe_help(kd.help.or_else(|| {
-                    Some("see the KDL 2.0 syntax (kdl.dev); strings in double quotes, booleans #true/#false".to_owned())
+                d = d.maybe_help(keyword_help.or(kd.help).or_else(|| {
+                    Some("see the KDL 2.0 syntax (kdl.dev): strings in double quotes, booleans #true and #false".to_owned())
                 }));
                 diags.push(d);
             }
