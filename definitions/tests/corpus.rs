@@ -5,6 +5,9 @@
 //! To accept new output after an intended change: `UPDATE_GOLDENS=1 cargo test -p
 //! guichet-definitions --test corpus`, then read the diff.
 
+// Test helpers may panic: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

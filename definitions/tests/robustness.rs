@@ -1,6 +1,9 @@
 //! Bad input never panics and always gets a diagnostic inside the file: size limits, the KDL
 //! specification's own test corpus, and random mutations of real definitions.
 
+// Test helpers may panic: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use guichet_definitions::{Code, limits, load, load_bytes};
