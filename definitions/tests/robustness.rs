@@ -178,8 +178,8 @@ proptest! {
             match op {
                 0 => { src.insert(i, c); }
                 1 => { if i < src.len() { src.remove(i); } }
-                2 => { src.insert_str(i, "{"); }
-                _ => { src.insert_str(i, "\""); }
+                2 => { src.insert(i, '{'); }
+                _ => { src.insert(i, '"'); }
             }
         }
         let checked = load(&src);

@@ -1,0 +1,182 @@
+//! End-to-end tests of the real `guichet` binary, run in a temporary directory: what a desk
+//! designer does from the README.
+
+// Test helpers may panic: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn guichet(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn models() -> Vec<PathBuf> {
+    [
+        "interne-decentralise",
+        "interne-solutions-externes",
+        "externe",
+    ]
+    .iter()
+    .map(|m| repo().join(format!("definitions/models/{m}.kdl")))
+    .collect()
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("guichet-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn shipped_models_check_clean() {
+    let mut args = vec!["check"];
+    let paths: Vec<String> = models().iter().map(|p| p.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    let out = guichet(&args, &repo());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches(": ok, process")
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn a_broken_copy_gets_located_diagnostics_and_exit_1() {
+    let dir = tempdir("broken");
+    let source = std::fs::read_to_string(&models()[0]).unwrap();
+    let broken = source
+        .replace(
+            "role=\"juriste\" due=\"P15D\"",
+            "role=\"juristes\" due=\"P15D\"",
+        )
+        .replace("otherwise goto=\"refus\"\n", "");
+    assert_ne!(broken, source);
+    std::fs::write(dir.join("desk.kdl"), &broken).unwrap();
+    let out = guichet(&["check", "desk.kdl"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("G0020"), "{err}");
+    assert!(err.contains("did you mean `juriste`?"), "{err}");
+    assert!(err.contains("G0029"), "{err}");
+    // file:line:col of the unknown role.
+    let line = broken
+        .lines()
+        .position(|l| l.contains("\"juristes\""))
+        .unwrap()
+        + 1;
+    assert!(err.contains(&format!("desk.kdl:{line}:")), "{err}");
+    assert!(err.contains("2 error(s)"), "{err}");
+
+    let out = guichet(&["check", "--format", "json", "desk.kdl"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let diags = json[0]["diagnostics"].as_array().unwrap();
+    assert_eq!(diags.len(), 2);
+    assert_eq!(diags[0]["code"], "G0020");
+    assert_eq!(diags[0]["line"], line);
+    assert_eq!(json[0]["ok"], false);
+}
+
+#[test]
+fn exit_2_when_it_cannot_run() {
+    let dir = tempdir("missing");
+    let out = guichet(&["check", "nowhere.kdl"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read nowhere.kdl"));
+}
+
+#[test]
+fn warnings_exit_0_unless_denied() {
+    let dir = tempdir("warn");
+    std::fs::write(
+        dir.join("w.kdl"),
+        "process \"w\" {\n role \"r\" { member \"r@example.org\" }\n start \"s\"\n task \"t\" role=\"r\"\n end \"f\" result=\"accepted\"\n}\n",
+    )
+    .unwrap();
+    assert_eq!(guichet(&["check", "w.kdl"], &dir).status.code(), Some(0));
+    let out = guichet(&["check", "--deny-warnings", "w.kdl"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("G0100"));
+}
+
+#[test]
+fn every_model_draws_in_every_format() {
+    let dir = tempdir("graph");
+    for model in models() {
+        let source = std::fs::read_to_string(&model).unwrap();
+        let process = guichet_definitions::load(&source).process.unwrap();
+        let m = model.display().to_string();
+        let out = guichet(&["graph", &m, "--format", "svg", "-o", "g.svg"], &dir);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let svg = std::fs::read_to_string(dir.join("g.svg")).unwrap();
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert!(svg.trim_end().ends_with("</svg>"));
+        // Every step and every role is drawn.
+        for step in &process.steps {
+            if !matches!(step.kind, guichet_definitions::model::StepKind::Parallel(_)) {
+                assert!(
+                    svg.contains(&format!("<title>{}</title>", step.id)),
+                    "{} missing in {m}",
+                    step.id
+                );
+            }
+        }
+        for role in &process.roles {
+            assert!(svg.contains(role.title.as_deref().unwrap_or(&role.id)));
+        }
+        let dot = guichet(&["graph", &m, "--format", "dot"], &dir);
+        let dot = String::from_utf8(dot.stdout).unwrap();
+        assert!(dot.starts_with("digraph"));
+        let edges: usize = process.flow.edges.iter().map(Vec::len).sum();
+        assert_eq!(dot.matches(" -> ").count(), edges);
+        let mermaid = guichet(&["graph", &m, "--format", "mermaid"], &dir);
+        let mermaid = String::from_utf8(mermaid.stdout).unwrap();
+        assert!(mermaid.starts_with("flowchart TD"));
+    }
+}
+
+#[test]
+fn graph_refuses_a_broken_definition() {
+    let dir = tempdir("graph-broken");
+    std::fs::write(dir.join("b.kdl"), "process \"b\" {\n start \"s\"\n}\n").unwrap();
+    let out = guichet(&["graph", "b.kdl"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("G0046"));
+}
+
+#[test]
+fn serve_loads_the_three_models() {
+    let out = guichet(&["serve"], &repo());
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "interne-decentralise",
+        "interne-solutions-externes",
+        "externe",
+    ] {
+        assert!(stdout.contains(name), "{stdout}");
+    }
+}
