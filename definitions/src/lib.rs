@@ -5,11 +5,11 @@
 //!
 //! 1. **limits and syntax**: size, nesting depth and node count are checked before and after
 //!    the `kdl` crate parses the text (KDL 2.0);
-//! 2. **lowering** ([`lower`]): KDL nodes become typed steps, forms, roles and indicators;
+//! 2. **lowering** (`lower`): KDL nodes become typed steps, forms, roles and indicators;
 //!    unknown nodes and properties, wrong types, bad ids and durations are reported;
-//! 3. **resolution** ([`resolve`]): every name is looked up (roles, steps, templates,
+//! 3. **resolution** (`resolve`): every name is looked up (roles, steps, templates,
 //!    providers, fields, outcomes, indicators) and the control flow is compiled to edges;
-//! 4. **analysis** ([`analysis`]): soundness of the whole graph (reachability, termination,
+//! 4. **analysis** (`analysis`): soundness of the whole graph (reachability, termination,
 //!    parallel branches, data read before it is written).
 //!
 //! All problems of all stages are reported together, as [`Diagnostic`]s with stable codes.

@@ -1,6 +1,6 @@
 //! First stage after KDL parsing: walk the document and build the typed pieces of a process,
 //! with every reference to another part (a role, a step, a template) kept as a [`Name`] with
-//! its span. The next stage ([`crate::resolve`]) checks those references and compiles the flow.
+//! its span. The next stage (`resolve`) checks those references and compiles the flow.
 
 use std::sync::Arc;
 

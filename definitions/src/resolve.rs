@@ -1,6 +1,6 @@
 //! Second stage: check every reference in the draft (roles, steps, templates, providers,
 //! fields, outcomes, indicators), compile the control flow into [`Flow`] edges, and check the
-//! names read by conditions. Graph-wide soundness is the next stage ([`crate::analysis`]).
+//! names read by conditions. Graph-wide soundness is the next stage (`analysis`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
