@@ -198,18 +198,14 @@ fn resolve_roles(
     diags: &mut Diagnostics,
 ) -> Vec<Role> {
     let mut roles: Vec<Role> = Vec::new();
+    unique_ids(
+        d.roles.iter().map(|r| (r.id.text.as_str(), r.id.span)),
+        "role",
+        diags,
+    );
     for r in &d.roles {
-        if let Some(first) = roles.iter().find(|x| x.id == r.id.text) {
-            diags.push(
-                Diagnostic::new(
-                    Code::DuplicateId,
-                    r.id.span,
-                    format!("role `{}` is declared twice", r.id.text),
-                )
-                .label("again here")
-                .related(first.span, "first here")
-                .help("declare each role once, with all its members"),
-            );
+        // Only the first declaration of an id counts; later ones were reported.
+        if roles.iter().any(|x| x.id == r.id.text) {
             continue;
         }
         let source = match &r.from {
@@ -257,17 +253,14 @@ fn resolve_roles(
         });
     }
     let known: Vec<&str> = roles.iter().map(|r| r.id.as_str()).collect();
-    for r in &d.role_refs {
-        if !known.contains(&r.text.as_str()) {
-            diags.push(unknown(
-                Code::UnknownRole,
-                "role",
-                r,
-                &known,
-                "declare it with role \"id\" { member \"...\" }",
-            ));
-        }
-    }
+    check_refs(
+        &d.role_refs,
+        &known,
+        Code::UnknownRole,
+        "role",
+        "declare it with role \"id\" { member \"...\" }",
+        diags,
+    );
     for role in &roles {
         if !d.role_refs.iter().any(|r| r.text == role.id) {
             diags.push(
@@ -284,80 +277,80 @@ fn resolve_roles(
     roles
 }
 
+/// Reports ids declared twice among `items`; returns the ids, first declarations only.
+fn unique_ids<'a>(
+    items: impl IntoIterator<Item = (&'a str, Span)>,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Vec<&'a str> {
+    let mut seen: Vec<(&str, Span)> = Vec::new();
+    for (id, span) in items {
+        match seen.iter().find(|(x, _)| *x == id) {
+            Some((_, first)) => diags.push(
+                Diagnostic::new(
+                    Code::DuplicateId,
+                    span,
+                    format!("{what} `{id}` is declared twice"),
+                )
+                .label("again here")
+                .related(*first, "first here")
+                .help(format!("declare each {what} once")),
+            ),
+            None => seen.push((id, span)),
+        }
+    }
+    seen.into_iter().map(|(id, _)| id).collect()
+}
+
+/// Reports every reference of `refs` that is not among `known`.
+fn check_refs(
+    refs: &[Name],
+    known: &[&str],
+    code: Code,
+    what: &str,
+    how: &str,
+    diags: &mut Diagnostics,
+) {
+    for r in refs {
+        if !known.contains(&r.text.as_str()) {
+            diags.push(unknown(code, what, r, known, how));
+        }
+    }
+}
+
 fn check_names(d: &Draft, diags: &mut Diagnostics) {
-    let mut providers: Vec<(&str, Span)> = Vec::new();
-    for p in &d.providers {
-        if let Some((_, first)) = providers.iter().find(|(id, _)| *id == p.id) {
-            diags.push(
-                Diagnostic::new(
-                    Code::DuplicateId,
-                    p.span,
-                    format!("provider `{}` is declared twice", p.id),
-                )
-                .label("again here")
-                .related(*first, "first here")
-                .help("declare each provider once"),
-            );
-        }
-        providers.push((&p.id, p.span));
-    }
-    let known: Vec<&str> = providers.iter().map(|p| p.0).collect();
-    for r in &d.provider_refs {
-        if !known.contains(&r.text.as_str()) {
-            diags.push(unknown(
-                Code::UnknownProvider,
-                "provider",
-                r,
-                &known,
-                "declare it with provider \"id\" title=\"...\"",
-            ));
-        }
-    }
-    let mut declared: Vec<(&str, Span)> = Vec::new();
-    for t in &d.templates {
-        if let Some((_, first)) = declared.iter().find(|(id, _)| *id == t.id) {
-            diags.push(
-                Diagnostic::new(
-                    Code::DuplicateId,
-                    t.span,
-                    format!("template `{}` is declared twice", t.id),
-                )
-                .label("again here")
-                .related(*first, "first here")
-                .help("declare each template once"),
-            );
-        }
-        declared.push((&t.id, t.span));
-    }
-    let mut known: Vec<&str> = templates::STANDARD.to_vec();
-    known.extend(declared.iter().map(|t| t.0));
-    for r in &d.template_refs {
-        if !known.contains(&r.text.as_str()) {
-            diags.push(unknown(
-                Code::UnknownTemplate,
-                "template",
-                r,
-                &known,
-                "use a standard template or declare yours with template \"name\"",
-            ));
-        }
-    }
-    let mut facts: Vec<(&str, Span)> = Vec::new();
-    for f in &d.maturity {
-        if let Some((_, first)) = facts.iter().find(|(id, _)| *id == f.id) {
-            diags.push(
-                Diagnostic::new(
-                    Code::DuplicateId,
-                    f.span,
-                    format!("maturity fact `{}` is declared twice", f.id),
-                )
-                .label("again here")
-                .related(*first, "first here")
-                .help("keep one"),
-            );
-        }
-        facts.push((&f.id, f.span));
-    }
+    let providers = unique_ids(
+        d.providers.iter().map(|p| (p.id.as_str(), p.span)),
+        "provider",
+        diags,
+    );
+    check_refs(
+        &d.provider_refs,
+        &providers,
+        Code::UnknownProvider,
+        "provider",
+        "declare it with provider \"id\" title=\"...\"",
+        diags,
+    );
+    let mut templates = templates::STANDARD.to_vec();
+    templates.extend(unique_ids(
+        d.templates.iter().map(|t| (t.id.as_str(), t.span)),
+        "template",
+        diags,
+    ));
+    check_refs(
+        &d.template_refs,
+        &templates,
+        Code::UnknownTemplate,
+        "template",
+        "use a standard template or declare yours with template \"name\"",
+        diags,
+    );
+    unique_ids(
+        d.maturity.iter().map(|f| (f.id.as_str(), f.span)),
+        "maturity fact",
+        diags,
+    );
 }
 
 /// Resolves `step.field`.
@@ -856,18 +849,13 @@ fn resolve_kpis(
         .filter(|k| k.kind.as_ref().is_some_and(|n| n.text == "count"))
         .map(|k| k.id.text.as_str())
         .collect();
-    for k in &d.kpis {
-        if let Some(first) = out.iter().find(|x| x.id == k.id.text) {
-            diags.push(
-                Diagnostic::new(
-                    Code::DuplicateId,
-                    k.id.span,
-                    format!("indicator `{}` is declared twice", k.id.text),
-                )
-                .label("again here")
-                .related(first.span, "first here")
-                .help("rename one"),
-            );
+    unique_ids(
+        d.kpis.iter().map(|k| (k.id.text.as_str(), k.id.span)),
+        "indicator",
+        diags,
+    );
+    for (n, k) in d.kpis.iter().enumerate() {
+        if d.kpis[..n].iter().any(|x| x.id.text == k.id.text) {
             continue;
         }
         let Some(kind) = &k.kind else { continue };

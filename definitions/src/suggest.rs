@@ -1,11 +1,71 @@
 //! "Did you mean" suggestions for misspelt names.
 
-/// The closest candidate to `word`, if it is close enough to be a likely typo.
+/// French words a desk designer may write for the language's keywords.
+const FRENCH: &[(&str, &str)] = &[
+    ("tache", "task"),
+    ("tâche", "task"),
+    ("etape", "task"),
+    ("étape", "task"),
+    ("debut", "start"),
+    ("début", "start"),
+    ("depart", "start"),
+    ("départ", "start"),
+    ("fin", "end"),
+    ("porte", "gate"),
+    ("decision", "gate"),
+    ("décision", "gate"),
+    ("parallele", "parallel"),
+    ("parallèle", "parallel"),
+    ("branche", "branch"),
+    ("notifier", "notify"),
+    ("notification", "notify"),
+    ("attente", "wait"),
+    ("attendre", "wait"),
+    ("appel", "call"),
+    ("prestataire", "provider"),
+    ("formulaire", "form"),
+    ("champ", "field"),
+    ("issue", "outcome"),
+    ("resultat", "outcome"),
+    ("résultat", "outcome"),
+    ("membre", "member"),
+    ("rôle", "role"),
+    ("titre", "title"),
+    ("langue", "language"),
+    ("indicateur", "kpi"),
+    ("maturite", "maturity"),
+    ("maturité", "maturity"),
+    ("modele", "template"),
+    ("modèle", "template"),
+    ("echeance", "due"),
+    ("échéance", "due"),
+    ("delai", "due"),
+    ("délai", "due"),
+    ("rappel", "remind"),
+    ("escalade", "escalate"),
+    ("sinon", "otherwise"),
+    ("quand", "when"),
+    ("si", "when"),
+    ("aller", "goto"),
+    ("obligatoire", "required"),
+    ("aide", "help"),
+    ("libelle", "label"),
+    ("libellé", "label"),
+];
+
+/// The closest candidate to `word`, if it is close enough to be a likely typo (or the
+/// keyword for a French word).
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
     let word_l = word.to_lowercase();
+    let candidates: Vec<&'a str> = candidates.into_iter().collect();
+    if let Some((_, en)) = FRENCH.iter().find(|(fr, _)| *fr == word_l)
+        && let Some(c) = candidates.iter().find(|c| **c == *en)
+    {
+        return Some(c);
+    }
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         if c == word {
@@ -36,5 +96,8 @@ mod tests {
         assert_eq!(did_you_mean("negotiation", c), Some("negociation"));
         assert_eq!(did_you_mean("zzz", c), None);
         assert_eq!(did_you_mean("a_b", ["a-b"]), Some("a-b"));
+        assert_eq!(did_you_mean("tâche", ["start", "task"]), Some("task"));
+        // A French word only maps to a keyword allowed at that place.
+        assert_eq!(did_you_mean("tâche", ["start"]), None);
     }
 }
