@@ -121,8 +121,56 @@ pub struct CompileError {
     pub span: Span,
 }
 
+/// Nesting depth of brackets and number of operators, outside string literals: the shape
+/// limits checked before the CEL parser (which recurses) sees the text.
+pub fn shape(text: &str) -> (usize, usize) {
+    let b = text.as_bytes();
+    let (mut depth, mut max_depth, mut operators) = (0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                max_depth = max_depth.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'!' | b'=' | b'<' | b'>' | b'&' | b'|' | b'+' | b'-' | b'*' | b'/' | b'%' | b'?' => {
+                operators += 1;
+                // Two-character operators (`&&`, `==`, `!=`, `<=`) count once.
+                if matches!(b.get(i + 1), Some(b'=' | b'&' | b'|')) {
+                    i += 1;
+                }
+            }
+            b'.' => operators += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    (max_depth, operators)
+}
+
 /// Compiles a condition written at `span` (the span of the text inside the quotes).
 pub fn compile(text: &str, span: Span) -> Result<Condition, Vec<CompileError>> {
+    let (depth, operators) = shape(text);
+    if depth > crate::limits::MAX_EXPRESSION_DEPTH
+        || operators > crate::limits::MAX_EXPRESSION_OPERATORS
+    {
+        return Err(vec![CompileError {
+            message: format!(
+                "the condition is too complex ({depth} levels of brackets, {operators} operators; \
+                 the limits are {} and {})",
+                crate::limits::MAX_EXPRESSION_DEPTH,
+                crate::limits::MAX_EXPRESSION_OPERATORS
+            ),
+            span,
+        }]);
+    }
     let mangled = mangle(text);
     match Program::compile(&mangled) {
         Ok(program) => Ok(Condition {

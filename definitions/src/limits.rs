@@ -15,6 +15,12 @@ pub const MAX_NODES: usize = 50_000;
 pub const MAX_STRING_CHARS: usize = 10_000;
 /// Longest condition, in characters.
 pub const MAX_EXPRESSION_CHARS: usize = 2_000;
+/// Deepest nesting of brackets `( [ {` in a condition. The CEL parser recurses on nesting.
+pub const MAX_EXPRESSION_DEPTH: usize = 12;
+/// Most operators in one condition (`&&`, `==`, `!`, `+`...). Each one is a level of the
+/// syntax tree, which the parser and the evaluator walk recursively; a readable condition
+/// has a handful.
+pub const MAX_EXPRESSION_OPERATORS: usize = 64;
 /// Longest identifier, in characters.
 pub const MAX_ID_CHARS: usize = 64;
 

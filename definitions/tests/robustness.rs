@@ -188,3 +188,32 @@ proptest! {
         }
     }
 }
+
+/// The web server will check uploads on tokio worker threads (2 MiB stacks). Inputs at every
+/// limit must load there without overflowing, in debug builds too.
+#[test]
+fn inputs_at_the_limits_fit_a_small_stack() {
+    let deep_brackets = format!(
+        "{}s.count{} > 0",
+        "(".repeat(limits::MAX_EXPRESSION_DEPTH),
+        ")".repeat(limits::MAX_EXPRESSION_DEPTH)
+    );
+    let many_operators = format!("{}true", "!".repeat(limits::MAX_EXPRESSION_OPERATORS));
+    let chain = vec!["s.count > 0"; limits::MAX_EXPRESSION_OPERATORS / 4].join(" && ");
+    let mut inputs: Vec<String> = models();
+    for cond in [deep_brackets, many_operators, chain] {
+        inputs.push(format!(
+            "process \"t\" {{\n start \"s\"\n gate \"g\" {{\n  when \"{cond}\" goto=\"f\"\n  otherwise goto=\"f\"\n }}\n end \"f\" result=\"accepted\"\n}}\n"
+        ));
+    }
+    // KDL nested to the limit (refused by the schema, but parsed).
+    let depth = limits::MAX_DEPTH;
+    inputs.push(format!("{}{}", "a {\n".repeat(depth), "}\n".repeat(depth)));
+    for (i, input) in inputs.into_iter().enumerate() {
+        let handle = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || load(&input).diagnostics.len())
+            .unwrap();
+        assert!(handle.join().is_ok(), "input {i} overflowed a 2 MiB stack");
+    }
+}
