@@ -1,0 +1,152 @@
+//! Time, injected. The engine never reads the system clock itself: the shell passes `now` to
+//! the core, taken from a [`Clock`]. Production uses [`SystemClock`]; tests and the simulator
+//! use [`ManualClock`], which only moves when told to, so no test ever sleeps.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use guichet_definitions::duration::IsoDuration;
+use serde::{Deserialize, Serialize};
+use time::{Date, Duration, Month, OffsetDateTime};
+
+/// An instant, in milliseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn from_datetime(dt: OffsetDateTime) -> Self {
+        Timestamp((dt.unix_timestamp_nanos() / 1_000_000) as i64)
+    }
+
+    pub fn to_datetime(self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// This instant plus a duration as written in a definition. Years and months move on the
+    /// calendar (31 January + P1M is the last day of February); the rest is exact.
+    pub fn plus(self, d: &IsoDuration) -> Timestamp {
+        self.shift(d, 1)
+    }
+
+    /// This instant minus a duration (for reminders, counted back from a deadline).
+    pub fn minus(self, d: &IsoDuration) -> Timestamp {
+        self.shift(d, -1)
+    }
+
+    fn shift(self, d: &IsoDuration, sign: i64) -> Timestamp {
+        let months = i64::from(d.years) * 12 + i64::from(d.months);
+        let dt = add_months(self.to_datetime(), sign * months);
+        let exact = Duration::weeks(i64::from(d.weeks))
+            + Duration::days(i64::from(d.days))
+            + Duration::hours(i64::from(d.hours))
+            + Duration::minutes(i64::from(d.minutes))
+            + Duration::seconds(i64::from(d.seconds));
+        let dt = if sign > 0 {
+            dt.saturating_add(exact)
+        } else {
+            dt.saturating_sub(exact)
+        };
+        Timestamp::from_datetime(dt)
+    }
+}
+
+fn add_months(dt: OffsetDateTime, months: i64) -> OffsetDateTime {
+    if months == 0 {
+        return dt;
+    }
+    let total = i64::from(dt.year()) * 12 + i64::from(dt.month() as u8) - 1 + months;
+    let year = i32::try_from(total.div_euclid(12)).unwrap_or(dt.year());
+    let month = Month::try_from((total.rem_euclid(12) + 1) as u8).unwrap_or(dt.month());
+    let last = time::util::days_in_month(month, year);
+    let day = dt.day().min(last);
+    match Date::from_calendar_date(year, month, day) {
+        Ok(date) => dt.replace_date(date),
+        Err(_) => dt,
+    }
+}
+
+/// Where the engine's shell gets `now` from.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The real clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_datetime(OffsetDateTime::now_utc())
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> Self {
+        ManualClock(AtomicI64::new(start.0))
+    }
+
+    pub fn set(&self, t: Timestamp) {
+        self.0.store(t.0, Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, d: &IsoDuration) -> Timestamp {
+        let next = self.now().plus(d);
+        self.set(next);
+        next
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn ts(dt: OffsetDateTime) -> Timestamp {
+        Timestamp::from_datetime(dt)
+    }
+
+    #[test]
+    fn calendar_months_clamp_to_the_end_of_the_month() {
+        let d: IsoDuration = "P1M".parse().unwrap();
+        assert_eq!(
+            ts(datetime!(2027-01-31 10:00 UTC)).plus(&d),
+            ts(datetime!(2027-02-28 10:00 UTC))
+        );
+        let y: IsoDuration = "P1Y".parse().unwrap();
+        assert_eq!(
+            ts(datetime!(2028-02-29 00:00 UTC)).plus(&y),
+            ts(datetime!(2029-02-28 00:00 UTC))
+        );
+        assert_eq!(
+            ts(datetime!(2027-01-15 00:00 UTC)).minus(&"P2M".parse().unwrap()),
+            ts(datetime!(2026-11-15 00:00 UTC))
+        );
+    }
+
+    #[test]
+    fn exact_units_add_exactly() {
+        let d: IsoDuration = "P1W2DT3H4M5S".parse().unwrap();
+        let t = ts(datetime!(2027-03-01 00:00 UTC));
+        assert_eq!(t.plus(&d), ts(datetime!(2027-03-10 03:04:05 UTC)));
+        assert_eq!(t.plus(&d).minus(&d), t);
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let c = ManualClock::new(Timestamp(0));
+        assert_eq!(c.now(), Timestamp(0));
+        c.advance(&"PT1S".parse().unwrap());
+        assert_eq!(c.now(), Timestamp(1000));
+    }
+}

@@ -1,0 +1,162 @@
+//! Validation of submitted form data against a step's declared fields. A wrong value is
+//! refused with an error naming the field, and nothing changes.
+
+use std::fmt;
+
+use guichet_definitions::model::{FieldType, Form};
+use serde_json::Value;
+
+use crate::core::state::Fields;
+
+/// One field's problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field `{}`: {}", self.field, self.message)
+    }
+}
+
+fn err(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Checks `data` against `form`; returns the normalised values (numbers as numbers, yes-no as
+/// booleans, strings trimmed), or every problem found.
+pub fn validate(form: &Form, data: &Fields) -> Result<Fields, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut out = Fields::new();
+    for key in data.keys() {
+        if form.field(key).is_none() {
+            let known: Vec<&str> = form.fields.iter().map(|f| f.id.as_str()).collect();
+            errors.push(err(
+                key,
+                if known.is_empty() {
+                    "this step takes no data".to_owned()
+                } else {
+                    format!("unknown field (this step has: {})", known.join(", "))
+                },
+            ));
+        }
+    }
+    for field in &form.fields {
+        let value = data.get(&field.id).filter(|v| !is_empty(v));
+        let Some(value) = value else {
+            if field.required {
+                errors.push(err(&field.id, "required"));
+            }
+            continue;
+        };
+        match normalise(field, value) {
+            Ok(v) => {
+                out.insert(field.id.clone(), v);
+            }
+            Err(message) => errors.push(err(&field.id, message)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result<Value, String> {
+    match field.ty {
+        FieldType::Text | FieldType::LongText => {
+            let Value::String(s) = value else {
+                return Err("expected text".to_owned());
+            };
+            let s = s.trim();
+            if let Some(max) = field.max_length
+                && s.chars().count() > max as usize
+            {
+                return Err(format!("at most {max} characters"));
+            }
+            Ok(Value::String(s.to_owned()))
+        }
+        FieldType::Email => {
+            let Value::String(s) = value else {
+                return Err("expected an email address".to_owned());
+            };
+            let s = s.trim();
+            let valid = s.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains('@')
+            }) && !s.chars().any(char::is_whitespace);
+            if valid {
+                Ok(Value::String(s.to_owned()))
+            } else {
+                Err(format!("`{s}` is not an email address"))
+            }
+        }
+        FieldType::Date => {
+            let Value::String(s) = value else {
+                return Err("expected a date (YYYY-MM-DD)".to_owned());
+            };
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            time::Date::parse(s.trim(), format)
+                .map(|_| Value::String(s.trim().to_owned()))
+                .map_err(|_| format!("`{s}` is not a date (YYYY-MM-DD)"))
+        }
+        FieldType::Number => {
+            let n = match value {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.trim().replace(',', ".").parse::<f64>().ok(),
+                _ => None,
+            }
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| "expected a number".to_owned())?;
+            if let Some(min) = field.min
+                && n < min
+            {
+                return Err(format!("at least {min}"));
+            }
+            if let Some(max) = field.max
+                && n > max
+            {
+                return Err(format!("at most {max}"));
+            }
+            Ok(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number))
+        }
+        FieldType::Choice => {
+            let Value::String(s) = value else {
+                return Err("expected one of the options".to_owned());
+            };
+            if field.options.iter().any(|o| o.value == *s) {
+                Ok(Value::String(s.clone()))
+            } else {
+                let options: Vec<&str> = field.options.iter().map(|o| o.value.as_str()).collect();
+                Err(format!("`{s}` is not one of: {}", options.join(", ")))
+            }
+        }
+        FieldType::YesNo => match value {
+            Value::Bool(b) => Ok(Value::Bool(*b)),
+            Value::String(s) if matches!(s.as_str(), "true" | "oui" | "yes") => {
+                Ok(Value::Bool(true))
+            }
+            Value::String(s) if matches!(s.as_str(), "false" | "non" | "no") => {
+                Ok(Value::Bool(false))
+            }
+            _ => Err("expected yes or no".to_owned()),
+        },
+    }
+}

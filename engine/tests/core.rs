@@ -1,0 +1,717 @@
+//! Scenarios of the functional core on the three shipped desk models: every command goes
+//! through `advance`, time through explicit timestamps (no clock, no sleep), and assertions
+//! are on the returned state, effects and history.
+
+// Test helpers may panic: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use guichet_definitions::model::{EndResult, Process};
+use guichet_engine::clock::Timestamp;
+use guichet_engine::core::{
+    Actor, Command, Effect, Error, EventKind, Fields, Instance, InstanceStatus, Recipient, Seq,
+    TaskState, TimerKind, Transition, advance, start,
+};
+use serde_json::json;
+
+const DAY: i64 = 86_400_000;
+
+fn model(name: &str) -> Process {
+    let (_, src) = guichet_definitions::models::ALL
+        .iter()
+        .find(|(f, _)| f.trim_end_matches(".kdl") == name)
+        .unwrap();
+    guichet_definitions::load(src).process.unwrap()
+}
+
+fn fields(v: serde_json::Value) -> Fields {
+    serde_json::from_value(v).unwrap()
+}
+
+/// One request driven through the core, keeping everything it produced.
+struct Desk {
+    p: Process,
+    inst: Instance,
+    now: Timestamp,
+    log: Vec<Transition>,
+}
+
+impl Desk {
+    fn start(name: &str, data: serde_json::Value) -> Desk {
+        let p = model(name);
+        let now = Timestamp(1_800_000_000_000);
+        let (inst, t) = start(&p, &fields(data), now).unwrap();
+        Desk {
+            p,
+            inst,
+            now,
+            log: vec![t],
+        }
+    }
+
+    fn try_do(&mut self, c: Command) -> Result<(), Error> {
+        let (inst, t) = advance(&self.p, self.inst.clone(), c, self.now)?;
+        self.inst = inst;
+        self.log.push(t);
+        Ok(())
+    }
+
+    fn run(&mut self, c: Command) {
+        let desc = format!("{c:?}");
+        self.try_do(c).unwrap_or_else(|e| panic!("{desc}: {e}"));
+    }
+
+    /// The open task at a step.
+    fn task(&self, step: &str) -> Seq {
+        let i = self.p.step_idx(step).unwrap();
+        self.inst
+            .tasks
+            .values()
+            .find(|t| t.step == i)
+            .unwrap_or_else(|| panic!("no open task at `{step}`; open: {:?}", self.open_steps()))
+            .seq
+    }
+
+    fn open_steps(&self) -> Vec<String> {
+        self.inst
+            .tasks
+            .values()
+            .map(|t| self.p.steps[t.step].id.clone())
+            .collect()
+    }
+
+    fn complete(&mut self, step: &str, outcome: Option<&str>, data: serde_json::Value) {
+        let task = self.task(step);
+        self.run(Command::Complete {
+            task,
+            user: "agent@hopital.example".into(),
+            outcome: outcome.map(str::to_owned),
+            fields: fields(data),
+        });
+    }
+
+    fn token_at(&self, step: &str) -> Seq {
+        let i = self.p.step_idx(step).unwrap();
+        *self
+            .inst
+            .tokens
+            .iter()
+            .find(|(_, t)| t.step == i)
+            .unwrap()
+            .0
+    }
+
+    fn callback(
+        &mut self,
+        step: &str,
+        provider: &str,
+        outcome: Option<&str>,
+        data: serde_json::Value,
+    ) {
+        let token = self.token_at(step);
+        self.run(Command::Callback {
+            token,
+            provider: provider.into(),
+            outcome: outcome.map(str::to_owned),
+            fields: fields(data),
+        });
+    }
+
+    /// Moves time on and fires every timer due by then, in order.
+    fn wait_days(&mut self, days: i64) {
+        self.now = Timestamp(self.now.0 + days * DAY);
+        loop {
+            let due = self
+                .inst
+                .timers
+                .values()
+                .filter(|t| t.due_at <= self.now)
+                .min_by_key(|t| (t.due_at, t.seq))
+                .map(|t| t.seq);
+            let Some(timer) = due else { break };
+            if !self.inst.is_running() {
+                break;
+            }
+            self.run(Command::FireTimer { timer });
+        }
+    }
+
+    fn events(&self) -> Vec<&EventKind> {
+        self.log
+            .iter()
+            .flat_map(|t| t.events.iter().map(|e| &e.kind))
+            .collect()
+    }
+
+    fn emails(&self) -> Vec<(String, Recipient)> {
+        self.log
+            .iter()
+            .flat_map(|t| t.effects.iter())
+            .filter_map(|e| match e {
+                Effect::Email { template, to, .. } => Some((template.clone(), to.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn count(&self, step: &str) -> u32 {
+        self.inst.data.get(step).map_or(0, |d| d.count)
+    }
+
+    fn assert_ended(&self, result: EndResult) {
+        assert_eq!(self.inst.status, InstanceStatus::Ended(result));
+        assert!(
+            self.inst.tokens.is_empty(),
+            "tokens left: {:?}",
+            self.inst.tokens
+        );
+        assert!(
+            self.inst.tasks.is_empty(),
+            "tasks left: {:?}",
+            self.open_steps()
+        );
+        assert!(
+            self.inst.timers.is_empty(),
+            "timers left: {:?}",
+            self.inst.timers
+        );
+        assert!(self.inst.joins.is_empty());
+        let ended = self
+            .events()
+            .iter()
+            .filter(|e| matches!(e, EventKind::InstanceEnded { .. }))
+            .count();
+        assert_eq!(ended, 1, "the request ends exactly once");
+    }
+}
+
+fn intake_a() -> serde_json::Value {
+    json!({
+        "titre": "Cohorte insuffisance cardiaque",
+        "email": "porteur@labo.example",
+        "organisme": "Labo",
+        "type-porteur": "industriel",
+        "cadre": "collaboratif",
+        "resume": "Étude observationnelle",
+        "donnees": "PMSI 2018-2023",
+        "dans-catalogue": true
+    })
+}
+
+#[test]
+fn model_a_runs_to_a_signed_contract_through_a_revision_loop() {
+    let mut d = Desk::start("interne-decentralise", intake_a());
+    assert_eq!(d.open_steps(), ["recevabilite"]);
+    // The sponsor got an acknowledgment, the desk an alert.
+    let emails = d.emails();
+    assert!(emails.contains(&("demande-recue".into(), Recipient::Role("demandeur".into()))));
+    assert!(emails.contains(&(
+        "nouvelle-demande".into(),
+        Recipient::Role("unite-data".into())
+    )));
+
+    d.complete("recevabilite", Some("recevable"), json!({}));
+    let mut open = d.open_steps();
+    open.sort();
+    assert_eq!(
+        open,
+        [
+            "faisabilite-juridique",
+            "faisabilite-scientifique",
+            "faisabilite-technique"
+        ]
+    );
+    assert_eq!(d.inst.tokens.len(), 3, "one token per branch");
+
+    d.complete(
+        "faisabilite-juridique",
+        Some("favorable"),
+        json!({"base-legale": "mr-004"}),
+    );
+    d.complete(
+        "faisabilite-technique",
+        Some("faisable"),
+        json!({"travaux-supplementaires": false}),
+    );
+    // The join waits for the last branch.
+    assert_eq!(d.open_steps(), ["faisabilite-scientifique"]);
+    d.complete("faisabilite-scientifique", Some("favorable"), json!({}));
+    assert_eq!(d.open_steps(), ["comite"]);
+    assert_eq!(d.inst.tokens.len(), 1);
+
+    d.complete("comite", Some("accepte"), json!({}));
+    assert_eq!(d.open_steps(), ["negociation"]);
+    d.complete(
+        "negociation",
+        Some("projet-pret"),
+        json!({"montant": 12000, "hors-offre": false}),
+    );
+    d.complete("revue-juridique", Some("a-reviser"), json!({}));
+    d.complete(
+        "negociation",
+        Some("projet-pret"),
+        json!({"montant": 15000}),
+    );
+    d.complete("revue-juridique", Some("valide"), json!({}));
+    assert_eq!(d.count("negociation"), 2);
+    assert_eq!(d.count("revue-juridique"), 2);
+    assert_eq!(d.inst.data["negociation"].fields["montant"], json!(15000.0));
+
+    d.complete(
+        "signature",
+        Some("signe"),
+        json!({"date-signature": "2027-03-01"}),
+    );
+    let mut open = d.open_steps();
+    open.sort();
+    assert_eq!(open, ["constitution-jeu", "information-patients"]);
+    d.complete("constitution-jeu", None, json!({}));
+    d.complete("controle-qualite", Some("non-conforme"), json!({}));
+    d.complete("constitution-jeu", None, json!({}));
+    d.complete("controle-qualite", Some("conforme"), json!({}));
+    d.complete("information-patients", None, json!({}));
+    d.complete("ouverture-acces", None, json!({}));
+    d.complete("suivi", None, json!({"publications": 2, "litige": false}));
+    d.assert_ended(EndResult::Accepted);
+    let emails = d.emails();
+    for template in ["contrat-a-signer", "demande-acceptee", "acces-ouvert"] {
+        assert!(
+            emails.contains(&(template.into(), Recipient::Role("demandeur".into()))),
+            "{template}"
+        );
+    }
+}
+
+#[test]
+fn model_a_committee_refusal_ends_rejected() {
+    let mut d = Desk::start("interne-decentralise", intake_a());
+    d.complete("recevabilite", Some("recevable"), json!({}));
+    d.complete(
+        "faisabilite-juridique",
+        Some("defavorable"),
+        json!({"base-legale": "consentement"}),
+    );
+    d.complete("faisabilite-technique", Some("faisable"), json!({}));
+    d.complete("faisabilite-scientifique", Some("favorable"), json!({}));
+    d.complete("comite", Some("accepte"), json!({}));
+    // The committee accepted, but the legal opinion is unfavourable: the gate refuses.
+    d.assert_ended(EndResult::Rejected);
+    assert!(
+        d.events()
+            .iter()
+            .any(|e| matches!(e, EventKind::GateTaken { branch, .. } if branch == "otherwise"))
+    );
+    assert!(d.emails().contains(&(
+        "demande-refusee".into(),
+        Recipient::Role("demandeur".into())
+    )));
+}
+
+#[test]
+fn an_early_answer_is_kept_until_the_wait_consumes_it() {
+    let mut d = Desk::start("interne-decentralise", intake_a());
+    // The sponsor sends more information before anyone asked: kept, not lost.
+    d.run(Command::Event {
+        name: "complement-recu".into(),
+        fields: fields(json!({"reponse": "Voici le protocole"})),
+        actor: Actor::Requester,
+    });
+    assert_eq!(d.inst.buffered.len(), 1);
+    d.complete("recevabilite", Some("complement"), json!({}));
+    // The wait consumed the buffered answer at once and went back to the review.
+    assert!(d.inst.buffered.is_empty());
+    assert_eq!(d.open_steps(), ["recevabilite"]);
+    assert_eq!(
+        d.inst.data["reponse-complement"].fields["reponse"],
+        json!("Voici le protocole")
+    );
+    assert!(
+        d.inst
+            .timers
+            .values()
+            .all(|t| !matches!(t.kind, TimerKind::Timeout { .. }))
+    );
+}
+
+#[test]
+fn an_unanswered_request_for_information_times_out_to_withdrawal() {
+    let mut d = Desk::start("interne-decentralise", intake_a());
+    d.complete("recevabilite", Some("complement"), json!({}));
+    assert!(d.open_steps().is_empty());
+    d.wait_days(29);
+    assert!(d.inst.is_running());
+    d.wait_days(1);
+    d.assert_ended(EndResult::Withdrawn);
+    assert!(
+        d.events()
+            .iter()
+            .any(|e| matches!(e, EventKind::TimedOut { step } if step == "reponse-complement"))
+    );
+}
+
+#[test]
+fn deadlines_reminders_and_escalation_fire_in_order() {
+    let mut d = Desk::start("interne-decentralise", intake_a());
+    let task = d.task("recevabilite");
+    d.run(Command::Claim {
+        task,
+        user: "agent@hopital.example".into(),
+    });
+    // due P5D, remind P2D before: reminder at day 3, deadline at day 5, escalation at day 10.
+    d.wait_days(3);
+    assert!(d.emails().contains(&(
+        "tache-rappel".into(),
+        Recipient::Person("agent@hopital.example".into())
+    )));
+    assert!(!d.inst.tasks[&task].overdue);
+    d.wait_days(2);
+    assert!(d.inst.tasks[&task].overdue);
+    assert!(d.emails().contains(&(
+        "tache-echeance-depassee".into(),
+        Recipient::Person("agent@hopital.example".into())
+    )));
+    d.wait_days(5);
+    let t = &d.inst.tasks[&task];
+    assert_eq!(t.role, "direction");
+    assert_eq!(t.assignee, None);
+    assert_eq!(t.state, TaskState::Open);
+    assert!(
+        d.emails()
+            .contains(&("tache-escalade".into(), Recipient::Role("direction".into())))
+    );
+    // The direction completes it; its timers are gone.
+    d.complete("recevabilite", Some("non-recevable"), json!({}));
+    d.assert_ended(EndResult::Rejected);
+}
+
+#[test]
+fn model_b_provider_calls_and_a_timeout_path() {
+    let mut d = Desk::start(
+        "interne-solutions-externes",
+        json!({"titre": "T", "email": "p@x.example", "organisme": "O", "type-porteur": "academique",
+               "cadre": "collaboratif", "resume": "R", "donnees": "D"}),
+    );
+    d.complete("recevabilite", Some("recevable"), json!({}));
+    // The patient-information provider was called; two tasks run beside it.
+    assert!(d.log.last().unwrap().effects.iter().any(|e| matches!(e,
+        Effect::CallProvider { provider, step, .. } if provider == "site-information-patients" && step == "information-patients")));
+    d.complete("faisabilite-juridique", Some("favorable"), json!({}));
+    d.complete("faisabilite-scientifique", Some("favorable"), json!({}));
+    // The provider never answers: after 20 days the team publishes by hand.
+    d.wait_days(20);
+    assert!(d.open_steps().contains(&"publication-manuelle".to_owned()));
+    d.complete("publication-manuelle", None, json!({}));
+    d.complete("comite", Some("accepte"), json!({}));
+    d.complete("negociation", Some("accord"), json!({"montant": 5000}));
+    d.complete("signature", Some("signe"), json!({}));
+    // A callback with a field of the wrong type is refused, naming the field.
+    let token = d.token_at("structuration");
+    let err = d
+        .try_do(Command::Callback {
+            token,
+            provider: "structuration-donnees".into(),
+            outcome: Some("livre".into()),
+            fields: fields(json!({"volume": "beaucoup"})),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("field `volume`"), "{err}");
+    // From the wrong provider.
+    let err = d
+        .try_do(Command::Callback {
+            token,
+            provider: "controle-qualite".into(),
+            outcome: Some("livre".into()),
+            fields: Fields::new(),
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongProvider { .. }));
+    d.callback(
+        "structuration",
+        "structuration-donnees",
+        Some("livre"),
+        json!({"volume": 1200, "travaux-supplementaires": true}),
+    );
+    d.callback(
+        "qualite",
+        "controle-qualite",
+        Some("non-conforme"),
+        json!({"score": 40}),
+    );
+    d.callback(
+        "structuration",
+        "structuration-donnees",
+        Some("livre"),
+        json!({"volume": 1200}),
+    );
+    d.callback(
+        "qualite",
+        "controle-qualite",
+        Some("conforme"),
+        json!({"score": 91}),
+    );
+    // A late callback for a step already answered is refused.
+    assert!(matches!(
+        d.try_do(Command::Callback {
+            token,
+            provider: "structuration-donnees".into(),
+            outcome: Some("livre".into()),
+            fields: Fields::new()
+        }),
+        Err(Error::UnknownToken(_))
+    ));
+    d.complete("ouverture-acces", None, json!({}));
+    d.complete("suivi", None, json!({}));
+    d.assert_ended(EndResult::Accepted);
+}
+
+#[test]
+fn model_c_third_party_timeout_loops_back_to_the_call() {
+    let mut d = Desk::start(
+        "externe",
+        json!({"titre": "T", "email": "p@x.example", "organisme": "O", "cadre": "mise-a-disposition",
+               "resume": "R", "donnees": "D"}),
+    );
+    d.complete("recevabilite", Some("recevable"), json!({}));
+    d.complete("faisabilite-scientifique", Some("favorable"), json!({}));
+    d.wait_days(20);
+    // The third party did not answer: the referent relaunches it, and the call is sent again.
+    d.complete("relance-tiers", Some("relance"), json!({}));
+    let calls = d
+        .log
+        .iter()
+        .flat_map(|t| &t.effects)
+        .filter(|e| matches!(e, Effect::CallProvider { step, .. } if step == "conformite"))
+        .count();
+    assert_eq!(calls, 2);
+    d.callback(
+        "conformite",
+        "tiers-de-confiance",
+        Some("conforme"),
+        json!({"anonymise": true}),
+    );
+    assert_eq!(d.open_steps(), ["comite"]);
+    d.complete("comite", Some("accepte"), json!({}));
+    d.complete("contrat", Some("pret"), json!({"frais": 800}));
+    d.complete("signature", Some("a-reviser"), json!({}));
+    d.complete("contrat", Some("pret"), json!({"frais": 700}));
+    d.complete("signature", Some("signe"), json!({}));
+    d.callback(
+        "transfert",
+        "tiers-de-confiance",
+        Some("transfere"),
+        json!({}),
+    );
+    d.complete("suivi", None, json!({"publications": 1}));
+    d.assert_ended(EndResult::Accepted);
+    assert_eq!(d.count("signature"), 2);
+}
+
+#[test]
+fn bad_commands_are_refused_and_change_nothing() {
+    let mut d = Desk::start("interne-decentralise", intake_a());
+    let before = d.inst.clone();
+    let task = d.task("recevabilite");
+    let user = || "a@hopital.example".to_owned();
+    type Expect = fn(&Error) -> bool;
+    let cases: Vec<(Command, Expect)> = vec![
+        (
+            Command::Complete {
+                task,
+                user: user(),
+                outcome: None,
+                fields: Fields::new(),
+            },
+            |e| matches!(e, Error::OutcomeRequired(_)),
+        ),
+        (
+            Command::Complete {
+                task,
+                user: user(),
+                outcome: Some("peut-etre".into()),
+                fields: Fields::new(),
+            },
+            |e| matches!(e, Error::UnknownOutcome { .. }),
+        ),
+        (
+            Command::Complete {
+                task,
+                user: user(),
+                outcome: Some("recevable".into()),
+                fields: fields(json!({"x": 1})),
+            },
+            |e| matches!(e, Error::Invalid(v) if v[0].field == "x"),
+        ),
+        (
+            Command::Complete {
+                task: 999,
+                user: user(),
+                outcome: None,
+                fields: Fields::new(),
+            },
+            |e| matches!(e, Error::UnknownTask(999)),
+        ),
+        (Command::Release { task, user: user() }, |e| {
+            matches!(e, Error::InvalidTaskTransition { .. })
+        }),
+        (Command::FireTimer { timer: 999 }, |e| {
+            matches!(e, Error::UnknownTimer(_))
+        }),
+        (
+            Command::Event {
+                name: "inconnu".into(),
+                fields: Fields::new(),
+                actor: Actor::Requester,
+            },
+            |e| matches!(e, Error::UnknownEvent(_)),
+        ),
+        (
+            Command::Event {
+                name: "complement-recu".into(),
+                fields: Fields::new(),
+                actor: Actor::Requester,
+            },
+            |e| matches!(e, Error::Invalid(v) if v[0].field == "reponse" && v[0].message == "required"),
+        ),
+        (
+            Command::Delegate {
+                task,
+                by: user(),
+                to: Recipient::Role("personne".into()),
+            },
+            |e| matches!(e, Error::UnknownRole(_)),
+        ),
+    ];
+    for (c, expected) in cases {
+        let desc = format!("{c:?}");
+        let err = d.try_do(c).unwrap_err();
+        assert!(expected(&err), "{desc}: {err:?}");
+        assert_eq!(d.inst, before, "{desc} changed the state");
+    }
+    // A timer that is not due yet.
+    let timer = *d.inst.timers.keys().next().unwrap();
+    assert!(matches!(
+        d.try_do(Command::FireTimer { timer }),
+        Err(Error::TimerNotDue { .. })
+    ));
+    // The intake form is validated too: a wrong choice names the field.
+    let p = model("interne-decentralise");
+    let mut bad = intake_a();
+    bad["cadre"] = json!("inconnu");
+    bad["email"] = json!("pas-une-adresse");
+    let Err(Error::Invalid(errors)) = start(&p, &fields(bad), Timestamp(0)) else {
+        panic!()
+    };
+    let names: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(names, ["email", "cadre"]);
+}
+
+#[test]
+fn claims_conflict_and_delegation_moves_the_task() {
+    let mut d = Desk::start("interne-decentralise", intake_a());
+    let task = d.task("recevabilite");
+    d.run(Command::Claim {
+        task,
+        user: "alice@hopital.example".into(),
+    });
+    // Claiming again is harmless; someone else gets a conflict naming who holds it.
+    d.run(Command::Claim {
+        task,
+        user: "alice@hopital.example".into(),
+    });
+    let err = d
+        .try_do(Command::Claim {
+            task,
+            user: "bob@hopital.example".into(),
+        })
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::ClaimedBy {
+            task,
+            by: "alice@hopital.example".into()
+        }
+    );
+    let err = d
+        .try_do(Command::Complete {
+            task,
+            user: "bob@hopital.example".into(),
+            outcome: Some("recevable".into()),
+            fields: Fields::new(),
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::ClaimedBy { .. }));
+    d.run(Command::Delegate {
+        task,
+        by: "alice@hopital.example".into(),
+        to: Recipient::Person("bob@hopital.example".into()),
+    });
+    assert_eq!(
+        d.inst.tasks[&task].assignee.as_deref(),
+        Some("bob@hopital.example")
+    );
+    assert!(d.emails().contains(&(
+        "tache-reassignee".into(),
+        Recipient::Person("bob@hopital.example".into())
+    )));
+    d.run(Command::Release {
+        task,
+        user: "bob@hopital.example".into(),
+    });
+    assert_eq!(d.inst.tasks[&task].state, TaskState::Open);
+    d.run(Command::Delegate {
+        task,
+        by: "bob@hopital.example".into(),
+        to: Recipient::Role("juriste".into()),
+    });
+    assert_eq!(d.inst.tasks[&task].role, "juriste");
+}
+
+#[test]
+fn withdrawal_cancels_tasks_and_timers_and_then_nothing_moves() {
+    let mut d = Desk::start("interne-decentralise", intake_a());
+    d.complete("recevabilite", Some("recevable"), json!({}));
+    assert_eq!(d.inst.tasks.len(), 3);
+    let timers = d.inst.timers.len();
+    assert!(timers > 0);
+    d.run(Command::Cancel {
+        reason: "retrait du porteur".into(),
+        actor: Actor::Requester,
+    });
+    assert_eq!(d.inst.status, InstanceStatus::Cancelled);
+    assert!(d.inst.tasks.is_empty() && d.inst.timers.is_empty() && d.inst.tokens.is_empty());
+    let last = d.log.last().unwrap();
+    assert_eq!(
+        last.effects
+            .iter()
+            .filter(|e| matches!(
+                e,
+                Effect::TaskClosed {
+                    completed: false,
+                    ..
+                }
+            ))
+            .count(),
+        3
+    );
+    assert_eq!(
+        last.effects
+            .iter()
+            .filter(|e| matches!(e, Effect::TimerCancelled { .. }))
+            .count(),
+        timers
+    );
+    assert!(matches!(
+        d.try_do(Command::FireTimer { timer: 1 }),
+        Err(Error::NotRunning(_))
+    ));
+}
+
+#[test]
+fn the_core_is_deterministic() {
+    let run = || {
+        let mut d = Desk::start("interne-decentralise", intake_a());
+        d.complete("recevabilite", Some("recevable"), json!({}));
+        d.wait_days(16);
+        (d.inst, d.log)
+    };
+    assert_eq!(run(), run());
+}
