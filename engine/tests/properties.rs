@@ -264,7 +264,7 @@ fn drive(p: &Process, intake: &Fields, choices: &[u8]) -> Result<usize, String> 
             }
         }
         if let Some(t) = inst.timers.values().min_by_key(|t| (t.due_at, t.seq))
-            && ((!patient && pick % 4 == 0) || options.is_empty())
+            && ((!patient && pick.is_multiple_of(4)) || options.is_empty())
         {
             now = now.max(t.due_at);
             options.insert(0, Command::FireTimer { timer: t.seq });
