@@ -5,12 +5,17 @@
 //! - [`lifecycle`]: the transition tables of instances, tasks, timers and outbox messages;
 //! - [`clock`]: injected time.
 //!
-//! Persistence (SQLite and PostgreSQL, one transaction per command) is the imperative shell
-//! around the core; it arrives in the following steps of the engine issue.
+//! - [`runtime`]: the imperative shell, [`Engine`]: one transaction per command writes the
+//!   state, tasks, timers, outbox and hash-chained history;
+//! - [`store`]: the database (SQLite file by default, PostgreSQL), migrated at start.
 
 pub mod clock;
 pub mod core;
 pub mod lifecycle;
+pub mod runtime;
+pub mod store;
+
+pub use runtime::{Engine, Error};
 
 /// The definition model the engine executes, re-exported for the crates above.
 pub use guichet_definitions as definitions;

@@ -1,0 +1,684 @@
+//! The imperative shell around the core: it loads an instance, asks the core what a command
+//! does, and writes the new state, the task and timer rows, the outbox messages and the
+//! history events in **one transaction**. A crash at any point leaves either the whole change
+//! or none of it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use guichet_definitions::model::{EndResult, Process};
+use guichet_definitions::{Diagnostic, load};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{Any, AnyConnection, Row, Transaction};
+
+use crate::clock::{Clock, Timestamp};
+use crate::core::{self, Command, Effect, Event, Fields, Instance, InstanceStatus, Transition};
+use crate::store::{Backend, Store};
+
+/// Why an engine operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command is not valid for the request as it stands (nothing changed).
+    #[error(transparent)]
+    Refused(#[from] core::Error),
+    /// Someone else got there first (the task was completed meanwhile, for example).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A definition to deploy has errors.
+    #[error("the definition has {} error(s)", .0.iter().filter(|d| d.is_error()).count())]
+    Definition(Vec<Diagnostic>),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Stored data that cannot be read back (a bug or tampering).
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+/// A deployed definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deployed {
+    pub name: String,
+    pub version: u32,
+    pub revision: i64,
+    pub hash: String,
+    /// False when the same content was already deployed (deploying is idempotent).
+    pub new: bool,
+}
+
+/// A task row, as the inbox shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskRow {
+    pub instance: String,
+    pub seq: i64,
+    pub step: String,
+    pub role: String,
+    pub assignee: Option<String>,
+    pub state: String,
+    pub created_at: i64,
+    pub due_at: Option<i64>,
+    pub overdue: bool,
+    pub closed_by: Option<String>,
+}
+
+/// A history row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryRow {
+    pub seq: i64,
+    pub event: Event,
+    pub hash: String,
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditReport {
+    pub instances: usize,
+    pub events: usize,
+    /// The first broken link: instance, history sequence number, what is wrong.
+    pub broken: Option<(String, i64, String)>,
+}
+
+/// The engine: a store, a clock, and the compiled definitions it has seen.
+pub struct Engine {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    processes: RwLock<HashMap<String, Arc<Process>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hash_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The hash of one history entry, chained to the previous one.
+fn link_hash(prev: &str, instance: &str, seq: i64, body: &str) -> String {
+    hash_hex(format!("{prev}\n{instance}\n{seq}\n{body}").as_bytes())
+}
+
+/// The hash the chain of an instance starts from.
+fn genesis(instance: &str) -> String {
+    hash_hex(format!("guichet history of {instance}").as_bytes())
+}
+
+fn status_str(s: InstanceStatus) -> (&'static str, Option<&'static str>) {
+    match s {
+        InstanceStatus::Running => ("running", None),
+        InstanceStatus::Ended(r) => ("ended", Some(r.as_str())),
+        InstanceStatus::Cancelled => ("cancelled", None),
+    }
+}
+
+fn corrupt(e: impl std::fmt::Display) -> Error {
+    Error::Corrupt(e.to_string())
+}
+
+impl Engine {
+    pub async fn open(url: &str, clock: Arc<dyn Clock>) -> Result<Engine, Error> {
+        Ok(Engine {
+            store: Store::open(url).await?,
+            clock,
+            processes: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Deploys a definition: checked, stored by content hash, a new revision of its name if the
+    /// content is new. Running instances stay on the revision they started with.
+    pub async fn deploy(&self, source: &str) -> Result<Deployed, Error> {
+        let checked = load(source);
+        let Some(process) = checked.process else {
+            return Err(Error::Definition(checked.diagnostics));
+        };
+        let hash = hash_hex(source.as_bytes());
+        let mut tx = self
+            .store
+            .pool
+            .begin_with(self.store.backend.begin_write())
+            .await?;
+        let existing = sqlx::query("SELECT revision FROM definitions WHERE hash = $1")
+            .bind(&hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (revision, new) = match existing {
+            Some(row) => (row.try_get::<i64, _>(0)?, false),
+            None => {
+                let last: Option<i64> =
+                    sqlx::query("SELECT MAX(revision) FROM definitions WHERE name = $1")
+                        .bind(&process.name)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get(0)?;
+                let revision = last.unwrap_or(0) + 1;
+                sqlx::query(
+                    "INSERT INTO definitions (hash, name, version, revision, source, deployed_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&hash)
+                .bind(&process.name)
+                .bind(i64::from(process.version))
+                .bind(revision)
+                .bind(source)
+                .bind(self.now().0)
+                .execute(&mut *tx)
+                .await?;
+                (revision, true)
+            }
+        };
+        tx.commit().await?;
+        let deployed = Deployed {
+            name: process.name.clone(),
+            version: process.version,
+            revision,
+            hash: hash.clone(),
+            new,
+        };
+        self.processes
+            .write()
+            .map_err(corrupt)?
+            .insert(hash, Arc::new(process));
+        Ok(deployed)
+    }
+
+    /// The compiled process of a deployed definition (cached).
+    async fn process(&self, conn: &mut AnyConnection, hash: &str) -> Result<Arc<Process>, Error> {
+        if let Some(p) = self.processes.read().map_err(corrupt)?.get(hash) {
+            return Ok(p.clone());
+        }
+        let source: String = sqlx::query("SELECT source FROM definitions WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("definition {hash}")))?
+            .try_get(0)?;
+        let process = load(&source)
+            .process
+            .ok_or_else(|| Error::Corrupt(format!("stored definition {hash} no longer checks")))?;
+        let process = Arc::new(process);
+        self.processes
+            .write()
+            .map_err(corrupt)?
+            .insert(hash.to_owned(), process.clone());
+        Ok(process)
+    }
+
+    /// Starts a request on the latest revision of the named desk.
+    pub async fn start(&self, name: &str, fields: &Fields) -> Result<String, Error> {
+        let now = self.now();
+        let mut tx = self
+            .store
+            .pool
+            .begin_with(self.store.backend.begin_write())
+            .await?;
+        let hash: String = sqlx::query(
+            "SELECT hash FROM definitions WHERE name = $1 ORDER BY revision DESC LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no desk named `{name}` is deployed")))?
+        .try_get(0)?;
+        let process = self.process(&mut tx, &hash).await?;
+        let (inst, transition) = core::start(&process, fields, now)?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let title = fields
+            .get("titre")
+            .or_else(|| fields.get("title"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned();
+        let (status, result) = status_str(inst.status);
+        let state = serde_json::to_string(&inst).map_err(corrupt)?;
+        sqlx::query(
+            "INSERT INTO instances (id, definition, name, title, status, result, state, row_version, started_at, ended_at, history_seq, history_head) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, 0, $10)",
+        )
+        .bind(&id)
+        .bind(&hash)
+        .bind(name)
+        .bind(&title)
+        .bind(status)
+        .bind(result)
+        .bind(&state)
+        .bind(now.0)
+        .bind(inst.ended_at.map(|t| t.0))
+        .bind(genesis(&id))
+        .execute(&mut *tx)
+        .await?;
+        let (seq, head) = (0, genesis(&id));
+        self.apply(&mut tx, &id, &process, None, &transition, seq, head)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Applies a command to a request, in one transaction.
+    pub async fn execute(&self, id: &str, command: Command) -> Result<Instance, Error> {
+        let now = self.now();
+        let mut tx = self
+            .store
+            .pool
+            .begin_with(self.store.backend.begin_write())
+            .await?;
+        let row = sqlx::query(self.store.backend.load_instance())
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
+        let hash: String = row.try_get(0)?;
+        let state: String = row.try_get(1)?;
+        let row_version: i64 = row.try_get(2)?;
+        let seq: i64 = row.try_get(3)?;
+        let head: String = row.try_get(4)?;
+        let process = self.process(&mut tx, &hash).await?;
+        let inst: Instance = serde_json::from_str(&state).map_err(corrupt)?;
+        let fired = match &command {
+            Command::FireTimer { timer } => Some(*timer),
+            _ => None,
+        };
+        let task_of_command = match &command {
+            Command::Complete { task, .. }
+            | Command::Claim { task, .. }
+            | Command::Release { task, .. }
+            | Command::Delegate { task, .. } => Some(*task),
+            _ => None,
+        };
+        let (inst, transition) = match core::advance(&process, inst, command, now) {
+            Ok(r) => r,
+            Err(core::Error::UnknownTask(task)) if task_of_command.is_some() => {
+                // Say who got there first, if the task was closed meanwhile.
+                let closed = sqlx::query(
+                    "SELECT state, closed_by FROM tasks WHERE instance = $1 AND seq = $2",
+                )
+                .bind(id)
+                .bind(i64::from(task))
+                .fetch_optional(&mut *tx)
+                .await?;
+                return Err(match closed {
+                    Some(r) => Error::Conflict(format!(
+                        "task {task} is already {} (by {})",
+                        r.try_get::<String, _>(0)?,
+                        r.try_get::<Option<String>, _>(1)?
+                            .unwrap_or_else(|| "the system".to_owned())
+                    )),
+                    None => Error::Refused(core::Error::UnknownTask(task)),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (status, result) = status_str(inst.status);
+        let state = serde_json::to_string(&inst).map_err(corrupt)?;
+        let updated = sqlx::query(
+            "UPDATE instances SET state = $1, status = $2, result = $3, ended_at = $4, row_version = row_version + 1 \
+             WHERE id = $5 AND row_version = $6",
+        )
+        .bind(&state)
+        .bind(status)
+        .bind(result)
+        .bind(inst.ended_at.map(|t| t.0))
+        .bind(id)
+        .bind(row_version)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(Error::Conflict(format!(
+                "request {id} changed meanwhile; try again"
+            )));
+        }
+        if let Some(timer) = fired {
+            sqlx::query("DELETE FROM timers WHERE instance = $1 AND seq = $2")
+                .bind(id)
+                .bind(i64::from(timer))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let actor = transition.events.first().map(|e| e.actor.clone());
+        self.apply(&mut tx, id, &process, actor, &transition, seq, head)
+            .await?;
+        tx.commit().await?;
+        Ok(inst)
+    }
+
+    /// Writes a transition's effects and history. `seq`/`head` are the history tip before it.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        id: &str,
+        process: &Process,
+        actor: Option<core::Actor>,
+        t: &Transition,
+        mut seq: i64,
+        mut head: String,
+    ) -> Result<(), Error> {
+        let now = self.now().0;
+        let by = match &actor {
+            Some(core::Actor::User(u)) => Some(u.clone()),
+            Some(core::Actor::Provider(p)) => Some(format!("provider:{p}")),
+            Some(core::Actor::Requester) => Some("requester".to_owned()),
+            _ => None,
+        };
+        let first_seq = seq;
+        for (n, e) in t.effects.iter().enumerate() {
+            match e {
+                Effect::TaskSaved(task) => {
+                    sqlx::query(
+                        "INSERT INTO tasks (instance, seq, step, role, assignee, state, created_at, due_at, overdue) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         ON CONFLICT (instance, seq) DO UPDATE SET role = $4, assignee = $5, state = $6, due_at = $8, overdue = $9",
+                    )
+                    .bind(id)
+                    .bind(i64::from(task.seq))
+                    .bind(&process.steps[task.step].id)
+                    .bind(&task.role)
+                    .bind(&task.assignee)
+                    .bind(task_state(task.state))
+                    .bind(task.created_at.0)
+                    .bind(task.due_at.map(|d| d.0))
+                    .bind(i64::from(task.overdue))
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Effect::TaskClosed { task, completed } => {
+                    sqlx::query("UPDATE tasks SET state = $1, closed_at = $2, closed_by = $3 WHERE instance = $4 AND seq = $5")
+                        .bind(if *completed { "completed" } else { "cancelled" })
+                        .bind(now)
+                        .bind(&by)
+                        .bind(id)
+                        .bind(i64::from(*task))
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Effect::TimerScheduled(timer) => {
+                    sqlx::query(
+                        "INSERT INTO timers (instance, seq, due_at, kind) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(id)
+                    .bind(i64::from(timer.seq))
+                    .bind(timer.due_at.0)
+                    .bind(serde_json::to_string(&timer.kind).map_err(corrupt)?)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Effect::TimerCancelled { timer } => {
+                    sqlx::query("DELETE FROM timers WHERE instance = $1 AND seq = $2")
+                        .bind(id)
+                        .bind(i64::from(*timer))
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Effect::Email { .. } | Effect::CallProvider { .. } => {
+                    // A stable id: the request, the history position of the command, and the
+                    // effect's rank in it. Reused on every resend (it becomes the Message-ID).
+                    let outbox_id = format!("{id}.{}.{n}", first_seq + 1);
+                    let kind = if matches!(e, Effect::Email { .. }) {
+                        "email"
+                    } else {
+                        "webhook"
+                    };
+                    sqlx::query(
+                        "INSERT INTO outbox (id, instance, kind, payload, state, attempts, next_attempt_at, created_at) \
+                         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
+                    )
+                    .bind(&outbox_id)
+                    .bind(id)
+                    .bind(kind)
+                    .bind(serde_json::to_string(e).map_err(corrupt)?)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Effect::Finished => {}
+            }
+        }
+        for event in &t.events {
+            seq += 1;
+            let body = serde_json::to_string(event).map_err(corrupt)?;
+            let hash = link_hash(&head, id, seq, &body);
+            let name = serde_json::to_value(event)
+                .ok()
+                .and_then(|v| v.get("event").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            sqlx::query("INSERT INTO history (instance, seq, at, event, body, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(id)
+                .bind(seq)
+                .bind(event.at.0)
+                .bind(&name)
+                .bind(&body)
+                .bind(&head)
+                .bind(&hash)
+                .execute(&mut **tx)
+                .await?;
+            head = hash;
+        }
+        sqlx::query("UPDATE instances SET history_seq = $1, history_head = $2 WHERE id = $3")
+            .bind(seq)
+            .bind(&head)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Fires every timer due now, each in its own transaction; returns how many fired.
+    pub async fn fire_due_timers(&self, limit: i64) -> Result<usize, Error> {
+        let now = self.now();
+        let due = sqlx::query("SELECT instance, seq FROM timers WHERE due_at <= $1 ORDER BY due_at, instance, seq LIMIT $2")
+            .bind(now.0)
+            .bind(limit)
+            .fetch_all(&self.store.pool)
+            .await?;
+        let mut fired = 0;
+        for row in due {
+            let instance: String = row.try_get(0)?;
+            let seq: i64 = row.try_get(1)?;
+            let timer = u32::try_from(seq).map_err(corrupt)?;
+            match self.execute(&instance, Command::FireTimer { timer }).await {
+                Ok(_) => fired += 1,
+                // Cancelled or fired meanwhile: nothing to do.
+                Err(Error::Refused(core::Error::UnknownTimer(_) | core::Error::NotRunning(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(fired)
+    }
+
+    /// The core state of a request and the name of its desk.
+    pub async fn instance(&self, id: &str) -> Result<(String, Instance), Error> {
+        let row = sqlx::query("SELECT name, state FROM instances WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.store.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
+        let state: String = row.try_get(1)?;
+        Ok((
+            row.try_get(0)?,
+            serde_json::from_str(&state).map_err(corrupt)?,
+        ))
+    }
+
+    /// The compiled process a request runs on.
+    pub async fn process_of(&self, id: &str) -> Result<Arc<Process>, Error> {
+        let mut conn = self.store.pool.acquire().await?;
+        let hash: String = sqlx::query("SELECT definition FROM instances WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("request {id}")))?
+            .try_get(0)?;
+        self.process(&mut conn, &hash).await
+    }
+
+    /// Tasks, open ones first by due date; `open_only` hides closed ones.
+    pub async fn tasks(
+        &self,
+        instance: Option<&str>,
+        open_only: bool,
+    ) -> Result<Vec<TaskRow>, Error> {
+        let rows = sqlx::query(
+            "SELECT instance, seq, step, role, assignee, state, created_at, due_at, overdue, closed_by FROM tasks \
+             WHERE ($1 = '' OR instance = $1) AND ($2 = 0 OR state IN ('open', 'claimed')) \
+             ORDER BY CASE WHEN state IN ('open', 'claimed') THEN 0 ELSE 1 END, overdue DESC, due_at, instance, seq",
+        )
+        .bind(instance.unwrap_or(""))
+        .bind(i64::from(open_only))
+        .fetch_all(&self.store.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TaskRow {
+                    instance: r.try_get(0)?,
+                    seq: r.try_get(1)?,
+                    step: r.try_get(2)?,
+                    role: r.try_get(3)?,
+                    assignee: r.try_get(4)?,
+                    state: r.try_get(5)?,
+                    created_at: r.try_get(6)?,
+                    due_at: r.try_get(7)?,
+                    overdue: r.try_get::<i64, _>(8)? != 0,
+                    closed_by: r.try_get(9)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The history of a request, in order.
+    pub async fn history(&self, id: &str) -> Result<Vec<HistoryRow>, Error> {
+        let rows =
+            sqlx::query("SELECT seq, body, hash FROM history WHERE instance = $1 ORDER BY seq")
+                .bind(id)
+                .fetch_all(&self.store.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let body: String = r.try_get(1)?;
+                Ok(HistoryRow {
+                    seq: r.try_get(0)?,
+                    event: serde_json::from_str(&body).map_err(corrupt)?,
+                    hash: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Recomputes every history chain; reports the first broken link.
+    pub async fn verify_audit(&self) -> Result<AuditReport, Error> {
+        let instances =
+            sqlx::query("SELECT id, history_seq, history_head FROM instances ORDER BY id")
+                .fetch_all(&self.store.pool)
+                .await?;
+        let mut report = AuditReport {
+            instances: instances.len(),
+            events: 0,
+            broken: None,
+        };
+        for inst in &instances {
+            let id: String = inst.try_get(0)?;
+            let last: i64 = inst.try_get(1)?;
+            let head: String = inst.try_get(2)?;
+            let rows = sqlx::query(
+                "SELECT seq, body, prev_hash, hash FROM history WHERE instance = $1 ORDER BY seq",
+            )
+            .bind(&id)
+            .fetch_all(&self.store.pool)
+            .await?;
+            let mut prev = genesis(&id);
+            let mut expected_seq = 1;
+            for r in &rows {
+                report.events += 1;
+                let seq: i64 = r.try_get(0)?;
+                let body: String = r.try_get(1)?;
+                let prev_hash: String = r.try_get(2)?;
+                let hash: String = r.try_get(3)?;
+                let problem = if seq != expected_seq {
+                    Some(format!("entry {expected_seq} is missing"))
+                } else if prev_hash != prev {
+                    Some("it does not follow the previous entry".to_owned())
+                } else if link_hash(&prev, &id, seq, &body) != hash {
+                    Some("its content does not match its hash (altered)".to_owned())
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    report.broken = Some((id.clone(), seq, problem));
+                    return Ok(report);
+                }
+                prev = hash;
+                expected_seq += 1;
+            }
+            if expected_seq - 1 != last || prev != head {
+                report.broken = Some((
+                    id.clone(),
+                    expected_seq,
+                    "the latest entries were removed".to_owned(),
+                ));
+                return Ok(report);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Outbox messages of a request (for tests and `guichet mail list`).
+    pub async fn outbox(&self, instance: &str) -> Result<Vec<(String, Effect)>, Error> {
+        let rows = sqlx::query(
+            "SELECT id, payload FROM outbox WHERE instance = $1 ORDER BY created_at, id",
+        )
+        .bind(instance)
+        .fetch_all(&self.store.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let payload: String = r.try_get(1)?;
+                Ok((
+                    r.try_get(0)?,
+                    serde_json::from_str(&payload).map_err(corrupt)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// How requests ended, by result (for tests and summaries).
+    pub async fn count_by_status(&self) -> Result<Vec<(String, Option<EndResult>, i64)>, Error> {
+        let rows = sqlx::query("SELECT status, result, COUNT(*) FROM instances GROUP BY status, result ORDER BY status, result")
+            .fetch_all(&self.store.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let result: Option<String> = r.try_get(1)?;
+                let result =
+                    result.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok());
+                Ok((r.try_get(0)?, result, r.try_get(2)?))
+            })
+            .collect()
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.store.backend
+    }
+}
+
+fn task_state(s: core::TaskState) -> &'static str {
+    match s {
+        core::TaskState::Open => "open",
+        core::TaskState::Claimed => "claimed",
+        core::TaskState::Completed => "completed",
+        core::TaskState::Cancelled => "cancelled",
+    }
+}

@@ -1,0 +1,121 @@
+//! The database: a connection pool to SQLite (a file, the embedded default) or PostgreSQL,
+//! with the schema migrated at start. The same SQL serves both (TEXT and BIGINT, `$1`
+//! placeholders); the few differences (how a write transaction begins, row locks) are in
+//! [`Backend`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, SqlSafeStr};
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// How a transaction that will write begins. SQLite must take the write lock at once
+    /// (`BEGIN IMMEDIATE`), or a later write in the transaction fails with "database is
+    /// locked" without waiting for the busy timeout.
+    pub(crate) fn begin_write(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// Reads a row that the transaction will update, locking it where the database can.
+    pub(crate) fn load_instance(self) -> &'static str {
+        match self {
+            Backend::Sqlite => {
+                "SELECT definition, state, row_version, history_seq, history_head FROM instances WHERE id = $1"
+            }
+            Backend::Postgres => {
+                "SELECT definition, state, row_version, history_seq, history_head FROM instances WHERE id = $1 FOR UPDATE"
+            }
+        }
+    }
+}
+
+/// A pool and its backend.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+}
+
+/// The schema, embedded in the binary; applied in order, each once.
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../migrations/0001_init.sql").into_sql_str(),
+        false,
+    )])
+}
+
+impl Store {
+    /// Connects and migrates. `url` is `sqlite://path/to/file.db` or `postgres://...`.
+    pub async fn open(url: &str) -> Result<Store, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite") {
+            Backend::Sqlite
+        } else {
+            return Err(sqlx::Error::Configuration(
+                format!("unsupported database URL `{url}`: use sqlite://FILE or postgres://...")
+                    .into(),
+            ));
+        };
+        let url = match backend {
+            // Create the file when it does not exist yet.
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL for concurrent readers; FULL so that a commit is on disk before
+                        // anyone is told it happened; wait on a busy database, do not fail.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        migrator().run(&pool).await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for tools and tests that read the tables directly.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,421 @@
+//! The engine on real databases: every scenario runs on a SQLite file and on the PostgreSQL
+//! server that `scripts/test` starts (its URL in `GUICHET_TEST_POSTGRES`; each test gets a
+//! database of its own). Time is a manual clock: no test sleeps.
+
+// Test helpers may panic: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use guichet_definitions::model::EndResult;
+use guichet_engine::clock::{ManualClock, Timestamp};
+use guichet_engine::core::{Command, Effect, Fields, InstanceStatus, Recipient};
+use guichet_engine::{Engine, Error};
+use serde_json::json;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty database URL for one test.
+async fn database(backend: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let name = format!("guichet_test_{}_{n}", std::process::id());
+    match backend {
+        "sqlite" => {
+            let path = std::env::temp_dir().join(format!("{name}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            format!("sqlite://{}", path.display())
+        }
+        _ => {
+            let admin = std::env::var("GUICHET_TEST_POSTGRES").unwrap_or_else(|_| {
+                panic!(
+                    "GUICHET_TEST_POSTGRES is not set: run the tests with scripts/test, which starts \
+                     a throwaway PostgreSQL server, or point it at one (postgres://user@127.0.0.1:port/db)"
+                )
+            });
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            let base = admin.rsplit_once('/').unwrap().0;
+            format!("{base}/{name}")
+        }
+    }
+}
+
+const T0: Timestamp = Timestamp(1_800_000_000_000);
+const DAY: i64 = 86_400_000;
+
+async fn engine(backend: &str) -> (Engine, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = Engine::open(&database(backend).await, clock.clone())
+        .await
+        .unwrap();
+    (engine, clock)
+}
+
+fn model(name: &str) -> &'static str {
+    guichet_definitions::models::ALL
+        .iter()
+        .find(|(f, _)| f.trim_end_matches(".kdl") == name)
+        .unwrap()
+        .1
+}
+
+fn fields(v: serde_json::Value) -> Fields {
+    serde_json::from_value(v).unwrap()
+}
+
+fn intake() -> Fields {
+    fields(json!({
+        "titre": "Cohorte", "email": "porteur@labo.example", "organisme": "Labo",
+        "type-porteur": "industriel", "cadre": "collaboratif", "resume": "R", "donnees": "D"
+    }))
+}
+
+async fn open_task(e: &Engine, id: &str, step: &str) -> u32 {
+    let tasks = e.tasks(Some(id), true).await.unwrap();
+    let t = tasks
+        .iter()
+        .find(|t| t.step == step)
+        .unwrap_or_else(|| panic!("no open task at {step}: {tasks:?}"));
+    u32::try_from(t.seq).unwrap()
+}
+
+async fn complete(
+    e: &Engine,
+    id: &str,
+    step: &str,
+    outcome: Option<&str>,
+    data: serde_json::Value,
+) {
+    let task = open_task(e, id, step).await;
+    e.execute(
+        id,
+        Command::Complete {
+            task,
+            user: "agent@hopital.example".into(),
+            outcome: outcome.map(Into::into),
+            fields: fields(data),
+        },
+    )
+    .await
+    .unwrap_or_else(|err| panic!("{step}: {err}"));
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name("sqlite").await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name("postgres").await } )*
+        }
+    };
+}
+
+on_both_backends!(
+    deploying_is_idempotent_and_versions_keep_running_instances,
+    a_whole_request_of_model_a_is_stored_and_audited,
+    bad_commands_write_nothing,
+    timers_fire_from_the_database,
+    concurrent_completions_of_one_task_one_wins,
+    tampering_with_history_is_detected,
+);
+
+async fn deploying_is_idempotent_and_versions_keep_running_instances(backend: &str) {
+    let (e, _) = engine(backend).await;
+    let source = model("interne-decentralise");
+    let first = e.deploy(source).await.unwrap();
+    assert!(first.new);
+    assert_eq!(first.revision, 1);
+    assert!(
+        !e.deploy(source).await.unwrap().new,
+        "same content, same revision"
+    );
+    let old = e.start("interne-decentralise", &intake()).await.unwrap();
+    // A changed definition is a new revision; new requests use it, the running one does not.
+    let changed = source.replace(
+        "due=\"P5D\" remind=\"P2D\" title=\"Examen de recevabilité\"",
+        "due=\"P3D\" remind=\"P1D\" title=\"Examen de recevabilité\"",
+    );
+    assert_ne!(changed, source);
+    let second = e.deploy(&changed).await.unwrap();
+    assert_eq!(second.revision, 2);
+    let new = e.start("interne-decentralise", &intake()).await.unwrap();
+    let due = |id: String| {
+        let e = &e;
+        async move { e.tasks(Some(&id), true).await.unwrap()[0].due_at.unwrap() }
+    };
+    assert_eq!(due(old.clone()).await, T0.0 + 5 * DAY);
+    assert_eq!(due(new).await, T0.0 + 3 * DAY);
+    // The old revision still runs its request to the end.
+    complete(&e, &old, "recevabilite", Some("non-recevable"), json!({})).await;
+    assert_eq!(
+        e.instance(&old).await.unwrap().1.status,
+        InstanceStatus::Ended(EndResult::Rejected)
+    );
+    // A broken definition is refused with its diagnostics, and nothing is stored.
+    let Err(Error::Definition(diags)) = e.deploy("process \"x\" {\n start \"s\"\n}\n").await else {
+        panic!()
+    };
+    assert!(diags.iter().any(|d| d.code.as_str() == "G0046"));
+}
+
+async fn a_whole_request_of_model_a_is_stored_and_audited(backend: &str) {
+    let (e, _) = engine(backend).await;
+    e.deploy(model("interne-decentralise")).await.unwrap();
+    let id = e.start("interne-decentralise", &intake()).await.unwrap();
+    complete(&e, &id, "recevabilite", Some("recevable"), json!({})).await;
+    complete(
+        &e,
+        &id,
+        "faisabilite-juridique",
+        Some("favorable"),
+        json!({"base-legale": "mr-004"}),
+    )
+    .await;
+    complete(
+        &e,
+        &id,
+        "faisabilite-scientifique",
+        Some("favorable"),
+        json!({}),
+    )
+    .await;
+    complete(
+        &e,
+        &id,
+        "faisabilite-technique",
+        Some("faisable"),
+        json!({}),
+    )
+    .await;
+    complete(&e, &id, "comite", Some("accepte"), json!({})).await;
+    complete(
+        &e,
+        &id,
+        "negociation",
+        Some("projet-pret"),
+        json!({"montant": 1000}),
+    )
+    .await;
+    complete(&e, &id, "revue-juridique", Some("a-reviser"), json!({})).await;
+    complete(
+        &e,
+        &id,
+        "negociation",
+        Some("projet-pret"),
+        json!({"montant": 1200}),
+    )
+    .await;
+    complete(&e, &id, "revue-juridique", Some("valide"), json!({})).await;
+    complete(
+        &e,
+        &id,
+        "signature",
+        Some("signe"),
+        json!({"date-signature": "2027-01-10"}),
+    )
+    .await;
+    complete(&e, &id, "information-patients", None, json!({})).await;
+    complete(&e, &id, "constitution-jeu", None, json!({})).await;
+    complete(&e, &id, "controle-qualite", Some("conforme"), json!({})).await;
+    complete(&e, &id, "ouverture-acces", None, json!({})).await;
+    complete(&e, &id, "suivi", None, json!({})).await;
+    let (_, inst) = e.instance(&id).await.unwrap();
+    assert_eq!(inst.status, InstanceStatus::Ended(EndResult::Accepted));
+    assert!(e.tasks(Some(&id), true).await.unwrap().is_empty());
+    // Every task closed, by who did it.
+    let all = e.tasks(Some(&id), false).await.unwrap();
+    assert_eq!(all.len(), 15);
+    assert!(
+        all.iter()
+            .all(|t| t.state == "completed"
+                && t.closed_by.as_deref() == Some("agent@hopital.example"))
+    );
+    // The outbox holds every email, each with its own stable id.
+    let outbox = e.outbox(&id).await.unwrap();
+    let ids: std::collections::BTreeSet<_> = outbox.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids.len(), outbox.len());
+    let to_sponsor = outbox
+        .iter()
+        .filter(|(_, eff)| matches!(eff, Effect::Email { to: Recipient::Role(r), .. } if r == "demandeur"))
+        .count();
+    assert_eq!(to_sponsor, 4, "received, contract, accepted, access");
+    let history = e.history(&id).await.unwrap();
+    assert!(history.len() > 60);
+    assert_eq!(
+        history.iter().map(|h| h.seq).collect::<Vec<_>>(),
+        (1..=history.len() as i64).collect::<Vec<_>>()
+    );
+    let report = e.verify_audit().await.unwrap();
+    assert_eq!(report.broken, None);
+    assert_eq!(report.events, history.len());
+    assert_eq!(
+        e.count_by_status().await.unwrap(),
+        [("ended".to_owned(), Some(EndResult::Accepted), 1)]
+    );
+}
+
+async fn bad_commands_write_nothing(backend: &str) {
+    let (e, _) = engine(backend).await;
+    e.deploy(model("interne-decentralise")).await.unwrap();
+    let id = e.start("interne-decentralise", &intake()).await.unwrap();
+    let before = (
+        e.instance(&id).await.unwrap(),
+        e.history(&id).await.unwrap().len(),
+        e.outbox(&id).await.unwrap().len(),
+    );
+    let task = open_task(&e, &id, "recevabilite").await;
+    let err = e
+        .execute(
+            &id,
+            Command::Complete {
+                task,
+                user: "a@b.example".into(),
+                outcome: Some("recevable".into()),
+                fields: fields(json!({"inconnu": 1})),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("field `inconnu`"), "{err}");
+    let after = (
+        e.instance(&id).await.unwrap(),
+        e.history(&id).await.unwrap().len(),
+        e.outbox(&id).await.unwrap().len(),
+    );
+    assert_eq!(before, after);
+    assert!(matches!(
+        e.execute("nope", Command::FireTimer { timer: 1 }).await,
+        Err(Error::NotFound(_))
+    ));
+    // A bad intake starts nothing.
+    let mut bad = intake();
+    bad.insert("email".into(), json!("pas-une-adresse"));
+    assert!(matches!(
+        e.start("interne-decentralise", &bad).await,
+        Err(Error::Refused(_))
+    ));
+    assert!(matches!(
+        e.start("inconnu", &intake()).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        e.count_by_status().await.unwrap(),
+        [("running".to_owned(), None, 1)]
+    );
+}
+
+async fn timers_fire_from_the_database(backend: &str) {
+    let (e, clock) = engine(backend).await;
+    e.deploy(model("interne-decentralise")).await.unwrap();
+    let id = e.start("interne-decentralise", &intake()).await.unwrap();
+    complete(&e, &id, "recevabilite", Some("complement"), json!({})).await;
+    assert_eq!(e.fire_due_timers(100).await.unwrap(), 0);
+    clock.set(Timestamp(T0.0 + 30 * DAY));
+    assert_eq!(e.fire_due_timers(100).await.unwrap(), 1);
+    let (_, inst) = e.instance(&id).await.unwrap();
+    assert_eq!(inst.status, InstanceStatus::Ended(EndResult::Withdrawn));
+    assert_eq!(
+        e.fire_due_timers(100).await.unwrap(),
+        0,
+        "fired timers are gone"
+    );
+    assert_eq!(e.verify_audit().await.unwrap().broken, None);
+}
+
+async fn concurrent_completions_of_one_task_one_wins(backend: &str) {
+    let (e, _) = engine(backend).await;
+    let e = Arc::new(e);
+    e.deploy(model("interne-decentralise")).await.unwrap();
+    for round in 0..10 {
+        let id = e.start("interne-decentralise", &intake()).await.unwrap();
+        let task = open_task(&e, &id, "recevabilite").await;
+        let go = |user: &str| {
+            let (e, id, user) = (e.clone(), id.clone(), user.to_owned());
+            tokio::spawn(async move {
+                e.execute(
+                    &id,
+                    Command::Complete {
+                        task,
+                        user,
+                        outcome: Some("recevable".into()),
+                        fields: Fields::new(),
+                    },
+                )
+                .await
+            })
+        };
+        let (a, b) = (go("alice@hopital.example"), go("bob@hopital.example"));
+        let results = [a.await.unwrap(), b.await.unwrap()];
+        let wins = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {results:?}");
+        let loser = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert!(
+            matches!(loser, Error::Conflict(m) if m.contains("already completed")),
+            "round {round}: {loser}"
+        );
+        // Exactly one next step: the three feasibility tasks, once each.
+        let open = e.tasks(Some(&id), true).await.unwrap();
+        assert_eq!(open.len(), 3, "round {round}: {open:?}");
+    }
+}
+
+async fn tampering_with_history_is_detected(backend: &str) {
+    let (e, _) = engine(backend).await;
+    e.deploy(model("externe")).await.unwrap();
+    let a = e.start("externe", &intake_c()).await.unwrap();
+    let b = e.start("externe", &intake_c()).await.unwrap();
+    complete(&e, &b, "recevabilite", Some("recevable"), json!({})).await;
+    assert_eq!(e.verify_audit().await.unwrap().broken, None);
+    let url_pool = e.store().pool().clone();
+    // Alter one event's body.
+    sqlx::query("UPDATE history SET body = REPLACE(body, 'recevable', 'non-recevable') WHERE instance = $1 AND event = 'task-completed'")
+        .bind(&b)
+        .execute(&url_pool)
+        .await
+        .unwrap();
+    let report = e.verify_audit().await.unwrap();
+    let (inst, seq, why) = report.broken.unwrap();
+    assert_eq!(inst, b);
+    assert!(why.contains("altered"), "{why}");
+    let altered_seq: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT seq FROM history WHERE instance = $1 AND event = 'task-completed'")
+            .bind(&b)
+            .fetch_one(&url_pool)
+            .await
+            .unwrap(),
+        0,
+    );
+    assert_eq!(seq, altered_seq);
+    // Removing the latest entries is detected too.
+    sqlx::query(
+        "UPDATE history SET body = REPLACE(body, 'non-recevable', 'recevable') WHERE instance = $1",
+    )
+    .bind(&b)
+    .execute(&url_pool)
+    .await
+    .unwrap();
+    assert_eq!(e.verify_audit().await.unwrap().broken, None);
+    sqlx::query("DELETE FROM history WHERE instance = $1 AND seq = (SELECT MAX(seq) FROM history WHERE instance = $1)")
+        .bind(&a)
+        .execute(&url_pool)
+        .await
+        .unwrap();
+    let (inst, _, why) = e.verify_audit().await.unwrap().broken.unwrap();
+    assert_eq!(inst, a);
+    assert!(why.contains("removed"), "{why}");
+}
+
+fn intake_c() -> Fields {
+    fields(
+        json!({"titre": "T", "email": "p@x.example", "organisme": "O", "cadre": "autre", "resume": "R", "donnees": "D"}),
+    )
+}
