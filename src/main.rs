@@ -7,6 +7,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod db;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use guichet_definitions::{self as definitions, Severity, diagnostic};
 
@@ -17,6 +19,14 @@ use guichet_definitions::{self as definitions, Severity, diagnostic};
     about = "A workflow engine for health-data access desks"
 )]
 struct Cli {
+    /// The database: a SQLite file (created if missing) or a PostgreSQL URL.
+    #[arg(
+        long,
+        global = true,
+        env = "GUICHET_DATABASE",
+        default_value = "sqlite://guichet.db"
+    )]
+    database: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,9 +56,33 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Run the desk. (For now: loads the shipped desk models and lists them; the web server
-    /// arrives with the engine and web crates.)
-    Serve,
+    /// Run the desk: deploy the shipped desk models into the database and fire timers as they
+    /// fall due, until stopped (Ctrl-C). The web server arrives with the web issue.
+    Serve {
+        /// Deploy and list the models, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Deploy definitions into the database (a changed file becomes a new revision).
+    Deploy {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Requests: start, show, list, cancel.
+    #[command(subcommand)]
+    Instance(db::InstanceCommand),
+    /// Tasks: list, claim, release, complete.
+    #[command(subcommand)]
+    Task(db::TaskCommand),
+    /// External events for a request (e.g. the sponsor's answer).
+    #[command(subcommand)]
+    Event(db::EventCommand),
+    /// Fire the timers that are due now.
+    #[command(subcommand)]
+    Timers(db::TimersCommand),
+    /// Check the tamper-evident history.
+    #[command(subcommand)]
+    Audit(db::AuditCommand),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -85,7 +119,13 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph(&file, format, output.as_deref()),
-        Command::Serve => serve(),
+        Command::Serve { once } => db::run(&cli.database, |e| db::serve(e, once)),
+        Command::Deploy { files } => db::run(&cli.database, |e| db::deploy(e, files)),
+        Command::Instance(c) => db::run(&cli.database, |e| db::instance(e, c)),
+        Command::Task(c) => db::run(&cli.database, |e| db::task(e, c)),
+        Command::Event(c) => db::run(&cli.database, |e| db::event(e, c)),
+        Command::Timers(c) => db::run(&cli.database, |e| db::timers(e, c)),
+        Command::Audit(c) => db::run(&cli.database, |e| db::audit(e, c)),
     }
 }
 
@@ -204,38 +244,5 @@ fn graph(file: &Path, format: GraphFormat, output: Option<&Path>) -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(2)
         }
-    }
-}
-
-fn serve() -> ExitCode {
-    println!("guichet {}: desk models loaded", env!("CARGO_PKG_VERSION"));
-    let mut ok = true;
-    for (file, source) in definitions::models::ALL {
-        let checked = definitions::load(source);
-        match checked.process {
-            Some(p) => println!(
-                "  {:<28} {} (v{}, {} steps, {} indicators)",
-                p.name,
-                p.title,
-                p.version,
-                p.steps.len(),
-                p.kpis.len()
-            ),
-            None => {
-                ok = false;
-                eprint!(
-                    "{}",
-                    diagnostic::render(&checked.diagnostics, file, source, false)
-                );
-            }
-        }
-    }
-    println!(
-        "The web server is not built yet: see the open issues on the engine and the web application."
-    );
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
     }
 }

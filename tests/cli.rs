@@ -169,7 +169,16 @@ fn graph_refuses_a_broken_definition() {
 
 #[test]
 fn serve_loads_the_three_models() {
-    let out = guichet(&["serve"], &repo());
+    let dir = tempdir("serve");
+    let out = guichet(
+        &[
+            "--database",
+            &format!("sqlite://{}", dir.join("g.db").display()),
+            "serve",
+            "--once",
+        ],
+        &repo(),
+    );
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for name in [
@@ -179,4 +188,127 @@ fn serve_loads_the_three_models() {
     ] {
         assert!(stdout.contains(name), "{stdout}");
     }
+}
+
+/// The engine from the command line, on a SQLite file: what scripts and tests drive.
+fn db_cmd(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(args)
+        .current_dir(dir)
+        .env(
+            "GUICHET_DATABASE",
+            format!("sqlite://{}", dir.join("desk.db").display()),
+        )
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn open_tasks(dir: &Path, id: &str) -> Vec<serde_json::Value> {
+    let out = ok(&db_cmd(dir, &["task", "list", "--instance", id, "--json"]));
+    serde_json::from_str::<Vec<serde_json::Value>>(&out).unwrap()
+}
+
+fn task_at(dir: &Path, id: &str, step: &str) -> String {
+    open_tasks(dir, id)
+        .iter()
+        .find(|t| t["step"] == step)
+        .unwrap()["seq"]
+        .to_string()
+}
+
+#[test]
+fn a_request_runs_from_the_command_line_and_its_history_is_audited() {
+    let dir = tempdir("engine-cli");
+    let out = ok(&db_cmd(&dir, &["serve", "--once"]));
+    assert_eq!(out.matches("revision 1").count(), 3);
+    let id = ok(&db_cmd(
+        &dir,
+        &[
+            "instance",
+            "start",
+            "externe",
+            "--field",
+            "titre=Étude",
+            "--field",
+            "email=p@x.example",
+            "--field",
+            "organisme=O",
+            "--field",
+            "cadre=autre",
+            "--field",
+            "resume=R",
+            "--field",
+            "donnees=D",
+        ],
+    ))
+    .trim()
+    .to_owned();
+    let complete = |step: &str, outcome: &str| {
+        let task = task_at(&dir, &id, step);
+        ok(&db_cmd(
+            &dir,
+            &[
+                "task",
+                "complete",
+                &id,
+                &task,
+                "--user",
+                "ref@institut.example",
+                "--outcome",
+                outcome,
+            ],
+        ))
+    };
+    complete("recevabilite", "non-recevable");
+    assert!(open_tasks(&dir, &id).is_empty());
+    let show = ok(&db_cmd(&dir, &["instance", "show", &id]));
+    assert!(show.contains("Ended(Rejected)"), "{show}");
+    // A refused command explains itself and exits 1.
+    let out = db_cmd(
+        &dir,
+        &["task", "complete", &id, "1", "--user", "x@y.example"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no longer running"));
+    // The audit passes, then names the altered entry.
+    assert!(ok(&db_cmd(&dir, &["audit", "verify"])).contains("history intact: 1 request(s)"));
+    let db = dir.join("desk.db");
+    let status = Command::new("python3")
+        .args(["-c", &format!(
+            "import sqlite3; c = sqlite3.connect('{}'); c.execute(\"UPDATE history SET body = replace(body, 'non-recevable', 'recevable') WHERE seq = (SELECT min(seq) FROM history WHERE event = 'task-completed')\"); c.commit()",
+            db.display()
+        )])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = db_cmd(&dir, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("BROKEN at request {id}")) && text.contains("altered"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_database_url_exits_2() {
+    let dir = tempdir("bad-db");
+    let out = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["--database", "mysql://nowhere", "task", "list"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
 }

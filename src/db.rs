@@ -1,0 +1,407 @@
+//! The commands that work on the database through the engine: deploy, requests, tasks,
+//! events, timers, audit, and `serve`.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use guichet_definitions::{diagnostic, models};
+use guichet_engine::clock::SystemClock;
+use guichet_engine::core::{Actor, Command, Fields, Recipient};
+use guichet_engine::{Engine, Error};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum InstanceCommand {
+    /// Start a request on the latest revision of a desk.
+    Start {
+        /// The desk (process name), e.g. interne-decentralise.
+        desk: String,
+        /// Intake fields, as id=value (repeat); values that read as JSON are numbers/booleans.
+        #[arg(long = "field", value_name = "ID=VALUE")]
+        fields: Vec<String>,
+    },
+    /// Show a request: where it stands, its open tasks and timers, its data.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The history of a request.
+    History { id: String },
+    /// Withdraw or cancel a request: its open tasks and timers are cancelled.
+    Cancel {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        /// Who cancels (an email address); the sponsor if absent.
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TaskCommand {
+    /// Open tasks (all tasks with --all), overdue and soonest due first.
+    List {
+        #[arg(long)]
+        instance: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    Claim {
+        instance: String,
+        task: u32,
+        #[arg(long)]
+        user: String,
+    },
+    Release {
+        instance: String,
+        task: u32,
+        #[arg(long)]
+        user: String,
+    },
+    /// Hand a task to a person (--to-user) or a role (--to-role).
+    Delegate {
+        instance: String,
+        task: u32,
+        #[arg(long)]
+        user: String,
+        #[arg(long, conflicts_with = "to_role")]
+        to_user: Option<String>,
+        #[arg(long)]
+        to_role: Option<String>,
+    },
+    Complete {
+        instance: String,
+        task: u32,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long = "field", value_name = "ID=VALUE")]
+        fields: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventCommand {
+    /// Send a named event to a request (kept if no step waits for it yet).
+    Send {
+        instance: String,
+        name: String,
+        #[arg(long = "field", value_name = "ID=VALUE")]
+        fields: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TimersCommand {
+    /// Fire every timer due now.
+    Fire,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Recompute every request's hash chain; name the first broken link (exit 1).
+    Verify,
+}
+
+/// Opens the engine and runs one command on it; errors are printed once, with exit code 2
+/// for failures to run and 1 for refusals.
+pub(crate) fn run<F, Fut>(url: &str, f: F) -> ExitCode
+where
+    F: FnOnce(Arc<Engine>) -> Fut,
+    Fut: Future<Output = anyhow::Result<ExitCode>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("guichet: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async {
+        let engine = match Engine::open(url, Arc::new(SystemClock)).await {
+            Ok(e) => Arc::new(e),
+            Err(e) => {
+                eprintln!("guichet: cannot open the database {url}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let code = match f(engine.clone()).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("guichet: {e:#}");
+                match e.downcast_ref::<Error>() {
+                    Some(Error::Database(_) | Error::Corrupt(_)) | None => ExitCode::from(2),
+                    Some(_) => ExitCode::from(1),
+                }
+            }
+        };
+        engine.store().close().await;
+        code
+    })
+}
+
+/// `id=value` pairs; a value that parses as JSON (a number, true, false) is taken as such.
+fn parse_fields(pairs: &[String]) -> anyhow::Result<Fields> {
+    let mut out = Fields::new();
+    for pair in pairs {
+        let Some((k, v)) = pair.split_once('=') else {
+            bail!("`{pair}` is not id=value");
+        };
+        let value = match serde_json::from_str::<serde_json::Value>(v) {
+            Ok(j @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => j,
+            _ => serde_json::Value::String(v.to_owned()),
+        };
+        out.insert(k.to_owned(), value);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn deploy(e: Arc<Engine>, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut code = ExitCode::SUCCESS;
+    for file in files {
+        let source = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        match e.deploy(&source).await {
+            Ok(d) => println!(
+                "{}: {} revision {} (version {}){}",
+                file.display(),
+                d.name,
+                d.revision,
+                d.version,
+                if d.new { "" } else { ", already deployed" }
+            ),
+            Err(Error::Definition(diags)) => {
+                eprint!(
+                    "{}",
+                    diagnostic::render(&diags, &file.display().to_string(), &source, false)
+                );
+                eprintln!("{}: not deployed", file.display());
+                code = ExitCode::from(1);
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(code)
+}
+
+pub(crate) async fn serve(e: Arc<Engine>, once: bool) -> anyhow::Result<ExitCode> {
+    println!(
+        "guichet {}: database {:?}",
+        env!("CARGO_PKG_VERSION"),
+        e.backend()
+    );
+    for (_, source) in models::ALL {
+        let d = e.deploy(source).await?;
+        println!(
+            "  desk {:<28} revision {} (version {})",
+            d.name, d.revision, d.version
+        );
+    }
+    if once {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Firing timers as they fall due; Ctrl-C to stop. (The web server arrives with the web issue.)"
+    );
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                let fired = e.fire_due_timers(1_000).await?;
+                if fired > 0 {
+                    println!("fired {fired} timer(s)");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn instance(e: Arc<Engine>, c: InstanceCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        InstanceCommand::Start { desk, fields } => {
+            let id = e.start(&desk, &parse_fields(&fields)?).await?;
+            println!("{id}");
+        }
+        InstanceCommand::Show { id, json } => {
+            let (desk, inst) = e.instance(&id).await?;
+            let process = e.process_of(&id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inst)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("request {id} on desk {desk}: {:?}", inst.status);
+            for t in inst.tasks.values() {
+                println!(
+                    "  task {} at {} for {}{}{}",
+                    t.seq,
+                    process.steps[t.step].id,
+                    t.role,
+                    t.assignee
+                        .as_ref()
+                        .map(|a| format!(", claimed by {a}"))
+                        .unwrap_or_default(),
+                    if t.overdue { ", OVERDUE" } else { "" }
+                );
+            }
+            for tok in inst.tokens.values() {
+                let step = &process.steps[tok.step];
+                if !matches!(step.kind, guichet_definitions::model::StepKind::Task(_)) {
+                    println!("  waiting at {} ({})", step.id, step.kind_name());
+                }
+            }
+            for (step, d) in &inst.data {
+                if d.outcome.is_some() || !d.fields.is_empty() {
+                    println!(
+                        "  {step}: {}{}",
+                        d.outcome
+                            .as_deref()
+                            .map(|o| format!("outcome {o} "))
+                            .unwrap_or_default(),
+                        serde_json::to_string(&d.fields)?
+                    );
+                }
+            }
+        }
+        InstanceCommand::History { id } => {
+            for h in e.history(&id).await? {
+                println!("{:>4} {}", h.seq, serde_json::to_string(&h.event)?);
+            }
+        }
+        InstanceCommand::Cancel { id, reason, user } => {
+            let actor = user.map_or(Actor::Requester, Actor::User);
+            e.execute(&id, Command::Cancel { reason, actor }).await?;
+            println!("request {id} cancelled");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn task(e: Arc<Engine>, c: TaskCommand) -> anyhow::Result<ExitCode> {
+    let (instance, command) = match c {
+        TaskCommand::List {
+            instance,
+            all,
+            json,
+        } => {
+            let tasks = e.tasks(instance.as_deref(), !all).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tasks)?);
+            } else {
+                for t in tasks {
+                    println!(
+                        "{} {:>3} {:<28} {:<20} {:<8} {}{}",
+                        t.instance,
+                        t.seq,
+                        t.step,
+                        t.role,
+                        t.state,
+                        t.assignee.unwrap_or_default(),
+                        if t.overdue { " OVERDUE" } else { "" }
+                    );
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        TaskCommand::Claim {
+            instance,
+            task,
+            user,
+        } => (instance, Command::Claim { task, user }),
+        TaskCommand::Release {
+            instance,
+            task,
+            user,
+        } => (instance, Command::Release { task, user }),
+        TaskCommand::Delegate {
+            instance,
+            task,
+            user,
+            to_user,
+            to_role,
+        } => {
+            let to = match (to_user, to_role) {
+                (Some(u), None) => Recipient::Person(u),
+                (None, Some(r)) => Recipient::Role(r),
+                _ => bail!("give --to-user or --to-role"),
+            };
+            (instance, Command::Delegate { task, by: user, to })
+        }
+        TaskCommand::Complete {
+            instance,
+            task,
+            user,
+            outcome,
+            fields,
+        } => (
+            instance,
+            Command::Complete {
+                task,
+                user,
+                outcome,
+                fields: parse_fields(&fields)?,
+            },
+        ),
+    };
+    let inst = e.execute(&instance, command).await?;
+    println!(
+        "ok; request {instance} is {:?} with {} open task(s)",
+        inst.status,
+        inst.tasks.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn event(e: Arc<Engine>, c: EventCommand) -> anyhow::Result<ExitCode> {
+    let EventCommand::Send {
+        instance,
+        name,
+        fields,
+    } = c;
+    e.execute(
+        &instance,
+        Command::Event {
+            name,
+            fields: parse_fields(&fields)?,
+            actor: Actor::Requester,
+        },
+    )
+    .await?;
+    println!("ok");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn timers(e: Arc<Engine>, c: TimersCommand) -> anyhow::Result<ExitCode> {
+    let TimersCommand::Fire = c;
+    println!("fired {} timer(s)", e.fire_due_timers(10_000).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn audit(e: Arc<Engine>, c: AuditCommand) -> anyhow::Result<ExitCode> {
+    let AuditCommand::Verify = c;
+    let report = e.verify_audit().await?;
+    match report.broken {
+        None => {
+            println!(
+                "history intact: {} request(s), {} event(s)",
+                report.instances, report.events
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some((instance, seq, why)) => {
+            println!("history BROKEN at request {instance}, entry {seq}: {why}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
