@@ -405,3 +405,99 @@ pub(crate) async fn audit(e: Arc<Engine>, c: AuditCommand) -> anyhow::Result<Exi
         }
     }
 }
+
+/// CPU time of this process so far (user + system), from /proc; `None` elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Peak resident memory of this process, in MiB, from /proc.
+fn peak_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+pub(crate) async fn bench(
+    e: Arc<Engine>,
+    desk: String,
+    requests: usize,
+    concurrency: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    // The desk must be deployed; the shipped models are deployed on demand.
+    if let Some((_, source)) = models::ALL
+        .iter()
+        .find(|(f, _)| f.trim_end_matches(".kdl") == desk)
+    {
+        e.deploy(source).await?;
+    }
+    let ids = e.instance_ids(&desk, None).await?;
+    let process = match ids.first() {
+        Some(id) => e.process_of(id).await?,
+        None => {
+            let (_, source) = models::ALL
+                .iter()
+                .find(|(f, _)| f.trim_end_matches(".kdl") == desk)
+                .with_context(|| format!("no shipped desk named `{desk}`; deploy it first"))?;
+            std::sync::Arc::new(
+                guichet_definitions::load(source)
+                    .process
+                    .context("shipped model")?,
+            )
+        }
+    };
+    let intake = guichet_engine::drive::sample_fields(process.start().form());
+    let cpu0 = cpu_seconds();
+    let report =
+        guichet_engine::drive::drive(e.clone(), &desk, &intake, requests, concurrency).await?;
+    let cpu = cpu_seconds().zip(cpu0).map(|(a, b)| a - b);
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    let pct = |q: f64| -> f64 {
+        if report.latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((report.latencies.len() as f64 - 1.0) * q).round() as usize;
+        report.latencies[i].as_secs_f64() * 1e3
+    };
+    let summary = serde_json::json!({
+        "backend": format!("{:?}", e.backend()),
+        "desk": desk,
+        "requests_finished": report.finished,
+        "requests_started": report.started,
+        "commands": report.commands,
+        "seconds": secs,
+        "requests_per_second": report.finished as f64 / secs,
+        "commands_per_second": report.commands as f64 / secs,
+        "latency_ms_p50": pct(0.5),
+        "latency_ms_p99": pct(0.99),
+        "cpu_seconds": cpu,
+        "cpu_seconds_per_1000_requests": cpu.map(|c| c * 1000.0 / report.finished.max(1) as f64),
+        "peak_mib": peak_mib(),
+        "concurrency": concurrency,
+    });
+    if json {
+        println!("{summary}");
+    } else {
+        println!(
+            "{:?}: {} requests in {:.2} s = {:.1} requests/s, {:.0} commands/s; latency p50 {:.1} ms, p99 {:.1} ms; CPU {:.2} s ({:.2} s per 1,000); peak {:.0} MiB",
+            e.backend(),
+            report.finished,
+            secs,
+            report.finished as f64 / secs,
+            report.commands as f64 / secs,
+            pct(0.5),
+            pct(0.99),
+            cpu.unwrap_or(f64::NAN),
+            cpu.map_or(f64::NAN, |c| c * 1000.0 / report.finished.max(1) as f64),
+            peak_mib().unwrap_or(f64::NAN),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

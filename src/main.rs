@@ -83,6 +83,20 @@ enum Command {
     /// Check the tamper-evident history.
     #[command(subcommand)]
     Audit(db::AuditCommand),
+    /// Drive requests of a desk to their end as fast as the database allows, and report
+    /// throughput, latency, CPU and memory. Resumes unfinished requests when restarted.
+    Bench {
+        #[arg(long, default_value = "interne-decentralise")]
+        desk: String,
+        /// How many requests in total (existing ones count).
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// How many requests move at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -126,6 +140,14 @@ fn main() -> ExitCode {
         Command::Event(c) => db::run(&cli.database, |e| db::event(e, c)),
         Command::Timers(c) => db::run(&cli.database, |e| db::timers(e, c)),
         Command::Audit(c) => db::run(&cli.database, |e| db::audit(e, c)),
+        Command::Bench {
+            desk,
+            requests,
+            concurrency,
+            json,
+        } => db::run(&cli.database, |e| {
+            db::bench(e, desk, requests, concurrency, json)
+        }),
     }
 }
 

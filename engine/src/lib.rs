@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod core;
+pub mod drive;
 pub mod lifecycle;
 pub mod runtime;
 pub mod store;

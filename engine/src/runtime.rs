@@ -514,6 +514,21 @@ impl Engine {
         ))
     }
 
+    /// Ids of the requests of a desk, optionally only those with a status (`running`, `ended`,
+    /// `cancelled`), oldest first.
+    pub async fn instance_ids(
+        &self,
+        desk: &str,
+        status: Option<&str>,
+    ) -> Result<Vec<String>, Error> {
+        let rows = sqlx::query("SELECT id FROM instances WHERE name = $1 AND ($2 = '' OR status = $2) ORDER BY started_at, id")
+            .bind(desk)
+            .bind(status.unwrap_or(""))
+            .fetch_all(&self.store.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// The compiled process a request runs on.
     pub async fn process_of(&self, id: &str) -> Result<Arc<Process>, Error> {
         let mut conn = self.store.pool.acquire().await?;
