@@ -335,7 +335,7 @@ async fn concurrent_completions_of_one_task_one_wins(backend: &str) {
     let (e, _) = engine(backend).await;
     let e = Arc::new(e);
     e.deploy(model("interne-decentralise")).await.unwrap();
-    for round in 0..10 {
+    for round in 0..40 {
         let id = e.start("interne-decentralise", &intake()).await.unwrap();
         let task = open_task(&e, &id, "recevabilite").await;
         let go = |user: &str| {
