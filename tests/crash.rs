@@ -147,9 +147,7 @@ async fn check(url: &str) {
     e.store().close().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigkill_loses_nothing_on_sqlite() {
-    let url = sqlite_url("sqlite");
+async fn kill_and_check(url: String) {
     let u = url.clone();
     let kills = tokio::task::spawn_blocking(move || run_with_kills(&u))
         .await
@@ -160,13 +158,11 @@ async fn sigkill_loses_nothing_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sigkill_loses_nothing_on_sqlite() {
+    kill_and_check(sqlite_url("sqlite")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigkill_loses_nothing_on_postgres() {
-    let url = postgres_url("pg").await;
-    let u = url.clone();
-    let kills = tokio::task::spawn_blocking(move || run_with_kills(&u))
-        .await
-        .unwrap();
-    assert!(kills > 0, "the test must actually kill the driver");
-    eprintln!("killed the driver {kills} times");
-    check(&url).await;
+    kill_and_check(postgres_url("pg").await).await;
 }

@@ -13,6 +13,7 @@ use guichet_engine::clock::Timestamp;
 use guichet_engine::core::{
     Actor, Command, Fields, Instance, InstanceStatus, TimerKind, advance, start,
 };
+use guichet_engine::drive::sample_fields;
 use proptest::prelude::*;
 
 /// A generated process: a sequence of blocks, each a task (maybe with a revision loop), a
@@ -153,26 +154,7 @@ proptest! {
 fn shipped_models_end_under_random_driving() {
     for (name, src) in guichet_definitions::models::ALL {
         let p = guichet_definitions::load(src).process.unwrap();
-        let intake: Fields = p
-            .start()
-            .form()
-            .unwrap()
-            .fields
-            .iter()
-            .filter(|f| f.required)
-            .map(|f| {
-                let v = match f.ty {
-                    guichet_definitions::model::FieldType::Email => {
-                        serde_json::json!("p@x.example")
-                    }
-                    guichet_definitions::model::FieldType::Choice => {
-                        serde_json::json!(f.options[0].value)
-                    }
-                    _ => serde_json::json!("texte"),
-                };
-                (f.id.clone(), v)
-            })
-            .collect();
+        let intake = sample_fields(p.start().form());
         for seed in 0..40u8 {
             let choices: Vec<u8> = (0..50u8)
                 .map(|i| i.wrapping_mul(seed).wrapping_add(seed / 3))
@@ -200,29 +182,7 @@ fn drive(p: &Process, intake: &Fields, choices: &[u8]) -> Result<usize, String> 
         }
         let pick = choices[n % choices.len()] as usize;
         let patient = n > 300;
-        let fill = |form: Option<&guichet_definitions::model::Form>| -> Fields {
-            form.map(|f| {
-                f.fields
-                    .iter()
-                    .filter(|x| x.required)
-                    .map(|x| {
-                        let v = match x.ty {
-                            guichet_definitions::model::FieldType::Date => {
-                                serde_json::json!("2027-01-01")
-                            }
-                            guichet_definitions::model::FieldType::Choice => {
-                                serde_json::json!(x.options[0].value)
-                            }
-                            guichet_definitions::model::FieldType::Number => serde_json::json!(1),
-                            guichet_definitions::model::FieldType::YesNo => serde_json::json!(true),
-                            _ => serde_json::json!("texte"),
-                        };
-                        (x.id.clone(), v)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-        };
+        let fill = sample_fields;
         let mut options: Vec<Command> = Vec::new();
         for t in inst.tasks.values() {
             let step = &p.steps[t.step];
