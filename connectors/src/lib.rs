@@ -1,6 +1,9 @@
-//! Side effects at the edge of guichet: SMTP email and calls to external providers.
+//! Side effects at the edge of guichet: email (templates, SMTP, the outbox dispatcher) and,
+//! later, calls to external providers.
 //!
-//! Placeholder until the connectors issue lands. It depends on the definitions only to share
-//! the catalogue of standard template names (`guichet_definitions::templates`).
+//! The engine writes emails and webhooks as outbox rows in the same transaction as the state
+//! change; this crate turns them into messages and delivers them.
+
+pub mod email;
 
 pub use guichet_definitions::templates::STANDARD as STANDARD_TEMPLATES;
