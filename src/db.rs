@@ -195,7 +195,11 @@ pub(crate) async fn deploy(e: Arc<Engine>, files: Vec<PathBuf>) -> anyhow::Resul
     Ok(code)
 }
 
-pub(crate) async fn serve(e: Arc<Engine>, once: bool) -> anyhow::Result<ExitCode> {
+pub(crate) async fn serve(
+    e: Arc<Engine>,
+    once: bool,
+    mail: crate::mail::MailOptions,
+) -> anyhow::Result<ExitCode> {
     println!(
         "guichet {}: database {:?}",
         env!("CARGO_PKG_VERSION"),
@@ -208,11 +212,13 @@ pub(crate) async fn serve(e: Arc<Engine>, once: bool) -> anyhow::Result<ExitCode
             d.name, d.revision, d.version
         );
     }
+    let dispatcher = mail.dispatcher(e.clone())?;
     if once {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "Firing timers as they fall due; Ctrl-C to stop. (The web server arrives with the web issue.)"
+        "Firing timers as they fall due and sending emails ({}); Ctrl-C to stop. (The web server arrives with the web issue.)",
+        mail.describe()
     );
     loop {
         tokio::select! {
@@ -221,6 +227,10 @@ pub(crate) async fn serve(e: Arc<Engine>, once: bool) -> anyhow::Result<ExitCode
                 let fired = e.fire_due_timers(1_000).await?;
                 if fired > 0 {
                     println!("fired {fired} timer(s)");
+                }
+                let r = dispatcher.run_once(100).await?;
+                if r.sent + r.retried + r.dead > 0 {
+                    println!("emails: {} sent, {} to retry, {} dead", r.sent, r.retried, r.dead);
                 }
             }
         }

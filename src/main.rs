@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod db;
+mod mail;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use guichet_definitions::{self as definitions, Severity, diagnostic};
@@ -62,7 +63,13 @@ enum Command {
         /// Deploy and list the models, then exit.
         #[arg(long)]
         once: bool,
+        #[command(flatten)]
+        mail: mail::MailOptions,
     },
+    /// The outbox: emails sent, pending, dead letters (captured emails when no SMTP server
+    /// is configured).
+    #[command(subcommand)]
+    Mail(mail::MailCommand),
     /// Deploy definitions into the database (a changed file becomes a new revision).
     Deploy {
         #[arg(required = true)]
@@ -133,7 +140,8 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph(&file, format, output.as_deref()),
-        Command::Serve { once } => db::run(&cli.database, |e| db::serve(e, once)),
+        Command::Serve { once, mail } => db::run(&cli.database, |e| db::serve(e, once, mail)),
+        Command::Mail(c) => db::run(&cli.database, |e| mail::mail(e, c)),
         Command::Deploy { files } => db::run(&cli.database, |e| db::deploy(e, files)),
         Command::Instance(c) => db::run(&cli.database, |e| db::instance(e, c)),
         Command::Task(c) => db::run(&cli.database, |e| db::task(e, c)),

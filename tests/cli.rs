@@ -312,3 +312,55 @@ fn a_bad_database_url_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
 }
+
+#[test]
+fn emails_are_captured_without_smtp_and_listed() {
+    let dir = tempdir("mail-cli");
+    ok(&db_cmd(&dir, &["serve", "--once"]));
+    let id = ok(&db_cmd(
+        &dir,
+        &[
+            "instance",
+            "start",
+            "externe",
+            "--field",
+            "titre=Étude",
+            "--field",
+            "email=p@x.example",
+            "--field",
+            "organisme=O",
+            "--field",
+            "cadre=autre",
+            "--field",
+            "resume=R",
+            "--field",
+            "donnees=D",
+        ],
+    ))
+    .trim()
+    .to_owned();
+    let out = ok(&db_cmd(&dir, &["mail", "dispatch"]));
+    assert!(
+        out.starts_with("2 sent, 0 to retry, 0 dead (no SMTP server"),
+        "{out}"
+    );
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&db_cmd(&dir, &["mail", "list", "--json"]))).unwrap();
+    assert_eq!(list.len(), 2);
+    let ack = list
+        .iter()
+        .find(|m| m["recipients"] == "p@x.example")
+        .unwrap();
+    let show = ok(&db_cmd(
+        &dir,
+        &["mail", "show", ack["id"].as_str().unwrap()],
+    ));
+    assert!(
+        show.contains("Subject: [Guichet externe] Votre demande « Étude » est bien reçue"),
+        "{show}"
+    );
+    assert!(show.contains(&format!("/requests/{id}")), "{show}");
+    // Retrying a message that is not a dead letter is refused.
+    let out = db_cmd(&dir, &["mail", "retry", ack["id"].as_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+}

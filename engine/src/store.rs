@@ -50,13 +50,23 @@ pub struct Store {
 
 /// The schema, embedded in the binary; applied in order, each once.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    let m = |version, description: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        m(1, "init", include_str!("../migrations/0001_init.sql")),
+        m(
+            2,
+            "outbox delivery",
+            include_str!("../migrations/0002_outbox_delivery.sql"),
+        ),
+    ])
 }
 
 impl Store {

@@ -1,0 +1,371 @@
+//! The outbox dispatcher for emails: claims due messages, renders them, delivers them by SMTP
+//! (or captures them in the database when no SMTP server is configured), and records the
+//! result. Transient failures (connection refused, timeouts, 4xx replies) are retried with
+//! exponential backoff and jitter; permanent ones (5xx replies, a role with nobody to write
+//! to, a missing template) become dead letters. Each message keeps one Message-ID, derived
+//! from its outbox id, on every attempt.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use guichet_definitions::model::{Language, Process, RoleSource};
+use guichet_engine::Engine;
+use guichet_engine::clock::Timestamp;
+use guichet_engine::core::{Effect, Instance, Recipient};
+use guichet_engine::outbox::Claimed;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::email::templates::{Context, RequestRef, Templates};
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain SMTP (a relay on the same host or network).
+    None,
+    /// STARTTLS on the submission port (usually 587).
+    StartTls,
+    /// Implicit TLS (usually 465).
+    Tls,
+}
+
+impl std::str::FromStr for TlsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(TlsMode::None),
+            "starttls" => Ok(TlsMode::StartTls),
+            "tls" => Ok(TlsMode::Tls),
+            _ => Err(format!("`{s}` is not a TLS mode: none, starttls or tls")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub timeout: Duration,
+}
+
+/// Where messages go.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// No SMTP server: messages are kept in the database (`guichet mail list`).
+    Capture,
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+impl Transport {
+    pub fn smtp(c: &SmtpConfig) -> Result<Transport, String> {
+        let builder = match c.tls {
+            TlsMode::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host),
+            TlsMode::StartTls => {
+                let params = TlsParameters::new(c.host.clone()).map_err(|e| e.to_string())?;
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host)
+                    .tls(Tls::Required(params))
+            }
+            TlsMode::Tls => {
+                let params = TlsParameters::new(c.host.clone()).map_err(|e| e.to_string())?;
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host)
+                    .tls(Tls::Wrapper(params))
+            }
+        };
+        let mut builder = builder.port(c.port).timeout(Some(c.timeout));
+        if let (Some(u), Some(p)) = (&c.username, &c.password) {
+            builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
+        }
+        Ok(Transport::Smtp(builder.build()))
+    }
+}
+
+/// When to try again.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Delay after the first failure; doubled at each attempt.
+    pub base_ms: i64,
+    pub max_ms: i64,
+    /// Attempts after which a message becomes a dead letter.
+    pub max_attempts: i64,
+    /// How long a claimed message is held by a dispatcher before another may take it.
+    pub lease_ms: i64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base_ms: 30_000,
+            max_ms: 3_600_000,
+            max_attempts: 12,
+            lease_ms: 120_000,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `attempt + 1`: exponential, capped, with a jitter of up to
+    /// half the delay. The jitter is drawn from the message id and attempt, so it spreads
+    /// retries without making runs irreproducible.
+    pub fn delay_ms(&self, id: &str, attempt: i64) -> i64 {
+        let exp = self
+            .base_ms
+            .saturating_mul(1i64 << (attempt - 1).clamp(0, 30))
+            .min(self.max_ms);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (id, attempt).hash(&mut h);
+        let jitter = (h.finish() % 1000) as i64;
+        exp / 2 + exp / 2 * jitter / 1000
+    }
+}
+
+/// What one pass delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    pub sent: usize,
+    pub retried: usize,
+    pub dead: usize,
+}
+
+#[derive(Debug)]
+pub struct Dispatcher {
+    pub engine: Arc<Engine>,
+    pub transport: Transport,
+    pub templates: Arc<Templates>,
+    pub from: Mailbox,
+    /// Where links in emails point (the web server's public address).
+    pub base_url: String,
+    pub policy: RetryPolicy,
+}
+
+enum Failure {
+    Transient(String),
+    Permanent(String),
+}
+
+impl Dispatcher {
+    /// Claims the due email messages and delivers them; returns what happened.
+    pub async fn run_once(&self, limit: i64) -> Result<Report, guichet_engine::Error> {
+        let now = self.engine.now();
+        let mut report = Report::default();
+        for claimed in self
+            .engine
+            .claim_outbox(now, self.policy.lease_ms, limit, "email")
+            .await?
+        {
+            match self.deliver(&claimed).await {
+                Ok(()) => report.sent += 1,
+                Err(Failure::Permanent(e)) => {
+                    self.engine.outbox_dead(&claimed.id, &e).await?;
+                    report.dead += 1;
+                }
+                Err(Failure::Transient(e)) if claimed.attempt >= self.policy.max_attempts => {
+                    let e = format!("gave up after {} attempts: {e}", claimed.attempt);
+                    self.engine.outbox_dead(&claimed.id, &e).await?;
+                    report.dead += 1;
+                }
+                Err(Failure::Transient(e)) => {
+                    let at = Timestamp(now.0 + self.policy.delay_ms(&claimed.id, claimed.attempt));
+                    self.engine.outbox_retry(&claimed.id, at, &e).await?;
+                    report.retried += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The stable Message-ID of an outbox message.
+    pub fn message_id(&self, outbox_id: &str) -> String {
+        let domain = self.from.email.domain();
+        format!("<{outbox_id}@{domain}>")
+    }
+
+    async fn deliver(&self, m: &Claimed) -> Result<(), Failure> {
+        let Effect::Email { template, to, task } = &m.effect else {
+            return Err(Failure::Permanent("not an email".into()));
+        };
+        let db = |e: guichet_engine::Error| Failure::Transient(format!("database: {e}"));
+        let (_, inst) = self.engine.instance(&m.instance).await.map_err(db)?;
+        let process = self.engine.process_of(&m.instance).await.map_err(db)?;
+        let recipients = recipients(&process, &inst, to);
+        if recipients.is_empty() {
+            return Err(Failure::Permanent(format!(
+                "nobody to write to for {to:?}: add members to the role"
+            )));
+        }
+        let task_row = match task {
+            Some(seq) => self
+                .engine
+                .tasks(Some(&m.instance), false)
+                .await
+                .map_err(db)?
+                .into_iter()
+                .find(|t| t.seq == i64::from(*seq)),
+            None => None,
+        };
+        let ctx = context(
+            &process,
+            &m.instance,
+            &inst,
+            to,
+            task_row.as_ref(),
+            &self.base_url,
+        );
+        let rendered = self
+            .templates
+            .render(template, process.language, &ctx)
+            .map_err(|e| Failure::Permanent(e.to_string()))?;
+        let message_id = self.message_id(&m.id);
+        let mut builder = Message::builder()
+            .message_id(Some(message_id.clone()))
+            .from(self.from.clone())
+            .subject(rendered.subject.clone());
+        for r in &recipients {
+            let mailbox: Mailbox = r
+                .parse()
+                .map_err(|e| Failure::Permanent(format!("`{r}` is not an address: {e}")))?;
+            builder = builder.to(mailbox);
+        }
+        let message = builder
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text.clone(),
+                rendered.html.clone(),
+            ))
+            .map_err(|e| Failure::Permanent(format!("cannot build the message: {e}")))?;
+        match &self.transport {
+            Transport::Capture => {}
+            Transport::Smtp(t) => {
+                if let Err(e) = t.send(message).await {
+                    return Err(if e.is_permanent() {
+                        Failure::Permanent(format!("refused by the SMTP server: {e}"))
+                    } else {
+                        Failure::Transient(format!("SMTP: {e}"))
+                    });
+                }
+            }
+        }
+        self.engine
+            .outbox_sent(
+                &m.id,
+                self.engine.now(),
+                &message_id,
+                &recipients.join(", "),
+                &rendered.subject,
+                &rendered.text,
+            )
+            .await
+            .map_err(db)
+    }
+
+    /// Runs passes until `stop` resolves, waiting `interval` between passes.
+    pub async fn run(
+        &self,
+        interval: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), guichet_engine::Error> {
+        tokio::pin!(stop);
+        loop {
+            self.run_once(100).await?;
+            tokio::select! {
+                () = &mut stop => return Ok(()),
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
+
+/// The addresses behind a recipient: a role's static members, or the address taken from the
+/// request's data, or one person.
+pub fn recipients(p: &Process, inst: &Instance, to: &Recipient) -> Vec<String> {
+    match to {
+        Recipient::Person(email) => vec![email.clone()],
+        Recipient::Role(role) => match p.role(role).map(|r| &r.source) {
+            Some(RoleSource::Members(members)) => members.clone(),
+            Some(RoleSource::FromField { step, field }) => inst
+                .data
+                .get(&p.steps[*step].id)
+                .and_then(|d| d.fields.get(field))
+                .and_then(|v| v.as_str())
+                .map(|s| vec![s.to_owned()])
+                .unwrap_or_default(),
+            None => Vec::new(),
+        },
+    }
+}
+
+/// What a template may see: the desk, the request's title and reference, the step, the
+/// deadline, the role and the link. Nothing else of the request's data.
+pub fn context(
+    p: &Process,
+    id: &str,
+    inst: &Instance,
+    to: &Recipient,
+    task: Option<&guichet_engine::runtime::TaskRow>,
+    base_url: &str,
+) -> Context {
+    let start = p.start();
+    let title = inst
+        .data
+        .get(&start.id)
+        .and_then(|d| d.fields.get("titre").or_else(|| d.fields.get("title")))
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_owned();
+    let reference = id
+        .chars()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<String>()
+        .to_uppercase();
+    let base = base_url.trim_end_matches('/');
+    let (step, deadline, link) = match task {
+        Some(t) => (
+            p.step(&t.step)
+                .map(|s| s.display_name().to_owned())
+                .unwrap_or_else(|| t.step.clone()),
+            t.due_at
+                .map(|d| format_date(Timestamp(d), p.language))
+                .unwrap_or_default(),
+            format!("{base}/tasks/{id}/{}", t.seq),
+        ),
+        None => (
+            String::new(),
+            String::new(),
+            format!("{base}/requests/{id}"),
+        ),
+    };
+    let role = match to {
+        Recipient::Role(r) => p
+            .role(r)
+            .and_then(|r| r.title.clone())
+            .unwrap_or_else(|| r.clone()),
+        Recipient::Person(_) => task
+            .and_then(|t| p.role(&t.role))
+            .map(|r| r.title.clone().unwrap_or_else(|| r.id.clone()))
+            .unwrap_or_default(),
+    };
+    Context {
+        desk: p.title.clone(),
+        request: RequestRef { title, reference },
+        step,
+        deadline,
+        role,
+        link,
+    }
+}
+
+fn format_date(t: Timestamp, lang: Language) -> String {
+    let d = t.to_datetime();
+    match lang {
+        Language::Fr => format!("{:02}/{:02}/{}", d.day(), d.month() as u8, d.year()),
+        Language::En => format!("{}-{:02}-{:02}", d.year(), d.month() as u8, d.day()),
+    }
+}

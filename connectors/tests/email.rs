@@ -1,0 +1,444 @@
+//! Email delivery through a real SMTP server over TCP on 127.0.0.1 (a scripted sink), from
+//! outbox rows written by the real engine on a SQLite file. Time is a manual clock.
+
+// Test helpers may panic: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod smtp_sink;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use guichet_connectors::email::{
+    Dispatcher, Report, RetryPolicy, SmtpConfig, Templates, TlsMode, Transport,
+};
+use guichet_engine::Engine;
+use guichet_engine::clock::{ManualClock, Timestamp};
+use guichet_engine::core::{Command, Fields};
+use mail_parser::MessageParser;
+use serde_json::json;
+use smtp_sink::{Reply, Sink};
+
+static N: AtomicUsize = AtomicUsize::new(0);
+const T0: Timestamp = Timestamp(1_800_000_000_000);
+
+async fn engine() -> (Arc<Engine>, Arc<ManualClock>) {
+    let path = std::env::temp_dir().join(format!(
+        "guichet-email-{}-{}.db",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    for s in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+    }
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = Engine::open(&format!("sqlite://{}", path.display()), clock.clone())
+        .await
+        .unwrap();
+    (Arc::new(e), clock)
+}
+
+fn smtp(addr: std::net::SocketAddr) -> Transport {
+    Transport::smtp(&SmtpConfig {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        tls: TlsMode::None,
+        username: None,
+        password: None,
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap()
+}
+
+fn dispatcher(engine: Arc<Engine>, transport: Transport) -> Dispatcher {
+    Dispatcher {
+        engine,
+        transport,
+        templates: Arc::new(Templates::builtin()),
+        from: "Guichet <guichet@hopital.example>".parse().unwrap(),
+        base_url: "https://guichet.hopital.example".into(),
+        policy: RetryPolicy {
+            base_ms: 1_000,
+            max_ms: 60_000,
+            max_attempts: 6,
+            lease_ms: 30_000,
+        },
+    }
+}
+
+fn model(name: &str) -> &'static str {
+    guichet_definitions::models::ALL
+        .iter()
+        .find(|(f, _)| f.trim_end_matches(".kdl") == name)
+        .unwrap()
+        .1
+}
+
+fn intake() -> Fields {
+    serde_json::from_value(json!({
+        "titre": "Cohorte insuffisance cardiaque", "email": "porteur@labo.example", "organisme": "Labo",
+        "type-porteur": "industriel", "cadre": "collaboratif", "resume": "R", "donnees": "D"
+    }))
+    .unwrap()
+}
+
+/// Starts one request of model (a): three emails (acknowledgment, alert, task).
+async fn one_request(e: &Engine) -> String {
+    e.deploy(model("interne-decentralise")).await.unwrap();
+    e.start("interne-decentralise", &intake()).await.unwrap()
+}
+
+/// Runs dispatcher passes, moving the clock past each backoff, until nothing is pending.
+async fn drain(d: &Dispatcher, clock: &ManualClock) -> Report {
+    let mut total = Report::default();
+    for _ in 0..30 {
+        let r = d.run_once(100).await.unwrap();
+        total.sent += r.sent;
+        total.retried += r.retried;
+        total.dead += r.dead;
+        let mut waiting = 0;
+        for state in ["pending", "sending"] {
+            let rows = d.engine.outbox_messages(Some(state), 1_000).await.unwrap();
+            waiting += rows.iter().filter(|m| m.kind == "email").count();
+        }
+        if waiting == 0 {
+            return total;
+        }
+        clock.set(Timestamp(clock_now(clock) + 61_000));
+    }
+    panic!("the outbox never drained: {total:?}");
+}
+
+fn clock_now(c: &ManualClock) -> i64 {
+    use guichet_engine::clock::Clock;
+    c.now().0
+}
+
+fn header(raw: &str, name: &str) -> String {
+    let m = MessageParser::default().parse(raw.as_bytes()).unwrap();
+    m.header_raw(name).unwrap_or("").trim().to_owned()
+}
+
+#[tokio::test]
+async fn delivers_real_mime_with_stable_message_ids() {
+    let sink = Sink::start("127.0.0.1:0", &[]).await;
+    let (e, clock) = engine().await;
+    let id = one_request(&e).await;
+    let d = dispatcher(e.clone(), smtp(sink.addr));
+    let report = drain(&d, &clock).await;
+    assert_eq!(
+        report,
+        Report {
+            sent: 3,
+            retried: 0,
+            dead: 0
+        }
+    );
+    let messages = sink.accepted();
+    assert_eq!(messages.len(), 3);
+    let parsed: Vec<_> = messages
+        .iter()
+        .map(|m| MessageParser::default().parse(m.as_bytes()).unwrap())
+        .collect();
+    let sponsor = parsed
+        .iter()
+        .find(|m| m.to().unwrap().first().unwrap().address().unwrap() == "porteur@labo.example")
+        .expect("the sponsor's acknowledgment");
+    assert_eq!(
+        sponsor.subject().unwrap(),
+        "[Guichet interne à accès décentralisé] Votre demande « Cohorte insuffisance cardiaque » est bien reçue"
+    );
+    assert_eq!(
+        sponsor.from().unwrap().first().unwrap().address().unwrap(),
+        "guichet@hopital.example"
+    );
+    let text = sponsor.body_text(0).unwrap();
+    assert!(
+        text.contains(&format!("https://guichet.hopital.example/requests/{id}")),
+        "{text}"
+    );
+    let html = sponsor.body_html(0).unwrap();
+    assert!(
+        html.contains(&format!(
+            "<a href=\"https://guichet.hopital.example/requests/{id}\">"
+        )),
+        "{html}"
+    );
+    // The staff task email links to the task.
+    let task = parsed
+        .iter()
+        .find(|m| m.subject().unwrap().contains("Nouvelle tâche"))
+        .unwrap();
+    assert_eq!(
+        task.to().unwrap().first().unwrap().address().unwrap(),
+        "guichet-donnees@hopital.example"
+    );
+    let body = task.body_text(0).unwrap();
+    assert!(body.contains(&format!("/tasks/{id}/")), "{body}");
+    assert!(body.contains("Échéance :"), "{body}");
+    // Message-IDs are the outbox ids, recorded with each row.
+    for (raw, m) in messages.iter().zip(&parsed) {
+        let mid = m.message_id().unwrap();
+        assert!(
+            mid.starts_with(&id) && mid.ends_with("@hopital.example"),
+            "{mid}"
+        );
+        assert_eq!(header(raw, "Message-ID"), format!("<{mid}>"));
+    }
+    let rows = e.outbox_messages(None, 10).await.unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r.state == "sent" && r.attempts == 1 && r.message_id.is_some())
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_the_same_message_id() {
+    // The first message gets 451 three times, then is accepted.
+    let sponsor = "porteur@labo.example";
+    let sink = Sink::start(
+        "127.0.0.1:0",
+        &[
+            (sponsor, Reply::Transient),
+            (sponsor, Reply::Transient),
+            (sponsor, Reply::Transient),
+        ],
+    )
+    .await;
+    let (e, clock) = engine().await;
+    one_request(&e).await;
+    let d = dispatcher(e.clone(), smtp(sink.addr));
+    let report = drain(&d, &clock).await;
+    assert_eq!(report.sent, 3);
+    assert_eq!(report.retried, 3);
+    assert_eq!(sink.state.lock().unwrap().received, 6);
+    let rows = e.outbox_messages(None, 10).await.unwrap();
+    let retried = rows
+        .iter()
+        .find(|r| r.attempts == 4)
+        .expect("one message took four attempts");
+    assert_eq!(retried.state, "sent");
+    // The accepted copy carries the Message-ID recorded for the row.
+    let accepted = sink.accepted();
+    let copy = accepted
+        .iter()
+        .find(|m| m.contains(retried.message_id.as_deref().unwrap()))
+        .unwrap();
+    assert!(copy.contains("Message-ID"));
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_a_dead_letter_that_can_be_retried() {
+    let sink = Sink::start("127.0.0.1:0", &[("*", Reply::Permanent)]).await;
+    let (e, clock) = engine().await;
+    one_request(&e).await;
+    let d = dispatcher(e.clone(), smtp(sink.addr));
+    let report = drain(&d, &clock).await;
+    assert_eq!((report.sent, report.dead), (2, 1));
+    let dead = e.outbox_messages(Some("dead"), 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].last_error.as_deref().unwrap().contains("550"),
+        "{:?}",
+        dead[0].last_error
+    );
+    // An administrator retries it; it is delivered with the same Message-ID.
+    e.outbox_retry_dead(&dead[0].id, e.now()).await.unwrap();
+    assert_eq!(d.run_once(10).await.unwrap().sent, 1);
+    let row = e.outbox_message(&dead[0].id).await.unwrap();
+    assert_eq!(row.state, "sent");
+    assert_eq!(row.message_id.unwrap(), d.message_id(&dead[0].id));
+    assert!(
+        e.outbox_retry_dead(&dead[0].id, e.now()).await.is_err(),
+        "only dead letters are retried"
+    );
+}
+
+#[tokio::test]
+async fn a_server_down_for_a_while_loses_nothing() {
+    // Take a free port, then close it: connections are refused.
+    let addr = Sink::start("127.0.0.1:0", &[]).await.stop();
+    tokio::task::yield_now().await;
+    let (e, clock) = engine().await;
+    one_request(&e).await;
+    let d = dispatcher(e.clone(), smtp(addr));
+    let r = d.run_once(100).await.unwrap();
+    assert_eq!(
+        r,
+        Report {
+            sent: 0,
+            retried: 3,
+            dead: 0
+        }
+    );
+    let errors = e.outbox_messages(None, 10).await.unwrap();
+    assert!(
+        errors
+            .iter()
+            .all(|m| m.state == "pending" && m.last_error.is_some())
+    );
+    // The server comes back on the same address.
+    let sink = Sink::start(&addr.to_string(), &[]).await;
+    let report = drain(&d, &clock).await;
+    assert_eq!(report.sent, 3);
+    assert_eq!(sink.accepted().len(), 3);
+}
+
+#[tokio::test]
+async fn a_connection_dropped_after_data_is_resent_with_the_same_message_id() {
+    let sink = Sink::start("127.0.0.1:0", &[("*", Reply::Drop)]).await;
+    let (e, clock) = engine().await;
+    one_request(&e).await;
+    let d = dispatcher(e.clone(), smtp(sink.addr));
+    let report = drain(&d, &clock).await;
+    assert_eq!(report.sent, 3);
+    assert!(report.retried >= 1);
+    // The server saw the dropped message and its resend; the recipient's client can drop the
+    // duplicate by its Message-ID, which is the same on both.
+    assert_eq!(sink.state.lock().unwrap().received, 4);
+}
+
+#[tokio::test]
+async fn without_smtp_messages_are_captured_in_the_database() {
+    let (e, clock) = engine().await;
+    let id = one_request(&e).await;
+    let d = dispatcher(e.clone(), Transport::Capture);
+    assert_eq!(drain(&d, &clock).await.sent, 3);
+    let rows = e.outbox_messages(Some("sent"), 10).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    let ack = rows
+        .iter()
+        .find(|r| r.recipients.as_deref() == Some("porteur@labo.example"))
+        .unwrap();
+    assert!(ack.subject.as_deref().unwrap().contains("est bien reçue"));
+    assert!(
+        ack.body
+            .as_deref()
+            .unwrap()
+            .contains(&format!("/requests/{id}"))
+    );
+}
+
+#[tokio::test]
+async fn a_role_with_nobody_to_write_to_is_a_dead_letter() {
+    let (e, clock) = engine().await;
+    let source = model("interne-decentralise").replace(
+        "role \"direction\" title=\"Direction de la recherche\" {\n        member \"direction-recherche@hopital.example\"\n    }",
+        "role \"direction\" title=\"Direction de la recherche\"",
+    );
+    e.deploy(&source).await.unwrap();
+    let id = e.start("interne-decentralise", &intake()).await.unwrap();
+    // Escalate the first task to the empty role.
+    clock.set(Timestamp(T0.0 + 11 * 86_400_000));
+    e.fire_due_timers(100).await.unwrap();
+    let d = dispatcher(e.clone(), Transport::Capture);
+    let report = drain(&d, &clock).await;
+    assert_eq!(report.dead, 1, "{report:?}");
+    let dead = e.outbox_messages(Some("dead"), 10).await.unwrap();
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("nobody to write to"),
+        "{:?}",
+        dead[0]
+    );
+    let _ = id;
+}
+
+/// Every template of every shipped model, rendered for a request whose every field (but the
+/// title and the sponsor's address) holds a canary value: no canary reaches an email's
+/// subject, headers or bodies.
+#[tokio::test]
+async fn emails_carry_no_case_data() {
+    let sink = Sink::start("127.0.0.1:0", &[]).await;
+    for (file, source) in guichet_definitions::models::ALL {
+        let (e, clock) = engine().await;
+        e.deploy(source).await.unwrap();
+        let p = guichet_definitions::load(source).process.unwrap();
+        let canary =
+            |step: &str, field: &str| format!("CANARY{}{}", step.len(), field.replace('-', ""));
+        let fill = |step: &guichet_definitions::model::Step| -> Fields {
+            step.form()
+                .map(|f| {
+                    f.fields
+                        .iter()
+                        .map(|x| {
+                            use guichet_definitions::model::FieldType as T;
+                            let v = match x.ty {
+                                T::Text | T::LongText if x.id == "titre" => json!("Titre public"),
+                                T::Text | T::LongText => json!(canary(&step.id, &x.id)),
+                                T::Email => json!("porteur@labo.example"),
+                                T::Date => json!("2031-07-14"),
+                                T::Number => json!(x.max.unwrap_or(987_654_321.0)),
+                                T::Choice => json!(x.options.last().unwrap().value),
+                                T::YesNo => json!(true),
+                            };
+                            (x.id.clone(), v)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let id = e.start(&p.name, &fill(p.start())).await.unwrap();
+        // Drive it to its end, with canaries in every form.
+        for _ in 0..200 {
+            let (_, inst) = e.instance(&id).await.unwrap();
+            if !inst.is_running() {
+                break;
+            }
+            let command = if let Some(t) = inst.tasks.values().next() {
+                let step = &p.steps[t.step];
+                Command::Complete {
+                    task: t.seq,
+                    user: "a@hopital.example".into(),
+                    outcome: step.outcomes().first().map(|o| o.id.clone()),
+                    fields: fill(step),
+                }
+            } else {
+                let (token, tok) = inst.tokens.iter().next().unwrap();
+                let step = &p.steps[tok.step];
+                match &step.kind {
+                    guichet_definitions::model::StepKind::Call(c) => Command::Callback {
+                        token: *token,
+                        provider: c.provider.clone(),
+                        outcome: step.outcomes().first().map(|o| o.id.clone()),
+                        fields: fill(step),
+                    },
+                    guichet_definitions::model::StepKind::Wait(w) => Command::Event {
+                        name: w.event.clone(),
+                        fields: fill(step),
+                        actor: guichet_engine::core::Actor::Requester,
+                    },
+                    _ => panic!("stuck"),
+                }
+            };
+            e.execute(&id, command).await.unwrap();
+        }
+        let d = dispatcher(e.clone(), smtp(sink.addr));
+        let report = drain(&d, &clock).await;
+        assert_eq!(report.dead, 0, "{file}");
+        assert!(report.sent >= 10, "{file}: {report:?}");
+    }
+    let messages = sink.accepted();
+    for raw in &messages {
+        let m = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        let mut seen = String::new();
+        for h in m.headers() {
+            seen.push_str(&format!("{:?}\n", h.value()));
+        }
+        seen.push_str(m.subject().unwrap_or(""));
+        for i in 0..2 {
+            seen.push_str(&m.body_text(i).unwrap_or_default());
+            seen.push_str(&m.body_html(i).unwrap_or_default());
+        }
+        assert!(!seen.contains("CANARY"), "case data leaked:\n{seen}");
+        assert!(
+            !seen.contains("987654321") && !seen.contains("2031"),
+            "case data leaked:\n{seen}"
+        );
+        assert!(seen.contains("Titre public"), "the title is there:\n{seen}");
+    }
+}

@@ -1,0 +1,256 @@
+//! The outbox, from the dispatcher's side: claim due messages under a lease, and record how
+//! each delivery went. Every change follows [`crate::lifecycle::OUTBOX`]; a claim is a
+//! compare-and-set on the row, so two dispatchers never send the same message at once, and a
+//! dispatcher that died mid-send loses its lease and the message is claimed again.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::clock::Timestamp;
+use crate::core::Effect;
+use crate::lifecycle::{self, OutboxAction, OutboxLife};
+use crate::runtime::{Engine, Error};
+
+/// A claimed message, ready to deliver.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub instance: String,
+    pub kind: String,
+    pub effect: Effect,
+    /// Deliveries tried so far, this one included.
+    pub attempt: i64,
+}
+
+/// A row as administrators see it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Message {
+    pub id: String,
+    pub instance: String,
+    pub kind: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    pub message_id: Option<String>,
+    pub recipients: Option<String>,
+    pub subject: Option<String>,
+    pub body: Option<String>,
+}
+
+fn life(state: &str) -> Result<OutboxLife, Error> {
+    Ok(match state {
+        "pending" => OutboxLife::Pending,
+        "sending" => OutboxLife::Sending,
+        "sent" => OutboxLife::Sent,
+        "dead" => OutboxLife::Dead,
+        other => return Err(Error::Corrupt(format!("outbox state `{other}`"))),
+    })
+}
+
+fn name(state: OutboxLife) -> &'static str {
+    match state {
+        OutboxLife::Pending => "pending",
+        OutboxLife::Sending => "sending",
+        OutboxLife::Sent => "sent",
+        OutboxLife::Dead => "dead",
+    }
+}
+
+fn next(from: &str, action: OutboxAction) -> Result<&'static str, Error> {
+    let from = life(from)?;
+    lifecycle::outbox(from, action).map(name).ok_or_else(|| {
+        Error::Conflict(format!(
+            "an outbox message cannot {action:?} while {from:?}"
+        ))
+    })
+}
+
+const COLUMNS: &str = "id, instance, kind, state, attempts, next_attempt_at, last_error, created_at, sent_at, message_id, recipients, subject, body";
+
+fn message(r: &sqlx::any::AnyRow) -> Result<Message, Error> {
+    Ok(Message {
+        id: r.try_get(0)?,
+        instance: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        state: r.try_get(3)?,
+        attempts: r.try_get(4)?,
+        next_attempt_at: r.try_get(5)?,
+        last_error: r.try_get(6)?,
+        created_at: r.try_get(7)?,
+        sent_at: r.try_get(8)?,
+        message_id: r.try_get(9)?,
+        recipients: r.try_get(10)?,
+        subject: r.try_get(11)?,
+        body: r.try_get(12)?,
+    })
+}
+
+impl Engine {
+    /// Claims up to `limit` messages that are due (pending and due, or sending with an expired
+    /// lease), holding each for `lease_ms`.
+    /// Only messages of `kind` (`email` or `webhook`) are claimed.
+    pub async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: i64,
+        kind: &str,
+    ) -> Result<Vec<Claimed>, Error> {
+        let rows = sqlx::query(
+            "SELECT id, instance, kind, payload, state, attempts, next_attempt_at FROM outbox \
+             WHERE state IN ('pending', 'sending') AND next_attempt_at <= $1 AND kind = $3 ORDER BY next_attempt_at, id LIMIT $2",
+        )
+        .bind(now.0)
+        .bind(limit)
+        .bind(kind)
+        .fetch_all(&self.store().pool)
+        .await?;
+        let mut claimed = Vec::new();
+        for r in rows {
+            let id: String = r.try_get(0)?;
+            let state: String = r.try_get(4)?;
+            let attempts: i64 = r.try_get(5)?;
+            let due: i64 = r.try_get(6)?;
+            // A message left `sending` by a dispatcher that died goes back to pending first.
+            let from = if state == "sending" {
+                next(&state, OutboxAction::LeaseExpired)?
+            } else {
+                "pending"
+            };
+            let to = next(from, OutboxAction::Claim)?;
+            let won = sqlx::query(
+                "UPDATE outbox SET state = $1, attempts = attempts + 1, next_attempt_at = $2 \
+                 WHERE id = $3 AND state = $4 AND next_attempt_at = $5",
+            )
+            .bind(to)
+            .bind(now.0 + lease_ms)
+            .bind(&id)
+            .bind(&state)
+            .bind(due)
+            .execute(&self.store().pool)
+            .await?
+            .rows_affected()
+                == 1;
+            if !won {
+                continue; // another dispatcher took it
+            }
+            let payload: String = r.try_get(3)?;
+            claimed.push(Claimed {
+                id,
+                instance: r.try_get(1)?,
+                kind: r.try_get(2)?,
+                effect: serde_json::from_str(&payload)
+                    .map_err(|e| Error::Corrupt(e.to_string()))?,
+                attempt: attempts + 1,
+            });
+        }
+        Ok(claimed)
+    }
+
+    /// Records a delivered (or captured) message.
+    pub async fn outbox_sent(
+        &self,
+        id: &str,
+        now: Timestamp,
+        message_id: &str,
+        recipients: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<(), Error> {
+        let to = next("sending", OutboxAction::Succeed)?;
+        sqlx::query(
+            "UPDATE outbox SET state = $1, sent_at = $2, message_id = $3, recipients = $4, subject = $5, body = $6, last_error = NULL \
+             WHERE id = $7 AND state = 'sending'",
+        )
+        .bind(to)
+        .bind(now.0)
+        .bind(message_id)
+        .bind(recipients)
+        .bind(subject)
+        .bind(body)
+        .bind(id)
+        .execute(&self.store().pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a transient failure: the message goes back to pending until `retry_at`.
+    pub async fn outbox_retry(
+        &self,
+        id: &str,
+        retry_at: Timestamp,
+        error: &str,
+    ) -> Result<(), Error> {
+        let to = next("sending", OutboxAction::RetryLater)?;
+        sqlx::query("UPDATE outbox SET state = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4 AND state = 'sending'")
+            .bind(to)
+            .bind(retry_at.0)
+            .bind(error)
+            .bind(id)
+            .execute(&self.store().pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a permanent failure: the message becomes a dead letter, shown to
+    /// administrators, who may retry it.
+    pub async fn outbox_dead(&self, id: &str, error: &str) -> Result<(), Error> {
+        let to = next("sending", OutboxAction::Fail)?;
+        sqlx::query(
+            "UPDATE outbox SET state = $1, last_error = $2 WHERE id = $3 AND state = 'sending'",
+        )
+        .bind(to)
+        .bind(error)
+        .bind(id)
+        .execute(&self.store().pool)
+        .await?;
+        Ok(())
+    }
+
+    /// An administrator retries a dead letter: it is due at once, with its Message-ID kept.
+    pub async fn outbox_retry_dead(&self, id: &str, now: Timestamp) -> Result<(), Error> {
+        let to = next("dead", OutboxAction::Retry)?;
+        let n = sqlx::query("UPDATE outbox SET state = $1, next_attempt_at = $2, attempts = 0 WHERE id = $3 AND state = 'dead'")
+            .bind(to)
+            .bind(now.0)
+            .bind(id)
+            .execute(&self.store().pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(Error::NotFound(format!("no dead letter {id}")));
+        }
+        Ok(())
+    }
+
+    /// Messages, newest first, optionally of one state.
+    pub async fn outbox_messages(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Message>, Error> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE ($1 = '' OR state = $1) ORDER BY created_at DESC, id DESC LIMIT $2"
+        )))
+        .bind(state.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.store().pool)
+        .await?;
+        rows.iter().map(message).collect()
+    }
+
+    /// One message by id.
+    pub async fn outbox_message(&self, id: &str) -> Result<Message, Error> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.store().pool)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no message {id}")))?;
+        message(&row)
+    }
+}

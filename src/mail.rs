@@ -1,0 +1,178 @@
+//! Email settings of `serve`, and the `mail` commands over the outbox.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use guichet_connectors::email::{
+    Dispatcher, RetryPolicy, SmtpConfig, Templates, TlsMode, Transport,
+};
+use guichet_engine::Engine;
+
+/// Where emails go. Without `--smtp-host`, they are captured in the database and listed by
+/// `guichet mail list`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MailOptions {
+    /// SMTP server; none means capture mode.
+    #[arg(long, env = "GUICHET_SMTP_HOST")]
+    smtp_host: Option<String>,
+    #[arg(long, env = "GUICHET_SMTP_PORT", default_value_t = 587)]
+    smtp_port: u16,
+    /// none, starttls or tls.
+    #[arg(long, env = "GUICHET_SMTP_TLS", default_value = "starttls")]
+    smtp_tls: TlsMode,
+    #[arg(long, env = "GUICHET_SMTP_USERNAME")]
+    smtp_username: Option<String>,
+    #[arg(long, env = "GUICHET_SMTP_PASSWORD", hide_env_values = true)]
+    smtp_password: Option<String>,
+    /// The sender, e.g. "Guichet <guichet@hopital.example>".
+    #[arg(
+        long,
+        env = "GUICHET_MAIL_FROM",
+        default_value = "Guichet <guichet@localhost>"
+    )]
+    mail_from: String,
+    /// The public address of the web server, for links in emails.
+    #[arg(
+        long,
+        env = "GUICHET_BASE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    base_url: String,
+    /// A folder of the desk's own templates (fr/NAME.hbs, en/NAME.hbs).
+    #[arg(long, env = "GUICHET_TEMPLATES")]
+    templates: Option<PathBuf>,
+}
+
+impl MailOptions {
+    pub(crate) fn describe(&self) -> String {
+        match &self.smtp_host {
+            Some(h) => format!("SMTP {h}:{} ({:?})", self.smtp_port, self.smtp_tls),
+            None => "no SMTP server: captured, see `guichet mail list`".to_owned(),
+        }
+    }
+
+    pub(crate) fn dispatcher(&self, engine: Arc<Engine>) -> anyhow::Result<Dispatcher> {
+        let templates = match &self.templates {
+            Some(dir) => Templates::with_overrides(dir).map_err(|errors| {
+                anyhow::anyhow!(
+                    "the templates in {} have errors:\n{}",
+                    dir.display(),
+                    errors
+                        .iter()
+                        .map(|e| format!("  {e}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })?,
+            None => Templates::builtin(),
+        };
+        let transport = match &self.smtp_host {
+            None => Transport::Capture,
+            Some(host) => Transport::smtp(&SmtpConfig {
+                host: host.clone(),
+                port: self.smtp_port,
+                tls: self.smtp_tls,
+                username: self.smtp_username.clone(),
+                password: self.smtp_password.clone(),
+                timeout: Duration::from_secs(30),
+            })
+            .map_err(|e| anyhow::anyhow!("SMTP settings: {e}"))?,
+        };
+        Ok(Dispatcher {
+            engine,
+            transport,
+            templates: Arc::new(templates),
+            from: self
+                .mail_from
+                .parse()
+                .with_context(|| format!("--mail-from `{}` is not an address", self.mail_from))?,
+            base_url: self.base_url.clone(),
+            policy: RetryPolicy::default(),
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MailCommand {
+    /// Messages, newest first.
+    List {
+        /// pending, sending, sent or dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One message, with its rendered subject and text.
+    Show { id: String },
+    /// Retry a dead letter (its Message-ID is kept).
+    Retry { id: String },
+    /// Deliver the messages that are due now, once (what `serve` does every second).
+    Dispatch {
+        #[command(flatten)]
+        options: MailOptions,
+    },
+}
+
+pub(crate) async fn mail(e: Arc<Engine>, c: MailCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        MailCommand::List { state, limit, json } => {
+            let messages = e.outbox_messages(state.as_deref(), limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&messages)?);
+            } else {
+                for m in messages {
+                    println!(
+                        "{:<8} {:<7} {:<48} {}",
+                        m.state,
+                        m.kind,
+                        m.id,
+                        m.subject.or(m.last_error).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        MailCommand::Show { id } => {
+            let m = e.outbox_message(&id).await?;
+            println!(
+                "Id: {}\nState: {} ({} attempt(s))",
+                m.id, m.state, m.attempts
+            );
+            if let Some(mid) = &m.message_id {
+                println!("Message-ID: {mid}");
+            }
+            if let Some(to) = &m.recipients {
+                println!("To: {to}");
+            }
+            if let Some(err) = &m.last_error {
+                println!("Last error: {err}");
+            }
+            if let Some(s) = &m.subject {
+                println!("Subject: {s}");
+            }
+            if let Some(b) = &m.body {
+                println!("\n{b}");
+            }
+        }
+        MailCommand::Retry { id } => {
+            e.outbox_retry_dead(&id, e.now()).await?;
+            println!("{id} will be sent again");
+        }
+        MailCommand::Dispatch { options } => {
+            let r = options.dispatcher(e)?.run_once(10_000).await?;
+            println!(
+                "{} sent, {} to retry, {} dead ({})",
+                r.sent,
+                r.retried,
+                r.dead,
+                options.describe()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
