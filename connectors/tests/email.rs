@@ -63,6 +63,8 @@ fn dispatcher(engine: Arc<Engine>, transport: Transport) -> Dispatcher {
             max_ms: 60_000,
             max_attempts: 6,
             lease_ms: 30_000,
+            task_link_ttl_ms: 30 * 86_400_000,
+            status_link_ttl_ms: 365 * 86_400_000,
         },
     }
 }
@@ -115,6 +117,17 @@ fn clock_now(c: &ManualClock) -> i64 {
     c.now().0
 }
 
+/// The token of the first guichet link in a text.
+fn link_token(text: &str) -> String {
+    let at = text
+        .find("https://guichet.hopital.example/l/")
+        .unwrap_or_else(|| panic!("no link in {text}"));
+    text[at + "https://guichet.hopital.example/l/".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
 fn header(raw: &str, name: &str) -> String {
     let m = MessageParser::default().parse(raw.as_bytes()).unwrap();
     m.header_raw(name).unwrap_or("").trim().to_owned()
@@ -154,18 +167,25 @@ async fn delivers_real_mime_with_stable_message_ids() {
         "guichet@hopital.example"
     );
     let text = sponsor.body_text(0).unwrap();
-    assert!(
-        text.contains(&format!("https://guichet.hopital.example/requests/{id}")),
-        "{text}"
-    );
+    let status_token = link_token(&text);
     let html = sponsor.body_html(0).unwrap();
     assert!(
         html.contains(&format!(
-            "<a href=\"https://guichet.hopital.example/requests/{id}\">"
+            "<a href=\"https://guichet.hopital.example/l/{status_token}\">"
         )),
         "{html}"
     );
-    // The staff task email links to the task.
+    // The sponsor's link opens their request, and only theirs.
+    let grant = e.verify_link(&status_token).await.unwrap();
+    assert_eq!(
+        (
+            grant.instance.as_str(),
+            grant.task,
+            grant.recipient.as_str()
+        ),
+        (id.as_str(), None, "porteur@labo.example")
+    );
+    // The staff task email carries a link bound to the task and the recipient.
     let task = parsed
         .iter()
         .find(|m| m.subject().unwrap().contains("Nouvelle tâche"))
@@ -175,8 +195,24 @@ async fn delivers_real_mime_with_stable_message_ids() {
         "guichet-donnees@hopital.example"
     );
     let body = task.body_text(0).unwrap();
-    assert!(body.contains(&format!("/tasks/{id}/")), "{body}");
     assert!(body.contains("Échéance :"), "{body}");
+    let token = link_token(&body);
+    assert!(token.len() >= 43, "256-bit tokens");
+    let grant = e.verify_link(&token).await.unwrap();
+    assert_eq!(grant.recipient, "guichet-donnees@hopital.example");
+    assert!(grant.task.is_some());
+    // Opening never spends it; acting spends it once.
+    assert!(e.verify_link(&token).await.is_ok());
+    assert!(e.spend_link(&token).await.is_ok());
+    assert!(e.spend_link(&token).await.is_err());
+    assert!(e.verify_link(&token).await.is_err());
+    // Forged tokens open nothing.
+    assert!(
+        e.verify_link("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+            .await
+            .is_err()
+    );
+    assert!(e.verify_link(&status_token[1..]).await.is_err());
     // Message-IDs are the outbox ids, recorded with each row.
     for (raw, m) in messages.iter().zip(&parsed) {
         let mid = m.message_id().unwrap();
@@ -312,12 +348,8 @@ async fn without_smtp_messages_are_captured_in_the_database() {
         .find(|r| r.recipients.as_deref() == Some("porteur@labo.example"))
         .unwrap();
     assert!(ack.subject.as_deref().unwrap().contains("est bien reçue"));
-    assert!(
-        ack.body
-            .as_deref()
-            .unwrap()
-            .contains(&format!("/requests/{id}"))
-    );
+    let token = link_token(ack.body.as_deref().unwrap());
+    assert_eq!(e.verify_link(&token).await.unwrap().instance, id);
 }
 
 #[tokio::test]
@@ -441,4 +473,61 @@ async fn emails_carry_no_case_data() {
         );
         assert!(seen.contains("Titre public"), "the title is there:\n{seen}");
     }
+}
+
+#[tokio::test]
+async fn task_links_die_when_the_task_is_done_or_reassigned() {
+    let (e, clock) = engine().await;
+    let id = one_request(&e).await;
+    let d = dispatcher(e.clone(), Transport::Capture);
+    drain(&d, &clock).await;
+    let body = |to: &str| {
+        let e = e.clone();
+        let to = to.to_owned();
+        async move {
+            let rows = e.outbox_messages(Some("sent"), 100).await.unwrap();
+            rows.iter()
+                .filter(|r| r.recipients.as_deref() == Some(to.as_str()))
+                .map(|r| r.body.clone().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let token = link_token(&body("guichet-donnees@hopital.example").await[0]);
+    let task = e.verify_link(&token).await.unwrap().task.unwrap();
+    // Delegated to someone else: the old link dies, the new holder gets a link of their own.
+    e.execute(
+        &id,
+        Command::Delegate {
+            task,
+            by: "chef@hopital.example".into(),
+            to: guichet_engine::core::Recipient::Person("bob@hopital.example".into()),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(e.verify_link(&token).await.is_err());
+    drain(&d, &clock).await;
+    let bob = link_token(&body("bob@hopital.example").await[0]);
+    assert_eq!(
+        e.verify_link(&bob).await.unwrap().recipient,
+        "bob@hopital.example"
+    );
+    // Completed: Bob's link dies too.
+    e.execute(
+        &id,
+        Command::Complete {
+            task,
+            user: "bob@hopital.example".into(),
+            outcome: Some("non-recevable".into()),
+            fields: Fields::new(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(e.verify_link(&bob).await.is_err());
+    // And links expire.
+    let status = link_token(&body("porteur@labo.example").await[0]);
+    assert!(e.verify_link(&status).await.is_ok());
+    clock.set(Timestamp(T0.0 + 366 * 86_400_000));
+    assert!(e.verify_link(&status).await.is_err());
 }

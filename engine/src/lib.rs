@@ -13,6 +13,7 @@ pub mod clock;
 pub mod core;
 pub mod drive;
 pub mod lifecycle;
+pub mod links;
 pub mod outbox;
 pub mod runtime;
 pub mod store;

@@ -397,6 +397,7 @@ impl Engine {
                     .await?;
                 }
                 Effect::TaskClosed { task, completed } => {
+                    crate::links::revoke_task_links(tx, id, *task, self.now()).await?;
                     sqlx::query("UPDATE tasks SET state = $1, closed_at = $2, closed_by = $3 WHERE instance = $4 AND seq = $5")
                         .bind(if *completed { "completed" } else { "cancelled" })
                         .bind(now)
@@ -446,6 +447,14 @@ impl Engine {
                     .await?;
                 }
                 Effect::Finished => {}
+            }
+        }
+        // A reassigned task's links stop working: the new holder gets new ones.
+        for event in &t.events {
+            if let core::EventKind::TaskDelegated { task, .. }
+            | core::EventKind::TaskEscalated { task, .. } = &event.kind
+            {
+                crate::links::revoke_task_links(tx, id, *task, self.now()).await?;
             }
         }
         for event in &t.events {

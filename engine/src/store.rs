@@ -66,6 +66,7 @@ fn migrator() -> Migrator {
             "outbox delivery",
             include_str!("../migrations/0002_outbox_delivery.sql"),
         ),
+        m(3, "links", include_str!("../migrations/0003_links.sql")),
     ])
 }
 

@@ -95,6 +95,10 @@ pub struct RetryPolicy {
     pub max_attempts: i64,
     /// How long a claimed message is held by a dispatcher before another may take it.
     pub lease_ms: i64,
+    /// How long a task link stays valid (it dies earlier if the task is done or reassigned).
+    pub task_link_ttl_ms: i64,
+    /// How long the sponsor's status link stays valid.
+    pub status_link_ttl_ms: i64,
 }
 
 impl Default for RetryPolicy {
@@ -104,6 +108,8 @@ impl Default for RetryPolicy {
             max_ms: 3_600_000,
             max_attempts: 12,
             lease_ms: 120_000,
+            task_link_ttl_ms: 30 * 86_400_000,
+            status_link_ttl_ms: 365 * 86_400_000,
         }
     }
 }
@@ -208,52 +214,64 @@ impl Dispatcher {
                 .find(|t| t.seq == i64::from(*seq)),
             None => None,
         };
-        let ctx = context(
-            &process,
-            &m.instance,
-            &inst,
-            to,
-            task_row.as_ref(),
-            &self.base_url,
-        );
-        let rendered = self
-            .templates
-            .render(template, process.language, &ctx)
-            .map_err(|e| Failure::Permanent(e.to_string()))?;
-        let message_id = self.message_id(&m.id);
-        let mut builder = Message::builder()
-            .message_id(Some(message_id.clone()))
-            .from(self.from.clone())
-            .subject(rendered.subject.clone());
-        for r in &recipients {
+        let domain = self.from.email.domain().to_owned();
+        let now = self.engine.now();
+        let ttl = if task.is_some() {
+            self.policy.task_link_ttl_ms
+        } else {
+            self.policy.status_link_ttl_ms
+        };
+        let mut message_ids = Vec::new();
+        let mut first = None;
+        for (i, r) in recipients.iter().enumerate() {
+            // One message per recipient: each carries a link of their own.
+            let token = self
+                .engine
+                .issue_link(&m.instance, *task, r, &m.id, Timestamp(now.0 + ttl))
+                .await
+                .map_err(db)?;
+            let link = format!("{}/l/{token}", self.base_url.trim_end_matches('/'));
+            let ctx = context(&process, &m.instance, &inst, to, task_row.as_ref(), link);
+            let rendered = self
+                .templates
+                .render(template, process.language, &ctx)
+                .map_err(|e| Failure::Permanent(e.to_string()))?;
+            let message_id = if recipients.len() == 1 {
+                format!("<{}@{domain}>", m.id)
+            } else {
+                format!("<{}.{i}@{domain}>", m.id)
+            };
             let mailbox: Mailbox = r
                 .parse()
                 .map_err(|e| Failure::Permanent(format!("`{r}` is not an address: {e}")))?;
-            builder = builder.to(mailbox);
-        }
-        let message = builder
-            .multipart(MultiPart::alternative_plain_html(
-                rendered.text.clone(),
-                rendered.html.clone(),
-            ))
-            .map_err(|e| Failure::Permanent(format!("cannot build the message: {e}")))?;
-        match &self.transport {
-            Transport::Capture => {}
-            Transport::Smtp(t) => {
-                if let Err(e) = t.send(message).await {
-                    return Err(if e.is_permanent() {
-                        Failure::Permanent(format!("refused by the SMTP server: {e}"))
-                    } else {
-                        Failure::Transient(format!("SMTP: {e}"))
-                    });
-                }
+            let message = Message::builder()
+                .message_id(Some(message_id.clone()))
+                .from(self.from.clone())
+                .to(mailbox)
+                .subject(rendered.subject.clone())
+                .multipart(MultiPart::alternative_plain_html(
+                    rendered.text.clone(),
+                    rendered.html.clone(),
+                ))
+                .map_err(|e| Failure::Permanent(format!("cannot build the message: {e}")))?;
+            if let Transport::Smtp(t) = &self.transport
+                && let Err(e) = t.send(message).await
+            {
+                return Err(if e.is_permanent() {
+                    Failure::Permanent(format!("refused by the SMTP server for {r}: {e}"))
+                } else {
+                    Failure::Transient(format!("SMTP: {e}"))
+                });
             }
+            message_ids.push(message_id);
+            first.get_or_insert(rendered);
         }
+        let rendered = first.ok_or_else(|| Failure::Permanent("no recipient".into()))?;
         self.engine
             .outbox_sent(
                 &m.id,
                 self.engine.now(),
-                &message_id,
+                &message_ids.join(" "),
                 &recipients.join(", "),
                 &rendered.subject,
                 &rendered.text,
@@ -306,7 +324,7 @@ pub fn context(
     inst: &Instance,
     to: &Recipient,
     task: Option<&guichet_engine::runtime::TaskRow>,
-    base_url: &str,
+    link: String,
 ) -> Context {
     let start = p.start();
     let title = inst
@@ -325,8 +343,7 @@ pub fn context(
         .rev()
         .collect::<String>()
         .to_uppercase();
-    let base = base_url.trim_end_matches('/');
-    let (step, deadline, link) = match task {
+    let (step, deadline) = match task {
         Some(t) => (
             p.step(&t.step)
                 .map(|s| s.display_name().to_owned())
@@ -334,13 +351,8 @@ pub fn context(
             t.due_at
                 .map(|d| format_date(Timestamp(d), p.language))
                 .unwrap_or_default(),
-            format!("{base}/tasks/{id}/{}", t.seq),
         ),
-        None => (
-            String::new(),
-            String::new(),
-            format!("{base}/requests/{id}"),
-        ),
+        None => (String::new(), String::new()),
     };
     let role = match to {
         Recipient::Role(r) => p

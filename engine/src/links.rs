@@ -1,0 +1,196 @@
+//! Email links as capabilities. A link carries a token of 256 bits bound to one request, one
+//! task (or none: the sponsor's status link) and one recipient; only its SHA-256 is stored.
+//! A token expires, is revoked when its task is completed or reassigned, and can be spent
+//! once for an action. Opening a link never acts (mail scanners follow links): the web page
+//! shows the task, and acting is a separate request that spends the token.
+//!
+//! Tokens are derived with HMAC-SHA-256 from a secret the engine generates at first start,
+//! the outbox message and the recipient: a resend of the same message carries the same
+//! link, so retries do not multiply valid tokens.
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::clock::Timestamp;
+use crate::runtime::{Engine, Error};
+
+/// What a valid link grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub instance: String,
+    pub task: Option<u32>,
+    pub recipient: String,
+    pub expires_at: Timestamp,
+}
+
+/// Why a link does not open. Deliberately one answer for every case (unknown, forged,
+/// expired, revoked, used): the page must not tell which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this link is not valid (any more); ask for a fresh one")]
+pub struct Invalid;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// The stored form of a token.
+fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+impl Engine {
+    /// The secret links are derived from, created once per database.
+    async fn link_secret(&self) -> Result<Vec<u8>, Error> {
+        let pool = &self.store().pool;
+        if let Some(row) = sqlx::query("SELECT value FROM settings WHERE key = 'link-secret'")
+            .fetch_optional(pool)
+            .await?
+        {
+            let v: String = row.try_get(0)?;
+            return Ok(v.into_bytes());
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
+        // Two first starts at once: the first insert wins, both read it back.
+        sqlx::query("INSERT INTO settings (key, value) VALUES ('link-secret', $1) ON CONFLICT (key) DO NOTHING")
+            .bind(hex(&bytes))
+            .execute(pool)
+            .await?;
+        let row = sqlx::query("SELECT value FROM settings WHERE key = 'link-secret'")
+            .fetch_one(pool)
+            .await?;
+        let v: String = row.try_get(0)?;
+        Ok(v.into_bytes())
+    }
+
+    /// The link token for one recipient of one outbox message (the same on every resend),
+    /// recorded as valid until `expires_at`.
+    pub async fn issue_link(
+        &self,
+        instance: &str,
+        task: Option<u32>,
+        recipient: &str,
+        message: &str,
+        expires_at: Timestamp,
+    ) -> Result<String, Error> {
+        let secret = self.link_secret().await?;
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&secret).map_err(|e| Error::Corrupt(e.to_string()))?;
+        mac.update(
+            format!("guichet-link\0{instance}\0{task:?}\0{recipient}\0{message}").as_bytes(),
+        );
+        let token = b64url(&mac.finalize().into_bytes());
+        sqlx::query(
+            "INSERT INTO links (token_hash, instance, task, recipient, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (token_hash) DO NOTHING",
+        )
+        .bind(token_hash(&token))
+        .bind(instance)
+        .bind(task.map(i64::from))
+        .bind(recipient)
+        .bind(self.now().0)
+        .bind(expires_at.0)
+        .execute(&self.store().pool)
+        .await?;
+        Ok(token)
+    }
+
+    /// What a token grants, if it is valid now. Reading never spends it.
+    pub async fn verify_link(&self, token: &str) -> Result<Grant, Invalid> {
+        self.grant(token, false).await
+    }
+
+    /// Spends a token for an action: valid once.
+    pub async fn spend_link(&self, token: &str) -> Result<Grant, Invalid> {
+        self.grant(token, true).await
+    }
+
+    async fn grant(&self, token: &str, spend: bool) -> Result<Grant, Invalid> {
+        if token.len() > 100 {
+            return Err(Invalid);
+        }
+        let now = self.now().0;
+        let hash = token_hash(token);
+        let row = sqlx::query(
+            "SELECT instance, task, recipient, expires_at FROM links \
+             WHERE token_hash = $1 AND revoked_at IS NULL AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(&hash)
+        .bind(now)
+        .fetch_optional(&self.store().pool)
+        .await
+        .map_err(|_| Invalid)?
+        .ok_or(Invalid)?;
+        if spend {
+            let n = sqlx::query(
+                "UPDATE links SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(&hash)
+            .execute(&self.store().pool)
+            .await
+            .map_err(|_| Invalid)?
+            .rows_affected();
+            if n != 1 {
+                return Err(Invalid); // spent by a concurrent request
+            }
+        }
+        let task: Option<i64> = row.try_get(1).map_err(|_| Invalid)?;
+        Ok(Grant {
+            instance: row.try_get(0).map_err(|_| Invalid)?,
+            task: task.and_then(|t| u32::try_from(t).ok()),
+            recipient: row.try_get(2).map_err(|_| Invalid)?,
+            expires_at: Timestamp(row.try_get(3).map_err(|_| Invalid)?),
+        })
+    }
+}
+
+/// Revokes every live link of a task (it was completed or reassigned), inside the caller's
+/// transaction.
+pub(crate) async fn revoke_task_links(
+    conn: &mut sqlx::AnyConnection,
+    instance: &str,
+    task: u32,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE links SET revoked_at = $1 WHERE instance = $2 AND task = $3 AND revoked_at IS NULL",
+    )
+    .bind(now.0)
+    .bind(instance)
+    .bind(i64::from(task))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::b64url;
+
+    #[test]
+    fn base64url_without_padding() {
+        assert_eq!(b64url(b""), "");
+        assert_eq!(b64url(b"f"), "Zg");
+        assert_eq!(b64url(b"fo"), "Zm8");
+        assert_eq!(b64url(b"foo"), "Zm9v");
+        assert_eq!(b64url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(b64url(&[0u8; 32]).len(), 43);
+    }
+}
