@@ -11,6 +11,7 @@ mod db;
 mod mail;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use guichet_connectors::email::Templates;
 use guichet_definitions::{self as definitions, Severity, diagnostic};
 
 #[derive(Debug, Parser)]
@@ -47,6 +48,10 @@ enum Command {
         /// Colour in text output.
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
+        /// The desk's templates folder: its templates are checked, and every template a
+        /// definition declares must be in it.
+        #[arg(long, env = "GUICHET_TEMPLATES")]
+        templates: Option<PathBuf>,
     },
     /// Draw a process definition.
     Graph {
@@ -134,7 +139,8 @@ fn main() -> ExitCode {
             format,
             deny_warnings,
             color,
-        } => check(&files, format, deny_warnings, color),
+            templates,
+        } => check(&files, format, deny_warnings, color, templates.as_deref()),
         Command::Graph {
             file,
             format,
@@ -163,11 +169,27 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("guichet: cannot read {}: {e}", path.display()))
 }
 
-fn check(files: &[PathBuf], format: Format, deny_warnings: bool, color: Color) -> ExitCode {
+fn check(
+    files: &[PathBuf],
+    format: Format,
+    deny_warnings: bool,
+    color: Color,
+    templates: Option<&Path>,
+) -> ExitCode {
     let color = match color {
         Color::Always => true,
         Color::Never => false,
         Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let templates = match templates.map(Templates::with_overrides) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(errors)) => {
+            for e in errors {
+                eprintln!("error: template {e}");
+            }
+            return ExitCode::from(1);
+        }
     };
     let mut failed = false;
     let mut could_not_run = false;
@@ -182,7 +204,10 @@ fn check(files: &[PathBuf], format: Format, deny_warnings: bool, color: Color) -
                 continue;
             }
         };
-        let checked = definitions::load_bytes(&bytes);
+        let mut checked = definitions::load_bytes(&bytes);
+        if let (Some(t), Some(p)) = (&templates, &checked.process) {
+            checked.diagnostics.extend(missing_templates(p, t));
+        }
         let name = path.display().to_string();
         let source = String::from_utf8_lossy(&bytes);
         let errors = checked
@@ -231,6 +256,29 @@ fn check(files: &[PathBuf], format: Format, deny_warnings: bool, color: Color) -
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Templates a definition declares that the desk's folder does not provide.
+fn missing_templates(p: &definitions::Process, t: &Templates) -> Vec<definitions::Diagnostic> {
+    p.templates
+        .iter()
+        .filter(|d| !t.has(&d.id, p.language) && !t.has(&d.id, definitions::model::Language::Fr))
+        .map(|d| {
+            definitions::Diagnostic::new(
+                definitions::Code::UnknownTemplate,
+                d.span,
+                format!(
+                    "template `{}` is declared but the templates folder has no file for it",
+                    d.id
+                ),
+            )
+            .label("no template file")
+            .help(format!(
+                "add fr/{}.hbs (subject line, a line ---, then the body) to the templates folder",
+                d.id
+            ))
+        })
+        .collect()
 }
 
 fn graph(file: &Path, format: GraphFormat, output: Option<&Path>) -> ExitCode {

@@ -368,3 +368,49 @@ fn emails_are_captured_without_smtp_and_listed() {
     let out = db_cmd(&dir, &["mail", "retry", ack["id"].as_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn check_with_a_templates_folder() {
+    let dir = tempdir("templates");
+    std::fs::create_dir_all(dir.join("tpl/fr")).unwrap();
+    std::fs::write(
+        dir.join("desk.kdl"),
+        "process \"d\" {\n role \"r\" { member \"r@example.org\" }\n template \"relance-comite\"\n start \"s\"\n notify \"n\" to=\"r\" template=\"relance-comite\"\n end \"f\" result=\"accepted\"\n}\n",
+    )
+    .unwrap();
+    // Declared, but the folder lacks it: an error at the declaration.
+    let out = guichet(&["check", "desk.kdl", "--templates", "tpl"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("G0021")
+            && err.contains("desk.kdl:3:")
+            && err.contains("fr/relance-comite.hbs"),
+        "{err}"
+    );
+    // A template with an unknown variable is refused, naming the file and the variable.
+    std::fs::write(
+        dir.join("tpl/fr/relance-comite.hbs"),
+        "Relance {{request.title}}\n---\nBonjour {{destinataire}}\n",
+    )
+    .unwrap();
+    let out = guichet(&["check", "desk.kdl", "--templates", "tpl"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("relance-comite.hbs") && err.contains("destinataire"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.join("tpl/fr/relance-comite.hbs"),
+        "Relance {{request.title}}\n---\nBonjour, {{link}}\n",
+    )
+    .unwrap();
+    let out = guichet(&["check", "desk.kdl", "--templates", "tpl"], &dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
