@@ -213,6 +213,7 @@ pub(crate) async fn serve(
         );
     }
     let dispatcher = mail.dispatcher(e.clone())?;
+    let webhooks = mail.webhooks(e.clone())?;
     if once {
         return Ok(ExitCode::SUCCESS);
     }
@@ -231,6 +232,10 @@ pub(crate) async fn serve(
                 let r = dispatcher.run_once(100).await?;
                 if r.sent + r.retried + r.dead > 0 {
                     println!("emails: {} sent, {} to retry, {} dead", r.sent, r.retried, r.dead);
+                }
+                let r = webhooks.run_once(100).await?;
+                if r.sent + r.retried + r.dead > 0 {
+                    println!("webhooks: {} sent, {} to retry, {} dead", r.sent, r.retried, r.dead);
                 }
             }
         }

@@ -1,5 +1,7 @@
-//! Email settings of `serve`, and the `mail` commands over the outbox.
+//! Delivery settings of `serve` (email and provider webhooks), and the `mail` commands over
+//! the outbox.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use clap::{Args, Subcommand};
 use guichet_connectors::email::{
     Dispatcher, RetryPolicy, SmtpConfig, Templates, TlsMode, Transport,
 };
+use guichet_connectors::provider::{ProviderConfig, Webhooks};
 use guichet_engine::Engine;
 
 /// Where emails go. Without `--smtp-host`, they are captured in the database and listed by
@@ -45,6 +48,23 @@ pub(crate) struct MailOptions {
     /// A folder of the desk's own templates (fr/NAME.hbs, en/NAME.hbs).
     #[arg(long, env = "GUICHET_TEMPLATES")]
     templates: Option<PathBuf>,
+    /// Where a provider receives webhooks: ID=URL (repeat, or comma-separated in the variable).
+    #[arg(
+        long = "provider",
+        env = "GUICHET_PROVIDERS",
+        value_delimiter = ',',
+        value_name = "ID=URL"
+    )]
+    providers: Vec<String>,
+    /// The secret shared with a provider, to sign webhooks and check callbacks: ID=SECRET.
+    #[arg(
+        long = "provider-secret",
+        env = "GUICHET_PROVIDER_SECRETS",
+        value_delimiter = ',',
+        value_name = "ID=SECRET",
+        hide_env_values = true
+    )]
+    provider_secrets: Vec<String>,
 }
 
 impl MailOptions {
@@ -53,6 +73,38 @@ impl MailOptions {
             Some(h) => format!("SMTP {h}:{} ({:?})", self.smtp_port, self.smtp_tls),
             None => "no SMTP server: captured, see `guichet mail list`".to_owned(),
         }
+    }
+
+    /// The provider webhooks, with their URLs and secrets.
+    pub(crate) fn webhooks(&self, engine: Arc<Engine>) -> anyhow::Result<Webhooks> {
+        let secrets: HashMap<&str, &str> = self
+            .provider_secrets
+            .iter()
+            .filter_map(|p| p.split_once('='))
+            .collect();
+        let mut providers = HashMap::new();
+        for p in &self.providers {
+            let (id, url) = p
+                .split_once('=')
+                .with_context(|| format!("--provider `{p}` is not ID=URL"))?;
+            let secret = secrets
+                .get(id)
+                .with_context(|| format!("provider `{id}` has no --provider-secret {id}=SECRET"))?;
+            providers.insert(
+                id.to_owned(),
+                ProviderConfig {
+                    url: url.to_owned(),
+                    secret: (*secret).to_owned(),
+                },
+            );
+        }
+        Ok(Webhooks {
+            engine,
+            providers,
+            base_url: self.base_url.clone(),
+            policy: RetryPolicy::default(),
+            timeout: Duration::from_secs(30),
+        })
     }
 
     pub(crate) fn dispatcher(&self, engine: Arc<Engine>) -> anyhow::Result<Dispatcher> {

@@ -89,13 +89,11 @@ impl Engine {
         message: &str,
         expires_at: Timestamp,
     ) -> Result<String, Error> {
-        let secret = self.link_secret().await?;
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&secret).map_err(|e| Error::Corrupt(e.to_string()))?;
-        mac.update(
-            format!("guichet-link\0{instance}\0{task:?}\0{recipient}\0{message}").as_bytes(),
-        );
-        let token = b64url(&mac.finalize().into_bytes());
+        let token = self
+            .derive(&format!(
+                "guichet-link\0{instance}\0{task:?}\0{recipient}\0{message}"
+            ))
+            .await?;
         sqlx::query(
             "INSERT INTO links (token_hash, instance, task, recipient, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (token_hash) DO NOTHING",
@@ -158,6 +156,87 @@ impl Engine {
             recipient: row.try_get(2).map_err(|_| Invalid)?,
             expires_at: Timestamp(row.try_get(3).map_err(|_| Invalid)?),
         })
+    }
+}
+
+/// What a provider's callback token grants: answering one waiting call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackGrant {
+    pub instance: String,
+    /// The token (position) of the request that waits at the call step.
+    pub token: u32,
+    pub provider: String,
+}
+
+impl Engine {
+    async fn derive(&self, purpose: &str) -> Result<String, Error> {
+        let secret = self.link_secret().await?;
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&secret).map_err(|e| Error::Corrupt(e.to_string()))?;
+        mac.update(purpose.as_bytes());
+        Ok(b64url(&mac.finalize().into_bytes()))
+    }
+
+    /// The callback token for one webhook message (the same on every resend), valid until
+    /// `expires_at` or its first accepted use.
+    pub async fn issue_callback(
+        &self,
+        instance: &str,
+        token: u32,
+        provider: &str,
+        message: &str,
+        expires_at: Timestamp,
+    ) -> Result<String, Error> {
+        let secret_token = self
+            .derive(&format!(
+                "guichet-callback\0{instance}\0{token}\0{provider}\0{message}"
+            ))
+            .await?;
+        sqlx::query(
+            "INSERT INTO callbacks (token_hash, instance, token, provider, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (token_hash) DO NOTHING",
+        )
+        .bind(token_hash(&secret_token))
+        .bind(instance)
+        .bind(i64::from(token))
+        .bind(provider)
+        .bind(self.now().0)
+        .bind(expires_at.0)
+        .execute(&self.store().pool)
+        .await?;
+        Ok(secret_token)
+    }
+
+    /// What a callback token grants, if it is valid and unspent.
+    pub async fn callback_grant(&self, secret_token: &str) -> Result<CallbackGrant, Invalid> {
+        if secret_token.len() > 100 {
+            return Err(Invalid);
+        }
+        let row = sqlx::query(
+            "SELECT instance, token, provider FROM callbacks WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_hash(secret_token))
+        .bind(self.now().0)
+        .fetch_optional(&self.store().pool)
+        .await
+        .map_err(|_| Invalid)?
+        .ok_or(Invalid)?;
+        let token: i64 = row.try_get(1).map_err(|_| Invalid)?;
+        Ok(CallbackGrant {
+            instance: row.try_get(0).map_err(|_| Invalid)?,
+            token: u32::try_from(token).map_err(|_| Invalid)?,
+            provider: row.try_get(2).map_err(|_| Invalid)?,
+        })
+    }
+
+    /// Marks a callback token spent (after its callback was accepted).
+    pub async fn spend_callback(&self, secret_token: &str) -> Result<(), Error> {
+        sqlx::query("UPDATE callbacks SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
+            .bind(self.now().0)
+            .bind(token_hash(secret_token))
+            .execute(&self.store().pool)
+            .await?;
+        Ok(())
     }
 }
 

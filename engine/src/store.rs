@@ -67,6 +67,11 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0002_outbox_delivery.sql"),
         ),
         m(3, "links", include_str!("../migrations/0003_links.sql")),
+        m(
+            4,
+            "callbacks",
+            include_str!("../migrations/0004_callbacks.sql"),
+        ),
     ])
 }
 
