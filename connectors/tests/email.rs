@@ -531,3 +531,40 @@ async fn task_links_die_when_the_task_is_done_or_reassigned() {
     clock.set(Timestamp(T0.0 + 366 * 86_400_000));
     assert!(e.verify_link(&status).await.is_err());
 }
+
+#[tokio::test]
+async fn a_fresh_link_goes_only_to_someone_who_may_act() {
+    let (e, clock) = engine().await;
+    let id = one_request(&e).await;
+    let d = dispatcher(e.clone(), Transport::Capture);
+    drain(&d, &clock).await;
+    let task = u32::try_from(e.tasks(Some(&id), true).await.unwrap()[0].seq).unwrap();
+    let count = || {
+        let e = e.clone();
+        async move { e.outbox_messages(None, 100).await.unwrap().len() }
+    };
+    let before = count().await;
+    // A stranger asks: nothing is sent (and the answer is the same).
+    e.request_fresh_link(&id, task, "intrus@ailleurs.example")
+        .await
+        .unwrap();
+    e.request_fresh_link("no-such-request", task, "intrus@ailleurs.example")
+        .await
+        .unwrap();
+    assert_eq!(count().await, before);
+    // A member of the task's role asks: a new email with a new, working link.
+    clock.set(Timestamp(T0.0 + 60_000));
+    e.request_fresh_link(&id, task, "guichet-donnees@hopital.example")
+        .await
+        .unwrap();
+    assert_eq!(count().await, before + 1);
+    drain(&d, &clock).await;
+    let rows = e.outbox_messages(Some("sent"), 100).await.unwrap();
+    let fresh = rows.iter().find(|r| r.id.contains(".fresh.")).unwrap();
+    let token = link_token(fresh.body.as_deref().unwrap());
+    let grant = e.verify_link(&token).await.unwrap();
+    assert_eq!(
+        (grant.task, grant.recipient.as_str()),
+        (Some(task), "guichet-donnees@hopital.example")
+    );
+}

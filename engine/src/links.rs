@@ -240,6 +240,59 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Someone whose link no longer works asks for a fresh one: when `email` may act on the
+    /// open task (its assignee, or a recipient of its role when nobody holds it), a new task
+    /// email is queued for them. The answer is the same either way, so the request reveals
+    /// nothing about the task or who works on it.
+    pub async fn request_fresh_link(
+        &self,
+        instance: &str,
+        task: u32,
+        email: &str,
+    ) -> Result<(), Error> {
+        let Ok((_, inst)) = self.instance(instance).await else {
+            return Ok(());
+        };
+        let Some(t) = inst.tasks.get(&task) else {
+            return Ok(());
+        };
+        let process = self.process_of(instance).await?;
+        let allowed = match &t.assignee {
+            Some(a) => a.eq_ignore_ascii_case(email),
+            None => crate::core::recipients(
+                &process,
+                &inst,
+                &crate::core::Recipient::Role(t.role.clone()),
+            )
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(email)),
+        };
+        if !allowed {
+            return Ok(());
+        }
+        let effect = crate::core::Effect::Email {
+            template: "tache-assignee".into(),
+            to: crate::core::Recipient::Person(email.to_owned()),
+            task: Some(task),
+        };
+        let now = self.now().0;
+        // A fresh id per request: a new message, hence a new link.
+        let id = format!("{instance}.fresh.{task}.{now}");
+        sqlx::query(
+            "INSERT INTO outbox (id, instance, kind, payload, state, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, 'email', $3, 'pending', 0, $4, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(instance)
+        .bind(serde_json::to_string(&effect).map_err(|e| Error::Corrupt(e.to_string()))?)
+        .bind(now)
+        .execute(&self.store().pool)
+        .await?;
+        Ok(())
+    }
+}
+
 /// Revokes every live link of a task (it was completed or reassigned), inside the caller's
 /// transaction.
 pub(crate) async fn revoke_task_links(

@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use guichet_definitions::model::{Language, Process, RoleSource};
+use guichet_definitions::model::{Language, Process};
 use guichet_engine::Engine;
 use guichet_engine::clock::Timestamp;
 use guichet_engine::core::{Effect, Instance, Recipient};
@@ -198,7 +198,7 @@ impl Dispatcher {
         let db = |e: guichet_engine::Error| Failure::Transient(format!("database: {e}"));
         let (_, inst) = self.engine.instance(&m.instance).await.map_err(db)?;
         let process = self.engine.process_of(&m.instance).await.map_err(db)?;
-        let recipients = recipients(&process, &inst, to);
+        let recipients = guichet_engine::core::recipients(&process, &inst, to);
         if recipients.is_empty() {
             return Err(Failure::Permanent(format!(
                 "nobody to write to for {to:?}: add members to the role"
@@ -294,25 +294,6 @@ impl Dispatcher {
                 () = tokio::time::sleep(interval) => {}
             }
         }
-    }
-}
-
-/// The addresses behind a recipient: a role's static members, or the address taken from the
-/// request's data, or one person.
-pub fn recipients(p: &Process, inst: &Instance, to: &Recipient) -> Vec<String> {
-    match to {
-        Recipient::Person(email) => vec![email.clone()],
-        Recipient::Role(role) => match p.role(role).map(|r| &r.source) {
-            Some(RoleSource::Members(members)) => members.clone(),
-            Some(RoleSource::FromField { step, field }) => inst
-                .data
-                .get(&p.steps[*step].id)
-                .and_then(|d| d.fields.get(field))
-                .and_then(|v| v.as_str())
-                .map(|s| vec![s.to_owned()])
-                .unwrap_or_default(),
-            None => Vec::new(),
-        },
     }
 }
 

@@ -11,3 +11,24 @@ pub mod state;
 pub use io::{Actor, Command, Effect, Event, EventKind, Recipient, Transition};
 pub use machine::{Error, advance, start};
 pub use state::{Fields, Instance, InstanceStatus, Seq, Task, TaskState, Timer, TimerKind};
+
+use guichet_definitions::model::{Process, RoleSource};
+
+/// The addresses behind a recipient: a role's static members, the address taken from the
+/// request's data (the sponsor), or one person.
+pub fn recipients(p: &Process, inst: &Instance, to: &Recipient) -> Vec<String> {
+    match to {
+        Recipient::Person(email) => vec![email.clone()],
+        Recipient::Role(role) => match p.role(role).map(|r| &r.source) {
+            Some(RoleSource::Members(members)) => members.clone(),
+            Some(RoleSource::FromField { step, field }) => inst
+                .data
+                .get(&p.steps[*step].id)
+                .and_then(|d| d.fields.get(field))
+                .and_then(|v| v.as_str())
+                .map(|s| vec![s.to_owned()])
+                .unwrap_or_default(),
+            None => Vec::new(),
+        },
+    }
+}
