@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod db;
+mod kpi;
 mod mail;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -92,6 +93,9 @@ enum Command {
     /// Fire the timers that are due now.
     #[command(subcommand)]
     Timers(db::TimersCommand),
+    /// Indicators of ended requests: declared KPIs, per-step timings, the maturity x
+    /// performance matrix; models side by side, by version or period.
+    Kpi(kpi::KpiArgs),
     /// Check the tamper-evident history.
     #[command(subcommand)]
     Audit(db::AuditCommand),
@@ -132,6 +136,7 @@ enum GraphFormat {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     match cli.command {
         Command::Check {
@@ -154,6 +159,7 @@ fn main() -> ExitCode {
         Command::Event(c) => db::run(&cli.database, |e| db::event(e, c)),
         Command::Timers(c) => db::run(&cli.database, |e| db::timers(e, c)),
         Command::Audit(c) => db::run(&cli.database, |e| db::audit(e, c)),
+        Command::Kpi(a) => db::run(&cli.database, |e| kpi::kpi(e, a)),
         Command::Bench {
             desk,
             requests,
@@ -256,6 +262,24 @@ fn check(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `guichet kpi | head` closes our standard output early; printing then fails, and `println!`
+/// panics. That is not an error of ours: exit quietly, as other command-line tools do.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 /// Templates a definition declares that the desk's folder does not provide.

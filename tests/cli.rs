@@ -414,3 +414,55 @@ fn check_with_a_templates_folder() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn kpi_compares_the_models_as_json_and_csv() {
+    let dir = tempdir("kpi-cli");
+    for desk in ["interne-decentralise", "externe"] {
+        ok(&db_cmd(
+            &dir,
+            &[
+                "bench",
+                "--desk",
+                desk,
+                "--requests",
+                "3",
+                "--concurrency",
+                "1",
+            ],
+        ));
+    }
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&db_cmd(&dir, &["kpi", "--format", "json"]))).unwrap();
+    let contracts = |desk: &str| {
+        rows.iter()
+            .find(|r| r["desk"] == desk && r["kpi"] == "contrats")
+            .unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(contracts("interne-decentralise"), 3.0);
+    assert_eq!(contracts("externe"), 3.0);
+    let csv = ok(&db_cmd(
+        &dir,
+        &[
+            "kpi", "--view", "steps", "--model", "externe", "--format", "csv",
+        ],
+    ));
+    assert!(
+        csv.starts_with("desk,group,step,kind,visits,loops"),
+        "{csv}"
+    );
+    assert!(
+        csv.lines().skip(1).all(|l| l.starts_with("externe,")),
+        "{csv}"
+    );
+    let matrix = ok(&db_cmd(&dir, &["kpi", "--view", "matrix"]));
+    assert!(
+        matrix.contains("technical") && matrix.contains("done"),
+        "{matrix}"
+    );
+    let out = db_cmd(&dir, &["kpi", "--from", "demain"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a date"));
+}

@@ -384,7 +384,8 @@ pub struct Kpi {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum KpiKind {
-    /// Time from the first entry into `from` to the first completion of `to`, per request.
+    /// Time between two milestones of a request: the first completion of `from` and the
+    /// first completion of `to` (the start step completes when the request is submitted).
     Duration { from: StepIdx, to: StepIdx },
     /// Requests that completed `step` (or every completion with `each`), or whose data
     /// satisfy `when` when they end, or that ended with `result`.

@@ -12,6 +12,8 @@
 pub mod clock;
 pub mod core;
 pub mod drive;
+pub mod facts;
+pub mod kpi;
 pub mod lifecycle;
 pub mod links;
 pub mod outbox;

@@ -198,7 +198,11 @@ impl Engine {
     }
 
     /// The compiled process of a deployed definition (cached).
-    async fn process(&self, conn: &mut AnyConnection, hash: &str) -> Result<Arc<Process>, Error> {
+    pub(crate) async fn process(
+        &self,
+        conn: &mut AnyConnection,
+        hash: &str,
+    ) -> Result<Arc<Process>, Error> {
         if let Some(p) = self.processes.read().map_err(corrupt)?.get(hash) {
             return Ok(p.clone());
         }
@@ -263,7 +267,15 @@ impl Engine {
         .execute(&mut *tx)
         .await?;
         let (seq, head) = (0, genesis(&id));
-        self.apply(&mut tx, &id, &process, None, &transition, seq, head)
+        for (field, value) in crate::facts::intake_fields(&process, &inst) {
+            sqlx::query("INSERT INTO instance_fields (instance, field, value) VALUES ($1, $2, $3)")
+                .bind(&id)
+                .bind(&field)
+                .bind(&value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        self.apply(&mut tx, &id, &process, None, &transition, &inst, seq, head)
             .await?;
         tx.commit().await?;
         Ok(id)
@@ -350,7 +362,7 @@ impl Engine {
                 .await?;
         }
         let actor = transition.events.first().map(|e| e.actor.clone());
-        self.apply(&mut tx, id, &process, actor, &transition, seq, head)
+        self.apply(&mut tx, id, &process, actor, &transition, &inst, seq, head)
             .await?;
         tx.commit().await?;
         Ok(inst)
@@ -365,6 +377,7 @@ impl Engine {
         process: &Process,
         actor: Option<core::Actor>,
         t: &Transition,
+        inst: &Instance,
         mut seq: i64,
         mut head: String,
     ) -> Result<(), Error> {
@@ -483,6 +496,68 @@ impl Engine {
             .bind(id)
             .execute(&mut **tx)
             .await?;
+        if t.effects.iter().any(|e| matches!(e, Effect::Finished)) {
+            self.record_facts(tx, id, process, inst).await?;
+        }
+        Ok(())
+    }
+
+    /// Derives and stores the facts of an ended request (its step visits and indicator
+    /// values), from its whole history, in the transaction that ends it.
+    async fn record_facts(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        id: &str,
+        process: &Process,
+        inst: &Instance,
+    ) -> Result<(), Error> {
+        let rows = sqlx::query("SELECT body FROM history WHERE instance = $1 ORDER BY seq")
+            .bind(id)
+            .fetch_all(&mut **tx)
+            .await?;
+        let events = rows
+            .iter()
+            .map(|r| serde_json::from_str::<Event>(&r.try_get::<String, _>(0)?).map_err(corrupt))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let due =
+            sqlx::query("SELECT seq, due_at FROM tasks WHERE instance = $1 AND due_at IS NOT NULL")
+                .bind(id)
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok((
+                        u32::try_from(r.try_get::<i64, _>(0)?).map_err(corrupt)?,
+                        Timestamp(r.try_get(1)?),
+                    ))
+                })
+                .collect::<Result<std::collections::BTreeMap<_, _>, Error>>()?;
+        let visits = crate::facts::visits(process, &events, &due);
+        for v in &visits {
+            sqlx::query(
+                "INSERT INTO step_visits (instance, step, visit, kind, entered_at, claimed_at, left_at, due_at, outcome) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(id)
+            .bind(&v.step)
+            .bind(i64::from(v.visit))
+            .bind(v.kind)
+            .bind(v.entered_at.0)
+            .bind(v.claimed_at.map(|t| t.0))
+            .bind(v.left_at.map(|t| t.0))
+            .bind(v.due_at.map(|t| t.0))
+            .bind(&v.outcome)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for (kpi, value) in crate::facts::kpi_values(process, inst, &visits) {
+            sqlx::query("INSERT INTO kpi_facts (instance, kpi, value) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(&kpi)
+                .bind(value)
+                .execute(&mut **tx)
+                .await?;
+        }
         Ok(())
     }
 

@@ -72,6 +72,7 @@ fn migrator() -> Migrator {
             "callbacks",
             include_str!("../migrations/0004_callbacks.sql"),
         ),
+        m(5, "facts", include_str!("../migrations/0005_facts.sql")),
     ])
 }
 

@@ -1,0 +1,473 @@
+//! Indicators over ended requests: the desk's declared KPIs and the per-step timings,
+//! grouped by desk model and optionally by revision or period, filtered by intake answers.
+//! Computed from the facts each request leaves when it ends ([`crate::facts`]); the exact
+//! definitions are in `docs/kpi.md`.
+
+use std::collections::BTreeMap;
+
+use guichet_definitions::model::{BuildingBlock, KpiKind, Process, TargetValue};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::clock::Timestamp;
+use crate::runtime::{Engine, Error};
+
+const DAY_MS: f64 = 86_400_000.0;
+
+/// How to split the requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compare {
+    /// One group per desk model (always the case: models are compared side by side).
+    #[default]
+    Model,
+    /// One group per deployed revision of each model.
+    Version,
+    /// One group per calendar month of the request's end (UTC).
+    Month,
+    /// One group per quarter of the request's end (UTC).
+    Quarter,
+}
+
+/// Which requests count.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Desk names; empty for all.
+    pub desks: Vec<String>,
+    /// Requests that ended at or after this instant.
+    pub from: Option<Timestamp>,
+    /// Requests that ended before this instant.
+    pub to: Option<Timestamp>,
+    pub compare: Compare,
+    /// Intake answers the requests must have (choice and yes-no fields), e.g. `cadre=autre`.
+    pub filters: Vec<(String, String)>,
+}
+
+/// Statistics of a sample (nearest-rank percentiles).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Stats {
+    pub n: usize,
+    pub mean: f64,
+    pub median: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    pub fn of(mut values: Vec<f64>) -> Option<Stats> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let rank = |p: f64| values[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+        #[allow(clippy::cast_precision_loss)]
+        let mean = values.iter().sum::<f64>() / n as f64;
+        Some(Stats {
+            n,
+            mean,
+            median: rank(0.5),
+            p90: rank(0.9),
+            p95: rank(0.95),
+            min: values[0],
+            max: values[n - 1],
+        })
+    }
+
+    fn scaled(self, k: f64) -> Stats {
+        Stats {
+            mean: self.mean * k,
+            median: self.median * k,
+            p90: self.p90 * k,
+            p95: self.p95 * k,
+            min: self.min * k,
+            max: self.max * k,
+            ..self
+        }
+    }
+}
+
+/// One indicator for one group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KpiRow {
+    pub desk: String,
+    /// The revision, month or quarter; empty when comparing models only.
+    pub group: String,
+    pub kpi: String,
+    pub title: Option<String>,
+    pub kind: &'static str,
+    pub block: BuildingBlock,
+    /// Ended requests in the group.
+    pub requests: usize,
+    /// The headline value: mean days for durations, total for counts and sums, the quotient
+    /// for ratios, the mean for means. `None` when no request has the data.
+    pub value: Option<f64>,
+    pub unit: &'static str,
+    /// Distribution (durations in days, means in the field's unit).
+    pub stats: Option<Stats>,
+    pub target: Option<f64>,
+    pub lower_is_better: bool,
+    pub meets_target: Option<bool>,
+}
+
+/// Timings of one step for one group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepRow {
+    pub desk: String,
+    pub group: String,
+    pub step: String,
+    pub title: String,
+    pub kind: String,
+    pub visits: usize,
+    /// Requests that visited it.
+    pub requests: usize,
+    /// Visits beyond the first (loops, revisions).
+    pub loops: usize,
+    /// Entered to left, in days.
+    pub total: Option<Stats>,
+    /// Tasks: created to first claimed, in days.
+    pub waiting: Option<Stats>,
+    /// Tasks: first claimed to completed, in days.
+    pub working: Option<Stats>,
+    /// Tasks with a deadline: the share completed after it.
+    pub breach_rate: Option<f64>,
+    /// Time in this step over the lead time of the requests of the group (parallel steps
+    /// overlap, so shares can add up to more than 1).
+    pub share_of_lead_time: f64,
+}
+
+/// The maturity x performance position of one building block of a desk.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MatrixRow {
+    pub desk: String,
+    pub block: BuildingBlock,
+    /// Share of the block's maturity facts that are present.
+    pub maturity: Option<f64>,
+    /// Share of the block's indicators with a target that meet it.
+    pub performance: Option<f64>,
+    pub quadrant: &'static str,
+}
+
+struct Ended {
+    desk: String,
+    group: String,
+    lead_ms: i64,
+}
+
+fn month_of(t: i64) -> (i32, u8) {
+    let d = Timestamp(t).to_datetime();
+    (d.year(), d.month() as u8)
+}
+
+impl Engine {
+    /// The latest compiled definition of each desk, by name.
+    async fn latest_definitions(&self) -> Result<BTreeMap<String, std::sync::Arc<Process>>, Error> {
+        let rows = sqlx::query(
+            "SELECT d.name, d.hash FROM definitions d WHERE d.revision = (SELECT MAX(revision) FROM definitions x WHERE x.name = d.name)",
+        )
+        .fetch_all(&self.store().pool)
+        .await?;
+        let mut out = BTreeMap::new();
+        let mut conn = self.store().pool.acquire().await?;
+        for r in rows {
+            let name: String = r.try_get(0)?;
+            let hash: String = r.try_get(1)?;
+            out.insert(name, self.process(&mut conn, &hash).await?);
+        }
+        Ok(out)
+    }
+
+    /// The ended requests the query selects, with their group.
+    async fn ended(&self, q: &Query) -> Result<BTreeMap<String, Ended>, Error> {
+        let mut sql = String::from(
+            "SELECT i.id, i.name, d.revision, i.started_at, i.ended_at FROM instances i JOIN definitions d ON d.hash = i.definition \
+             WHERE i.status <> 'running' AND i.ended_at >= $1 AND i.ended_at < $2",
+        );
+        let mut n = 2;
+        for _ in &q.filters {
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM instance_fields f WHERE f.instance = i.id AND f.field = ${} AND f.value = ${})",
+                n + 1,
+                n + 2
+            ));
+            n += 2;
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(q.from.map_or(i64::MIN, |t| t.0))
+            .bind(q.to.map_or(i64::MAX, |t| t.0));
+        for (f, v) in &q.filters {
+            query = query.bind(f.clone()).bind(v.clone());
+        }
+        let rows = query.fetch_all(&self.store().pool).await?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let desk: String = r.try_get(1)?;
+            if !q.desks.is_empty() && !q.desks.contains(&desk) {
+                continue;
+            }
+            let revision: i64 = r.try_get(2)?;
+            let started: i64 = r.try_get(3)?;
+            let ended: i64 = r.try_get(4)?;
+            let group = match q.compare {
+                Compare::Model => String::new(),
+                Compare::Version => format!("revision {revision}"),
+                Compare::Month => {
+                    let (y, m) = month_of(ended);
+                    format!("{y}-{m:02}")
+                }
+                Compare::Quarter => {
+                    let (y, m) = month_of(ended);
+                    format!("{y}-Q{}", (m - 1) / 3 + 1)
+                }
+            };
+            out.insert(
+                r.try_get(0)?,
+                Ended {
+                    desk,
+                    group,
+                    lead_ms: ended - started,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// The declared indicators of each desk, per group.
+    pub async fn kpis(&self, q: &Query) -> Result<Vec<KpiRow>, Error> {
+        let defs = self.latest_definitions().await?;
+        let ended = self.ended(q).await?;
+        let mut requests: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for e in ended.values() {
+            *requests
+                .entry((e.desk.clone(), e.group.clone()))
+                .or_default() += 1;
+        }
+        // (desk, group) -> kpi -> values
+        let mut values: BTreeMap<(String, String), BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+        let rows = sqlx::query("SELECT instance, kpi, value FROM kpi_facts")
+            .fetch_all(&self.store().pool)
+            .await?;
+        for r in rows {
+            let instance: String = r.try_get(0)?;
+            let Some(e) = ended.get(&instance) else {
+                continue;
+            };
+            values
+                .entry((e.desk.clone(), e.group.clone()))
+                .or_default()
+                .entry(r.try_get(1)?)
+                .or_default()
+                .push(r.try_get(2)?);
+        }
+        let mut out = Vec::new();
+        for ((desk, group), n) in &requests {
+            let Some(p) = defs.get(desk) else { continue };
+            let empty = BTreeMap::new();
+            let vals = values.get(&(desk.clone(), group.clone())).unwrap_or(&empty);
+            let total = |id: &str| vals.get(id).map(|v| v.iter().sum::<f64>());
+            for k in &p.kpis {
+                let sample = vals.get(&k.id).cloned().unwrap_or_default();
+                let (kind, unit, value, stats) = match &k.kind {
+                    KpiKind::Duration { .. } => {
+                        let stats = Stats::of(sample).map(|s| s.scaled(1.0 / DAY_MS));
+                        ("duration", "days", stats.map(|s| s.mean), stats)
+                    }
+                    KpiKind::Count { .. } => {
+                        ("count", "requests", Some(total(&k.id).unwrap_or(0.0)), None)
+                    }
+                    KpiKind::Ratio { of, per } => {
+                        let (a, b) = (total(of).unwrap_or(0.0), total(per).unwrap_or(0.0));
+                        ("ratio", "ratio", (b > 0.0).then(|| a / b), None)
+                    }
+                    KpiKind::Sum { .. } => ("sum", "total", total(&k.id), None),
+                    KpiKind::Mean { .. } => {
+                        let stats = Stats::of(sample);
+                        ("mean", "mean", stats.map(|s| s.mean), stats)
+                    }
+                };
+                let target = k.target.as_ref().map(|t| match &t.value {
+                    #[allow(clippy::cast_precision_loss)]
+                    TargetValue::Duration(d) => d.approx_seconds() as f64 / 86_400.0,
+                    TargetValue::Number(x) => *x,
+                });
+                let lower_is_better = k.target.as_ref().is_none_or(|t| t.lower_is_better);
+                let meets_target = match (value, target) {
+                    (Some(v), Some(t)) => Some(if lower_is_better { v <= t } else { v >= t }),
+                    _ => None,
+                };
+                out.push(KpiRow {
+                    desk: desk.clone(),
+                    group: group.clone(),
+                    kpi: k.id.clone(),
+                    title: k.title.clone(),
+                    kind,
+                    block: k.block,
+                    requests: *n,
+                    value,
+                    unit,
+                    stats,
+                    target,
+                    lower_is_better,
+                    meets_target,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per-step timings of each desk, per group, slowest steps first.
+    pub async fn step_timings(&self, q: &Query) -> Result<Vec<StepRow>, Error> {
+        let defs = self.latest_definitions().await?;
+        let ended = self.ended(q).await?;
+        let mut lead: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for e in ended.values() {
+            *lead.entry((e.desk.clone(), e.group.clone())).or_default() += e.lead_ms;
+        }
+        #[derive(Default)]
+        struct Acc {
+            kind: String,
+            visits: usize,
+            requests: std::collections::BTreeSet<String>,
+            total: Vec<f64>,
+            waiting: Vec<f64>,
+            working: Vec<f64>,
+            due: usize,
+            breached: usize,
+        }
+        let mut acc: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
+        let rows = sqlx::query(
+            "SELECT instance, step, kind, entered_at, claimed_at, left_at, due_at FROM step_visits",
+        )
+        .fetch_all(&self.store().pool)
+        .await?;
+        for r in rows {
+            let instance: String = r.try_get(0)?;
+            let Some(e) = ended.get(&instance) else {
+                continue;
+            };
+            let step: String = r.try_get(1)?;
+            let a = acc
+                .entry((e.desk.clone(), e.group.clone(), step))
+                .or_default();
+            a.kind = r.try_get(2)?;
+            a.visits += 1;
+            a.requests.insert(instance);
+            let entered: i64 = r.try_get(3)?;
+            let claimed: Option<i64> = r.try_get(4)?;
+            let left: Option<i64> = r.try_get(5)?;
+            let due: Option<i64> = r.try_get(6)?;
+            #[allow(clippy::cast_precision_loss)]
+            if let Some(left) = left {
+                a.total.push((left - entered) as f64 / DAY_MS);
+                if let Some(c) = claimed {
+                    a.waiting.push((c - entered) as f64 / DAY_MS);
+                    a.working.push((left - c) as f64 / DAY_MS);
+                } else if a.kind == "task" {
+                    // Completed without an explicit claim: no waiting time apart from work.
+                    a.waiting.push(0.0);
+                    a.working.push((left - entered) as f64 / DAY_MS);
+                }
+                if let Some(d) = due {
+                    a.due += 1;
+                    if left > d {
+                        a.breached += 1;
+                    }
+                }
+            }
+        }
+        let mut out: Vec<StepRow> = acc
+            .into_iter()
+            .map(|((desk, group, step), a)| {
+                let title = defs
+                    .get(&desk)
+                    .and_then(|p| p.step(&step))
+                    .map_or_else(|| step.clone(), |s| s.display_name().to_owned());
+                let spent: f64 = a.total.iter().sum::<f64>() * DAY_MS;
+                #[allow(clippy::cast_precision_loss)]
+                let lead_ms = *lead.get(&(desk.clone(), group.clone())).unwrap_or(&0) as f64;
+                #[allow(clippy::cast_precision_loss)]
+                StepRow {
+                    loops: a.visits - a.requests.len(),
+                    requests: a.requests.len(),
+                    visits: a.visits,
+                    total: Stats::of(a.total),
+                    waiting: Stats::of(a.waiting),
+                    working: Stats::of(a.working),
+                    breach_rate: (a.due > 0).then(|| a.breached as f64 / a.due as f64),
+                    share_of_lead_time: if lead_ms > 0.0 { spent / lead_ms } else { 0.0 },
+                    kind: a.kind,
+                    desk,
+                    group,
+                    step,
+                    title,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (a.desk.as_str(), a.group.as_str())
+                .cmp(&(b.desk.as_str(), b.group.as_str()))
+                .then(b.share_of_lead_time.total_cmp(&a.share_of_lead_time))
+        });
+        Ok(out)
+    }
+
+    /// The white paper's maturity x performance matrix, per desk and building block.
+    pub async fn maturity_matrix(&self, q: &Query) -> Result<Vec<MatrixRow>, Error> {
+        let defs = self.latest_definitions().await?;
+        let kpis = self
+            .kpis(&Query {
+                compare: Compare::Model,
+                ..q.clone()
+            })
+            .await?;
+        let mut out = Vec::new();
+        for (desk, p) in &defs {
+            if !q.desks.is_empty() && !q.desks.contains(desk) {
+                continue;
+            }
+            for (_, block) in BuildingBlock::ALL {
+                let facts: Vec<bool> = p
+                    .maturity
+                    .iter()
+                    .filter(|f| f.block == block)
+                    .map(|f| f.present)
+                    .collect();
+                #[allow(clippy::cast_precision_loss)]
+                let maturity = (!facts.is_empty())
+                    .then(|| facts.iter().filter(|x| **x).count() as f64 / facts.len() as f64);
+                let judged: Vec<bool> = kpis
+                    .iter()
+                    .filter(|k| k.desk == *desk && k.block == block)
+                    .filter_map(|k| k.meets_target)
+                    .collect();
+                #[allow(clippy::cast_precision_loss)]
+                let performance = (!judged.is_empty())
+                    .then(|| judged.iter().filter(|x| **x).count() as f64 / judged.len() as f64);
+                if maturity.is_none() && performance.is_none() {
+                    continue;
+                }
+                let quadrant = match (maturity.map(|m| m >= 0.5), performance.map(|p| p >= 0.5)) {
+                    (Some(true), Some(true)) => "done",
+                    (Some(false), Some(false)) => "priority",
+                    (Some(_), Some(_)) => "not a priority",
+                    _ => "not enough data",
+                };
+                out.push(MatrixRow {
+                    desk: desk.clone(),
+                    block,
+                    maturity,
+                    performance,
+                    quadrant,
+                });
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,260 @@
+//! `guichet kpi`: indicators, per-step timings and the maturity x performance matrix, as a
+//! table, JSON or CSV.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use guichet_engine::Engine;
+use guichet_engine::clock::Timestamp;
+use guichet_engine::kpi::{Compare, Query};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum View {
+    /// The indicators each desk declares.
+    Indicators,
+    /// Time spent in each step: waiting, working, loops, deadline breaches, bottlenecks.
+    Steps,
+    /// The white paper's maturity x performance matrix.
+    Matrix,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum CompareArg {
+    Model,
+    Version,
+    /// The same as month.
+    Period,
+    Month,
+    Quarter,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Output {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KpiArgs {
+    #[arg(long, value_enum, default_value_t = View::Indicators)]
+    view: View,
+    /// Desk models to include (repeat); all by default.
+    #[arg(long = "model")]
+    models: Vec<String>,
+    #[arg(long, value_enum, default_value_t = CompareArg::Model)]
+    compare: CompareArg,
+    /// Requests ended on or after this day (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    from: Option<String>,
+    /// Requests ended before this day (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    to: Option<String>,
+    /// Only requests whose intake answer matches, e.g. --where cadre=autre (repeat).
+    #[arg(long = "where", value_name = "FIELD=VALUE")]
+    filters: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    format: Output,
+}
+
+fn day(s: &str) -> anyhow::Result<Timestamp> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(s, format)
+        .with_context(|| format!("`{s}` is not a date (YYYY-MM-DD)"))?;
+    Ok(Timestamp::from_datetime(d.midnight().assume_utc()))
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map(|x| {
+        if x.fract() == 0.0 && x.abs() < 1e15 {
+            format!("{x:.0}")
+        } else {
+            format!("{x:.2}")
+        }
+    })
+    .unwrap_or_default()
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Prints rows of cells as an aligned table or CSV.
+fn print_rows(header: &[&str], rows: Vec<Vec<String>>, csv: bool) {
+    if csv {
+        println!("{}", header.join(","));
+        for r in rows {
+            println!(
+                "{}",
+                r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",")
+            );
+        }
+        return;
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    println!("{}", line(header.iter().map(|h| (*h).to_owned()).collect()));
+    for r in rows {
+        println!("{}", line(r));
+    }
+}
+
+pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> {
+    let mut filters = Vec::new();
+    for f in &a.filters {
+        let Some((k, v)) = f.split_once('=') else {
+            bail!("--where `{f}` is not FIELD=VALUE")
+        };
+        filters.push((k.to_owned(), v.to_owned()));
+    }
+    let q = Query {
+        desks: a.models.clone(),
+        from: a.from.as_deref().map(day).transpose()?,
+        to: a.to.as_deref().map(day).transpose()?,
+        compare: match a.compare {
+            CompareArg::Model => Compare::Model,
+            CompareArg::Version => Compare::Version,
+            CompareArg::Period | CompareArg::Month => Compare::Month,
+            CompareArg::Quarter => Compare::Quarter,
+        },
+        filters,
+    };
+    let csv = matches!(a.format, Output::Csv);
+    match a.view {
+        View::Indicators => {
+            let rows = e.kpis(&q).await?;
+            if matches!(a.format, Output::Json) {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let cells = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.desk.clone(),
+                        r.group.clone(),
+                        r.kpi.clone(),
+                        r.title.clone().unwrap_or_default(),
+                        num(r.value),
+                        r.unit.to_owned(),
+                        r.requests.to_string(),
+                        num(r.stats.map(|s| s.median)),
+                        num(r.stats.map(|s| s.p90)),
+                        num(r.target),
+                        r.meets_target.map_or(String::new(), |m| {
+                            if m { "yes".into() } else { "NO".into() }
+                        }),
+                    ]
+                })
+                .collect();
+            print_rows(
+                &[
+                    "desk",
+                    "group",
+                    "indicator",
+                    "title",
+                    "value",
+                    "unit",
+                    "requests",
+                    "median",
+                    "p90",
+                    "target",
+                    "met",
+                ],
+                cells,
+                csv,
+            );
+        }
+        View::Steps => {
+            let rows = e.step_timings(&q).await?;
+            if matches!(a.format, Output::Json) {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let cells = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.desk.clone(),
+                        r.group.clone(),
+                        r.step.clone(),
+                        r.kind.clone(),
+                        r.visits.to_string(),
+                        r.loops.to_string(),
+                        num(r.total.map(|s| s.mean)),
+                        num(r.total.map(|s| s.median)),
+                        num(r.total.map(|s| s.p90)),
+                        num(r.waiting.map(|s| s.mean)),
+                        num(r.working.map(|s| s.mean)),
+                        num(r.breach_rate),
+                        format!("{:.0}%", r.share_of_lead_time * 100.0),
+                    ]
+                })
+                .collect();
+            print_rows(
+                &[
+                    "desk",
+                    "group",
+                    "step",
+                    "kind",
+                    "visits",
+                    "loops",
+                    "mean days",
+                    "median",
+                    "p90",
+                    "waiting",
+                    "working",
+                    "breach rate",
+                    "share of lead time",
+                ],
+                cells,
+                csv,
+            );
+        }
+        View::Matrix => {
+            let rows = e.maturity_matrix(&q).await?;
+            if matches!(a.format, Output::Json) {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let cells = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.desk.clone(),
+                        format!("{:?}", r.block).to_lowercase(),
+                        num(r.maturity),
+                        num(r.performance),
+                        r.quadrant.to_owned(),
+                    ]
+                })
+                .collect();
+            print_rows(
+                &["desk", "block", "maturity", "performance", "quadrant"],
+                cells,
+                csv,
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
