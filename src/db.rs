@@ -141,7 +141,9 @@ where
             Err(e) => {
                 eprintln!("guichet: {e:#}");
                 match e.downcast_ref::<Error>() {
-                    Some(Error::Database(_) | Error::Corrupt(_)) | None => ExitCode::from(2),
+                    Some(Error::Database(_) | Error::Corrupt(_) | Error::Io(_)) | None => {
+                        ExitCode::from(2)
+                    }
                     Some(_) => ExitCode::from(1),
                 }
             }

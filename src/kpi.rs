@@ -258,3 +258,66 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// IEEE 1849 XES, for process-mining tools (pm4py, ProM, Disco, Celonis).
+    Xes,
+    /// Every history event, one row each.
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    #[arg(value_enum)]
+    format: ExportFormat,
+    /// Desk models to include (repeat); all by default.
+    #[arg(long = "model")]
+    models: Vec<String>,
+    /// Requests ended on or after this day (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    from: Option<String>,
+    /// Requests ended before this day (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    to: Option<String>,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    output: Option<std::path::PathBuf>,
+}
+
+pub(crate) async fn export(e: Arc<Engine>, a: ExportArgs) -> anyhow::Result<ExitCode> {
+    let q = Query {
+        desks: a.models.clone(),
+        from: a.from.as_deref().map(day).transpose()?,
+        to: a.to.as_deref().map(day).transpose()?,
+        ..Query::default()
+    };
+    let mut out: Box<dyn std::io::Write> = match &a.output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let result = match a.format {
+        ExportFormat::Xes => e
+            .export_xes(&q, &mut out)
+            .await
+            .map(|(t, n)| format!("{t} traces, {n} events")),
+        ExportFormat::Csv => e
+            .export_csv(&q, &mut out)
+            .await
+            .map(|n| format!("{n} events")),
+    };
+    let summary = match result.and_then(|s| out.flush().map(|()| s).map_err(Into::into)) {
+        Ok(s) => s,
+        // The reader went away (`| head`): not an error of ours.
+        Err(guichet_engine::Error::Io(io)) if io.kind() == std::io::ErrorKind::BrokenPipe => {
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if a.output.is_some() {
+        eprintln!("exported {summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

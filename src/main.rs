@@ -96,6 +96,8 @@ enum Command {
     /// Indicators of ended requests: declared KPIs, per-step timings, the maturity x
     /// performance matrix; models side by side, by version or period.
     Kpi(kpi::KpiArgs),
+    /// Export the history of ended requests for process-mining tools (XES) or spreadsheets.
+    Export(kpi::ExportArgs),
     /// Check the tamper-evident history.
     #[command(subcommand)]
     Audit(db::AuditCommand),
@@ -160,6 +162,7 @@ fn main() -> ExitCode {
         Command::Timers(c) => db::run(&cli.database, |e| db::timers(e, c)),
         Command::Audit(c) => db::run(&cli.database, |e| db::audit(e, c)),
         Command::Kpi(a) => db::run(&cli.database, |e| kpi::kpi(e, a)),
+        Command::Export(a) => db::run(&cli.database, |e| kpi::export(e, a)),
         Command::Bench {
             desk,
             requests,

@@ -12,6 +12,7 @@
 pub mod clock;
 pub mod core;
 pub mod drive;
+pub mod export;
 pub mod facts;
 pub mod kpi;
 pub mod lifecycle;

@@ -32,6 +32,9 @@ pub enum Error {
     Definition(Vec<Diagnostic>),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// Writing an export failed.
+    #[error("cannot write: {0}")]
+    Io(#[from] std::io::Error),
     /// Stored data that cannot be read back (a bug or tampering).
     #[error("corrupt data: {0}")]
     Corrupt(String),
