@@ -200,6 +200,7 @@ pub(crate) async fn deploy(e: Arc<Engine>, files: Vec<PathBuf>) -> anyhow::Resul
 pub(crate) async fn serve(
     e: Arc<Engine>,
     once: bool,
+    listen: String,
     mail: crate::mail::MailOptions,
 ) -> anyhow::Result<ExitCode> {
     println!(
@@ -215,12 +216,30 @@ pub(crate) async fn serve(
         );
     }
     let dispatcher = mail.dispatcher(e.clone())?;
-    let webhooks = mail.webhooks(e.clone())?;
+    let webhooks = Arc::new(mail.webhooks(e.clone())?);
     if once {
         return Ok(ExitCode::SUCCESS);
     }
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (set --listen or GUICHET_LISTEN)"))?;
+    let address = listener
+        .local_addr()
+        .map_or(listen.clone(), |a| a.to_string());
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let state = guichet_web::AppState {
+        engine: e.clone(),
+        pages: guichet_web::Pages::new(),
+        webhooks: (!webhooks.providers.is_empty()).then(|| webhooks.clone()),
+    };
+    let server = {
+        let stop = stop.clone();
+        tokio::spawn(guichet_web::serve(listener, state, async move {
+            stop.notified().await
+        }))
+    };
     println!(
-        "Firing timers as they fall due and sending emails ({}); Ctrl-C to stop. (The web server arrives with the web issue.)",
+        "Listening on http://{address}/ ; emails: {}. Ctrl-C to stop.",
         mail.describe()
     );
     loop {
@@ -242,6 +261,9 @@ pub(crate) async fn serve(
             }
         }
     }
+    // Stop taking requests, let those in flight finish.
+    stop.notify_one();
+    server.await??;
     Ok(ExitCode::SUCCESS)
 }
 

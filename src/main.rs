@@ -69,6 +69,9 @@ enum Command {
         /// Deploy and list the models, then exit.
         #[arg(long)]
         once: bool,
+        /// The address the web server listens on.
+        #[arg(long, env = "GUICHET_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
         #[command(flatten)]
         mail: mail::MailOptions,
     },
@@ -153,7 +156,9 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph(&file, format, output.as_deref()),
-        Command::Serve { once, mail } => db::run(&cli.database, |e| db::serve(e, once, mail)),
+        Command::Serve { once, listen, mail } => {
+            db::run(&cli.database, |e| db::serve(e, once, listen, mail))
+        }
         Command::Mail(c) => db::run(&cli.database, |e| mail::mail(e, c)),
         Command::Deploy { files } => db::run(&cli.database, |e| db::deploy(e, files)),
         Command::Instance(c) => db::run(&cli.database, |e| db::instance(e, c)),

@@ -466,3 +466,50 @@ fn kpi_compares_the_models_as_json_and_csv() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a date"));
 }
+
+#[test]
+fn serve_answers_in_a_browser_at_once() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempdir("serve-http");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(&dir)
+        .env(
+            "GUICHET_DATABASE",
+            format!("sqlite://{}", dir.join("g.db").display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(rest) = line.strip_prefix("Listening on http://") {
+            break rest.split('/').next().unwrap().to_owned();
+        }
+    };
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let home = get("/");
+    let desk = get("/desks/interne-decentralise");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(home.starts_with("HTTP/1.1 200"), "{home}");
+    assert!(
+        home.contains("Guichet interne à accès décentralisé"),
+        "{home}"
+    );
+    assert!(
+        desk.contains("Fiche projet") && desk.contains("name=\"titre\""),
+        "{desk}"
+    );
+}

@@ -167,8 +167,8 @@ fn month_of(t: i64) -> (i32, u8) {
 }
 
 impl Engine {
-    /// The latest compiled definition of each desk, by name.
-    async fn latest_definitions(&self) -> Result<BTreeMap<String, std::sync::Arc<Process>>, Error> {
+    /// The latest compiled definition of each deployed desk, by name.
+    pub async fn desks(&self) -> Result<BTreeMap<String, std::sync::Arc<Process>>, Error> {
         let rows = sqlx::query(
             "SELECT d.name, d.hash FROM definitions d WHERE d.revision = (SELECT MAX(revision) FROM definitions x WHERE x.name = d.name)",
         )
@@ -241,7 +241,7 @@ impl Engine {
 
     /// The declared indicators of each desk, per group.
     pub async fn kpis(&self, q: &Query) -> Result<Vec<KpiRow>, Error> {
-        let defs = self.latest_definitions().await?;
+        let defs = self.desks().await?;
         let ended = self.ended(q).await?;
         let mut requests: BTreeMap<(String, String), usize> = BTreeMap::new();
         for e in ended.values() {
@@ -324,7 +324,7 @@ impl Engine {
 
     /// Per-step timings of each desk, per group, slowest steps first.
     pub async fn step_timings(&self, q: &Query) -> Result<Vec<StepRow>, Error> {
-        let defs = self.latest_definitions().await?;
+        let defs = self.desks().await?;
         let ended = self.ended(q).await?;
         let mut lead: BTreeMap<(String, String), i64> = BTreeMap::new();
         for e in ended.values() {
@@ -420,7 +420,7 @@ impl Engine {
 
     /// The white paper's maturity x performance matrix, per desk and building block.
     pub async fn maturity_matrix(&self, q: &Query) -> Result<Vec<MatrixRow>, Error> {
-        let defs = self.latest_definitions().await?;
+        let defs = self.desks().await?;
         let kpis = self
             .kpis(&Query {
                 compare: Compare::Model,

@@ -293,6 +293,35 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The anti-forgery token of the form a link's page shows: derived from the link's token
+    /// with the engine's secret, so another site can neither read nor guess it.
+    pub async fn csrf_for(&self, link_token: &str) -> Result<String, Error> {
+        self.derive(&format!("guichet-csrf\0{link_token}")).await
+    }
+
+    /// A link that no longer works (expired, used, revoked): if it was a task link, its
+    /// recipient gets a fresh one, when they may still act on the task. Unknown or forged
+    /// tokens do nothing. The caller answers the same in every case.
+    pub async fn fresh_link_for(&self, link_token: &str) -> Result<(), Error> {
+        if link_token.len() > 100 {
+            return Ok(());
+        }
+        let row = sqlx::query("SELECT instance, task, recipient FROM links WHERE token_hash = $1")
+            .bind(token_hash(link_token))
+            .fetch_optional(&self.store().pool)
+            .await?;
+        let Some(row) = row else { return Ok(()) };
+        let task: Option<i64> = row.try_get(1)?;
+        let Some(task) = task.and_then(|t| u32::try_from(t).ok()) else {
+            return Ok(());
+        };
+        let instance: String = row.try_get(0)?;
+        let recipient: String = row.try_get(2)?;
+        self.request_fresh_link(&instance, task, &recipient).await
+    }
+}
+
 /// Revokes every live link of a task (it was completed or reassigned), inside the caller's
 /// transaction.
 pub(crate) async fn revoke_task_links(

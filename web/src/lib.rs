@@ -1,6 +1,499 @@
-//! The web application of guichet: requester portal, staff inbox, email-link task pages,
-//! administration and the REST API.
+//! The web application of guichet (first slice): the requester portal (an intake form per
+//! deployed desk, generated from its definition), the pages behind email links (a task to
+//! decide, or the sponsor's status), and the endpoint of provider callbacks.
 //!
-//! Placeholder until the web issue lands; the crate exists so the workspace has its final shape.
+//! Email links are capabilities: opening one (GET) never changes anything, since mail
+//! scanners follow links; deciding is a POST from the page, carrying an anti-forgery token
+//! derived from the link, and spends the link. Every invalid link (unknown, forged, expired,
+//! used, revoked) gets the same page, which offers a fresh link by email.
+//!
+//! Staff accounts, the inbox, administration and the REST API come with the rest of the web
+//! issue.
 
-pub use guichet_engine as engine;
+mod form;
+mod pages;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use guichet_connectors::provider::{CallbackError, Webhooks};
+use guichet_definitions::model::StepKind;
+use guichet_engine::core::{self, Command, EventKind, Fields, InstanceStatus};
+use guichet_engine::{Engine, Error};
+
+pub use pages::Pages;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub pages: Pages,
+    /// Provider callbacks are accepted only when providers are configured.
+    pub webhooks: Option<Arc<Webhooks>>,
+}
+
+type Shared = State<Arc<AppState>>;
+
+/// All routes, with security headers on every response.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/", get(home))
+        .route("/desks/{name}", get(desk_form).post(desk_submit))
+        .route("/l/{token}", get(link_page).post(link_act))
+        .route("/l/{token}/fresh", post(link_fresh))
+        .route("/callbacks/{token}", post(callback))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(Arc::new(state))
+}
+
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn page(
+    s: &AppState,
+    status: StatusCode,
+    name: &str,
+    title: &str,
+    data: &serde_json::Value,
+) -> Response {
+    (status, Html(s.pages.render(name, title, data))).into_response()
+}
+
+fn failure(s: &AppState, e: &Error) -> Response {
+    let (status, heading, message) = match e {
+        Error::NotFound(_) => (
+            StatusCode::NOT_FOUND,
+            "Introuvable",
+            "Cette page n'existe pas.".to_owned(),
+        ),
+        Error::Conflict(m) => (StatusCode::CONFLICT, "Déjà traité", m.clone()),
+        Error::Refused(r) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Action refusée",
+            r.to_string(),
+        ),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Erreur",
+            "Une erreur est survenue ; réessayez plus tard.".to_owned(),
+        ),
+    };
+    page(
+        s,
+        status,
+        "error",
+        heading,
+        &serde_json::json!({"heading": heading, "message": message}),
+    )
+}
+
+fn date(t: guichet_engine::clock::Timestamp) -> String {
+    let d = t.to_datetime();
+    format!(
+        "{:02}/{:02}/{} {:02}:{:02}",
+        d.day(),
+        d.month() as u8,
+        d.year(),
+        d.hour(),
+        d.minute()
+    )
+}
+
+fn reference(id: &str) -> String {
+    id.chars()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<String>()
+        .to_uppercase()
+}
+
+async fn home(State(s): Shared) -> Response {
+    match s.engine.desks().await {
+        Ok(desks) => {
+            let list: Vec<_> = desks
+                .values()
+                .map(|p| serde_json::json!({"name": p.name, "title": p.title, "description": p.description.clone().unwrap_or_default()}))
+                .collect();
+            page(
+                &s,
+                StatusCode::OK,
+                "home",
+                "Guichets",
+                &serde_json::json!({"desks": list}),
+            )
+        }
+        Err(e) => failure(&s, &e),
+    }
+}
+
+async fn desk_view(
+    s: &AppState,
+    name: &str,
+    values: &HashMap<String, String>,
+    errors: &HashMap<String, String>,
+) -> Result<Response, Error> {
+    let desks = s.engine.desks().await?;
+    let p = desks
+        .get(name)
+        .ok_or_else(|| Error::NotFound(name.to_owned()))?;
+    let start = p.start();
+    let fields = form::view(start.form(), values, errors);
+    let data = serde_json::json!({
+        "desk": {"name": p.name, "title": p.title, "description": p.description.clone().unwrap_or_default()},
+        "form_title": start.display_name(),
+        "fields": fields,
+        "has_errors": !errors.is_empty(),
+    });
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(page(s, status, "desk", &p.title, &data))
+}
+
+async fn desk_form(State(s): Shared, Path(name): Path<String>) -> Response {
+    desk_view(&s, &name, &HashMap::new(), &HashMap::new())
+        .await
+        .unwrap_or_else(|e| failure(&s, &e))
+}
+
+async fn desk_submit(
+    State(s): Shared,
+    Path(name): Path<String>,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let fields = form::fields(&values, &[]);
+    match s.engine.start(&name, &fields).await {
+        Ok(id) => {
+            let title = values
+                .get("titre")
+                .or_else(|| values.get("title"))
+                .cloned()
+                .unwrap_or_default();
+            page(
+                &s,
+                StatusCode::OK,
+                "submitted",
+                "Demande envoyée",
+                &serde_json::json!({"title": title, "reference": reference(&id)}),
+            )
+        }
+        Err(Error::Refused(core::Error::Invalid(errors))) => {
+            let errors = errors.into_iter().map(|e| (e.field, e.message)).collect();
+            desk_view(&s, &name, &values, &errors)
+                .await
+                .unwrap_or_else(|e| failure(&s, &e))
+        }
+        Err(e) => failure(&s, &e),
+    }
+}
+
+fn invalid_link(s: &AppState, token: &str, sent: bool) -> Response {
+    page(
+        s,
+        StatusCode::NOT_FOUND,
+        "invalid-link",
+        "Lien invalide",
+        &serde_json::json!({"token": token, "sent": sent}),
+    )
+}
+
+/// The request's timeline as people read it: completed steps and their outcomes.
+async fn timeline(s: &AppState, id: &str) -> Result<Vec<serde_json::Value>, Error> {
+    let process = s.engine.process_of(id).await?;
+    let mut out = Vec::new();
+    for h in s.engine.history(id).await? {
+        let what = match &h.event.kind {
+            EventKind::StepCompleted { step, outcome } => {
+                let Some(st) = process.step(step) else {
+                    continue;
+                };
+                if !matches!(
+                    st.kind,
+                    StepKind::Start(_) | StepKind::Task(_) | StepKind::Call(_) | StepKind::Wait(_)
+                ) {
+                    continue;
+                }
+                match outcome {
+                    Some(o) => format!("{} : {o}", st.display_name()),
+                    None => st.display_name().to_owned(),
+                }
+            }
+            EventKind::InstanceEnded { result } => format!("Demande close ({})", result.as_str()),
+            EventKind::InstanceCancelled { .. } => "Demande retirée".to_owned(),
+            _ => continue,
+        };
+        out.push(serde_json::json!({"at": date(h.event.at), "what": what}));
+    }
+    Ok(out)
+}
+
+async fn task_view(
+    s: &AppState,
+    token: &str,
+    instance: &str,
+    task: u32,
+    values: &HashMap<String, String>,
+    errors: &HashMap<String, String>,
+    problem: Option<String>,
+) -> Result<Response, Error> {
+    let (_, inst) = s.engine.instance(instance).await?;
+    let Some(t) = inst.tasks.get(&task) else {
+        return Ok(invalid_link(s, token, false));
+    };
+    let p = s.engine.process_of(instance).await?;
+    let step = &p.steps[t.step];
+    let title = p.start().id.clone();
+    let request_title = inst
+        .data
+        .get(&title)
+        .and_then(|d| d.fields.get("titre").or_else(|| d.fields.get("title")))
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_owned();
+    let outcomes: Vec<_> = step
+        .outcomes()
+        .iter()
+        .map(|o| serde_json::json!({"id": o.id, "label": o.label.clone().unwrap_or_else(|| o.id.clone())}))
+        .collect();
+    let data = serde_json::json!({
+        "token": token,
+        "csrf": s.engine.csrf_for(token).await?,
+        "step": step.display_name(),
+        "description": step.description.clone().unwrap_or_default(),
+        "request_title": request_title,
+        "reference": reference(instance),
+        "desk": p.title,
+        "deadline": t.due_at.map(date).unwrap_or_default(),
+        "overdue": t.overdue,
+        "fields": form::view(step.form(), values, errors),
+        "outcomes": outcomes,
+        "has_errors": !errors.is_empty(),
+        "problem": problem.unwrap_or_default(),
+        "timeline": timeline(s, instance).await?,
+    });
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(page(s, status, "task", step.display_name(), &data))
+}
+
+async fn link_page(State(s): Shared, Path(token): Path<String>) -> Response {
+    let Ok(grant) = s.engine.verify_link(&token).await else {
+        return invalid_link(&s, &token, false);
+    };
+    let result = match grant.task {
+        Some(task) => {
+            task_view(
+                &s,
+                &token,
+                &grant.instance,
+                task,
+                &HashMap::new(),
+                &HashMap::new(),
+                None,
+            )
+            .await
+        }
+        None => status_view(&s, &grant.instance).await,
+    };
+    result.unwrap_or_else(|e| failure(&s, &e))
+}
+
+async fn status_view(s: &AppState, id: &str) -> Result<Response, Error> {
+    let (_, inst) = s.engine.instance(id).await?;
+    let p = s.engine.process_of(id).await?;
+    let request_title = inst
+        .data
+        .get(&p.start().id)
+        .and_then(|d| d.fields.get("titre").or_else(|| d.fields.get("title")))
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_owned();
+    let status = match inst.status {
+        InstanceStatus::Running => "Votre demande est en cours d'examen.",
+        InstanceStatus::Ended(guichet_definitions::model::EndResult::Accepted) => {
+            "Votre demande est acceptée."
+        }
+        InstanceStatus::Ended(guichet_definitions::model::EndResult::Rejected) => {
+            "Votre demande n'a pas été acceptée."
+        }
+        InstanceStatus::Ended(guichet_definitions::model::EndResult::Withdrawn)
+        | InstanceStatus::Cancelled => "Votre demande est close.",
+    };
+    let data = serde_json::json!({
+        "request_title": request_title,
+        "reference": reference(id),
+        "desk": p.title,
+        "status": status,
+        "timeline": timeline(s, id).await?,
+    });
+    Ok(page(s, StatusCode::OK, "status", "Votre demande", &data))
+}
+
+/// Constant-time comparison of two tokens.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn link_act(
+    State(s): Shared,
+    Path(token): Path<String>,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let Ok(grant) = s.engine.verify_link(&token).await else {
+        return invalid_link(&s, &token, false);
+    };
+    let Some(task) = grant.task else {
+        return page(
+            &s,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "error",
+            "Action refusée",
+            &serde_json::json!({"heading": "Action refusée", "message": "Ce lien sert à suivre la demande."}),
+        );
+    };
+    let expected = match s.engine.csrf_for(&token).await {
+        Ok(c) => c,
+        Err(e) => return failure(&s, &e),
+    };
+    if !values.get("_csrf").is_some_and(|c| same(c, &expected)) {
+        let data = serde_json::json!({"heading": "Formulaire expiré", "message": "Rechargez la page de la tâche depuis votre courriel, puis recommencez."});
+        return page(
+            &s,
+            StatusCode::FORBIDDEN,
+            "error",
+            "Formulaire expiré",
+            &data,
+        );
+    }
+    let outcome = values.get("_outcome").filter(|o| !o.is_empty()).cloned();
+    let fields = form::fields(&values, &["_csrf", "_outcome"]);
+    let command = Command::Complete {
+        task,
+        user: grant.recipient.clone(),
+        outcome,
+        fields,
+    };
+    match s.engine.execute(&grant.instance, command).await {
+        Ok(_) => {
+            // The link has served: it cannot act again.
+            let _ = s.engine.spend_link(&token).await;
+            page(
+                &s,
+                StatusCode::OK,
+                "done",
+                "Merci",
+                &serde_json::json!({"message": "Votre décision est enregistrée. La demande suit son cours."}),
+            )
+        }
+        Err(Error::Refused(core::Error::Invalid(errors))) => {
+            let errors = errors.into_iter().map(|e| (e.field, e.message)).collect();
+            task_view(&s, &token, &grant.instance, task, &values, &errors, None)
+                .await
+                .unwrap_or_else(|e| failure(&s, &e))
+        }
+        Err(Error::Refused(e)) => task_view(
+            &s,
+            &token,
+            &grant.instance,
+            task,
+            &values,
+            &HashMap::new(),
+            Some(e.to_string()),
+        )
+        .await
+        .unwrap_or_else(|e| failure(&s, &e)),
+        Err(e) => failure(&s, &e),
+    }
+}
+
+async fn link_fresh(State(s): Shared, Path(token): Path<String>) -> Response {
+    // The same answer whatever the token was: no hint of which case it is.
+    let _ = s.engine.fresh_link_for(&token).await;
+    invalid_link(&s, &token, true)
+}
+
+async fn callback(
+    State(s): Shared,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(hooks) = &s.webhooks else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "not-found"})),
+        )
+            .into_response();
+    };
+    let signature = headers
+        .get("guichet-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match hooks.accept_callback(&token, signature, &body).await {
+        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"ok": true}))).into_response(),
+        Err(e) => {
+            let (status, code) = match &e {
+                CallbackError::Invalid => (StatusCode::NOT_FOUND, "unknown-callback"),
+                CallbackError::BadSignature => (StatusCode::UNAUTHORIZED, "bad-signature"),
+                CallbackError::Stale => (StatusCode::UNAUTHORIZED, "stale-signature"),
+                CallbackError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
+                CallbackError::Late(_) => (StatusCode::CONFLICT, "late"),
+                CallbackError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "refused"),
+                CallbackError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            };
+            (
+                status,
+                Json(serde_json::json!({"error": code, "message": e.to_string()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Serves the application until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Strings from a form, as engine field values (empty ones left out).
+pub fn to_fields(values: &HashMap<String, String>) -> Fields {
+    form::fields(values, &[])
+}

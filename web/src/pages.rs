@@ -1,0 +1,68 @@
+//! The HTML pages: handlebars templates embedded from `web/pages/`, HTML-escaped, in strict
+//! mode; each page is rendered into the layout.
+
+use handlebars::Handlebars;
+use serde::Serialize;
+
+const PAGES: &[(&str, &str)] = &[
+    ("layout", include_str!("../pages/layout.hbs")),
+    ("home", include_str!("../pages/home.hbs")),
+    ("form-fields", include_str!("../pages/form-fields.hbs")),
+    ("desk", include_str!("../pages/desk.hbs")),
+    ("submitted", include_str!("../pages/submitted.hbs")),
+    ("task", include_str!("../pages/task.hbs")),
+    ("status", include_str!("../pages/status.hbs")),
+    ("done", include_str!("../pages/done.hbs")),
+    ("invalid-link", include_str!("../pages/invalid-link.hbs")),
+    ("error", include_str!("../pages/error.hbs")),
+];
+
+#[derive(Debug)]
+pub struct Pages {
+    registry: Handlebars<'static>,
+}
+
+impl Pages {
+    pub fn new() -> Pages {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        for (name, source) in PAGES {
+            // The pages ship with the binary; a broken one is a build defect, caught by tests.
+            if let Err(e) = registry.register_template_string(name, *source) {
+                panic!("page {name}: {e}");
+            }
+            if *name == "form-fields"
+                && let Err(e) = registry.register_partial(name, *source)
+            {
+                panic!("partial {name}: {e}");
+            }
+        }
+        Pages { registry }
+    }
+
+    /// A whole HTML document: the page inside the layout.
+    pub fn render(&self, page: &str, title: &str, data: &impl Serialize) -> String {
+        let body = self.registry.render(page, data).unwrap_or_else(|e| {
+            format!(
+                "<p>page {page} could not be rendered: {}</p>",
+                escape(&e.to_string())
+            )
+        });
+        let layout = serde_json::json!({"lang": "fr", "title": title, "body": body});
+        self.registry
+            .render("layout", &layout)
+            .unwrap_or_else(|e| format!("layout could not be rendered: {}", escape(&e.to_string())))
+    }
+}
+
+impl Default for Pages {
+    fn default() -> Self {
+        Pages::new()
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

@@ -1,0 +1,311 @@
+//! The router in process (`oneshot`), on a real SQLite file: the requester portal, and a task
+//! decided from its email link.
+
+// Test helpers may panic: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use guichet_connectors::email::{Dispatcher, RetryPolicy, Templates, Transport};
+use guichet_engine::Engine;
+use guichet_engine::clock::{ManualClock, Timestamp};
+use guichet_web::{AppState, Pages, router};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+async fn setup() -> (Arc<Engine>, Router, Dispatcher) {
+    let path = std::env::temp_dir().join(format!(
+        "guichet-web-{}-{}.db",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    for s in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+    }
+    let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
+    let engine = Arc::new(
+        Engine::open(&format!("sqlite://{}", path.display()), clock)
+            .await
+            .unwrap(),
+    );
+    for (_, source) in guichet_definitions::models::ALL {
+        engine.deploy(source).await.unwrap();
+    }
+    let app = router(AppState {
+        engine: engine.clone(),
+        pages: Pages::new(),
+        webhooks: None,
+    });
+    let mail = Dispatcher {
+        engine: engine.clone(),
+        transport: Transport::Capture,
+        templates: Arc::new(Templates::builtin()),
+        from: "Guichet <guichet@institut.example>".parse().unwrap(),
+        base_url: "http://guichet.test".into(),
+        policy: RetryPolicy::default(),
+    };
+    (engine, app, mail)
+}
+
+async fn call(app: &Router, method: &str, uri: &str, form: Option<&str>) -> (StatusCode, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    let body = match form {
+        Some(f) => {
+            req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            Body::from(f.to_owned())
+        }
+        None => Body::empty(),
+    };
+    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+const INTAKE: &[(&str, &str)] = &[
+    ("titre", "Étude <cohorte> & co"),
+    ("email", "porteur@labo.example"),
+    ("organisme", "Labo"),
+    ("cadre", "autre"),
+    ("resume", "Résumé"),
+    ("donnees", "PMSI"),
+];
+
+fn body(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[tokio::test]
+async fn the_portal_lists_desks_and_validates_the_intake_before_saving() {
+    let (engine, app, _) = setup().await;
+    let (status, html) = call(&app, "GET", "/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for desk in [
+        "interne-decentralise",
+        "interne-solutions-externes",
+        "externe",
+    ] {
+        assert!(html.contains(&format!("href=\"/desks/{desk}\"")), "{html}");
+    }
+    let (status, html) = call(&app, "GET", "/desks/externe", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<h1>Guichet externe</h1>"));
+    assert!(html.contains("name=\"email\" type=\"email\""));
+    assert!(html.contains("<option value=\"autre\">Autre (hors des cadres identifiés)</option>"));
+    // A wrong email and a missing field: shown next to the fields, nothing saved.
+    let mut bad: Vec<(&str, &str)> = INTAKE
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "resume")
+        .collect();
+    bad.retain(|(k, _)| *k != "email");
+    bad.push(("email", "pas-une-adresse"));
+    let (status, html) = call(&app, "POST", "/desks/externe", Some(&body(&bad))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains("id=\"e-email\">&#x60;pas-une-adresse&#x60; is not an email address"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"e-resume\">required"));
+    assert!(
+        html.contains("value=\"pas-une-adresse\""),
+        "typed values are kept"
+    );
+    assert!(
+        engine
+            .instance_ids("externe", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Valid: saved, with a reference; the title is escaped in the page.
+    let (status, html) = call(&app, "POST", "/desks/externe", Some(&body(INTAKE))).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Étude &lt;cohorte&gt; &amp; co"), "{html}");
+    assert_eq!(engine.instance_ids("externe", None).await.unwrap().len(), 1);
+    let (status, _) = call(&app, "GET", "/desks/nulle-part", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The first link token found in the captured emails sent to `to`.
+async fn token_for(engine: &Engine, mail: &Dispatcher, to: &str) -> String {
+    mail.run_once(100).await.unwrap();
+    let rows = engine.outbox_messages(Some("sent"), 100).await.unwrap();
+    let text = rows
+        .iter()
+        .filter(|r| r.recipients.as_deref() == Some(to))
+        .map(|r| r.body.clone().unwrap())
+        .next()
+        .unwrap();
+    let at = text.find("http://guichet.test/l/").unwrap() + "http://guichet.test/l/".len();
+    text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+fn csrf(html: &str) -> String {
+    let at = html.find("name=\"_csrf\" value=\"").unwrap() + "name=\"_csrf\" value=\"".len();
+    html[at..].chars().take_while(|c| *c != '"').collect()
+}
+
+#[tokio::test]
+async fn a_task_is_decided_from_its_email_link_and_only_by_a_post() {
+    let (engine, app, mail) = setup().await;
+    call(&app, "POST", "/desks/externe", Some(&body(INTAKE))).await;
+    let id = engine
+        .instance_ids("externe", None)
+        .await
+        .unwrap()
+        .remove(0);
+    let token = token_for(&engine, &mail, "referent-donnees@institut.example").await;
+    let history = engine.history(&id).await.unwrap().len();
+    // Opening the link (several times, as mail scanners do) changes nothing.
+    for _ in 0..3 {
+        let (status, html) = call(&app, "GET", &format!("/l/{token}"), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("<h1>Recevabilité</h1>"), "{html}");
+        assert!(html.contains("name=\"_outcome\" value=\"recevable\""));
+    }
+    assert_eq!(engine.history(&id).await.unwrap().len(), history);
+    let (_, html) = call(&app, "GET", &format!("/l/{token}"), None).await;
+    let csrf = csrf(&html);
+    // A POST without the anti-forgery token is refused.
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/l/{token}"),
+        Some("_outcome=recevable"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/l/{token}"),
+        Some(&format!("_csrf=x{csrf}&_outcome=recevable")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(engine.history(&id).await.unwrap().len(), history);
+    // An outcome the step does not have: shown, nothing changes.
+    let (status, html) = call(
+        &app,
+        "POST",
+        &format!("/l/{token}"),
+        Some(&format!("_csrf={csrf}&_outcome=peut-etre")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("unknown outcome &#x60;peut-etre&#x60;"),
+        "{html}"
+    );
+    // The decision.
+    let (status, html) = call(
+        &app,
+        "POST",
+        &format!("/l/{token}"),
+        Some(&format!("_csrf={csrf}&_outcome=recevable")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Votre décision est enregistrée"));
+    let (_, inst) = engine.instance(&id).await.unwrap();
+    assert_eq!(
+        inst.data["recevabilite"].outcome.as_deref(),
+        Some("recevable")
+    );
+    let closed = engine.tasks(Some(&id), false).await.unwrap();
+    assert_eq!(
+        closed
+            .iter()
+            .find(|t| t.step == "recevabilite")
+            .unwrap()
+            .closed_by
+            .as_deref(),
+        Some("referent-donnees@institut.example")
+    );
+    // The link has served: the same page for it and for a forged one.
+    let (status, used) = call(&app, "GET", &format!("/l/{token}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, forged) = call(&app, "GET", &format!("/l/{}", "A".repeat(43)), None).await;
+    assert_eq!(
+        used.replace(&token, "T"),
+        forged.replace(&"A".repeat(43), "T")
+    );
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/l/{token}"),
+        Some(&format!("_csrf={csrf}&_outcome=recevable")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Asking for a fresh link answers the same; the sponsor's status link shows progress.
+    let (_, fresh) = call(&app, "POST", &format!("/l/{token}/fresh"), None).await;
+    assert!(fresh.contains("un nouveau lien vient de vous être envoyé"));
+    let status_token = token_for(&engine, &mail, "porteur@labo.example").await;
+    let (status, html) = call(&app, "GET", &format!("/l/{status_token}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("Votre demande est en cours d&#x27;examen."),
+        "{html}"
+    );
+    assert!(html.contains("Recevabilité : recevable"), "{html}");
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/l/{status_token}"),
+        Some("_outcome=x"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers() {
+    let (_, app, _) = setup().await;
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/healthz")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let h = resp.headers();
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+}
