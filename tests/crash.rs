@@ -44,11 +44,16 @@ async fn postgres_url(name: &str) -> String {
     format!("{}/{db}", admin.rsplit_once('/').unwrap().0)
 }
 
-/// Runs the driver, killing it after pseudo-random delays, until a run finishes by itself.
+/// How many times the driver is killed before it is left to finish. Bounded, so the test
+/// ends however slow the machine is; the delays are random, so kills land at every stage
+/// (start-up, mid-transaction, between commands).
+const KILLS: usize = 15;
+
+/// Runs the driver, killing it after pseudo-random delays `KILLS` times, then lets it finish.
 fn run_with_kills(url: &str) -> usize {
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut kills = 0;
-    for _ in 0..200 {
+    loop {
         let mut child = Command::new(env!("CARGO_BIN_EXE_guichet"))
             .args([
                 "--database",
@@ -63,17 +68,20 @@ fn run_with_kills(url: &str) -> usize {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let delay = 30 + (seed >> 33) % 300;
-        // Not waiting for a timer: choosing when to pull the plug.
-        std::thread::sleep(Duration::from_millis(delay));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            kills += 1;
-            continue;
+        if kills < KILLS {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            // Later kills wait longer, so that work gets done between them on a slow machine.
+            let delay = 30 + (seed >> 33) % 300 + 20 * kills as u64;
+            // Not waiting for a timer: choosing when to pull the plug.
+            std::thread::sleep(Duration::from_millis(delay));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
         }
         let out = child.wait_with_output().unwrap();
         assert!(
@@ -83,7 +91,6 @@ fn run_with_kills(url: &str) -> usize {
         );
         return kills;
     }
-    panic!("the driver never finished");
 }
 
 async fn check(url: &str) {
