@@ -35,6 +35,8 @@ pub(crate) enum Output {
     Table,
     Json,
     Csv,
+    /// The matrix as the white paper's quadrant chart (with --view matrix).
+    Svg,
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +142,9 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
         filters,
     };
     let csv = matches!(a.format, Output::Csv);
+    if matches!(a.format, Output::Svg) && !matches!(a.view, View::Matrix) {
+        bail!("--format svg draws the matrix: use it with --view matrix");
+    }
     match a.view {
         View::Indicators => {
             let rows = e.kpis(&q).await?;
@@ -233,6 +238,10 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
         }
         View::Matrix => {
             let rows = e.maturity_matrix(&q).await?;
+            if matches!(a.format, Output::Svg) {
+                print!("{}", guichet_engine::kpi::matrix_svg(&rows));
+                return Ok(ExitCode::SUCCESS);
+            }
             if matches!(a.format, Output::Json) {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(ExitCode::SUCCESS);
