@@ -462,6 +462,19 @@ fn kpi_compares_the_models_as_json_and_csv() {
         matrix.contains("technical") && matrix.contains("done"),
         "{matrix}"
     );
+    let svg = ok(&db_cmd(
+        &dir,
+        &["kpi", "--view", "matrix", "--format", "svg"],
+    ));
+    assert!(
+        svg.starts_with("<svg") && svg.contains("Prioritaire") && svg.contains("technique"),
+        "{svg}"
+    );
+    assert_eq!(
+        db_cmd(&dir, &["kpi", "--format", "svg"]).status.code(),
+        Some(2),
+        "svg draws the matrix only"
+    );
     let out = db_cmd(&dir, &["kpi", "--from", "demain"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a date"));
