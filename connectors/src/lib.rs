@@ -4,6 +4,7 @@
 //! The engine writes emails and webhooks as outbox rows in the same transaction as the state
 //! change; this crate turns them into messages and delivers them.
 
+mod delivery;
 pub mod email;
 pub mod provider;
 

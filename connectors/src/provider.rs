@@ -29,6 +29,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use crate::delivery::Failure;
 use crate::email::{Report, RetryPolicy};
 
 /// Where a provider receives webhooks, and the secret shared with it.
@@ -99,11 +100,6 @@ pub struct Webhooks {
     pub timeout: Duration,
 }
 
-enum Failure {
-    Transient(String),
-    Permanent(String),
-}
-
 impl Webhooks {
     /// Claims the due webhooks and posts them.
     pub async fn run_once(&self, limit: i64) -> Result<Report, guichet_engine::Error> {
@@ -114,27 +110,16 @@ impl Webhooks {
             .claim_outbox(now, self.policy.lease_ms, limit, "webhook")
             .await?
         {
-            match self.deliver(&claimed).await {
-                Ok(()) => report.sent += 1,
-                Err(Failure::Permanent(e)) => {
-                    self.engine.outbox_dead(&claimed.id, &e).await?;
-                    report.dead += 1;
-                }
-                Err(Failure::Transient(e)) if claimed.attempt >= self.policy.max_attempts => {
-                    self.engine
-                        .outbox_dead(
-                            &claimed.id,
-                            &format!("gave up after {} attempts: {e}", claimed.attempt),
-                        )
-                        .await?;
-                    report.dead += 1;
-                }
-                Err(Failure::Transient(e)) => {
-                    let at = Timestamp(now.0 + self.policy.delay_ms(&claimed.id, claimed.attempt));
-                    self.engine.outbox_retry(&claimed.id, at, &e).await?;
-                    report.retried += 1;
-                }
-            }
+            let result = self.deliver(&claimed).await;
+            crate::delivery::settle(
+                &self.engine,
+                &self.policy,
+                &claimed,
+                result,
+                now,
+                &mut report,
+            )
+            .await?;
         }
         Ok(report)
     }

@@ -119,17 +119,6 @@ fn date(t: guichet_engine::clock::Timestamp) -> String {
     )
 }
 
-fn reference(id: &str) -> String {
-    id.chars()
-        .rev()
-        .take(8)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<String>()
-        .to_uppercase()
-}
-
 async fn home(State(s): Shared) -> Response {
     match s.engine.desks().await {
         Ok(desks) => {
@@ -199,7 +188,7 @@ async fn desk_submit(
                 StatusCode::OK,
                 "submitted",
                 "Demande envoyée",
-                &serde_json::json!({"title": title, "reference": reference(&id)}),
+                &serde_json::json!({"title": title, "reference": core::reference(&id)}),
             )
         }
         Err(Error::Refused(core::Error::Invalid(errors))) => {
@@ -267,14 +256,7 @@ async fn task_view(
     };
     let p = s.engine.process_of(instance).await?;
     let step = &p.steps[t.step];
-    let title = p.start().id.clone();
-    let request_title = inst
-        .data
-        .get(&title)
-        .and_then(|d| d.fields.get("titre").or_else(|| d.fields.get("title")))
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_owned();
+    let request_title = core::request_title(&p, &inst);
     let outcomes: Vec<_> = step
         .outcomes()
         .iter()
@@ -286,7 +268,7 @@ async fn task_view(
         "step": step.display_name(),
         "description": step.description.clone().unwrap_or_default(),
         "request_title": request_title,
-        "reference": reference(instance),
+        "reference": core::reference(instance),
         "desk": p.title,
         "deadline": t.due_at.map(date).unwrap_or_default(),
         "overdue": t.overdue,
@@ -329,13 +311,7 @@ async fn link_page(State(s): Shared, Path(token): Path<String>) -> Response {
 async fn status_view(s: &AppState, id: &str) -> Result<Response, Error> {
     let (_, inst) = s.engine.instance(id).await?;
     let p = s.engine.process_of(id).await?;
-    let request_title = inst
-        .data
-        .get(&p.start().id)
-        .and_then(|d| d.fields.get("titre").or_else(|| d.fields.get("title")))
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_owned();
+    let request_title = core::request_title(&p, &inst);
     let status = match inst.status {
         InstanceStatus::Running => "Votre demande est en cours d'examen.",
         InstanceStatus::Ended(guichet_definitions::model::EndResult::Accepted) => {
@@ -349,7 +325,7 @@ async fn status_view(s: &AppState, id: &str) -> Result<Response, Error> {
     };
     let data = serde_json::json!({
         "request_title": request_title,
-        "reference": reference(id),
+        "reference": core::reference(id),
         "desk": p.title,
         "status": status,
         "timeline": timeline(s, id).await?,

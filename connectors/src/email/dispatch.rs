@@ -19,6 +19,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use crate::delivery::Failure;
 use crate::email::templates::{Context, RequestRef, Templates};
 
 /// How the SMTP connection is secured.
@@ -149,11 +150,6 @@ pub struct Dispatcher {
     pub policy: RetryPolicy,
 }
 
-enum Failure {
-    Transient(String),
-    Permanent(String),
-}
-
 impl Dispatcher {
     /// Claims the due email messages and delivers them; returns what happened.
     pub async fn run_once(&self, limit: i64) -> Result<Report, guichet_engine::Error> {
@@ -164,23 +160,16 @@ impl Dispatcher {
             .claim_outbox(now, self.policy.lease_ms, limit, "email")
             .await?
         {
-            match self.deliver(&claimed).await {
-                Ok(()) => report.sent += 1,
-                Err(Failure::Permanent(e)) => {
-                    self.engine.outbox_dead(&claimed.id, &e).await?;
-                    report.dead += 1;
-                }
-                Err(Failure::Transient(e)) if claimed.attempt >= self.policy.max_attempts => {
-                    let e = format!("gave up after {} attempts: {e}", claimed.attempt);
-                    self.engine.outbox_dead(&claimed.id, &e).await?;
-                    report.dead += 1;
-                }
-                Err(Failure::Transient(e)) => {
-                    let at = Timestamp(now.0 + self.policy.delay_ms(&claimed.id, claimed.attempt));
-                    self.engine.outbox_retry(&claimed.id, at, &e).await?;
-                    report.retried += 1;
-                }
-            }
+            let result = self.deliver(&claimed).await;
+            crate::delivery::settle(
+                &self.engine,
+                &self.policy,
+                &claimed,
+                result,
+                now,
+                &mut report,
+            )
+            .await?;
         }
         Ok(report)
     }
@@ -307,23 +296,8 @@ pub fn context(
     task: Option<&guichet_engine::runtime::TaskRow>,
     link: String,
 ) -> Context {
-    let start = p.start();
-    let title = inst
-        .data
-        .get(&start.id)
-        .and_then(|d| d.fields.get("titre").or_else(|| d.fields.get("title")))
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_owned();
-    let reference = id
-        .chars()
-        .rev()
-        .take(8)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<String>()
-        .to_uppercase();
+    let title = guichet_engine::core::request_title(p, inst);
+    let reference = guichet_engine::core::reference(id);
     let (step, deadline) = match task {
         Some(t) => (
             p.step(&t.step)

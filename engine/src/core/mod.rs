@@ -32,3 +32,32 @@ pub fn recipients(p: &Process, inst: &Instance, to: &Recipient) -> Vec<String> {
         },
     }
 }
+
+/// The request's title: the intake's `titre` (or `title`) field, empty if there is none.
+pub fn request_title(p: &Process, inst: &Instance) -> String {
+    inst.data
+        .get(&p.start().id)
+        .and_then(|d| d.fields.get("titre").or_else(|| d.fields.get("title")))
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The short reference people quote for a request: the last eight characters of its id, in
+/// capitals (ids are time-ordered UUIDs, whose end is random).
+pub fn reference(id: &str) -> String {
+    let start = id.char_indices().rev().nth(7).map_or(0, |(i, _)| i);
+    id[start..].to_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn references_are_the_end_of_the_id() {
+        assert_eq!(
+            super::reference("01a22337-4c7a-7539-b877-71f295048831"),
+            "95048831"
+        );
+        assert_eq!(super::reference("abc"), "ABC");
+    }
+}

@@ -1,0 +1,49 @@
+//! What email and webhook delivery share: how a delivery can fail, and how its outbox row is
+//! settled afterwards (sent; retried later with backoff; or a dead letter).
+
+use guichet_engine::Engine;
+use guichet_engine::clock::Timestamp;
+use guichet_engine::outbox::Claimed;
+
+use crate::email::{Report, RetryPolicy};
+
+/// How one delivery failed.
+pub(crate) enum Failure {
+    /// Worth trying again later (connection refused, timeout, 4xx SMTP, 5xx HTTP).
+    Transient(String),
+    /// Trying again will not help (5xx SMTP, a refused webhook, nobody to write to).
+    Permanent(String),
+}
+
+/// Records the result of delivering `claimed` (already marked sent on success) and counts it.
+pub(crate) async fn settle(
+    engine: &Engine,
+    policy: &RetryPolicy,
+    claimed: &Claimed,
+    result: Result<(), Failure>,
+    now: Timestamp,
+    report: &mut Report,
+) -> Result<(), guichet_engine::Error> {
+    match result {
+        Ok(()) => report.sent += 1,
+        Err(Failure::Permanent(e)) => {
+            engine.outbox_dead(&claimed.id, &e).await?;
+            report.dead += 1;
+        }
+        Err(Failure::Transient(e)) if claimed.attempt >= policy.max_attempts => {
+            engine
+                .outbox_dead(
+                    &claimed.id,
+                    &format!("gave up after {} attempts: {e}", claimed.attempt),
+                )
+                .await?;
+            report.dead += 1;
+        }
+        Err(Failure::Transient(e)) => {
+            let at = Timestamp(now.0 + policy.delay_ms(&claimed.id, claimed.attempt));
+            engine.outbox_retry(&claimed.id, at, &e).await?;
+            report.retried += 1;
+        }
+    }
+    Ok(())
+}
