@@ -214,6 +214,23 @@ fn ok(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
+/// Starts a request of model (c) from the command line; returns its id.
+fn start_externe(dir: &Path) -> String {
+    let fields = [
+        "titre=Étude",
+        "email=p@x.example",
+        "organisme=O",
+        "cadre=autre",
+        "resume=R",
+        "donnees=D",
+    ];
+    let mut args = vec!["instance", "start", "externe"];
+    for f in &fields {
+        args.extend(["--field", f]);
+    }
+    ok(&db_cmd(dir, &args)).trim().to_owned()
+}
+
 fn open_tasks(dir: &Path, id: &str) -> Vec<serde_json::Value> {
     let out = ok(&db_cmd(dir, &["task", "list", "--instance", id, "--json"]));
     serde_json::from_str::<Vec<serde_json::Value>>(&out).unwrap()
@@ -232,28 +249,7 @@ fn a_request_runs_from_the_command_line_and_its_history_is_audited() {
     let dir = tempdir("engine-cli");
     let out = ok(&db_cmd(&dir, &["serve", "--once"]));
     assert_eq!(out.matches("revision 1").count(), 3);
-    let id = ok(&db_cmd(
-        &dir,
-        &[
-            "instance",
-            "start",
-            "externe",
-            "--field",
-            "titre=Étude",
-            "--field",
-            "email=p@x.example",
-            "--field",
-            "organisme=O",
-            "--field",
-            "cadre=autre",
-            "--field",
-            "resume=R",
-            "--field",
-            "donnees=D",
-        ],
-    ))
-    .trim()
-    .to_owned();
+    let id = start_externe(&dir);
     let complete = |step: &str, outcome: &str| {
         let task = task_at(&dir, &id, step);
         ok(&db_cmd(
@@ -317,28 +313,7 @@ fn a_bad_database_url_exits_2() {
 fn emails_are_captured_without_smtp_and_listed() {
     let dir = tempdir("mail-cli");
     ok(&db_cmd(&dir, &["serve", "--once"]));
-    let id = ok(&db_cmd(
-        &dir,
-        &[
-            "instance",
-            "start",
-            "externe",
-            "--field",
-            "titre=Étude",
-            "--field",
-            "email=p@x.example",
-            "--field",
-            "organisme=O",
-            "--field",
-            "cadre=autre",
-            "--field",
-            "resume=R",
-            "--field",
-            "donnees=D",
-        ],
-    ))
-    .trim()
-    .to_owned();
+    let id = start_externe(&dir);
     let out = ok(&db_cmd(&dir, &["mail", "dispatch"]));
     assert!(
         out.starts_with("2 sent, 0 to retry, 0 dead (no SMTP server"),
