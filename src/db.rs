@@ -106,6 +106,45 @@ pub(crate) enum TimersCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Create a staff account, or set its password. The password is read from
+    /// GUICHET_PASSWORD, or else from the first line of standard input (12 characters or more).
+    Add {
+        email: String,
+        /// Administrator (administration pages, when they exist).
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+pub(crate) async fn user(e: Arc<Engine>, c: UserCommand) -> anyhow::Result<ExitCode> {
+    let UserCommand::Add { email, admin } = c;
+    let password = match std::env::var("GUICHET_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the password from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    e.set_user(&email, &password, admin).await?;
+    let roles = e.roles_of(&email).await?;
+    let roles: Vec<String> = roles.iter().map(|(d, r)| format!("{r} ({d})")).collect();
+    println!(
+        "{email}: account ready{}; roles from the deployed desks: {}",
+        if admin { ", administrator" } else { "" },
+        if roles.is_empty() {
+            "none yet".to_owned()
+        } else {
+            roles.join(", ")
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
     /// Recompute every request's hash chain; name the first broken link (exit 1).
     Verify,
@@ -215,6 +254,16 @@ pub(crate) async fn serve(
             d.name, d.revision, d.version
         );
     }
+    if e.user_count().await? == 0 {
+        // First start: an administrator account, whose password is shown once.
+        let mut bytes = [0u8; 12];
+        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        e.set_user("admin@localhost", &password, true).await?;
+        println!(
+            "  first start: administrator admin@localhost, password {password} (change it with `guichet user add`)"
+        );
+    }
     let dispatcher = mail.dispatcher(e.clone())?;
     let webhooks = Arc::new(mail.webhooks(e.clone())?);
     if once {
@@ -231,6 +280,7 @@ pub(crate) async fn serve(
         engine: e.clone(),
         pages: guichet_web::Pages::new(),
         webhooks: (!webhooks.providers.is_empty()).then(|| webhooks.clone()),
+        secure_cookies: mail.base_url().starts_with("https://"),
     };
     let server = {
         let stop = stop.clone();

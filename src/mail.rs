@@ -68,6 +68,10 @@ pub(crate) struct MailOptions {
 }
 
 impl MailOptions {
+    pub(crate) fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     pub(crate) fn describe(&self) -> String {
         match &self.smtp_host {
             Some(h) => format!("SMTP {h}:{} ({:?})", self.smtp_port, self.smtp_tls),

@@ -104,6 +104,9 @@ enum Command {
     /// Check the tamper-evident history.
     #[command(subcommand)]
     Audit(db::AuditCommand),
+    /// Staff accounts.
+    #[command(subcommand)]
+    User(db::UserCommand),
     /// Drive requests of a desk to their end as fast as the database allows, and report
     /// throughput, latency, CPU and memory. Resumes unfinished requests when restarted.
     Bench {
@@ -167,6 +170,7 @@ fn main() -> ExitCode {
         Command::Timers(c) => db::run(&cli.database, |e| db::timers(e, c)),
         Command::Audit(c) => db::run(&cli.database, |e| db::audit(e, c)),
         Command::Kpi(a) => db::run(&cli.database, |e| kpi::kpi(e, a)),
+        Command::User(c) => db::run(&cli.database, |e| db::user(e, c)),
         Command::Export(a) => db::run(&cli.database, |e| kpi::export(e, a)),
         Command::Bench {
             desk,

@@ -20,6 +20,7 @@ pub mod links;
 pub mod outbox;
 pub mod runtime;
 pub mod store;
+pub mod users;
 
 pub use runtime::{Engine, Error};
 

@@ -73,6 +73,7 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0004_callbacks.sql"),
         ),
         m(5, "facts", include_str!("../migrations/0005_facts.sql")),
+        m(6, "users", include_str!("../migrations/0006_users.sql")),
     ])
 }
 

@@ -36,6 +36,8 @@ pub struct AppState {
     pub pages: Pages,
     /// Provider callbacks are accepted only when providers are configured.
     pub webhooks: Option<Arc<Webhooks>>,
+    /// Mark the session cookie `Secure` (when served over HTTPS).
+    pub secure_cookies: bool,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -49,6 +51,10 @@ pub fn router(state: AppState) -> Router {
         .route("/l/{token}", get(link_page).post(link_act))
         .route("/l/{token}/fresh", post(link_fresh))
         .route("/callbacks/{token}", post(callback))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/inbox", get(inbox))
+        .route("/tasks/{instance}/{seq}", get(staff_task).post(staff_act))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(Arc::new(state))
 }
@@ -241,6 +247,17 @@ async fn timeline(s: &AppState, id: &str) -> Result<Vec<serde_json::Value>, Erro
     Ok(out)
 }
 
+/// Where a task page posts, and who looks at it.
+struct Viewer<'a> {
+    action: String,
+    csrf: String,
+    /// The signed-in staff member; `None` behind an email link.
+    staff: Option<&'a str>,
+    /// The link's token, for the invalid-link page.
+    token: &'a str,
+}
+
+/// The task page behind an email link.
 async fn task_view(
     s: &AppState,
     token: &str,
@@ -250,9 +267,27 @@ async fn task_view(
     errors: &HashMap<String, String>,
     problem: Option<String>,
 ) -> Result<Response, Error> {
+    let viewer = Viewer {
+        action: format!("/l/{token}"),
+        csrf: s.engine.csrf_for(token).await?,
+        staff: None,
+        token,
+    };
+    task_page(s, &viewer, instance, task, values, errors, problem).await
+}
+
+async fn task_page(
+    s: &AppState,
+    viewer: &Viewer<'_>,
+    instance: &str,
+    task: u32,
+    values: &HashMap<String, String>,
+    errors: &HashMap<String, String>,
+    problem: Option<String>,
+) -> Result<Response, Error> {
     let (_, inst) = s.engine.instance(instance).await?;
     let Some(t) = inst.tasks.get(&task) else {
-        return Ok(invalid_link(s, token, false));
+        return Ok(invalid_link(s, viewer.token, false));
     };
     let p = s.engine.process_of(instance).await?;
     let step = &p.steps[t.step];
@@ -263,8 +298,13 @@ async fn task_view(
         .map(|o| serde_json::json!({"id": o.id, "label": o.label.clone().unwrap_or_else(|| o.id.clone())}))
         .collect();
     let data = serde_json::json!({
-        "token": token,
-        "csrf": s.engine.csrf_for(token).await?,
+        "action": viewer.action,
+        "csrf": viewer.csrf,
+        "staff": viewer.staff.is_some(),
+        "claimed": t.assignee.is_some(),
+        "assignee": t.assignee.clone().unwrap_or_default(),
+        "can_claim": viewer.staff.is_some() && t.assignee.is_none(),
+        "can_release": viewer.staff.is_some_and(|me| t.assignee.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(me))),
         "step": step.display_name(),
         "description": step.description.clone().unwrap_or_default(),
         "request_title": request_title,
@@ -472,4 +512,241 @@ pub async fn serve(
 /// Strings from a form, as engine field values (empty ones left out).
 pub fn to_fields(values: &HashMap<String, String>) -> Fields {
     form::fields(values, &[])
+}
+
+const SESSION_COOKIE: &str = "guichet_session";
+
+/// The session token from the request's cookies.
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The signed-in staff member and their session token.
+async fn staff(s: &AppState, headers: &HeaderMap) -> Option<(String, String)> {
+    let token = session_token(headers)?;
+    let email = s.engine.session(&token).await.ok()??;
+    Some((email, token))
+}
+
+fn redirect(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response()
+}
+
+fn session_cookie(s: &AppState, value: &str, max_age: i64) -> String {
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+        if s.secure_cookies { "; Secure" } else { "" }
+    )
+}
+
+fn with_cookie(mut r: Response, cookie: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn login_page(State(s): Shared) -> Response {
+    page(
+        &s,
+        StatusCode::OK,
+        "login",
+        "Connexion",
+        &serde_json::json!({"failed": false, "email": ""}),
+    )
+}
+
+async fn login(State(s): Shared, Form(values): Form<HashMap<String, String>>) -> Response {
+    let email = values.get("email").cloned().unwrap_or_default();
+    let password = values.get("password").cloned().unwrap_or_default();
+    match s.engine.login(&email, &password).await {
+        // A new session at every login: a token planted before it is worthless.
+        Ok(Some(token)) => with_cookie(
+            redirect("/inbox"),
+            &session_cookie(&s, &token, guichet_engine::users::ABSOLUTE_MS / 1000),
+        ),
+        Ok(None) => page(
+            &s,
+            StatusCode::UNAUTHORIZED,
+            "login",
+            "Connexion",
+            &serde_json::json!({"failed": true, "email": email}),
+        ),
+        Err(e) => failure(&s, &e),
+    }
+}
+
+async fn logout(
+    State(s): Shared,
+    headers: HeaderMap,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some((_, token)) = staff(&s, &headers).await {
+        let expected = s.engine.csrf_for(&token).await.unwrap_or_default();
+        if values.get("_csrf").is_some_and(|c| same(c, &expected)) {
+            let _ = s.engine.logout(&token).await;
+        }
+    }
+    with_cookie(redirect("/login"), &session_cookie(&s, "", 0))
+}
+
+async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
+    let Some((email, token)) = staff(&s, &headers).await else {
+        return redirect("/login");
+    };
+    let items = match s.engine.inbox(&email).await {
+        Ok(i) => i,
+        Err(e) => return failure(&s, &e),
+    };
+    let rows: Vec<_> = items
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "instance": i.task.instance, "seq": i.task.seq, "step_title": i.step_title, "title": i.title,
+                "desk": i.desk, "due": i.task.due_at.map(|d| date(guichet_engine::clock::Timestamp(d))).unwrap_or_default(),
+                "overdue": i.task.overdue, "claimed": i.task.assignee.is_some(),
+                "assignee": i.task.assignee.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let csrf = s.engine.csrf_for(&token).await.unwrap_or_default();
+    page(
+        &s,
+        StatusCode::OK,
+        "inbox",
+        "Mes tâches",
+        &serde_json::json!({"email": email, "items": rows, "csrf": csrf}),
+    )
+}
+
+/// Whether the staff member may act on the open task; a `false` hides whether it exists.
+async fn staff_may_act(s: &AppState, email: &str, instance: &str, seq: u32) -> bool {
+    let Ok((desk, _)) = s.engine.instance(instance).await else {
+        return false;
+    };
+    let Ok(tasks) = s.engine.tasks(Some(instance), true).await else {
+        return false;
+    };
+    let Some(task) = tasks.into_iter().find(|t| t.seq == i64::from(seq)) else {
+        return false;
+    };
+    let Ok(roles) = s.engine.roles_of(email).await else {
+        return false;
+    };
+    Engine::may_act(&roles, email, &desk, &task)
+}
+
+fn not_found(s: &AppState) -> Response {
+    let data = serde_json::json!({"heading": "Introuvable", "message": "Cette tâche n'existe pas ou ne vous est pas ouverte."});
+    page(s, StatusCode::NOT_FOUND, "error", "Introuvable", &data)
+}
+
+async fn staff_task(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((instance, seq)): Path<(String, u32)>,
+) -> Response {
+    let Some((email, token)) = staff(&s, &headers).await else {
+        return redirect("/login");
+    };
+    if !staff_may_act(&s, &email, &instance, seq).await {
+        return not_found(&s);
+    }
+    let viewer = Viewer {
+        action: format!("/tasks/{instance}/{seq}"),
+        csrf: s.engine.csrf_for(&token).await.unwrap_or_default(),
+        staff: Some(&email),
+        token: "",
+    };
+    task_page(
+        &s,
+        &viewer,
+        &instance,
+        seq,
+        &HashMap::new(),
+        &HashMap::new(),
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| failure(&s, &e))
+}
+
+async fn staff_act(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((instance, seq)): Path<(String, u32)>,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let Some((email, token)) = staff(&s, &headers).await else {
+        return redirect("/login");
+    };
+    let expected = s.engine.csrf_for(&token).await.unwrap_or_default();
+    if !values.get("_csrf").is_some_and(|c| same(c, &expected)) {
+        let data = serde_json::json!({"heading": "Formulaire expiré", "message": "Rechargez la page de la tâche, puis recommencez."});
+        return page(
+            &s,
+            StatusCode::FORBIDDEN,
+            "error",
+            "Formulaire expiré",
+            &data,
+        );
+    }
+    if !staff_may_act(&s, &email, &instance, seq).await {
+        return not_found(&s);
+    }
+    let command = match values.get("_action").map(String::as_str) {
+        Some("claim") => Command::Claim {
+            task: seq,
+            user: email.clone(),
+        },
+        Some("release") => Command::Release {
+            task: seq,
+            user: email.clone(),
+        },
+        _ => Command::Complete {
+            task: seq,
+            user: email.clone(),
+            outcome: values.get("_outcome").filter(|o| !o.is_empty()).cloned(),
+            fields: form::fields(&values, &["_csrf", "_outcome", "_action"]),
+        },
+    };
+    let completing = matches!(command, Command::Complete { .. });
+    let viewer = Viewer {
+        action: format!("/tasks/{instance}/{seq}"),
+        csrf: expected.clone(),
+        staff: Some(&email),
+        token: "",
+    };
+    match s.engine.execute(&instance, command).await {
+        Ok(_) if completing => {
+            let data = serde_json::json!({"message": "Votre décision est enregistrée. La demande suit son cours."});
+            page(&s, StatusCode::OK, "done", "Merci", &data)
+        }
+        Ok(_) => redirect(&format!("/tasks/{instance}/{seq}")),
+        Err(Error::Refused(core::Error::Invalid(errors))) => {
+            let errors = errors.into_iter().map(|e| (e.field, e.message)).collect();
+            task_page(&s, &viewer, &instance, seq, &values, &errors, None)
+                .await
+                .unwrap_or_else(|e| failure(&s, &e))
+        }
+        Err(Error::Refused(e)) => task_page(
+            &s,
+            &viewer,
+            &instance,
+            seq,
+            &values,
+            &HashMap::new(),
+            Some(e.to_string()),
+        )
+        .await
+        .unwrap_or_else(|e| failure(&s, &e)),
+        Err(e) => failure(&s, &e),
+    }
 }

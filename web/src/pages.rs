@@ -15,6 +15,8 @@ const PAGES: &[(&str, &str)] = &[
     ("done", include_str!("../pages/done.hbs")),
     ("invalid-link", include_str!("../pages/invalid-link.hbs")),
     ("error", include_str!("../pages/error.hbs")),
+    ("login", include_str!("../pages/login.hbs")),
+    ("inbox", include_str!("../pages/inbox.hbs")),
 ];
 
 #[derive(Debug)]

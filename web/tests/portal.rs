@@ -41,6 +41,7 @@ async fn setup() -> (Arc<Engine>, Router, Dispatcher) {
         engine: engine.clone(),
         pages: Pages::new(),
         webhooks: None,
+        secure_cookies: false,
     });
     let mail = Dispatcher {
         engine: engine.clone(),

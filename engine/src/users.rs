@@ -1,0 +1,219 @@
+//! Staff accounts and sessions, and what a staff member may see and do: the roles they hold
+//! (a role's static members in the deployed definitions) and their inbox.
+//!
+//! Passwords are hashed with Argon2id (own salt per hash). A session is a 256-bit token in a
+//! cookie, of which only the SHA-256 is stored; it ends after two hours without use or twelve
+//! hours in all, and at logout.
+
+use std::collections::BTreeSet;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use guichet_definitions::model::RoleSource;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::runtime::{Engine, Error, TaskRow};
+
+/// A session ends after this long without a request.
+pub const IDLE_MS: i64 = 2 * 3_600_000;
+/// A session ends this long after login, used or not.
+pub const ABSOLUTE_MS: i64 = 12 * 3_600_000;
+
+fn hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An open task as the inbox shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxItem {
+    #[serde(flatten)]
+    pub task: TaskRow,
+    pub desk: String,
+    pub title: String,
+    pub step_title: String,
+}
+
+impl Engine {
+    /// Creates or updates a staff account.
+    pub async fn set_user(&self, email: &str, password: &str, admin: bool) -> Result<(), Error> {
+        if password.chars().count() < 12 {
+            return Err(Error::Refused(crate::core::Error::Invalid(vec![
+                crate::core::form::FieldError {
+                    field: "password".into(),
+                    message: "at least 12 characters".into(),
+                },
+            ])));
+        }
+        let hashed = Argon2::default()
+            .hash_password(password.as_bytes())
+            .map_err(|e| Error::Corrupt(format!("cannot hash the password: {e}")))?
+            .to_string();
+        let email = email.trim().to_lowercase();
+        sqlx::query(
+            "INSERT INTO users (email, password_hash, admin, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (email) DO UPDATE SET password_hash = $2, admin = $3",
+        )
+        .bind(&email)
+        .bind(&hashed)
+        .bind(i64::from(admin))
+        .bind(self.now().0)
+        .execute(&self.store().pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn user_count(&self) -> Result<i64, Error> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.store().pool)
+            .await?
+            .try_get(0)?)
+    }
+
+    /// Checks a password and opens a session; `None` for a wrong email or password (the same
+    /// work is done either way, so timing does not tell which).
+    pub async fn login(&self, email: &str, password: &str) -> Result<Option<String>, Error> {
+        let email = email.trim().to_lowercase();
+        let stored: Option<String> =
+            sqlx::query("SELECT password_hash FROM users WHERE email = $1")
+                .bind(&email)
+                .fetch_optional(&self.store().pool)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+        // A real hash to verify against when the account does not exist, so that the time
+        // taken does not tell whether it does.
+        static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let dummy = DUMMY.get_or_init(|| {
+            Argon2::default()
+                .hash_password(b"no such account")
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        });
+        let ok = Argon2::default()
+            .verify_password(password.as_bytes(), stored.as_deref().unwrap_or(dummy))
+            .is_ok()
+            && stored.is_some();
+        if !ok {
+            return Ok(None);
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let now = self.now().0;
+        sqlx::query("INSERT INTO sessions (token_hash, email, created_at, last_seen_at) VALUES ($1, $2, $3, $3)")
+            .bind(hash(&token))
+            .bind(&email)
+            .bind(now)
+            .execute(&self.store().pool)
+            .await?;
+        Ok(Some(token))
+    }
+
+    /// The staff member behind a session token, if the session is still open; using it
+    /// extends the idle timeout.
+    pub async fn session(&self, token: &str) -> Result<Option<String>, Error> {
+        if token.len() != 64 {
+            return Ok(None);
+        }
+        let now = self.now().0;
+        let row = sqlx::query("SELECT email FROM sessions WHERE token_hash = $1 AND last_seen_at > $2 AND created_at > $3")
+            .bind(hash(token))
+            .bind(now - IDLE_MS)
+            .bind(now - ABSOLUTE_MS)
+            .fetch_optional(&self.store().pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+            .bind(now)
+            .bind(hash(token))
+            .execute(&self.store().pool)
+            .await?;
+        Ok(Some(row.try_get(0)?))
+    }
+
+    pub async fn logout(&self, token: &str) -> Result<(), Error> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(hash(token))
+            .execute(&self.store().pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The (desk, role) pairs a staff member holds: the roles listing them as a member in the
+    /// latest definition of each desk.
+    pub async fn roles_of(&self, email: &str) -> Result<BTreeSet<(String, String)>, Error> {
+        let mut out = BTreeSet::new();
+        for (desk, p) in self.desks().await? {
+            for r in &p.roles {
+                if let RoleSource::Members(m) = &r.source
+                    && m.iter().any(|x| x.eq_ignore_ascii_case(email))
+                {
+                    out.insert((desk.clone(), r.id.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a staff member may act on a task: it is theirs, or open to one of their roles.
+    pub fn may_act(
+        roles: &BTreeSet<(String, String)>,
+        email: &str,
+        desk: &str,
+        task: &TaskRow,
+    ) -> bool {
+        match &task.assignee {
+            Some(a) => a.eq_ignore_ascii_case(email),
+            None => roles.contains(&(desk.to_owned(), task.role.clone())),
+        }
+    }
+
+    /// The open tasks a staff member may act on: theirs, and those open to their roles;
+    /// overdue first, then by deadline.
+    pub async fn inbox(&self, email: &str) -> Result<Vec<InboxItem>, Error> {
+        let roles = self.roles_of(email).await?;
+        let rows = sqlx::query(
+            "SELECT t.instance, t.seq, t.step, t.role, t.assignee, t.state, t.created_at, t.due_at, t.overdue, t.closed_by, i.name, i.title \
+             FROM tasks t JOIN instances i ON i.id = t.instance WHERE t.state IN ('open', 'claimed') \
+             ORDER BY t.overdue DESC, CASE WHEN t.due_at IS NULL THEN 1 ELSE 0 END, t.due_at, t.created_at",
+        )
+        .fetch_all(&self.store().pool)
+        .await?;
+        let desks = self.desks().await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let task = TaskRow {
+                instance: r.try_get(0)?,
+                seq: r.try_get(1)?,
+                step: r.try_get(2)?,
+                role: r.try_get(3)?,
+                assignee: r.try_get(4)?,
+                state: r.try_get(5)?,
+                created_at: r.try_get(6)?,
+                due_at: r.try_get(7)?,
+                overdue: r.try_get::<i64, _>(8)? != 0,
+                closed_by: r.try_get(9)?,
+            };
+            let desk: String = r.try_get(10)?;
+            if !Self::may_act(&roles, email, &desk, &task) {
+                continue;
+            }
+            let step_title = desks
+                .get(&desk)
+                .and_then(|p| p.step(&task.step))
+                .map_or_else(|| task.step.clone(), |s| s.display_name().to_owned());
+            out.push(InboxItem {
+                task,
+                desk,
+                title: r.try_get(11)?,
+                step_title,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,384 @@
+//! Staff sign in, see the tasks of their roles, claim and decide them; nobody sees or acts
+//! on a task outside their roles. The router in process, on a real SQLite file.
+
+// Test helpers may panic: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use guichet_engine::Engine;
+use guichet_engine::clock::{ManualClock, Timestamp};
+use guichet_engine::core::Fields;
+use guichet_web::{AppState, Pages, router};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+static N: AtomicUsize = AtomicUsize::new(0);
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Site {
+    engine: Arc<Engine>,
+    clock: Arc<ManualClock>,
+    app: Router,
+}
+
+async fn site() -> Site {
+    let path = std::env::temp_dir().join(format!(
+        "guichet-staff-{}-{}.db",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    for s in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+    }
+    let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
+    let engine = Arc::new(
+        Engine::open(&format!("sqlite://{}", path.display()), clock.clone())
+            .await
+            .unwrap(),
+    );
+    let source = guichet_definitions::models::ALL
+        .iter()
+        .find(|(f, _)| *f == "interne-decentralise.kdl")
+        .unwrap()
+        .1;
+    engine.deploy(source).await.unwrap();
+    // A member of the desk's data unit, and a jurist.
+    engine
+        .set_user("guichet-donnees@hopital.example", PASSWORD, false)
+        .await
+        .unwrap();
+    engine
+        .set_user("juriste@hopital.example", PASSWORD, false)
+        .await
+        .unwrap();
+    let app = router(AppState {
+        engine: engine.clone(),
+        pages: Pages::new(),
+        webhooks: None,
+        secure_cookies: true,
+    });
+    Site { engine, clock, app }
+}
+
+struct Reply {
+    status: StatusCode,
+    location: Option<String>,
+    cookie: Option<String>,
+    body: String,
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    form: Option<String>,
+) -> Reply {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, format!("guichet_session={c}"));
+    }
+    let body = match form {
+        Some(f) => {
+            req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            Body::from(f)
+        }
+        None => Body::empty(),
+    };
+    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get(header::LOCATION)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let cookie = resp
+        .headers()
+        .get(header::SET_COOKIE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        location,
+        cookie,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn sign_in(site: &Site, email: &str) -> String {
+    let r = call(
+        &site.app,
+        "POST",
+        "/login",
+        None,
+        Some(format!("email={}&password={}", enc(email), enc(PASSWORD))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location.as_deref(), Some("/inbox"));
+    let cookie = r.cookie.unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Secure"),
+        "{cookie}"
+    );
+    cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("guichet_session=")
+        .to_owned()
+}
+
+fn csrf(html: &str) -> String {
+    let at = html.find("name=\"_csrf\" value=\"").unwrap() + "name=\"_csrf\" value=\"".len();
+    html[at..].chars().take_while(|c| *c != '"').collect()
+}
+
+async fn a_request(site: &Site) -> (String, u32) {
+    let intake: Fields = serde_json::from_value(serde_json::json!({
+        "titre": "Cohorte", "email": "p@x.example", "organisme": "O", "type-porteur": "academique",
+        "cadre": "collaboratif", "resume": "R", "donnees": "D"
+    }))
+    .unwrap();
+    let id = site
+        .engine
+        .start("interne-decentralise", &intake)
+        .await
+        .unwrap();
+    let seq = site.engine.tasks(Some(&id), true).await.unwrap()[0].seq;
+    (id, u32::try_from(seq).unwrap())
+}
+
+#[tokio::test]
+async fn signing_in_and_out() {
+    let site = site().await;
+    // Wrong password, unknown account: the same answer.
+    let bad = call(
+        &site.app,
+        "POST",
+        "/login",
+        None,
+        Some(format!(
+            "email=guichet-donnees%40hopital.example&password={}",
+            enc("wrong password!")
+        )),
+    )
+    .await;
+    let unknown = call(
+        &site.app,
+        "POST",
+        "/login",
+        None,
+        Some(format!(
+            "email=nobody%40hopital.example&password={}",
+            enc(PASSWORD)
+        )),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert!(bad.cookie.is_none() && unknown.cookie.is_none());
+    // Without a session, the inbox sends to the login page.
+    assert_eq!(
+        call(&site.app, "GET", "/inbox", None, None)
+            .await
+            .location
+            .as_deref(),
+        Some("/login")
+    );
+    assert_eq!(
+        call(&site.app, "GET", "/inbox", Some("f00d"), None)
+            .await
+            .location
+            .as_deref(),
+        Some("/login")
+    );
+    // Each login makes a new session.
+    let a = sign_in(&site, "guichet-donnees@hopital.example").await;
+    let b = sign_in(&site, "guichet-donnees@hopital.example").await;
+    assert_ne!(a, b);
+    let inbox = call(&site.app, "GET", "/inbox", Some(&a), None).await;
+    assert_eq!(inbox.status, StatusCode::OK);
+    // Logout needs the page's token; then the session is gone.
+    let token = csrf(&inbox.body);
+    call(
+        &site.app,
+        "POST",
+        "/logout",
+        Some(&a),
+        Some("_csrf=forged".into()),
+    )
+    .await;
+    assert_eq!(
+        call(&site.app, "GET", "/inbox", Some(&a), None)
+            .await
+            .status,
+        StatusCode::OK,
+        "a forged logout does nothing"
+    );
+    let out = call(
+        &site.app,
+        "POST",
+        "/logout",
+        Some(&a),
+        Some(format!("_csrf={token}")),
+    )
+    .await;
+    assert!(out.cookie.unwrap().contains("Max-Age=0"));
+    assert_eq!(
+        call(&site.app, "GET", "/inbox", Some(&a), None)
+            .await
+            .location
+            .as_deref(),
+        Some("/login")
+    );
+    // Sessions end after two idle hours.
+    site.clock
+        .set(Timestamp(1_800_000_000_000 + 2 * 3_600_000 + 1));
+    assert_eq!(
+        call(&site.app, "GET", "/inbox", Some(&b), None)
+            .await
+            .location
+            .as_deref(),
+        Some("/login")
+    );
+}
+
+#[tokio::test]
+async fn staff_see_and_decide_only_the_tasks_of_their_roles() {
+    let site = site().await;
+    let (id, seq) = a_request(&site).await;
+    let data = sign_in(&site, "guichet-donnees@hopital.example").await;
+    let jurist = sign_in(&site, "juriste@hopital.example").await;
+    // The review is for the data unit: in its inbox, not in the jurist's.
+    let inbox = call(&site.app, "GET", "/inbox", Some(&data), None).await;
+    assert!(
+        inbox.body.contains(&format!("href=\"/tasks/{id}/{seq}\"")),
+        "{}",
+        inbox.body
+    );
+    assert!(inbox.body.contains("Examen de recevabilité"));
+    let other = call(&site.app, "GET", "/inbox", Some(&jurist), None).await;
+    assert!(
+        other.body.contains("Aucune tâche ne vous attend"),
+        "{}",
+        other.body
+    );
+    let page = call(
+        &site.app,
+        "GET",
+        &format!("/tasks/{id}/{seq}"),
+        Some(&jurist),
+        None,
+    )
+    .await;
+    assert_eq!(
+        page.status,
+        StatusCode::NOT_FOUND,
+        "no hint that the task exists"
+    );
+    // The data unit opens it, claims it, and decides.
+    let page = call(
+        &site.app,
+        "GET",
+        &format!("/tasks/{id}/{seq}"),
+        Some(&data),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let token = csrf(&page.body);
+    let no_csrf = call(
+        &site.app,
+        "POST",
+        &format!("/tasks/{id}/{seq}"),
+        Some(&data),
+        Some("_action=claim".into()),
+    )
+    .await;
+    assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+    let jurist_token = csrf(
+        &call(&site.app, "GET", "/inbox", Some(&jurist), None)
+            .await
+            .body,
+    );
+    let intruder = call(
+        &site.app,
+        "POST",
+        &format!("/tasks/{id}/{seq}"),
+        Some(&jurist),
+        Some(format!("_csrf={jurist_token}&_outcome=recevable")),
+    )
+    .await;
+    assert_eq!(intruder.status, StatusCode::NOT_FOUND);
+    let claimed = call(
+        &site.app,
+        "POST",
+        &format!("/tasks/{id}/{seq}"),
+        Some(&data),
+        Some(format!("_csrf={token}&_action=claim")),
+    )
+    .await;
+    assert_eq!(claimed.status, StatusCode::SEE_OTHER);
+    let page = call(
+        &site.app,
+        "GET",
+        &format!("/tasks/{id}/{seq}"),
+        Some(&data),
+        None,
+    )
+    .await;
+    assert!(
+        page.body
+            .contains("Prise par guichet-donnees@hopital.example"),
+        "{}",
+        page.body
+    );
+    let done = call(
+        &site.app,
+        "POST",
+        &format!("/tasks/{id}/{seq}"),
+        Some(&data),
+        Some(format!("_csrf={token}&_outcome=recevable")),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let (_, inst) = site.engine.instance(&id).await.unwrap();
+    assert_eq!(
+        inst.data["recevabilite"].outcome.as_deref(),
+        Some("recevable")
+    );
+    // The legal feasibility now waits in the jurist's inbox.
+    let inbox = call(&site.app, "GET", "/inbox", Some(&jurist), None).await;
+    assert!(
+        inbox.body.contains("Faisabilité juridique"),
+        "{}",
+        inbox.body
+    );
+    // The finished task is gone from everybody's reach.
+    let gone = call(
+        &site.app,
+        "GET",
+        &format!("/tasks/{id}/{seq}"),
+        Some(&data),
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}
