@@ -217,3 +217,46 @@ impl Engine {
         Ok(out)
     }
 }
+
+/// Figures for monitoring (the web server's `/metrics`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Gauges {
+    /// Requests by status (`running`, `ended`, `cancelled`).
+    pub instances: Vec<(String, i64)>,
+    pub tasks_open: i64,
+    pub tasks_overdue: i64,
+    /// Outbox messages by kind and state.
+    pub outbox: Vec<(String, String, i64)>,
+    pub timers_scheduled: i64,
+}
+
+impl Engine {
+    pub async fn gauges(&self) -> Result<Gauges, Error> {
+        let pool = &self.store().pool;
+        let mut g = Gauges::default();
+        for r in sqlx::query("SELECT status, COUNT(*) FROM instances GROUP BY status")
+            .fetch_all(pool)
+            .await?
+        {
+            g.instances.push((r.try_get(0)?, r.try_get(1)?));
+        }
+        let r = sqlx::query(
+            "SELECT COUNT(*), COALESCE(SUM(overdue), 0) FROM tasks WHERE state IN ('open', 'claimed')",
+        )
+        .fetch_one(pool)
+        .await?;
+        g.tasks_open = r.try_get(0)?;
+        g.tasks_overdue = r.try_get(1)?;
+        for r in sqlx::query("SELECT kind, state, COUNT(*) FROM outbox GROUP BY kind, state")
+            .fetch_all(pool)
+            .await?
+        {
+            g.outbox.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+        }
+        g.timers_scheduled = sqlx::query("SELECT COUNT(*) FROM timers")
+            .fetch_one(pool)
+            .await?
+            .try_get(0)?;
+        Ok(g)
+    }
+}

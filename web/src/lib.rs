@@ -45,7 +45,8 @@ type Shared = State<Arc<AppState>>;
 /// All routes, with security headers on every response.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/", get(home))
         .route("/desks/{name}", get(desk_form).post(desk_submit))
         .route("/l/{token}", get(link_page).post(link_act))
@@ -749,4 +750,44 @@ async fn staff_act(
         .unwrap_or_else(|e| failure(&s, &e)),
         Err(e) => failure(&s, &e),
     }
+}
+
+/// Alive and able to read the database.
+async fn healthz(State(s): Shared) -> Response {
+    match s.engine.gauges().await {
+        Ok(_) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+    }
+}
+
+/// Prometheus text format.
+async fn metrics(State(s): Shared) -> Response {
+    use std::fmt::Write;
+    let g = match s.engine.gauges().await {
+        Ok(g) => g,
+        Err(e) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response();
+        }
+    };
+    let mut out = String::new();
+    out.push_str("# HELP guichet_requests Requests by status.\n# TYPE guichet_requests gauge\n");
+    for (status, n) in &g.instances {
+        let _ = writeln!(out, "guichet_requests{{status=\"{status}\"}} {n}");
+    }
+    out.push_str("# HELP guichet_tasks_open Open tasks.\n# TYPE guichet_tasks_open gauge\n");
+    let _ = writeln!(out, "guichet_tasks_open {}", g.tasks_open);
+    out.push_str("# HELP guichet_tasks_overdue Open tasks past their deadline.\n# TYPE guichet_tasks_overdue gauge\n");
+    let _ = writeln!(out, "guichet_tasks_overdue {}", g.tasks_overdue);
+    out.push_str(
+        "# HELP guichet_outbox Outbox messages by kind and state.\n# TYPE guichet_outbox gauge\n",
+    );
+    for (kind, state, n) in &g.outbox {
+        let _ = writeln!(
+            out,
+            "guichet_outbox{{kind=\"{kind}\",state=\"{state}\"}} {n}"
+        );
+    }
+    out.push_str("# HELP guichet_timers Scheduled timers.\n# TYPE guichet_timers gauge\n");
+    let _ = writeln!(out, "guichet_timers {}", g.timers_scheduled);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -287,6 +287,29 @@ async fn a_task_is_decided_from_its_email_link_and_only_by_a_post() {
 }
 
 #[tokio::test]
+async fn metrics_count_requests_tasks_and_the_outbox() {
+    let (engine, app, mail) = setup().await;
+    call(&app, "POST", "/desks/externe", Some(&body(INTAKE))).await;
+    mail.run_once(100).await.unwrap();
+    let (status, text) = call(&app, "GET", "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains("guichet_requests{status=\"running\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("guichet_tasks_open 1"), "{text}");
+    assert!(
+        text.contains("guichet_outbox{kind=\"email\",state=\"sent\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("guichet_timers 3"),
+        "deadline, reminder and escalation: {text}"
+    );
+    let _ = engine;
+}
+
+#[tokio::test]
 async fn responses_carry_security_headers() {
     let (_, app, _) = setup().await;
     let resp = app
