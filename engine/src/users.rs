@@ -260,3 +260,15 @@ impl Engine {
         Ok(g)
     }
 }
+
+impl Engine {
+    pub async fn is_admin(&self, email: &str) -> Result<bool, Error> {
+        Ok(sqlx::query("SELECT admin FROM users WHERE email = $1")
+            .bind(email.trim().to_lowercase())
+            .fetch_optional(&self.store().pool)
+            .await?
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?
+            == Some(1))
+    }
+}

@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(logout))
         .route("/inbox", get(inbox))
         .route("/tasks/{instance}/{seq}", get(staff_task).post(staff_act))
+        .route("/requests/{id}", get(request_page))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(Arc::new(state))
 }
@@ -300,6 +301,7 @@ async fn task_page(
         .collect();
     let data = serde_json::json!({
         "action": viewer.action,
+        "request_url": format!("/requests/{instance}"),
         "csrf": viewer.csrf,
         "staff": viewer.staff.is_some(),
         "claimed": t.assignee.is_some(),
@@ -790,4 +792,55 @@ async fn metrics(State(s): Shared) -> Response {
     out.push_str("# HELP guichet_timers Scheduled timers.\n# TYPE guichet_timers gauge\n");
     let _ = writeln!(out, "guichet_timers {}", g.timers_scheduled);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// A request as staff see it: status, open tasks, timeline, and the process drawn with the
+/// steps where it stands outlined. Open to the staff of its desk and to administrators.
+async fn request_page(State(s): Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let Some((email, _)) = staff(&s, &headers).await else {
+        return redirect("/login");
+    };
+    let Ok((desk, inst)) = s.engine.instance(&id).await else {
+        return not_found(&s);
+    };
+    let allowed = s.engine.is_admin(&email).await.unwrap_or(false)
+        || s.engine
+            .roles_of(&email)
+            .await
+            .is_ok_and(|roles| roles.iter().any(|(d, _)| *d == desk));
+    if !allowed {
+        return not_found(&s);
+    }
+    let result = async {
+        let p = s.engine.process_of(&id).await?;
+        let marked: Vec<usize> = inst.tokens.values().map(|t| t.step).collect();
+        let tasks: Vec<_> = inst
+            .tasks
+            .values()
+            .map(|t| {
+                serde_json::json!({
+                    "step": p.steps[t.step].display_name(), "role": t.role,
+                    "assignee": t.assignee.clone().unwrap_or_default(),
+                    "due": t.due_at.map(date).unwrap_or_default(), "overdue": t.overdue,
+                })
+            })
+            .collect();
+        let status = match inst.status {
+            InstanceStatus::Running => "en cours".to_owned(),
+            InstanceStatus::Ended(r) => format!("close ({})", r.as_str()),
+            InstanceStatus::Cancelled => "retirée".to_owned(),
+        };
+        let data = serde_json::json!({
+            "request_title": core::request_title(&p, &inst),
+            "reference": core::reference(&id),
+            "desk": p.title,
+            "status": status,
+            "tasks": tasks,
+            "timeline": timeline(&s, &id).await?,
+            "graph": guichet_definitions::graph::svg_marked(&p, &marked),
+        });
+        Ok::<_, Error>(page(&s, StatusCode::OK, "request", &p.title, &data))
+    }
+    .await;
+    result.unwrap_or_else(|e| failure(&s, &e))
 }

@@ -17,6 +17,7 @@ const PAGES: &[(&str, &str)] = &[
     ("error", include_str!("../pages/error.hbs")),
     ("login", include_str!("../pages/login.hbs")),
     ("inbox", include_str!("../pages/inbox.hbs")),
+    ("request", include_str!("../pages/request.hbs")),
 ];
 
 #[derive(Debug)]

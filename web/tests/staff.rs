@@ -371,6 +371,40 @@ async fn staff_see_and_decide_only_the_tasks_of_their_roles() {
         "{}",
         inbox.body
     );
+    // The request's page: its timeline and the process drawn, where it stands outlined.
+    let request = call(
+        &site.app,
+        "GET",
+        &format!("/requests/{id}"),
+        Some(&data),
+        None,
+    )
+    .await;
+    assert_eq!(request.status, StatusCode::OK);
+    assert!(
+        request.body.contains("<svg") && request.body.contains("stroke=\"#cc0000\""),
+        "{}",
+        request.body
+    );
+    assert!(request.body.contains("Examen de recevabilité : recevable"));
+    site.engine
+        .set_user("ailleurs@autre.example", PASSWORD, false)
+        .await
+        .unwrap();
+    let stranger = sign_in(&site, "ailleurs@autre.example").await;
+    let hidden = call(
+        &site.app,
+        "GET",
+        &format!("/requests/{id}"),
+        Some(&stranger),
+        None,
+    )
+    .await;
+    assert_eq!(
+        hidden.status,
+        StatusCode::NOT_FOUND,
+        "staff of other desks do not see it"
+    );
     // The finished task is gone from everybody's reach.
     let gone = call(
         &site.app,

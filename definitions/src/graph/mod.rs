@@ -11,7 +11,7 @@ mod svg;
 
 pub use dot::dot;
 pub use mermaid::mermaid;
-pub use svg::svg;
+pub use svg::{svg, svg_marked};
 
 use crate::model::{Exit, Process, StepIdx, StepKind};
 

@@ -145,6 +145,11 @@ fn esc(s: &str) -> String {
 
 /// Renders the process as an SVG document.
 pub fn svg(p: &Process) -> String {
+    svg_marked(p, &[])
+}
+
+/// The same drawing with some steps outlined in red: where a request stands now.
+pub fn svg_marked(p: &Process, marked: &[StepIdx]) -> String {
     let mut l = Layout {
         boxes: HashMap::new(),
         joins: HashMap::new(),
@@ -329,10 +334,12 @@ pub fn svg(p: &Process) -> String {
             StepKind::Wait(_) => ("#f5f5f5", "#555", 14.0, ""),
             StepKind::Gate(_) | StepKind::Parallel(_) => unreachable!("drawn above"),
         };
-        let stroke_w = if matches!(s.kind, StepKind::End(_) | StepKind::Call(_)) {
-            2.5
+        let (stroke, stroke_w) = if marked.contains(&i) {
+            ("#cc0000", 4.0)
+        } else if matches!(s.kind, StepKind::End(_) | StepKind::Call(_)) {
+            (stroke, 2.5)
         } else {
-            1.0
+            (stroke, 1.0)
         };
         let _ = writeln!(
             out,
