@@ -713,11 +713,21 @@ async fn staff_act(
             task: seq,
             user: email.clone(),
         },
+        Some("delegate") => Command::Delegate {
+            task: seq,
+            by: email.clone(),
+            to: core::Recipient::Person(
+                values
+                    .get("_to")
+                    .map(|t| t.trim().to_lowercase())
+                    .unwrap_or_default(),
+            ),
+        },
         _ => Command::Complete {
             task: seq,
             user: email.clone(),
             outcome: values.get("_outcome").filter(|o| !o.is_empty()).cloned(),
-            fields: form::fields(&values, &["_csrf", "_outcome", "_action"]),
+            fields: form::fields(&values, &["_csrf", "_outcome", "_action", "_to"]),
         },
     };
     let completing = matches!(command, Command::Complete { .. });
@@ -733,6 +743,26 @@ async fn staff_act(
             page(&s, StatusCode::OK, "done", "Merci", &data)
         }
         Ok(_) => redirect(&format!("/tasks/{instance}/{seq}")),
+        Err(Error::Refused(core::Error::Invalid(errors)))
+            if errors.iter().any(|e| e.field == "to") =>
+        {
+            let problem = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            task_page(
+                &s,
+                &viewer,
+                &instance,
+                seq,
+                &values,
+                &HashMap::new(),
+                Some(problem),
+            )
+            .await
+            .unwrap_or_else(|e| failure(&s, &e))
+        }
         Err(Error::Refused(core::Error::Invalid(errors))) => {
             let errors = errors.into_iter().map(|e| (e.field, e.message)).collect();
             task_page(&s, &viewer, &instance, seq, &values, &errors, None)

@@ -327,6 +327,16 @@ async fn staff_see_and_decide_only_the_tasks_of_their_roles() {
     )
     .await;
     assert_eq!(intruder.status, StatusCode::NOT_FOUND);
+    // Delegating to something that is not an address is refused, and says why.
+    let bad = call(
+        &site.app,
+        "POST",
+        &format!("/tasks/{id}/{seq}"),
+        Some(&data),
+        Some(format!("_csrf={token}&_action=delegate&_to=personne")),
+    )
+    .await;
+    assert!(bad.body.contains("is not an email address"), "{}", bad.body);
     let claimed = call(
         &site.app,
         "POST",

@@ -534,6 +534,14 @@ impl<'p> Machine<'p> {
 
     fn delegate(&mut self, seq: Seq, to: Recipient) -> Result<(), Error> {
         match &to {
+            Recipient::Person(email)
+                if !email.contains('@') || email.contains(char::is_whitespace) =>
+            {
+                return Err(Error::Invalid(vec![FieldError {
+                    field: "to".into(),
+                    message: format!("`{email}` is not an email address"),
+                }]));
+            }
             Recipient::Person(email) => {
                 self.transition(seq, TaskAction::DelegateToPerson, |t| {
                     t.assignee = Some(email.clone())
