@@ -1,0 +1,86 @@
+//! The requester portal: the list of desks, and an intake form per desk generated from its
+//! start step; errors next to each field, nothing saved until the form is valid.
+
+use super::*;
+
+pub(crate) async fn home(State(s): Shared) -> Response {
+    match s.engine.desks().await {
+        Ok(desks) => {
+            let list: Vec<_> = desks
+                .values()
+                .map(|p| serde_json::json!({"name": p.name, "title": p.title, "description": p.description.clone().unwrap_or_default()}))
+                .collect();
+            page(
+                &s,
+                StatusCode::OK,
+                "home",
+                "Guichets",
+                &serde_json::json!({"desks": list}),
+            )
+        }
+        Err(e) => failure(&s, &e),
+    }
+}
+
+pub(crate) async fn desk_view(
+    s: &AppState,
+    name: &str,
+    values: &HashMap<String, String>,
+    errors: &HashMap<String, String>,
+) -> Result<Response, Error> {
+    let desks = s.engine.desks().await?;
+    let p = desks
+        .get(name)
+        .ok_or_else(|| Error::NotFound(name.to_owned()))?;
+    let start = p.start();
+    let fields = form::view(start.form(), values, errors);
+    let data = serde_json::json!({
+        "desk": {"name": p.name, "title": p.title, "description": p.description.clone().unwrap_or_default()},
+        "form_title": start.display_name(),
+        "fields": fields,
+        "has_errors": !errors.is_empty(),
+    });
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(page(s, status, "desk", &p.title, &data))
+}
+
+pub(crate) async fn desk_form(State(s): Shared, Path(name): Path<String>) -> Response {
+    desk_view(&s, &name, &HashMap::new(), &HashMap::new())
+        .await
+        .unwrap_or_else(|e| failure(&s, &e))
+}
+
+pub(crate) async fn desk_submit(
+    State(s): Shared,
+    Path(name): Path<String>,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let fields = form::fields(&values, &[]);
+    match s.engine.start(&name, &fields).await {
+        Ok(id) => {
+            let title = values
+                .get("titre")
+                .or_else(|| values.get("title"))
+                .cloned()
+                .unwrap_or_default();
+            page(
+                &s,
+                StatusCode::OK,
+                "submitted",
+                "Demande envoyée",
+                &serde_json::json!({"title": title, "reference": core::reference(&id)}),
+            )
+        }
+        Err(Error::Refused(core::Error::Invalid(errors))) => {
+            let errors = errors.into_iter().map(|e| (e.field, e.message)).collect();
+            desk_view(&s, &name, &values, &errors)
+                .await
+                .unwrap_or_else(|e| failure(&s, &e))
+        }
+        Err(e) => failure(&s, &e),
+    }
+}

@@ -1,0 +1,325 @@
+//! Staff: sign-in, sessions in a cookie, the inbox, task pages with claim, release, delegate
+//! and decide, and the request page. Nobody sees or acts on a task outside their roles.
+
+use super::*;
+
+pub(crate) const SESSION_COOKIE: &str = "guichet_session";
+
+/// The session token from the request's cookies.
+pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The signed-in staff member and their session token.
+pub(crate) async fn staff(s: &AppState, headers: &HeaderMap) -> Option<(String, String)> {
+    let token = session_token(headers)?;
+    let email = s.engine.session(&token).await.ok()??;
+    Some((email, token))
+}
+
+pub(crate) fn session_cookie(s: &AppState, value: &str, max_age: i64) -> String {
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+        if s.secure_cookies { "; Secure" } else { "" }
+    )
+}
+
+pub(crate) fn with_cookie(mut r: Response, cookie: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+pub(crate) async fn login_page(State(s): Shared) -> Response {
+    page(
+        &s,
+        StatusCode::OK,
+        "login",
+        "Connexion",
+        &serde_json::json!({"failed": false, "email": ""}),
+    )
+}
+
+pub(crate) async fn login(
+    State(s): Shared,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let email = values.get("email").cloned().unwrap_or_default();
+    let password = values.get("password").cloned().unwrap_or_default();
+    match s.engine.login(&email, &password).await {
+        // A new session at every login: a token planted before it is worthless.
+        Ok(Some(token)) => with_cookie(
+            redirect("/inbox"),
+            &session_cookie(&s, &token, guichet_engine::users::ABSOLUTE_MS / 1000),
+        ),
+        Ok(None) => page(
+            &s,
+            StatusCode::UNAUTHORIZED,
+            "login",
+            "Connexion",
+            &serde_json::json!({"failed": true, "email": email}),
+        ),
+        Err(e) => failure(&s, &e),
+    }
+}
+
+pub(crate) async fn logout(
+    State(s): Shared,
+    headers: HeaderMap,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some((_, token)) = staff(&s, &headers).await {
+        let expected = s.engine.csrf_for(&token).await.unwrap_or_default();
+        if values.get("_csrf").is_some_and(|c| same(c, &expected)) {
+            let _ = s.engine.logout(&token).await;
+        }
+    }
+    with_cookie(redirect("/login"), &session_cookie(&s, "", 0))
+}
+
+pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
+    let Some((email, token)) = staff(&s, &headers).await else {
+        return redirect("/login");
+    };
+    let items = match s.engine.inbox(&email).await {
+        Ok(i) => i,
+        Err(e) => return failure(&s, &e),
+    };
+    let rows: Vec<_> = items
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "instance": i.task.instance, "seq": i.task.seq, "step_title": i.step_title, "title": i.title,
+                "desk": i.desk, "due": i.task.due_at.map(|d| date(guichet_engine::clock::Timestamp(d))).unwrap_or_default(),
+                "overdue": i.task.overdue, "claimed": i.task.assignee.is_some(),
+                "assignee": i.task.assignee.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let csrf = s.engine.csrf_for(&token).await.unwrap_or_default();
+    page(
+        &s,
+        StatusCode::OK,
+        "inbox",
+        "Mes tâches",
+        &serde_json::json!({"email": email, "items": rows, "csrf": csrf}),
+    )
+}
+
+/// Whether the staff member may act on the open task; a `false` hides whether it exists.
+pub(crate) async fn staff_may_act(s: &AppState, email: &str, instance: &str, seq: u32) -> bool {
+    let Ok((desk, _)) = s.engine.instance(instance).await else {
+        return false;
+    };
+    let Ok(tasks) = s.engine.tasks(Some(instance), true).await else {
+        return false;
+    };
+    let Some(task) = tasks.into_iter().find(|t| t.seq == i64::from(seq)) else {
+        return false;
+    };
+    let Ok(roles) = s.engine.roles_of(email).await else {
+        return false;
+    };
+    Engine::may_act(&roles, email, &desk, &task)
+}
+
+pub(crate) fn not_found(s: &AppState) -> Response {
+    let data = serde_json::json!({"heading": "Introuvable", "message": "Cette tâche n'existe pas ou ne vous est pas ouverte."});
+    page(s, StatusCode::NOT_FOUND, "error", "Introuvable", &data)
+}
+
+pub(crate) async fn staff_task(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((instance, seq)): Path<(String, u32)>,
+) -> Response {
+    let Some((email, token)) = staff(&s, &headers).await else {
+        return redirect("/login");
+    };
+    if !staff_may_act(&s, &email, &instance, seq).await {
+        return not_found(&s);
+    }
+    let viewer = Viewer {
+        action: format!("/tasks/{instance}/{seq}"),
+        csrf: s.engine.csrf_for(&token).await.unwrap_or_default(),
+        staff: Some(&email),
+        token: "",
+    };
+    task_page(
+        &s,
+        &viewer,
+        &instance,
+        seq,
+        &HashMap::new(),
+        &HashMap::new(),
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| failure(&s, &e))
+}
+
+pub(crate) async fn staff_act(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((instance, seq)): Path<(String, u32)>,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let Some((email, token)) = staff(&s, &headers).await else {
+        return redirect("/login");
+    };
+    let expected = s.engine.csrf_for(&token).await.unwrap_or_default();
+    if !values.get("_csrf").is_some_and(|c| same(c, &expected)) {
+        let data = serde_json::json!({"heading": "Formulaire expiré", "message": "Rechargez la page de la tâche, puis recommencez."});
+        return page(
+            &s,
+            StatusCode::FORBIDDEN,
+            "error",
+            "Formulaire expiré",
+            &data,
+        );
+    }
+    if !staff_may_act(&s, &email, &instance, seq).await {
+        return not_found(&s);
+    }
+    let command = match values.get("_action").map(String::as_str) {
+        Some("claim") => Command::Claim {
+            task: seq,
+            user: email.clone(),
+        },
+        Some("release") => Command::Release {
+            task: seq,
+            user: email.clone(),
+        },
+        Some("delegate") => Command::Delegate {
+            task: seq,
+            by: email.clone(),
+            to: core::Recipient::Person(
+                values
+                    .get("_to")
+                    .map(|t| t.trim().to_lowercase())
+                    .unwrap_or_default(),
+            ),
+        },
+        _ => Command::Complete {
+            task: seq,
+            user: email.clone(),
+            outcome: values.get("_outcome").filter(|o| !o.is_empty()).cloned(),
+            fields: form::fields(&values, &["_csrf", "_outcome", "_action", "_to"]),
+        },
+    };
+    let completing = matches!(command, Command::Complete { .. });
+    let viewer = Viewer {
+        action: format!("/tasks/{instance}/{seq}"),
+        csrf: expected.clone(),
+        staff: Some(&email),
+        token: "",
+    };
+    match s.engine.execute(&instance, command).await {
+        Ok(_) if completing => {
+            let data = serde_json::json!({"message": "Votre décision est enregistrée. La demande suit son cours."});
+            page(&s, StatusCode::OK, "done", "Merci", &data)
+        }
+        Ok(_) => redirect(&format!("/tasks/{instance}/{seq}")),
+        Err(Error::Refused(core::Error::Invalid(errors)))
+            if errors.iter().any(|e| e.field == "to") =>
+        {
+            let problem = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            task_page(
+                &s,
+                &viewer,
+                &instance,
+                seq,
+                &values,
+                &HashMap::new(),
+                Some(problem),
+            )
+            .await
+            .unwrap_or_else(|e| failure(&s, &e))
+        }
+        Err(Error::Refused(core::Error::Invalid(errors))) => {
+            let errors = errors.into_iter().map(|e| (e.field, e.message)).collect();
+            task_page(&s, &viewer, &instance, seq, &values, &errors, None)
+                .await
+                .unwrap_or_else(|e| failure(&s, &e))
+        }
+        Err(Error::Refused(e)) => task_page(
+            &s,
+            &viewer,
+            &instance,
+            seq,
+            &values,
+            &HashMap::new(),
+            Some(e.to_string()),
+        )
+        .await
+        .unwrap_or_else(|e| failure(&s, &e)),
+        Err(e) => failure(&s, &e),
+    }
+}
+
+/// A request as staff see it: status, open tasks, timeline, and the process drawn with the
+/// steps where it stands outlined. Open to the staff of its desk and to administrators.
+pub(crate) async fn request_page(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some((email, _)) = staff(&s, &headers).await else {
+        return redirect("/login");
+    };
+    let Ok((desk, inst)) = s.engine.instance(&id).await else {
+        return not_found(&s);
+    };
+    let allowed = s.engine.is_admin(&email).await.unwrap_or(false)
+        || s.engine
+            .roles_of(&email)
+            .await
+            .is_ok_and(|roles| roles.iter().any(|(d, _)| *d == desk));
+    if !allowed {
+        return not_found(&s);
+    }
+    let result = async {
+        let p = s.engine.process_of(&id).await?;
+        let marked: Vec<usize> = inst.tokens.values().map(|t| t.step).collect();
+        let tasks: Vec<_> = inst
+            .tasks
+            .values()
+            .map(|t| {
+                serde_json::json!({
+                    "step": p.steps[t.step].display_name(), "role": t.role,
+                    "assignee": t.assignee.clone().unwrap_or_default(),
+                    "due": t.due_at.map(date).unwrap_or_default(), "overdue": t.overdue,
+                })
+            })
+            .collect();
+        let status = match inst.status {
+            InstanceStatus::Running => "en cours".to_owned(),
+            InstanceStatus::Ended(r) => format!("close ({})", r.as_str()),
+            InstanceStatus::Cancelled => "retirée".to_owned(),
+        };
+        let data = serde_json::json!({
+            "request_title": core::request_title(&p, &inst),
+            "reference": core::reference(&id),
+            "desk": p.title,
+            "status": status,
+            "tasks": tasks,
+            "timeline": timeline(&s, &id).await?,
+            "graph": guichet_definitions::graph::svg_marked(&p, &marked),
+        });
+        Ok::<_, Error>(page(&s, StatusCode::OK, "request", &p.title, &data))
+    }
+    .await;
+    result.unwrap_or_else(|e| failure(&s, &e))
+}
