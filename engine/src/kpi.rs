@@ -251,9 +251,16 @@ impl Engine {
         }
         // (desk, group) -> kpi -> values
         let mut values: BTreeMap<(String, String), BTreeMap<String, Vec<f64>>> = BTreeMap::new();
-        let rows = sqlx::query("SELECT instance, kpi, value FROM kpi_facts")
-            .fetch_all(&self.store().pool)
-            .await?;
+        // Only the facts of ended requests in the period; desks and intake filters are
+        // applied through `ended`.
+        let rows = sqlx::query(
+            "SELECT k.instance, k.kpi, k.value FROM kpi_facts k JOIN instances i ON i.id = k.instance \
+             WHERE i.status <> 'running' AND i.ended_at >= $1 AND i.ended_at < $2",
+        )
+        .bind(q.from.map_or(i64::MIN, |t| t.0))
+        .bind(q.to.map_or(i64::MAX, |t| t.0))
+        .fetch_all(&self.store().pool)
+        .await?;
         for r in rows {
             let instance: String = r.try_get(0)?;
             let Some(e) = ended.get(&instance) else {
@@ -343,8 +350,11 @@ impl Engine {
         }
         let mut acc: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
         let rows = sqlx::query(
-            "SELECT instance, step, kind, entered_at, claimed_at, left_at, due_at FROM step_visits",
+            "SELECT v.instance, v.step, v.kind, v.entered_at, v.claimed_at, v.left_at, v.due_at FROM step_visits v \
+             JOIN instances i ON i.id = v.instance WHERE i.status <> 'running' AND i.ended_at >= $1 AND i.ended_at < $2",
         )
+        .bind(q.from.map_or(i64::MIN, |t| t.0))
+        .bind(q.to.map_or(i64::MAX, |t| t.0))
         .fetch_all(&self.store().pool)
         .await?;
         for r in rows {
