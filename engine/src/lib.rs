@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod links;
 pub mod outbox;
 pub mod runtime;
+pub mod sim;
 pub mod store;
 pub mod users;
 
