@@ -66,6 +66,25 @@ pub struct TaskRow {
     pub closed_by: Option<String>,
 }
 
+impl TaskRow {
+    /// Reads the first ten columns of a row selected as `instance, seq, step, role, assignee,
+    /// state, created_at, due_at, overdue, closed_by`.
+    pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<TaskRow, Error> {
+        Ok(TaskRow {
+            instance: r.try_get(0)?,
+            seq: r.try_get(1)?,
+            step: r.try_get(2)?,
+            role: r.try_get(3)?,
+            assignee: r.try_get(4)?,
+            state: r.try_get(5)?,
+            created_at: r.try_get(6)?,
+            due_at: r.try_get(7)?,
+            overdue: r.try_get::<i64, _>(8)? != 0,
+            closed_by: r.try_get(9)?,
+        })
+    }
+}
+
 /// A history row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryRow {
@@ -643,22 +662,7 @@ impl Engine {
         .bind(i64::from(open_only))
         .fetch_all(&self.store.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TaskRow {
-                    instance: r.try_get(0)?,
-                    seq: r.try_get(1)?,
-                    step: r.try_get(2)?,
-                    role: r.try_get(3)?,
-                    assignee: r.try_get(4)?,
-                    state: r.try_get(5)?,
-                    created_at: r.try_get(6)?,
-                    due_at: r.try_get(7)?,
-                    overdue: r.try_get::<i64, _>(8)? != 0,
-                    closed_by: r.try_get(9)?,
-                })
-            })
-            .collect()
+        rows.iter().map(TaskRow::from_row).collect()
     }
 
     /// The history of a request, in order.

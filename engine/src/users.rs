@@ -187,18 +187,7 @@ impl Engine {
         let desks = self.desks().await?;
         let mut out = Vec::new();
         for r in rows {
-            let task = TaskRow {
-                instance: r.try_get(0)?,
-                seq: r.try_get(1)?,
-                step: r.try_get(2)?,
-                role: r.try_get(3)?,
-                assignee: r.try_get(4)?,
-                state: r.try_get(5)?,
-                created_at: r.try_get(6)?,
-                due_at: r.try_get(7)?,
-                overdue: r.try_get::<i64, _>(8)? != 0,
-                closed_by: r.try_get(9)?,
-            };
+            let task = TaskRow::from_row(&r)?;
             let desk: String = r.try_get(10)?;
             if !Self::may_act(&roles, email, &desk, &task) {
                 continue;
