@@ -121,6 +121,11 @@ fn print_rows(header: &[&str], rows: Vec<Vec<String>>, csv: bool) {
     }
 }
 
+fn json(rows: &impl serde::Serialize) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(rows)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> {
     let mut filters = Vec::new();
     for f in &a.filters {
@@ -149,8 +154,7 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
         View::Indicators => {
             let rows = e.kpis(&q).await?;
             if matches!(a.format, Output::Json) {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-                return Ok(ExitCode::SUCCESS);
+                return json(&rows);
             }
             let cells = rows
                 .iter()
@@ -193,8 +197,7 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
         View::Steps => {
             let rows = e.step_timings(&q).await?;
             if matches!(a.format, Output::Json) {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-                return Ok(ExitCode::SUCCESS);
+                return json(&rows);
             }
             let cells = rows
                 .iter()
@@ -243,8 +246,7 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
                 return Ok(ExitCode::SUCCESS);
             }
             if matches!(a.format, Output::Json) {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-                return Ok(ExitCode::SUCCESS);
+                return json(&rows);
             }
             let cells = rows
                 .iter()

@@ -144,6 +144,28 @@ fn date(t: guichet_engine::clock::Timestamp) -> String {
 }
 
 /// Constant-time comparison of two tokens.
+/// Whether a form carries the anti-forgery token derived from `secret` (a link's or a
+/// session's token). Fails closed: a missing or empty token, or an error deriving the
+/// expected one, refuses.
+async fn csrf_ok(s: &AppState, secret: &str, values: &HashMap<String, String>) -> bool {
+    let Ok(expected) = s.engine.csrf_for(secret).await else {
+        return false;
+    };
+    !expected.is_empty() && values.get("_csrf").is_some_and(|c| same(c, &expected))
+}
+
+/// The page for a form whose anti-forgery token is missing or wrong.
+fn expired_form(s: &AppState, hint: &str) -> Response {
+    let data = serde_json::json!({"heading": "Formulaire expiré", "message": hint});
+    page(
+        s,
+        StatusCode::FORBIDDEN,
+        "error",
+        "Formulaire expiré",
+        &data,
+    )
+}
+
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()

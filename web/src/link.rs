@@ -68,18 +68,10 @@ pub(crate) async fn link_act(
             &serde_json::json!({"heading": "Action refusée", "message": "Ce lien sert à suivre la demande."}),
         );
     };
-    let expected = match s.engine.csrf_for(&token).await {
-        Ok(c) => c,
-        Err(e) => return failure(&s, &e),
-    };
-    if !values.get("_csrf").is_some_and(|c| same(c, &expected)) {
-        let data = serde_json::json!({"heading": "Formulaire expiré", "message": "Rechargez la page de la tâche depuis votre courriel, puis recommencez."});
-        return page(
+    if !csrf_ok(&s, &token, &values).await {
+        return expired_form(
             &s,
-            StatusCode::FORBIDDEN,
-            "error",
-            "Formulaire expiré",
-            &data,
+            "Rechargez la page de la tâche depuis votre courriel, puis recommencez.",
         );
     }
     let outcome = values.get("_outcome").filter(|o| !o.is_empty()).cloned();

@@ -76,11 +76,10 @@ pub(crate) async fn logout(
     headers: HeaderMap,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    if let Some((_, token)) = staff(&s, &headers).await {
-        let expected = s.engine.csrf_for(&token).await.unwrap_or_default();
-        if values.get("_csrf").is_some_and(|c| same(c, &expected)) {
-            let _ = s.engine.logout(&token).await;
-        }
+    if let Some((_, token)) = staff(&s, &headers).await
+        && csrf_ok(&s, &token, &values).await
+    {
+        let _ = s.engine.logout(&token).await;
     }
     with_cookie(redirect("/login"), &session_cookie(&s, "", 0))
 }
@@ -175,16 +174,8 @@ pub(crate) async fn staff_act(
     let Some((email, token)) = staff(&s, &headers).await else {
         return redirect("/login");
     };
-    let expected = s.engine.csrf_for(&token).await.unwrap_or_default();
-    if !values.get("_csrf").is_some_and(|c| same(c, &expected)) {
-        let data = serde_json::json!({"heading": "Formulaire expiré", "message": "Rechargez la page de la tâche, puis recommencez."});
-        return page(
-            &s,
-            StatusCode::FORBIDDEN,
-            "error",
-            "Formulaire expiré",
-            &data,
-        );
+    if !csrf_ok(&s, &token, &values).await {
+        return expired_form(&s, "Rechargez la page de la tâche, puis recommencez.");
     }
     if !staff_may_act(&s, &email, &instance, seq).await {
         return not_found(&s);
@@ -218,7 +209,7 @@ pub(crate) async fn staff_act(
     let completing = matches!(command, Command::Complete { .. });
     let viewer = Viewer {
         action: format!("/tasks/{instance}/{seq}"),
-        csrf: expected.clone(),
+        csrf: s.engine.csrf_for(&token).await.unwrap_or_default(),
         staff: Some(&email),
         token: "",
     };

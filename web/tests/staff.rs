@@ -313,6 +313,19 @@ async fn staff_see_and_decide_only_the_tasks_of_their_roles() {
     )
     .await;
     assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+    let empty = call(
+        &site.app,
+        "POST",
+        &format!("/tasks/{id}/{seq}"),
+        Some(&data),
+        Some("_csrf=&_action=claim".into()),
+    )
+    .await;
+    assert_eq!(
+        empty.status,
+        StatusCode::FORBIDDEN,
+        "an empty token is refused"
+    );
     let jurist_token = csrf(
         &call(&site.app, "GET", "/inbox", Some(&jurist), None)
             .await
