@@ -157,15 +157,9 @@ where
     F: FnOnce(Arc<Engine>) -> Fut,
     Fut: Future<Output = anyhow::Result<ExitCode>>,
 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("guichet: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let engine = match Engine::open(url, Arc::new(SystemClock)).await {
@@ -190,6 +184,31 @@ where
         engine.store().close().await;
         code
     })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("guichet: cannot start the runtime: {e}");
+            ExitCode::from(2)
+        })
+}
+
+/// Runs a command that needs no database.
+pub(crate) fn run_without_database(f: impl Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match runtime.block_on(f) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("guichet: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// `id=value` pairs; a value that parses as JSON (a number, true, false) is taken as such.

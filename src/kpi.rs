@@ -68,7 +68,7 @@ fn day(s: &str) -> anyhow::Result<Timestamp> {
     Ok(Timestamp::from_datetime(d.midnight().assume_utc()))
 }
 
-fn num(v: Option<f64>) -> String {
+pub(crate) fn num(v: Option<f64>) -> String {
     v.map(|x| {
         if x.fract() == 0.0 && x.abs() < 1e15 {
             format!("{x:.0}")
@@ -87,17 +87,17 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Prints rows of cells as an aligned table or CSV.
-fn print_rows(header: &[&str], rows: Vec<Vec<String>>, csv: bool) {
+/// Rows of cells as an aligned table or CSV.
+pub(crate) fn print_rows(header: &[&str], rows: Vec<Vec<String>>, csv: bool) -> String {
+    let mut out = String::new();
     if csv {
-        println!("{}", header.join(","));
+        out.push_str(&header.join(","));
+        out.push('\n');
         for r in rows {
-            println!(
-                "{}",
-                r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",")
-            );
+            out.push_str(&r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
+            out.push('\n');
         }
-        return;
+        return out;
     }
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
@@ -106,19 +106,22 @@ fn print_rows(header: &[&str], rows: Vec<Vec<String>>, csv: bool) {
         }
     }
     let line = |cells: Vec<String>| {
-        cells
+        let mut l = cells
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
             .collect::<Vec<_>>()
             .join("  ")
             .trim_end()
-            .to_owned()
+            .to_owned();
+        l.push('\n');
+        l
     };
-    println!("{}", line(header.iter().map(|h| (*h).to_owned()).collect()));
+    out.push_str(&line(header.iter().map(|h| (*h).to_owned()).collect()));
     for r in rows {
-        println!("{}", line(r));
+        out.push_str(&line(r));
     }
+    out
 }
 
 fn json(rows: &impl serde::Serialize) -> anyhow::Result<ExitCode> {
@@ -176,22 +179,25 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
                     ]
                 })
                 .collect();
-            print_rows(
-                &[
-                    "desk",
-                    "group",
-                    "indicator",
-                    "title",
-                    "value",
-                    "unit",
-                    "requests",
-                    "median",
-                    "p90",
-                    "target",
-                    "met",
-                ],
-                cells,
-                csv,
+            print!(
+                "{}",
+                print_rows(
+                    &[
+                        "desk",
+                        "group",
+                        "indicator",
+                        "title",
+                        "value",
+                        "unit",
+                        "requests",
+                        "median",
+                        "p90",
+                        "target",
+                        "met",
+                    ],
+                    cells,
+                    csv,
+                )
             );
         }
         View::Steps => {
@@ -219,24 +225,27 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
                     ]
                 })
                 .collect();
-            print_rows(
-                &[
-                    "desk",
-                    "group",
-                    "step",
-                    "kind",
-                    "visits",
-                    "loops",
-                    "mean days",
-                    "median",
-                    "p90",
-                    "waiting",
-                    "working",
-                    "breach rate",
-                    "share of lead time",
-                ],
-                cells,
-                csv,
+            print!(
+                "{}",
+                print_rows(
+                    &[
+                        "desk",
+                        "group",
+                        "step",
+                        "kind",
+                        "visits",
+                        "loops",
+                        "mean days",
+                        "median",
+                        "p90",
+                        "waiting",
+                        "working",
+                        "breach rate",
+                        "share of lead time",
+                    ],
+                    cells,
+                    csv,
+                )
             );
         }
         View::Matrix => {
@@ -260,10 +269,13 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
                     ]
                 })
                 .collect();
-            print_rows(
-                &["desk", "block", "maturity", "performance", "quadrant"],
-                cells,
-                csv,
+            print!(
+                "{}",
+                print_rows(
+                    &["desk", "block", "maturity", "performance", "quadrant"],
+                    cells,
+                    csv,
+                )
             );
         }
     }

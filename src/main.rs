@@ -10,6 +10,7 @@ use std::process::ExitCode;
 mod db;
 mod kpi;
 mod mail;
+mod simulate;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use guichet_connectors::email::Templates;
@@ -99,6 +100,10 @@ enum Command {
     /// Indicators of ended requests: declared KPIs, per-step timings, the maturity x
     /// performance matrix; models side by side, by version or period.
     Kpi(kpi::KpiArgs),
+    /// Simulate desk models side by side under a scenario (arrivals, staff, durations,
+    /// calendar), optionally calibrated from the recorded history; or forecast the open
+    /// requests.
+    Simulate(simulate::SimulateArgs),
     /// Export the history of ended requests for process-mining tools (XES) or spreadsheets.
     Export(kpi::ExportArgs),
     /// Check the tamper-evident history.
@@ -171,6 +176,10 @@ fn main() -> ExitCode {
         Command::Audit(c) => db::run(&cli.database, |e| db::audit(e, c)),
         Command::Kpi(a) => db::run(&cli.database, |e| kpi::kpi(e, a)),
         Command::User(c) => db::run(&cli.database, |e| db::user(e, c)),
+        Command::Simulate(a) if a.needs_database() => {
+            db::run(&cli.database, |e| simulate::simulate(Some(e), a))
+        }
+        Command::Simulate(a) => db::run_without_database(simulate::simulate(None, a)),
         Command::Export(a) => db::run(&cli.database, |e| kpi::export(e, a)),
         Command::Bench {
             desk,

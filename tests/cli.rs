@@ -501,3 +501,150 @@ fn serve_answers_in_a_browser_at_once() {
         "{desk}"
     );
 }
+
+#[test]
+fn simulate_compares_the_models_reproducibly_in_every_format() {
+    let dir = tempdir("simulate");
+    let scenario = repo().join("examples/scenarios/trois-modeles.kdl");
+    let scenario = scenario.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["simulate", "--scenario", scenario, "--cases", "60"];
+        args.extend(extra);
+        ok(&guichet(&args, &dir))
+    };
+    let table = run(&[]);
+    assert!(
+        table.contains("interne-decentralise  interne-solutions-externes  externe"),
+        "{table}"
+    );
+    assert!(
+        table.contains("Délai moyen de contractualisation (days)"),
+        "{table}"
+    );
+    assert!(table.contains("Where the time goes"), "{table}");
+    // The same seed gives the same results; another seed others.
+    assert_eq!(table, run(&[]));
+    assert_ne!(table, run(&["--seed", "2"]));
+    let json: serde_json::Value = serde_json::from_str(&run(&["--format", "json"])).unwrap();
+    let reports = json["models"].as_array().unwrap();
+    assert_eq!(reports.len(), 3);
+    for m in reports {
+        assert_eq!(m["requests"], 60);
+        assert!(m["lead_time"]["median"].as_f64().unwrap() > 0.0, "{m}");
+        assert!(
+            m["kpis"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kpi"] == "contrats")
+        );
+    }
+    let csv = run(&["--format", "csv"]);
+    assert!(
+        csv.starts_with("metric,interne-decentralise,interne-solutions-externes,externe\n"),
+        "{csv}"
+    );
+    let html_path = dir.join("report.html");
+    run(&["--format", "html", "--output", html_path.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(
+        html.starts_with("<!doctype html>") && html.matches("<svg").count() == 4,
+        "{html}"
+    );
+    // One model by its shipped name, and a definition file.
+    let one = ok(&guichet(
+        &[
+            "simulate",
+            "externe",
+            models()[0].to_str().unwrap(),
+            "--cases",
+            "10",
+        ],
+        &dir,
+    ));
+    let header: Vec<&str> = one.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["metric", "externe", "interne-decentralise"],
+        "{one}"
+    );
+}
+
+#[test]
+fn simulate_refuses_a_broken_scenario_with_its_place() {
+    let dir = tempdir("simulate-broken");
+    std::fs::write(
+        dir.join("s.kdl"),
+        "scenario \"s\" {\n    staff juristes=2\n}\n",
+    )
+    .unwrap();
+    // A role none of the models has: a warning with the likely spelling, and the run goes on.
+    let out = guichet(&["simulate", "--scenario", "s.kdl", "--cases", "5"], &dir);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("G0020") && err.contains("s.kdl:2:11"), "{err}");
+    assert!(err.contains("did you mean `juriste`?"), "{err}");
+    // A distribution without its parameters: an error, nothing runs.
+    std::fs::write(
+        dir.join("s.kdl"),
+        "scenario \"s\" {\n    work uniform min=1\n}\n",
+    )
+    .unwrap();
+    let out = guichet(&["simulate", "--scenario", "s.kdl"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("G0013") && err.contains("s.kdl:2:5"), "{err}");
+    assert!(err.contains("a uniform distribution needs `max`"), "{err}");
+    let out = guichet(&["simulate", "nope"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("neither a file nor a shipped model"));
+}
+
+#[test]
+fn simulate_fits_from_history_and_forecasts_open_requests() {
+    let dir = tempdir("simulate-db");
+    ok(&db_cmd(
+        &dir,
+        &[
+            "bench",
+            "--desk",
+            "externe",
+            "--requests",
+            "4",
+            "--concurrency",
+            "1",
+        ],
+    ));
+    let fitted = db_cmd(
+        &dir,
+        &[
+            "simulate",
+            "externe",
+            "--fit-from",
+            "externe@1",
+            "--cases",
+            "20",
+        ],
+    );
+    let table = ok(&fitted);
+    assert!(table.contains("(fitted from externe@1)"), "{table}");
+    assert!(
+        String::from_utf8_lossy(&fitted.stderr).contains("fitted from 4 ended request(s)"),
+        "{}",
+        String::from_utf8_lossy(&fitted.stderr)
+    );
+    let id = start_externe(&dir);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&ok(&db_cmd(
+        &dir,
+        &["simulate", "--forecast", "--runs", "5", "--format", "json"],
+    )))
+    .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["request"], id.as_str());
+    assert_eq!(rows[0]["ends"], 1.0);
+    assert!(rows[0]["p50"].as_str().unwrap() <= rows[0]["p90"].as_str().unwrap());
+    let out = db_cmd(&dir, &["simulate", "--fit-from", "externe@9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("externe revision 9"));
+}

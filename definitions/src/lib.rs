@@ -28,7 +28,7 @@ mod analysis;
 mod lower;
 mod resolve;
 mod schema;
-mod suggest;
+pub mod suggest;
 
 use std::collections::HashMap;
 
@@ -95,10 +95,11 @@ fn too_large(len: usize) -> Checked {
     }
 }
 
-/// Checks a definition's text and builds its process.
-pub fn load(source: &str) -> Checked {
+/// Parses a KDL file within the limits (size, depth, node count), with every problem as a
+/// diagnostic. Shared by definitions and the simulator's scenario files.
+pub fn parse_document(source: &str) -> Result<kdl::KdlDocument, Vec<Diagnostic>> {
     if source.len() > limits::MAX_FILE_BYTES {
-        return too_large(source.len());
+        return Err(too_large(source.len()).diagnostics);
     }
     let mut diags = Diagnostics::default();
     let depth = limits::max_depth(source);
@@ -116,7 +117,7 @@ pub fn load(source: &str) -> Checked {
             .label("too deep from here")
             .help("a process needs a handful of levels; check for unbalanced braces"),
         );
-        return finish(diags, None);
+        return Err(diags.into_vec());
     }
     let doc = match kdl::KdlDocument::parse(source) {
         Ok(doc) => doc,
@@ -135,7 +136,7 @@ pub fn load(source: &str) -> Checked {
                 }));
                 diags.push(d);
             }
-            return finish(diags, None);
+            return Err(diags.into_vec());
         }
     };
     let count = count_nodes(&doc);
@@ -152,8 +153,23 @@ pub fn load(source: &str) -> Checked {
             .label("too many nodes")
             .help("split the desk into smaller processes"),
         );
-        return finish(diags, None);
+        return Err(diags.into_vec());
     }
+    Ok(doc)
+}
+
+/// Checks a definition's text and builds its process.
+pub fn load(source: &str) -> Checked {
+    let mut diags = Diagnostics::default();
+    let doc = match parse_document(source) {
+        Ok(doc) => doc,
+        Err(errors) => {
+            for d in errors {
+                diags.push(d);
+            }
+            return finish(diags, None);
+        }
+    };
     let draft = lower::lower(&doc, source, &mut diags);
     let resolved = resolve::resolve(&draft, source, &mut diags);
     // Graph analysis only on a flow whose references all resolved: otherwise a missing edge

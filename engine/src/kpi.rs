@@ -9,6 +9,7 @@ use guichet_definitions::model::{BuildingBlock, KpiKind, Process, TargetValue};
 use serde::Serialize;
 use sqlx::Row;
 
+use crate::charts::esc;
 use crate::clock::Timestamp;
 use crate::runtime::{Engine, Error};
 
@@ -48,7 +49,11 @@ pub struct Query {
 pub struct Stats {
     pub n: usize,
     pub mean: f64,
+    /// First quartile.
+    pub p25: f64,
     pub median: f64,
+    /// Third quartile.
+    pub p75: f64,
     pub p90: f64,
     pub p95: f64,
     pub min: f64,
@@ -73,7 +78,9 @@ impl Stats {
         Some(Stats {
             n,
             mean,
+            p25: rank(0.25),
             median: rank(0.5),
+            p75: rank(0.75),
             p90: rank(0.9),
             p95: rank(0.95),
             min: values[0],
@@ -84,7 +91,9 @@ impl Stats {
     fn scaled(self, k: f64) -> Stats {
         Stats {
             mean: self.mean * k,
+            p25: self.p25 * k,
             median: self.median * k,
+            p75: self.p75 * k,
             p90: self.p90 * k,
             p95: self.p95 * k,
             min: self.min * k,
@@ -243,14 +252,10 @@ impl Engine {
     pub async fn kpis(&self, q: &Query) -> Result<Vec<KpiRow>, Error> {
         let defs = self.desks().await?;
         let ended = self.ended(q).await?;
-        let mut requests: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut tally = Tally::default();
         for e in ended.values() {
-            *requests
-                .entry((e.desk.clone(), e.group.clone()))
-                .or_default() += 1;
+            tally.request(&e.desk, &e.group, e.lead_ms);
         }
-        // (desk, group) -> kpi -> values
-        let mut values: BTreeMap<(String, String), BTreeMap<String, Vec<f64>>> = BTreeMap::new();
         // Only the facts of ended requests in the period; desks and intake filters are
         // applied through `ended`.
         let rows = sqlx::query(
@@ -266,89 +271,19 @@ impl Engine {
             let Some(e) = ended.get(&instance) else {
                 continue;
             };
-            values
-                .entry((e.desk.clone(), e.group.clone()))
-                .or_default()
-                .entry(r.try_get(1)?)
-                .or_default()
-                .push(r.try_get(2)?);
+            tally.value(&e.desk, &e.group, r.try_get(1)?, r.try_get(2)?);
         }
-        let mut out = Vec::new();
-        for ((desk, group), n) in &requests {
-            let Some(p) = defs.get(desk) else { continue };
-            let empty = BTreeMap::new();
-            let vals = values.get(&(desk.clone(), group.clone())).unwrap_or(&empty);
-            let total = |id: &str| vals.get(id).map(|v| v.iter().sum::<f64>());
-            for k in &p.kpis {
-                let sample = vals.get(&k.id).cloned().unwrap_or_default();
-                let (kind, unit, value, stats) = match &k.kind {
-                    KpiKind::Duration { .. } => {
-                        let stats = Stats::of(sample).map(|s| s.scaled(1.0 / DAY_MS));
-                        ("duration", "days", stats.map(|s| s.mean), stats)
-                    }
-                    KpiKind::Count { .. } => {
-                        ("count", "requests", Some(total(&k.id).unwrap_or(0.0)), None)
-                    }
-                    KpiKind::Ratio { of, per } => {
-                        let (a, b) = (total(of).unwrap_or(0.0), total(per).unwrap_or(0.0));
-                        ("ratio", "ratio", (b > 0.0).then(|| a / b), None)
-                    }
-                    KpiKind::Sum { .. } => ("sum", "total", total(&k.id), None),
-                    KpiKind::Mean { .. } => {
-                        let stats = Stats::of(sample);
-                        ("mean", "mean", stats.map(|s| s.mean), stats)
-                    }
-                };
-                let target = k.target.as_ref().map(|t| match &t.value {
-                    #[allow(clippy::cast_precision_loss)]
-                    TargetValue::Duration(d) => d.approx_seconds() as f64 / 86_400.0,
-                    TargetValue::Number(x) => *x,
-                });
-                let lower_is_better = k.target.as_ref().is_none_or(|t| t.lower_is_better);
-                let meets_target = match (value, target) {
-                    (Some(v), Some(t)) => Some(if lower_is_better { v <= t } else { v >= t }),
-                    _ => None,
-                };
-                out.push(KpiRow {
-                    desk: desk.clone(),
-                    group: group.clone(),
-                    kpi: k.id.clone(),
-                    title: k.title.clone(),
-                    kind,
-                    block: k.block,
-                    requests: *n,
-                    value,
-                    unit,
-                    stats,
-                    target,
-                    lower_is_better,
-                    meets_target,
-                });
-            }
-        }
-        Ok(out)
+        Ok(tally.kpi_rows(&defs))
     }
 
     /// Per-step timings of each desk, per group, slowest steps first.
     pub async fn step_timings(&self, q: &Query) -> Result<Vec<StepRow>, Error> {
         let defs = self.desks().await?;
         let ended = self.ended(q).await?;
-        let mut lead: BTreeMap<(String, String), i64> = BTreeMap::new();
+        let mut tally = Tally::default();
         for e in ended.values() {
-            *lead.entry((e.desk.clone(), e.group.clone())).or_default() += e.lead_ms;
+            tally.request(&e.desk, &e.group, e.lead_ms);
         }
-        #[derive(Default)]
-        struct Acc {
-            kind: String,
-            visits: usize,
-            requests: std::collections::BTreeSet<String>,
-            total: Vec<f64>,
-            waiting: Vec<f64>,
-            working: Vec<f64>,
-            due: usize,
-            breached: usize,
-        }
-        let mut acc: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
         let rows = sqlx::query(
             "SELECT v.instance, v.step, v.kind, v.entered_at, v.claimed_at, v.left_at, v.due_at FROM step_visits v \
              JOIN instances i ON i.id = v.instance WHERE i.status <> 'running' AND i.ended_at >= $1 AND i.ended_at < $2",
@@ -362,70 +297,16 @@ impl Engine {
             let Some(e) = ended.get(&instance) else {
                 continue;
             };
-            let step: String = r.try_get(1)?;
-            let a = acc
-                .entry((e.desk.clone(), e.group.clone(), step))
-                .or_default();
-            a.kind = r.try_get(2)?;
-            a.visits += 1;
-            a.requests.insert(instance);
-            let entered: i64 = r.try_get(3)?;
-            let claimed: Option<i64> = r.try_get(4)?;
-            let left: Option<i64> = r.try_get(5)?;
-            let due: Option<i64> = r.try_get(6)?;
-            #[allow(clippy::cast_precision_loss)]
-            if let Some(left) = left {
-                a.total.push((left - entered) as f64 / DAY_MS);
-                if let Some(c) = claimed {
-                    a.waiting.push((c - entered) as f64 / DAY_MS);
-                    a.working.push((left - c) as f64 / DAY_MS);
-                } else if a.kind == "task" {
-                    // Completed without an explicit claim: no waiting time apart from work.
-                    a.waiting.push(0.0);
-                    a.working.push((left - entered) as f64 / DAY_MS);
-                }
-                if let Some(d) = due {
-                    a.due += 1;
-                    if left > d {
-                        a.breached += 1;
-                    }
-                }
-            }
+            let kind: String = r.try_get(2)?;
+            let visit = VisitTimes {
+                entered: r.try_get(3)?,
+                claimed: r.try_get(4)?,
+                left: r.try_get(5)?,
+                due: r.try_get(6)?,
+            };
+            tally.visit(&e.desk, &e.group, &instance, r.try_get(1)?, &kind, visit);
         }
-        let mut out: Vec<StepRow> = acc
-            .into_iter()
-            .map(|((desk, group, step), a)| {
-                let title = defs
-                    .get(&desk)
-                    .and_then(|p| p.step(&step))
-                    .map_or_else(|| step.clone(), |s| s.display_name().to_owned());
-                let spent: f64 = a.total.iter().sum::<f64>() * DAY_MS;
-                #[allow(clippy::cast_precision_loss)]
-                let lead_ms = *lead.get(&(desk.clone(), group.clone())).unwrap_or(&0) as f64;
-                #[allow(clippy::cast_precision_loss)]
-                StepRow {
-                    loops: a.visits - a.requests.len(),
-                    requests: a.requests.len(),
-                    visits: a.visits,
-                    total: Stats::of(a.total),
-                    waiting: Stats::of(a.waiting),
-                    working: Stats::of(a.working),
-                    breach_rate: (a.due > 0).then(|| a.breached as f64 / a.due as f64),
-                    share_of_lead_time: if lead_ms > 0.0 { spent / lead_ms } else { 0.0 },
-                    kind: a.kind,
-                    desk,
-                    group,
-                    step,
-                    title,
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            (a.desk.as_str(), a.group.as_str())
-                .cmp(&(b.desk.as_str(), b.group.as_str()))
-                .then(b.share_of_lead_time.total_cmp(&a.share_of_lead_time))
-        });
-        Ok(out)
+        Ok(tally.step_rows(&defs))
     }
 
     /// The white paper's maturity x performance matrix, per desk and building block.
@@ -482,11 +363,199 @@ impl Engine {
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// The timings of one visit of a step, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct VisitTimes {
+    pub entered: i64,
+    pub claimed: Option<i64>,
+    pub left: Option<i64>,
+    pub due: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct StepAcc {
+    kind: String,
+    visits: usize,
+    requests: std::collections::BTreeSet<String>,
+    total: Vec<f64>,
+    waiting: Vec<f64>,
+    working: Vec<f64>,
+    due: usize,
+    breached: usize,
+}
+
+type Group = (String, String);
+
+/// The facts of ended requests, gathered by (desk, group), turned into indicator and step
+/// rows. The one place the indicators are computed: the database queries feed it recorded
+/// facts, the simulator feeds it simulated ones.
+#[derive(Debug, Default)]
+pub struct Tally {
+    requests: BTreeMap<Group, usize>,
+    lead_ms: BTreeMap<Group, i64>,
+    values: BTreeMap<Group, BTreeMap<String, Vec<f64>>>,
+    steps: BTreeMap<(String, String, String), StepAcc>,
+}
+
+impl Tally {
+    /// An ended request of a group, with its lead time.
+    pub fn request(&mut self, desk: &str, group: &str, lead_ms: i64) {
+        let key = (desk.to_owned(), group.to_owned());
+        *self.requests.entry(key.clone()).or_default() += 1;
+        *self.lead_ms.entry(key).or_default() += lead_ms;
+    }
+
+    /// The value of one indicator for one ended request.
+    pub fn value(&mut self, desk: &str, group: &str, kpi: String, value: f64) {
+        self.values
+            .entry((desk.to_owned(), group.to_owned()))
+            .or_default()
+            .entry(kpi)
+            .or_default()
+            .push(value);
+    }
+
+    /// One visit of a step by one ended request.
+    pub fn visit(
+        &mut self,
+        desk: &str,
+        group: &str,
+        request: &str,
+        step: String,
+        kind: &str,
+        v: VisitTimes,
+    ) {
+        let a = self
+            .steps
+            .entry((desk.to_owned(), group.to_owned(), step))
+            .or_default();
+        kind.clone_into(&mut a.kind);
+        a.visits += 1;
+        if !a.requests.contains(request) {
+            a.requests.insert(request.to_owned());
+        }
+        #[allow(clippy::cast_precision_loss)]
+        if let Some(left) = v.left {
+            a.total.push((left - v.entered) as f64 / DAY_MS);
+            if let Some(c) = v.claimed {
+                a.waiting.push((c - v.entered) as f64 / DAY_MS);
+                a.working.push((left - c) as f64 / DAY_MS);
+            } else if a.kind == "task" {
+                // Completed without an explicit claim: no waiting time apart from work.
+                a.waiting.push(0.0);
+                a.working.push((left - v.entered) as f64 / DAY_MS);
+            }
+            if let Some(d) = v.due {
+                a.due += 1;
+                if left > d {
+                    a.breached += 1;
+                }
+            }
+        }
+    }
+
+    /// The declared indicators of each desk, per group.
+    pub fn kpi_rows(&self, defs: &BTreeMap<String, std::sync::Arc<Process>>) -> Vec<KpiRow> {
+        let mut out = Vec::new();
+        for ((desk, group), n) in &self.requests {
+            let Some(p) = defs.get(desk) else { continue };
+            let empty = BTreeMap::new();
+            let vals = self
+                .values
+                .get(&(desk.clone(), group.clone()))
+                .unwrap_or(&empty);
+            let total = |id: &str| vals.get(id).map(|v| v.iter().sum::<f64>());
+            for k in &p.kpis {
+                let sample = vals.get(&k.id).cloned().unwrap_or_default();
+                let (kind, unit, value, stats) = match &k.kind {
+                    KpiKind::Duration { .. } => {
+                        let stats = Stats::of(sample).map(|s| s.scaled(1.0 / DAY_MS));
+                        ("duration", "days", stats.map(|s| s.mean), stats)
+                    }
+                    KpiKind::Count { .. } => {
+                        ("count", "requests", Some(total(&k.id).unwrap_or(0.0)), None)
+                    }
+                    KpiKind::Ratio { of, per } => {
+                        let (a, b) = (total(of).unwrap_or(0.0), total(per).unwrap_or(0.0));
+                        ("ratio", "ratio", (b > 0.0).then(|| a / b), None)
+                    }
+                    KpiKind::Sum { .. } => ("sum", "total", total(&k.id), None),
+                    KpiKind::Mean { .. } => {
+                        let stats = Stats::of(sample);
+                        ("mean", "mean", stats.map(|s| s.mean), stats)
+                    }
+                };
+                let target = k.target.as_ref().map(|t| match &t.value {
+                    #[allow(clippy::cast_precision_loss)]
+                    TargetValue::Duration(d) => d.approx_seconds() as f64 / 86_400.0,
+                    TargetValue::Number(x) => *x,
+                });
+                let lower_is_better = k.target.as_ref().is_none_or(|t| t.lower_is_better);
+                let meets_target = match (value, target) {
+                    (Some(v), Some(t)) => Some(if lower_is_better { v <= t } else { v >= t }),
+                    _ => None,
+                };
+                out.push(KpiRow {
+                    desk: desk.clone(),
+                    group: group.clone(),
+                    kpi: k.id.clone(),
+                    title: k.title.clone(),
+                    kind,
+                    block: k.block,
+                    requests: *n,
+                    value,
+                    unit,
+                    stats,
+                    target,
+                    lower_is_better,
+                    meets_target,
+                });
+            }
+        }
+        out
+    }
+
+    /// Per-step timings of each desk, per group, slowest steps first.
+    pub fn step_rows(&self, defs: &BTreeMap<String, std::sync::Arc<Process>>) -> Vec<StepRow> {
+        let mut out: Vec<StepRow> = self
+            .steps
+            .iter()
+            .map(|((desk, group, step), a)| {
+                let title = defs
+                    .get(desk)
+                    .and_then(|p| p.step(step))
+                    .map_or_else(|| step.clone(), |s| s.display_name().to_owned());
+                let spent: f64 = a.total.iter().sum::<f64>() * DAY_MS;
+                #[allow(clippy::cast_precision_loss)]
+                let lead_ms = *self
+                    .lead_ms
+                    .get(&(desk.clone(), group.clone()))
+                    .unwrap_or(&0) as f64;
+                #[allow(clippy::cast_precision_loss)]
+                StepRow {
+                    loops: a.visits - a.requests.len(),
+                    requests: a.requests.len(),
+                    visits: a.visits,
+                    total: Stats::of(a.total.clone()),
+                    waiting: Stats::of(a.waiting.clone()),
+                    working: Stats::of(a.working.clone()),
+                    breach_rate: (a.due > 0).then(|| a.breached as f64 / a.due as f64),
+                    share_of_lead_time: if lead_ms > 0.0 { spent / lead_ms } else { 0.0 },
+                    kind: a.kind.clone(),
+                    desk: desk.clone(),
+                    group: group.clone(),
+                    step: step.clone(),
+                    title,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (a.desk.as_str(), a.group.as_str())
+                .cmp(&(b.desk.as_str(), b.group.as_str()))
+                .then(b.share_of_lead_time.total_cmp(&a.share_of_lead_time))
+        });
+        out
+    }
 }
 
 fn block_name(b: BuildingBlock) -> &'static str {

@@ -9,16 +9,20 @@
 //!   state, tasks, timers, outbox and hash-chained history;
 //! - [`store`]: the database (SQLite file by default, PostgreSQL), migrated at start.
 
+pub mod calendar;
+pub mod charts;
 pub mod clock;
 pub mod core;
 pub mod drive;
 pub mod export;
 pub mod facts;
+pub mod fit;
 pub mod kpi;
 pub mod lifecycle;
 pub mod links;
 pub mod outbox;
 pub mod runtime;
+pub mod scenario;
 pub mod sim;
 pub mod store;
 pub mod users;

@@ -7,14 +7,18 @@
 //! Runs are reproducible: the same scenario and seed give the same results.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::sync::Arc;
 
 use guichet_definitions::model::{Process, StepKind};
+use serde::Serialize;
 
+use crate::calendar::Calendar;
 use crate::clock::Timestamp;
-use crate::core::{self, Actor, Command, Fields, Instance, InstanceStatus, Seq};
+use crate::core::{self, Actor, Command, Event, Fields, Instance, InstanceStatus, Seq};
 use crate::drive::sample_fields;
-use crate::kpi::Stats;
+use crate::facts;
+use crate::kpi::{KpiRow, Stats, StepRow, Tally, VisitTimes};
 
 const DAY_MS: f64 = 86_400_000.0;
 
@@ -60,6 +64,41 @@ impl Rng {
 }
 
 impl Dist {
+    /// Whether the parameters make sense (the reason when they do not).
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = |c: bool, why: &str| if c { Ok(()) } else { Err(why.to_owned()) };
+        match *self {
+            Dist::Fixed(d) => ok(d >= 0.0 && d.is_finite(), "the value must be zero or more"),
+            Dist::Uniform(a, b) => ok(0.0 <= a && a <= b && b.is_finite(), "0 <= min <= max"),
+            Dist::Triangular(a, m, b) => ok(
+                0.0 <= a && a <= m && m <= b && a < b && b.is_finite(),
+                "0 <= min <= mode <= max, with min < max",
+            ),
+            Dist::Exponential { mean } => ok(
+                mean > 0.0 && mean.is_finite(),
+                "the mean must be above zero",
+            ),
+            Dist::LogNormal { median, spread } => ok(
+                median > 0.0 && spread >= 1.0 && spread.is_finite(),
+                "the median must be above zero and the spread 1 or more",
+            ),
+        }
+    }
+
+    /// The mean of the distribution, in days.
+    pub fn mean(&self) -> f64 {
+        match *self {
+            Dist::Fixed(d) => d,
+            Dist::Uniform(a, b) => f64::midpoint(a, b),
+            Dist::Triangular(a, m, b) => (a + m + b) / 3.0,
+            Dist::Exponential { mean } => mean,
+            Dist::LogNormal { median, spread } => {
+                let s = spread.ln();
+                median * (s * s / 2.0).exp()
+            }
+        }
+    }
+
     pub fn sample(&self, rng: &mut Rng) -> f64 {
         match *self {
             Dist::Fixed(d) => d,
@@ -84,42 +123,72 @@ impl Dist {
     }
 }
 
-/// What the simulation assumes.
+/// What the simulation assumes. Durations are in days: working days (in the calendar's
+/// working time) for work on tasks, calendar days for arrivals and answers.
 #[derive(Debug, Clone)]
 pub struct Scenario {
+    /// When the first request arrives.
+    pub start: Timestamp,
+    pub calendar: Calendar,
     /// Time between two arrivals.
     pub interarrival: Dist,
-    /// Work time of a task, by step id; `default_work` otherwise.
+    /// Arrival instants, instead of `interarrival`, when given.
+    pub schedule: Option<Vec<i64>>,
+    /// Work time of a task, by step id, else by role, else `default_work`.
     pub work: BTreeMap<String, Dist>,
+    pub role_work: BTreeMap<String, Dist>,
     pub default_work: Dist,
     /// Weights of the outcomes of a step (task or call), by step id; a step without weights
     /// always takes its first outcome (the way forward).
     pub outcomes: BTreeMap<String, Vec<(String, f64)>>,
     /// Members per role; roles not listed have one.
     pub staff: BTreeMap<String, usize>,
-    /// How long providers take to answer a call.
+    /// How long providers take to answer a call, unless `answers` names the step.
     pub provider: Dist,
-    /// How long the sponsor takes to answer a wait.
+    /// How long the sponsor takes to answer a wait, unless `answers` names the step.
     pub sponsor: Dist,
+    pub answers: BTreeMap<String, Dist>,
 }
+
+/// Monday 4 January 2027, 00:00: the default first arrival.
+pub const DEFAULT_START: Timestamp = Timestamp(1_799_020_800_000);
 
 impl Default for Scenario {
     fn default() -> Self {
         Scenario {
+            start: DEFAULT_START,
+            calendar: Calendar::Always,
             interarrival: Dist::Exponential { mean: 1.0 },
+            schedule: None,
             work: BTreeMap::new(),
+            role_work: BTreeMap::new(),
             default_work: Dist::Fixed(1.0),
             outcomes: BTreeMap::new(),
             staff: BTreeMap::new(),
             provider: Dist::Fixed(5.0),
             sponsor: Dist::Fixed(5.0),
+            answers: BTreeMap::new(),
         }
     }
 }
 
+/// The queue of one role.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Queue {
+    pub members: usize,
+    /// Share of the members' working time spent working, until the last request ended.
+    pub utilisation: f64,
+    /// Mean number of tasks waiting for a free member, over the run.
+    pub mean_length: f64,
+    pub max_length: usize,
+    /// Mean time a task waited for a free member, in days.
+    pub mean_wait: f64,
+}
+
 /// What a run measured.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    pub desk: String,
     pub requests: usize,
     pub ended: BTreeMap<String, usize>,
     /// Lead time of ended requests, in days.
@@ -128,8 +197,15 @@ pub struct Report {
     pub completions: BTreeMap<String, usize>,
     /// Share of time each role's members were busy, until the last request ended.
     pub utilisation: BTreeMap<String, f64>,
+    pub queues: BTreeMap<String, Queue>,
     /// Time tasks waited for a free member, in days.
     pub queue_wait: Option<Stats>,
+    /// The desk's declared indicators, computed as for recorded requests.
+    pub kpis: Vec<KpiRow>,
+    /// Per-step timings, computed as for recorded requests.
+    pub steps: Vec<StepRow>,
+    /// From the first arrival to the last end, in days.
+    pub span_days: f64,
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -161,6 +237,29 @@ fn ms(days: f64) -> i64 {
     v
 }
 
+/// When the simulated time starts: the scenario's start, or its first scheduled arrival
+/// when earlier.
+fn origin(sc: &Scenario) -> i64 {
+    sc.schedule
+        .as_ref()
+        .and_then(|s| s.first().copied())
+        .map_or(sc.start.0, |first| first.min(sc.start.0))
+}
+
+/// Simulated time runs at most this long after the last arrival (a guard against a scenario
+/// whose requests never end).
+const MAX_SPAN_MS: i64 = 50 * 365 * 86_400_000;
+
+#[derive(Default)]
+struct RoleQueue {
+    waiting: VecDeque<(usize, Seq, i64)>,
+    free: usize,
+    busy_ms: i64,
+    wait_ms: i64,
+    served: usize,
+    max_len: usize,
+}
+
 struct Sim<'a> {
     p: &'a Process,
     sc: &'a Scenario,
@@ -169,25 +268,69 @@ struct Sim<'a> {
     queue: BinaryHeap<Reverse<(i64, u64, Ev)>>,
     order: u64,
     requests: Vec<Instance>,
+    ids: Vec<String>,
     started: Vec<i64>,
     ended_at: Vec<Option<i64>>,
-    /// Tasks waiting for a member: (request, task, queued at).
-    waiting: BTreeMap<String, VecDeque<(usize, Seq, i64)>>,
-    free: BTreeMap<String, usize>,
-    busy_ms: BTreeMap<String, i64>,
+    /// The history of each running request, and its tasks' deadlines, for its facts when it
+    /// ends.
+    history: Vec<Vec<Event>>,
+    due: Vec<BTreeMap<Seq, Timestamp>>,
+    roles: BTreeMap<String, RoleQueue>,
     /// Tasks and timers already given an event, per request.
-    seen: Vec<std::collections::BTreeSet<(u8, Seq)>>,
+    seen: Vec<BTreeSet<(u8, Seq)>>,
     /// Calls and waits whose answer is on its way: (request, token). A token that comes back
     /// to a call (a retry after a timeout) gets a new answer once the previous one has landed.
-    pending: std::collections::BTreeSet<(usize, Seq)>,
+    pending: BTreeSet<(usize, Seq)>,
     queue_waits: Vec<f64>,
     completions: BTreeMap<String, usize>,
+    tally: Tally,
+    /// The form data each step's completion carries, sampled once.
+    fields: Vec<Fields>,
+    /// Whether to keep histories and tally facts (not needed for forecasts).
+    facts: bool,
+    ended: usize,
 }
 
-impl Sim<'_> {
+impl<'a> Sim<'a> {
+    fn new(p: &'a Process, sc: &'a Scenario, seed: u64, facts: bool) -> Self {
+        Sim {
+            p,
+            sc,
+            rng: Rng::new(seed),
+            now: origin(sc),
+            queue: BinaryHeap::new(),
+            order: 0,
+            requests: Vec::new(),
+            ids: Vec::new(),
+            started: Vec::new(),
+            ended_at: Vec::new(),
+            history: Vec::new(),
+            due: Vec::new(),
+            roles: BTreeMap::new(),
+            seen: Vec::new(),
+            pending: BTreeSet::new(),
+            queue_waits: Vec::new(),
+            completions: BTreeMap::new(),
+            tally: Tally::default(),
+            fields: p.steps.iter().map(|s| sample_fields(s.form())).collect(),
+            facts,
+            ended: 0,
+        }
+    }
+
     fn push(&mut self, at: i64, ev: Ev) {
         self.order += 1;
-        self.queue.push(Reverse((at, self.order, ev)));
+        self.queue.push(Reverse((at.max(self.now), self.order, ev)));
+    }
+
+    fn role(&mut self, role: &str) -> &mut RoleQueue {
+        let members = *self.sc.staff.get(role).unwrap_or(&1);
+        self.roles
+            .entry(role.to_owned())
+            .or_insert_with(|| RoleQueue {
+                free: members,
+                ..RoleQueue::default()
+            })
     }
 
     fn outcome(&mut self, step: usize) -> Option<String> {
@@ -196,123 +339,204 @@ impl Sim<'_> {
         if declared.is_empty() {
             return None;
         }
-        match self.sc.outcomes.get(&s.id) {
-            Some(weights) => {
-                let total: f64 = weights.iter().map(|w| w.1).sum();
-                let mut x = self.rng.unit() * total;
-                for (o, w) in weights {
-                    if x < *w {
-                        return Some(o.clone());
-                    }
-                    x -= w;
-                }
-                weights.last().map(|w| w.0.clone())
+        // A scenario written for several models may weigh outcomes this model's step does
+        // not have: only its own count.
+        let weights: Vec<&(String, f64)> = self
+            .sc
+            .outcomes
+            .get(&s.id)
+            .map(|w| {
+                w.iter()
+                    .filter(|(o, _)| declared.iter().any(|d| d.id == *o))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let total: f64 = weights.iter().map(|w| w.1).sum();
+        if total <= 0.0 {
+            return Some(declared[0].id.clone());
+        }
+        let mut x = self.rng.unit() * total;
+        for (o, w) in &weights {
+            if x < *w {
+                return Some(o.clone());
             }
-            None => Some(declared[0].id.clone()),
+            x -= w;
+        }
+        weights.last().map(|w| w.0.clone())
+    }
+
+    /// Adds a request (new or already under way) and schedules what it waits for.
+    fn admit(&mut self, id: String, inst: Instance, events: Vec<Event>) {
+        self.started.push(inst.started_at.0);
+        self.requests.push(inst);
+        self.ids.push(id);
+        self.ended_at.push(None);
+        self.history
+            .push(if self.facts { events } else { Vec::new() });
+        self.due.push(BTreeMap::new());
+        self.seen.push(BTreeSet::new());
+        self.schedule(self.requests.len() - 1);
+    }
+
+    /// Applies a command; the core refuses stale timers and late answers, and those events
+    /// are simply dropped. Returns whether it applied.
+    fn advance(&mut self, r: usize, command: Command) -> bool {
+        let inst = self.requests[r].clone();
+        match core::advance(self.p, inst, command, Timestamp(self.now)) {
+            Ok((next, t)) => {
+                self.requests[r] = next;
+                if self.facts {
+                    self.history[r].extend(t.events);
+                }
+                true
+            }
+            Err(_) => false,
         }
     }
 
     fn apply(&mut self, r: usize, command: Command) {
-        let now = Timestamp(self.now);
-        let inst = self.requests[r].clone();
-        // The core refuses stale timers and late answers: those events are simply dropped.
-        if let Ok((next, _)) = core::advance(self.p, inst, command, now) {
-            self.requests[r] = next;
+        if self.advance(r, command) {
             self.schedule(r);
+        }
+    }
+
+    /// Records the facts of an ended request, as the engine does when a request ends.
+    fn finish(&mut self, r: usize) {
+        self.ended_at[r] = Some(self.now);
+        self.ended += 1;
+        if !self.facts {
+            return;
+        }
+        let events = std::mem::take(&mut self.history[r]);
+        let inst = &self.requests[r];
+        let due = std::mem::take(&mut self.due[r]);
+        let visits = facts::visits(self.p, &events, &due);
+        let desk = &self.p.name;
+        let id = &self.ids[r];
+        self.tally.request(desk, "", self.now - self.started[r]);
+        for (kpi, v) in facts::kpi_values(self.p, inst, &visits) {
+            self.tally.value(desk, "", kpi, v);
+        }
+        for v in visits {
+            let times = VisitTimes {
+                entered: v.entered_at.0,
+                claimed: v.claimed_at.map(|t| t.0),
+                left: v.left_at.map(|t| t.0),
+                due: v.due_at.map(|t| t.0),
+            };
+            self.tally.visit(desk, "", id, v.step, v.kind, times);
         }
     }
 
     /// Gives every new task, call, wait and timer of a request its event.
     fn schedule(&mut self, r: usize) {
-        let inst = self.requests[r].clone();
+        let inst = &self.requests[r];
         if inst.status != InstanceStatus::Running {
             if self.ended_at[r].is_none() {
-                self.ended_at[r] = Some(self.now);
+                self.finish(r);
             }
             return;
         }
-        for t in inst.tasks.values() {
-            if self.seen[r].insert((0, t.seq)) {
-                self.waiting
-                    .entry(t.role.clone())
-                    .or_default()
-                    .push_back((r, t.seq, self.now));
+        let seen = &self.seen[r];
+        let tasks: Vec<(Seq, String, Option<Timestamp>)> = inst
+            .tasks
+            .values()
+            .filter(|t| !seen.contains(&(0, t.seq)))
+            .map(|t| (t.seq, t.role.clone(), t.due_at))
+            .collect();
+        let tokens: Vec<(Seq, usize)> = inst.tokens.iter().map(|(k, t)| (*k, t.step)).collect();
+        let timers: Vec<(Seq, Timestamp)> = inst
+            .timers
+            .values()
+            .filter(|t| !seen.contains(&(3, t.seq)))
+            .map(|t| (t.seq, t.due_at))
+            .collect();
+        for (seq, role, due) in tasks {
+            self.seen[r].insert((0, seq));
+            if let Some(d) = due {
+                self.due[r].insert(seq, d);
             }
+            let now = self.now;
+            let q = self.role(&role);
+            q.waiting.push_back((r, seq, now));
+            q.max_len = q.max_len.max(q.waiting.len());
         }
-        for (token, tok) in &inst.tokens {
-            match &self.p.steps[tok.step].kind {
-                StepKind::Call(_) if self.pending.insert((r, *token)) => {
-                    let at = self.now + ms(self.sc.provider.sample(&mut self.rng));
-                    self.push(
-                        at,
-                        Ev::Callback {
-                            request: r,
-                            token: *token,
-                        },
-                    );
-                }
-                StepKind::Wait(_) if self.pending.insert((r, *token)) => {
-                    let at = self.now + ms(self.sc.sponsor.sample(&mut self.rng));
-                    self.push(
-                        at,
-                        Ev::Answer {
-                            request: r,
-                            token: *token,
-                        },
-                    );
-                }
-                _ => {}
-            }
-        }
-        for t in inst.timers.values() {
-            if self.seen[r].insert((3, t.seq)) {
+        for (token, step) in tokens {
+            let step = &self.p.steps[step];
+            let (default, event) = match &step.kind {
+                StepKind::Call(_) => (self.sc.provider, false),
+                StepKind::Wait(_) => (self.sc.sponsor, true),
+                _ => continue,
+            };
+            if self.pending.insert((r, token)) {
+                let delay = self.sc.answers.get(&step.id).unwrap_or(&default);
+                let at = self.now + ms(delay.sample(&mut self.rng));
+                let request = r;
                 self.push(
-                    t.due_at.0,
-                    Ev::Timer {
-                        request: r,
-                        timer: t.seq,
+                    at,
+                    if event {
+                        Ev::Answer { request, token }
+                    } else {
+                        Ev::Callback { request, token }
                     },
                 );
             }
         }
+        for (seq, due) in timers {
+            self.seen[r].insert((3, seq));
+            self.push(
+                due.0,
+                Ev::Timer {
+                    request: r,
+                    timer: seq,
+                },
+            );
+        }
         self.assign();
     }
 
-    /// Free members take the oldest waiting task of their role.
+    fn work_of(&self, step: &str, role: &str) -> Dist {
+        *self
+            .sc
+            .work
+            .get(step)
+            .or_else(|| self.sc.role_work.get(role))
+            .unwrap_or(&self.sc.default_work)
+    }
+
+    /// Free members take the oldest waiting task of their role; they claim it, so the
+    /// history tells waiting from working time as it does for real staff.
     fn assign(&mut self) {
-        let roles: Vec<String> = self.waiting.keys().cloned().collect();
+        let roles: Vec<String> = self.roles.keys().cloned().collect();
         for role in roles {
             loop {
-                let free = *self
-                    .free
-                    .entry(role.clone())
-                    .or_insert_with(|| *self.sc.staff.get(&role).unwrap_or(&1));
-                if free == 0 {
+                let q = self.role(&role);
+                if q.free == 0 {
                     break;
                 }
-                let Some((r, task, queued)) =
-                    self.waiting.get_mut(&role).and_then(VecDeque::pop_front)
-                else {
+                let Some((r, task, queued)) = q.waiting.pop_front() else {
                     break;
                 };
-                // A task escalated or delegated meanwhile is skipped here and seen again later.
+                // A task escalated, delegated or cancelled meanwhile is skipped here.
                 let Some(t) = self.requests[r].tasks.get(&task) else {
                     continue;
                 };
-                let step = &self.p.steps[t.step].id;
-                let work = self
-                    .sc
-                    .work
-                    .get(step)
-                    .unwrap_or(&self.sc.default_work)
-                    .sample(&mut self.rng);
+                let work = self.work_of(&self.p.steps[t.step].id, &role);
+                let work_ms =
+                    ms(work.sample(&mut self.rng) * self.sc.calendar.day_ms() as f64 / DAY_MS);
+                let user = format!("sim:{role}");
+                self.advance(r, Command::Claim { task, user });
+                let now = self.now;
+                let done = self.sc.calendar.add_work(now, work_ms);
+                let q = self.role(&role);
+                q.free -= 1;
+                q.busy_ms += work_ms;
+                q.wait_ms += now - queued;
+                q.served += 1;
                 #[allow(clippy::cast_precision_loss)]
-                self.queue_waits.push((self.now - queued) as f64 / DAY_MS);
-                *self.free.entry(role.clone()).or_default() -= 1;
-                *self.busy_ms.entry(role.clone()).or_default() += ms(work);
-                let at = self.now + ms(work);
+                self.queue_waits.push((now - queued) as f64 / DAY_MS);
                 self.push(
-                    at,
+                    done,
                     Ev::Done {
                         request: r,
                         task,
@@ -322,156 +546,274 @@ impl Sim<'_> {
             }
         }
     }
-}
 
-/// Runs `requests` arrivals of a process through the scenario.
-pub fn simulate(p: &Process, sc: &Scenario, requests: usize, seed: u64) -> Report {
-    let mut sim = Sim {
-        p,
-        sc,
-        rng: Rng::new(seed),
-        now: 0,
-        queue: BinaryHeap::new(),
-        order: 0,
-        requests: Vec::new(),
-        started: Vec::new(),
-        ended_at: Vec::new(),
-        waiting: BTreeMap::new(),
-        free: BTreeMap::new(),
-        busy_ms: BTreeMap::new(),
-        seen: Vec::new(),
-        pending: std::collections::BTreeSet::new(),
-        queue_waits: Vec::new(),
-        completions: BTreeMap::new(),
-    };
-    let intake: Fields = sample_fields(p.start().form());
-    sim.push(0, Ev::Arrival);
-    let mut arrived = 0;
-    while let Some(Reverse((at, _, ev))) = sim.queue.pop() {
-        sim.now = at;
-        match ev {
-            Ev::Arrival => {
-                if let Ok((inst, _)) = core::start(p, &intake, Timestamp(at)) {
-                    sim.requests.push(inst);
-                    sim.started.push(at);
-                    sim.ended_at.push(None);
-                    sim.seen.push(std::collections::BTreeSet::new());
-                    sim.schedule(sim.requests.len() - 1);
-                }
-                arrived += 1;
-                if arrived < requests {
-                    let next = at + ms(sc.interarrival.sample(&mut sim.rng));
-                    sim.push(next, Ev::Arrival);
-                }
+    fn step_event(&mut self, request: usize, token: Seq) -> Option<usize> {
+        self.pending.remove(&(request, token));
+        let step = self.requests[request].tokens.get(&token).map(|t| t.step)?;
+        *self
+            .completions
+            .entry(self.p.steps[step].id.clone())
+            .or_default() += 1;
+        Some(step)
+    }
+
+    /// Runs until nothing is left to happen, calling `progress` with the number of ended
+    /// requests as they end.
+    fn run(&mut self, intake: &Fields, arrivals: usize, progress: &mut dyn FnMut(usize)) {
+        let p = self.p;
+        let mut schedule = self.sc.schedule.clone().map(VecDeque::from);
+        let mut limit = self.now + MAX_SPAN_MS;
+        if arrivals > 0 {
+            let first = match &mut schedule {
+                Some(s) => s.pop_front(),
+                None => Some(self.sc.start.0),
+            };
+            if let Some(at) = first {
+                self.push(at, Ev::Arrival);
             }
-            Ev::Done {
-                request,
-                task,
-                role,
-            } => {
-                *sim.free.entry(role).or_default() += 1;
-                if let Some(t) = sim.requests[request].tasks.get(&task) {
-                    let step = t.step;
-                    *sim.completions.entry(p.steps[step].id.clone()).or_default() += 1;
-                    let outcome = sim.outcome(step);
-                    let fields = sample_fields(p.steps[step].form());
-                    sim.apply(
+        }
+        let mut arrived = 0;
+        while let Some(Reverse((at, _, ev))) = self.queue.pop() {
+            if at > limit {
+                break;
+            }
+            self.now = at;
+            let before = self.ended;
+            match ev {
+                Ev::Arrival => {
+                    limit = at + MAX_SPAN_MS;
+                    if let Ok((inst, t)) = core::start(p, intake, Timestamp(at)) {
+                        let id = format!("sim-{}", self.requests.len() + 1);
+                        self.admit(id, inst, t.events);
+                    }
+                    arrived += 1;
+                    if arrived < arrivals {
+                        let next = match &mut schedule {
+                            Some(s) => s.pop_front(),
+                            None => Some(at + ms(self.sc.interarrival.sample(&mut self.rng))),
+                        };
+                        if let Some(next) = next {
+                            self.push(next, Ev::Arrival);
+                        }
+                    }
+                }
+                Ev::Done {
+                    request,
+                    task,
+                    role,
+                } => {
+                    self.role(&role).free += 1;
+                    if let Some(t) = self.requests[request].tasks.get(&task) {
+                        let step = t.step;
+                        *self
+                            .completions
+                            .entry(p.steps[step].id.clone())
+                            .or_default() += 1;
+                        let outcome = self.outcome(step);
+                        let fields = self.fields[step].clone();
+                        self.apply(
+                            request,
+                            Command::Complete {
+                                task,
+                                user: format!("sim:{role}"),
+                                outcome,
+                                fields,
+                            },
+                        );
+                    }
+                    self.assign();
+                }
+                Ev::Callback { request, token } => {
+                    let Some(step) = self.step_event(request, token) else {
+                        continue;
+                    };
+                    let StepKind::Call(c) = &p.steps[step].kind else {
+                        continue;
+                    };
+                    let outcome = self.outcome(step);
+                    let fields = self.fields[step].clone();
+                    let provider = c.provider.clone();
+                    self.apply(
                         request,
-                        Command::Complete {
-                            task,
-                            user: "sim".into(),
+                        Command::Callback {
+                            token,
+                            provider,
                             outcome,
                             fields,
                         },
                     );
                 }
-                sim.assign();
+                Ev::Answer { request, token } => {
+                    let Some(step) = self.step_event(request, token) else {
+                        continue;
+                    };
+                    let StepKind::Wait(w) = &p.steps[step].kind else {
+                        continue;
+                    };
+                    let name = w.event.clone();
+                    let fields = self.fields[step].clone();
+                    self.apply(
+                        request,
+                        Command::Event {
+                            name,
+                            fields,
+                            actor: Actor::Requester,
+                        },
+                    );
+                }
+                Ev::Timer { request, timer } => {
+                    // Timers of tasks done meanwhile are gone: nothing to fire.
+                    if self.requests[request].timers.contains_key(&timer) {
+                        self.apply(request, Command::FireTimer { timer });
+                    }
+                }
             }
-            Ev::Callback { request, token } => {
-                sim.pending.remove(&(request, token));
-                let Some(step) = sim.requests[request].tokens.get(&token).map(|t| t.step) else {
-                    continue;
-                };
-                let StepKind::Call(c) = &p.steps[step].kind else {
-                    continue;
-                };
-                *sim.completions.entry(p.steps[step].id.clone()).or_default() += 1;
-                let outcome = sim.outcome(step);
-                let fields = sample_fields(p.steps[step].form());
-                let provider = c.provider.clone();
-                sim.apply(
-                    request,
-                    Command::Callback {
-                        token,
-                        provider,
-                        outcome,
-                        fields,
-                    },
-                );
+            if self.ended != before {
+                progress(self.ended);
             }
-            Ev::Answer { request, token } => {
-                sim.pending.remove(&(request, token));
-                let Some(step) = sim.requests[request].tokens.get(&token).map(|t| t.step) else {
-                    continue;
-                };
-                let StepKind::Wait(w) = &p.steps[step].kind else {
-                    continue;
-                };
-                let name = w.event.clone();
-                let fields = sample_fields(p.steps[step].form());
-                sim.apply(
-                    request,
-                    Command::Event {
-                        name,
-                        fields,
-                        actor: Actor::Requester,
-                    },
-                );
-            }
-            Ev::Timer { request, timer } => sim.apply(request, Command::FireTimer { timer }),
         }
     }
-    let horizon = sim
-        .ended_at
-        .iter()
-        .flatten()
-        .max()
-        .copied()
-        .unwrap_or(sim.now)
-        .max(1);
-    #[allow(clippy::cast_precision_loss)]
-    let lead: Vec<f64> = sim
-        .ended_at
-        .iter()
-        .zip(&sim.started)
-        .filter_map(|(e, s)| e.map(|e| (e - s) as f64 / DAY_MS))
-        .collect();
-    let mut ended = BTreeMap::new();
-    for inst in &sim.requests {
-        let key = match inst.status {
-            InstanceStatus::Ended(r) => r.as_str().to_owned(),
-            InstanceStatus::Cancelled => "cancelled".to_owned(),
-            InstanceStatus::Running => "running".to_owned(),
-        };
-        *ended.entry(key).or_default() += 1;
+
+    fn report(self) -> Report {
+        let start = origin(self.sc);
+        let last = self
+            .ended_at
+            .iter()
+            .flatten()
+            .max()
+            .copied()
+            .unwrap_or(self.now)
+            .max(start + 1);
+        #[allow(clippy::cast_precision_loss)]
+        let lead: Vec<f64> = self
+            .ended_at
+            .iter()
+            .zip(&self.started)
+            .filter_map(|(e, s)| e.map(|e| (e - s) as f64 / DAY_MS))
+            .collect();
+        let mut ended = BTreeMap::new();
+        for inst in &self.requests {
+            let key = match inst.status {
+                InstanceStatus::Ended(r) => r.as_str().to_owned(),
+                InstanceStatus::Cancelled => "cancelled".to_owned(),
+                InstanceStatus::Running => "running".to_owned(),
+            };
+            *ended.entry(key).or_default() += 1;
+        }
+        let open_ms = self.sc.calendar.working_between(start, last).max(1);
+        let span_ms = last - start;
+        #[allow(clippy::cast_precision_loss)]
+        let queues: BTreeMap<String, Queue> = self
+            .roles
+            .iter()
+            .map(|(role, q)| {
+                let members = *self.sc.staff.get(role).unwrap_or(&1);
+                (
+                    role.clone(),
+                    Queue {
+                        members,
+                        utilisation: q.busy_ms as f64 / (members as f64 * open_ms as f64),
+                        mean_length: q.wait_ms as f64 / span_ms as f64,
+                        max_length: q.max_len,
+                        mean_wait: q.wait_ms as f64 / q.served.max(1) as f64 / DAY_MS,
+                    },
+                )
+            })
+            .collect();
+        let defs = BTreeMap::from([(self.p.name.clone(), Arc::new(self.p.clone()))]);
+        Report {
+            desk: self.p.name.clone(),
+            requests: self.requests.len(),
+            ended,
+            lead_time: Stats::of(lead),
+            completions: self.completions,
+            utilisation: queues
+                .iter()
+                .map(|(r, q)| (r.clone(), q.utilisation))
+                .collect(),
+            queues,
+            queue_wait: Stats::of(self.queue_waits),
+            kpis: self.tally.kpi_rows(&defs),
+            steps: self.tally.step_rows(&defs),
+            #[allow(clippy::cast_precision_loss)]
+            span_days: span_ms as f64 / DAY_MS,
+        }
     }
-    #[allow(clippy::cast_precision_loss)]
-    let utilisation = sim
-        .busy_ms
-        .iter()
-        .map(|(role, busy)| {
-            let members = *sc.staff.get(role).unwrap_or(&1) as f64;
-            (role.clone(), *busy as f64 / (members * horizon as f64))
+}
+
+/// Runs `requests` arrivals of a process through the scenario.
+pub fn simulate(p: &Process, sc: &Scenario, requests: usize, seed: u64) -> Report {
+    simulate_with(p, sc, requests, seed, &mut |_| {})
+}
+
+/// [`simulate`], calling `progress` with the number of ended requests as they end.
+pub fn simulate_with(
+    p: &Process,
+    sc: &Scenario,
+    requests: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(usize),
+) -> Report {
+    let mut sim = Sim::new(p, sc, seed, true);
+    let intake: Fields = sample_fields(p.start().form());
+    sim.run(&intake, requests, progress);
+    sim.report()
+}
+
+/// When an open request is expected to end.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Forecast {
+    pub id: String,
+    /// Median and 90th percentile of the simulated end, over the runs that ended it.
+    pub p50: Option<Timestamp>,
+    pub p90: Option<Timestamp>,
+    /// Share of runs in which it ended within the simulated span.
+    pub ends: f64,
+}
+
+/// Forecasts when each open request ends: `runs` simulations from their current state at
+/// `now`, with the scenario's staff and durations and no new arrivals.
+pub fn forecast(
+    p: &Process,
+    sc: &Scenario,
+    open: &[(String, Instance)],
+    now: Timestamp,
+    runs: usize,
+    seed: u64,
+) -> Vec<Forecast> {
+    let mut ends: Vec<Vec<i64>> = vec![Vec::new(); open.len()];
+    let sc = Scenario {
+        start: now,
+        ..sc.clone()
+    };
+    for run in 0..runs {
+        let mut sim = Sim::new(p, &sc, seed.wrapping_add(run as u64), false);
+        for (id, inst) in open {
+            sim.admit(id.clone(), inst.clone(), Vec::new());
+        }
+        sim.run(&Fields::new(), 0, &mut |_| {});
+        for (i, e) in sim.ended_at.iter().enumerate() {
+            if let Some(e) = e {
+                ends[i].push(*e);
+            }
+        }
+    }
+    open.iter()
+        .zip(ends)
+        .map(|((id, _), e)| {
+            #[allow(clippy::cast_precision_loss)]
+            let share = e.len() as f64 / runs.max(1) as f64;
+            #[allow(clippy::cast_possible_truncation)]
+            let stats = Stats::of(e.iter().map(|x| *x as f64).collect());
+            #[allow(clippy::cast_possible_truncation)]
+            Forecast {
+                id: id.clone(),
+                p50: stats.map(|s| Timestamp(s.median as i64)),
+                p90: stats.map(|s| Timestamp(s.p90 as i64)),
+                ends: share,
+            }
         })
-        .collect();
-    Report {
-        requests: sim.requests.len(),
-        ended,
-        lead_time: Stats::of(lead),
-        completions: sim.completions,
-        utilisation,
-        queue_wait: Stats::of(sim.queue_waits),
-    }
+        .collect()
 }
 
 #[cfg(test)]

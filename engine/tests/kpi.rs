@@ -405,3 +405,40 @@ async fn comparison_by_version() {
         40.0
     ));
 }
+
+#[tokio::test]
+async fn a_scenario_fitted_from_history_has_the_measured_durations_and_weights() {
+    use guichet_engine::calendar::Calendar;
+    use guichet_engine::sim::Dist;
+    let (e, clock) = engine().await;
+    four_requests(&e, &clock).await;
+    let fit = e
+        .fit("interne-decentralise", Some(1), &Calendar::Always)
+        .await
+        .unwrap();
+    assert_eq!(fit.requests, 4);
+    // Requests came every three days.
+    assert_eq!(fit.interarrival, Some(Dist::Exponential { mean: 3.0 }));
+    // The review was claimed after a day and decided a day later, every time.
+    assert_eq!(fit.work["recevabilite"], Dist::Fixed(1.0));
+    // Three accepted at the committee, one refused; one contract revised out of four reviews.
+    let weight = |step: &str, o: &str| {
+        fit.outcomes[step]
+            .iter()
+            .find(|(x, _)| x == o)
+            .map(|w| w.1)
+            .unwrap()
+    };
+    assert_eq!(weight("comite", "accepte"), 3.0);
+    assert_eq!(weight("comite", "refuse"), 1.0);
+    assert_eq!(weight("revue-juridique", "a-reviser"), 1.0);
+    assert_eq!(weight("revue-juridique", "valide"), 3.0);
+    // Working time in an office calendar: the claim on Tuesday 00:00 and the decision on
+    // Wednesday 00:00 span one open day of eight hours.
+    let office = e
+        .fit("interne-decentralise", None, &Calendar::french_office())
+        .await
+        .unwrap();
+    assert_eq!(office.work["recevabilite"], Dist::Fixed(1.0));
+    assert!(e.fit("nope", None, &Calendar::Always).await.is_err());
+}

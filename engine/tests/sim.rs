@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 
 use guichet_definitions::model::Process;
-use guichet_engine::sim::{Dist, Scenario, simulate};
+use guichet_engine::calendar::Calendar;
+use guichet_engine::clock::Timestamp;
+use guichet_engine::scenario::{self, parse_instant};
+use guichet_engine::sim::{Dist, Scenario, forecast, simulate};
 
 fn one_task(extra_outcome: bool) -> Process {
     let outcomes = if extra_outcome {
@@ -160,4 +163,225 @@ fn the_shipped_models_run_under_a_plausible_scenario() {
         );
         assert!(report.lead_time.unwrap().mean > 10.0, "{file}");
     }
+}
+
+const DAY: i64 = 86_400_000;
+const HOUR: i64 = 3_600_000;
+
+fn at(s: &str) -> Timestamp {
+    parse_instant(s).unwrap()
+}
+
+#[test]
+fn a_working_calendar_spreads_work_over_open_hours() {
+    // One working day of work (8 hours) on a request arriving on Friday 8 January 2027 at
+    // 16:00: one hour on Friday, seven on Monday, done Monday 16:00, three days later.
+    let p = one_task(false);
+    let sc = Scenario {
+        calendar: Calendar::french_office(),
+        schedule: Some(vec![at("2026-04-03T16:00").0, at("2027-01-08T16:00").0]),
+        default_work: Dist::Fixed(1.0),
+        ..Scenario::default()
+    };
+    let report = simulate(&p, &sc, 2, 1);
+    let lead = report.lead_time.unwrap();
+    assert_eq!(lead.min, 3.0, "{lead:?}");
+    // Friday 3 April 2026, 16:00: Easter Monday (6 April) is off, so Tuesday 16:00.
+    assert_eq!(lead.max, 4.0, "{lead:?}");
+}
+
+#[test]
+fn simulated_requests_have_the_indicators_of_recorded_ones() {
+    let (_, source) = guichet_definitions::models::ALL
+        .iter()
+        .find(|(f, _)| *f == "interne-decentralise.kdl")
+        .unwrap();
+    let p = guichet_definitions::load(source).process.unwrap();
+    let sc = Scenario {
+        interarrival: Dist::Fixed(1.0),
+        default_work: Dist::Fixed(0.25),
+        staff: BTreeMap::from([("juriste".to_owned(), 1)]),
+        ..Scenario::default()
+    };
+    let report = simulate(&p, &sc, 50, 1);
+    assert_eq!(report.ended["accepted"], 50);
+    let kpi = |id: &str| report.kpis.iter().find(|k| k.kpi == id).unwrap();
+    assert_eq!(kpi("demandes").value, Some(50.0));
+    assert_eq!(kpi("contrats").value, Some(50.0));
+    let contract = kpi("delai-contrat").stats.unwrap();
+    assert_eq!(contract.n, 50);
+    // The jurist has three tasks of a quarter of a day per request (legal feasibility,
+    // contract review, patient information): 37.5 days of work for 50 requests.
+    let juriste = report.queues["juriste"];
+    let busy = juriste.utilisation * report.span_days;
+    assert!(
+        (busy - 37.5).abs() < 1e-6,
+        "{juriste:?} over {}",
+        report.span_days
+    );
+    assert!(juriste.mean_wait < 0.5, "{juriste:?}");
+    // Waiting and working add up to the time in the step, as in recorded facts.
+    let step = report
+        .steps
+        .iter()
+        .find(|s| s.step == "faisabilite-juridique")
+        .unwrap();
+    let (total, waiting, working) = (
+        step.total.unwrap().mean,
+        step.waiting.unwrap().mean,
+        step.working.unwrap().mean,
+    );
+    assert!((total - waiting - working).abs() < 1e-9);
+    assert!((working - 0.25).abs() < 1e-9, "{working}");
+    assert_eq!(step.visits, 50);
+}
+
+#[test]
+fn forecasts_follow_the_queue_of_open_requests() {
+    // Three requests waiting for one member, two days of work each: they end 2, 4 and 6
+    // days from now, in the order they came.
+    let p = one_task(false);
+    let now = at("2027-03-01");
+    let open: Vec<(String, _)> = (0..3)
+        .map(|i| {
+            let (inst, _) = guichet_engine::core::start(
+                &p,
+                &Default::default(),
+                Timestamp(now.0 - (3 - i) * HOUR),
+            )
+            .unwrap();
+            (format!("r{i}"), inst)
+        })
+        .collect();
+    let sc = Scenario {
+        default_work: Dist::Fixed(2.0),
+        ..Scenario::default()
+    };
+    let f = forecast(&p, &sc, &open, now, 5, 1);
+    let ends: Vec<i64> = f.iter().map(|f| f.p50.unwrap().0 - now.0).collect();
+    assert_eq!(ends, vec![2 * DAY, 4 * DAY, 6 * DAY]);
+    assert!(f.iter().all(|f| f.ends == 1.0 && f.p90 == f.p50));
+}
+
+#[test]
+fn the_example_scenario_reads_against_the_shipped_models() {
+    let models: Vec<_> = guichet_definitions::models::ALL
+        .iter()
+        .map(|(_, s)| guichet_definitions::load(s).process.unwrap())
+        .collect();
+    let refs: Vec<_> = models.iter().collect();
+    let source = include_str!("../../examples/scenarios/trois-modeles.kdl");
+    let parsed = scenario::parse(source, &refs).unwrap();
+    assert_eq!(parsed.scenario.staff["juriste"], 2);
+    assert_eq!(parsed.scenario.calendar, Calendar::french_office());
+    assert_eq!(parsed.scenario.outcomes["comite"].len(), 2);
+    assert!(matches!(
+        parsed.scenario.role_work["juriste"],
+        Dist::LogNormal { .. }
+    ));
+}
+
+#[test]
+fn scenario_mistakes_name_the_place_and_the_fix() {
+    let p = one_task(true);
+    let refs = [&p];
+    let cases = [
+        (
+            "scenario \"s\" { staff rr=2 }",
+            "G0020",
+            "no model being simulated has the role `rr`",
+            "did you mean `r`?",
+        ),
+        (
+            "scenario \"s\" { work step=\"travial\" fixed value=1 }",
+            "G0022",
+            "no model being simulated has the step `travial`",
+            "did you mean `travail`?",
+        ),
+        (
+            "scenario \"s\" { outcomes \"travail\" ok=1 revior=1 }",
+            "G0024",
+            "no simulated model's step `travail` has the outcome `revior`",
+            "did you mean `revoir`?",
+        ),
+        (
+            "scenario \"s\" { arrivals exponentiel mean=2 }",
+            "G0019",
+            "unknown distribution `exponentiel`",
+            "did you mean `exponential`?",
+        ),
+        (
+            "scenario \"s\" { work triangular min=3 mode=1 max=2 }",
+            "G0019",
+            "not valid",
+            "fix the parameters",
+        ),
+        (
+            "scenario \"s\" { work uniform min=1 }",
+            "G0013",
+            "a uniform distribution needs `max`",
+            "min, max",
+        ),
+        (
+            "scenario \"s\" { calendar open=\"18:00\" close=\"09:00\" }",
+            "G0019",
+            "no working time",
+            "open before close",
+        ),
+        (
+            "scenario \"s\" { staf r=1 }",
+            "G0010",
+            "unknown scenario setting `staf`",
+            "did you mean `staff`?",
+        ),
+        (
+            "scenario \"s\" { start \"04/01/2027\" }",
+            "G0019",
+            "is not a date",
+            "2027-01-04",
+        ),
+        ("scenario \"s\" { staff r=true", "G0001", "", ""),
+    ];
+    for (src, code, message, help) in cases {
+        // Names no simulated model has are warnings: the setting is left out.
+        let diags = match scenario::parse(src, &refs) {
+            Ok(parsed) => {
+                assert!(["G0020", "G0022", "G0024"].contains(&code), "{src}");
+                parsed.warnings
+            }
+            Err(errors) => errors,
+        };
+        let d = &diags[0];
+        assert_eq!(d.code.as_str(), code, "{src}: {diags:?}");
+        assert!(d.message.contains(message), "{src}: {}", d.message);
+        assert!(
+            d.help.as_deref().unwrap_or("").contains(help),
+            "{src}: {:?}",
+            d.help
+        );
+        // The span points into the file.
+        assert!(d.span.end() <= src.len(), "{src}");
+    }
+}
+
+#[test]
+fn the_scenarios_in_the_docs_read_cleanly() {
+    let models: Vec<_> = guichet_definitions::models::ALL
+        .iter()
+        .map(|(_, s)| guichet_definitions::load(s).process.unwrap())
+        .collect();
+    let refs: Vec<_> = models.iter().collect();
+    let doc = include_str!("../../docs/simulation.md");
+    let mut blocks = 0;
+    for block in doc.split("```kdl\n").skip(1) {
+        let source = block.split("```").next().unwrap();
+        let parsed = scenario::parse(source, &refs).unwrap_or_else(|e| panic!("{source}\n{e:?}"));
+        assert!(
+            parsed.warnings.is_empty(),
+            "{source}\n{:?}",
+            parsed.warnings
+        );
+        blocks += 1;
+    }
+    assert!(blocks >= 1);
 }
