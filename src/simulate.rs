@@ -207,7 +207,8 @@ fn write_out(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Each model in turn, with a progress bar on a terminal.
+/// The models side by side, one thread each (they share nothing), with a progress bar on a
+/// terminal. Each model's run depends only on the seed, not on the threads.
 fn run_models(
     models: &[definitions::Process],
     sc: &Scenario,
@@ -216,20 +217,30 @@ fn run_models(
 ) -> Vec<Report> {
     let bar = indicatif::ProgressBar::new((cases * models.len()) as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>28} [{bar:40}] {pos}/{len} requests ended")
+        indicatif::ProgressStyle::with_template("[{bar:40}] {pos}/{len} requests ended")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let mut out = Vec::new();
-    for (i, p) in models.iter().enumerate() {
-        bar.set_message(p.name.clone());
-        let base = (i * cases) as u64;
-        out.push(sim::simulate_with(p, sc, cases, seed, &mut |ended| {
-            bar.set_position(base + ended as u64);
-        }));
-    }
+    let reports = std::thread::scope(|scope| {
+        let runs: Vec<_> = models
+            .iter()
+            .map(|p| {
+                let bar = bar.clone();
+                scope.spawn(move || {
+                    let mut last = 0;
+                    sim::simulate_with(p, sc, cases, seed, &mut |ended| {
+                        bar.inc((ended - last) as u64);
+                        last = ended;
+                    })
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
     bar.finish_and_clear();
-    out
+    reports
 }
 
 /// The side-by-side comparison as (metric, value per model) rows.

@@ -12,8 +12,8 @@ pub const PALETTE: &[&str] = &[
     "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f",
 ];
 
-const WIDTH: f64 = 720.0;
-const LABEL_W: f64 = 190.0;
+const WIDTH: f64 = 780.0;
+const LABEL_W: f64 = 250.0;
 const ROW_H: f64 = 34.0;
 const TOP: f64 = 40.0;
 
@@ -25,19 +25,20 @@ pub fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A round upper bound for an axis and its tick step.
+/// A round upper bound for an axis and its tick step: the step is 1, 2, 2.5 or 5 times a
+/// power of ten, about a fifth of the largest value, and the bound the first step above it.
 fn axis(max: f64) -> (f64, f64) {
     if max <= 0.0 || !max.is_finite() {
         return (1.0, 0.25);
     }
-    let magnitude = 10f64.powf(max.log10().floor());
-    for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
-        if max <= m * magnitude {
-            let top = m * magnitude;
-            return (top, top / 5.0);
-        }
-    }
-    (10.0 * magnitude, 2.0 * magnitude)
+    let raw = max / 5.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * magnitude);
+    ((max / step).ceil() * step, step)
 }
 
 fn fmt_num(x: f64) -> String {
@@ -200,10 +201,12 @@ mod tests {
 
     #[test]
     fn axes_end_on_round_numbers() {
-        assert_eq!(axis(7.3), (10.0, 2.0));
+        assert_eq!(axis(7.3), (8.0, 2.0));
         assert_eq!(axis(43.0), (50.0, 10.0));
         assert_eq!(axis(0.0), (1.0, 0.25));
-        assert_eq!(axis(180.0), (200.0, 40.0));
+        assert_eq!(axis(180.0), (200.0, 50.0));
+        assert_eq!(axis(555.0), (600.0, 200.0));
+        assert_eq!(axis(1.0), (1.0, 0.2));
     }
 
     #[test]

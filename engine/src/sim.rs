@@ -284,6 +284,8 @@ struct Sim<'a> {
     queue_waits: Vec<f64>,
     completions: BTreeMap<String, usize>,
     tally: Tally,
+    /// How ended requests ended.
+    results: BTreeMap<String, usize>,
     /// The form data each step's completion carries, sampled once.
     fields: Vec<Fields>,
     /// Whether to keep histories and tally facts (not needed for forecasts).
@@ -312,6 +314,7 @@ impl<'a> Sim<'a> {
             queue_waits: Vec::new(),
             completions: BTreeMap::new(),
             tally: Tally::default(),
+            results: BTreeMap::new(),
             fields: p.steps.iter().map(|s| sample_fields(s.form())).collect(),
             facts,
             ended: 0,
@@ -404,6 +407,13 @@ impl<'a> Sim<'a> {
     fn finish(&mut self, r: usize) {
         self.ended_at[r] = Some(self.now);
         self.ended += 1;
+        let result = match self.requests[r].status {
+            InstanceStatus::Ended(e) => e.as_str(),
+            InstanceStatus::Cancelled => "cancelled",
+            InstanceStatus::Running => "running",
+        };
+        *self.results.entry(result.to_owned()).or_default() += 1;
+        self.seen[r] = BTreeSet::new();
         if !self.facts {
             return;
         }
@@ -426,6 +436,8 @@ impl<'a> Sim<'a> {
             };
             self.tally.visit(desk, "", id, v.step, v.kind, times);
         }
+        // Only the facts are kept of an ended request, so memory follows the open ones.
+        self.requests[r] = Instance::new(Timestamp(0));
     }
 
     /// Gives every new task, call, wait and timer of a request its event.
@@ -691,14 +703,10 @@ impl<'a> Sim<'a> {
             .zip(&self.started)
             .filter_map(|(e, s)| e.map(|e| (e - s) as f64 / DAY_MS))
             .collect();
-        let mut ended = BTreeMap::new();
-        for inst in &self.requests {
-            let key = match inst.status {
-                InstanceStatus::Ended(r) => r.as_str().to_owned(),
-                InstanceStatus::Cancelled => "cancelled".to_owned(),
-                InstanceStatus::Running => "running".to_owned(),
-            };
-            *ended.entry(key).or_default() += 1;
+        let mut ended = self.results.clone();
+        let running = self.ended_at.iter().filter(|e| e.is_none()).count();
+        if running > 0 {
+            ended.insert("running".to_owned(), running);
         }
         let open_ms = self.sc.calendar.working_between(start, last).max(1);
         let span_ms = last - start;

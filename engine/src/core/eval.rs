@@ -45,7 +45,12 @@ fn to_cel(v: &Value) -> Option<Cel> {
 
 /// The variables a condition sees.
 pub fn context<'a>(p: &Process, data: &BTreeMap<String, StepData>) -> cel::Context<'a, 'a> {
-    let mut ctx = cel::Context::default();
+    // The standard library's functions are registered once per thread, not per condition:
+    // building them was a third of the simulator's time.
+    thread_local! {
+        static STDLIB: std::sync::Arc<cel::Env> = std::sync::Arc::new(cel::Env::stdlib());
+    }
+    let mut ctx = cel::Context::with_env(STDLIB.with(std::sync::Arc::clone));
     for step in &p.steps {
         let mut m: HashMap<String, Cel> = HashMap::new();
         let d = data.get(&step.id);
