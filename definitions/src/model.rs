@@ -208,6 +208,21 @@ pub struct Outcome {
     pub label: Option<String>,
 }
 
+impl Outcome {
+    /// What people read: the label, or the id with a capital and spaces (`non-conforme`
+    /// reads "Non conforme").
+    pub fn display_name(&self) -> String {
+        if let Some(l) = &self.label {
+            return l.clone();
+        }
+        let spaced = self.id.replace(['-', '_'], " ");
+        let mut chars = spaced.chars();
+        chars
+            .next()
+            .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+    }
+}
+
 /// A notification email to the members of a role.
 #[derive(Debug, Clone, Serialize)]
 pub struct Notify {

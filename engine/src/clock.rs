@@ -23,6 +23,31 @@ impl Timestamp {
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
+    /// This instant in Paris (Europe/Paris: UTC+1, and UTC+2 in summer time, from the last
+    /// Sunday of March to the last Sunday of October at 01:00 UTC, the EU rule since 1996),
+    /// for the dates people read in pages and emails.
+    pub fn in_paris(self) -> OffsetDateTime {
+        let utc = self.to_datetime();
+        let year = utc.year();
+        let last_sunday_0100 = |month: Month| {
+            let next = if month == Month::December {
+                Date::from_calendar_date(year + 1, Month::January, 1)
+            } else {
+                Date::from_calendar_date(year, month.next(), 1)
+            };
+            let last = next.map_or(Date::MIN, |d| d - Duration::days(1));
+            let back = i64::from(last.weekday().number_days_from_sunday());
+            (last - Duration::days(back))
+                .with_hms(1, 0, 0)
+                .map_or(OffsetDateTime::UNIX_EPOCH, |d| d.assume_utc())
+        };
+        let summer =
+            utc >= last_sunday_0100(Month::March) && utc < last_sunday_0100(Month::October);
+        let offset = time::UtcOffset::from_hms(if summer { 2 } else { 1 }, 0, 0)
+            .unwrap_or(time::UtcOffset::UTC);
+        utc.to_offset(offset)
+    }
+
     /// This instant plus a duration as written in a definition. Years and months move on the
     /// calendar (31 January + P1M is the last day of February); the rest is exact.
     pub fn plus(self, d: &IsoDuration) -> Timestamp {
@@ -110,6 +135,32 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paris_time_follows_summer_time() {
+        let at = |dt: OffsetDateTime| Timestamp::from_datetime(dt).in_paris();
+        // Winter: UTC+1.
+        let w = at(time::macros::datetime!(2027-01-15 12:00 UTC));
+        assert_eq!((w.hour(), w.offset().whole_hours()), (13, 1));
+        // 28 March 2027 is the last Sunday of March: summer time from 01:00 UTC.
+        let before = at(time::macros::datetime!(2027-03-28 00:59 UTC));
+        let after = at(time::macros::datetime!(2027-03-28 01:00 UTC));
+        assert_eq!((before.hour(), before.minute()), (1, 59));
+        assert_eq!(after.hour(), 3);
+        // 31 October 2027 is the last Sunday of October: back to UTC+1 at 01:00 UTC.
+        let summer = at(time::macros::datetime!(2027-10-31 00:30 UTC));
+        let winter = at(time::macros::datetime!(2027-10-31 01:30 UTC));
+        assert_eq!((summer.hour(), winter.hour()), (2, 2));
+        assert_eq!(
+            (summer.offset().whole_hours(), winter.offset().whole_hours()),
+            (2, 1)
+        );
+        // Late December, the month arithmetic wraps into next year.
+        assert_eq!(
+            at(time::macros::datetime!(2027-12-31 23:30 UTC)).year(),
+            2028
+        );
+    }
     use time::macros::datetime;
 
     fn ts(dt: OffsetDateTime) -> Timestamp {

@@ -132,7 +132,7 @@ fn failure(s: &AppState, e: &Error) -> Response {
 }
 
 fn date(t: guichet_engine::clock::Timestamp) -> String {
-    let d = t.to_datetime();
+    let d = t.in_paris();
     format!(
         "{:02}/{:02}/{} {:02}:{:02}",
         d.day(),

@@ -29,7 +29,13 @@ pub(crate) async fn timeline(s: &AppState, id: &str) -> Result<Vec<serde_json::V
                 ) {
                     continue;
                 }
-                match outcome {
+                let label = outcome.as_ref().map(|o| {
+                    st.outcomes()
+                        .iter()
+                        .find(|x| x.id == *o)
+                        .map_or_else(|| o.clone(), |x| x.display_name())
+                });
+                match label {
                     Some(o) => format!("{} : {o}", st.display_name()),
                     None => st.display_name().to_owned(),
                 }
@@ -91,7 +97,7 @@ pub(crate) async fn task_page(
     let outcomes: Vec<_> = step
         .outcomes()
         .iter()
-        .map(|o| serde_json::json!({"id": o.id, "label": o.label.clone().unwrap_or_else(|| o.id.clone())}))
+        .map(|o| serde_json::json!({"id": o.id, "label": o.display_name()}))
         .collect();
     let data = serde_json::json!({
         "action": viewer.action,

@@ -275,7 +275,7 @@ async fn a_task_is_decided_from_its_email_link_and_only_by_a_post() {
         html.contains("Votre demande est en cours d&#x27;examen."),
         "{html}"
     );
-    assert!(html.contains("Recevabilité : recevable"), "{html}");
+    assert!(html.contains("Recevabilité : Recevable"), "{html}");
     let (status, _) = call(
         &app,
         "POST",

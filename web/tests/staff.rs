@@ -409,7 +409,7 @@ async fn staff_see_and_decide_only_the_tasks_of_their_roles() {
         "{}",
         request.body
     );
-    assert!(request.body.contains("Examen de recevabilité : recevable"));
+    assert!(request.body.contains("Examen de recevabilité : Recevable"));
     site.engine
         .set_user("ailleurs@autre.example", PASSWORD, false)
         .await

@@ -330,7 +330,7 @@ pub fn context(
 }
 
 fn format_date(t: Timestamp, lang: Language) -> String {
-    let d = t.to_datetime();
+    let d = t.in_paris();
     match lang {
         Language::Fr => format!("{:02}/{:02}/{}", d.day(), d.month() as u8, d.year()),
         Language::En => format!("{}-{:02}-{:02}", d.year(), d.month() as u8, d.day()),

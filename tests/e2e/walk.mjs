@@ -1,0 +1,262 @@
+// A whole request of desk model (a), walked in a real headless Chromium against the real
+// `guichet serve`, with a real SMTP server on 127.0.0.1 receiving every email: the sponsor
+// submits the intake form; the desk, the jurists, the scientific committee and the datalake
+// team open the links of their emails and decide; the feasibility committee signs in and
+// decides from its inbox; the contract is negotiated, reviewed and signed; the sponsor opens
+// the status link of their confirmation email and sees the contract signed.
+//
+// Run by `cargo test --test e2e` (tests/e2e.rs), which passes the binary and the browser:
+//   GUICHET_BIN=target/debug/guichet CHROMIUM=/usr/bin/chromium SCREENSHOTS=dir node walk.mjs
+// Screenshots of every page are saved in SCREENSHOTS.
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { simpleParser } from "mailparser";
+import { chromium } from "playwright-core";
+import { SMTPServer } from "smtp-server";
+
+const BIN = process.env.GUICHET_BIN;
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SHOTS = process.env.SCREENSHOTS || join(tmpdir(), "guichet-e2e-screenshots");
+assert.ok(BIN, "set GUICHET_BIN to the guichet binary");
+mkdirSync(SHOTS, { recursive: true });
+
+const deadline = Date.now() + 150_000;
+const log = (...a) => console.log(`[e2e ${new Date().toISOString().slice(11, 19)}]`, ...a);
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+// The SMTP server: every message parsed, with its envelope recipients.
+const mails = [];
+const smtp = new SMTPServer({
+  authOptional: true,
+  disabledCommands: ["STARTTLS"],
+  logger: false,
+  onData(stream, session, callback) {
+    simpleParser(stream)
+      .then((m) => {
+        mails.push({ to: session.envelope.rcptTo.map((r) => r.address), mail: m });
+        callback();
+      })
+      .catch(callback);
+  },
+});
+const smtpPort = await freePort();
+await new Promise((r) => smtp.listen(smtpPort, "127.0.0.1", r));
+
+const webPort = await freePort();
+const base = `http://127.0.0.1:${webPort}`;
+const dir = mkdtempSync(join(tmpdir(), "guichet-e2e-"));
+const env = {
+  ...process.env,
+  GUICHET_DATABASE: `sqlite://${join(dir, "desk.db")}`,
+  GUICHET_LISTEN: `127.0.0.1:${webPort}`,
+  GUICHET_BASE_URL: base,
+  GUICHET_SMTP_HOST: "127.0.0.1",
+  GUICHET_SMTP_PORT: String(smtpPort),
+  GUICHET_SMTP_TLS: "none",
+  GUICHET_MAIL_FROM: "Guichet <guichet@hopital.example>",
+};
+
+function run(args, input) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(BIN, args, { env: { ...env, ...input }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.stderr.on("data", (d) => (out += d));
+    p.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`${args}: ${code}\n${out}`))));
+  });
+}
+
+// The feasibility committee has an account; everyone else works from their emails.
+const COMMITTEE = "comite-faisabilite@hopital.example";
+const PASSWORD = "un mot de passe assez long";
+await run(["serve", "--once"]);
+await run(["user", "add", COMMITTEE], { GUICHET_PASSWORD: PASSWORD });
+
+const server = spawn(BIN, ["serve"], { env, stdio: ["ignore", "pipe", "pipe"] });
+let serverLog = "";
+server.stdout.on("data", (d) => (serverLog += d));
+server.stderr.on("data", (d) => (serverLog += d));
+
+let browser;
+let failed = false;
+try {
+  // Wait for the server.
+  for (;;) {
+    try {
+      if ((await fetch(`${base}/healthz`)).ok) break;
+    } catch {}
+    assert.ok(Date.now() < deadline, `the server did not answer:\n${serverLog}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  let shot = 0;
+  const snap = async (page, name) => {
+    shot += 1;
+    await page.screenshot({ path: join(SHOTS, `${String(shot).padStart(2, "0")}-${name}.png`), fullPage: true });
+  };
+
+  // The emails to one address that match, oldest first; waits until there is one.
+  async function mailsTo(address, matches = () => true) {
+    for (;;) {
+      const got = mails.filter((m) => m.to.includes(address) && matches(m));
+      if (got.length > 0) return got;
+      assert.ok(
+        Date.now() < deadline,
+        `no such email for ${address}; got:\n` + mails.map((m) => `${m.to} ${m.mail.subject}`).join("\n"),
+      );
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  const linkIn = (m) => {
+    const found = m.mail.text.match(/https?:\/\/[^\s]+\/l\/[A-Za-z0-9_-]+/);
+    assert.ok(found, `no link in: ${m.mail.text}`);
+    return found[0];
+  };
+
+  // 1. The sponsor submits the intake form of desk (a).
+  const sponsor = await browser.newPage();
+  await sponsor.goto(base + "/");
+  await snap(sponsor, "portal");
+  await sponsor.click('a[href="/desks/interne-decentralise"]');
+  await snap(sponsor, "intake-form");
+  // Submitting empty shows the errors next to the fields, and saves nothing.
+  await sponsor.click('button[type="submit"]');
+  assert.ok(await sponsor.locator("#e-titre").isVisible(), "no error next to the title");
+  await snap(sponsor, "intake-errors");
+  await sponsor.fill("#f-titre", "Cohorte diabète 2027");
+  await sponsor.fill("#f-email", "porteur@labo.example");
+  await sponsor.fill("#f-organisme", "Laboratoire d'épidémiologie");
+  await sponsor.selectOption("#f-type-porteur", "academique");
+  await sponsor.selectOption("#f-cadre", "collaboratif");
+  await sponsor.fill("#f-resume", "Étude des parcours de soins des patients diabétiques.");
+  await sponsor.fill("#f-donnees", "Séjours 2015-2025, biologie, traitements.");
+  await sponsor.selectOption("#f-dans-catalogue", "true");
+  await sponsor.click('button[type="submit"]');
+  await sponsor.waitForSelector("text=Demande envoyée");
+  const reference = await sponsor.locator("strong").first().textContent();
+  log("submitted", reference);
+  await snap(sponsor, "submitted");
+
+  // Opens a task from its email and decides it in a fresh browser context (the recipient's).
+  async function decideFromEmail(address, subjectHas, outcome, fill = async () => {}) {
+    const got = await mailsTo(address, (m) => m.mail.subject.includes(subjectHas));
+    const m = got[got.length - 1];
+    // No case data in the email beyond title, step, deadline and link.
+    assert.ok(!m.mail.text.includes("parcours de soins"), "the summary leaked into an email");
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    const url = linkIn(m);
+    await page.goto(url);
+    // Opening the link twice changes nothing: the page still offers the decision.
+    await page.reload();
+    await snap(page, `task-${subjectHas.replace(/\W+/g, "-").toLowerCase()}`);
+    await fill(page);
+    await page.click(`button[name="_outcome"][value="${outcome}"]`);
+    await page.waitForLoadState();
+    await snap(page, `done-${subjectHas.replace(/\W+/g, "-").toLowerCase()}`);
+    // The link is spent: opening it again shows the same page as a forged one.
+    await page.goto(url);
+    await page.waitForSelector("text=Ce lien n'est plus valide");
+    await snap(page, `spent-${subjectHas.replace(/\W+/g, "-").toLowerCase()}`);
+    await ctx.close();
+    log("decided", subjectHas, "as", outcome, "for", address);
+  }
+
+  // 2. The desk finds it admissible; 3. the three feasibility studies, in parallel.
+  await decideFromEmail("guichet-donnees@hopital.example", "Examen de recevabilité", "recevable");
+  await decideFromEmail("juriste@hopital.example", "Faisabilité juridique", "favorable", async (p) => {
+    await p.selectOption("#f-base-legale", "mr-004");
+    await p.fill("#f-avis", "Conforme à la MR-004.");
+  });
+  await decideFromEmail("comite-scientifique@hopital.example", "Faisabilité scientifique", "favorable");
+  await decideFromEmail("datalake@hopital.example", "Faisabilité technique", "faisable", async (p) => {
+    await p.selectOption("#f-travaux-supplementaires", "false");
+  });
+
+  // 4. The committee signs in, finds the task in its inbox, takes it and approves.
+  const committee = await (await browser.newContext()).newPage();
+  await committee.goto(base + "/login");
+  await committee.fill("#f-email", COMMITTEE);
+  await committee.fill("#f-password", "wrong password!");
+  await committee.click('button[type="submit"]');
+  assert.ok(await committee.locator("text=Adresse ou mot de passe incorrect").isVisible());
+  await committee.fill("#f-password", PASSWORD);
+  await committee.click('button[type="submit"]');
+  for (;;) {
+    await committee.goto(base + "/inbox");
+    if ((await committee.locator("text=Comité de faisabilité").count()) > 0) break;
+    assert.ok(Date.now() < deadline, "the committee task never reached the inbox");
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await snap(committee, "inbox");
+  await committee.click("a:has-text('Comité de faisabilité')");
+  await committee.click('button[value="claim"]');
+  await committee.waitForSelector(`text=Prise par ${COMMITTEE}`);
+  await snap(committee, "committee-task");
+  await committee.click('button[name="_outcome"][value="accepte"]');
+  await committee.waitForLoadState();
+  await snap(committee, "committee-done");
+  log("committee approved");
+
+  // 5. Negotiation, legal review, signature.
+  await decideFromEmail("valorisation@hopital.example", "Négociation du contrat", "projet-pret", async (p) => {
+    await p.fill("#f-montant", "12000");
+  });
+  await decideFromEmail("juriste@hopital.example", "Revue juridique du contrat", "valide");
+  await decideFromEmail("direction-recherche@hopital.example", "Signature du contrat", "signe", async (p) => {
+    await p.fill("#f-date-signature", "2027-02-01");
+  });
+
+  // 6. The sponsor follows the status link of the confirmation email.
+  const [received] = await mailsTo("porteur@labo.example", (m) => m.mail.text.includes("/l/"));
+  await sponsor.goto(linkIn(received));
+  await sponsor.waitForSelector("text=Votre demande « Cohorte diabète 2027 »");
+  const page = await sponsor.content();
+  assert.ok(page.includes("Signature du contrat : Contrat signé"), "the status does not show the signature");
+  await snap(sponsor, "sponsor-status");
+  // Told at each stage by email: received, contract to sign, accepted.
+  await mailsTo("porteur@labo.example", (m) => /accept/i.test(m.mail.subject));
+  const subjects = mails.filter((m) => m.to.includes("porteur@labo.example")).map((m) => m.mail.subject);
+  log("sponsor emails:", subjects.join(" | "));
+  assert.equal(subjects.length, 3, `${subjects}`);
+  log(`ok: ${mails.length} emails, ${shot} screenshots in ${SHOTS}`);
+} catch (e) {
+  failed = true;
+  console.error(e);
+  console.error("server log:\n" + serverLog);
+} finally {
+  if (browser) await browser.close();
+  server.kill("SIGINT");
+  await new Promise((r) => server.on("exit", r));
+  smtp.close();
+  rmSync(dir, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
