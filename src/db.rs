@@ -145,6 +145,65 @@ pub(crate) async fn user(e: Arc<Engine>, c: UserCommand) -> anyhow::Result<ExitC
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Issue an API token acting as a staff account (its roles, or administration); the
+    /// token is printed once, only its hash is kept.
+    Create {
+        email: String,
+        /// What the token is for, shown in listings.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// The tokens: prefix, account, name, dates (never the tokens themselves).
+    List,
+    /// Revoke a token by its prefix (the first 12 characters, as listed).
+    Revoke { prefix: String },
+}
+
+pub(crate) async fn token(e: Arc<Engine>, c: TokenCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        TokenCommand::Create { email, name } => {
+            let token = e.create_api_token(&email, &name).await?;
+            println!("{token}");
+            eprintln!(
+                "API token for {email}: send it as `Authorization: Bearer <token>`; it is shown only now"
+            );
+        }
+        TokenCommand::List => {
+            let day = |t: Option<i64>| {
+                t.map(|t| {
+                    guichet_engine::clock::Timestamp(t)
+                        .to_datetime()
+                        .date()
+                        .to_string()
+                })
+                .unwrap_or_else(|| "-".to_owned())
+            };
+            for t in e.api_tokens().await? {
+                println!(
+                    "{}  {}  {}  created {}  last used {}{}",
+                    t.prefix,
+                    t.email,
+                    if t.name.is_empty() { "-" } else { &t.name },
+                    day(Some(t.created_at)),
+                    day(t.last_used_at),
+                    t.revoked_at
+                        .map(|r| format!("  revoked {}", day(Some(r))))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        TokenCommand::Revoke { prefix } => {
+            if e.revoke_api_token(&prefix).await? == 0 {
+                anyhow::bail!("no active token has the prefix {prefix} (see `guichet token list`)");
+            }
+            println!("{prefix}: revoked");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
     /// Recompute every request's hash chain; name the first broken link (exit 1).
     Verify,

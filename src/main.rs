@@ -112,6 +112,9 @@ enum Command {
     /// Staff accounts.
     #[command(subcommand)]
     User(db::UserCommand),
+    /// API tokens for scripts and providers (the REST API under /api/v1).
+    #[command(subcommand)]
+    Token(db::TokenCommand),
     /// Drive requests of a desk to their end as fast as the database allows, and report
     /// throughput, latency, CPU and memory. Resumes unfinished requests when restarted.
     Bench {
@@ -176,6 +179,7 @@ fn main() -> ExitCode {
         Command::Audit(c) => db::run(&cli.database, |e| db::audit(e, c)),
         Command::Kpi(a) => db::run(&cli.database, |e| kpi::kpi(e, a)),
         Command::User(c) => db::run(&cli.database, |e| db::user(e, c)),
+        Command::Token(c) => db::run(&cli.database, |e| db::token(e, c)),
         Command::Simulate(a) if a.needs_database() => {
             db::run(&cli.database, |e| simulate::simulate(Some(e), a))
         }

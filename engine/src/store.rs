@@ -74,6 +74,11 @@ fn migrator() -> Migrator {
         ),
         m(5, "facts", include_str!("../migrations/0005_facts.sql")),
         m(6, "users", include_str!("../migrations/0006_users.sql")),
+        m(
+            7,
+            "api tokens",
+            include_str!("../migrations/0007_api_tokens.sql"),
+        ),
     ])
 }
 

@@ -28,6 +28,17 @@ fn hash(token: &str) -> String {
         .collect()
 }
 
+/// An API token as listed (never the token itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiToken {
+    pub prefix: String,
+    pub email: String,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
 /// An open task as the inbox shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct InboxItem {
@@ -134,6 +145,90 @@ impl Engine {
             .execute(&self.store().pool)
             .await?;
         Ok(Some(row.try_get(0)?))
+    }
+
+    /// Issues an API token acting as a staff account; the token is returned once, only its
+    /// hash is kept. Tokens look like `gch_` and 43 characters; the first 12 are their
+    /// public prefix, shown in listings and used to revoke.
+    pub async fn create_api_token(&self, email: &str, name: &str) -> Result<String, Error> {
+        let email = email.trim().to_lowercase();
+        let exists = sqlx::query("SELECT 1 FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(&self.store().pool)
+            .await?
+            .is_some();
+        if !exists {
+            return Err(Error::NotFound(format!(
+                "staff account {email} (create it first with `guichet user add`)"
+            )));
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
+        let token = format!("gch_{}", crate::links::b64url(&bytes));
+        sqlx::query(
+            "INSERT INTO api_tokens (token_hash, prefix, email, name, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(hash(&token))
+        .bind(&token[..12])
+        .bind(&email)
+        .bind(name)
+        .bind(self.now().0)
+        .execute(&self.store().pool)
+        .await?;
+        Ok(token)
+    }
+
+    /// The staff account an API token acts as, when it is valid and not revoked.
+    pub async fn api_token(&self, token: &str) -> Result<Option<String>, Error> {
+        if !token.starts_with("gch_") || token.len() > 64 {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT email FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(hash(token))
+        .fetch_optional(&self.store().pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
+            .bind(self.now().0)
+            .bind(hash(token))
+            .execute(&self.store().pool)
+            .await?;
+        Ok(Some(row.try_get(0)?))
+    }
+
+    /// The API tokens: (prefix, account, name, created, last used, revoked).
+    pub async fn api_tokens(&self) -> Result<Vec<ApiToken>, Error> {
+        let rows = sqlx::query(
+            "SELECT prefix, email, name, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY created_at",
+        )
+        .fetch_all(&self.store().pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApiToken {
+                    prefix: r.try_get(0)?,
+                    email: r.try_get(1)?,
+                    name: r.try_get(2)?,
+                    created_at: r.try_get(3)?,
+                    last_used_at: r.try_get(4)?,
+                    revoked_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes the tokens with this prefix; returns how many.
+    pub async fn revoke_api_token(&self, prefix: &str) -> Result<u64, Error> {
+        Ok(sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE prefix = $2 AND revoked_at IS NULL",
+        )
+        .bind(self.now().0)
+        .bind(prefix)
+        .execute(&self.store().pool)
+        .await?
+        .rows_affected())
     }
 
     pub async fn logout(&self, token: &str) -> Result<(), Error> {

@@ -8,13 +8,15 @@
 //! used, revoked) gets the same page, which offers a fresh link by email.
 //!
 //! Staff sign in, see the tasks of their roles, and decide them; a request page shows where
-//! it stands on the drawn process. Administration and the REST API come with the rest of the
-//! web issue.
+//! it stands on the drawn process. The REST API (`api`, under `/api/v1`, with its OpenAPI
+//! document at `/api/openapi.json`) does what the pages do, for scripts, with API tokens.
+//! Administration pages come with the rest of the web issue.
 //!
 //! One module per part: `portal`, `link` (email links), `staff`, `task` (the task page both
 //! share), `ops` (health, metrics, provider callbacks); `form` and `pages` are the plumbing.
 //! The imports below are shared with the modules (`use super::*`).
 
+mod api;
 mod form;
 mod link;
 mod ops;
@@ -73,6 +75,22 @@ pub fn router(state: AppState) -> Router {
         .route("/inbox", get(inbox))
         .route("/tasks/{instance}/{seq}", get(staff_task).post(staff_act))
         .route("/requests/{id}", get(request_page))
+        .route("/api/openapi.json", get(api::openapi))
+        .route("/api/v1/desks", get(api::desks))
+        .route("/api/v1/desks/{name}/requests", post(api::start))
+        .route("/api/v1/requests/{id}", get(api::request))
+        .route("/api/v1/tasks", get(api::inbox))
+        .route("/api/v1/tasks/{instance}/{seq}", get(api::task))
+        .route("/api/v1/tasks/{instance}/{seq}/claim", post(api::claim))
+        .route("/api/v1/tasks/{instance}/{seq}/release", post(api::release))
+        .route(
+            "/api/v1/tasks/{instance}/{seq}/delegate",
+            post(api::delegate),
+        )
+        .route(
+            "/api/v1/tasks/{instance}/{seq}/complete",
+            post(api::complete),
+        )
         .layer(axum::middleware::map_response(security_headers))
         .with_state(Arc::new(state))
 }

@@ -1,0 +1,553 @@
+//! The REST API (JSON, `/api/v1`): what the pages do, for scripts and other systems. Every
+//! call but the OpenAPI document carries an API token (`Authorization: Bearer gch_...`,
+//! issued by `guichet token create`), which acts as one staff account: the same roles, the
+//! same refusals as in the pages. Errors are JSON with a stable code:
+//! `{"error": {"code": "not_found", "message": "...", "fields": {...}}}`.
+//!
+//! Codes: `unauthorized` (401: no token, or not valid), `forbidden` (403), `not_found` (404:
+//! also for what the account may not see), `invalid` (422: `fields` says which and why),
+//! `refused` (409: the request does not allow it as it stands), `conflict` (409: someone
+//! else acted first; the message says who), `unavailable` (503: the database).
+
+use super::*;
+
+use guichet_definitions::model::{FieldType, Form as FormDef, Process};
+use serde::Deserialize;
+
+/// An API error: status, stable code, message, and the field errors of an invalid body.
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    fields: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            fields: None,
+        }
+    }
+
+    fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} (or not yours to see)"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = serde_json::json!({"code": self.code, "message": self.message});
+        if let Some(f) = self.fields {
+            error["fields"] = f;
+        }
+        (self.status, Json(serde_json::json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Refused(core::Error::Invalid(errors)) => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid",
+                message: "some fields are not valid; nothing was saved".to_owned(),
+                fields: Some(
+                    errors
+                        .into_iter()
+                        .map(|e| (e.field, serde_json::Value::String(e.message)))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into(),
+                ),
+            },
+            Error::Refused(
+                e @ (core::Error::UnknownOutcome { .. } | core::Error::OutcomeRequired(_)),
+            ) => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid",
+                message: "the outcome is not one of the task's; nothing was saved".to_owned(),
+                fields: Some(serde_json::json!({ "outcome": e.to_string() })),
+            },
+            Error::Refused(e) => Self::new(StatusCode::CONFLICT, "refused", e.to_string()),
+            Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            Error::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
+            Error::Definition(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "the definition has errors",
+            ),
+            e @ (Error::Database(_) | Error::Io(_) | Error::Corrupt(_)) => {
+                eprintln!("api: {e}");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service cannot answer now; try again",
+                )
+            }
+        }
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The staff account behind the request's API token.
+async fn account(s: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send an API token: `Authorization: Bearer gch_...` (see `guichet token create`)",
+        )
+    };
+    let token = token.ok_or_else(unauthorized)?;
+    s.engine
+        .api_token(token)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(unauthorized)
+}
+
+fn field_type(t: FieldType) -> &'static str {
+    FieldType::ALL
+        .iter()
+        .find(|(_, x)| *x == t)
+        .map_or("text", |(n, _)| n)
+}
+
+/// A form as JSON: what to send, and what each field accepts.
+fn form_json(form: Option<&FormDef>) -> serde_json::Value {
+    form.map_or_else(Vec::new, |f| {
+        f.fields
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "id": f.id, "type": field_type(f.ty), "required": f.required,
+                    "label": f.label, "help": f.help,
+                    "options": f.options.iter().map(|o| serde_json::json!({"value": o.value, "label": o.label})).collect::<Vec<_>>(),
+                    "min": f.min, "max": f.max, "max_length": f.max_length,
+                })
+            })
+            .collect()
+    })
+    .into()
+}
+
+fn desk_json(p: &Process) -> serde_json::Value {
+    serde_json::json!({
+        "name": p.name, "title": p.title, "version": p.version, "description": p.description,
+        "intake": form_json(p.start().form()),
+    })
+}
+
+fn timestamp(t: Option<i64>) -> Option<String> {
+    t.map(|t| {
+        guichet_engine::clock::Timestamp(t)
+            .to_datetime()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    })
+}
+
+fn task_json(t: &guichet_engine::runtime::TaskRow, p: Option<&Process>) -> serde_json::Value {
+    let step = p.and_then(|p| p.step(&t.step));
+    serde_json::json!({
+        "request": t.instance, "task": t.seq, "step": t.step,
+        "title": step.map(|s| s.display_name().to_owned()),
+        "role": t.role, "assignee": t.assignee, "state": t.state,
+        "created_at": timestamp(Some(t.created_at)), "due_at": timestamp(t.due_at),
+        "overdue": t.overdue, "closed_by": t.closed_by,
+    })
+}
+
+/// `GET /api/v1/desks`: the deployed desks and their intake forms.
+pub(crate) async fn desks(State(s): Shared, headers: HeaderMap) -> ApiResult {
+    account(&s, &headers).await?;
+    let desks = s.engine.desks().await?;
+    Ok(Json(desks.values().map(|p| desk_json(p)).collect::<Vec<_>>()).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct FieldsBody {
+    #[serde(default)]
+    fields: Fields,
+}
+
+/// `POST /api/v1/desks/{name}/requests`: submits a request, as the portal's form does.
+pub(crate) async fn start(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Json(body): Json<FieldsBody>,
+) -> ApiResult {
+    account(&s, &headers).await?;
+    let id = s
+        .engine
+        .start(&name, &body.fields)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => ApiError::not_found(&format!("desk `{name}`")),
+            e => e.into(),
+        })?;
+    let body = serde_json::json!({"id": id, "reference": core::reference(&id)});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Whether the account may see a request: administrators, and staff with a role on its desk.
+async fn may_see(s: &AppState, email: &str, desk: &str) -> Result<bool, Error> {
+    Ok(s.engine.is_admin(email).await?
+        || s.engine
+            .roles_of(email)
+            .await?
+            .iter()
+            .any(|(d, _)| d == desk))
+}
+
+/// `GET /api/v1/requests/{id}`: status, open tasks and history.
+pub(crate) async fn request(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    let Ok((desk, inst)) = s.engine.instance(&id).await else {
+        return Err(ApiError::not_found("request"));
+    };
+    if !may_see(&s, &email, &desk).await? {
+        return Err(ApiError::not_found("request"));
+    }
+    let p = s.engine.process_of(&id).await?;
+    let (status, result) = match inst.status {
+        InstanceStatus::Running => ("running", None),
+        InstanceStatus::Ended(r) => ("ended", Some(r.as_str())),
+        InstanceStatus::Cancelled => ("cancelled", None),
+    };
+    let tasks: Vec<_> = s
+        .engine
+        .tasks(Some(&id), true)
+        .await?
+        .iter()
+        .map(|t| task_json(t, Some(&p)))
+        .collect();
+    let history: Vec<_> = s
+        .engine
+        .history(&id)
+        .await?
+        .into_iter()
+        .map(|h| serde_json::to_value(&h.event).unwrap_or_default())
+        .collect();
+    Ok(Json(serde_json::json!({
+        "id": id, "reference": core::reference(&id), "desk": desk,
+        "title": core::request_title(&p, &inst), "status": status, "result": result,
+        "started_at": timestamp(Some(inst.started_at.0)),
+        "ended_at": timestamp(inst.ended_at.map(|t| t.0)),
+        "open_tasks": tasks, "history": history,
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/tasks`: the account's inbox (its tasks and its roles' tasks), overdue first.
+pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    let items: Vec<_> = s
+        .engine
+        .inbox(&email)
+        .await?
+        .into_iter()
+        .map(|i| {
+            let mut j = task_json(&i.task, None);
+            j["title"] = i.step_title.into();
+            j["desk"] = i.desk.into();
+            j["request_title"] = i.title.into();
+            j
+        })
+        .collect();
+    Ok(Json(items).into_response())
+}
+
+/// The task, when the account may act on it.
+async fn task_of(
+    s: &AppState,
+    email: &str,
+    instance: &str,
+    seq: u32,
+) -> Result<guichet_engine::runtime::TaskRow, ApiError> {
+    if !staff::staff_may_act(s, email, instance, seq).await {
+        return Err(ApiError::not_found("open task"));
+    }
+    s.engine
+        .tasks(Some(instance), true)
+        .await?
+        .into_iter()
+        .find(|t| t.seq == i64::from(seq))
+        .ok_or_else(|| ApiError::not_found("open task"))
+}
+
+/// `GET /api/v1/tasks/{request}/{task}`: the task, its form and its outcomes.
+pub(crate) async fn task(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((instance, seq)): Path<(String, u32)>,
+) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    let t = task_of(&s, &email, &instance, seq).await?;
+    let p = s.engine.process_of(&instance).await?;
+    let mut j = task_json(&t, Some(&p));
+    if let Some(step) = p.step(&t.step) {
+        j["description"] = step.description.clone().into();
+        j["form"] = form_json(step.form());
+        j["outcomes"] = step
+            .outcomes()
+            .iter()
+            .map(|o| serde_json::json!({"id": o.id, "label": o.display_name()}))
+            .collect::<Vec<_>>()
+            .into();
+    }
+    Ok(Json(j).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Decision {
+    outcome: Option<String>,
+    #[serde(default)]
+    fields: Fields,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Delegation {
+    to: String,
+}
+
+/// Runs a command on a task the account may act on; a task closed meanwhile is a conflict
+/// naming who closed it.
+async fn act(s: &AppState, email: &str, instance: &str, seq: u32, command: Command) -> ApiResult {
+    let before = s
+        .engine
+        .tasks(Some(instance), false)
+        .await?
+        .into_iter()
+        .find(|t| t.seq == i64::from(seq));
+    if let Some(t) = &before
+        && t.state != "open"
+        && t.state != "claimed"
+    {
+        let by = t
+            .closed_by
+            .clone()
+            .unwrap_or_else(|| "someone else".to_owned());
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("the task is already {} by {by}", t.state),
+        ));
+    }
+    task_of(s, email, instance, seq).await?;
+    match s.engine.execute(instance, command).await {
+        Ok(_) => {}
+        Err(Error::Refused(core::Error::UnknownTask(_)) | Error::Conflict(_)) => {
+            let by = s
+                .engine
+                .tasks(Some(instance), false)
+                .await?
+                .into_iter()
+                .find(|t| t.seq == i64::from(seq))
+                .and_then(|t| t.closed_by)
+                .unwrap_or_else(|| "someone else".to_owned());
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("the task was closed meanwhile by {by}"),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let after = s
+        .engine
+        .tasks(Some(instance), false)
+        .await?
+        .into_iter()
+        .find(|t| t.seq == i64::from(seq));
+    let p = s.engine.process_of(instance).await?;
+    Ok(Json(after.map(|t| task_json(&t, Some(&p)))).into_response())
+}
+
+/// `POST /api/v1/tasks/{request}/{task}/claim`
+pub(crate) async fn claim(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((instance, seq)): Path<(String, u32)>,
+) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    let user = email.clone();
+    act(
+        &s,
+        &email,
+        &instance,
+        seq,
+        Command::Claim { task: seq, user },
+    )
+    .await
+}
+
+/// `POST /api/v1/tasks/{request}/{task}/release`
+pub(crate) async fn release(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((instance, seq)): Path<(String, u32)>,
+) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    let user = email.clone();
+    act(
+        &s,
+        &email,
+        &instance,
+        seq,
+        Command::Release { task: seq, user },
+    )
+    .await
+}
+
+/// `POST /api/v1/tasks/{request}/{task}/delegate` with `{"to": "person@example.org"}`
+pub(crate) async fn delegate(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((instance, seq)): Path<(String, u32)>,
+    Json(body): Json<Delegation>,
+) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    let command = Command::Delegate {
+        task: seq,
+        by: email.clone(),
+        to: core::Recipient::Person(body.to.trim().to_lowercase()),
+    };
+    act(&s, &email, &instance, seq, command).await
+}
+
+/// `POST /api/v1/tasks/{request}/{task}/complete` with `{"outcome": "...", "fields": {...}}`
+pub(crate) async fn complete(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((instance, seq)): Path<(String, u32)>,
+    Json(body): Json<Decision>,
+) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    let command = Command::Complete {
+        task: seq,
+        user: email.clone(),
+        outcome: body.outcome,
+        fields: body.fields,
+    };
+    act(&s, &email, &instance, seq, command).await
+}
+
+/// The routes of the API, with their OpenAPI summaries (the document is built from this
+/// list, so every route is documented).
+pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
+    (
+        "get",
+        "/api/v1/desks",
+        "The deployed desks and their intake forms",
+    ),
+    (
+        "post",
+        "/api/v1/desks/{name}/requests",
+        "Submit a request to a desk: body {\"fields\": {...}}; 201 with its id and reference",
+    ),
+    (
+        "get",
+        "/api/v1/requests/{id}",
+        "A request: status, open tasks, history",
+    ),
+    (
+        "get",
+        "/api/v1/tasks",
+        "The account's inbox: its tasks and its roles' tasks",
+    ),
+    (
+        "get",
+        "/api/v1/tasks/{request}/{task}",
+        "A task, its form and its outcomes",
+    ),
+    (
+        "post",
+        "/api/v1/tasks/{request}/{task}/claim",
+        "Take the task",
+    ),
+    (
+        "post",
+        "/api/v1/tasks/{request}/{task}/release",
+        "Give the task back to its role",
+    ),
+    (
+        "post",
+        "/api/v1/tasks/{request}/{task}/delegate",
+        "Hand the task to a person: body {\"to\": \"email\"}",
+    ),
+    (
+        "post",
+        "/api/v1/tasks/{request}/{task}/complete",
+        "Decide the task: body {\"outcome\": \"id\", \"fields\": {...}}",
+    ),
+];
+
+/// `GET /api/openapi.json`: the OpenAPI 3.1 document of the API.
+pub(crate) async fn openapi() -> Response {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary) in ROUTES {
+        let params: Vec<_> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| {
+                serde_json::json!({"name": name, "in": "path", "required": true,
+                    "schema": {"type": if name == "task" { "integer" } else { "string" }}})
+            })
+            .collect();
+        let mut op = serde_json::json!({
+            "summary": summary,
+            "parameters": params,
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {}}},
+                "401": {"$ref": "#/components/responses/Error"},
+                "404": {"$ref": "#/components/responses/Error"},
+                "409": {"$ref": "#/components/responses/Error"},
+                "422": {"$ref": "#/components/responses/Error"},
+            },
+        });
+        if *method == "post" {
+            op["requestBody"] = serde_json::json!({"required": false,
+                "content": {"application/json": {"schema": {"type": "object"}}}});
+        }
+        paths
+            .entry((*path).to_owned())
+            .or_insert_with(|| serde_json::json!({}))[*method] = op;
+    }
+    Json(serde_json::json!({
+        "openapi": "3.1.0",
+        "info": {"title": "guichet", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Health-data access desks: requests, tasks, decisions."},
+        "security": [{"token": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer",
+                "description": "An API token from `guichet token create EMAIL`"}},
+            "responses": {"Error": {"description": "An error with a stable code",
+                "content": {"application/json": {"schema": {"type": "object",
+                    "properties": {"error": {"type": "object", "required": ["code", "message"],
+                        "properties": {"code": {"type": "string", "enum":
+                            ["unauthorized", "forbidden", "not_found", "invalid", "refused", "conflict", "unavailable"]},
+                            "message": {"type": "string"},
+                            "fields": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}}}},
+        },
+    }))
+    .into_response()
+}

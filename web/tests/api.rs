@@ -1,0 +1,395 @@
+//! The REST API: API tokens act as a staff account, with the same roles and refusals as the
+//! pages; JSON errors with stable codes; the OpenAPI document lists every route. The router
+//! in process, on a real SQLite file.
+
+// Test helpers may panic: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use guichet_engine::Engine;
+use guichet_engine::clock::{ManualClock, Timestamp};
+use guichet_web::{AppState, Pages, router};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+static N: AtomicUsize = AtomicUsize::new(0);
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn site() -> (Arc<Engine>, Router) {
+    let path = std::env::temp_dir().join(format!(
+        "guichet-api-{}-{}.db",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    for s in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+    }
+    let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
+    let engine = Arc::new(
+        Engine::open(&format!("sqlite://{}", path.display()), clock)
+            .await
+            .unwrap(),
+    );
+    for (_, source) in guichet_definitions::models::ALL {
+        engine.deploy(source).await.unwrap();
+    }
+    for who in [
+        "guichet-donnees@hopital.example",
+        "juriste@hopital.example",
+        "dpo@hopital.example",
+    ] {
+        engine.set_user(who, PASSWORD, false).await.unwrap();
+    }
+    let app = router(AppState {
+        engine: engine.clone(),
+        pages: Pages::new(),
+        webhooks: None,
+        secure_cookies: false,
+    });
+    (engine, app)
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let body = match body {
+        Some(b) => {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+            Body::from(b.to_string())
+        }
+        None => Body::empty(),
+    };
+    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn intake() -> Value {
+    json!({"fields": {
+        "titre": "Cohorte", "email": "porteur@labo.example", "organisme": "Labo",
+        "type-porteur": "academique", "cadre": "collaboratif", "resume": "R", "donnees": "D"
+    }})
+}
+
+#[tokio::test]
+async fn a_request_goes_through_the_api_with_the_pages_rules() {
+    let (engine, app) = site().await;
+    let desk = engine
+        .create_api_token("guichet-donnees@hopital.example", "script")
+        .await
+        .unwrap();
+    let jurist = engine
+        .create_api_token("juriste@hopital.example", "script")
+        .await
+        .unwrap();
+    let dpo = engine
+        .create_api_token("dpo@hopital.example", "script")
+        .await
+        .unwrap();
+
+    // No token, a forged one: 401 with the stable code.
+    let (status, body) = call(&app, "GET", "/api/v1/desks", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let forged = format!("gch_{}", "A".repeat(43));
+    assert_eq!(
+        call(&app, "GET", "/api/v1/desks", Some(&forged), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let (status, desks) = call(&app, "GET", "/api/v1/desks", Some(&desk), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(desks.as_array().unwrap().len(), 3);
+    let a = desks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "interne-decentralise")
+        .unwrap();
+    assert!(
+        a["intake"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "cadre" && f["type"] == "choice")
+    );
+
+    // An invalid intake: 422 naming the fields, nothing saved.
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/desks/interne-decentralise/requests",
+        Some(&desk),
+        Some(json!({"fields": {"titre": "T"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["code"], "invalid");
+    assert!(body["error"]["fields"]["email"].is_string(), "{body}");
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/desks/nope/requests",
+        Some(&desk),
+        Some(intake()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+
+    let (status, created) = call(
+        &app,
+        "POST",
+        "/api/v1/desks/interne-decentralise/requests",
+        Some(&desk),
+        Some(intake()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // The desk's inbox has the admissibility review; the jurist's does not.
+    let (_, inbox) = call(&app, "GET", "/api/v1/tasks", Some(&desk), None).await;
+    let review = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["request"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(review["step"], "recevabilite");
+    let (_, jurist_inbox) = call(&app, "GET", "/api/v1/tasks", Some(&jurist), None).await;
+    assert!(jurist_inbox.as_array().unwrap().is_empty());
+    let task = format!("/api/v1/tasks/{id}/{}", review["task"]);
+
+    // Outside one's roles, the task does not exist.
+    assert_eq!(
+        call(&app, "GET", &task, Some(&jurist), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(
+            &app,
+            "POST",
+            &format!("{task}/complete"),
+            Some(&jurist),
+            Some(json!({"outcome": "recevable"}))
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (status, detail) = call(&app, "GET", &task, Some(&desk), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["outcomes"][0]["id"], "recevable");
+    assert_eq!(detail["outcomes"][0]["label"], "Recevable");
+
+    // A wrong outcome is refused and changes nothing; the right one moves the request on.
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("{task}/complete"),
+        Some(&desk),
+        Some(json!({"outcome": "peut-etre"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid"))
+    );
+    assert!(
+        body["error"]["fields"]["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("recevable")
+    );
+    let (status, done) = call(
+        &app,
+        "POST",
+        &format!("{task}/complete"),
+        Some(&desk),
+        Some(json!({"outcome": "recevable"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["state"], "completed");
+    // Twice: a conflict naming who did it.
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("{task}/complete"),
+        Some(&desk),
+        Some(json!({"outcome": "recevable"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "conflict");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("guichet-donnees@hopital.example"),
+        "{body}"
+    );
+
+    // The legal feasibility: claimed by one jurist, the other cannot decide it.
+    let (_, inbox) = call(&app, "GET", "/api/v1/tasks", Some(&jurist), None).await;
+    let legal = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["step"] == "faisabilite-juridique")
+        .unwrap()
+        .clone();
+    let legal = format!("/api/v1/tasks/{id}/{}", legal["task"]);
+    let (status, claimed) =
+        call(&app, "POST", &format!("{legal}/claim"), Some(&jurist), None).await;
+    assert_eq!(
+        (status, claimed["assignee"].as_str()),
+        (StatusCode::OK, Some("juriste@hopital.example"))
+    );
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("{legal}/complete"),
+        Some(&dpo),
+        Some(json!({"outcome": "favorable", "fields": {"base-legale": "mr-004"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // A missing required field: 422 naming it.
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("{legal}/complete"),
+        Some(&jurist),
+        Some(json!({"outcome": "favorable"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body["error"]["fields"]["base-legale"].is_string(), "{body}");
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("{legal}/complete"),
+        Some(&jurist),
+        Some(json!({"outcome": "favorable", "fields": {"base-legale": "mr-004"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The request as staff of its desk see it; not to someone without a role on it.
+    let (status, req) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        Some(&desk),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(req["status"], "running");
+    assert!(
+        req["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "task-completed")
+    );
+    engine
+        .set_user("autre@ailleurs.example", PASSWORD, false)
+        .await
+        .unwrap();
+    let outsider = engine
+        .create_api_token("autre@ailleurs.example", "x")
+        .await
+        .unwrap();
+    assert_eq!(
+        call(
+            &app,
+            "GET",
+            &format!("/api/v1/requests/{id}"),
+            Some(&outsider),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // A revoked token stops working at once.
+    assert_eq!(engine.revoke_api_token(&desk[..12]).await.unwrap(), 1);
+    assert_eq!(
+        call(&app, "GET", "/api/v1/tasks", Some(&desk), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        engine
+            .create_api_token("nobody@example.org", "x")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let (_, app) = site().await;
+    let (status, doc) = call(&app, "GET", "/api/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let source = include_str!("../src/lib.rs");
+    let mut routes = 0;
+    // Every `.route("/api/v1/...", get(..)|post(..))` of the router, however it is wrapped.
+    for chunk in source.split(".route(").skip(1) {
+        let chunk = chunk.trim_start();
+        let Some(rest) = chunk.strip_prefix("\"/api/v1/") else {
+            continue;
+        };
+        let path = format!("/api/v1/{}", rest.split('"').next().unwrap())
+            .replace("{instance}", "{request}")
+            .replace("{seq}", "{task}");
+        let after = rest
+            .split_once('"')
+            .unwrap()
+            .1
+            .trim_start_matches([',', ' ', '\n']);
+        let method = if after.starts_with("post(") {
+            "post"
+        } else {
+            "get"
+        };
+        assert!(
+            paths.get(&path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is not documented"
+        );
+        routes += 1;
+    }
+    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(routes, documented);
+}
