@@ -41,12 +41,14 @@ fn axis(max: f64) -> (f64, f64) {
     ((max / step).ceil() * step, step)
 }
 
+/// A tick label: whole numbers as such, small steps with the decimals they need.
 fn fmt_num(x: f64) -> String {
     if (x - x.round()).abs() < 1e-9 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.1}")
+        return format!("{x:.0}");
     }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let decimals = ((-x.abs().log10()).ceil().max(0.0) as usize + 1).min(6);
+    format!("{x:.decimals$}").trim_end_matches('0').to_owned()
 }
 
 fn header(out: &mut String, title: &str, height: f64) {
@@ -207,6 +209,14 @@ mod tests {
         assert_eq!(axis(180.0), (200.0, 50.0));
         assert_eq!(axis(555.0), (600.0, 200.0));
         assert_eq!(axis(1.0), (1.0, 0.2));
+    }
+
+    #[test]
+    fn tick_labels_keep_the_digits_that_matter() {
+        assert_eq!(fmt_num(40.0), "40");
+        assert_eq!(fmt_num(2.5), "2.5");
+        assert_eq!(fmt_num(0.25), "0.25");
+        assert_eq!(fmt_num(0.0004), "0.0004");
     }
 
     #[test]

@@ -126,6 +126,15 @@ pub struct KpiRow {
     pub meets_target: Option<bool>,
 }
 
+/// The lead time of the requests of one group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeadTime {
+    pub desk: String,
+    pub group: String,
+    /// In days.
+    pub stats: Stats,
+}
+
 /// Timings of one step for one group.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepRow {
@@ -276,6 +285,15 @@ impl Engine {
         Ok(tally.kpi_rows(&defs))
     }
 
+    /// The lead time of the ended requests of each desk, per group.
+    pub async fn lead_times(&self, q: &Query) -> Result<Vec<LeadTime>, Error> {
+        let mut tally = Tally::default();
+        for e in self.ended(q).await?.values() {
+            tally.request(&e.desk, &e.group, e.lead_ms);
+        }
+        Ok(tally.lead_times())
+    }
+
     /// Per-step timings of each desk, per group, slowest steps first.
     pub async fn step_timings(&self, q: &Query) -> Result<Vec<StepRow>, Error> {
         let defs = self.desks().await?;
@@ -393,6 +411,8 @@ type Group = (String, String);
 pub struct Tally {
     requests: BTreeMap<Group, usize>,
     lead_ms: BTreeMap<Group, i64>,
+    /// Each request's lead time, in days.
+    leads: BTreeMap<Group, Vec<f64>>,
     values: BTreeMap<Group, BTreeMap<String, Vec<f64>>>,
     steps: BTreeMap<(String, String, String), StepAcc>,
 }
@@ -402,7 +422,12 @@ impl Tally {
     pub fn request(&mut self, desk: &str, group: &str, lead_ms: i64) {
         let key = (desk.to_owned(), group.to_owned());
         *self.requests.entry(key.clone()).or_default() += 1;
-        *self.lead_ms.entry(key).or_default() += lead_ms;
+        *self.lead_ms.entry(key.clone()).or_default() += lead_ms;
+        #[allow(clippy::cast_precision_loss)]
+        self.leads
+            .entry(key)
+            .or_default()
+            .push(lead_ms as f64 / DAY_MS);
     }
 
     /// The value of one indicator for one ended request.
@@ -452,6 +477,20 @@ impl Tally {
                 }
             }
         }
+    }
+
+    /// The lead time (submission to end) of each desk, per group, in days.
+    pub fn lead_times(&self) -> Vec<LeadTime> {
+        self.leads
+            .iter()
+            .filter_map(|((desk, group), v)| {
+                Stats::of(v.clone()).map(|stats| LeadTime {
+                    desk: desk.clone(),
+                    group: group.clone(),
+                    stats,
+                })
+            })
+            .collect()
     }
 
     /// The declared indicators of each desk, per group.

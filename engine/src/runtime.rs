@@ -93,6 +93,18 @@ pub struct HistoryRow {
     pub hash: String,
 }
 
+/// A request as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestRow {
+    pub id: String,
+    pub desk: String,
+    pub title: String,
+    pub status: String,
+    pub result: Option<String>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+}
+
 /// What `audit verify` found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditReport {
@@ -756,6 +768,50 @@ impl Engine {
                     r.try_get(0)?,
                     serde_json::from_str(&payload).map_err(corrupt)?,
                 ))
+            })
+            .collect()
+    }
+
+    /// Every deployed revision: (desk, revision, version, deployed at), newest first per desk.
+    pub async fn definitions(&self) -> Result<Vec<(String, i64, i64, i64)>, Error> {
+        let rows = sqlx::query(
+            "SELECT name, revision, version, deployed_at FROM definitions ORDER BY name, revision DESC",
+        )
+        .fetch_all(&self.store.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
+    }
+
+    /// Requests, newest first: of one desk and one status (`running`, `ended`,
+    /// `cancelled`) when given, at most `limit`.
+    pub async fn requests(
+        &self,
+        desk: Option<&str>,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RequestRow>, Error> {
+        let rows = sqlx::query(
+            "SELECT id, name, title, status, result, started_at, ended_at FROM instances \
+             WHERE ($1 = '' OR name = $1) AND ($2 = '' OR status = $2) ORDER BY started_at DESC, id LIMIT $3",
+        )
+        .bind(desk.unwrap_or(""))
+        .bind(status.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.store.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RequestRow {
+                    id: r.try_get(0)?,
+                    desk: r.try_get(1)?,
+                    title: r.try_get(2)?,
+                    status: r.try_get(3)?,
+                    result: r.try_get(4)?,
+                    started_at: r.try_get(5)?,
+                    ended_at: r.try_get(6)?,
+                })
             })
             .collect()
     }

@@ -231,6 +231,16 @@ impl Engine {
         .rows_affected())
     }
 
+    /// The staff accounts: (email, administrator), by email.
+    pub async fn users(&self) -> Result<Vec<(String, bool)>, Error> {
+        let rows = sqlx::query("SELECT email, admin FROM users ORDER BY email")
+            .fetch_all(&self.store().pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get::<i64, _>(1)? != 0)))
+            .collect()
+    }
+
     pub async fn logout(&self, token: &str) -> Result<(), Error> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(hash(token))

@@ -85,8 +85,13 @@ function run(args, input) {
 // The feasibility committee has an account; everyone else works from their emails.
 const COMMITTEE = "comite-faisabilite@hopital.example";
 const PASSWORD = "un mot de passe assez long";
-await run(["serve", "--once"]);
+const firstStart = await run(["serve", "--once"]);
+const adminPassword = firstStart.match(/administrator admin@localhost, password (\S+)/)?.[1];
+assert.ok(adminPassword, `no first-start administrator in:\n${firstStart}`);
 await run(["user", "add", COMMITTEE], { GUICHET_PASSWORD: PASSWORD });
+// Five requests of model (a) driven to their end, so the dashboard has facts to show.
+await run(["bench", "--desk", "interne-decentralise", "--requests", "5", "--concurrency", "1"]);
+const TITLE = "Cohorte diabète 2027";
 
 const server = spawn(BIN, ["serve"], { env, stdio: ["ignore", "pipe", "pipe"] });
 let serverLog = "";
@@ -151,8 +156,8 @@ try {
   await sponsor.click('button[type="submit"]');
   assert.ok(await sponsor.locator("#e-titre").isVisible(), "no error next to the title");
   await snap(sponsor, "intake-errors");
-  await sponsor.fill("#f-titre", "Cohorte diabète 2027");
-  await sponsor.fill("#f-email", "porteur@labo.example");
+  await sponsor.fill("#f-titre", TITLE);
+  await sponsor.fill("#f-email", "investigatrice@univ.example");
   await sponsor.fill("#f-organisme", "Laboratoire d'épidémiologie");
   await sponsor.selectOption("#f-type-porteur", "academique");
   await sponsor.selectOption("#f-cadre", "collaboratif");
@@ -167,7 +172,7 @@ try {
 
   // Opens a task from its email and decides it in a fresh browser context (the recipient's).
   async function decideFromEmail(address, subjectHas, outcome, fill = async () => {}) {
-    const got = await mailsTo(address, (m) => m.mail.subject.includes(subjectHas));
+    const got = await mailsTo(address, (m) => m.mail.subject.includes(subjectHas) && m.mail.text.includes(TITLE));
     const m = got[got.length - 1];
     // No case data in the email beyond title, step, deadline and link.
     assert.ok(!m.mail.text.includes("parcours de soins"), "the summary leaked into an email");
@@ -236,15 +241,37 @@ try {
   });
 
   // 6. The sponsor follows the status link of the confirmation email.
-  const [received] = await mailsTo("porteur@labo.example", (m) => m.mail.text.includes("/l/"));
+  const [received] = await mailsTo("investigatrice@univ.example", (m) => m.mail.text.includes("/l/") && m.mail.text.includes(TITLE));
   await sponsor.goto(linkIn(received));
   await sponsor.waitForSelector("text=Votre demande « Cohorte diabète 2027 »");
   const page = await sponsor.content();
   assert.ok(page.includes("Signature du contrat : Contrat signé"), "the status does not show the signature");
   await snap(sponsor, "sponsor-status");
   // Told at each stage by email: received, contract to sign, accepted.
-  await mailsTo("porteur@labo.example", (m) => /accept/i.test(m.mail.subject));
-  const subjects = mails.filter((m) => m.to.includes("porteur@labo.example")).map((m) => m.mail.subject);
+  await mailsTo("investigatrice@univ.example", (m) => /accept/i.test(m.mail.subject));
+  // 7. The administrator reads the dashboard: charts rendered, with their tables.
+  const admin = await (await browser.newContext()).newPage();
+  await admin.goto(base + "/login");
+  await admin.fill("#f-email", "admin@localhost");
+  await admin.fill("#f-password", adminPassword);
+  await admin.click('button[type="submit"]');
+  await admin.click("a:has-text('Administration')");
+  await snap(admin, "admin");
+  await admin.click("nav.admin a:has-text('Indicateurs')");
+  await admin.waitForSelector("text=Délai de traitement");
+  const charts = await admin.locator("figure svg").count();
+  assert.ok(charts >= 3, `only ${charts} charts on the dashboard`);
+  const box = await admin.locator("figure svg").first().boundingBox();
+  assert.ok(box && box.width > 300 && box.height > 80, `the first chart is not drawn: ${JSON.stringify(box)}`);
+  await snap(admin, "admin-indicators");
+  await admin.goto(base + "/admin/requests?status=running");
+  assert.ok((await admin.content()).includes(TITLE), "the running request is not listed");
+  await snap(admin, "admin-requests");
+  await admin.goto(base + "/admin/outbox");
+  await snap(admin, "admin-outbox");
+  await admin.goto(base + "/admin/users");
+  await snap(admin, "admin-users");
+  const subjects = mails.filter((m) => m.to.includes("investigatrice@univ.example")).map((m) => m.mail.subject);
   log("sponsor emails:", subjects.join(" | "));
   assert.equal(subjects.length, 3, `${subjects}`);
   log(`ok: ${mails.length} emails, ${shot} screenshots in ${SHOTS}`);

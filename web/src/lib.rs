@@ -10,12 +10,14 @@
 //! Staff sign in, see the tasks of their roles, and decide them; a request page shows where
 //! it stands on the drawn process. The REST API (`api`, under `/api/v1`, with its OpenAPI
 //! document at `/api/openapi.json`) does what the pages do, for scripts, with API tokens.
-//! Administration pages come with the rest of the web issue.
+//! Administrators have `admin`: desks, deployment, the indicators dashboard, requests, the
+//! outbox and accounts.
 //!
 //! One module per part: `portal`, `link` (email links), `staff`, `task` (the task page both
 //! share), `ops` (health, metrics, provider callbacks); `form` and `pages` are the plumbing.
 //! The imports below are shared with the modules (`use super::*`).
 
+mod admin;
 mod api;
 mod form;
 mod link;
@@ -75,6 +77,14 @@ pub fn router(state: AppState) -> Router {
         .route("/inbox", get(inbox))
         .route("/tasks/{instance}/{seq}", get(staff_task).post(staff_act))
         .route("/requests/{id}", get(request_page))
+        .route("/admin", get(admin::overview))
+        .route("/admin/definitions", post(admin::deploy))
+        .route("/admin/indicators", get(admin::indicators))
+        .route("/admin/indicators.csv", get(admin::indicators_csv))
+        .route("/admin/requests", get(admin::requests))
+        .route("/admin/outbox", get(admin::outbox))
+        .route("/admin/outbox/{id}/retry", post(admin::outbox_retry))
+        .route("/admin/users", get(admin::users).post(admin::user_add))
         .route("/api/openapi.json", get(api::openapi))
         .route("/api/v1/desks", get(api::desks))
         .route("/api/v1/desks/{name}/requests", post(api::start))

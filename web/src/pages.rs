@@ -18,7 +18,22 @@ const PAGES: &[(&str, &str)] = &[
     ("login", include_str!("../pages/login.hbs")),
     ("inbox", include_str!("../pages/inbox.hbs")),
     ("request", include_str!("../pages/request.hbs")),
+    ("admin-nav", include_str!("../pages/admin-nav.hbs")),
+    ("admin", include_str!("../pages/admin.hbs")),
+    (
+        "admin-indicators",
+        include_str!("../pages/admin-indicators.hbs"),
+    ),
+    (
+        "admin-requests",
+        include_str!("../pages/admin-requests.hbs"),
+    ),
+    ("admin-outbox", include_str!("../pages/admin-outbox.hbs")),
+    ("admin-users", include_str!("../pages/admin-users.hbs")),
 ];
+
+/// Pages also used as partials inside others.
+const PARTIALS: &[&str] = &["form-fields", "admin-nav"];
 
 #[derive(Debug)]
 pub struct Pages {
@@ -34,7 +49,7 @@ impl Pages {
             if let Err(e) = registry.register_template_string(name, *source) {
                 panic!("page {name}: {e}");
             }
-            if *name == "form-fields"
+            if PARTIALS.contains(name)
                 && let Err(e) = registry.register_partial(name, *source)
             {
                 panic!("partial {name}: {e}");

@@ -104,12 +104,13 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
         })
         .collect();
     let csrf = s.engine.csrf_for(&token).await.unwrap_or_default();
+    let admin = s.engine.is_admin(&email).await.unwrap_or(false);
     page(
         &s,
         StatusCode::OK,
         "inbox",
         "Mes tâches",
-        &serde_json::json!({"email": email, "items": rows, "csrf": csrf}),
+        &serde_json::json!({"email": email, "items": rows, "csrf": csrf, "admin": admin}),
     )
 }
 

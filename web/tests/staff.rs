@@ -439,3 +439,243 @@ async fn staff_see_and_decide_only_the_tasks_of_their_roles() {
     .await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
 }
+
+/// Drives a request of model (a) to its end with the first way forward at every step.
+async fn an_ended_request(site: &Site) -> String {
+    let (id, _) = a_request(site).await;
+    let p = site.engine.process_of(&id).await.unwrap();
+    loop {
+        let (_, inst) = site.engine.instance(&id).await.unwrap();
+        let Some(command) = guichet_engine::drive::next_command(&p, &inst) else {
+            break;
+        };
+        site.clock.set(Timestamp(site.engine.now().0 + 86_400_000));
+        site.engine.execute(&id, command).await.unwrap();
+    }
+    id
+}
+
+#[tokio::test]
+async fn administrators_deploy_watch_the_indicators_and_retry_dead_letters() {
+    let site = site().await;
+    site.engine
+        .set_user("admin@hopital.example", PASSWORD, true)
+        .await
+        .unwrap();
+    let ended = an_ended_request(&site).await;
+    let admin = sign_in(&site, "admin@hopital.example").await;
+    let staff = sign_in(&site, "juriste@hopital.example").await;
+
+    // Not for staff who are not administrators; not for strangers.
+    for page in [
+        "/admin",
+        "/admin/indicators",
+        "/admin/requests",
+        "/admin/outbox",
+        "/admin/users",
+    ] {
+        assert_eq!(
+            call(&site.app, "GET", page, Some(&staff), None)
+                .await
+                .status,
+            StatusCode::NOT_FOUND,
+            "{page}"
+        );
+        assert_eq!(
+            call(&site.app, "GET", page, None, None)
+                .await
+                .location
+                .as_deref(),
+            Some("/login"),
+            "{page}"
+        );
+        assert_eq!(
+            call(&site.app, "GET", page, Some(&admin), None)
+                .await
+                .status,
+            StatusCode::OK,
+            "{page}"
+        );
+    }
+
+    // A definition with an error is not deployed, and the page shows where and why.
+    let home = call(&site.app, "GET", "/admin", Some(&admin), None).await;
+    assert!(home.body.contains("interne-decentralise"));
+    let token = csrf(&home.body);
+    let source = guichet_definitions::models::ALL
+        .iter()
+        .find(|(f, _)| *f == "interne-decentralise.kdl")
+        .unwrap()
+        .1;
+    let broken = source.replace(
+        "role=\"juriste\" due=\"P15D\"",
+        "role=\"juristes\" due=\"P15D\"",
+    );
+    let r = call(
+        &site.app,
+        "POST",
+        "/admin/definitions",
+        Some(&admin),
+        Some(format!("_csrf={}&source={}", enc(&token), enc(&broken))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.body.contains("G0020") && r.body.contains("juristes"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("La définition n'est pas déployée"),
+        "{}",
+        r.body
+    );
+    // Without the anti-forgery token: refused.
+    let changed = source.replace("version=1", "version=2");
+    let r = call(
+        &site.app,
+        "POST",
+        "/admin/definitions",
+        Some(&admin),
+        Some(format!("source={}", enc(&changed))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call(
+        &site.app,
+        "POST",
+        "/admin/definitions",
+        Some(&admin),
+        Some(format!("_csrf={}&source={}", enc(&token), enc(&changed))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body
+            .contains("interne-decentralise : révision 2 (version 2)"),
+        "{}",
+        r.body
+    );
+
+    // The dashboard: charts with their tables, CSV behind them.
+    let dash = call(&site.app, "GET", "/admin/indicators", Some(&admin), None).await;
+    assert!(dash.body.matches("<svg").count() >= 3, "{}", dash.body);
+    assert!(
+        dash.body.contains("Délai moyen de contractualisation"),
+        "{}",
+        dash.body
+    );
+    let csv = call(
+        &site.app,
+        "GET",
+        "/admin/indicators.csv?view=steps",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(
+        csv.body.starts_with("desk,group,step,kind,visits"),
+        "{}",
+        csv.body
+    );
+    assert!(
+        csv.body
+            .contains("interne-decentralise,,recevabilite,task,1"),
+        "{}",
+        csv.body
+    );
+    let monthly = call(
+        &site.app,
+        "GET",
+        "/admin/indicators?compare=month",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(
+        monthly.body.contains("interne-decentralise · 20"),
+        "{}",
+        monthly.body
+    );
+
+    // Requests, filtered.
+    let list = call(
+        &site.app,
+        "GET",
+        "/admin/requests?status=ended",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(
+        list.body.contains(&format!("/requests/{ended}")),
+        "{}",
+        list.body
+    );
+    let running = call(
+        &site.app,
+        "GET",
+        "/admin/requests?status=running",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(!running.body.contains(&format!("/requests/{ended}")));
+
+    // A dead letter goes back to the dispatcher.
+    // The dispatcher claims a message and the server refuses it for good.
+    let claimed = site
+        .engine
+        .claim_outbox(site.engine.now(), 60_000, 1, "email")
+        .await
+        .unwrap();
+    let message = site.engine.outbox_message(&claimed[0].id).await.unwrap();
+    site.engine
+        .outbox_dead(&message.id, "550 no such user")
+        .await
+        .unwrap();
+    let page = call(
+        &site.app,
+        "GET",
+        "/admin/outbox?state=dead",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(page.body.contains("550 no such user"), "{}", page.body);
+    let r = call(
+        &site.app,
+        "POST",
+        &format!("/admin/outbox/{}/retry", message.id),
+        Some(&admin),
+        Some(format!("_csrf={}", enc(&csrf(&page.body)))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        site.engine.outbox_message(&message.id).await.unwrap().state,
+        "pending"
+    );
+
+    // Accounts and role membership.
+    let users = call(&site.app, "GET", "/admin/users", Some(&admin), None).await;
+    assert!(
+        users.body.contains("dpo@hopital.example (sans compte)"),
+        "{}",
+        users.body
+    );
+    let r = call(
+        &site.app,
+        "POST",
+        "/admin/users",
+        Some(&admin),
+        Some(format!(
+            "_csrf={}&email=dpo%40hopital.example&password={}",
+            enc(&csrf(&users.body)),
+            enc(PASSWORD)
+        )),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    sign_in(&site, "dpo@hopital.example").await;
+}

@@ -1,0 +1,451 @@
+//! Administration, for administrators only (others get the not-found page): the desks and
+//! their revisions, deploying a new revision with the checker's diagnostics in the page, the
+//! indicators dashboard (charts with the tables behind them and CSV downloads), the requests
+//! with filters, the outbox with its dead letters to retry, and the staff accounts with the
+//! role membership of every desk.
+
+use super::*;
+
+use guichet_definitions::model::RoleSource;
+use guichet_engine::charts;
+use guichet_engine::kpi::{Compare, Query};
+
+/// The signed-in administrator and their session token.
+async fn admin(s: &AppState, headers: &HeaderMap) -> Result<(String, String), Response> {
+    let Some((email, token)) = staff::staff(s, headers).await else {
+        return Err(redirect("/login"));
+    };
+    if s.engine.is_admin(&email).await.unwrap_or(false) {
+        Ok((email, token))
+    } else {
+        Err(staff::not_found(s))
+    }
+}
+
+fn day(t: Option<i64>) -> String {
+    t.map(|t| date(guichet_engine::clock::Timestamp(t)))
+        .unwrap_or_default()
+}
+
+/// `GET /admin`: the desks, their revisions and requests.
+pub(crate) async fn overview(State(s): Shared, headers: HeaderMap) -> Response {
+    let (email, token) = match admin(&s, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let result = async {
+        let counts = s.engine.requests(None, None, i64::MAX).await?;
+        let mut desks: Vec<serde_json::Value> = Vec::new();
+        for (name, revision, version, deployed) in s.engine.definitions().await? {
+            let latest = !desks.iter().any(|d| d["name"] == name.as_str());
+            let of = |status: &str| {
+                counts
+                    .iter()
+                    .filter(|r| r.desk == name && r.status == status)
+                    .count()
+            };
+            desks.push(serde_json::json!({
+                "name": name, "revision": revision, "version": version,
+                "deployed": day(Some(deployed)), "latest": latest,
+                "running": if latest { of("running") } else { 0 },
+                "ended": if latest { of("ended") } else { 0 },
+            }));
+        }
+        let data = serde_json::json!({
+            "email": email, "csrf": s.engine.csrf_for(&token).await?,
+            "desks": desks, "source": "", "problems": "", "deployed": "",
+        });
+        Ok::<_, Error>(page(&s, StatusCode::OK, "admin", "Administration", &data))
+    }
+    .await;
+    result.unwrap_or_else(|e| failure(&s, &e))
+}
+
+/// `POST /admin/definitions`: deploys a definition pasted in the page; a definition with
+/// errors is not deployed, and its diagnostics are shown next to the source.
+pub(crate) async fn deploy(
+    State(s): Shared,
+    headers: HeaderMap,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let (_, token) = match admin(&s, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&s, &token, &values).await {
+        return expired_form(&s, "Rechargez la page d'administration et recommencez.");
+    }
+    let source = values.get("source").cloned().unwrap_or_default();
+    let (status, problems, deployed) = match s.engine.deploy(&source).await {
+        Ok(d) => (
+            StatusCode::OK,
+            String::new(),
+            format!(
+                "{} : révision {} (version {}){}",
+                d.name,
+                d.revision,
+                d.version,
+                if d.new { "" } else { ", déjà déployée" }
+            ),
+        ),
+        Err(Error::Definition(diags)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            guichet_definitions::diagnostic::render(&diags, "définition", &source, false),
+            String::new(),
+        ),
+        Err(e) => return failure(&s, &e),
+    };
+    let data = serde_json::json!({
+        "email": "", "csrf": s.engine.csrf_for(&token).await.unwrap_or_default(),
+        "desks": [], "source": if problems.is_empty() { "" } else { source.as_str() },
+        "problems": problems, "deployed": deployed,
+    });
+    page(&s, status, "admin", "Administration", &data)
+}
+
+fn compare_of(v: Option<&String>) -> Compare {
+    match v.map(String::as_str) {
+        Some("version") => Compare::Version,
+        Some("month") => Compare::Month,
+        Some("quarter") => Compare::Quarter,
+        _ => Compare::Model,
+    }
+}
+
+/// `GET /admin/indicators?compare=model|version|month|quarter`: the dashboard.
+pub(crate) async fn indicators(
+    State(s): Shared,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = admin(&s, &headers).await {
+        return r;
+    }
+    let compare = compare_of(params.get("compare"));
+    let q = Query {
+        compare,
+        ..Query::default()
+    };
+    let label = |desk: &str, group: &str| {
+        if group.is_empty() {
+            desk.to_owned()
+        } else {
+            format!("{desk} · {group}")
+        }
+    };
+    let result = async {
+        let leads = s.engine.lead_times(&q).await?;
+        let kpis = s.engine.kpis(&q).await?;
+        let steps = s
+            .engine
+            .step_timings(&Query {
+                compare: Compare::Model,
+                ..Query::default()
+            })
+            .await?;
+        let matrix = s.engine.maturity_matrix(&Query::default()).await?;
+        let lead_svg = charts::box_plot(
+            "Délai de traitement des demandes closes (jours)",
+            "jours",
+            &leads
+                .iter()
+                .map(|l| (label(&l.desk, &l.group), l.stats))
+                .collect::<Vec<_>>(),
+        );
+        let mut per_desk: Vec<serde_json::Value> = Vec::new();
+        let mut desks: Vec<&str> = steps.iter().map(|r| r.desk.as_str()).collect();
+        desks.dedup();
+        for desk in desks {
+            let rows: Vec<(String, Vec<f64>)> = steps
+                .iter()
+                .filter(|r| r.desk == desk && r.kind == "task")
+                .take(12)
+                .map(|r| {
+                    (
+                        r.title.clone(),
+                        vec![
+                            r.waiting.map_or(0.0, |t| t.mean),
+                            r.working.map_or(0.0, |t| t.mean),
+                        ],
+                    )
+                })
+                .collect();
+            per_desk.push(serde_json::json!({
+                "desk": desk,
+                "svg": charts::stacked_bars(
+                    &format!("{desk} : temps moyen par tâche (jours)"),
+                    "jours",
+                    &["attente", "travail"],
+                    &rows,
+                ),
+            }));
+        }
+        let fmt = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_default();
+        let kpi_rows: Vec<_> = kpis
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "group": label(&k.desk, &k.group), "title": k.title.clone().unwrap_or(k.kpi.clone()),
+                    "value": fmt(k.value), "unit": k.unit, "target": fmt(k.target),
+                    "verdict": match k.meets_target { Some(true) => "atteinte", Some(false) => "manquée", None => "" },
+                })
+            })
+            .collect();
+        let lead_rows: Vec<_> = leads
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "group": label(&l.desk, &l.group), "n": l.stats.n, "mean": fmt(Some(l.stats.mean)),
+                    "median": fmt(Some(l.stats.median)), "p90": fmt(Some(l.stats.p90)),
+                    "max": fmt(Some(l.stats.max)),
+                })
+            })
+            .collect();
+        let compare_name = match compare {
+            Compare::Model => "model",
+            Compare::Version => "version",
+            Compare::Month => "month",
+            Compare::Quarter => "quarter",
+        };
+        let data = serde_json::json!({
+            "compare": compare_name, "lead_svg": lead_svg, "lead_rows": lead_rows,
+            "kpis": kpi_rows, "desks": per_desk, "matrix_svg": guichet_engine::kpi::matrix_svg(&matrix),
+            "empty": leads.is_empty(),
+        });
+        Ok::<_, Error>(page(&s, StatusCode::OK, "admin-indicators", "Indicateurs", &data))
+    }
+    .await;
+    result.unwrap_or_else(|e| failure(&s, &e))
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// `GET /admin/indicators.csv?view=indicators|steps&compare=...`: the tables behind the charts.
+pub(crate) async fn indicators_csv(
+    State(s): Shared,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = admin(&s, &headers).await {
+        return r;
+    }
+    let q = Query {
+        compare: compare_of(params.get("compare")),
+        ..Query::default()
+    };
+    let num = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    let result = async {
+        let mut out = String::new();
+        if params.get("view").map(String::as_str) == Some("steps") {
+            out.push_str("desk,group,step,kind,visits,loops,total_mean,waiting_mean,working_mean,breach_rate,share_of_lead_time\n");
+            for r in s.engine.step_timings(&q).await? {
+                let cells = [
+                    r.desk, r.group, r.step, r.kind, r.visits.to_string(), r.loops.to_string(),
+                    num(r.total.map(|t| t.mean)), num(r.waiting.map(|t| t.mean)),
+                    num(r.working.map(|t| t.mean)), num(r.breach_rate), r.share_of_lead_time.to_string(),
+                ];
+                out.push_str(&cells.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
+                out.push('\n');
+            }
+        } else {
+            out.push_str("desk,group,kpi,title,kind,requests,value,unit,median,p90,target,meets_target\n");
+            for r in s.engine.kpis(&q).await? {
+                let cells = [
+                    r.desk, r.group, r.kpi, r.title.unwrap_or_default(), r.kind.to_owned(),
+                    r.requests.to_string(), num(r.value), r.unit.to_owned(),
+                    num(r.stats.map(|t| t.median)), num(r.stats.map(|t| t.p90)), num(r.target),
+                    r.meets_target.map(|m| m.to_string()).unwrap_or_default(),
+                ];
+                out.push_str(&cells.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
+                out.push('\n');
+            }
+        }
+        Ok::<_, Error>(
+            (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (header::CONTENT_DISPOSITION, "attachment; filename=\"indicateurs.csv\""),
+                ],
+                out,
+            )
+                .into_response(),
+        )
+    }
+    .await;
+    result.unwrap_or_else(|e| failure(&s, &e))
+}
+
+/// `GET /admin/requests?desk=&status=`: requests, newest first.
+pub(crate) async fn requests(
+    State(s): Shared,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = admin(&s, &headers).await {
+        return r;
+    }
+    let desk = params.get("desk").filter(|d| !d.is_empty());
+    let status = params.get("status").filter(|d| !d.is_empty());
+    let result = async {
+        let rows: Vec<_> = s
+            .engine
+            .requests(desk.map(String::as_str), status.map(String::as_str), 500)
+            .await?
+            .into_iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id, "reference": core::reference(&r.id), "desk": r.desk, "title": r.title,
+                    "status": r.result.unwrap_or(r.status), "started": day(Some(r.started_at)),
+                    "ended": day(r.ended_at),
+                })
+            })
+            .collect();
+        let names: Vec<_> = s.engine.desks().await?.into_keys().collect();
+        let data = serde_json::json!({
+            "rows": rows, "desks": names,
+            "desk": desk.cloned().unwrap_or_default(), "status": status.cloned().unwrap_or_default(),
+        });
+        Ok::<_, Error>(page(&s, StatusCode::OK, "admin-requests", "Demandes", &data))
+    }
+    .await;
+    result.unwrap_or_else(|e| failure(&s, &e))
+}
+
+/// `GET /admin/outbox?state=`: emails and webhooks, newest first; dead letters can be retried.
+pub(crate) async fn outbox(
+    State(s): Shared,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let (_, token) = match admin(&s, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let state = params.get("state").filter(|d| !d.is_empty());
+    let result = async {
+        let rows: Vec<_> = s
+            .engine
+            .outbox_messages(state.map(String::as_str), 500)
+            .await?
+            .into_iter()
+            .map(|m| {
+                serde_json::json!({
+                    "id": m.id, "kind": m.kind, "dead": m.state == "dead", "state": m.state,
+                    "attempts": m.attempts, "error": m.last_error.unwrap_or_default(),
+                    "to": m.recipients.unwrap_or_default(), "subject": m.subject.unwrap_or_default(),
+                    "created": day(Some(m.created_at)), "sent": day(m.sent_at),
+                })
+            })
+            .collect();
+        let data = serde_json::json!({
+            "rows": rows, "state": state.cloned().unwrap_or_default(),
+            "csrf": s.engine.csrf_for(&token).await?,
+        });
+        Ok::<_, Error>(page(&s, StatusCode::OK, "admin-outbox", "Messages", &data))
+    }
+    .await;
+    result.unwrap_or_else(|e| failure(&s, &e))
+}
+
+/// `POST /admin/outbox/{id}/retry`: a dead letter goes back to the dispatcher.
+pub(crate) async fn outbox_retry(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let (_, token) = match admin(&s, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&s, &token, &values).await {
+        return expired_form(&s, "Rechargez la page d'administration et recommencez.");
+    }
+    match s.engine.outbox_retry_dead(&id, s.engine.now()).await {
+        Ok(()) => redirect("/admin/outbox?state=dead"),
+        Err(e) => failure(&s, &e),
+    }
+}
+
+/// `GET /admin/users`: accounts, and who holds which role on which desk.
+pub(crate) async fn users(State(s): Shared, headers: HeaderMap) -> Response {
+    let (_, token) = match admin(&s, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let result = async {
+        let accounts: Vec<String> = s.engine.users().await?.into_iter().map(|u| u.0).collect();
+        let users: Vec<_> = s
+            .engine
+            .users()
+            .await?
+            .into_iter()
+            .map(|(email, admin)| serde_json::json!({"email": email, "admin": admin}))
+            .collect();
+        let mut roles = Vec::new();
+        for (desk, p) in s.engine.desks().await? {
+            for r in &p.roles {
+                let members = match &r.source {
+                    RoleSource::Members(m) => m
+                        .iter()
+                        .map(|m| serde_json::json!({"email": m, "account": accounts.contains(m)}))
+                        .collect::<Vec<_>>(),
+                    RoleSource::FromField { .. } => Vec::new(),
+                };
+                roles.push(serde_json::json!({
+                    "desk": desk, "role": r.id, "title": r.title.clone().unwrap_or_default(),
+                    "members": members, "requester": members.is_empty(),
+                }));
+            }
+        }
+        let data = serde_json::json!({
+            "users": users, "roles": roles, "csrf": s.engine.csrf_for(&token).await?,
+            "problem": "",
+        });
+        Ok::<_, Error>(page(&s, StatusCode::OK, "admin-users", "Comptes", &data))
+    }
+    .await;
+    result.unwrap_or_else(|e| failure(&s, &e))
+}
+
+/// `POST /admin/users`: creates an account or sets its password.
+pub(crate) async fn user_add(
+    State(s): Shared,
+    headers: HeaderMap,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let (_, token) = match admin(&s, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&s, &token, &values).await {
+        return expired_form(&s, "Rechargez la page d'administration et recommencez.");
+    }
+    let email = values
+        .get("email")
+        .map(|e| e.trim().to_lowercase())
+        .unwrap_or_default();
+    let password = values.get("password").cloned().unwrap_or_default();
+    let admin = values
+        .get("admin")
+        .is_some_and(|v| v == "on" || v == "true");
+    if !email.contains('@') {
+        return failure(
+            &s,
+            &Error::Refused(core::Error::Invalid(vec![core::form::FieldError {
+                field: "email".into(),
+                message: "an email address".into(),
+            }])),
+        );
+    }
+    match s.engine.set_user(&email, &password, admin).await {
+        Ok(()) => redirect("/admin/users"),
+        Err(e) => failure(&s, &e),
+    }
+}
