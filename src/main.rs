@@ -7,12 +7,13 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod config;
 mod db;
 mod kpi;
 mod mail;
 mod simulate;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use guichet_connectors::email::Templates;
 use guichet_definitions::{self as definitions, Severity, diagnostic};
 
@@ -23,6 +24,10 @@ use guichet_definitions::{self as definitions, Severity, diagnostic};
     about = "A workflow engine for health-data access desks"
 )]
 struct Cli {
+    /// A configuration file (TOML) with any of the settings; `guichet.toml` in the working
+    /// directory is read when it exists. See docs/operations.md.
+    #[arg(long, global = true, env = "GUICHET_CONFIG")]
+    config: Option<PathBuf>,
     /// The database: a SQLite file (created if missing) or a PostgreSQL URL.
     #[arg(
         long,
@@ -153,7 +158,23 @@ enum GraphFormat {
 
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
-    let cli = Cli::parse();
+    // The configuration file gives the defaults of the settings it names (the environment
+    // and the command line still win).
+    let args: Vec<String> = std::env::args().collect();
+    let mut command = Cli::command();
+    if let Some(path) = config::path(&args) {
+        match config::read(&path) {
+            Ok(settings) => command = config::apply(command, &settings),
+            Err(e) => {
+                eprintln!("guichet: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let cli = match Cli::from_arg_matches(&command.get_matches_from(args)) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::Check {
             files,

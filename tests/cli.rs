@@ -648,3 +648,65 @@ fn simulate_fits_from_history_and_forecasts_open_requests() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("externe revision 9"));
 }
+
+#[test]
+fn a_configuration_file_gives_defaults_that_the_environment_and_flags_override() {
+    let dir = tempdir("config");
+    std::fs::write(
+        dir.join("guichet.toml"),
+        "# the desk's settings\ndatabase = \"sqlite://from-file.db\"\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    ok(&guichet(&["serve", "--once"], &dir));
+    assert!(dir.join("from-file.db").exists());
+    // The environment wins over the file, the command line over both.
+    let out = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["serve", "--once"])
+        .current_dir(&dir)
+        .env("GUICHET_DATABASE", "sqlite://from-env.db")
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(dir.join("from-env.db").exists());
+    ok(&guichet(
+        &["--database", "sqlite://from-flag.db", "serve", "--once"],
+        &dir,
+    ));
+    assert!(dir.join("from-flag.db").exists());
+    // Another file by --config; a mistake names the setting and the known ones.
+    std::fs::write(dir.join("other.toml"), "smtp_hots = \"mail.example\"\n").unwrap();
+    let out = guichet(&["--config", "other.toml", "serve", "--once"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("other.toml: unknown setting `smtp_hots`") && err.contains("smtp_host"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_setting_is_documented_and_accepted_by_the_configuration_file() {
+    let docs = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
+    for source in ["src/main.rs", "src/mail.rs", "src/db.rs"] {
+        let text = std::fs::read_to_string(repo().join(source)).unwrap();
+        for chunk in text.split("env = \"GUICHET_").skip(1) {
+            let var = format!("GUICHET_{}", chunk.split('"').next().unwrap());
+            assert!(
+                docs.contains(&format!("`{var}`")),
+                "{var} is not in docs/operations.md"
+            );
+            if var != "GUICHET_CONFIG" {
+                let key = var.trim_start_matches("GUICHET_").to_lowercase();
+                let dir = tempdir("config-key");
+                std::fs::write(dir.join("guichet.toml"), format!("{key} = \"1\"\n")).unwrap();
+                let out = guichet(&["check", "--help"], &dir);
+                assert_eq!(
+                    out.status.code(),
+                    Some(0),
+                    "{key}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
