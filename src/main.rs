@@ -133,6 +133,10 @@ enum Command {
         concurrency: usize,
         #[arg(long)]
         json: bool,
+        /// Instead: add this many synthetic open tasks (one per request, spread over the
+        /// desk's roles) for the inbox benchmark (bench/inbox.sh), and exit.
+        #[arg(long, value_name = "N")]
+        seed_open_tasks: Option<usize>,
     },
 }
 
@@ -208,9 +212,19 @@ fn main() -> ExitCode {
         Command::Export(a) => db::run(&cli.database, |e| kpi::export(e, a)),
         Command::Bench {
             desk,
+            seed_open_tasks: Some(n),
+            ..
+        } => db::run(&cli.database, |e| async move {
+            guichet_engine::drive::seed_open_tasks(&e, &desk, n).await?;
+            println!("{n} open tasks added to {desk}");
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Bench {
+            desk,
             requests,
             concurrency,
             json,
+            seed_open_tasks: None,
         } => db::run(&cli.database, |e| {
             db::bench(e, desk, requests, concurrency, json)
         }),

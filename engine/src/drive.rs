@@ -160,3 +160,71 @@ async fn run_one(engine: &Engine, id: &str) -> Result<usize, Error> {
     }
     Ok(commands)
 }
+
+/// For the inbox benchmark: `n` synthetic open requests of `desk`, each with one open task,
+/// cycling through the desk's task steps (so through its roles), due dates spread from 60
+/// days ago to 60 days ahead. Rows only (no history): what the inbox reads, not requests
+/// that can be worked on.
+pub async fn seed_open_tasks(engine: &Engine, desk: &str, n: usize) -> Result<(), Error> {
+    use sqlx::Row;
+    let hash: String =
+        sqlx::query("SELECT hash FROM definitions WHERE name = $1 ORDER BY revision DESC LIMIT 1")
+            .bind(desk)
+            .fetch_optional(&engine.store().pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("desk {desk}")))?
+            .try_get(0)?;
+    let p = engine
+        .desks()
+        .await?
+        .remove(desk)
+        .ok_or_else(|| Error::NotFound(desk.to_owned()))?;
+    let tasks: Vec<(&str, &str)> = p
+        .steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StepKind::Task(t) => Some((s.id.as_str(), t.role.as_str())),
+            _ => None,
+        })
+        .collect();
+    let now = engine.now().0;
+    let state = serde_json::to_string(&Instance::new(crate::clock::Timestamp(now)))
+        .map_err(|e| Error::Corrupt(e.to_string()))?;
+    let day = 86_400_000i64;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let mut tx = engine.store().pool.begin().await?;
+        for &i in chunk {
+            let id = format!("seed-{i:08}");
+            let (step, role) = tasks[i % tasks.len()];
+            #[allow(clippy::cast_possible_wrap)]
+            let due = now + ((i as i64 * 7919) % 120 - 60) * day;
+            sqlx::query(
+                "INSERT INTO instances (id, definition, name, title, status, result, state, row_version, started_at, ended_at, history_seq, history_head) \
+                 VALUES ($1, $2, $3, $4, 'running', NULL, $5, 1, $6, NULL, 0, '')",
+            )
+            .bind(&id)
+            .bind(&hash)
+            .bind(desk)
+            .bind(format!("Demande synthétique {i}"))
+            .bind(&state)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO tasks (instance, seq, step, role, assignee, state, created_at, due_at, overdue, closed_at, closed_by, desk) \
+                 VALUES ($1, 1, $2, $3, NULL, 'open', $4, $5, $6, NULL, NULL, $7)",
+            )
+            .bind(&id)
+            .bind(step)
+            .bind(role)
+            .bind(now)
+            .bind(due)
+            .bind(i64::from(due < now))
+            .bind(desk)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}

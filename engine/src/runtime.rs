@@ -427,8 +427,8 @@ impl Engine {
             match e {
                 Effect::TaskSaved(task) => {
                     sqlx::query(
-                        "INSERT INTO tasks (instance, seq, step, role, assignee, state, created_at, due_at, overdue) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                        "INSERT INTO tasks (instance, seq, step, role, assignee, state, created_at, due_at, overdue, desk) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                          ON CONFLICT (instance, seq) DO UPDATE SET role = $4, assignee = $5, state = $6, due_at = $8, overdue = $9",
                     )
                     .bind(id)
@@ -440,6 +440,7 @@ impl Engine {
                     .bind(task.created_at.0)
                     .bind(task.due_at.map(|d| d.0))
                     .bind(i64::from(task.overdue))
+                    .bind(&process.name)
                     .execute(&mut **tx)
                     .await?;
                 }

@@ -79,6 +79,11 @@ fn migrator() -> Migrator {
             "api tokens",
             include_str!("../migrations/0007_api_tokens.sql"),
         ),
+        m(
+            8,
+            "task desk",
+            include_str!("../migrations/0008_task_desk.sql"),
+        ),
     ])
 }
 

@@ -139,11 +139,15 @@ impl Engine {
             .fetch_optional(&self.store().pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
-            .bind(now)
-            .bind(hash(token))
-            .execute(&self.store().pool)
-            .await?;
+        // At most one write a minute per session: reading the inbox stays a read.
+        sqlx::query(
+            "UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2 AND last_seen_at < $3",
+        )
+        .bind(now)
+        .bind(hash(token))
+        .bind(now - 60_000)
+        .execute(&self.store().pool)
+        .await?;
         Ok(Some(row.try_get(0)?))
     }
 
@@ -190,9 +194,13 @@ impl Engine {
         .fetch_optional(&self.store().pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
-            .bind(self.now().0)
-            .bind(hash(token))
+        let now = self.now().0;
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(now)
+        .bind(hash(token))
+        .bind(now - 60_000)
             .execute(&self.store().pool)
             .await?;
         Ok(Some(row.try_get(0)?))
@@ -279,37 +287,70 @@ impl Engine {
     }
 
     /// The open tasks a staff member may act on: theirs, and those open to their roles;
-    /// overdue first, then by deadline.
-    pub async fn inbox(&self, email: &str) -> Result<Vec<InboxItem>, Error> {
-        let roles = self.roles_of(email).await?;
-        let rows = sqlx::query(
-            "SELECT t.instance, t.seq, t.step, t.role, t.assignee, t.state, t.created_at, t.due_at, t.overdue, t.closed_by, i.name, i.title \
-             FROM tasks t JOIN instances i ON i.id = t.instance WHERE t.state IN ('open', 'claimed') \
-             ORDER BY t.overdue DESC, CASE WHEN t.due_at IS NULL THEN 1 ELSE 0 END, t.due_at, t.created_at",
-        )
+    /// overdue first, then by deadline; at most `limit` of them, with how many there are in
+    /// all. The database does the filtering, so a desk with a hundred thousand open tasks
+    /// reads only the page it shows.
+    pub async fn inbox(&self, email: &str, limit: i64) -> Result<Inbox, Error> {
+        let email = email.trim().to_lowercase();
+        let roles = self.roles_of(&email).await?;
+        // Mine, or unclaimed and open to one of my (desk, role) pairs.
+        let mut filter = String::from("(t.assignee = $1 AND t.state IN ('open', 'claimed'))");
+        for n in 0..roles.len() {
+            filter.push_str(&format!(
+                " OR (t.desk = ${} AND t.role = ${} AND t.state = 'open' AND t.assignee IS NULL)",
+                2 * n + 2,
+                2 * n + 3
+            ));
+        }
+        let from = format!("FROM tasks t WHERE {filter}");
+        let bind = |sql: String| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(email.clone());
+            for (desk, role) in &roles {
+                q = q.bind(desk.clone()).bind(role.clone());
+            }
+            q
+        };
+        let total: i64 = bind(format!("SELECT COUNT(*) {from}"))
+            .fetch_one(&self.store().pool)
+            .await?
+            .try_get(0)?;
+        let rows = bind(format!(
+            "SELECT p.instance, p.seq, p.step, p.role, p.assignee, p.state, p.created_at, p.due_at, p.overdue, p.closed_by, i.name, i.title \
+             FROM (SELECT t.* {from} ORDER BY t.overdue DESC, CASE WHEN t.due_at IS NULL THEN 1 ELSE 0 END, t.due_at, t.created_at LIMIT {}) p \
+             JOIN instances i ON i.id = p.instance \
+             ORDER BY p.overdue DESC, CASE WHEN p.due_at IS NULL THEN 1 ELSE 0 END, p.due_at, p.created_at",
+            limit.max(0)
+        ))
         .fetch_all(&self.store().pool)
         .await?;
         let desks = self.desks().await?;
-        let mut out = Vec::new();
+        let mut items = Vec::with_capacity(rows.len());
         for r in rows {
             let task = TaskRow::from_row(&r)?;
             let desk: String = r.try_get(10)?;
-            if !Self::may_act(&roles, email, &desk, &task) {
-                continue;
-            }
             let step_title = desks
                 .get(&desk)
                 .and_then(|p| p.step(&task.step))
                 .map_or_else(|| task.step.clone(), |s| s.display_name().to_owned());
-            out.push(InboxItem {
+            items.push(InboxItem {
                 task,
                 desk,
                 title: r.try_get(11)?,
                 step_title,
             });
         }
-        Ok(out)
+        Ok(Inbox {
+            total: usize::try_from(total).unwrap_or_default(),
+            items,
+        })
     }
+}
+
+/// A page of an inbox: the first tasks, and how many there are in all.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inbox {
+    pub total: usize,
+    pub items: Vec<InboxItem>,
 }
 
 /// Figures for monitoring (the web server's `/metrics`).

@@ -256,13 +256,23 @@ pub(crate) async fn request(
     .into_response())
 }
 
-/// `GET /api/v1/tasks`: the account's inbox (its tasks and its roles' tasks), overdue first.
-pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> ApiResult {
+/// `GET /api/v1/tasks?limit=N`: the account's inbox (its tasks and its roles' tasks), overdue
+/// first; at most `limit` (default 200, at most 1,000), with the total in `X-Total-Count`.
+pub(crate) async fn inbox(
+    State(s): Shared,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
+) -> ApiResult {
     let email = account(&s, &headers).await?;
-    let items: Vec<_> = s
-        .engine
-        .inbox(&email)
-        .await?
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .unwrap_or(200)
+        .clamp(0, 1000);
+    let inbox = s.engine.inbox(&email, limit).await?;
+    let total = inbox.total;
+    let items: Vec<_> = inbox
+        .items
         .into_iter()
         .map(|i| {
             let mut j = task_json(&i.task, None);
@@ -272,7 +282,7 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> ApiResult {
             j
         })
         .collect();
-    Ok(Json(items).into_response())
+    Ok(([("x-total-count", total.to_string())], Json(items)).into_response())
 }
 
 /// The task, when the account may act on it.

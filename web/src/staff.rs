@@ -84,15 +84,19 @@ pub(crate) async fn logout(
     with_cookie(redirect("/login"), &session_cookie(&s, "", 0))
 }
 
+/// How many tasks the inbox page lists (the most urgent first).
+const INBOX_PAGE: i64 = 200;
+
 pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
     let Some((email, token)) = staff(&s, &headers).await else {
         return redirect("/login");
     };
-    let items = match s.engine.inbox(&email).await {
+    let inbox = match s.engine.inbox(&email, INBOX_PAGE).await {
         Ok(i) => i,
         Err(e) => return failure(&s, &e),
     };
-    let rows: Vec<_> = items
+    let rows: Vec<_> = inbox
+        .items
         .iter()
         .map(|i| {
             serde_json::json!({
@@ -110,7 +114,10 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
         StatusCode::OK,
         "inbox",
         "Mes tâches",
-        &serde_json::json!({"email": email, "items": rows, "csrf": csrf, "admin": admin}),
+        &serde_json::json!({
+            "email": email, "items": rows, "csrf": csrf, "admin": admin,
+            "total": inbox.total, "more": inbox.total > inbox.items.len(), "shown": inbox.items.len(),
+        }),
     )
 }
 
