@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The inbox under load: 100,000 open tasks in a SQLite database, `guichet serve` in release,
-# 100 concurrent clients reading a jurist's inbox page (the 200 most urgent of the tasks of
+# 100 concurrent clients reading a jurist's inbox page (the 50 most urgent of the tasks of
 # their roles) for 20 seconds with wrk, from 127.0.0.1. Prints wrk's latency distribution.
 #   bench/inbox.sh [TASKS] [CLIENTS] [SECONDS]
 set -euo pipefail
@@ -27,7 +27,7 @@ cookie=$(curl -s -o /dev/null -D - -X POST http://127.0.0.1:18089/login \
   --data-urlencode email=juriste@hopital.example --data-urlencode "password=un mot de passe assez long" \
   | sed -n 's/^[Ss]et-[Cc]ookie: \(guichet_session=[^;]*\).*/\1/p')
 [ -n "$cookie" ] || { echo "login failed"; exit 1; }
-shown=$(curl -s -H "Cookie: $cookie" http://127.0.0.1:18089/inbox | grep -o 'Les [0-9]* tâches les plus urgentes sur [0-9]*' || true)
+shown=$(curl -s -H "Cookie: $cookie" http://127.0.0.1:18089/inbox | grep -o 'Les [0-9]* tâches les plus urgentes sur [^.<]*' || true)
 echo "inbox: $shown"
 wrk -t2 -c"$clients" -d"${seconds}s" --latency -H "Cookie: $cookie" http://127.0.0.1:18089/inbox
 echo "server peak memory: $(grep VmHWM /proc/$server/status 2>/dev/null | awk '{print $2, $3}')"; tail -5 "$dir/serve.log"

@@ -310,46 +310,118 @@ impl Engine {
             }
             q
         };
-        let total: i64 = bind(format!("SELECT COUNT(*) {from}"))
-            .fetch_one(&self.store().pool)
-            .await?
-            .try_get(0)?;
-        let rows = bind(format!(
-            "SELECT p.instance, p.seq, p.step, p.role, p.assignee, p.state, p.created_at, p.due_at, p.overdue, p.closed_by, i.name, i.title \
-             FROM (SELECT t.* {from} ORDER BY t.overdue DESC, CASE WHEN t.due_at IS NULL THEN 1 ELSE 0 END, t.due_at, t.created_at LIMIT {}) p \
-             JOIN instances i ON i.id = p.instance \
-             ORDER BY p.overdue DESC, CASE WHEN p.due_at IS NULL THEN 1 ELSE 0 END, p.due_at, p.created_at",
-            limit.max(0)
+        // Counted up to a bound: beyond it the page says "more than".
+        let total: i64 = bind(format!(
+            "SELECT COUNT(*) FROM (SELECT 1 {from} LIMIT {}) AS page",
+            INBOX_COUNT_BOUND + 1
         ))
-        .fetch_all(&self.store().pool)
-        .await?;
-        let desks = self.desks().await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for r in rows {
-            let task = TaskRow::from_row(&r)?;
-            let desk: String = r.try_get(10)?;
-            let step_title = desks
-                .get(&desk)
-                .and_then(|p| p.step(&task.step))
-                .map_or_else(|| task.step.clone(), |s| s.display_name().to_owned());
-            items.push(InboxItem {
-                task,
-                desk,
-                title: r.try_get(11)?,
-                step_title,
-            });
+        .fetch_one(&self.store().pool)
+        .await?
+        .try_get(0)?;
+        // The page: each part of the filter read in the index's order (overdue first, then by
+        // deadline) and cut at `limit`, tasks without a deadline apart (NULLs sort first), then
+        // merged; the database never sorts a role's thousands of tasks.
+        const COLUMNS: &str = "t.instance, t.seq, t.step, t.role, t.assignee, t.state, t.created_at, t.due_at, t.overdue, t.closed_by, t.desk";
+        let limit = limit.max(0);
+        let mut parts: Vec<(String, Vec<String>)> = vec![(
+            "t.assignee = $1 AND t.state IN ('open', 'claimed')".to_owned(),
+            vec![email.clone()],
+        )];
+        for (desk, role) in &roles {
+            parts.push((
+                "t.desk = $1 AND t.role = $2 AND t.state = 'open' AND t.assignee IS NULL"
+                    .to_owned(),
+                vec![desk.clone(), role.clone()],
+            ));
         }
+        let mut found: Vec<(TaskRow, String)> = Vec::new();
+        for (filter, values) in &parts {
+            for (due, order) in [
+                (
+                    "t.due_at IS NOT NULL",
+                    "t.overdue DESC, t.due_at, t.created_at, t.instance, t.seq",
+                ),
+                (
+                    "t.due_at IS NULL",
+                    "t.overdue DESC, t.created_at, t.instance, t.seq",
+                ),
+            ] {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM tasks t WHERE {filter} AND {due} ORDER BY {order} LIMIT {limit}"
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for v in values {
+                    q = q.bind(v.clone());
+                }
+                for r in q.fetch_all(&self.store().pool).await? {
+                    found.push((
+                        TaskRow::from_row(&r)?,
+                        r.try_get::<Option<String>, _>(10)?.unwrap_or_default(),
+                    ));
+                }
+            }
+        }
+        found.sort_by(|(a, _), (b, _)| {
+            b.overdue
+                .cmp(&a.overdue)
+                .then(a.due_at.is_none().cmp(&b.due_at.is_none()))
+                .then(a.due_at.cmp(&b.due_at))
+                .then(a.created_at.cmp(&b.created_at))
+                .then(a.instance.cmp(&b.instance))
+                .then(a.seq.cmp(&b.seq))
+        });
+        found.truncate(usize::try_from(limit).unwrap_or_default());
+        // The requests' titles, for the page only.
+        let mut titles: std::collections::BTreeMap<String, String> =
+            std::collections::BTreeMap::new();
+        for chunk in found.chunks(100) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT id, title FROM instances WHERE id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (t, _) in chunk {
+                q = q.bind(t.instance.clone());
+            }
+            for r in q.fetch_all(&self.store().pool).await? {
+                titles.insert(r.try_get(0)?, r.try_get(1)?);
+            }
+        }
+        let desks = self.desks().await?;
+        let items = found
+            .into_iter()
+            .map(|(task, desk)| {
+                let step_title = desks
+                    .get(&desk)
+                    .and_then(|p| p.step(&task.step))
+                    .map_or_else(|| task.step.clone(), |s| s.display_name().to_owned());
+                InboxItem {
+                    title: titles.get(&task.instance).cloned().unwrap_or_default(),
+                    task,
+                    desk,
+                    step_title,
+                }
+            })
+            .collect();
+        let total = usize::try_from(total).unwrap_or_default();
         Ok(Inbox {
-            total: usize::try_from(total).unwrap_or_default(),
+            more_than: total > INBOX_COUNT_BOUND,
+            total: total.min(INBOX_COUNT_BOUND),
             items,
         })
     }
 }
 
-/// A page of an inbox: the first tasks, and how many there are in all.
+/// Inboxes count their tasks up to this bound.
+pub const INBOX_COUNT_BOUND: usize = 1000;
+
+/// A page of an inbox: the first tasks, and how many there are in all (or that there are
+/// more than `total` when `more_than`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Inbox {
     pub total: usize,
+    pub more_than: bool,
     pub items: Vec<InboxItem>,
 }
 

@@ -126,7 +126,91 @@ on_both_backends!(
     timers_fire_from_the_database,
     concurrent_completions_of_one_task_one_wins,
     tampering_with_history_is_detected,
+    the_inbox_reads_the_most_urgent_tasks_of_ones_roles,
 );
+
+async fn the_inbox_reads_the_most_urgent_tasks_of_ones_roles(backend: &str) {
+    let (e, _) = engine(backend).await;
+    e.deploy(model("interne-decentralise")).await.unwrap();
+    // 6,000 open tasks spread over the desk's task steps, some 1,400 of them the jurists'.
+    guichet_engine::drive::seed_open_tasks(&e, "interne-decentralise", 6000)
+        .await
+        .unwrap();
+    // One real request whose legal feasibility a jurist claims: theirs, whatever its deadline.
+    let id = e.start("interne-decentralise", &intake()).await.unwrap();
+    complete(&e, &id, "recevabilite", Some("recevable"), json!({})).await;
+    let legal = e
+        .tasks(Some(&id), true)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.step == "faisabilite-juridique")
+        .unwrap();
+    e.execute(
+        &id,
+        Command::Claim {
+            task: u32::try_from(legal.seq).unwrap(),
+            user: "juriste@hopital.example".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let inbox = e.inbox("Juriste@hopital.example", 50).await.unwrap();
+    assert_eq!(inbox.items.len(), 50);
+    let all = e.inbox("juriste@hopital.example", 5000).await.unwrap();
+    // Counted up to the bound.
+    assert!(all.items.len() > 1000);
+    assert!(
+        inbox.more_than && inbox.total == 1000,
+        "{} {}",
+        inbox.total,
+        inbox.more_than
+    );
+    assert!(all.items.iter().all(|i| i.task.role == "juriste"));
+    assert!(
+        all.items
+            .iter()
+            .any(|i| i.task.instance == id && i.task.assignee.is_some())
+    );
+    // Overdue first, then by deadline; the first page is the head of the whole list.
+    let key = |i: &guichet_engine::users::InboxItem| {
+        (
+            !i.task.overdue,
+            i.task.due_at.is_none(),
+            i.task.due_at,
+            i.task.created_at,
+            i.task.instance.clone(),
+            i.task.seq,
+        )
+    };
+    assert!(all.items.windows(2).all(|w| key(&w[0]) <= key(&w[1])));
+    let head: Vec<_> = all
+        .items
+        .iter()
+        .take(50)
+        .map(|i| (&i.task.instance, i.task.seq))
+        .collect();
+    let page: Vec<_> = inbox
+        .items
+        .iter()
+        .map(|i| (&i.task.instance, i.task.seq))
+        .collect();
+    assert_eq!(head, page);
+    assert!(
+        inbox
+            .items
+            .iter()
+            .all(|i| i.desk == "interne-decentralise" && !i.title.is_empty())
+    );
+    // Someone with no role sees nothing.
+    assert!(
+        e.inbox("nobody@example.org", 50)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
 
 async fn deploying_is_idempotent_and_versions_keep_running_instances(backend: &str) {
     let (e, _) = engine(backend).await;

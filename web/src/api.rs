@@ -270,7 +270,7 @@ pub(crate) async fn inbox(
         .unwrap_or(200)
         .clamp(0, 1000);
     let inbox = s.engine.inbox(&email, limit).await?;
-    let total = inbox.total;
+    let (total, more_than) = (inbox.total, inbox.more_than);
     let items: Vec<_> = inbox
         .items
         .into_iter()
@@ -282,7 +282,12 @@ pub(crate) async fn inbox(
             j
         })
         .collect();
-    Ok(([("x-total-count", total.to_string())], Json(items)).into_response())
+    let total = if more_than {
+        format!("{total}+")
+    } else {
+        total.to_string()
+    };
+    Ok(([("x-total-count", total)], Json(items)).into_response())
 }
 
 /// The task, when the account may act on it.

@@ -85,7 +85,7 @@ pub(crate) async fn logout(
 }
 
 /// How many tasks the inbox page lists (the most urgent first).
-const INBOX_PAGE: i64 = 200;
+const INBOX_PAGE: i64 = 50;
 
 pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
     let Some((email, token)) = staff(&s, &headers).await else {
@@ -116,7 +116,8 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
         "Mes tâches",
         &serde_json::json!({
             "email": email, "items": rows, "csrf": csrf, "admin": admin,
-            "total": inbox.total, "more": inbox.total > inbox.items.len(), "shown": inbox.items.len(),
+            "total": inbox.total, "more_than": inbox.more_than,
+            "more": inbox.more_than || inbox.total > inbox.items.len(), "shown": inbox.items.len(),
         }),
     )
 }
