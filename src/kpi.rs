@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use guichet_engine::Engine;
 use guichet_engine::clock::Timestamp;
+use guichet_engine::export::csv_field;
 use guichet_engine::kpi::{Compare, Query};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -77,14 +78,6 @@ pub(crate) fn num(v: Option<f64>) -> String {
         }
     })
     .unwrap_or_default()
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
 }
 
 /// Rows of cells as an aligned table or CSV.

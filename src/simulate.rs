@@ -404,27 +404,12 @@ fn html(title: &str, a: &SimulateArgs, reports: &[Report]) -> String {
     }
     h.push_str("</table>");
     for r in reports {
-        let rows: Vec<(String, Vec<f64>)> = r
-            .steps
-            .iter()
-            .filter(|s| s.kind == "task")
-            .take(12)
-            .map(|s| {
-                (
-                    s.step.clone(),
-                    vec![
-                        s.waiting.map_or(0.0, |t| t.mean),
-                        s.working.map_or(0.0, |t| t.mean),
-                    ],
-                )
-            })
-            .collect();
         h.push_str(&format!("<h2>{}: time per task</h2><figure>", esc(&r.desk)));
-        h.push_str(&charts::stacked_bars(
+        h.push_str(&charts::task_times(
             &format!("{}: mean days per task, slowest first", r.desk),
             "days",
-            &["waiting for a free member", "working"],
-            &rows,
+            ["waiting for a free member", "working"],
+            &r.steps.iter().collect::<Vec<_>>(),
         ));
         h.push_str("</figure><table><tr>");
         for c in BOTTLENECK_HEADER {

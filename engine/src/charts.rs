@@ -197,6 +197,31 @@ pub fn stacked_bars(
     out
 }
 
+/// Waiting and working time of the slowest tasks (at most twelve), as stacked bars: the
+/// chart of "where the time goes", shared by the dashboard and the simulation report.
+pub fn task_times(
+    title: &str,
+    unit: &str,
+    legend: [&str; 2],
+    steps: &[&crate::kpi::StepRow],
+) -> String {
+    let rows: Vec<(String, Vec<f64>)> = steps
+        .iter()
+        .filter(|s| s.kind == "task")
+        .take(12)
+        .map(|s| {
+            (
+                s.title.clone(),
+                vec![
+                    s.waiting.map_or(0.0, |t| t.mean),
+                    s.working.map_or(0.0, |t| t.mean),
+                ],
+            )
+        })
+        .collect();
+    stacked_bars(title, unit, &legend, &rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

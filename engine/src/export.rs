@@ -14,6 +14,15 @@ use crate::core::{Actor, EventKind};
 use crate::kpi::Query;
 use crate::runtime::{Engine, Error};
 
+/// A CSV cell (RFC 4180): quoted when it holds a comma, a quote or a line break.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
 fn xml(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -151,13 +160,7 @@ impl Engine {
             "request,model,revision,seq,time,event,step,actor,detail"
         )
         .map_err(io)?;
-        let field = |s: &str| {
-            if s.contains([',', '"', '\n']) {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            } else {
-                s.to_owned()
-            }
-        };
+        let field = csv_field;
         let mut n = 0;
         for (id, desk, revision) in requests(self, q).await? {
             for h in self.history(&id).await? {

@@ -8,6 +8,7 @@ use super::*;
 
 use guichet_definitions::model::RoleSource;
 use guichet_engine::charts;
+use guichet_engine::export::csv_field;
 use guichet_engine::kpi::{Compare, Query};
 
 /// The signed-in administrator and their session token.
@@ -25,6 +26,23 @@ async fn admin(s: &AppState, headers: &HeaderMap) -> Result<(String, String), Re
 fn day(t: Option<i64>) -> String {
     t.map(|t| date(guichet_engine::clock::Timestamp(t)))
         .unwrap_or_default()
+}
+
+/// A form posted by the signed-in administrator, with its anti-forgery token checked.
+async fn admin_form(
+    s: &AppState,
+    headers: &HeaderMap,
+    values: &HashMap<String, String>,
+) -> Result<String, Response> {
+    let (_, token) = admin(s, headers).await?;
+    if csrf_ok(s, &token, values).await {
+        Ok(token)
+    } else {
+        Err(expired_form(
+            s,
+            "Rechargez la page d'administration et recommencez.",
+        ))
+    }
 }
 
 /// `GET /admin`: the desks, their revisions and requests.
@@ -68,13 +86,10 @@ pub(crate) async fn deploy(
     headers: HeaderMap,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    let (_, token) = match admin(&s, &headers).await {
-        Ok(a) => a,
+    let token = match admin_form(&s, &headers, &values).await {
+        Ok(t) => t,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &token, &values).await {
-        return expired_form(&s, "Rechargez la page d'administration et recommencez.");
-    }
     let source = values.get("source").cloned().unwrap_or_default();
     let (status, problems, deployed) = match s.engine.deploy(&source).await {
         Ok(d) => (
@@ -156,27 +171,14 @@ pub(crate) async fn indicators(
         let mut desks: Vec<&str> = steps.iter().map(|r| r.desk.as_str()).collect();
         desks.dedup();
         for desk in desks {
-            let rows: Vec<(String, Vec<f64>)> = steps
-                .iter()
-                .filter(|r| r.desk == desk && r.kind == "task")
-                .take(12)
-                .map(|r| {
-                    (
-                        r.title.clone(),
-                        vec![
-                            r.waiting.map_or(0.0, |t| t.mean),
-                            r.working.map_or(0.0, |t| t.mean),
-                        ],
-                    )
-                })
-                .collect();
+            let of_desk: Vec<_> = steps.iter().filter(|r| r.desk == desk).collect();
             per_desk.push(serde_json::json!({
                 "desk": desk,
-                "svg": charts::stacked_bars(
+                "svg": charts::task_times(
                     &format!("{desk} : temps moyen par tâche (jours)"),
                     "jours",
-                    &["attente", "travail"],
-                    &rows,
+                    ["attente", "travail"],
+                    &of_desk,
                 ),
             }));
         }
@@ -216,14 +218,6 @@ pub(crate) async fn indicators(
     }
     .await;
     result.unwrap_or_else(|e| failure(&s, &e))
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
 }
 
 /// `GET /admin/indicators.csv?view=indicators|steps&compare=...`: the tables behind the charts.
@@ -360,12 +354,8 @@ pub(crate) async fn outbox_retry(
     Path(id): Path<String>,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    let (_, token) = match admin(&s, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    if !csrf_ok(&s, &token, &values).await {
-        return expired_form(&s, "Rechargez la page d'administration et recommencez.");
+    if let Err(r) = admin_form(&s, &headers, &values).await {
+        return r;
     }
     match s.engine.outbox_retry_dead(&id, s.engine.now()).await {
         Ok(()) => redirect("/admin/outbox?state=dead"),
@@ -420,12 +410,8 @@ pub(crate) async fn user_add(
     headers: HeaderMap,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    let (_, token) = match admin(&s, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    if !csrf_ok(&s, &token, &values).await {
-        return expired_form(&s, "Rechargez la page d'administration et recommencez.");
+    if let Err(r) = admin_form(&s, &headers, &values).await {
+        return r;
     }
     let email = values
         .get("email")
