@@ -101,6 +101,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/tasks/{instance}/{seq}/complete",
             post(api::complete),
         )
+        .layer(axum::middleware::from_fn(ops::track))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(Arc::new(state))
 }

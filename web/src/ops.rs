@@ -40,6 +40,84 @@ pub(crate) async fn callback(
     }
 }
 
+/// Latency histogram buckets, in seconds.
+const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Cumulative counts per bucket (Prometheus `le`), then the total.
+    buckets: [u64; 10],
+    count: u64,
+    sum: f64,
+}
+
+/// (method, route, status) -> latencies, for the whole process.
+type Latencies = std::sync::Mutex<std::collections::BTreeMap<(String, String, u16), Histogram>>;
+
+fn latencies() -> &'static Latencies {
+    static L: std::sync::OnceLock<Latencies> = std::sync::OnceLock::new();
+    L.get_or_init(Latencies::default)
+}
+
+/// Records how long each request took, by route (the pattern, not the path, so tokens and
+/// ids never reach the metrics) and status.
+pub(crate) async fn track(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let began = std::time::Instant::now();
+    let response = next.run(request).await;
+    let seconds = began.elapsed().as_secs_f64();
+    if let Ok(mut l) = latencies().lock() {
+        let h = l
+            .entry((method, route, response.status().as_u16()))
+            .or_default();
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                h.buckets[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+    response
+}
+
+fn write_latencies(out: &mut String) {
+    use std::fmt::Write;
+    out.push_str("# HELP guichet_http_request_duration_seconds Time to answer, by route and status.\n# TYPE guichet_http_request_duration_seconds histogram\n");
+    let Ok(l) = latencies().lock() else { return };
+    for ((method, route, status), h) in l.iter() {
+        let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
+        for (le, n) in BUCKETS.iter().zip(h.buckets) {
+            let _ = writeln!(
+                out,
+                "guichet_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "guichet_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(
+            out,
+            "guichet_http_request_duration_seconds_sum{{{labels}}} {}",
+            h.sum
+        );
+        let _ = writeln!(
+            out,
+            "guichet_http_request_duration_seconds_count{{{labels}}} {}",
+            h.count
+        );
+    }
+}
+
 /// Alive and able to read the database.
 pub(crate) async fn healthz(State(s): Shared) -> Response {
     match s.engine.gauges().await {
@@ -77,5 +155,6 @@ pub(crate) async fn metrics(State(s): Shared) -> Response {
     }
     out.push_str("# HELP guichet_timers Scheduled timers.\n# TYPE guichet_timers gauge\n");
     let _ = writeln!(out, "guichet_timers {}", g.timers_scheduled);
+    write_latencies(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

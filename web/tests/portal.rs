@@ -306,6 +306,30 @@ async fn metrics_count_requests_tasks_and_the_outbox() {
         text.contains("guichet_timers 3"),
         "deadline, reminder and escalation: {text}"
     );
+    // Latencies by route pattern and status (the metrics are the process's: other tests of
+    // this file submit intakes too, so at least this one).
+    let intake = "method=\"POST\",route=\"/desks/{name}\",status=\"200\"";
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let count = value(&format!(
+        "guichet_http_request_duration_seconds_count{{{intake}}}"
+    ));
+    assert!(count >= 1);
+    assert_eq!(
+        value(&format!(
+            "guichet_http_request_duration_seconds_bucket{{{intake},le=\"+Inf\"}}"
+        )),
+        count
+    );
+    // Tokens and ids never reach the metrics: only route patterns do.
+    call(&app, "GET", "/l/secret-token-value", None).await;
+    let (_, text) = call(&app, "GET", "/metrics", None).await;
+    assert!(text.contains("route=\"/l/{token}\""), "{text}");
+    assert!(!text.contains("secret-token-value"));
     let _ = engine;
 }
 
