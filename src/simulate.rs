@@ -117,6 +117,7 @@ fn read_scenario(
     path: Option<&Path>,
     models: &[definitions::Process],
     base: Scenario,
+    show_warnings: bool,
 ) -> anyhow::Result<Parsed> {
     let Some(path) = path else {
         return Ok(Parsed {
@@ -133,10 +134,12 @@ fn read_scenario(
         eprint!("{}", diagnostic::render(&diags, &name, &source, false));
         anyhow::anyhow!("the scenario {name} has errors")
     })?;
-    eprint!(
-        "{}",
-        diagnostic::render(&parsed.warnings, &name, &source, false)
-    );
+    if show_warnings {
+        eprint!(
+            "{}",
+            diagnostic::render(&parsed.warnings, &name, &source, false)
+        );
+    }
     Ok(parsed)
 }
 
@@ -146,7 +149,7 @@ pub(crate) async fn simulate(
     a: SimulateArgs,
 ) -> anyhow::Result<ExitCode> {
     let models = load_models(&a.models)?;
-    let mut parsed = read_scenario(a.scenario.as_deref(), &models, Scenario::default())?;
+    let mut parsed = read_scenario(a.scenario.as_deref(), &models, Scenario::default(), true)?;
     if let (Some(spec), Some(e)) = (&a.fit_from, &engine) {
         let (desk, revision) = match spec.split_once('@') {
             Some((d, r)) => (
@@ -174,7 +177,8 @@ pub(crate) async fn simulate(
         );
         let mut base = Scenario::default();
         fit.apply(&mut base);
-        parsed = read_scenario(a.scenario.as_deref(), &models, base)?;
+        // Read again over the fitted values (its warnings were shown the first time).
+        parsed = read_scenario(a.scenario.as_deref(), &models, base, false)?;
         parsed.title = format!("{} (fitted from {spec})", parsed.title);
     }
     if a.forecast {
