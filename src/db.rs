@@ -149,7 +149,13 @@ pub(crate) enum TokenCommand {
     /// Issue an API token acting as a staff account (its roles, or administration); the
     /// token is printed once, only its hash is kept.
     Create {
-        email: String,
+        /// The staff account the token acts as.
+        #[arg(required_unless_present = "provider")]
+        email: Option<String>,
+        /// Instead, a provider that pulls its work (fetch-and-lock): the token acts as the
+        /// service account `provider:ID`.
+        #[arg(long, conflicts_with = "email")]
+        provider: Option<String>,
         /// What the token is for, shown in listings.
         #[arg(long, default_value = "")]
         name: String,
@@ -162,11 +168,22 @@ pub(crate) enum TokenCommand {
 
 pub(crate) async fn token(e: Arc<Engine>, c: TokenCommand) -> anyhow::Result<ExitCode> {
     match c {
-        TokenCommand::Create { email, name } => {
-            let token = e.create_api_token(&email, &name).await?;
+        TokenCommand::Create {
+            email,
+            provider,
+            name,
+        } => {
+            let (token, who) = match (email, provider) {
+                (_, Some(p)) => (
+                    e.create_provider_token(&p, &name).await?,
+                    format!("provider {p}"),
+                ),
+                (Some(email), None) => (e.create_api_token(&email, &name).await?, email),
+                (None, None) => anyhow::bail!("give the account's email or --provider ID"),
+            };
             println!("{token}");
             eprintln!(
-                "API token for {email}: send it as `Authorization: Bearer <token>`; it is shown only now"
+                "API token for {who}: send it as `Authorization: Bearer <token>`; it is shown only now"
             );
         }
         TokenCommand::List => {
@@ -357,7 +374,8 @@ pub(crate) async fn serve(
     let state = guichet_web::AppState {
         engine: e.clone(),
         pages: guichet_web::Pages::new(),
-        webhooks: (!webhooks.providers.is_empty()).then(|| webhooks.clone()),
+        webhooks: (!webhooks.providers.is_empty() || !webhooks.pull.is_empty())
+            .then(|| webhooks.clone()),
         secure_cookies: mail.base_url().starts_with("https://"),
     };
     let server = {

@@ -87,10 +87,15 @@ impl MailOptions {
             .filter_map(|p| p.split_once('='))
             .collect();
         let mut providers = HashMap::new();
+        let mut pull = Vec::new();
         for p in &self.providers {
             let (id, url) = p
                 .split_once('=')
-                .with_context(|| format!("--provider `{p}` is not ID=URL"))?;
+                .with_context(|| format!("--provider `{p}` is not ID=URL (or ID=pull)"))?;
+            if url == "pull" {
+                pull.push(id.to_owned());
+                continue;
+            }
             let secret = secrets
                 .get(id)
                 .with_context(|| format!("provider `{id}` has no --provider-secret {id}=SECRET"))?;
@@ -105,6 +110,7 @@ impl MailOptions {
         Ok(Webhooks {
             engine,
             providers,
+            pull,
             base_url: self.base_url.clone(),
             policy: RetryPolicy::default(),
             timeout: Duration::from_secs(30),

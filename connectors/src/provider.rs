@@ -94,6 +94,9 @@ struct CallbackBody {
 pub struct Webhooks {
     pub engine: Arc<Engine>,
     pub providers: HashMap<String, ProviderConfig>,
+    /// Providers that pull their work through the API (fetch-and-lock) instead of receiving
+    /// webhooks: the dispatcher leaves their calls alone.
+    pub pull: Vec<String>,
     /// The public address of the web server, for callback URLs.
     pub base_url: String,
     pub policy: RetryPolicy,
@@ -107,7 +110,13 @@ impl Webhooks {
         let mut report = Report::default();
         for claimed in self
             .engine
-            .claim_outbox(now, self.policy.lease_ms, limit, "webhook")
+            .claim_outbox_of(
+                now,
+                self.policy.lease_ms,
+                limit,
+                "webhook",
+                guichet_engine::outbox::Providers::Except(&self.pull),
+            )
             .await?
         {
             let result = self.deliver(&claimed).await;

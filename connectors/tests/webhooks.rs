@@ -106,6 +106,7 @@ async fn setup(provider_url: &str) -> (Arc<Engine>, Arc<ManualClock>, Webhooks) 
     e.deploy(source).await.unwrap();
     let hooks = Webhooks {
         engine: e.clone(),
+        pull: Vec::new(),
         providers: HashMap::from([(
             "tiers-de-confiance".to_owned(),
             ProviderConfig {

@@ -11,6 +11,14 @@ use crate::core::Effect;
 use crate::lifecycle::{self, OutboxAction, OutboxLife};
 use crate::runtime::{Engine, Error};
 
+/// Which providers' messages to claim.
+#[derive(Debug, Clone, Copy)]
+pub enum Providers<'a> {
+    Any,
+    Only(&'a str),
+    Except(&'a [String]),
+}
+
 /// A claimed message, ready to deliver.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -99,15 +107,45 @@ impl Engine {
         limit: i64,
         kind: &str,
     ) -> Result<Vec<Claimed>, Error> {
-        let rows = sqlx::query(
+        self.claim_outbox_of(now, lease_ms, limit, kind, Providers::Any)
+            .await
+    }
+
+    /// [`Engine::claim_outbox`], for some providers only (webhooks).
+    pub async fn claim_outbox_of(
+        &self,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: i64,
+        kind: &str,
+        providers: Providers<'_>,
+    ) -> Result<Vec<Claimed>, Error> {
+        let (filter, names): (String, Vec<&str>) = match providers {
+            Providers::Any => (String::new(), Vec::new()),
+            Providers::Only(p) => (" AND provider = $4".to_owned(), vec![p]),
+            Providers::Except([]) => (String::new(), Vec::new()),
+            Providers::Except(list) => {
+                let marks: Vec<String> = (0..list.len()).map(|n| format!("${}", n + 4)).collect();
+                (
+                    format!(
+                        " AND (provider IS NULL OR provider NOT IN ({}))",
+                        marks.join(", ")
+                    ),
+                    list.iter().map(String::as_str).collect(),
+                )
+            }
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, instance, kind, payload, state, attempts, next_attempt_at FROM outbox \
-             WHERE state IN ('pending', 'sending') AND next_attempt_at <= $1 AND kind = $3 ORDER BY next_attempt_at, id LIMIT $2",
-        )
+             WHERE state IN ('pending', 'sending') AND next_attempt_at <= $1 AND kind = $3{filter} ORDER BY next_attempt_at, id LIMIT $2",
+        )))
         .bind(now.0)
         .bind(limit)
-        .bind(kind)
-        .fetch_all(&self.store().pool)
-        .await?;
+        .bind(kind);
+        for n in names {
+            query = query.bind(n);
+        }
+        let rows = query.fetch_all(&self.store().pool).await?;
         let mut claimed = Vec::new();
         for r in rows {
             let id: String = r.try_get(0)?;
@@ -148,6 +186,69 @@ impl Engine {
             });
         }
         Ok(claimed)
+    }
+
+    /// A provider reports the work it fetched and locked (`attempt` is the fencing token it
+    /// was given): the call's step moves on, and the message is done. A completion whose lock
+    /// was lost (expired, and the work fetched again) is refused and changes nothing.
+    pub async fn complete_pulled(
+        &self,
+        id: &str,
+        provider: &str,
+        attempt: i64,
+        outcome: Option<String>,
+        fields: crate::core::Fields,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        let row = sqlx::query(
+            "SELECT instance, payload, state, attempts, next_attempt_at FROM outbox WHERE id = $1 AND provider = $2",
+        )
+        .bind(id)
+        .bind(provider)
+        .fetch_optional(&self.store().pool)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("external task {id}")))?;
+        let state: String = row.try_get(2)?;
+        let attempts: i64 = row.try_get(3)?;
+        let lease_end: i64 = row.try_get(4)?;
+        if state != "sending" || attempts != attempt || lease_end <= now.0 {
+            return Err(Error::Conflict(format!(
+                "the lock on external task {id} was lost (expired or taken again); fetch it again"
+            )));
+        }
+        let instance: String = row.try_get(0)?;
+        let payload: String = row.try_get(1)?;
+        let Effect::CallProvider { token, .. } =
+            serde_json::from_str(&payload).map_err(|e| Error::Corrupt(e.to_string()))?
+        else {
+            return Err(Error::Corrupt(format!("outbox {id} is not a call")));
+        };
+        let answered = self
+            .execute(
+                &instance,
+                crate::core::Command::Callback {
+                    token,
+                    provider: provider.to_owned(),
+                    outcome,
+                    fields,
+                },
+            )
+            .await;
+        match answered {
+            Ok(_) => {
+                self.outbox_sent(id, now, id, provider, "", "").await?;
+                Ok(())
+            }
+            // The call no longer waits (it timed out, or was answered): the work is over.
+            Err(Error::Refused(crate::core::Error::UnknownToken(_))) => {
+                self.outbox_sent(id, now, id, provider, "", "no longer waited for")
+                    .await?;
+                Err(Error::Conflict(format!(
+                    "request {instance} no longer waits for this work (it timed out or was answered)"
+                )))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Records a delivered (or captured) message.

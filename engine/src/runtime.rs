@@ -482,15 +482,20 @@ impl Engine {
                     } else {
                         "webhook"
                     };
+                    let provider = match e {
+                        Effect::CallProvider { provider, .. } => Some(provider.as_str()),
+                        _ => None,
+                    };
                     sqlx::query(
-                        "INSERT INTO outbox (id, instance, kind, payload, state, attempts, next_attempt_at, created_at) \
-                         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
+                        "INSERT INTO outbox (id, instance, kind, payload, state, attempts, next_attempt_at, created_at, provider) \
+                         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $6)",
                     )
                     .bind(&outbox_id)
                     .bind(id)
                     .bind(kind)
                     .bind(serde_json::to_string(e).map_err(corrupt)?)
                     .bind(now)
+                    .bind(provider)
                     .execute(&mut **tx)
                     .await?;
                 }

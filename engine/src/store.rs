@@ -84,6 +84,11 @@ fn migrator() -> Migrator {
             "task desk",
             include_str!("../migrations/0008_task_desk.sql"),
         ),
+        m(
+            9,
+            "outbox provider",
+            include_str!("../migrations/0009_outbox_provider.sql"),
+        ),
     ])
 }
 

@@ -182,6 +182,28 @@ impl Engine {
         Ok(token)
     }
 
+    /// Issues an API token for a provider that pulls its work: it acts as the service
+    /// account `provider:ID`, which cannot sign in to the pages.
+    pub async fn create_provider_token(&self, provider: &str, name: &str) -> Result<String, Error> {
+        let account = format!("provider:{provider}");
+        let exists = sqlx::query("SELECT 1 FROM users WHERE email = $1")
+            .bind(&account)
+            .fetch_optional(&self.store().pool)
+            .await?
+            .is_some();
+        if !exists {
+            // "!" is no Argon2 hash: no password ever matches it.
+            sqlx::query(
+                "INSERT INTO users (email, password_hash, admin, created_at) VALUES ($1, '!', 0, $2)",
+            )
+            .bind(&account)
+            .bind(self.now().0)
+            .execute(&self.store().pool)
+            .await?;
+        }
+        self.create_api_token(&account, name).await
+    }
+
     /// The staff account an API token acts as, when it is valid and not revoked.
     pub async fn api_token(&self, token: &str) -> Result<Option<String>, Error> {
         if !token.starts_with("gch_") || token.len() > 64 {

@@ -465,6 +465,116 @@ pub(crate) async fn complete(
     act(&s, &email, &instance, seq, command).await
 }
 
+#[derive(Debug, Deserialize)]
+pub(crate) struct FetchAndLock {
+    provider: String,
+    #[serde(default = "default_max")]
+    max: i64,
+    #[serde(default = "default_lock")]
+    lock_seconds: i64,
+}
+
+fn default_max() -> i64 {
+    10
+}
+
+fn default_lock() -> i64 {
+    300
+}
+
+/// The pull provider an account may work for: its own service account, or an administrator.
+async fn pull_provider(s: &AppState, email: &str, provider: &str) -> Result<(), ApiError> {
+    let pulls = s
+        .webhooks
+        .as_ref()
+        .is_some_and(|w| w.pull.iter().any(|p| p == provider));
+    if !pulls {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "`{provider}` is not a provider that pulls its work (--provider {provider}=pull)"
+            ),
+        ));
+    }
+    if email == format!("provider:{provider}") || s.engine.is_admin(email).await? {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this token does not act for `{provider}` (see `guichet token create --provider`)"
+            ),
+        ))
+    }
+}
+
+/// `POST /api/v1/external-tasks/fetch-and-lock`: a provider takes up to `max` of its waiting
+/// calls, locked for `lock_seconds`; each comes with the fencing `attempt` to complete it with.
+pub(crate) async fn fetch_and_lock(
+    State(s): Shared,
+    headers: HeaderMap,
+    Json(body): Json<FetchAndLock>,
+) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    pull_provider(&s, &email, &body.provider).await?;
+    let now = s.engine.now();
+    let lock_ms = body.lock_seconds.clamp(1, 86_400) * 1000;
+    let claimed = s
+        .engine
+        .claim_outbox_of(
+            now,
+            lock_ms,
+            body.max.clamp(1, 100),
+            "webhook",
+            guichet_engine::outbox::Providers::Only(&body.provider),
+        )
+        .await?;
+    let mut out = Vec::new();
+    for m in claimed {
+        let core::Effect::CallProvider { step, .. } = &m.effect else {
+            continue;
+        };
+        let p = s.engine.process_of(&m.instance).await?;
+        let (desk, inst) = s.engine.instance(&m.instance).await?;
+        let def = p.step(step);
+        out.push(serde_json::json!({
+            "id": m.id, "attempt": m.attempt, "desk": desk, "request": m.instance,
+            "reference": core::reference(&m.instance), "title": core::request_title(&p, &inst),
+            "step": step, "provider": body.provider,
+            "lock_expires_at": timestamp(Some(now.0 + lock_ms)),
+            "outcomes": def.map(|d| d.outcomes().iter().map(|o| o.id.clone()).collect::<Vec<_>>()),
+            "form": form_json(def.and_then(|d| d.form())),
+        }));
+    }
+    Ok(Json(out).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PulledResult {
+    provider: String,
+    attempt: i64,
+    outcome: Option<String>,
+    #[serde(default)]
+    fields: Fields,
+}
+
+/// `POST /api/v1/external-tasks/{id}/complete`: the provider's answer for work it locked.
+pub(crate) async fn complete_external(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<PulledResult>,
+) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    pull_provider(&s, &email, &body.provider).await?;
+    s.engine
+        .complete_pulled(&id, &body.provider, body.attempt, body.outcome, body.fields)
+        .await?;
+    Ok(Json(serde_json::json!({"id": id, "completed": true})).into_response())
+}
+
 /// The routes of the API, with their OpenAPI summaries (the document is built from this
 /// list, so every route is documented).
 pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
@@ -512,6 +622,16 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
         "post",
         "/api/v1/tasks/{request}/{task}/complete",
         "Decide the task: body {\"outcome\": \"id\", \"fields\": {...}}",
+    ),
+    (
+        "post",
+        "/api/v1/external-tasks/fetch-and-lock",
+        "A pull provider takes its waiting calls: body {\"provider\": \"id\", \"max\": 10, \"lock_seconds\": 300}",
+    ),
+    (
+        "post",
+        "/api/v1/external-tasks/{id}/complete",
+        "A pull provider answers a call it locked: body {\"provider\", \"attempt\", \"outcome\", \"fields\"}",
     ),
 ];
 

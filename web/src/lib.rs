@@ -101,6 +101,14 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/tasks/{instance}/{seq}/complete",
             post(api::complete),
         )
+        .route(
+            "/api/v1/external-tasks/fetch-and-lock",
+            post(api::fetch_and_lock),
+        )
+        .route(
+            "/api/v1/external-tasks/{id}/complete",
+            post(api::complete_external),
+        )
         .layer(axum::middleware::from_fn(ops::track))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(Arc::new(state))

@@ -11,8 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use guichet_connectors::email::RetryPolicy;
+use guichet_connectors::provider::Webhooks;
 use guichet_engine::Engine;
 use guichet_engine::clock::{ManualClock, Timestamp};
+use guichet_engine::core::Command;
 use guichet_web::{AppState, Pages, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -22,6 +25,12 @@ static N: AtomicUsize = AtomicUsize::new(0);
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn site() -> (Arc<Engine>, Router) {
+    let (engine, app, _) = site_with(false).await;
+    (engine, app)
+}
+
+/// The site, with `tiers-de-confiance` pulling its work when `pull`.
+async fn site_with(pull: bool) -> (Arc<Engine>, Router, Arc<ManualClock>) {
     let path = std::env::temp_dir().join(format!(
         "guichet-api-{}-{}.db",
         std::process::id(),
@@ -32,7 +41,7 @@ async fn site() -> (Arc<Engine>, Router) {
     }
     let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
     let engine = Arc::new(
-        Engine::open(&format!("sqlite://{}", path.display()), clock)
+        Engine::open(&format!("sqlite://{}", path.display()), clock.clone())
             .await
             .unwrap(),
     );
@@ -46,13 +55,23 @@ async fn site() -> (Arc<Engine>, Router) {
     ] {
         engine.set_user(who, PASSWORD, false).await.unwrap();
     }
+    let webhooks = pull.then(|| {
+        Arc::new(Webhooks {
+            engine: engine.clone(),
+            providers: std::collections::HashMap::new(),
+            pull: vec!["tiers-de-confiance".to_owned()],
+            base_url: "https://guichet.institut.example".into(),
+            policy: RetryPolicy::default(),
+            timeout: std::time::Duration::from_secs(5),
+        })
+    });
     let app = router(AppState {
         engine: engine.clone(),
         pages: Pages::new(),
-        webhooks: None,
+        webhooks,
         secure_cookies: false,
     });
-    (engine, app)
+    (engine, app, clock)
 }
 
 async fn call(
@@ -392,4 +411,166 @@ async fn the_openapi_document_lists_every_route() {
     }
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
     assert_eq!(routes, documented);
+}
+
+#[tokio::test]
+async fn a_provider_pulls_its_work_with_a_lock_and_a_fencing_attempt() {
+    let (engine, app, clock) = site_with(true).await;
+    let provider = engine
+        .create_provider_token("tiers-de-confiance", "worker")
+        .await
+        .unwrap();
+    let staff = engine
+        .create_api_token("juriste@hopital.example", "x")
+        .await
+        .unwrap();
+    let intake: guichet_engine::core::Fields = serde_json::from_value(json!({
+        "titre": "Étude", "email": "p@x.example", "organisme": "O", "cadre": "autre",
+        "resume": "R", "donnees": "D"
+    }))
+    .unwrap();
+    let id = engine.start("externe", &intake).await.unwrap();
+    let review = engine.tasks(Some(&id), true).await.unwrap()[0].seq;
+    engine
+        .execute(
+            &id,
+            Command::Complete {
+                task: u32::try_from(review).unwrap(),
+                user: "referent-donnees@institut.example".into(),
+                outcome: Some("recevable".into()),
+                fields: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    // The webhook dispatcher leaves a pull provider's calls alone.
+    let pushed = engine
+        .claim_outbox_of(
+            engine.now(),
+            1_000,
+            10,
+            "webhook",
+            guichet_engine::outbox::Providers::Except(&["tiers-de-confiance".to_owned()]),
+        )
+        .await
+        .unwrap();
+    assert!(pushed.is_empty(), "{pushed:?}");
+    let fetch = json!({"provider": "tiers-de-confiance", "max": 5, "lock_seconds": 60});
+    // Only the provider's own account (or an administrator) fetches; only pull providers.
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/external-tasks/fetch-and-lock",
+        Some(&staff),
+        Some(fetch.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/api/v1/external-tasks/fetch-and-lock",
+        Some(&provider),
+        Some(json!({"provider": "autre"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, work) = call(
+        &app,
+        "POST",
+        "/api/v1/external-tasks/fetch-and-lock",
+        Some(&provider),
+        Some(fetch.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{work}");
+    let work = work.as_array().unwrap().clone();
+    assert_eq!(work.len(), 1, "{work:?}");
+    assert_eq!(work[0]["step"], "conformite");
+    assert_eq!(work[0]["request"], id.as_str());
+    assert!(
+        work[0]["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "conforme")
+    );
+    let first = work[0]["attempt"].as_i64().unwrap();
+    let task = work[0]["id"].as_str().unwrap().to_owned();
+    // Locked: nobody else gets it meanwhile.
+    let (_, again) = call(
+        &app,
+        "POST",
+        "/api/v1/external-tasks/fetch-and-lock",
+        Some(&provider),
+        Some(fetch.clone()),
+    )
+    .await;
+    assert!(again.as_array().unwrap().is_empty());
+
+    // The lock runs out; the work is fetched again with a new attempt; the old holder's late
+    // answer is refused and changes nothing.
+    clock.set(Timestamp(engine.now().0 + 61_000));
+    let (_, retaken) = call(
+        &app,
+        "POST",
+        "/api/v1/external-tasks/fetch-and-lock",
+        Some(&provider),
+        Some(fetch.clone()),
+    )
+    .await;
+    let second = retaken[0]["attempt"].as_i64().unwrap();
+    assert!(second > first);
+    let complete = format!("/api/v1/external-tasks/{task}/complete");
+    let (status, body) = call(
+        &app,
+        "POST",
+        &complete,
+        Some(&provider),
+        Some(json!({"provider": "tiers-de-confiance", "attempt": first, "outcome": "conforme"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{body}"
+    );
+    let (_, inst) = engine.instance(&id).await.unwrap();
+    assert!(
+        !inst.data.contains_key("conformite"),
+        "a late answer changed the request"
+    );
+    // The holder of the lock answers; the step moves on; answering twice is a conflict.
+    let (status, body) = call(
+        &app,
+        "POST",
+        &complete,
+        Some(&provider),
+        Some(json!({"provider": "tiers-de-confiance", "attempt": second, "outcome": "conforme"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, inst) = engine.instance(&id).await.unwrap();
+    assert_eq!(inst.data["conformite"].outcome.as_deref(), Some("conforme"));
+    let (status, _) = call(
+        &app,
+        "POST",
+        &complete,
+        Some(&provider),
+        Some(json!({"provider": "tiers-de-confiance", "attempt": second, "outcome": "conforme"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // The service account cannot sign in to the pages.
+    assert!(
+        engine
+            .login("provider:tiers-de-confiance", "!")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
