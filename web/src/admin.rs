@@ -394,9 +394,22 @@ pub(crate) async fn users(State(s): Shared, headers: HeaderMap) -> Response {
                 }));
             }
         }
+        let tokens: Vec<_> = s
+            .engine
+            .api_tokens()
+            .await?
+            .into_iter()
+            .map(|t| {
+                serde_json::json!({
+                    "prefix": t.prefix, "email": t.email, "name": t.name,
+                    "created": day(Some(t.created_at)), "used": day(t.last_used_at),
+                    "revoked": day(t.revoked_at), "active": t.revoked_at.is_none(),
+                })
+            })
+            .collect();
         let data = serde_json::json!({
-            "users": users, "roles": roles, "csrf": s.engine.csrf_for(&token).await?,
-            "problem": "",
+            "users": users, "roles": roles, "tokens": tokens,
+            "csrf": s.engine.csrf_for(&token).await?, "problem": "",
         });
         Ok::<_, Error>(page(&s, StatusCode::OK, "admin-users", "Comptes", &data))
     }
@@ -432,6 +445,22 @@ pub(crate) async fn user_add(
     }
     match s.engine.set_user(&email, &password, admin).await {
         Ok(()) => redirect("/admin/users"),
+        Err(e) => failure(&s, &e),
+    }
+}
+
+/// `POST /admin/tokens/{prefix}/revoke`: an API token stops working at once.
+pub(crate) async fn token_revoke(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path(prefix): Path<String>,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = admin_form(&s, &headers, &values).await {
+        return r;
+    }
+    match s.engine.revoke_api_token(&prefix).await {
+        Ok(_) => redirect("/admin/users"),
         Err(e) => failure(&s, &e),
     }
 }

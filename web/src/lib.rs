@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/outbox", get(admin::outbox))
         .route("/admin/outbox/{id}/retry", post(admin::outbox_retry))
         .route("/admin/users", get(admin::users).post(admin::user_add))
+        .route("/admin/tokens/{prefix}/revoke", post(admin::token_revoke))
         .route("/api/openapi.json", get(api::openapi))
         .route("/api/v1/desks", get(api::desks))
         .route("/api/v1/desks/{name}/requests", post(api::start))

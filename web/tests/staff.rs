@@ -657,7 +657,28 @@ async fn administrators_deploy_watch_the_indicators_and_retry_dead_letters() {
         "pending"
     );
 
-    // Accounts and role membership.
+    // Accounts, role membership, API tokens (revoked from the page).
+    let token = site
+        .engine
+        .create_api_token("juriste@hopital.example", "export nocturne")
+        .await
+        .unwrap();
+    let users = call(&site.app, "GET", "/admin/users", Some(&admin), None).await;
+    assert!(users.body.contains("export nocturne") && users.body.contains(&token[..12]));
+    assert!(
+        !users.body.contains(&token),
+        "the token itself is never shown again"
+    );
+    let r = call(
+        &site.app,
+        "POST",
+        &format!("/admin/tokens/{}/revoke", &token[..12]),
+        Some(&admin),
+        Some(format!("_csrf={}", enc(&csrf(&users.body)))),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(site.engine.api_token(&token).await.unwrap().is_none());
     let users = call(&site.app, "GET", "/admin/users", Some(&admin), None).await;
     assert!(
         users.body.contains("dpo@hopital.example (sans compte)"),
