@@ -196,6 +196,9 @@ impl Reader<'_> {
                 match step {
                     Some(s) => {
                         if let Some(step) = self.step_name(node, s, "step", &["call", "wait"]) {
+                            if let Some(share) = self.share(node) {
+                                sc.answer_shares.insert(step.clone(), share);
+                            }
                             sc.answers.insert(step, d);
                         }
                     }
@@ -213,10 +216,16 @@ impl Reader<'_> {
                 if let Some(d) = self.dist(node) {
                     sc.provider = d;
                 }
+                if let Some(share) = self.share(node) {
+                    sc.provider_answers = share;
+                }
             }
             "sponsor" => {
                 if let Some(d) = self.dist(node) {
                     sc.sponsor = d;
+                }
+                if let Some(share) = self.share(node) {
+                    sc.sponsor_answers = share;
                 }
             }
             "outcomes" => self.outcomes(node, sc),
@@ -408,6 +417,26 @@ impl Reader<'_> {
         sc.outcomes.insert(step, weights);
     }
 
+    /// The share of calls or waits answered at all (`answered=0.9`), between 0 and 1.
+    fn share(&mut self, node: &KdlNode) -> Option<f64> {
+        let (_, v) = Self::props(node)
+            .into_iter()
+            .find(|(k, _)| *k == "answered")?;
+        match number(v) {
+            Some(x) if (0.0..=1.0).contains(&x) => Some(x),
+            _ => {
+                self.error(
+                    Code::InvalidValue,
+                    prop_span(node, "answered"),
+                    "`answered` is the share answered, between 0 and 1".to_owned(),
+                    "write e.g. `answered=0.9`: one in ten never answers, and the timeout decides"
+                        .to_owned(),
+                );
+                None
+            }
+        }
+    }
+
     /// A distribution: its name as the argument, its parameters as properties.
     fn dist(&mut self, node: &KdlNode) -> Option<Dist> {
         let name = node.name().value();
@@ -425,7 +454,7 @@ impl Reader<'_> {
         };
         let mut params: BTreeMap<&str, f64> = BTreeMap::new();
         for (k, v) in Self::props(node) {
-            if matches!(k, "step" | "role") {
+            if matches!(k, "step" | "role" | "answered") {
                 continue;
             }
             match days(v) {

@@ -148,6 +148,12 @@ pub struct Scenario {
     /// How long the sponsor takes to answer a wait, unless `answers` names the step.
     pub sponsor: Dist,
     pub answers: BTreeMap<String, Dist>,
+    /// The share of calls providers answer, and of waits sponsors answer (1 by default); a
+    /// call or wait left unanswered takes its timeout path as the definition says.
+    pub provider_answers: f64,
+    pub sponsor_answers: f64,
+    /// The same, for one call or wait step.
+    pub answer_shares: BTreeMap<String, f64>,
 }
 
 /// Monday 4 January 2027, 00:00: the default first arrival.
@@ -168,6 +174,9 @@ impl Default for Scenario {
             provider: Dist::Fixed(5.0),
             sponsor: Dist::Fixed(5.0),
             answers: BTreeMap::new(),
+            provider_answers: 1.0,
+            sponsor_answers: 1.0,
+            answer_shares: BTreeMap::new(),
         }
     }
 }
@@ -473,14 +482,39 @@ impl<'a> Sim<'a> {
             q.waiting.push_back((r, seq, now));
             q.max_len = q.max_len.max(q.waiting.len());
         }
+        // A call or wait that is over (answered, or its timeout took the declared path) may
+        // come back later (a retry): it is decided afresh then.
+        let waiting: BTreeSet<Seq> = tokens
+            .iter()
+            .filter(|(_, step)| {
+                matches!(
+                    self.p.steps[*step].kind,
+                    StepKind::Call(_) | StepKind::Wait(_)
+                )
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        let over: Vec<(usize, Seq)> = self
+            .pending
+            .range((r, 0)..=(r, Seq::MAX))
+            .filter(|(_, t)| !waiting.contains(t))
+            .copied()
+            .collect();
+        for k in over {
+            self.pending.remove(&k);
+        }
         for (token, step) in tokens {
             let step = &self.p.steps[step];
-            let (default, event) = match &step.kind {
-                StepKind::Call(_) => (self.sc.provider, false),
-                StepKind::Wait(_) => (self.sc.sponsor, true),
+            let (default, event, share) = match &step.kind {
+                StepKind::Call(_) => (self.sc.provider, false, self.sc.provider_answers),
+                StepKind::Wait(_) => (self.sc.sponsor, true, self.sc.sponsor_answers),
                 _ => continue,
             };
             if self.pending.insert((r, token)) {
+                let share = *self.sc.answer_shares.get(&step.id).unwrap_or(&share);
+                if self.rng.unit() >= share {
+                    continue; // never answered: the timeout decides
+                }
                 let delay = self.sc.answers.get(&step.id).unwrap_or(&default);
                 let at = self.now + ms(delay.sample(&mut self.rng));
                 let request = r;

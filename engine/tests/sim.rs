@@ -385,3 +385,33 @@ fn the_scenarios_in_the_docs_read_cleanly() {
     }
     assert!(blocks >= 1);
 }
+
+#[test]
+fn sponsors_who_never_answer_are_withdrawn_by_the_timeout() {
+    // Model (a): the review asks for more information half of the time; the sponsor answers
+    // with probability q, else the wait's 30-day timeout withdraws the request. Withdrawn
+    // share: sum over k of (0.5 (1 - q)) (0.5 q)^k = 0.5 (1 - q) / (1 - 0.5 q).
+    let (_, source) = guichet_definitions::models::ALL
+        .iter()
+        .find(|(f, _)| *f == "interne-decentralise.kdl")
+        .unwrap();
+    let p = guichet_definitions::load(source).process.unwrap();
+    let refs = [&p];
+    for (q, expected) in [(0.0, 0.5), (0.5, 1.0 / 3.0), (1.0, 0.0)] {
+        let src = format!(
+            "scenario \"s\" {{\n arrivals fixed value=1\n work fixed value=0.01\n outcomes \"recevabilite\" recevable=1 complement=1\n answer step=\"reponse-complement\" fixed value=2 answered={q:.1}\n}}"
+        );
+        let sc = scenario::parse(&src, &refs).unwrap().scenario;
+        let n = 1500;
+        let report = simulate(&p, &sc, n, 9);
+        #[allow(clippy::cast_precision_loss)]
+        let share = report.ended.get("withdrawn").copied().unwrap_or(0) as f64 / n as f64;
+        assert!(
+            (share - expected).abs() < 0.04,
+            "answered {q}: withdrawn {share}, expected {expected}: {:?}",
+            report.ended
+        );
+    }
+    let bad = scenario::parse("scenario \"s\" { sponsor fixed value=1 answered=2 }", &refs);
+    assert_eq!(bad.unwrap_err()[0].code.as_str(), "G0019");
+}
