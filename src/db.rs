@@ -111,7 +111,7 @@ pub(crate) enum UserCommand {
     /// GUICHET_PASSWORD, or else from the first line of standard input (12 characters or more).
     Add {
         email: String,
-        /// Administrator (administration pages, when they exist).
+        /// Administrator (the administration pages at /admin).
         #[arg(long)]
         admin: bool,
     },

@@ -69,8 +69,9 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Run the desk: deploy the shipped desk models into the database and fire timers as they
-    /// fall due, until stopped (Ctrl-C). The web server arrives with the web issue.
+    /// Run the desk: deploy the shipped desk models, serve the portal, staff pages,
+    /// administration and REST API, send emails and webhooks, fire timers as they fall due,
+    /// until stopped (Ctrl-C).
     Serve {
         /// Deploy and list the models, then exit.
         #[arg(long)]
