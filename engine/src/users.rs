@@ -282,17 +282,7 @@ impl Engine {
     /// The (desk, role) pairs a staff member holds: the roles listing them as a member in the
     /// latest definition of each desk.
     pub async fn roles_of(&self, email: &str) -> Result<BTreeSet<(String, String)>, Error> {
-        let mut out = BTreeSet::new();
-        for (desk, p) in self.desks().await? {
-            for r in &p.roles {
-                if let RoleSource::Members(m) = &r.source
-                    && m.iter().any(|x| x.eq_ignore_ascii_case(email))
-                {
-                    out.insert((desk.clone(), r.id.clone()));
-                }
-            }
-        }
-        Ok(out)
+        Ok(roles_in(&self.desks().await?, email))
     }
 
     /// Whether a staff member may act on a task: it is theirs, or open to one of their roles.
@@ -314,7 +304,8 @@ impl Engine {
     /// reads only the page it shows.
     pub async fn inbox(&self, email: &str, limit: i64) -> Result<Inbox, Error> {
         let email = email.trim().to_lowercase();
-        let roles = self.roles_of(&email).await?;
+        let desks = self.desks().await?;
+        let roles = roles_in(&desks, &email);
         // Mine, or unclaimed and open to one of my (desk, role) pairs.
         let mut filter = String::from("(t.assignee = $1 AND t.state IN ('open', 'claimed'))");
         for n in 0..roles.len() {
@@ -410,7 +401,6 @@ impl Engine {
                 titles.insert(r.try_get(0)?, r.try_get(1)?);
             }
         }
-        let desks = self.desks().await?;
         let items = found
             .into_iter()
             .map(|(task, desk)| {
@@ -437,6 +427,24 @@ impl Engine {
 
 /// Inboxes count their tasks up to this bound.
 pub const INBOX_COUNT_BOUND: usize = 1000;
+
+/// The (desk, role) pairs that list `email` as a member.
+fn roles_in(
+    desks: &std::collections::BTreeMap<String, std::sync::Arc<guichet_definitions::model::Process>>,
+    email: &str,
+) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (desk, p) in desks {
+        for r in &p.roles {
+            if let RoleSource::Members(m) = &r.source
+                && m.iter().any(|x| x.eq_ignore_ascii_case(email))
+            {
+                out.insert((desk.clone(), r.id.clone()));
+            }
+        }
+    }
+    out
+}
 
 /// A page of an inbox: the first tasks, and how many there are in all (or that there are
 /// more than `total` when `more_than`).

@@ -370,12 +370,10 @@ pub(crate) async fn users(State(s): Shared, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let result = async {
-        let accounts: Vec<String> = s.engine.users().await?.into_iter().map(|u| u.0).collect();
-        let users: Vec<_> = s
-            .engine
-            .users()
-            .await?
-            .into_iter()
+        let all = s.engine.users().await?;
+        let accounts: Vec<&String> = all.iter().map(|u| &u.0).collect();
+        let users: Vec<_> = all
+            .iter()
             .map(|(email, admin)| serde_json::json!({"email": email, "admin": admin}))
             .collect();
         let mut roles = Vec::new();
@@ -384,7 +382,7 @@ pub(crate) async fn users(State(s): Shared, headers: HeaderMap) -> Response {
                 let members = match &r.source {
                     RoleSource::Members(m) => m
                         .iter()
-                        .map(|m| serde_json::json!({"email": m, "account": accounts.contains(m)}))
+                        .map(|m| serde_json::json!({"email": m, "account": accounts.contains(&m)}))
                         .collect::<Vec<_>>(),
                     RoleSource::FromField { .. } => Vec::new(),
                 };

@@ -396,21 +396,29 @@ async fn act(s: &AppState, email: &str, instance: &str, seq: u32, command: Comma
     Ok(Json(after.map(|t| task_json(&t, Some(&p)))).into_response())
 }
 
+/// Authenticates, then runs the command `make` builds for the account on the task.
+async fn act_as(
+    s: &AppState,
+    headers: &HeaderMap,
+    instance: &str,
+    seq: u32,
+    make: impl FnOnce(String) -> Command,
+) -> ApiResult {
+    let email = account(s, headers).await?;
+    let command = make(email.clone());
+    act(s, &email, instance, seq, command).await
+}
+
 /// `POST /api/v1/tasks/{request}/{task}/claim`
 pub(crate) async fn claim(
     State(s): Shared,
     headers: HeaderMap,
     Path((instance, seq)): Path<(String, u32)>,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
-    let user = email.clone();
-    act(
-        &s,
-        &email,
-        &instance,
-        seq,
-        Command::Claim { task: seq, user },
-    )
+    act_as(&s, &headers, &instance, seq, |user| Command::Claim {
+        task: seq,
+        user,
+    })
     .await
 }
 
@@ -420,15 +428,10 @@ pub(crate) async fn release(
     headers: HeaderMap,
     Path((instance, seq)): Path<(String, u32)>,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
-    let user = email.clone();
-    act(
-        &s,
-        &email,
-        &instance,
-        seq,
-        Command::Release { task: seq, user },
-    )
+    act_as(&s, &headers, &instance, seq, |user| Command::Release {
+        task: seq,
+        user,
+    })
     .await
 }
 
@@ -439,13 +442,13 @@ pub(crate) async fn delegate(
     Path((instance, seq)): Path<(String, u32)>,
     Json(body): Json<Delegation>,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
-    let command = Command::Delegate {
+    let to = core::Recipient::Person(body.to.trim().to_lowercase());
+    act_as(&s, &headers, &instance, seq, |by| Command::Delegate {
         task: seq,
-        by: email.clone(),
-        to: core::Recipient::Person(body.to.trim().to_lowercase()),
-    };
-    act(&s, &email, &instance, seq, command).await
+        by,
+        to,
+    })
+    .await
 }
 
 /// `POST /api/v1/tasks/{request}/{task}/complete` with `{"outcome": "...", "fields": {...}}`
@@ -455,14 +458,13 @@ pub(crate) async fn complete(
     Path((instance, seq)): Path<(String, u32)>,
     Json(body): Json<Decision>,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
-    let command = Command::Complete {
+    act_as(&s, &headers, &instance, seq, |user| Command::Complete {
         task: seq,
-        user: email.clone(),
+        user,
         outcome: body.outcome,
         fields: body.fields,
-    };
-    act(&s, &email, &instance, seq, command).await
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
