@@ -377,6 +377,7 @@ pub(crate) async fn serve(
         webhooks: (!webhooks.providers.is_empty() || !webhooks.pull.is_empty())
             .then(|| webhooks.clone()),
         secure_cookies: mail.base_url().starts_with("https://"),
+        digest_hour: mail.digest_hour(),
     };
     let server = {
         let stop = stop.clone();

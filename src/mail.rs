@@ -14,6 +14,7 @@ use guichet_connectors::email::{
 };
 use guichet_connectors::provider::{ProviderConfig, Webhooks};
 use guichet_engine::Engine;
+use guichet_engine::definitions::model::Language;
 
 /// Where emails go. Without `--smtp-host`, they are captured in the database and listed by
 /// `guichet mail list`.
@@ -65,11 +66,24 @@ pub(crate) struct MailOptions {
         hide_env_values = true
     )]
     provider_secrets: Vec<String>,
+    /// The hour (0-23, Paris time) at which the daily digests of those who asked for one are
+    /// sent.
+    #[arg(
+        long,
+        env = "GUICHET_DIGEST_HOUR",
+        default_value_t = guichet_connectors::email::DIGEST_HOUR,
+        value_parser = clap::value_parser!(u8).range(0..=23)
+    )]
+    digest_hour: u8,
 }
 
 impl MailOptions {
     pub(crate) fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    pub(crate) fn digest_hour(&self) -> u8 {
+        self.digest_hour
     }
 
     pub(crate) fn describe(&self) -> String {
@@ -154,6 +168,7 @@ impl MailOptions {
                 .with_context(|| format!("--mail-from `{}` is not an address", self.mail_from))?,
             base_url: self.base_url.clone(),
             policy: RetryPolicy::default(),
+            digest_hour: self.digest_hour,
         })
     }
 }
@@ -174,6 +189,21 @@ pub(crate) enum MailCommand {
     Show { id: String },
     /// Retry a dead letter (its Message-ID is kept).
     Retry { id: String },
+    /// Show or set how a person gets task emails: one per new task and reminder (the
+    /// default), or one daily digest of their pending tasks (`--daily`).
+    Digest {
+        /// The person's address (a role member; no account needed).
+        email: String,
+        /// One email a day listing the pending tasks.
+        #[arg(long, conflicts_with = "each")]
+        daily: bool,
+        /// Back to one email per new task and reminder.
+        #[arg(long)]
+        each: bool,
+        /// The digest's language: fr or en.
+        #[arg(long, value_parser = ["fr", "en"])]
+        language: Option<String>,
+    },
     /// Deliver the messages that are due now, once (what `serve` does every second).
     Dispatch {
         #[command(flatten)]
@@ -224,6 +254,41 @@ pub(crate) async fn mail(e: Arc<Engine>, c: MailCommand) -> anyhow::Result<ExitC
         MailCommand::Retry { id } => {
             e.outbox_retry_dead(&id, e.now()).await?;
             println!("{id} will be sent again");
+        }
+        MailCommand::Digest {
+            email,
+            daily,
+            each,
+            language,
+        } => {
+            let mut p = e.mail_preference(&email).await?;
+            if daily || each || language.is_some() {
+                let language = match language.as_deref() {
+                    Some("en") => Language::En,
+                    Some(_) => Language::Fr,
+                    None => p.language,
+                };
+                p = e
+                    .set_mail_preference(
+                        &email,
+                        if daily || each { daily } else { p.digest },
+                        language,
+                    )
+                    .await?;
+            }
+            println!(
+                "{}: {} ({})",
+                p.email,
+                if p.digest {
+                    "one daily digest of pending tasks"
+                } else {
+                    "an email per new task and reminder"
+                },
+                match p.language {
+                    Language::Fr => "fr",
+                    Language::En => "en",
+                }
+            );
         }
         MailCommand::Dispatch { options } => {
             let r = options.dispatcher(e)?.run_once(10_000).await?;

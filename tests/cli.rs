@@ -345,6 +345,36 @@ fn emails_are_captured_without_smtp_and_listed() {
 }
 
 #[test]
+fn a_daily_digest_is_chosen_from_the_command_line() {
+    let dir = tempdir("mail-digest");
+    let show = |args: &[&str]| ok(&db_cmd(&dir, &[&["mail", "digest"], args].concat()));
+    assert_eq!(
+        show(&["dpo@hopital.example"]),
+        "dpo@hopital.example: an email per new task and reminder (fr)\n"
+    );
+    assert_eq!(
+        show(&["DPO@hopital.example", "--daily", "--language", "en"]),
+        "dpo@hopital.example: one daily digest of pending tasks (en)\n"
+    );
+    // The language stays when only the rhythm changes, and the other way round.
+    assert_eq!(
+        show(&["dpo@hopital.example", "--each"]),
+        "dpo@hopital.example: an email per new task and reminder (en)\n"
+    );
+    let out = db_cmd(
+        &dir,
+        &["mail", "digest", "dpo@hopital.example", "--daily", "--each"],
+    );
+    assert_eq!(out.status.code(), Some(2), "contradictory flags");
+    let out = db_cmd(&dir, &["mail", "digest", "not an address", "--daily"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not an email address"),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn check_with_a_templates_folder() {
     let dir = tempdir("templates");
     std::fs::create_dir_all(dir.join("tpl/fr")).unwrap();

@@ -3,7 +3,6 @@
 
 use guichet_engine::Engine;
 use guichet_engine::clock::Timestamp;
-use guichet_engine::outbox::Claimed;
 
 use crate::email::{Report, RetryPolicy};
 
@@ -15,11 +14,12 @@ pub(crate) enum Failure {
     Permanent(String),
 }
 
-/// Records the result of delivering `claimed` (already marked sent on success) and counts it.
+/// Records the result of delivering the claimed message `(id, attempt)` (already marked sent
+/// on success) and counts it.
 pub(crate) async fn settle(
     engine: &Engine,
     policy: &RetryPolicy,
-    claimed: &Claimed,
+    (id, attempt): (&str, i64),
     result: Result<(), Failure>,
     now: Timestamp,
     report: &mut Report,
@@ -27,21 +27,18 @@ pub(crate) async fn settle(
     match result {
         Ok(()) => report.sent += 1,
         Err(Failure::Permanent(e)) => {
-            engine.outbox_dead(&claimed.id, &e).await?;
+            engine.outbox_dead(id, &e).await?;
             report.dead += 1;
         }
-        Err(Failure::Transient(e)) if claimed.attempt >= policy.max_attempts => {
+        Err(Failure::Transient(e)) if attempt >= policy.max_attempts => {
             engine
-                .outbox_dead(
-                    &claimed.id,
-                    &format!("gave up after {} attempts: {e}", claimed.attempt),
-                )
+                .outbox_dead(id, &format!("gave up after {} attempts: {e}", attempt))
                 .await?;
             report.dead += 1;
         }
         Err(Failure::Transient(e)) => {
-            let at = Timestamp(now.0 + policy.delay_ms(&claimed.id, claimed.attempt));
-            engine.outbox_retry(&claimed.id, at, &e).await?;
+            let at = Timestamp(now.0 + policy.delay_ms(id, attempt));
+            engine.outbox_retry(id, at, &e).await?;
             report.retried += 1;
         }
     }

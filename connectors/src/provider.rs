@@ -123,7 +123,7 @@ impl Webhooks {
             crate::delivery::settle(
                 &self.engine,
                 &self.policy,
-                &claimed,
+                (&claimed.id, claimed.attempt),
                 result,
                 now,
                 &mut report,

@@ -16,6 +16,7 @@ use guichet_connectors::email::{
 use guichet_engine::Engine;
 use guichet_engine::clock::{ManualClock, Timestamp};
 use guichet_engine::core::{Command, Fields};
+use guichet_engine::definitions::model::Language;
 use mail_parser::MessageParser;
 use serde_json::json;
 use smtp_sink::{Reply, Sink};
@@ -66,6 +67,7 @@ fn dispatcher(engine: Arc<Engine>, transport: Transport) -> Dispatcher {
             task_link_ttl_ms: 30 * 86_400_000,
             status_link_ttl_ms: 365 * 86_400_000,
         },
+        digest_hour: guichet_connectors::email::DIGEST_HOUR,
     }
 }
 
@@ -102,7 +104,10 @@ async fn drain(d: &Dispatcher, clock: &ManualClock) -> Report {
         let mut waiting = 0;
         for state in ["pending", "sending"] {
             let rows = d.engine.outbox_messages(Some(state), 1_000).await.unwrap();
-            waiting += rows.iter().filter(|m| m.kind == "email").count();
+            waiting += rows
+                .iter()
+                .filter(|m| m.kind == "email" || m.kind == "digest")
+                .count();
         }
         if waiting == 0 {
             return total;
@@ -453,6 +458,26 @@ async fn emails_carry_no_case_data() {
         let report = drain(&d, &clock).await;
         assert_eq!(report.dead, 0, "{file}");
         assert!(report.sent >= 10, "{file}: {report:?}");
+        // Every staff member asks for a daily digest; a second request with canaries in its
+        // intake waits at its first tasks, and the digests list them.
+        for r in &p.roles {
+            if let guichet_definitions::model::RoleSource::Members(members) = &r.source {
+                for m in members {
+                    e.set_mail_preference(m, true, Language::Fr).await.unwrap();
+                }
+            }
+        }
+        e.start(&p.name, &fill(p.start())).await.unwrap();
+        let before = sink.accepted().len();
+        drain(&d, &clock).await;
+        let digests = sink.accepted()[before..]
+            .iter()
+            .filter(|m| {
+                let m = MessageParser::default().parse(m.as_bytes()).unwrap();
+                m.subject().unwrap().contains("Vos tâches en attente")
+            })
+            .count();
+        assert!(digests >= 1, "{file}: no digest");
     }
     let messages = sink.accepted();
     for raw in &messages {
@@ -567,4 +592,177 @@ async fn a_fresh_link_goes_only_to_someone_who_may_act() {
         (grant.task, grant.recipient.as_str()),
         (Some(task), "guichet-donnees@hopital.example")
     );
+}
+
+/// 2027-01-15 00:00 UTC (01:00 in Paris, winter time).
+const DAY: i64 = 1_799_971_200_000;
+const HOUR: i64 = 3_600_000;
+
+#[tokio::test]
+async fn a_daily_digest_replaces_task_emails_for_those_who_ask() {
+    let sink = Sink::start("127.0.0.1:0", &[]).await;
+    let (e, clock) = engine().await;
+    // 06:00 UTC is 07:00 in Paris, before the digest hour (8).
+    clock.set(Timestamp(DAY + 6 * HOUR));
+    let jurist = "juriste@hopital.example";
+    e.set_mail_preference(jurist, true, Language::Fr)
+        .await
+        .unwrap();
+    let id = one_request(&e).await;
+    // Admissible: legal feasibility goes to the two jurists, one of whom wants a digest.
+    let (_, inst) = e.instance(&id).await.unwrap();
+    let task = inst.tasks.values().next().unwrap().seq;
+    e.execute(
+        &id,
+        Command::Complete {
+            task,
+            user: "guichet-donnees@hopital.example".into(),
+            outcome: Some("recevable".into()),
+            fields: Fields::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let d = dispatcher(e.clone(), smtp(sink.addr));
+    drain(&d, &clock).await;
+    let to = |raw: &str| header(raw, "To");
+    let subject = |raw: &str| {
+        MessageParser::default()
+            .parse(raw.as_bytes())
+            .unwrap()
+            .subject()
+            .unwrap()
+            .to_owned()
+    };
+    let accepted = sink.accepted();
+    let legal: Vec<&String> = accepted
+        .iter()
+        .filter(|m| subject(m).contains("Faisabilité juridique"))
+        .collect();
+    assert_eq!(legal.len(), 1, "only the DPO is written to at once");
+    assert!(to(legal[0]).contains("dpo@hopital.example"));
+    assert!(!accepted.iter().any(|m| to(m).contains(jurist)));
+    let row = e
+        .outbox_messages(Some("sent"), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| {
+            m.subject
+                .as_deref()
+                .unwrap_or("")
+                .contains("Faisabilité juridique")
+        })
+        .unwrap();
+    assert_eq!(
+        row.recipients.as_deref(),
+        Some("dpo@hopital.example, juriste@hopital.example (daily digest)")
+    );
+    // Before the hour, no digest.
+    assert_eq!(d.run_once(100).await.unwrap().sent, 0);
+    // At 08:00 in Paris, one digest to the jurist, listing the task with a link of its own.
+    clock.set(Timestamp(DAY + 7 * HOUR));
+    assert_eq!(d.run_once(100).await.unwrap().sent, 1);
+    let accepted = sink.accepted();
+    let digest = accepted.last().unwrap();
+    assert!(to(digest).contains(jurist), "{digest}");
+    assert_eq!(subject(digest), "[Guichet] Vos tâches en attente : 1");
+    let parsed = MessageParser::default().parse(digest.as_bytes()).unwrap();
+    let text = parsed.body_text(0).unwrap();
+    assert!(
+        text.contains(
+            "Faisabilité juridique (Juristes et DPO), demande « Cohorte insuffisance cardiaque »"
+        ),
+        "{text}"
+    );
+    let expected_id = guichet_engine::digest::digest_id(jurist, "2027-01-15");
+    assert_eq!(
+        header(digest, "Message-ID"),
+        format!("<{expected_id}@hopital.example>")
+    );
+    let grant = e.verify_link(&link_token(&text)).await.unwrap();
+    let legal_task = e
+        .tasks(Some(&id), false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.step == "faisabilite-juridique")
+        .unwrap();
+    assert_eq!(
+        (
+            grant.instance.as_str(),
+            grant.task,
+            grant.recipient.as_str()
+        ),
+        (id.as_str(), Some(legal_task.seq as u32), jurist)
+    );
+    // Once a day: later passes that day send nothing more.
+    clock.set(Timestamp(DAY + 15 * HOUR));
+    assert_eq!(d.run_once(100).await.unwrap().sent, 0);
+    assert_eq!(sink.accepted().len(), accepted.len());
+    // The next morning, the task still waits: a new digest, with an id of its own.
+    clock.set(Timestamp(DAY + 24 * HOUR + 7 * HOUR));
+    assert_eq!(d.run_once(100).await.unwrap().sent, 1);
+    let next = sink.accepted().last().unwrap().clone();
+    assert_eq!(
+        header(&next, "Message-ID"),
+        format!(
+            "<{}@hopital.example>",
+            guichet_engine::digest::digest_id(jurist, "2027-01-16")
+        )
+    );
+    // Someone with nothing pending gets no digest.
+    e.set_mail_preference("direction-recherche@hopital.example", true, Language::En)
+        .await
+        .unwrap();
+    clock.set(Timestamp(DAY + 48 * HOUR + 7 * HOUR));
+    assert_eq!(d.run_once(100).await.unwrap().sent, 1, "the jurist's only");
+}
+
+#[tokio::test]
+async fn a_digest_refused_for_a_while_is_resent_with_the_same_message_id() {
+    let jurist = "juriste@hopital.example";
+    let sink = Sink::start(
+        "127.0.0.1:0",
+        &[(jurist, Reply::Transient), (jurist, Reply::Transient)],
+    )
+    .await;
+    let (e, clock) = engine().await;
+    clock.set(Timestamp(DAY + 6 * HOUR));
+    e.set_mail_preference(jurist, true, Language::En)
+        .await
+        .unwrap();
+    let ids = [one_request(&e).await, one_request(&e).await];
+    for id in &ids {
+        let (_, inst) = e.instance(id).await.unwrap();
+        let task = inst.tasks.values().next().unwrap().seq;
+        e.execute(
+            id,
+            Command::Complete {
+                task,
+                user: "guichet-donnees@hopital.example".into(),
+                outcome: Some("recevable".into()),
+                fields: Fields::new(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let d = dispatcher(e.clone(), smtp(sink.addr));
+    drain(&d, &clock).await;
+    clock.set(Timestamp(DAY + 7 * HOUR));
+    let report = drain(&d, &clock).await;
+    assert_eq!((report.sent, report.retried), (1, 2), "{report:?}");
+    let row = e
+        .outbox_message(&guichet_engine::digest::digest_id(jurist, "2027-01-15"))
+        .await
+        .unwrap();
+    assert_eq!((row.state.as_str(), row.attempts), ("sent", 3));
+    assert_eq!(row.instance, None);
+    let digest = sink.accepted().last().unwrap().clone();
+    assert_eq!(
+        header(&digest, "Message-ID"),
+        row.message_id.clone().unwrap()
+    );
+    assert!(header(&digest, "Subject").contains("Your pending tasks: 2"));
 }

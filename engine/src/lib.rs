@@ -13,6 +13,7 @@ pub mod calendar;
 pub mod charts;
 pub mod clock;
 pub mod core;
+pub mod digest;
 pub mod drive;
 pub mod export;
 pub mod facts;

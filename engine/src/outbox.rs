@@ -30,11 +30,22 @@ pub struct Claimed {
     pub attempt: i64,
 }
 
+/// A claimed row of any kind, before its payload is read.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimedRow {
+    pub id: String,
+    pub instance: Option<String>,
+    pub kind: String,
+    pub payload: String,
+    pub attempt: i64,
+}
+
 /// A row as administrators see it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Message {
     pub id: String,
-    pub instance: String,
+    /// The request, or none for a message to a person (a daily digest).
+    pub instance: Option<String>,
     pub kind: String,
     pub state: String,
     pub attempts: i64,
@@ -120,6 +131,35 @@ impl Engine {
         kind: &str,
         providers: Providers<'_>,
     ) -> Result<Vec<Claimed>, Error> {
+        let rows = self
+            .claim_rows(now, lease_ms, limit, kind, providers)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Claimed {
+                    instance: r
+                        .instance
+                        .ok_or_else(|| Error::Corrupt(format!("outbox {} has no request", r.id)))?,
+                    effect: serde_json::from_str(&r.payload)
+                        .map_err(|e| Error::Corrupt(e.to_string()))?,
+                    id: r.id,
+                    kind: r.kind,
+                    attempt: r.attempt,
+                })
+            })
+            .collect()
+    }
+
+    /// Claims due rows of one kind: a compare-and-set per row, so that of two dispatchers
+    /// (or nodes) only one wins each row.
+    pub(crate) async fn claim_rows(
+        &self,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: i64,
+        kind: &str,
+        providers: Providers<'_>,
+    ) -> Result<Vec<ClaimedRow>, Error> {
         let (filter, names): (String, Vec<&str>) = match providers {
             Providers::Any => (String::new(), Vec::new()),
             Providers::Only(p) => (" AND provider = $4".to_owned(), vec![p]),
@@ -175,13 +215,11 @@ impl Engine {
             if !won {
                 continue; // another dispatcher took it
             }
-            let payload: String = r.try_get(3)?;
-            claimed.push(Claimed {
+            claimed.push(ClaimedRow {
                 id,
                 instance: r.try_get(1)?,
                 kind: r.try_get(2)?,
-                effect: serde_json::from_str(&payload)
-                    .map_err(|e| Error::Corrupt(e.to_string()))?,
+                payload: r.try_get(3)?,
                 attempt: attempts + 1,
             });
         }

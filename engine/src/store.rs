@@ -89,6 +89,11 @@ fn migrator() -> Migrator {
             "outbox provider",
             include_str!("../migrations/0009_outbox_provider.sql"),
         ),
+        m(
+            10,
+            "digests",
+            include_str!("../migrations/0010_digests.sql"),
+        ),
     ])
 }
 

@@ -451,6 +451,51 @@ pub(crate) async fn delegate(
     .await
 }
 
+/// `GET /api/v1/preferences`: how the account gets task emails.
+pub(crate) async fn preferences(State(s): Shared, headers: HeaderMap) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    let p = s.engine.mail_preference(&email).await?;
+    Ok(Json(p).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct PreferenceBody {
+    /// One daily digest instead of an email per new task and reminder.
+    digest: bool,
+    /// `fr` (default) or `en`.
+    language: Option<String>,
+}
+
+/// `POST /api/v1/preferences` with `{"digest": true, "language": "en"}`.
+pub(crate) async fn set_preferences(
+    State(s): Shared,
+    headers: HeaderMap,
+    Json(body): Json<PreferenceBody>,
+) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    let language = match body.language.as_deref() {
+        None | Some("fr") => guichet_engine::definitions::model::Language::Fr,
+        Some("en") => guichet_engine::definitions::model::Language::En,
+        Some(other) => {
+            return Err(ApiError {
+                fields: Some(
+                    serde_json::json!({"language": format!("`{other}` is not a language: fr or en")}),
+                ),
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid",
+                    "some fields are not valid; nothing was saved",
+                )
+            });
+        }
+    };
+    let p = s
+        .engine
+        .set_mail_preference(&email, body.digest, language)
+        .await?;
+    Ok(Json(p).into_response())
+}
+
 /// `POST /api/v1/tasks/{request}/{task}/complete` with `{"outcome": "...", "fields": {...}}`
 pub(crate) async fn complete(
     State(s): Shared,
@@ -624,6 +669,16 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
         "post",
         "/api/v1/tasks/{request}/{task}/complete",
         "Decide the task: body {\"outcome\": \"id\", \"fields\": {...}}",
+    ),
+    (
+        "get",
+        "/api/v1/preferences",
+        "How the account gets task emails: {\"email\", \"digest\", \"language\"}",
+    ),
+    (
+        "post",
+        "/api/v1/preferences",
+        "One daily digest instead of an email per new task and reminder: body {\"digest\": true, \"language\": \"fr\"}",
     ),
     (
         "post",

@@ -30,7 +30,10 @@ mod task;
 use link::{link_act, link_fresh, link_page};
 use ops::{callback, healthz, metrics};
 use portal::{desk_form, desk_submit, home};
-use staff::{inbox, login, login_page, logout, request_page, staff_act, staff_task};
+use staff::{
+    inbox, login, login_page, logout, preferences, preferences_save, request_page, staff_act,
+    staff_task,
+};
 use task::{Viewer, invalid_link, task_page, task_view, timeline};
 
 use std::collections::HashMap;
@@ -58,6 +61,8 @@ pub struct AppState {
     pub webhooks: Option<Arc<Webhooks>>,
     /// Mark the session cookie `Secure` (when served over HTTPS).
     pub secure_cookies: bool,
+    /// The hour (Paris time) of the daily digests, shown on the preferences page.
+    pub digest_hour: u8,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -75,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/inbox", get(inbox))
+        .route("/preferences", get(preferences).post(preferences_save))
         .route("/tasks/{instance}/{seq}", get(staff_task).post(staff_act))
         .route("/requests/{id}", get(request_page))
         .route("/admin", get(admin::overview))
@@ -101,6 +107,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/tasks/{instance}/{seq}/complete",
             post(api::complete),
+        )
+        .route(
+            "/api/v1/preferences",
+            get(api::preferences).post(api::set_preferences),
         )
         .route(
             "/api/v1/external-tasks/fetch-and-lock",

@@ -17,6 +17,7 @@ const PAGES: &[(&str, &str)] = &[
     ("error", include_str!("../pages/error.hbs")),
     ("login", include_str!("../pages/login.hbs")),
     ("inbox", include_str!("../pages/inbox.hbs")),
+    ("preferences", include_str!("../pages/preferences.hbs")),
     ("request", include_str!("../pages/request.hbs")),
     ("admin-nav", include_str!("../pages/admin-nav.hbs")),
     ("admin", include_str!("../pages/admin.hbs")),

@@ -84,6 +84,73 @@ pub(crate) async fn logout(
     with_cookie(redirect("/login"), &session_cookie(&s, "", 0))
 }
 
+/// `GET /preferences`: how the signed-in person gets task emails.
+pub(crate) async fn preferences(
+    State(s): Shared,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let Some((email, token)) = staff(&s, &headers).await else {
+        return redirect("/login");
+    };
+    let result = async {
+        let p = s.engine.mail_preference(&email).await?;
+        let data = serde_json::json!({
+            "email": email, "digest": p.digest,
+            "fr": p.language == guichet_engine::definitions::model::Language::Fr,
+            "hour": s.digest_hour, "saved": params.contains_key("saved"),
+            "csrf": s.engine.csrf_for(&token).await?,
+        });
+        Ok::<_, guichet_engine::Error>(page(
+            &s,
+            StatusCode::OK,
+            "preferences",
+            "Mes e-mails",
+            &data,
+        ))
+    }
+    .await;
+    result.unwrap_or_else(|e| failure(&s, &e))
+}
+
+/// `POST /preferences`: one email per task, or a daily digest.
+pub(crate) async fn preferences_save(
+    State(s): Shared,
+    headers: HeaderMap,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let Some((email, token)) = staff(&s, &headers).await else {
+        return redirect("/login");
+    };
+    if !csrf_ok(&s, &token, &values).await {
+        return expired_form(&s, "Rechargez la page de vos préférences et recommencez.");
+    }
+    let refused = |message: &str| {
+        let data = serde_json::json!({"heading": "Choix invalide", "message": message});
+        page(
+            &s,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "error",
+            "Choix invalide",
+            &data,
+        )
+    };
+    let digest = match values.get("digest").map(String::as_str) {
+        Some("daily") => true,
+        Some("each") => false,
+        _ => return refused("Choisissez un e-mail par tâche ou un résumé quotidien."),
+    };
+    let language = match values.get("language").map(String::as_str) {
+        Some("en") => guichet_engine::definitions::model::Language::En,
+        Some("fr") | None => guichet_engine::definitions::model::Language::Fr,
+        Some(_) => return refused("Langue inconnue : fr ou en."),
+    };
+    match s.engine.set_mail_preference(&email, digest, language).await {
+        Ok(_) => redirect("/preferences?saved"),
+        Err(e) => failure(&s, &e),
+    }
+}
+
 /// How many tasks the inbox page lists (the most urgent first).
 const INBOX_PAGE: i64 = 50;
 

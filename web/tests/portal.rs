@@ -42,6 +42,7 @@ async fn setup() -> (Arc<Engine>, Router, Dispatcher) {
         pages: Pages::new(),
         webhooks: None,
         secure_cookies: false,
+        digest_hour: guichet_connectors::email::DIGEST_HOUR,
     });
     let mail = Dispatcher {
         engine: engine.clone(),
@@ -50,6 +51,7 @@ async fn setup() -> (Arc<Engine>, Router, Dispatcher) {
         from: "Guichet <guichet@institut.example>".parse().unwrap(),
         base_url: "http://guichet.test".into(),
         policy: RetryPolicy::default(),
+        digest_hour: guichet_connectors::email::DIGEST_HOUR,
     };
     (engine, app, mail)
 }

@@ -61,6 +61,7 @@ async fn site() -> Site {
         pages: Pages::new(),
         webhooks: None,
         secure_cookies: true,
+        digest_hour: guichet_connectors::email::DIGEST_HOUR,
     });
     Site { engine, clock, app }
 }
@@ -699,4 +700,83 @@ async fn administrators_deploy_watch_the_indicators_and_retry_dead_letters() {
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     sign_in(&site, "dpo@hopital.example").await;
+}
+
+#[tokio::test]
+async fn staff_choose_a_daily_digest_on_their_preferences_page() {
+    let site = site().await;
+    // Signed out, the page asks to sign in.
+    let r = call(&site.app, "GET", "/preferences", None, None).await;
+    assert_eq!(r.location.as_deref(), Some("/login"));
+    let jurist = sign_in(&site, "juriste@hopital.example").await;
+    let inbox = call(&site.app, "GET", "/inbox", Some(&jurist), None).await;
+    assert!(
+        inbox.body.contains("href=\"/preferences\""),
+        "{}",
+        inbox.body
+    );
+    let r = call(&site.app, "GET", "/preferences", Some(&jurist), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("value=\"each\" checked"), "{}", r.body);
+    assert!(r.body.contains("à 8 h"), "{}", r.body);
+    let token = csrf(&r.body);
+    // Without the anti-forgery token nothing changes.
+    let r = call(
+        &site.app,
+        "POST",
+        "/preferences",
+        Some(&jurist),
+        Some("digest=daily&language=en".into()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        !site
+            .engine
+            .mail_preference("juriste@hopital.example")
+            .await
+            .unwrap()
+            .digest
+    );
+    // A value the form does not offer is refused, and nothing changes.
+    let r = call(
+        &site.app,
+        "POST",
+        "/preferences",
+        Some(&jurist),
+        Some(format!("_csrf={token}&digest=weekly&language=fr")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("résumé quotidien"), "{}", r.body);
+    let r = call(
+        &site.app,
+        "POST",
+        "/preferences",
+        Some(&jurist),
+        Some(format!("_csrf={token}&digest=daily&language=en")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location.as_deref(), Some("/preferences?saved"));
+    let p = site
+        .engine
+        .mail_preference("juriste@hopital.example")
+        .await
+        .unwrap();
+    assert!(p.digest);
+    assert_eq!(p.language, guichet_engine::definitions::model::Language::En);
+    let r = call(&site.app, "GET", "/preferences?saved", Some(&jurist), None).await;
+    assert!(r.body.contains("Préférence enregistrée"), "{}", r.body);
+    assert!(r.body.contains("value=\"daily\" checked"), "{}", r.body);
+    assert!(r.body.contains("value=\"en\" selected"), "{}", r.body);
+    // The choice is the jurist's alone.
+    assert!(
+        !site
+            .engine
+            .mail_preference("guichet-donnees@hopital.example")
+            .await
+            .unwrap()
+            .digest
+    );
 }

@@ -13,6 +13,7 @@ use guichet_definitions::model::{Language, Process};
 use guichet_engine::Engine;
 use guichet_engine::clock::Timestamp;
 use guichet_engine::core::{Effect, Instance, Recipient};
+use guichet_engine::digest::ClaimedDigest;
 use guichet_engine::outbox::Claimed;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -20,7 +21,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::delivery::Failure;
-use crate::email::templates::{Context, RequestRef, Templates};
+use crate::email::templates::{Context, DigestContext, DigestTask, RequestRef, Templates};
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +149,25 @@ pub struct Dispatcher {
     /// Where links in emails point (the web server's public address).
     pub base_url: String,
     pub policy: RetryPolicy,
+    /// The hour (Paris time) at which daily digests are queued.
+    pub digest_hour: u8,
+}
+
+/// The hour daily digests are queued at, unless configured.
+pub const DIGEST_HOUR: u8 = 8;
+
+/// How many tasks a digest lists (the most urgent; it says how many there are in all).
+pub const DIGEST_TASKS: i64 = 50;
+
+/// Whether an email may wait for the daily digest of a recipient who asked for one: a new
+/// task offered to a role, and reminders. Passed deadlines, escalations, reassignments and a
+/// fresh link someone asked for go out at once.
+pub fn digestible(template: &str, to: &Recipient) -> bool {
+    match template {
+        "tache-assignee" => matches!(to, Recipient::Role(_)),
+        "tache-rappel" => true,
+        _ => false,
+    }
 }
 
 impl Dispatcher {
@@ -155,6 +175,7 @@ impl Dispatcher {
     pub async fn run_once(&self, limit: i64) -> Result<Report, guichet_engine::Error> {
         let now = self.engine.now();
         let mut report = Report::default();
+        self.engine.queue_digests(now, self.digest_hour).await?;
         for claimed in self
             .engine
             .claim_outbox(now, self.policy.lease_ms, limit, "email")
@@ -164,7 +185,23 @@ impl Dispatcher {
             crate::delivery::settle(
                 &self.engine,
                 &self.policy,
-                &claimed,
+                (&claimed.id, claimed.attempt),
+                result,
+                now,
+                &mut report,
+            )
+            .await?;
+        }
+        for claimed in self
+            .engine
+            .claim_digests(now, self.policy.lease_ms, limit)
+            .await?
+        {
+            let result = self.deliver_digest(&claimed).await;
+            crate::delivery::settle(
+                &self.engine,
+                &self.policy,
+                (&claimed.id, claimed.attempt),
                 result,
                 now,
                 &mut report,
@@ -211,8 +248,15 @@ impl Dispatcher {
             self.policy.status_link_ttl_ms
         };
         let mut message_ids = Vec::new();
+        let mut sent_to = Vec::new();
         let mut first = None;
         for (i, r) in recipients.iter().enumerate() {
+            if digestible(template, to) && self.engine.mail_preference(r).await.map_err(db)?.digest
+            {
+                // Held for this person's daily digest; the others still get theirs now.
+                sent_to.push(format!("{r} (daily digest)"));
+                continue;
+            }
             // One message per recipient: each carries a link of their own.
             let token = self
                 .engine
@@ -243,30 +287,145 @@ impl Dispatcher {
                     rendered.html.clone(),
                 ))
                 .map_err(|e| Failure::Permanent(format!("cannot build the message: {e}")))?;
-            if let Transport::Smtp(t) = &self.transport
-                && let Err(e) = t.send(message).await
-            {
-                return Err(if e.is_permanent() {
-                    Failure::Permanent(format!("refused by the SMTP server for {r}: {e}"))
-                } else {
-                    Failure::Transient(format!("SMTP: {e}"))
-                });
-            }
+            self.send(message, r).await?;
             message_ids.push(message_id);
+            sent_to.push(r.clone());
             first.get_or_insert(rendered);
         }
-        let rendered = first.ok_or_else(|| Failure::Permanent("no recipient".into()))?;
+        let (subject, text) = first.map_or_else(
+            || {
+                (
+                    String::new(),
+                    "Held for the recipients' daily digest.".to_owned(),
+                )
+            },
+            |r| (r.subject, r.text),
+        );
         self.engine
             .outbox_sent(
                 &m.id,
                 self.engine.now(),
                 &message_ids.join(" "),
-                &recipients.join(", "),
+                &sent_to.join(", "),
+                &subject,
+                &text,
+            )
+            .await
+            .map_err(db)
+    }
+
+    /// Writes and sends a person's daily digest, from their inbox as it is now.
+    async fn deliver_digest(&self, d: &ClaimedDigest) -> Result<(), Failure> {
+        let db = |e: guichet_engine::Error| Failure::Transient(format!("database: {e}"));
+        let email = &d.digest.email;
+        let now = self.engine.now();
+        let inbox = self.engine.inbox(email, DIGEST_TASKS).await.map_err(db)?;
+        if inbox.items.is_empty() {
+            // Everything was done since the digest was queued.
+            return self
+                .engine
+                .outbox_sent(&d.id, now, "", email, "", "Nothing was pending any more.")
+                .await
+                .map_err(db);
+        }
+        let language = self
+            .engine
+            .mail_preference(email)
+            .await
+            .map_err(db)?
+            .language;
+        let desks = self.engine.desks().await.map_err(db)?;
+        let base = self.base_url.trim_end_matches('/');
+        let mut tasks = Vec::new();
+        for item in &inbox.items {
+            let t = &item.task;
+            let seq = u32::try_from(t.seq)
+                .map_err(|_| Failure::Permanent(format!("task {} out of range", t.seq)))?;
+            let token = self
+                .engine
+                .issue_link(
+                    &t.instance,
+                    Some(seq),
+                    email,
+                    &d.id,
+                    Timestamp(now.0 + self.policy.task_link_ttl_ms),
+                )
+                .await
+                .map_err(db)?;
+            let desk = desks.get(&item.desk);
+            tasks.push(DigestTask {
+                desk: desk.map_or_else(|| item.desk.clone(), |p| p.title.clone()),
+                request: RequestRef {
+                    title: item.title.clone(),
+                    reference: guichet_engine::core::reference(&t.instance),
+                },
+                step: item.step_title.clone(),
+                deadline: t
+                    .due_at
+                    .map(|at| format_date(Timestamp(at), language))
+                    .unwrap_or_default(),
+                role: desk.and_then(|p| p.role(&t.role)).map_or_else(
+                    || t.role.clone(),
+                    |r| r.title.clone().unwrap_or_else(|| r.id.clone()),
+                ),
+                link: format!("{base}/l/{token}"),
+                overdue: t.overdue,
+            });
+        }
+        let ctx = DigestContext {
+            count: inbox.total,
+            more_than: inbox.more_than,
+            several: inbox.total > 1 || inbox.more_than,
+            shown: tasks.len(),
+            truncated: tasks.len() < inbox.total || inbox.more_than,
+            tasks,
+            inbox: format!("{base}/inbox"),
+            preferences: format!("{base}/preferences"),
+        };
+        let rendered = self
+            .templates
+            .render_digest(language, &ctx)
+            .map_err(|e| Failure::Permanent(e.to_string()))?;
+        let message_id = self.message_id(&d.id);
+        let mailbox: Mailbox = email
+            .parse()
+            .map_err(|e| Failure::Permanent(format!("`{email}` is not an address: {e}")))?;
+        let message = Message::builder()
+            .message_id(Some(message_id.clone()))
+            .from(self.from.clone())
+            .to(mailbox)
+            .subject(rendered.subject.clone())
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text.clone(),
+                rendered.html.clone(),
+            ))
+            .map_err(|e| Failure::Permanent(format!("cannot build the message: {e}")))?;
+        self.send(message, email).await?;
+        self.engine
+            .outbox_sent(
+                &d.id,
+                self.engine.now(),
+                &message_id,
+                email,
                 &rendered.subject,
                 &rendered.text,
             )
             .await
             .map_err(db)
+    }
+
+    /// Sends one message (captured messages are only recorded).
+    async fn send(&self, message: Message, to: &str) -> Result<(), Failure> {
+        if let Transport::Smtp(t) = &self.transport
+            && let Err(e) = t.send(message).await
+        {
+            return Err(if e.is_permanent() {
+                Failure::Permanent(format!("refused by the SMTP server for {to}: {e}"))
+            } else {
+                Failure::Transient(format!("SMTP: {e}"))
+            });
+        }
+        Ok(())
     }
 
     /// Runs passes until `stop` resolves, waiting `interval` between passes.

@@ -3,5 +3,10 @@
 pub mod dispatch;
 pub mod templates;
 
-pub use dispatch::{Dispatcher, Report, RetryPolicy, SmtpConfig, TlsMode, Transport};
-pub use templates::{Context, Rendered, RequestRef, TemplateError, Templates};
+pub use dispatch::{
+    DIGEST_HOUR, DIGEST_TASKS, Dispatcher, Report, RetryPolicy, SmtpConfig, TlsMode, Transport,
+    digestible,
+};
+pub use templates::{
+    Context, DIGEST, DigestContext, DigestTask, Rendered, RequestRef, TemplateError, Templates,
+};

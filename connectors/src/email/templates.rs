@@ -35,6 +35,39 @@ pub struct Context {
     pub link: String,
 }
 
+/// Everything the daily digest may use: the same facts as a task email, for each task.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct DigestContext {
+    /// How many tasks wait (up to the inbox's count bound).
+    pub count: usize,
+    /// There are more than `count`.
+    pub more_than: bool,
+    /// More than one task.
+    pub several: bool,
+    /// How many are listed, and whether that is fewer than `count`.
+    pub shown: usize,
+    pub truncated: bool,
+    pub tasks: Vec<DigestTask>,
+    /// The staff inbox page, and the page where the preference is changed.
+    pub inbox: String,
+    pub preferences: String,
+}
+
+/// One task of a digest.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct DigestTask {
+    pub desk: String,
+    pub request: RequestRef,
+    pub step: String,
+    pub deadline: String,
+    pub role: String,
+    pub link: String,
+    pub overdue: bool,
+}
+
+/// The template of the daily digest (not a template a definition may name).
+pub const DIGEST: &str = "resume-quotidien";
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct RequestRef {
     pub title: String,
@@ -83,6 +116,7 @@ const BUILTIN: &[(&str, &str, &str)] = builtins!(
     "tache-reassignee",
     "nouvelle-demande",
     "decision-comite",
+    "resume-quotidien",
 );
 
 fn lang_code(l: Language) -> &'static str {
@@ -194,8 +228,12 @@ impl Templates {
                 .map_err(|e| err(format!("{part}: {e}")))?;
         }
         // Strict mode: render once with every variable set; an unknown one fails here.
-        self.render_lang(name, lang, &sample())
-            .map_err(|e| err(e.to_string()))?;
+        let checked = if name == DIGEST {
+            self.render_lang(name, lang, &digest_sample())
+        } else {
+            self.render_lang(name, lang, &sample())
+        };
+        checked.map_err(|e| err(e.to_string()))?;
         self.origin
             .insert((name.to_owned(), lang.to_owned()), file.to_owned());
         Ok(())
@@ -215,19 +253,32 @@ impl Templates {
         language: Language,
         ctx: &Context,
     ) -> Result<Rendered, TemplateError> {
-        let lang = if self.has(name, language) {
+        self.render_lang(name, self.language_of(name, language), ctx)
+    }
+
+    /// Renders the daily digest in a language.
+    pub fn render_digest(
+        &self,
+        language: Language,
+        ctx: &DigestContext,
+    ) -> Result<Rendered, TemplateError> {
+        self.render_lang(DIGEST, self.language_of(DIGEST, language), ctx)
+    }
+
+    /// The language a template is rendered in: the one asked for, or French.
+    fn language_of(&self, name: &str, language: Language) -> &'static str {
+        if self.has(name, language) {
             lang_code(language)
         } else {
             "fr"
-        };
-        self.render_lang(name, lang, ctx)
+        }
     }
 
     fn render_lang(
         &self,
         name: &str,
         lang: &str,
-        ctx: &Context,
+        ctx: &impl Serialize,
     ) -> Result<Rendered, TemplateError> {
         let err = |e: handlebars::RenderError| TemplateError {
             file: format!("{lang}/{name}.hbs"),
@@ -295,6 +346,30 @@ fn sample() -> Context {
     }
 }
 
+/// A digest with every variable set (two tasks, one overdue), used to check its templates.
+fn digest_sample() -> DigestContext {
+    let c = sample();
+    let task = |overdue| DigestTask {
+        desk: c.desk.clone(),
+        request: c.request.clone(),
+        step: c.step.clone(),
+        deadline: c.deadline.clone(),
+        role: c.role.clone(),
+        link: c.link.clone(),
+        overdue,
+    };
+    DigestContext {
+        count: 2,
+        more_than: false,
+        several: true,
+        shown: 2,
+        truncated: false,
+        tasks: vec![task(true), task(false)],
+        inbox: "https://guichet.example/inbox".into(),
+        preferences: "https://guichet.example/preferences".into(),
+    }
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -343,10 +418,13 @@ mod tests {
             assert!(t.has(name, Language::Fr), "{name} fr");
             assert!(t.has(name, Language::En), "{name} en");
         }
+        // The standard ones, and the daily digest.
         assert_eq!(
             t.names(Language::Fr).len(),
-            guichet_definitions::templates::STANDARD.len()
+            guichet_definitions::templates::STANDARD.len() + 1
         );
+        assert!(t.has(DIGEST, Language::Fr) && t.has(DIGEST, Language::En));
+        assert!(!guichet_definitions::templates::is_standard(DIGEST));
     }
 
     #[test]
@@ -362,6 +440,32 @@ mod tests {
         assert!(r.html.contains("<a href=\"https://guichet.example/x\">"));
         let en = t.render("tache-assignee", Language::En, &ctx).unwrap();
         assert!(en.subject.starts_with("[Guichet] New task"));
+    }
+
+    #[test]
+    fn renders_the_digest_in_both_languages() {
+        let t = Templates::builtin();
+        let mut ctx = digest_sample();
+        ctx.tasks[1].deadline = String::new();
+        let r = t.render_digest(Language::Fr, &ctx).unwrap();
+        assert_eq!(r.subject, "[Guichet] Vos tâches en attente : 2");
+        let expected = "Bonjour,\n\nVoici les 2 tâches qui vous attendent.\n\n\
+- EN RETARD : Étape (Rôle), demande « Titre » (référence REF), Guichet, échéance le 01/01/2030.\n  https://guichet.example/x\n\
+- Étape (Rôle), demande « Titre » (référence REF), Guichet.\n  https://guichet.example/x\n\n\
+Toutes vos tâches : https://guichet.example/inbox\n";
+        assert!(r.text.starts_with(expected), "{}", r.text);
+        assert_eq!(r.html.matches("<a href=").count(), 4, "{}", r.html);
+        ctx.count = 1000;
+        ctx.more_than = true;
+        ctx.truncated = true;
+        let en = t.render_digest(Language::En, &ctx).unwrap();
+        assert_eq!(en.subject, "[Guichet] Your pending tasks: 1000+");
+        assert!(
+            en.text
+                .contains("Here are the 1000+ tasks waiting for you; the 2 most urgent are below."),
+            "{}",
+            en.text
+        );
     }
 
     fn dir_with(files: &[(&str, &str)]) -> std::path::PathBuf {

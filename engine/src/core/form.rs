@@ -160,3 +160,9 @@ fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result
         },
     }
 }
+
+/// Whether a recipient may be an email address: one `@` and no space. Looser than an email
+/// field's check, since staff accounts such as `admin@localhost` have no dot in their domain.
+pub fn may_be_address(s: &str) -> bool {
+    s.matches('@').count() == 1 && !s.contains(char::is_whitespace)
+}

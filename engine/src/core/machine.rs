@@ -534,9 +534,7 @@ impl<'p> Machine<'p> {
 
     fn delegate(&mut self, seq: Seq, to: Recipient) -> Result<(), Error> {
         match &to {
-            Recipient::Person(email)
-                if !email.contains('@') || email.contains(char::is_whitespace) =>
-            {
+            Recipient::Person(email) if !super::form::may_be_address(email) => {
                 return Err(Error::Invalid(vec![FieldError {
                     field: "to".into(),
                     message: format!("`{email}` is not an email address"),

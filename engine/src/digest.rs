@@ -1,0 +1,241 @@
+//! Daily digests: a person may ask for one email a day listing the tasks waiting for them,
+//! instead of an email for every new task and every reminder. Deadline-passed, escalation and
+//! reassignment emails still come at once: they ask for action now.
+//!
+//! The preference is kept per address (a role's members are addresses in the definitions and
+//! need no account). Once a day, at a configured hour in Paris time or at the first pass after
+//! it, one outbox row is queued per subscriber who has something pending. Its id names the
+//! day and the person, so queueing twice (a restart, two nodes) adds nothing, and it becomes
+//! the Message-ID. The email is written when it is sent, from the inbox as it is then.
+
+use guichet_definitions::model::Language;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use sqlx::Row;
+
+use crate::clock::Timestamp;
+use crate::outbox::Providers;
+use crate::runtime::{Engine, Error};
+
+/// What a person asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Preference {
+    pub email: String,
+    /// One email a day instead of one per new task and reminder.
+    pub digest: bool,
+    /// The language of the digest.
+    pub language: Language,
+}
+
+/// The payload of a digest's outbox row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    pub email: String,
+    /// The day in Paris, `YYYY-MM-DD`.
+    pub day: String,
+}
+
+/// A claimed digest, ready to write and send.
+#[derive(Debug, Clone)]
+pub struct ClaimedDigest {
+    pub id: String,
+    pub digest: Digest,
+    /// Deliveries tried so far, this one included.
+    pub attempt: i64,
+}
+
+/// The outbox kind of digests.
+pub const KIND: &str = "digest";
+
+fn language_code(l: Language) -> &'static str {
+    match l {
+        Language::Fr => "fr",
+        Language::En => "en",
+    }
+}
+
+fn language(code: &str) -> Language {
+    if code == "en" {
+        Language::En
+    } else {
+        Language::Fr
+    }
+}
+
+/// The stable id of a person's digest of one day.
+pub fn digest_id(email: &str, day: &str) -> String {
+    let h: String = Sha256::digest(email.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("digest.{day}.{h}")
+}
+
+/// The day a digest sent at `now` is for, if `now` is at or after `hour` o'clock in Paris.
+pub fn digest_day(now: Timestamp, hour: u8) -> Option<String> {
+    let local = now.in_paris();
+    (local.hour() >= hour).then(|| {
+        format!(
+            "{}-{:02}-{:02}",
+            local.year(),
+            u8::from(local.month()),
+            local.day()
+        )
+    })
+}
+
+impl Engine {
+    /// Sets a person's email preference.
+    pub async fn set_mail_preference(
+        &self,
+        email: &str,
+        digest: bool,
+        lang: Language,
+    ) -> Result<Preference, Error> {
+        let email = email.trim().to_lowercase();
+        if !crate::core::form::may_be_address(&email) {
+            return Err(Error::Refused(crate::core::Error::Invalid(vec![
+                crate::core::form::FieldError {
+                    field: "email".into(),
+                    message: format!("`{email}` is not an email address"),
+                },
+            ])));
+        }
+        sqlx::query(
+            "INSERT INTO mail_preferences (email, digest, language, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (email) DO UPDATE SET digest = $2, language = $3, updated_at = $4",
+        )
+        .bind(&email)
+        .bind(i64::from(digest))
+        .bind(language_code(lang))
+        .bind(self.now().0)
+        .execute(&self.store().pool)
+        .await?;
+        Ok(Preference {
+            email,
+            digest,
+            language: lang,
+        })
+    }
+
+    /// A person's preference: by default, an email per task, in French.
+    pub async fn mail_preference(&self, email: &str) -> Result<Preference, Error> {
+        let email = email.trim().to_lowercase();
+        let row = sqlx::query("SELECT digest, language FROM mail_preferences WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(&self.store().pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Preference {
+                email,
+                digest: r.try_get::<i64, _>(0)? != 0,
+                language: language(&r.try_get::<String, _>(1)?),
+            },
+            None => Preference {
+                email,
+                digest: false,
+                language: Language::Fr,
+            },
+        })
+    }
+
+    /// Queues today's digest of every subscriber with something pending, if it is `hour`
+    /// o'clock or later in Paris. Returns how many were queued now: each person is considered
+    /// once a day, so after the first pass of the day this is one small query.
+    pub async fn queue_digests(&self, now: Timestamp, hour: u8) -> Result<usize, Error> {
+        let Some(day) = digest_day(now, hour) else {
+            return Ok(0);
+        };
+        let due = sqlx::query(
+            "SELECT email FROM mail_preferences WHERE digest = 1 AND (last_day IS NULL OR last_day < $1) ORDER BY email",
+        )
+        .bind(&day)
+        .fetch_all(&self.store().pool)
+        .await?;
+        let mut queued = 0;
+        for r in due {
+            let email: String = r.try_get(0)?;
+            let pending = self.inbox(&email, 1).await?.total > 0;
+            let mut tx = self
+                .store()
+                .pool
+                .begin_with(self.store().backend.begin_write())
+                .await?;
+            if pending {
+                let payload = serde_json::to_string(&Digest {
+                    email: email.clone(),
+                    day: day.clone(),
+                })
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
+                // The id names the person and the day: a second node queueing the same
+                // digest adds nothing.
+                queued += sqlx::query(
+                    "INSERT INTO outbox (id, instance, kind, payload, state, attempts, next_attempt_at, created_at) \
+                     VALUES ($1, NULL, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(digest_id(&email, &day))
+                .bind(KIND)
+                .bind(payload)
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as usize;
+            }
+            sqlx::query("UPDATE mail_preferences SET last_day = $1 WHERE email = $2")
+                .bind(&day)
+                .bind(&email)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(queued)
+    }
+
+    /// Claims the due digests, holding each for `lease_ms`.
+    pub async fn claim_digests(
+        &self,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedDigest>, Error> {
+        let rows = self
+            .claim_rows(now, lease_ms, limit, KIND, Providers::Any)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(ClaimedDigest {
+                    digest: serde_json::from_str(&r.payload)
+                        .map_err(|e| Error::Corrupt(format!("digest {}: {e}", r.id)))?,
+                    id: r.id,
+                    attempt: r.attempt,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_day_starts_at_the_hour_in_paris() {
+        // 2026-12-01 06:59 UTC is 07:59 in Paris (winter): not yet at 8; 07:00 UTC is.
+        let t = |h: i64, m: i64| Timestamp(1_796_083_200_000 + (h * 60 + m) * 60_000);
+        assert_eq!(digest_day(t(6, 59), 8), None);
+        assert_eq!(digest_day(t(7, 0), 8).as_deref(), Some("2026-12-01"));
+        // 23:30 UTC is already the next day in Paris.
+        assert_eq!(digest_day(t(23, 30), 8).as_deref(), Some("2026-12-02"));
+        assert_eq!(digest_day(t(22, 59), 0).as_deref(), Some("2026-12-01"));
+    }
+
+    #[test]
+    fn one_id_per_person_and_day() {
+        let a = digest_id("a@x.example", "2026-12-01");
+        assert_eq!(a, digest_id("a@x.example", "2026-12-01"));
+        assert_ne!(a, digest_id("b@x.example", "2026-12-01"));
+        assert_ne!(a, digest_id("a@x.example", "2026-12-02"));
+        assert!(a.starts_with("digest.2026-12-01."));
+    }
+}
