@@ -22,6 +22,9 @@ pub(crate) const SETTINGS: &[&str] = &[
     "GUICHET_TEMPLATES",
     "GUICHET_PROVIDERS",
     "GUICHET_PROVIDER_SECRETS",
+    "GUICHET_DIGEST_HOUR",
+    "GUICHET_LOG",
+    "GUICHET_LOG_FORMAT",
 ];
 
 /// The file named by `--config FILE` / `--config=FILE` in the arguments, by `GUICHET_CONFIG`,

@@ -389,29 +389,65 @@ pub(crate) async fn serve(
         "Listening on http://{address}/ ; emails: {}. Ctrl-C to stop.",
         mail.describe()
     );
+    let stopping = shutdown_signal();
+    tokio::pin!(stopping);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            () = &mut stopping => break,
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
-                let fired = e.fire_due_timers(1_000).await?;
-                if fired > 0 {
-                    println!("fired {fired} timer(s)");
+                // A pass that fails (the database restarting, say) is logged and tried again
+                // at the next tick: the work stays in the database.
+                match e.fire_due_timers(1_000).await {
+                    Ok(0) => {}
+                    Ok(fired) => tracing::info!(fired, "timers fired"),
+                    Err(err) => tracing::error!(error = %err, "firing timers failed; will retry"),
                 }
-                let r = dispatcher.run_once(100).await?;
-                if r.sent + r.retried + r.dead > 0 {
-                    println!("emails: {} sent, {} to retry, {} dead", r.sent, r.retried, r.dead);
+                match dispatcher.run_once(100).await {
+                    Ok(r) if r.sent + r.retried + r.dead > 0 => {
+                        tracing::info!(sent = r.sent, retried = r.retried, dead = r.dead, "emails");
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::error!(error = %err, "sending emails failed; will retry"),
                 }
-                let r = webhooks.run_once(100).await?;
-                if r.sent + r.retried + r.dead > 0 {
-                    println!("webhooks: {} sent, {} to retry, {} dead", r.sent, r.retried, r.dead);
+                match webhooks.run_once(100).await {
+                    Ok(r) if r.sent + r.retried + r.dead > 0 => {
+                        tracing::info!(sent = r.sent, retried = r.retried, dead = r.dead, "webhooks");
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::error!(error = %err, "sending webhooks failed; will retry"),
                 }
             }
         }
     }
     // Stop taking requests, let those in flight finish.
+    tracing::info!("stopping: no new connections, finishing the requests in flight");
     stop.notify_one();
     server.await??;
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves at Ctrl-C (SIGINT) or SIGTERM, what service managers send to stop a process.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 pub(crate) async fn instance(e: Arc<Engine>, c: InstanceCommand) -> anyhow::Result<ExitCode> {

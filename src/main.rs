@@ -36,8 +36,51 @@ struct Cli {
         default_value = "sqlite://guichet.db"
     )]
     database: String,
+    /// What is logged (to standard error): a level (error, warn, info, debug, trace), and
+    /// per-module levels, e.g. `info,sqlx=warn`.
+    #[arg(
+        long,
+        global = true,
+        env = "GUICHET_LOG",
+        default_value = "info,sqlx=warn"
+    )]
+    log: tracing_subscriber::filter::Targets,
+    /// How logs are written: `text` for people, `json` (one object a line) for collectors.
+    #[arg(long, global = true, env = "GUICHET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to standard error, so that what a command prints stays its output.
+fn init_logs(filter: tracing_subscriber::filter::Targets, format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match format {
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(false),
+            )
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+    };
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +223,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    init_logs(cli.log.clone(), cli.log_format);
     match cli.command {
         Command::Check {
             files,

@@ -486,9 +486,9 @@ fn kpi_compares_the_models_as_json_and_csv() {
 }
 
 #[test]
-fn serve_answers_in_a_browser_at_once() {
+fn serve_stops_gracefully_under_load_on_sigterm() {
     use std::io::{BufRead, BufReader, Read, Write};
-    let dir = tempdir("serve-http");
+    let dir = tempdir("serve-stop");
     let mut child = Command::new(env!("CARGO_BIN_EXE_guichet"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(&dir)
@@ -497,6 +497,104 @@ fn serve_answers_in_a_browser_at_once() {
             format!("sqlite://{}", dir.join("g.db").display()),
         )
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Logs are read as they come: a full pipe would block the server.
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut logs = String::new();
+        stderr.read_to_string(&mut logs).unwrap();
+        logs
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(rest) = line.strip_prefix("Listening on http://") {
+            break rest.split('/').next().unwrap().to_owned();
+        }
+    };
+    // Four clients load the intake form until the server stops accepting (bounded).
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let address = address.clone();
+            let started = started.clone();
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                for _ in 0..5_000 {
+                    let Ok(mut s) = std::net::TcpStream::connect(&address) else {
+                        break;
+                    };
+                    let sent = write!(
+                        s,
+                        "GET /desks/interne-decentralise HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    );
+                    let mut out = String::new();
+                    let read = s.read_to_string(&mut out);
+                    if sent.is_err() || read.is_err() || out.is_empty() {
+                        // Refused or reset before any answer: the server had stopped accepting.
+                        break;
+                    }
+                    started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    answers.push(out);
+                }
+                answers
+            })
+        })
+        .collect();
+    while started.load(std::sync::atomic::Ordering::SeqCst) < 20 {
+        std::thread::yield_now();
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not stop within 20 s of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    // Every answer the clients got is whole: nothing in flight was cut.
+    let answers: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(answers.len() >= 20);
+    for a in &answers {
+        assert!(
+            a.starts_with("HTTP/1.1 200") && a.trim_end().ends_with("</html>"),
+            "a cut answer: {a}"
+        );
+    }
+    let logs = logs.join().unwrap();
+    assert!(
+        logs.contains("stopping") && logs.contains("stopped"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn serve_answers_in_a_browser_at_once() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempdir("serve-http");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .current_dir(&dir)
+        .env(
+            "GUICHET_DATABASE",
+            format!("sqlite://{}", dir.join("g.db").display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -519,8 +617,39 @@ fn serve_answers_in_a_browser_at_once() {
     };
     let home = get("/");
     let desk = get("/desks/interne-decentralise");
+    let _ = get("/l/a-forged-token");
     child.kill().unwrap();
     child.wait().unwrap();
+    // Structured logs on standard error: one JSON object per request, by route pattern.
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let requests: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|_| panic!("not JSON: {l}"))
+        })
+        .filter(|l| l["target"] == "guichet::http")
+        .collect();
+    let routes: Vec<(&str, i64)> = requests
+        .iter()
+        .map(|r| (r["route"].as_str().unwrap(), r["status"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        routes,
+        [("/", 200), ("/desks/{name}", 200), ("/l/{token}", 404)],
+        "{logs}"
+    );
+    assert!(!logs.contains("a-forged-token"), "{logs}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["level"] == "INFO" && r["ms"].is_number() && r["timestamp"].is_string())
+    );
     assert!(home.starts_with("HTTP/1.1 200"), "{home}");
     assert!(
         home.contains("Guichet interne à accès décentralisé"),

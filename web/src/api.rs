@@ -83,7 +83,7 @@ impl From<Error> for ApiError {
                 "the definition has errors",
             ),
             e @ (Error::Database(_) | Error::Io(_) | Error::Corrupt(_)) => {
-                eprintln!("api: {e}");
+                tracing::error!(error = %e, "api request failed");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",

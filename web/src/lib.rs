@@ -164,11 +164,15 @@ fn failure(s: &AppState, e: &Error) -> Response {
             "Action refusée",
             r.to_string(),
         ),
-        _ => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Erreur",
-            "Une erreur est survenue ; réessayez plus tard.".to_owned(),
-        ),
+        _ => {
+            // The person sees no detail; the operator's log has it.
+            tracing::error!(error = %e, "page failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Erreur",
+                "Une erreur est survenue ; réessayez plus tard.".to_owned(),
+            )
+        }
     };
     page(
         s,

@@ -73,6 +73,14 @@ pub(crate) async fn track(
     let began = std::time::Instant::now();
     let response = next.run(request).await;
     let seconds = began.elapsed().as_secs_f64();
+    // One line per request, by route pattern: tokens in paths (`/l/{token}`) never reach logs.
+    let status = response.status().as_u16();
+    let ms = (seconds * 1000.0 * 10.0).round() / 10.0;
+    if status >= 500 {
+        tracing::warn!(target: "guichet::http", method, route, status, ms, "request");
+    } else {
+        tracing::info!(target: "guichet::http", method, route, status, ms, "request");
+    }
     if let Ok(mut l) = latencies().lock() {
         let h = l
             .entry((method, route, response.status().as_u16()))
