@@ -225,8 +225,9 @@ mod tests {
         let t = |h: i64, m: i64| Timestamp(1_796_083_200_000 + (h * 60 + m) * 60_000);
         assert_eq!(digest_day(t(6, 59), 8), None);
         assert_eq!(digest_day(t(7, 0), 8).as_deref(), Some("2026-12-01"));
-        // 23:30 UTC is already the next day in Paris.
-        assert_eq!(digest_day(t(23, 30), 8).as_deref(), Some("2026-12-02"));
+        // 23:30 UTC is already the next day in Paris (00:30), before 8 but after 0.
+        assert_eq!(digest_day(t(23, 30), 8), None);
+        assert_eq!(digest_day(t(23, 30), 0).as_deref(), Some("2026-12-02"));
         assert_eq!(digest_day(t(22, 59), 0).as_deref(), Some("2026-12-01"));
     }
 
