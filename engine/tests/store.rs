@@ -127,7 +127,62 @@ on_both_backends!(
     concurrent_completions_of_one_task_one_wins,
     tampering_with_history_is_detected,
     the_inbox_reads_the_most_urgent_tasks_of_ones_roles,
+    a_daily_digest_is_queued_once_per_person_and_day,
 );
+
+async fn a_daily_digest_is_queued_once_per_person_and_day(backend: &str) {
+    use guichet_engine::definitions::model::Language;
+    let (e, clock) = engine(backend).await;
+    e.deploy(model("interne-decentralise")).await.unwrap();
+    e.start("interne-decentralise", &intake()).await.unwrap();
+    let data = "guichet-donnees@hopital.example";
+    let p = e
+        .set_mail_preference("Guichet-Donnees@hopital.example", true, Language::En)
+        .await
+        .unwrap();
+    assert_eq!((p.email.as_str(), p.digest), (data, true));
+    // Changing it again updates the one row.
+    e.set_mail_preference(data, true, Language::Fr)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.mail_preference(data).await.unwrap().language,
+        Language::Fr
+    );
+    // Nobody else asked; someone with nothing pending gets no digest.
+    e.set_mail_preference("direction-recherche@hopital.example", true, Language::Fr)
+        .await
+        .unwrap();
+    // T0 is 09:00 in Paris: a digest at 10 is not due yet, one at 8 is.
+    assert_eq!(e.queue_digests(T0, 10).await.unwrap(), 0);
+    assert_eq!(e.queue_digests(T0, 8).await.unwrap(), 1);
+    assert_eq!(e.queue_digests(T0, 8).await.unwrap(), 0, "once a day");
+    let claimed = e.claim_digests(T0, 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].digest.email, data);
+    assert_eq!(
+        claimed[0].id,
+        guichet_engine::digest::digest_id(data, "2027-01-15")
+    );
+    let row = e.outbox_message(&claimed[0].id).await.unwrap();
+    assert_eq!((row.instance, row.kind.as_str()), (None, "digest"));
+    // Held by its lease: nobody else claims it.
+    assert!(e.claim_digests(T0, 60_000, 10).await.unwrap().is_empty());
+    // The next day, a new one.
+    clock.set(Timestamp(T0.0 + 86_400_000));
+    assert_eq!(
+        e.queue_digests(Timestamp(T0.0 + 86_400_000), 8)
+            .await
+            .unwrap(),
+        1
+    );
+    // Not an address: refused, nothing written.
+    assert!(
+        e.set_mail_preference("nobody", true, Language::Fr)
+            .await
+            .is_err()
+    );
+}
 
 async fn the_inbox_reads_the_most_urgent_tasks_of_ones_roles(backend: &str) {
     let (e, _) = engine(backend).await;
