@@ -447,6 +447,56 @@ pub(crate) async fn user_add(
     }
 }
 
+/// `POST /admin/tokens`: a new API token for an account (`email`) or a pull provider
+/// (`provider`), shown once on the page that answers; only its hash is kept.
+pub(crate) async fn token_create(
+    State(s): Shared,
+    headers: HeaderMap,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = admin_form(&s, &headers, &values).await {
+        return r;
+    }
+    let field = |k: &str| {
+        values
+            .get(k)
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let (email, provider, name) = (
+        field("email").to_lowercase(),
+        field("provider"),
+        field("name"),
+    );
+    let invalid = |field: &str, message: &str| {
+        failure(
+            &s,
+            &Error::Refused(core::Error::Invalid(vec![core::form::FieldError {
+                field: field.into(),
+                message: message.into(),
+            }])),
+        )
+    };
+    if name.is_empty() {
+        return invalid("name", "say what the token is for (a script, a provider)");
+    }
+    let created = match (email.is_empty(), provider.is_empty()) {
+        (false, true) => s.engine.create_api_token(&email, &name).await,
+        (true, false) => s.engine.create_provider_token(&provider, &name).await,
+        _ => return invalid("email", "an account's address or a provider's id, not both"),
+    };
+    match created {
+        Ok(token) => {
+            let data = serde_json::json!({
+                "token": token, "owner": if provider.is_empty() { email } else { format!("provider:{provider}") },
+                "name": name,
+            });
+            page(&s, StatusCode::CREATED, "admin-token", "Jeton créé", &data)
+        }
+        Err(e) => failure(&s, &e),
+    }
+}
+
 /// `POST /admin/tokens/{prefix}/revoke`: an API token stops working at once.
 pub(crate) async fn token_revoke(
     State(s): Shared,

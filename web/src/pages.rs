@@ -31,6 +31,7 @@ const PAGES: &[(&str, &str)] = &[
     ),
     ("admin-outbox", include_str!("../pages/admin-outbox.hbs")),
     ("admin-users", include_str!("../pages/admin-users.hbs")),
+    ("admin-token", include_str!("../pages/admin-token.hbs")),
 ];
 
 /// Pages also used as partials inside others.

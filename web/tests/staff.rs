@@ -680,6 +680,57 @@ async fn administrators_deploy_watch_the_indicators_and_retry_dead_letters() {
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(site.engine.api_token(&token).await.unwrap().is_none());
+    // Created from the page: shown once, and it works.
+    let users = call(&site.app, "GET", "/admin/users", Some(&admin), None).await;
+    let form_csrf = enc(&csrf(&users.body));
+    for (form, refused) in [
+        (
+            format!("_csrf={form_csrf}&email=&provider=&name=x"),
+            "not both",
+        ),
+        (
+            format!("_csrf={form_csrf}&email=juriste%40hopital.example&name="),
+            "what the token is for",
+        ),
+        (
+            "_csrf=forged&email=juriste%40hopital.example&name=x".to_owned(),
+            "",
+        ),
+    ] {
+        let r = call(&site.app, "POST", "/admin/tokens", Some(&admin), Some(form)).await;
+        assert!(r.status.is_client_error(), "{}", r.body);
+        assert!(r.body.contains(refused), "{}", r.body);
+    }
+    let r = call(
+        &site.app,
+        "POST",
+        "/admin/tokens",
+        Some(&staff),
+        Some(format!(
+            "_csrf={form_csrf}&email=juriste%40hopital.example&name=x"
+        )),
+    )
+    .await;
+    assert!(r.status.is_client_error(), "not for staff");
+    let r = call(
+        &site.app,
+        "POST",
+        "/admin/tokens",
+        Some(&admin),
+        Some(format!(
+            "_csrf={form_csrf}&email=juriste%40hopital.example&provider=&name=entrep%C3%B4t"
+        )),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let at = r.body.find("<code id=\"token\">").unwrap() + "<code id=\"token\">".len();
+    let created: String = r.body[at..].chars().take_while(|c| *c != '<').collect();
+    assert_eq!(
+        site.engine.api_token(&created).await.unwrap().as_deref(),
+        Some("juriste@hopital.example")
+    );
+    let users = call(&site.app, "GET", "/admin/users", Some(&admin), None).await;
+    assert!(users.body.contains("entrepôt") && !users.body.contains(&created));
     let users = call(&site.app, "GET", "/admin/users", Some(&admin), None).await;
     assert!(
         users.body.contains("dpo@hopital.example (sans compte)"),
