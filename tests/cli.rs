@@ -485,13 +485,13 @@ fn kpi_compares_the_models_as_json_and_csv() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a date"));
 }
 
-#[test]
-fn serve_stops_gracefully_under_load_on_sigterm() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let dir = tempdir("serve-stop");
+/// Starts `guichet serve` on a free port of 127.0.0.1 in `dir`; returns it, with its standard
+/// error piped, and the address it listens on.
+fn serve(dir: &Path, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_guichet"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(&dir)
+        .args([&["serve", "--listen", "127.0.0.1:0"], args].concat())
+        .current_dir(dir)
         .env(
             "GUICHET_DATABASE",
             format!("sqlite://{}", dir.join("g.db").display()),
@@ -500,13 +500,6 @@ fn serve_stops_gracefully_under_load_on_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Logs are read as they come: a full pipe would block the server.
-    let mut stderr = child.stderr.take().unwrap();
-    let logs = std::thread::spawn(move || {
-        let mut logs = String::new();
-        stderr.read_to_string(&mut logs).unwrap();
-        logs
-    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let address = loop {
         let line = lines.next().expect("serve printed its address").unwrap();
@@ -514,6 +507,22 @@ fn serve_stops_gracefully_under_load_on_sigterm() {
             break rest.split('/').next().unwrap().to_owned();
         }
     };
+    // The rest of standard output is drained, so that the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    (child, address)
+}
+
+#[test]
+fn serve_stops_gracefully_under_load_on_sigterm() {
+    use std::io::{Read, Write};
+    let (mut child, address) = serve(&tempdir("serve-stop"), &[]);
+    // Logs are read as they come: a full pipe would block the server.
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut logs = String::new();
+        stderr.read_to_string(&mut logs).unwrap();
+        logs
+    });
     // Four clients load the intake form until the server stops accepting (bounded).
     let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..4)
@@ -584,26 +593,8 @@ fn serve_stops_gracefully_under_load_on_sigterm() {
 
 #[test]
 fn serve_answers_in_a_browser_at_once() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let dir = tempdir("serve-http");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_guichet"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .current_dir(&dir)
-        .env(
-            "GUICHET_DATABASE",
-            format!("sqlite://{}", dir.join("g.db").display()),
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if let Some(rest) = line.strip_prefix("Listening on http://") {
-            break rest.split('/').next().unwrap().to_owned();
-        }
-    };
+    use std::io::{Read, Write};
+    let (mut child, address) = serve(&tempdir("serve-http"), &["--log-format", "json"]);
     let get = |path: &str| {
         let mut s = std::net::TcpStream::connect(&address).unwrap();
         write!(

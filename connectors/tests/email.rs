@@ -598,6 +598,23 @@ async fn a_fresh_link_goes_only_to_someone_who_may_act() {
 const DAY: i64 = 1_799_971_200_000;
 const HOUR: i64 = 3_600_000;
 
+/// The data unit finds a request of model (a) admissible: its feasibility tasks open.
+async fn admissible(e: &Engine, id: &str) {
+    let (_, inst) = e.instance(id).await.unwrap();
+    let task = inst.tasks.values().next().unwrap().seq;
+    e.execute(
+        id,
+        Command::Complete {
+            task,
+            user: "guichet-donnees@hopital.example".into(),
+            outcome: Some("recevable".into()),
+            fields: Fields::new(),
+        },
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_daily_digest_replaces_task_emails_for_those_who_ask() {
     let sink = Sink::start("127.0.0.1:0", &[]).await;
@@ -610,19 +627,7 @@ async fn a_daily_digest_replaces_task_emails_for_those_who_ask() {
         .unwrap();
     let id = one_request(&e).await;
     // Admissible: legal feasibility goes to the two jurists, one of whom wants a digest.
-    let (_, inst) = e.instance(&id).await.unwrap();
-    let task = inst.tasks.values().next().unwrap().seq;
-    e.execute(
-        &id,
-        Command::Complete {
-            task,
-            user: "guichet-donnees@hopital.example".into(),
-            outcome: Some("recevable".into()),
-            fields: Fields::new(),
-        },
-    )
-    .await
-    .unwrap();
+    admissible(&e, &id).await;
     let d = dispatcher(e.clone(), smtp(sink.addr));
     drain(&d, &clock).await;
     let to = |raw: &str| header(raw, "To");
@@ -734,19 +739,7 @@ async fn a_digest_refused_for_a_while_is_resent_with_the_same_message_id() {
         .unwrap();
     let ids = [one_request(&e).await, one_request(&e).await];
     for id in &ids {
-        let (_, inst) = e.instance(id).await.unwrap();
-        let task = inst.tasks.values().next().unwrap().seq;
-        e.execute(
-            id,
-            Command::Complete {
-                task,
-                user: "guichet-donnees@hopital.example".into(),
-                outcome: Some("recevable".into()),
-                fields: Fields::new(),
-            },
-        )
-        .await
-        .unwrap();
+        admissible(&e, id).await;
     }
     let d = dispatcher(e.clone(), smtp(sink.addr));
     drain(&d, &clock).await;

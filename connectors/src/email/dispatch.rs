@@ -21,7 +21,9 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::delivery::Failure;
-use crate::email::templates::{Context, DigestContext, DigestTask, RequestRef, Templates};
+use crate::email::templates::{
+    Context, DigestContext, DigestTask, Rendered, RequestRef, Templates,
+};
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,20 +276,7 @@ impl Dispatcher {
             } else {
                 format!("<{}.{i}@{domain}>", m.id)
             };
-            let mailbox: Mailbox = r
-                .parse()
-                .map_err(|e| Failure::Permanent(format!("`{r}` is not an address: {e}")))?;
-            let message = Message::builder()
-                .message_id(Some(message_id.clone()))
-                .from(self.from.clone())
-                .to(mailbox)
-                .subject(rendered.subject.clone())
-                .multipart(MultiPart::alternative_plain_html(
-                    rendered.text.clone(),
-                    rendered.html.clone(),
-                ))
-                .map_err(|e| Failure::Permanent(format!("cannot build the message: {e}")))?;
-            self.send(message, r).await?;
+            self.send(&message_id, r, &rendered).await?;
             message_ids.push(message_id);
             sent_to.push(r.clone());
             first.get_or_insert(rendered);
@@ -387,20 +376,7 @@ impl Dispatcher {
             .render_digest(language, &ctx)
             .map_err(|e| Failure::Permanent(e.to_string()))?;
         let message_id = self.message_id(&d.id);
-        let mailbox: Mailbox = email
-            .parse()
-            .map_err(|e| Failure::Permanent(format!("`{email}` is not an address: {e}")))?;
-        let message = Message::builder()
-            .message_id(Some(message_id.clone()))
-            .from(self.from.clone())
-            .to(mailbox)
-            .subject(rendered.subject.clone())
-            .multipart(MultiPart::alternative_plain_html(
-                rendered.text.clone(),
-                rendered.html.clone(),
-            ))
-            .map_err(|e| Failure::Permanent(format!("cannot build the message: {e}")))?;
-        self.send(message, email).await?;
+        self.send(&message_id, email, &rendered).await?;
         self.engine
             .outbox_sent(
                 &d.id,
@@ -414,8 +390,21 @@ impl Dispatcher {
             .map_err(db)
     }
 
-    /// Sends one message (captured messages are only recorded).
-    async fn send(&self, message: Message, to: &str) -> Result<(), Failure> {
+    /// Builds and sends one message to one address (captured messages are only recorded).
+    async fn send(&self, message_id: &str, to: &str, rendered: &Rendered) -> Result<(), Failure> {
+        let mailbox: Mailbox = to
+            .parse()
+            .map_err(|e| Failure::Permanent(format!("`{to}` is not an address: {e}")))?;
+        let message = Message::builder()
+            .message_id(Some(message_id.to_owned()))
+            .from(self.from.clone())
+            .to(mailbox)
+            .subject(rendered.subject.clone())
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text.clone(),
+                rendered.html.clone(),
+            ))
+            .map_err(|e| Failure::Permanent(format!("cannot build the message: {e}")))?;
         if let Transport::Smtp(t) = &self.transport
             && let Err(e) = t.send(message).await
         {
