@@ -30,5 +30,16 @@ cookie=$(curl -s -o /dev/null -D - -X POST http://127.0.0.1:18089/login \
 [ -n "$cookie" ] || { echo "login failed"; exit 1; }
 shown=$(curl -s -H "Cookie: $cookie" http://127.0.0.1:18089/inbox | grep -o 'Les [0-9]* tâches les plus urgentes sur [^.<]*' || true)
 echo "inbox: $shown"
-wrk -t2 -c"$clients" -d"${seconds}s" --latency -H "Cookie: $cookie" http://127.0.0.1:18089/inbox
+cpu() { awk '{print $14 + $15}' /proc/$server/stat; }
+load() { # load PATH HEADER: wrk's latency distribution, then the server's CPU per request
+  local before; before=$(cpu)
+  wrk -t2 -c"$clients" -d"${seconds}s" --latency -H "$2" "http://127.0.0.1:18089$1" | tee "$dir/wrk.out"
+  local n; n=$(awk '/requests in/ {print $1}' "$dir/wrk.out")
+  echo "server CPU per request: $(( ($(cpu) - before) * 10000 / n )) us"
+}
+echo "== the inbox page, /inbox"
+load /inbox "Cookie: $cookie"
+token=$("$bin" token create juriste@hopital.example --name bench | grep -o 'gch_[A-Za-z0-9_-]*' | head -1)
+echo "== the same through the API, /api/v1/tasks?limit=50"
+load "/api/v1/tasks?limit=50" "Authorization: Bearer $token"
 echo "server peak memory: $(grep VmHWM /proc/$server/status 2>/dev/null | awk '{print $2, $3}')"; tail -5 "$dir/serve.log"

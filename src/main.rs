@@ -17,6 +17,12 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use guichet_connectors::email::Templates;
 use guichet_definitions::{self as definitions, Severity, diagnostic};
 
+/// mimalloc rather than the system allocator: a page served allocates and frees many small
+/// strings from several threads, where glibc's malloc spent a fifth of the server's time
+/// (bench/README.md, the inbox).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "guichet",

@@ -179,14 +179,39 @@ struct Ended {
     lead_ms: i64,
 }
 
+/// The latest compiled definition of each deployed desk, by name.
+pub type Desks = BTreeMap<String, std::sync::Arc<Process>>;
+
 fn month_of(t: i64) -> (i32, u8) {
     let d = Timestamp(t).to_datetime();
     (d.year(), d.month() as u8)
 }
 
 impl Engine {
-    /// The latest compiled definition of each deployed desk, by name.
-    pub async fn desks(&self) -> Result<BTreeMap<String, std::sync::Arc<Process>>, Error> {
+    /// The latest compiled definition of each deployed desk, by name (read again at most
+    /// once per [`crate::runtime::DESKS_TTL`]).
+    pub async fn desks(&self) -> Result<Desks, Error> {
+        if let Ok(cached) = self.desks.read()
+            && let Some((at, desks)) = cached.as_ref()
+            && at.elapsed() < crate::runtime::DESKS_TTL
+        {
+            return Ok(desks.clone());
+        }
+        let desks = self.read_desks().await?;
+        if let Ok(mut cached) = self.desks.write() {
+            *cached = Some((std::time::Instant::now(), desks.clone()));
+        }
+        Ok(desks)
+    }
+
+    /// Forgets the cached list of desks (after a deploy).
+    pub(crate) fn forget_desks(&self) {
+        if let Ok(mut cached) = self.desks.write() {
+            *cached = None;
+        }
+    }
+
+    async fn read_desks(&self) -> Result<Desks, Error> {
         let rows = sqlx::query(
             "SELECT d.name, d.hash FROM definitions d WHERE d.revision = (SELECT MAX(revision) FROM definitions x WHERE x.name = d.name)",
         )

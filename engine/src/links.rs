@@ -57,6 +57,14 @@ fn token_hash(token: &str) -> String {
 impl Engine {
     /// The secret links are derived from, created once per database.
     async fn link_secret(&self) -> Result<Vec<u8>, Error> {
+        if let Some(secret) = self.link_secret.get() {
+            return Ok(secret.clone());
+        }
+        let secret = self.read_link_secret().await?;
+        Ok(self.link_secret.get_or_init(|| secret).clone())
+    }
+
+    async fn read_link_secret(&self) -> Result<Vec<u8>, Error> {
         let pool = &self.store().pool;
         if let Some(row) = sqlx::query("SELECT value FROM settings WHERE key = 'link-secret'")
             .fetch_optional(pool)

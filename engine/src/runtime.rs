@@ -119,7 +119,17 @@ pub struct Engine {
     store: Store,
     clock: Arc<dyn Clock>,
     processes: RwLock<HashMap<String, Arc<Process>>>,
+    /// The latest revision of each desk, read at most once per [`DESKS_TTL`] (every page
+    /// needs it for the roles of the person); a deploy through this engine refreshes it.
+    pub(crate) desks: RwLock<Option<(std::time::Instant, crate::kpi::Desks)>>,
+    /// The per-database secret links and anti-forgery tokens are derived from: created once,
+    /// never changed, so read once.
+    pub(crate) link_secret: std::sync::OnceLock<Vec<u8>>,
 }
+
+/// How long the list of deployed desks is reused before it is read again: a revision
+/// deployed by another process (another node, `guichet deploy`) is seen within this delay.
+pub const DESKS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,6 +174,8 @@ impl Engine {
             store: Store::open(url).await?,
             clock,
             processes: RwLock::new(HashMap::new()),
+            desks: RwLock::new(None),
+            link_secret: std::sync::OnceLock::new(),
         })
     }
 
@@ -228,6 +240,9 @@ impl Engine {
             .write()
             .map_err(corrupt)?
             .insert(hash, Arc::new(process));
+        if new {
+            self.forget_desks();
+        }
         Ok(deployed)
     }
 

@@ -133,6 +133,9 @@ impl Store {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        // Sorts and unions (the inbox's page) use temporary b-trees: in
+                        // memory, not in temporary files.
+                        conn.execute("PRAGMA temp_store = MEMORY").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
                     Ok(())

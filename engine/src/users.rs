@@ -128,27 +128,39 @@ impl Engine {
     /// The staff member behind a session token, if the session is still open; using it
     /// extends the idle timeout.
     pub async fn session(&self, token: &str) -> Result<Option<String>, Error> {
+        Ok(self.session_account(token).await?.map(|(email, _)| email))
+    }
+
+    /// [`Engine::session`], with whether the account is an administrator (one query for
+    /// both, on the path of every staff page).
+    pub async fn session_account(&self, token: &str) -> Result<Option<(String, bool)>, Error> {
         if token.len() != 64 {
             return Ok(None);
         }
         let now = self.now().0;
-        let row = sqlx::query("SELECT email FROM sessions WHERE token_hash = $1 AND last_seen_at > $2 AND created_at > $3")
+        let row = sqlx::query("SELECT s.email, s.last_seen_at, u.admin FROM sessions s JOIN users u ON u.email = s.email \
+                               WHERE s.token_hash = $1 AND s.last_seen_at > $2 AND s.created_at > $3")
             .bind(hash(token))
             .bind(now - IDLE_MS)
             .bind(now - ABSOLUTE_MS)
             .fetch_optional(&self.store().pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        // At most one write a minute per session: reading the inbox stays a read.
-        sqlx::query(
-            "UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2 AND last_seen_at < $3",
-        )
-        .bind(now)
-        .bind(hash(token))
-        .bind(now - 60_000)
-        .execute(&self.store().pool)
-        .await?;
-        Ok(Some(row.try_get(0)?))
+        // At most one write a minute per session: reading the inbox stays a read. The
+        // statement is not even sent otherwise: on SQLite an UPDATE takes the write lock
+        // whether or not it changes a row, and every page would queue behind writers.
+        let last_seen: i64 = row.try_get(1)?;
+        if last_seen < now - 60_000 {
+            sqlx::query(
+                "UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2 AND last_seen_at < $3",
+            )
+            .bind(now)
+            .bind(hash(token))
+            .bind(now - 60_000)
+            .execute(&self.store().pool)
+            .await?;
+        }
+        Ok(Some((row.try_get(0)?, row.try_get::<i64, _>(2)? != 0)))
     }
 
     /// Issues an API token acting as a staff account; the token is returned once, only its
@@ -210,21 +222,25 @@ impl Engine {
             return Ok(None);
         }
         let row = sqlx::query(
-            "SELECT email FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            "SELECT email, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(hash(token))
         .fetch_optional(&self.store().pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let now = self.now().0;
-        sqlx::query(
-            "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
-        )
-        .bind(now)
-        .bind(hash(token))
-        .bind(now - 60_000)
+        // As for sessions: no statement at all unless the last use is a minute old.
+        let last_used: Option<i64> = row.try_get(1)?;
+        if last_used.is_none_or(|at| at < now - 60_000) {
+            sqlx::query(
+                "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+            )
+            .bind(now)
+            .bind(hash(token))
+            .bind(now - 60_000)
             .execute(&self.store().pool)
             .await?;
+        }
         Ok(Some(row.try_get(0)?))
     }
 
@@ -315,40 +331,38 @@ impl Engine {
                 2 * n + 3
             ));
         }
-        let from = format!("FROM tasks t WHERE {filter}");
-        let bind = |sql: String| {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(email.clone());
-            for (desk, role) in &roles {
-                q = q.bind(desk.clone()).bind(role.clone());
-            }
-            q
-        };
-        // Counted up to a bound: beyond it the page says "more than".
-        let total: i64 = bind(format!(
-            "SELECT COUNT(*) FROM (SELECT 1 {from} LIMIT {}) AS page",
+        // Counted up to a bound: beyond it the page says "more than". The count rides on
+        // every row of the page (one query, not two); an empty page counts nothing.
+        let count = format!(
+            "(SELECT COUNT(*) FROM (SELECT 1 FROM tasks t WHERE {filter} LIMIT {}) AS c)",
             INBOX_COUNT_BOUND + 1
-        ))
-        .fetch_one(&self.store().pool)
-        .await?
-        .try_get(0)?;
+        );
         // The page: each part of the filter read in the index's order (overdue first, then by
-        // deadline) and cut at `limit`, tasks without a deadline apart (NULLs sort first), then
-        // merged; the database never sorts a role's thousands of tasks.
+        // deadline) and cut at `limit`, tasks without a deadline apart (NULLs sort first);
+        // the parts are merged and cut again by the database, so that only the page's rows
+        // come back (each row returned costs a hand-off between threads in sqlx's SQLite
+        // driver), with the request's title. The database never sorts a role's thousands of
+        // tasks: at most `limit` rows per part.
         const COLUMNS: &str = "t.instance, t.seq, t.step, t.role, t.assignee, t.state, t.created_at, t.due_at, t.overdue, t.closed_by, t.desk";
-        let limit = limit.max(0);
-        let mut parts: Vec<(String, Vec<String>)> = vec![(
-            "t.assignee = $1 AND t.state IN ('open', 'claimed')".to_owned(),
-            vec![email.clone()],
-        )];
+        // A page of at least one row, so that the count comes back with it.
+        let shown = usize::try_from(limit).unwrap_or_default();
+        let limit = limit.max(1);
+        let mut parts: Vec<&str> = vec!["t.assignee = $1 AND t.state IN ('open', 'claimed')"];
+        let mut values: Vec<String> = vec![email.clone()];
+        let mut role_filters = Vec::new();
         for (desk, role) in &roles {
-            parts.push((
-                "t.desk = $1 AND t.role = $2 AND t.state = 'open' AND t.assignee IS NULL"
-                    .to_owned(),
-                vec![desk.clone(), role.clone()],
+            let n = values.len();
+            role_filters.push(format!(
+                "t.desk = ${} AND t.role = ${} AND t.state = 'open' AND t.assignee IS NULL",
+                n + 1,
+                n + 2
             ));
+            values.push(desk.clone());
+            values.push(role.clone());
         }
-        let mut found: Vec<(TaskRow, String)> = Vec::new();
-        for (filter, values) in &parts {
+        parts.extend(role_filters.iter().map(String::as_str));
+        let mut selects = Vec::new();
+        for filter in &parts {
             for (due, order) in [
                 (
                     "t.due_at IS NOT NULL",
@@ -359,22 +373,36 @@ impl Engine {
                     "t.overdue DESC, t.created_at, t.instance, t.seq",
                 ),
             ] {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM tasks t WHERE {filter} AND {due} ORDER BY {order} LIMIT {limit}"
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for v in values {
-                    q = q.bind(v.clone());
-                }
-                for r in q.fetch_all(&self.store().pool).await? {
-                    found.push((
-                        TaskRow::from_row(&r)?,
-                        r.try_get::<Option<String>, _>(10)?.unwrap_or_default(),
-                    ));
-                }
+                selects.push(format!(
+                    "SELECT * FROM (SELECT {COLUMNS} FROM tasks t WHERE {filter} AND {due} ORDER BY {order} LIMIT {limit}) AS p{}",
+                    selects.len()
+                ));
             }
         }
-        found.sort_by(|(a, _), (b, _)| {
+        // Cut to the page first, then fetch the titles of those rows only.
+        let sql = format!(
+            "SELECT u.instance, u.seq, u.step, u.role, u.assignee, u.state, u.created_at, u.due_at, u.overdue, u.closed_by, u.desk, i.title, {count} \
+             FROM (SELECT * FROM ({}) AS a \
+                   ORDER BY a.overdue DESC, (CASE WHEN a.due_at IS NULL THEN 1 ELSE 0 END), a.due_at, a.created_at, a.instance, a.seq LIMIT {limit}) AS u \
+             JOIN instances i ON i.id = u.instance",
+            selects.join(" UNION ALL ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for v in &values {
+            q = q.bind(v.clone());
+        }
+        let mut found: Vec<(TaskRow, String, String)> = Vec::new();
+        let mut total: i64 = 0;
+        for r in q.fetch_all(&self.store().pool).await? {
+            total = r.try_get(12)?;
+            found.push((
+                TaskRow::from_row(&r)?,
+                r.try_get::<Option<String>, _>(10)?.unwrap_or_default(),
+                r.try_get::<Option<String>, _>(11)?.unwrap_or_default(),
+            ));
+        }
+        // The same order in Rust, whatever the database's collation does with ties.
+        found.sort_by(|(a, ..), (b, ..)| {
             b.overdue
                 .cmp(&a.overdue)
                 .then(a.due_at.is_none().cmp(&b.due_at.is_none()))
@@ -383,33 +411,16 @@ impl Engine {
                 .then(a.instance.cmp(&b.instance))
                 .then(a.seq.cmp(&b.seq))
         });
-        found.truncate(usize::try_from(limit).unwrap_or_default());
-        // The requests' titles, for the page only.
-        let mut titles: std::collections::BTreeMap<String, String> =
-            std::collections::BTreeMap::new();
-        for chunk in found.chunks(100) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!(
-                "SELECT id, title FROM instances WHERE id IN ({})",
-                marks.join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (t, _) in chunk {
-                q = q.bind(t.instance.clone());
-            }
-            for r in q.fetch_all(&self.store().pool).await? {
-                titles.insert(r.try_get(0)?, r.try_get(1)?);
-            }
-        }
+        found.truncate(shown);
         let items = found
             .into_iter()
-            .map(|(task, desk)| {
+            .map(|(task, desk, title)| {
                 let step_title = desks
                     .get(&desk)
                     .and_then(|p| p.step(&task.step))
                     .map_or_else(|| task.step.clone(), |s| s.display_name().to_owned());
                 InboxItem {
-                    title: titles.get(&task.instance).cloned().unwrap_or_default(),
+                    title,
                     task,
                     desk,
                     step_title,

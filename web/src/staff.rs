@@ -19,9 +19,19 @@ pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
 
 /// The signed-in staff member and their session token.
 pub(crate) async fn staff(s: &AppState, headers: &HeaderMap) -> Option<(String, String)> {
+    staff_account(s, headers)
+        .await
+        .map(|(email, token, _)| (email, token))
+}
+
+/// [`staff`], with whether they are an administrator.
+pub(crate) async fn staff_account(
+    s: &AppState,
+    headers: &HeaderMap,
+) -> Option<(String, String, bool)> {
     let token = session_token(headers)?;
-    let email = s.engine.session(&token).await.ok()??;
-    Some((email, token))
+    let (email, admin) = s.engine.session_account(&token).await.ok()??;
+    Some((email, token, admin))
 }
 
 pub(crate) fn session_cookie(s: &AppState, value: &str, max_age: i64) -> String {
@@ -155,7 +165,7 @@ pub(crate) async fn preferences_save(
 const INBOX_PAGE: i64 = 50;
 
 pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
-    let Some((email, token)) = staff(&s, &headers).await else {
+    let Some((email, token, admin)) = staff_account(&s, &headers).await else {
         return redirect("/login");
     };
     let inbox = match s.engine.inbox(&email, INBOX_PAGE).await {
@@ -175,7 +185,6 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
         })
         .collect();
     let csrf = s.engine.csrf_for(&token).await.unwrap_or_default();
-    let admin = s.engine.is_admin(&email).await.unwrap_or(false);
     page(
         &s,
         StatusCode::OK,
