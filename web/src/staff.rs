@@ -168,9 +168,19 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
     let Some((email, token, admin)) = staff_account(&s, &headers).await else {
         return redirect("/login");
     };
-    let inbox = match s.engine.inbox(&email, INBOX_PAGE).await {
-        Ok(i) => i,
-        Err(e) => return failure(&s, &e),
+    let (inbox, desks) = match (
+        s.engine.inbox(&email, INBOX_PAGE).await,
+        s.engine.desks().await,
+    ) {
+        (Ok(i), Ok(d)) => (i, d),
+        (Err(e), _) | (_, Err(e)) => return failure(&s, &e),
+    };
+    // The desk by its title, as people know it.
+    let desk_title = |name: &str| {
+        desks
+            .get(name)
+            .map_or(name, |p| p.title.as_str())
+            .to_owned()
     };
     let rows: Vec<_> = inbox
         .items
@@ -178,7 +188,7 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
         .map(|i| {
             serde_json::json!({
                 "instance": i.task.instance, "seq": i.task.seq, "step_title": i.step_title, "title": i.title,
-                "desk": i.desk, "due": i.task.due_at.map(|d| date(guichet_engine::clock::Timestamp(d))).unwrap_or_default(),
+                "desk": desk_title(&i.desk), "due": i.task.due_at.map(|d| date(guichet_engine::clock::Timestamp(d))).unwrap_or_default(),
                 "overdue": i.task.overdue, "claimed": i.task.assignee.is_some(),
                 "assignee": i.task.assignee.clone().unwrap_or_default(),
             })

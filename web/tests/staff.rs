@@ -275,6 +275,14 @@ async fn staff_see_and_decide_only_the_tasks_of_their_roles() {
         inbox.body
     );
     assert!(inbox.body.contains("Examen de recevabilité"));
+    // The desk by its title, not its identifier.
+    assert!(
+        inbox
+            .body
+            .contains("<td>Guichet interne à accès décentralisé</td>"),
+        "{}",
+        inbox.body
+    );
     let other = call(&site.app, "GET", "/inbox", Some(&jurist), None).await;
     assert!(
         other.body.contains("Aucune tâche ne vous attend"),
