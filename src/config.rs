@@ -25,6 +25,7 @@ pub(crate) const SETTINGS: &[&str] = &[
     "GUICHET_DIGEST_HOUR",
     "GUICHET_LOG",
     "GUICHET_LOG_FORMAT",
+    "GUICHET_MAX_IN_FLIGHT",
 ];
 
 /// The file named by `--config FILE` / `--config=FILE` in the arguments, by `GUICHET_CONFIG`,

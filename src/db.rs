@@ -335,6 +335,7 @@ pub(crate) async fn serve(
     e: Arc<Engine>,
     once: bool,
     listen: String,
+    max_in_flight: usize,
     mail: crate::mail::MailOptions,
 ) -> anyhow::Result<ExitCode> {
     println!(
@@ -378,6 +379,7 @@ pub(crate) async fn serve(
             .then(|| webhooks.clone()),
         secure_cookies: mail.base_url().starts_with("https://"),
         digest_hour: mail.digest_hour(),
+        max_in_flight,
     };
     let server = {
         let stop = stop.clone();

@@ -128,6 +128,11 @@ enum Command {
         /// The address the web server listens on.
         #[arg(long, env = "GUICHET_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
+        /// How many HTTP requests this node works on at once; beyond, new requests and page
+        /// reads get 503 with Retry-After, while decisions on tasks and provider answers are
+        /// still taken.
+        #[arg(long, env = "GUICHET_MAX_IN_FLIGHT", default_value_t = 512)]
+        max_in_flight: usize,
         #[command(flatten)]
         mail: mail::MailOptions,
     },
@@ -243,9 +248,14 @@ fn main() -> ExitCode {
             format,
             output,
         } => graph(&file, format, output.as_deref()),
-        Command::Serve { once, listen, mail } => {
-            db::run(&cli.database, |e| db::serve(e, once, listen, mail))
-        }
+        Command::Serve {
+            once,
+            listen,
+            max_in_flight,
+            mail,
+        } => db::run(&cli.database, |e| {
+            db::serve(e, once, listen, max_in_flight, mail)
+        }),
         Command::Mail(c) => db::run(&cli.database, |e| mail::mail(e, c)),
         Command::Deploy { files } => db::run(&cli.database, |e| db::deploy(e, files)),
         Command::Instance(c) => db::run(&cli.database, |e| db::instance(e, c)),

@@ -63,12 +63,21 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// The hour (Paris time) of the daily digests, shown on the preferences page.
     pub digest_hour: u8,
+    /// How many HTTP requests this node works on at once before it refuses new work (503
+    /// with Retry-After); decisions on existing work are always taken (see `ops::admit`).
+    pub max_in_flight: usize,
 }
 
 type Shared = State<Arc<AppState>>;
 
 /// All routes, with security headers on every response.
 pub fn router(state: AppState) -> Router {
+    let shared = Arc::new(state);
+    let admission = {
+        let s = shared.clone();
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        move |request, next| ops::admit(s.clone(), in_flight.clone(), request, next)
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -121,9 +130,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/external-tasks/{id}/complete",
             post(api::complete_external),
         )
+        .layer(axum::middleware::from_fn(admission))
         .layer(axum::middleware::from_fn(ops::track))
         .layer(axum::middleware::map_response(security_headers))
-        .with_state(Arc::new(state))
+        .with_state(shared)
 }
 
 async fn security_headers(mut r: Response) -> Response {

@@ -2,6 +2,102 @@
 
 use super::*;
 
+/// What a request does, for admission under load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Monitoring: always answered.
+    Exempt,
+    /// Moves existing work forward (a decision, a claim, a provider's answer): always taken,
+    /// since refusing it would keep the work, and the load, in the system.
+    Progress,
+    /// New work or reading: refused with 503 while the node is at its limit.
+    Other,
+}
+
+/// The class of a request, by method and route pattern.
+pub(crate) fn admission(method: &axum::http::Method, route: &str) -> Admission {
+    match route {
+        "/healthz" | "/metrics" => Admission::Exempt,
+        "/l/{token}"
+        | "/l/{token}/fresh"
+        | "/tasks/{instance}/{seq}"
+        | "/callbacks/{token}"
+        | "/logout"
+        | "/api/v1/tasks/{instance}/{seq}/claim"
+        | "/api/v1/tasks/{instance}/{seq}/release"
+        | "/api/v1/tasks/{instance}/{seq}/delegate"
+        | "/api/v1/tasks/{instance}/{seq}/complete"
+        | "/api/v1/external-tasks/{id}/complete"
+            if method == axum::http::Method::POST =>
+        {
+            Admission::Progress
+        }
+        _ => Admission::Other,
+    }
+}
+
+/// Counts a request in flight for as long as it lives (also when its client goes away).
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Backpressure: a node works on at most `max_in_flight` requests; beyond, new work and reads
+/// get 503 with `Retry-After` (a JSON error under `/api/`), while decisions on existing work
+/// and monitoring are still taken.
+pub(crate) async fn admit(
+    s: Arc<AppState>,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(String::new, |m| m.as_str().to_owned());
+    let class = admission(request.method(), &route);
+    if class == Admission::Exempt {
+        return next.run(request).await;
+    }
+    let now = in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let guard = InFlight(in_flight);
+    if class == Admission::Other && now >= s.max_in_flight {
+        drop(guard);
+        tracing::warn!(
+            route,
+            in_flight = now,
+            "over the limit of requests in flight: 503"
+        );
+        let mut r = if route.starts_with("/api/") {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"error": {"code": "unavailable",
+                    "message": "too many requests at once on this node; try again in a few seconds"}})),
+            )
+                .into_response()
+        } else {
+            let data = serde_json::json!({"heading": "Service surchargé",
+                "message": "Le guichet reçoit trop de demandes à la fois ; réessayez dans quelques secondes. Rien n'a été enregistré."});
+            page(
+                &s,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error",
+                "Service surchargé",
+                &data,
+            )
+        };
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    }
+    let response = next.run(request).await;
+    drop(guard);
+    response
+}
+
 pub(crate) async fn callback(
     State(s): Shared,
     Path(token): Path<String>,

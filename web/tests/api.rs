@@ -25,12 +25,13 @@ static N: AtomicUsize = AtomicUsize::new(0);
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn site() -> (Arc<Engine>, Router) {
-    let (engine, app, _) = site_with(false).await;
+    let (engine, app, _) = site_with(false, 512).await;
     (engine, app)
 }
 
-/// The site, with `tiers-de-confiance` pulling its work when `pull`.
-async fn site_with(pull: bool) -> (Arc<Engine>, Router, Arc<ManualClock>) {
+/// The site, with `tiers-de-confiance` pulling its work when `pull`, working on at most
+/// `max_in_flight` requests at once.
+async fn site_with(pull: bool, max_in_flight: usize) -> (Arc<Engine>, Router, Arc<ManualClock>) {
     let path = std::env::temp_dir().join(format!(
         "guichet-api-{}-{}.db",
         std::process::id(),
@@ -71,6 +72,7 @@ async fn site_with(pull: bool) -> (Arc<Engine>, Router, Arc<ManualClock>) {
         webhooks,
         secure_cookies: false,
         digest_hour: guichet_connectors::email::DIGEST_HOUR,
+        max_in_flight,
     });
     (engine, app, clock)
 }
@@ -419,7 +421,7 @@ async fn the_openapi_document_lists_every_route() {
 
 #[tokio::test]
 async fn a_provider_pulls_its_work_with_a_lock_and_a_fencing_attempt() {
-    let (engine, app, clock) = site_with(true).await;
+    let (engine, app, clock) = site_with(true, 512).await;
     let provider = engine
         .create_provider_token("tiers-de-confiance", "worker")
         .await
@@ -627,4 +629,90 @@ async fn an_account_chooses_a_daily_digest_through_the_api() {
             .unwrap()
             .digest
     );
+}
+
+#[tokio::test]
+async fn over_its_limit_a_node_refuses_new_work_but_takes_decisions() {
+    // A limit of 0: every request that is not exempt finds the node at its limit.
+    let (engine, app, _) = site_with(false, 0).await;
+    let desk = engine
+        .create_api_token("guichet-donnees@hopital.example", "script")
+        .await
+        .unwrap();
+    let id = engine
+        .start(
+            "interne-decentralise",
+            &serde_json::from_value(intake()["fields"].clone()).unwrap(),
+        )
+        .await
+        .unwrap();
+    let raw = |method: &str, uri: &str, body: Option<Value>| {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {desk}"));
+        let body = match body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        let req = req.body(body).unwrap();
+        let app = app.clone();
+        async move { app.oneshot(req).await.unwrap() }
+    };
+    // New work and reads: 503 with Retry-After, a JSON error under /api/, nothing saved.
+    let r = raw(
+        "POST",
+        "/api/v1/desks/interne-decentralise/requests",
+        Some(intake()),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()[header::RETRY_AFTER], "5");
+    let bytes = r.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(
+        engine.requests(None, None, 100).await.unwrap().len(),
+        1,
+        "only the request started before"
+    );
+    let r = raw("GET", "/desks/interne-decentralise", None).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()[header::RETRY_AFTER], "5");
+    let bytes = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&bytes).contains("Service surchargé"));
+    // Monitoring still answers.
+    assert_eq!(raw("GET", "/healthz", None).await.status(), StatusCode::OK);
+    assert_eq!(raw("GET", "/metrics", None).await.status(), StatusCode::OK);
+    // A decision on existing work is taken: the request moves on.
+    let (_, inst) = engine.instance(&id).await.unwrap();
+    let task = inst.tasks.values().next().unwrap().seq;
+    let r = raw(
+        "POST",
+        &format!("/api/v1/tasks/{id}/{task}/complete"),
+        Some(json!({"outcome": "recevable"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, inst) = engine.instance(&id).await.unwrap();
+    assert!(inst.tasks.values().all(|t| t.seq != task));
+}
+
+#[tokio::test]
+async fn requests_leave_the_count_in_flight_when_they_end() {
+    // One at a time: if an ended request stayed counted, the second would be refused.
+    let (engine, app, _) = site_with(false, 1).await;
+    let desk = engine
+        .create_api_token("guichet-donnees@hopital.example", "script")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let (status, _) = call(&app, "GET", "/api/v1/desks", Some(&desk), None).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = call(&app, "GET", "/api/v1/nothing-here", Some(&desk), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
 }

@@ -43,6 +43,7 @@ async fn setup() -> (Arc<Engine>, Router, Dispatcher) {
         webhooks: None,
         secure_cookies: false,
         digest_hour: guichet_connectors::email::DIGEST_HOUR,
+        max_in_flight: 512,
     });
     let mail = Dispatcher {
         engine: engine.clone(),

@@ -62,6 +62,7 @@ async fn site() -> Site {
         webhooks: None,
         secure_cookies: true,
         digest_hour: guichet_connectors::email::DIGEST_HOUR,
+        max_in_flight: 512,
     });
     Site { engine, clock, app }
 }
