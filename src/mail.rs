@@ -75,11 +75,23 @@ pub(crate) struct MailOptions {
         value_parser = clap::value_parser!(u8).range(0..=23)
     )]
     digest_hour: u8,
+    /// How long (seconds) a node holds an email or webhook it is delivering; a node that
+    /// dies meanwhile has its messages taken by the others after this delay. Under the SMTP
+    /// and webhook timeouts (30 s), a slow delivery may be made twice (same Message-ID).
+    #[arg(long, env = "GUICHET_OUTBOX_LEASE", default_value_t = 120, value_parser = clap::value_parser!(u64).range(5..=86_400))]
+    outbox_lease: u64,
 }
 
 impl MailOptions {
     pub(crate) fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            lease_ms: i64::try_from(self.outbox_lease).unwrap_or(i64::MAX / 2_000) * 1000,
+            ..RetryPolicy::default()
+        }
     }
 
     pub(crate) fn digest_hour(&self) -> u8 {
@@ -126,7 +138,7 @@ impl MailOptions {
             providers,
             pull,
             base_url: self.base_url.clone(),
-            policy: RetryPolicy::default(),
+            policy: self.policy(),
             timeout: Duration::from_secs(30),
         })
     }
@@ -167,7 +179,7 @@ impl MailOptions {
                 .parse()
                 .with_context(|| format!("--mail-from `{}` is not an address", self.mail_from))?,
             base_url: self.base_url.clone(),
-            policy: RetryPolicy::default(),
+            policy: self.policy(),
             digest_hour: self.digest_hour,
         })
     }
