@@ -27,18 +27,22 @@ pub(crate) async fn settle(
     match result {
         Ok(()) => report.sent += 1,
         Err(Failure::Permanent(e)) => {
-            engine.outbox_dead(id, &e).await?;
+            engine.outbox_dead(id, attempt, &e).await?;
             report.dead += 1;
         }
         Err(Failure::Transient(e)) if attempt >= policy.max_attempts => {
             engine
-                .outbox_dead(id, &format!("gave up after {} attempts: {e}", attempt))
+                .outbox_dead(
+                    id,
+                    attempt,
+                    &format!("gave up after {attempt} attempts: {e}"),
+                )
                 .await?;
             report.dead += 1;
         }
         Err(Failure::Transient(e)) => {
             let at = Timestamp(now.0 + policy.delay_ms(id, attempt));
-            engine.outbox_retry(id, at, &e).await?;
+            engine.outbox_retry(id, attempt, at, &e).await?;
             report.retried += 1;
         }
     }

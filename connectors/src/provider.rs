@@ -217,6 +217,7 @@ impl Webhooks {
                 .engine
                 .outbox_sent(
                     &m.id,
+                    m.attempt,
                     self.engine.now(),
                     &m.id,
                     provider,
@@ -224,6 +225,7 @@ impl Webhooks {
                     "",
                 )
                 .await
+                .map(|_| ())
                 .map_err(db),
             408 | 429 | 500..=599 => Err(Failure::Transient(format!(
                 "the provider answered {status}"

@@ -78,6 +78,18 @@ fn name(state: OutboxLife) -> &'static str {
     }
 }
 
+/// Whether a fenced update applied; when it did not, the lease was lost to another claim.
+fn fenced(id: &str, attempt: i64, rows: u64) -> bool {
+    if rows == 0 {
+        tracing::warn!(
+            message = id,
+            attempt,
+            "the lease on this message was lost (claimed again meanwhile): nothing recorded"
+        );
+    }
+    rows == 1
+}
+
 fn next(from: &str, action: OutboxAction) -> Result<&'static str, Error> {
     let from = life(from)?;
     lifecycle::outbox(from, action).map(name).ok_or_else(|| {
@@ -274,12 +286,13 @@ impl Engine {
             .await;
         match answered {
             Ok(_) => {
-                self.outbox_sent(id, now, id, provider, "", "").await?;
+                self.outbox_sent(id, attempt, now, id, provider, "", "")
+                    .await?;
                 Ok(())
             }
             // The call no longer waits (it timed out, or was answered): the work is over.
             Err(Error::Refused(crate::core::Error::UnknownToken(_))) => {
-                self.outbox_sent(id, now, id, provider, "", "no longer waited for")
+                self.outbox_sent(id, attempt, now, id, provider, "", "no longer waited for")
                     .await?;
                 Err(Error::Conflict(format!(
                     "request {instance} no longer waits for this work (it timed out or was answered)"
@@ -289,20 +302,23 @@ impl Engine {
         }
     }
 
-    /// Records a delivered (or captured) message.
+    /// Records a delivered (or captured) message. `attempt` is the one the claim returned: a
+    /// fencing token, so that a dispatcher whose lease ran out (it was paused, or slow) and
+    /// whose message was claimed again records nothing; returns whether it was recorded.
     pub async fn outbox_sent(
         &self,
         id: &str,
+        attempt: i64,
         now: Timestamp,
         message_id: &str,
         recipients: &str,
         subject: &str,
         body: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let to = next("sending", OutboxAction::Succeed)?;
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE outbox SET state = $1, sent_at = $2, message_id = $3, recipients = $4, subject = $5, body = $6, last_error = NULL \
-             WHERE id = $7 AND state = 'sending'",
+             WHERE id = $7 AND state = 'sending' AND attempts = $8",
         )
         .bind(to)
         .bind(now.0)
@@ -311,42 +327,47 @@ impl Engine {
         .bind(subject)
         .bind(body)
         .bind(id)
+        .bind(attempt)
         .execute(&self.store().pool)
         .await?;
-        Ok(())
+        Ok(fenced(id, attempt, done.rows_affected()))
     }
 
-    /// Records a transient failure: the message goes back to pending until `retry_at`.
+    /// Records a transient failure: the message goes back to pending until `retry_at`
+    /// (fenced by `attempt` as [`Engine::outbox_sent`] is).
     pub async fn outbox_retry(
         &self,
         id: &str,
+        attempt: i64,
         retry_at: Timestamp,
         error: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let to = next("sending", OutboxAction::RetryLater)?;
-        sqlx::query("UPDATE outbox SET state = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4 AND state = 'sending'")
+        let done = sqlx::query("UPDATE outbox SET state = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4 AND state = 'sending' AND attempts = $5")
             .bind(to)
             .bind(retry_at.0)
             .bind(error)
             .bind(id)
+            .bind(attempt)
             .execute(&self.store().pool)
             .await?;
-        Ok(())
+        Ok(fenced(id, attempt, done.rows_affected()))
     }
 
     /// Records a permanent failure: the message becomes a dead letter, shown to
-    /// administrators, who may retry it.
-    pub async fn outbox_dead(&self, id: &str, error: &str) -> Result<(), Error> {
+    /// administrators, who may retry it (fenced by `attempt` as [`Engine::outbox_sent`] is).
+    pub async fn outbox_dead(&self, id: &str, attempt: i64, error: &str) -> Result<bool, Error> {
         let to = next("sending", OutboxAction::Fail)?;
-        sqlx::query(
-            "UPDATE outbox SET state = $1, last_error = $2 WHERE id = $3 AND state = 'sending'",
+        let done = sqlx::query(
+            "UPDATE outbox SET state = $1, last_error = $2 WHERE id = $3 AND state = 'sending' AND attempts = $4",
         )
         .bind(to)
         .bind(error)
         .bind(id)
+        .bind(attempt)
         .execute(&self.store().pool)
         .await?;
-        Ok(())
+        Ok(fenced(id, attempt, done.rows_affected()))
     }
 
     /// An administrator retries a dead letter: it is due at once, with its Message-ID kept.

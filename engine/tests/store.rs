@@ -128,7 +128,55 @@ on_both_backends!(
     tampering_with_history_is_detected,
     the_inbox_reads_the_most_urgent_tasks_of_ones_roles,
     a_daily_digest_is_queued_once_per_person_and_day,
+    a_dispatcher_that_lost_its_lease_records_nothing,
 );
+
+async fn a_dispatcher_that_lost_its_lease_records_nothing(backend: &str) {
+    let (e, clock) = engine(backend).await;
+    e.deploy(model("interne-decentralise")).await.unwrap();
+    e.start("interne-decentralise", &intake()).await.unwrap();
+    // Node A claims a message for 1 s, then stalls (paused, or a slow server).
+    let a = e.claim_outbox(T0, 1_000, 1, "email").await.unwrap();
+    let id = a[0].id.clone();
+    assert_eq!(a[0].attempt, 1);
+    // Its lease runs out: node B claims the same message.
+    clock.set(Timestamp(T0.0 + 2_000));
+    let b = e
+        .claim_outbox(Timestamp(T0.0 + 2_000), 60_000, 10, "email")
+        .await
+        .unwrap();
+    let again = b.iter().find(|m| m.id == id).unwrap();
+    assert_eq!(again.attempt, 2);
+    // A wakes up: whatever it reports changes nothing.
+    let now = Timestamp(T0.0 + 3_000);
+    assert!(
+        !e.outbox_sent(&id, 1, now, "<a@x>", "a", "A", "")
+            .await
+            .unwrap()
+    );
+    assert!(!e.outbox_retry(&id, 1, now, "late").await.unwrap());
+    assert!(!e.outbox_dead(&id, 1, "late").await.unwrap());
+    let m = e.outbox_message(&id).await.unwrap();
+    assert_eq!(
+        (m.state.as_str(), m.attempts, m.subject),
+        ("sending", 2, None)
+    );
+    // B's report is the one recorded.
+    assert!(
+        e.outbox_sent(&id, 2, now, "<b@x>", "b", "B", "")
+            .await
+            .unwrap()
+    );
+    let m = e.outbox_message(&id).await.unwrap();
+    assert_eq!(
+        (
+            m.state.as_str(),
+            m.subject.as_deref(),
+            m.message_id.as_deref()
+        ),
+        ("sent", Some("B"), Some("<b@x>"))
+    );
+}
 
 async fn a_daily_digest_is_queued_once_per_person_and_day(backend: &str) {
     use guichet_engine::definitions::model::Language;

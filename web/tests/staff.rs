@@ -641,7 +641,7 @@ async fn administrators_deploy_watch_the_indicators_and_retry_dead_letters() {
         .unwrap();
     let message = site.engine.outbox_message(&claimed[0].id).await.unwrap();
     site.engine
-        .outbox_dead(&message.id, "550 no such user")
+        .outbox_dead(&message.id, claimed[0].attempt, "550 no such user")
         .await
         .unwrap();
     let page = call(

@@ -293,6 +293,7 @@ impl Dispatcher {
         self.engine
             .outbox_sent(
                 &m.id,
+                m.attempt,
                 self.engine.now(),
                 &message_ids.join(" "),
                 &sent_to.join(", "),
@@ -300,6 +301,7 @@ impl Dispatcher {
                 &text,
             )
             .await
+            .map(|_| ())
             .map_err(db)
     }
 
@@ -313,8 +315,17 @@ impl Dispatcher {
             // Everything was done since the digest was queued.
             return self
                 .engine
-                .outbox_sent(&d.id, now, "", email, "", "Nothing was pending any more.")
+                .outbox_sent(
+                    &d.id,
+                    d.attempt,
+                    now,
+                    "",
+                    email,
+                    "",
+                    "Nothing was pending any more.",
+                )
                 .await
+                .map(|_| ())
                 .map_err(db);
         }
         let language = self
@@ -380,6 +391,7 @@ impl Dispatcher {
         self.engine
             .outbox_sent(
                 &d.id,
+                d.attempt,
                 self.engine.now(),
                 &message_id,
                 email,
@@ -387,6 +399,7 @@ impl Dispatcher {
                 &rendered.text,
             )
             .await
+            .map(|_| ())
             .map_err(db)
     }
 
