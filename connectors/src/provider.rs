@@ -219,10 +219,12 @@ impl Webhooks {
                     &m.id,
                     m.attempt,
                     self.engine.now(),
-                    &m.id,
-                    provider,
-                    &format!("webhook {step}"),
-                    "",
+                    &guichet_engine::outbox::Sent {
+                        message_id: &m.id,
+                        recipients: provider,
+                        subject: &format!("webhook {step}"),
+                        body: "",
+                    },
                 )
                 .await
                 .map(|_| ())

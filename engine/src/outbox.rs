@@ -40,6 +40,15 @@ pub(crate) struct ClaimedRow {
     pub attempt: i64,
 }
 
+/// What a delivery records: the Message-ID(s), to whom, and the rendered subject and text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sent<'a> {
+    pub message_id: &'a str,
+    pub recipients: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+}
+
 /// A row as administrators see it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Message {
@@ -286,14 +295,23 @@ impl Engine {
             .await;
         match answered {
             Ok(_) => {
-                self.outbox_sent(id, attempt, now, id, provider, "", "")
-                    .await?;
+                let sent = Sent {
+                    message_id: id,
+                    recipients: provider,
+                    ..Sent::default()
+                };
+                self.outbox_sent(id, attempt, now, &sent).await?;
                 Ok(())
             }
             // The call no longer waits (it timed out, or was answered): the work is over.
             Err(Error::Refused(crate::core::Error::UnknownToken(_))) => {
-                self.outbox_sent(id, attempt, now, id, provider, "", "no longer waited for")
-                    .await?;
+                let sent = Sent {
+                    message_id: id,
+                    recipients: provider,
+                    subject: "",
+                    body: "no longer waited for",
+                };
+                self.outbox_sent(id, attempt, now, &sent).await?;
                 Err(Error::Conflict(format!(
                     "request {instance} no longer waits for this work (it timed out or was answered)"
                 )))
@@ -310,10 +328,7 @@ impl Engine {
         id: &str,
         attempt: i64,
         now: Timestamp,
-        message_id: &str,
-        recipients: &str,
-        subject: &str,
-        body: &str,
+        sent: &Sent<'_>,
     ) -> Result<bool, Error> {
         let to = next("sending", OutboxAction::Succeed)?;
         let done = sqlx::query(
@@ -322,10 +337,10 @@ impl Engine {
         )
         .bind(to)
         .bind(now.0)
-        .bind(message_id)
-        .bind(recipients)
-        .bind(subject)
-        .bind(body)
+        .bind(sent.message_id)
+        .bind(sent.recipients)
+        .bind(sent.subject)
+        .bind(sent.body)
         .bind(id)
         .bind(attempt)
         .execute(&self.store().pool)

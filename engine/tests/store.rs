@@ -149,8 +149,14 @@ async fn a_dispatcher_that_lost_its_lease_records_nothing(backend: &str) {
     assert_eq!(again.attempt, 2);
     // A wakes up: whatever it reports changes nothing.
     let now = Timestamp(T0.0 + 3_000);
+    let sent = |message_id, subject| guichet_engine::outbox::Sent {
+        message_id,
+        recipients: "someone@x",
+        subject,
+        body: "",
+    };
     assert!(
-        !e.outbox_sent(&id, 1, now, "<a@x>", "a", "A", "")
+        !e.outbox_sent(&id, 1, now, &sent("<a@x>", "A"))
             .await
             .unwrap()
     );
@@ -163,7 +169,7 @@ async fn a_dispatcher_that_lost_its_lease_records_nothing(backend: &str) {
     );
     // B's report is the one recorded.
     assert!(
-        e.outbox_sent(&id, 2, now, "<b@x>", "b", "B", "")
+        e.outbox_sent(&id, 2, now, &sent("<b@x>", "B"))
             .await
             .unwrap()
     );

@@ -14,7 +14,7 @@ use guichet_engine::Engine;
 use guichet_engine::clock::Timestamp;
 use guichet_engine::core::{Effect, Instance, Recipient};
 use guichet_engine::digest::ClaimedDigest;
-use guichet_engine::outbox::Claimed;
+use guichet_engine::outbox::{Claimed, Sent};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -295,10 +295,12 @@ impl Dispatcher {
                 &m.id,
                 m.attempt,
                 self.engine.now(),
-                &message_ids.join(" "),
-                &sent_to.join(", "),
-                &subject,
-                &text,
+                &Sent {
+                    message_id: &message_ids.join(" "),
+                    recipients: &sent_to.join(", "),
+                    subject: &subject,
+                    body: &text,
+                },
             )
             .await
             .map(|_| ())
@@ -319,10 +321,11 @@ impl Dispatcher {
                     &d.id,
                     d.attempt,
                     now,
-                    "",
-                    email,
-                    "",
-                    "Nothing was pending any more.",
+                    &Sent {
+                        recipients: email,
+                        body: "Nothing was pending any more.",
+                        ..Sent::default()
+                    },
                 )
                 .await
                 .map(|_| ())
@@ -393,10 +396,12 @@ impl Dispatcher {
                 &d.id,
                 d.attempt,
                 self.engine.now(),
-                &message_id,
-                email,
-                &rendered.subject,
-                &rendered.text,
+                &Sent {
+                    message_id: &message_id,
+                    recipients: email,
+                    subject: &rendered.subject,
+                    body: &rendered.text,
+                },
             )
             .await
             .map(|_| ())
