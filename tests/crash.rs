@@ -222,7 +222,8 @@ fn start_node(url: &str, smtp: std::net::SocketAddr) -> Node {
 /// (killed, restarting).
 fn post(address: &str, path: &str, token: &str, body: &serde_json::Value) -> Option<u16> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
+        // Short: a paused node does not answer until it is resumed.
+        .timeout_global(Some(Duration::from_secs(3)))
         .http_status_as_error(false)
         .build()
         .into();
@@ -236,7 +237,7 @@ fn post(address: &str, path: &str, token: &str, body: &serde_json::Value) -> Opt
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn three_nodes_one_killed_again_and_again_lose_nothing() {
+async fn three_nodes_killed_and_paused_again_and_again_lose_nothing() {
     let url = postgres_url("nodes").await;
     let sink = smtp_sink::Sink::start("127.0.0.1:0", &[]).await;
     // Accounts and API tokens for every member of model (a)'s roles, before the nodes start.
@@ -290,7 +291,9 @@ async fn three_nodes_one_killed_again_and_again_lose_nothing() {
         assert_eq!(status, Some(201));
     }
 
-    // A killer: every 0.5 to 1.5 s, one node gets SIGKILL and is started again.
+    // A killer: every 0.5 to 1.5 s, one node gets SIGKILL and is started again; every third
+    // time, it is paused instead (SIGSTOP) past its outbox lease, then resumed: what it was
+    // delivering has been taken by another node, and its late report must change nothing.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let killer = {
         let (nodes, stop, url, smtp) = (nodes.clone(), stop.clone(), url.clone(), sink.addr);
@@ -303,11 +306,27 @@ async fn three_nodes_one_killed_again_and_again_lose_nothing() {
                 seed ^= seed << 17;
                 std::thread::sleep(Duration::from_millis(500 + seed % 1_000));
                 let victim = (seed % 3) as usize;
+                kills += 1;
+                if kills % 3 == 0 {
+                    let pid = nodes.lock().unwrap()[victim].child.id().to_string();
+                    let signal = |s: &str| {
+                        assert!(
+                            Command::new("kill")
+                                .args([s, &pid])
+                                .status()
+                                .unwrap()
+                                .success()
+                        );
+                    };
+                    signal("-STOP");
+                    std::thread::sleep(Duration::from_secs(6));
+                    signal("-CONT");
+                    continue;
+                }
                 let mut n = nodes.lock().unwrap();
                 n[victim].child.kill().unwrap(); // SIGKILL
                 n[victim].child.wait().unwrap();
                 n[victim] = start_node(&url, smtp);
-                kills += 1;
             }
             kills
         })
@@ -365,8 +384,8 @@ async fn three_nodes_one_killed_again_and_again_lose_nothing() {
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let kills = killer.join().unwrap();
-    assert!(kills > 0, "the test must actually kill nodes");
-    eprintln!("killed a node {kills} times");
+    assert!(kills >= 3, "the test must actually kill and pause nodes");
+    eprintln!("killed or paused a node {kills} times");
 
     // The nodes left running deliver what is left (a killed node's messages after the lease).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
