@@ -297,7 +297,7 @@ async fn task_of(
     instance: &str,
     seq: u32,
 ) -> Result<guichet_engine::runtime::TaskRow, ApiError> {
-    if !staff::staff_may_act(s, email, instance, seq).await {
+    if !staff::staff_may_act(s, email, instance, seq).await? {
         return Err(ApiError::not_found("open task"));
     }
     s.engine

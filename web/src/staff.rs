@@ -209,20 +209,25 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
 }
 
 /// Whether the staff member may act on the open task; a `false` hides whether it exists.
-pub(crate) async fn staff_may_act(s: &AppState, email: &str, instance: &str, seq: u32) -> bool {
-    let Ok((desk, _)) = s.engine.instance(instance).await else {
-        return false;
+/// A database that cannot answer is an error, not a `false`: "no such task" would tell a
+/// client to give up on work that is still there.
+pub(crate) async fn staff_may_act(
+    s: &AppState,
+    email: &str,
+    instance: &str,
+    seq: u32,
+) -> Result<bool, guichet_engine::Error> {
+    let desk = match s.engine.instance(instance).await {
+        Ok((desk, _)) => desk,
+        Err(guichet_engine::Error::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
     };
-    let Ok(tasks) = s.engine.tasks(Some(instance), true).await else {
-        return false;
-    };
+    let tasks = s.engine.tasks(Some(instance), true).await?;
     let Some(task) = tasks.into_iter().find(|t| t.seq == i64::from(seq)) else {
-        return false;
+        return Ok(false);
     };
-    let Ok(roles) = s.engine.roles_of(email).await else {
-        return false;
-    };
-    Engine::may_act(&roles, email, &desk, &task)
+    let roles = s.engine.roles_of(email).await?;
+    Ok(Engine::may_act(&roles, email, &desk, &task))
 }
 
 pub(crate) fn not_found(s: &AppState) -> Response {
@@ -238,8 +243,10 @@ pub(crate) async fn staff_task(
     let Some((email, token)) = staff(&s, &headers).await else {
         return redirect("/login");
     };
-    if !staff_may_act(&s, &email, &instance, seq).await {
-        return not_found(&s);
+    match staff_may_act(&s, &email, &instance, seq).await {
+        Ok(true) => {}
+        Ok(false) => return not_found(&s),
+        Err(e) => return failure(&s, &e),
     }
     let viewer = Viewer {
         action: format!("/tasks/{instance}/{seq}"),
@@ -272,8 +279,10 @@ pub(crate) async fn staff_act(
     if !csrf_ok(&s, &token, &values).await {
         return expired_form(&s, "Rechargez la page de la tâche, puis recommencez.");
     }
-    if !staff_may_act(&s, &email, &instance, seq).await {
-        return not_found(&s);
+    match staff_may_act(&s, &email, &instance, seq).await {
+        Ok(true) => {}
+        Ok(false) => return not_found(&s),
+        Err(e) => return failure(&s, &e),
     }
     let command = match values.get("_action").map(String::as_str) {
         Some("claim") => Command::Claim {
