@@ -654,6 +654,7 @@ pub(crate) async fn bench(
     requests: usize,
     concurrency: usize,
     json: bool,
+    api: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
     // The desk must be deployed; the shipped models are deployed on demand.
     if let Some((_, source)) = models::ALL
@@ -677,32 +678,52 @@ pub(crate) async fn bench(
             )
         }
     };
-    let intake = guichet_engine::drive::sample_fields(process.start().form());
     let cpu0 = cpu_seconds();
-    let report =
-        guichet_engine::drive::drive(e.clone(), &desk, &intake, requests, concurrency).await?;
+    // (requests finished, commands or API calls, elapsed, sorted latencies)
+    let (finished, commands, elapsed, latencies) = if api.is_empty() {
+        let intake = guichet_engine::drive::sample_fields(process.start().form());
+        let r =
+            guichet_engine::drive::drive(e.clone(), &desk, &intake, requests, concurrency).await?;
+        (r.finished, r.commands, r.elapsed, r.latencies)
+    } else {
+        let tokens = crate::bench_api::tokens(&e, &process).await?;
+        let nodes: Vec<String> = api
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .collect();
+        let r = tokio::task::spawn_blocking(move || {
+            crate::bench_api::drive(nodes, &process, &tokens, requests, concurrency)
+        })
+        .await??;
+        (r.finished, r.calls, r.elapsed, r.latencies)
+    };
     let cpu = cpu_seconds().zip(cpu0).map(|(a, b)| a - b);
-    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    let secs = elapsed.as_secs_f64().max(1e-9);
     let pct = |q: f64| -> f64 {
-        if report.latencies.is_empty() {
+        if latencies.is_empty() {
             return 0.0;
         }
-        let i = ((report.latencies.len() as f64 - 1.0) * q).round() as usize;
-        report.latencies[i].as_secs_f64() * 1e3
+        let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+        latencies[i].as_secs_f64() * 1e3
+    };
+    let through = if api.is_empty() {
+        "library".to_owned()
+    } else {
+        format!("HTTP API of {} node(s)", api.len())
     };
     let summary = serde_json::json!({
         "backend": format!("{:?}", e.backend()),
+        "through": through,
         "desk": desk,
-        "requests_finished": report.finished,
-        "requests_started": report.started,
-        "commands": report.commands,
+        "requests_finished": finished,
+        "commands": commands,
         "seconds": secs,
-        "requests_per_second": report.finished as f64 / secs,
-        "commands_per_second": report.commands as f64 / secs,
+        "requests_per_second": finished as f64 / secs,
+        "commands_per_second": commands as f64 / secs,
         "latency_ms_p50": pct(0.5),
         "latency_ms_p99": pct(0.99),
         "cpu_seconds": cpu,
-        "cpu_seconds_per_1000_requests": cpu.map(|c| c * 1000.0 / report.finished.max(1) as f64),
+        "cpu_seconds_per_1000_requests": cpu.map(|c| c * 1000.0 / finished.max(1) as f64),
         "peak_mib": peak_mib(),
         "concurrency": concurrency,
     });
@@ -710,16 +731,21 @@ pub(crate) async fn bench(
         println!("{summary}");
     } else {
         println!(
-            "{:?}: {} requests in {:.2} s = {:.1} requests/s, {:.0} commands/s; latency p50 {:.1} ms, p99 {:.1} ms; CPU {:.2} s ({:.2} s per 1,000); peak {:.0} MiB",
+            "{:?} through the {through}: {} requests in {:.2} s = {:.1} requests/s, {:.0} {}/s; latency p50 {:.1} ms, p99 {:.1} ms; CPU of this process {:.2} s ({:.2} s per 1,000); peak {:.0} MiB",
             e.backend(),
-            report.finished,
+            finished,
             secs,
-            report.finished as f64 / secs,
-            report.commands as f64 / secs,
+            finished as f64 / secs,
+            commands as f64 / secs,
+            if api.is_empty() {
+                "commands"
+            } else {
+                "API calls"
+            },
             pct(0.5),
             pct(0.99),
             cpu.unwrap_or(f64::NAN),
-            cpu.map_or(f64::NAN, |c| c * 1000.0 / report.finished.max(1) as f64),
+            cpu.map_or(f64::NAN, |c| c * 1000.0 / finished.max(1) as f64),
             peak_mib().unwrap_or(f64::NAN),
         );
     }

@@ -7,6 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bench_api;
 mod config;
 mod db;
 mod kpi;
@@ -188,6 +189,11 @@ enum Command {
         concurrency: usize,
         #[arg(long)]
         json: bool,
+        /// Drive the requests through the HTTP API of these `guichet serve` nodes
+        /// (comma-separated base URLs, used in turn) instead of the library; the database is
+        /// then only used to create the staff accounts and API tokens.
+        #[arg(long, value_delimiter = ',', value_name = "URL")]
+        api: Vec<String>,
         /// Instead: add this many synthetic open tasks (one per request, spread over the
         /// desk's roles) for the inbox benchmark (bench/inbox.sh), and exit.
         #[arg(long, value_name = "N")]
@@ -285,9 +291,10 @@ fn main() -> ExitCode {
             requests,
             concurrency,
             json,
+            api,
             seed_open_tasks: None,
         } => db::run(&cli.database, |e| {
-            db::bench(e, desk, requests, concurrency, json)
+            db::bench(e, desk, requests, concurrency, json, api)
         }),
     }
 }

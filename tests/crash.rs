@@ -399,7 +399,8 @@ impl Cluster {
     }
     /// Waits until the nodes have delivered every message (a killed node's after the lease).
     async fn drain(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let began = std::time::Instant::now();
+        let deadline = began + Duration::from_secs(60);
         loop {
             let waiting: i64 =
                 sqlx::query("SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')")
@@ -408,6 +409,10 @@ impl Cluster {
                     .unwrap()
                     .get(0);
             if waiting == 0 {
+                eprintln!(
+                    "outbox drained {:?} after the last request ended",
+                    began.elapsed()
+                );
                 return;
             }
             assert!(

@@ -220,8 +220,10 @@ pub(crate) async fn request(
     Path(id): Path<String>,
 ) -> ApiResult {
     let email = account(&s, &headers).await?;
-    let Ok((desk, inst)) = s.engine.instance(&id).await else {
-        return Err(ApiError::not_found("request"));
+    let (desk, inst) = match s.engine.instance(&id).await {
+        Ok(found) => found,
+        Err(Error::NotFound(_)) => return Err(ApiError::not_found("request")),
+        Err(e) => return Err(e.into()),
     };
     if !may_see(&s, &email, &desk).await? {
         return Err(ApiError::not_found("request"));

@@ -374,8 +374,10 @@ pub(crate) async fn request_page(
     let Some((email, _)) = staff(&s, &headers).await else {
         return redirect("/login");
     };
-    let Ok((desk, inst)) = s.engine.instance(&id).await else {
-        return not_found(&s);
+    let (desk, inst) = match s.engine.instance(&id).await {
+        Ok(found) => found,
+        Err(guichet_engine::Error::NotFound(_)) => return not_found(&s),
+        Err(e) => return failure(&s, &e),
     };
     let allowed = s.engine.is_admin(&email).await.unwrap_or(false)
         || s.engine
