@@ -513,6 +513,28 @@ fn serve(dir: &Path, args: &[&str]) -> (std::process::Child, String) {
 }
 
 #[test]
+fn the_benchmark_drives_requests_through_the_api_of_a_node() {
+    let dir = tempdir("bench-api");
+    let (mut child, address) = serve(&dir, &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["bench", "--requests", "3", "--concurrency", "2", "--json"])
+        .args(["--api", &format!("http://{address}")])
+        .env(
+            "GUICHET_DATABASE",
+            format!("sqlite://{}", dir.join("g.db").display()),
+        )
+        .output()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(report["requests_finished"], 3, "{report}");
+    assert_eq!(report["through"], "HTTP API of 1 node(s)");
+    // Each request: submitted, read until it ended, every task completed through the API.
+    assert!(report["commands"].as_u64().unwrap() >= 3 * 20, "{report}");
+}
+
+#[test]
 fn serve_stops_gracefully_under_load_on_sigterm() {
     use std::io::{Read, Write};
     let (mut child, address) = serve(&tempdir("serve-stop"), &[]);
