@@ -157,6 +157,7 @@ impl Engine {
         for r in due {
             let email: String = r.try_get(0)?;
             let pending = self.inbox(&email, 1).await?.total > 0;
+            let _turn = self.store().write_turn().await;
             let mut tx = self
                 .store()
                 .pool

@@ -195,6 +195,7 @@ impl Engine {
             return Err(Error::Definition(checked.diagnostics));
         };
         let hash = hash_hex(source.as_bytes());
+        let _turn = self.store.write_turn().await;
         let mut tx = self
             .store
             .pool
@@ -275,6 +276,7 @@ impl Engine {
     /// Starts a request on the latest revision of the named desk.
     pub async fn start(&self, name: &str, fields: &Fields) -> Result<String, Error> {
         let now = self.now();
+        let _turn = self.store.write_turn().await;
         let mut tx = self
             .store
             .pool
@@ -333,6 +335,7 @@ impl Engine {
     /// Applies a command to a request, in one transaction.
     pub async fn execute(&self, id: &str, command: Command) -> Result<Instance, Error> {
         let now = self.now();
+        let _turn = self.store.write_turn().await;
         let mut tx = self
             .store
             .pool

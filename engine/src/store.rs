@@ -46,6 +46,11 @@ impl Backend {
 pub struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
+    /// SQLite has one writer at a time: the process's write transactions take turns here,
+    /// first come first served, instead of polling the database's lock (its busy handler
+    /// sleeps up to 100 ms between tries, which made the slowest commands wait a second).
+    /// Other processes on the same file still meet the busy timeout.
+    write_turn: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// The schema, embedded in the binary; applied in order, each once.
@@ -144,11 +149,25 @@ impl Store {
             .connect_with(options)
             .await?;
         migrator().run(&pool).await?;
-        Ok(Store { pool, backend })
+        let write_turn =
+            (backend == Backend::Sqlite).then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
+        Ok(Store {
+            pool,
+            backend,
+            write_turn,
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Waits for this process's turn to write (SQLite); hold it until the transaction ends.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_turn {
+            Some(turn) => Some(turn.clone().lock_owned().await),
+            None => None,
+        }
     }
 
     /// The pool, for tools and tests that read the tables directly.
