@@ -262,8 +262,11 @@ where
     })
 }
 
+/// The multi-threaded runtime (one worker per core): `serve` answers pages, runs commands and
+/// delivers messages on every core, not one (a single-threaded runtime held the inbox
+/// benchmark to one core for the HTTP side).
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| {
