@@ -13,9 +13,7 @@ use guichet_engine::kpi::{Compare, Query};
 
 /// The signed-in administrator and their session token.
 async fn admin(s: &AppState, headers: &HeaderMap) -> Result<(String, String), Response> {
-    let Some((email, token)) = staff::staff(s, headers).await else {
-        return Err(redirect("/login"));
-    };
+    let (email, token) = staff::staff(s, headers).await?;
     if s.engine.is_admin(&email).await.unwrap_or(false) {
         Ok((email, token))
     } else {

@@ -17,8 +17,10 @@ pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// The signed-in staff member and their session token.
-pub(crate) async fn staff(s: &AppState, headers: &HeaderMap) -> Option<(String, String)> {
+/// The signed-in staff member and their session token; otherwise the answer to give: the
+/// sign-in page, or an error page when the database cannot say (not the sign-in page, which
+/// would tell people they were signed out).
+pub(crate) async fn staff(s: &AppState, headers: &HeaderMap) -> Result<(String, String), Response> {
     staff_account(s, headers)
         .await
         .map(|(email, token, _)| (email, token))
@@ -28,10 +30,13 @@ pub(crate) async fn staff(s: &AppState, headers: &HeaderMap) -> Option<(String, 
 pub(crate) async fn staff_account(
     s: &AppState,
     headers: &HeaderMap,
-) -> Option<(String, String, bool)> {
-    let token = session_token(headers)?;
-    let (email, admin) = s.engine.session_account(&token).await.ok()??;
-    Some((email, token, admin))
+) -> Result<(String, String, bool), Response> {
+    let token = session_token(headers).ok_or_else(|| redirect("/login"))?;
+    match s.engine.session_account(&token).await {
+        Ok(Some((email, admin))) => Ok((email, token, admin)),
+        Ok(None) => Err(redirect("/login")),
+        Err(e) => Err(failure(s, &e)),
+    }
 }
 
 pub(crate) fn session_cookie(s: &AppState, value: &str, max_age: i64) -> String {
@@ -86,7 +91,7 @@ pub(crate) async fn logout(
     headers: HeaderMap,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    if let Some((_, token)) = staff(&s, &headers).await
+    if let Ok((_, token)) = staff(&s, &headers).await
         && csrf_ok(&s, &token, &values).await
     {
         let _ = s.engine.logout(&token).await;
@@ -100,8 +105,9 @@ pub(crate) async fn preferences(
     headers: HeaderMap,
     axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
-    let Some((email, token)) = staff(&s, &headers).await else {
-        return redirect("/login");
+    let (email, token) = match staff(&s, &headers).await {
+        Ok(who) => who,
+        Err(r) => return r,
     };
     let result = async {
         let p = s.engine.mail_preference(&email).await?;
@@ -129,8 +135,9 @@ pub(crate) async fn preferences_save(
     headers: HeaderMap,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((email, token)) = staff(&s, &headers).await else {
-        return redirect("/login");
+    let (email, token) = match staff(&s, &headers).await {
+        Ok(who) => who,
+        Err(r) => return r,
     };
     if !csrf_ok(&s, &token, &values).await {
         return expired_form(&s, "Rechargez la page de vos préférences et recommencez.");
@@ -165,8 +172,9 @@ pub(crate) async fn preferences_save(
 const INBOX_PAGE: i64 = 50;
 
 pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
-    let Some((email, token, admin)) = staff_account(&s, &headers).await else {
-        return redirect("/login");
+    let (email, token, admin) = match staff_account(&s, &headers).await {
+        Ok(who) => who,
+        Err(r) => return r,
     };
     let (inbox, desks) = match (
         s.engine.inbox(&email, INBOX_PAGE).await,
@@ -240,8 +248,9 @@ pub(crate) async fn staff_task(
     headers: HeaderMap,
     Path((instance, seq)): Path<(String, u32)>,
 ) -> Response {
-    let Some((email, token)) = staff(&s, &headers).await else {
-        return redirect("/login");
+    let (email, token) = match staff(&s, &headers).await {
+        Ok(who) => who,
+        Err(r) => return r,
     };
     match staff_may_act(&s, &email, &instance, seq).await {
         Ok(true) => {}
@@ -273,8 +282,9 @@ pub(crate) async fn staff_act(
     Path((instance, seq)): Path<(String, u32)>,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((email, token)) = staff(&s, &headers).await else {
-        return redirect("/login");
+    let (email, token) = match staff(&s, &headers).await {
+        Ok(who) => who,
+        Err(r) => return r,
     };
     if !csrf_ok(&s, &token, &values).await {
         return expired_form(&s, "Rechargez la page de la tâche, puis recommencez.");
@@ -371,8 +381,9 @@ pub(crate) async fn request_page(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let Some((email, _)) = staff(&s, &headers).await else {
-        return redirect("/login");
+    let (email, _) = match staff(&s, &headers).await {
+        Ok(who) => who,
+        Err(r) => return r,
     };
     let (desk, inst) = match s.engine.instance(&id).await {
         Ok(found) => found,

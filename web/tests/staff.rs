@@ -840,3 +840,16 @@ async fn staff_choose_a_daily_digest_on_their_preferences_page() {
             .digest
     );
 }
+
+#[tokio::test]
+async fn a_database_that_cannot_answer_is_an_error_page_not_a_sign_out() {
+    let site = site().await;
+    let jurist = sign_in(&site, "juriste@hopital.example").await;
+    site.engine.store().close().await;
+    for page in ["/inbox", "/preferences"] {
+        let r = call(&site.app, "GET", page, Some(&jurist), None).await;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{page}");
+        assert_eq!(r.location, None, "{page}: not sent to the sign-in page");
+        assert!(r.body.contains("réessayez plus tard"), "{}", r.body);
+    }
+}
