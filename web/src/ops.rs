@@ -36,6 +36,14 @@ pub(crate) fn admission(method: &axum::http::Method, route: &str) -> Admission {
     }
 }
 
+/// The route pattern a request matched (`/l/{token}`, never the path with its token).
+fn route_of(request: &axum::extract::Request) -> Option<&str> {
+    request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(axum::extract::MatchedPath::as_str)
+}
+
 /// Counts a request in flight for as long as it lives (also when its client goes away).
 struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
 
@@ -54,10 +62,7 @@ pub(crate) async fn admit(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(String::new, |m| m.as_str().to_owned());
+    let route = route_of(&request).unwrap_or_default().to_owned();
     let class = admission(request.method(), &route);
     if class == Admission::Exempt {
         return next.run(request).await;
@@ -161,10 +166,7 @@ pub(crate) async fn track(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = route_of(&request).unwrap_or("unmatched").to_owned();
     let method = request.method().as_str().to_owned();
     let began = std::time::Instant::now();
     let response = next.run(request).await;
