@@ -125,7 +125,7 @@ pub(crate) fn drive(
                         let mut node = i;
                         loop {
                             node += 1;
-                            let (status, r) = client.call(node, "GET", &format!("/api/v1/requests/{id}"), &submitter, None)?;
+                            let (status, r) = client.call(node, "GET", &format!("/api/v1/requests/{id}?history=false"), &submitter, None)?;
                             calls.fetch_add(1, Ordering::Relaxed);
                             anyhow::ensure!(status == 200, "reading {id}: {status} {r}");
                             if r["status"] != "running" {

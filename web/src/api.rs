@@ -218,6 +218,7 @@ pub(crate) async fn request(
     State(s): Shared,
     headers: HeaderMap,
     Path(id): Path<String>,
+    axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
 ) -> ApiResult {
     let email = account(&s, &headers).await?;
     let (desk, inst) = match s.engine.instance(&id).await {
@@ -241,21 +242,25 @@ pub(crate) async fn request(
         .iter()
         .map(|t| task_json(t, Some(&p)))
         .collect();
-    let history: Vec<_> = s
-        .engine
-        .history(&id)
-        .await?
-        .into_iter()
-        .map(|h| serde_json::to_value(&h.event).unwrap_or_default())
-        .collect();
-    Ok(Json(serde_json::json!({
+    let mut body = serde_json::json!({
         "id": id, "reference": core::reference(&id), "desk": desk,
         "title": core::request_title(&p, &inst), "status": status, "result": result,
         "started_at": timestamp(Some(inst.started_at.0)),
         "ended_at": timestamp(inst.ended_at.map(|t| t.0)),
-        "open_tasks": tasks, "history": history,
-    }))
-    .into_response())
+        "open_tasks": tasks,
+    });
+    // `?history=false`: where the request stands, without its history (for pollers).
+    if params.get("history").map(String::as_str) != Some("false") {
+        let history: Vec<_> = s
+            .engine
+            .history(&id)
+            .await?
+            .into_iter()
+            .map(|h| serde_json::to_value(&h.event).unwrap_or_default())
+            .collect();
+        body["history"] = history.into();
+    }
+    Ok(Json(body).into_response())
 }
 
 /// `GET /api/v1/tasks?limit=N`: the account's inbox (its tasks and its roles' tasks), overdue
@@ -640,7 +645,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/api/v1/requests/{id}",
-        "A request: status, open tasks, history",
+        "A request: status, open tasks, history (left out with ?history=false)",
     ),
     (
         "get",

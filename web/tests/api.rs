@@ -341,6 +341,19 @@ async fn a_request_goes_through_the_api_with_the_pages_rules() {
             .iter()
             .any(|e| e["event"] == "task-completed")
     );
+    // For pollers: where it stands, without the history.
+    let (status, light) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/requests/{id}?history=false"),
+        Some(&desk),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(light["status"], "running");
+    assert_eq!(light["open_tasks"], req["open_tasks"]);
+    assert!(light.get("history").is_none(), "{light}");
     engine
         .set_user("autre@ailleurs.example", PASSWORD, false)
         .await
