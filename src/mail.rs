@@ -275,11 +275,10 @@ pub(crate) async fn mail(e: Arc<Engine>, c: MailCommand) -> anyhow::Result<ExitC
         } => {
             let mut p = e.mail_preference(&email).await?;
             if daily || each || language.is_some() {
-                let language = match language.as_deref() {
-                    Some("en") => Language::En,
-                    Some(_) => Language::Fr,
-                    None => p.language,
-                };
+                let language = language
+                    .as_deref()
+                    .and_then(Language::from_code)
+                    .unwrap_or(p.language);
                 p = e
                     .set_mail_preference(
                         &email,
@@ -296,10 +295,7 @@ pub(crate) async fn mail(e: Arc<Engine>, c: MailCommand) -> anyhow::Result<ExitC
                 } else {
                     "an email per new task and reminder"
                 },
-                match p.language {
-                    Language::Fr => "fr",
-                    Language::En => "en",
-                }
+                p.language.code()
             );
         }
         MailCommand::Dispatch { options } => {

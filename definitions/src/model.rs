@@ -67,6 +67,25 @@ pub enum Language {
     En,
 }
 
+impl Language {
+    /// The language's code: `fr` or `en`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::Fr => "fr",
+            Language::En => "en",
+        }
+    }
+
+    /// The language of a code, if it is one of ours.
+    pub fn from_code(code: &str) -> Option<Language> {
+        match code {
+            "fr" => Some(Language::Fr),
+            "en" => Some(Language::En),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Role {
     pub id: String,

@@ -47,21 +47,6 @@ pub struct ClaimedDigest {
 /// The outbox kind of digests.
 pub const KIND: &str = "digest";
 
-fn language_code(l: Language) -> &'static str {
-    match l {
-        Language::Fr => "fr",
-        Language::En => "en",
-    }
-}
-
-fn language(code: &str) -> Language {
-    if code == "en" {
-        Language::En
-    } else {
-        Language::Fr
-    }
-}
-
 /// The stable id of a person's digest of one day.
 pub fn digest_id(email: &str, day: &str) -> String {
     let h: String = Sha256::digest(email.as_bytes())
@@ -108,7 +93,7 @@ impl Engine {
         )
         .bind(&email)
         .bind(i64::from(digest))
-        .bind(language_code(lang))
+        .bind(lang.code())
         .bind(self.now().0)
         .execute(&self.store().pool)
         .await?;
@@ -130,7 +115,7 @@ impl Engine {
             Some(r) => Preference {
                 email,
                 digest: r.try_get::<i64, _>(0)? != 0,
-                language: language(&r.try_get::<String, _>(1)?),
+                language: Language::from_code(&r.try_get::<String, _>(1)?).unwrap_or(Language::Fr),
             },
             None => Preference {
                 email,

@@ -322,15 +322,25 @@ impl Engine {
         let email = email.trim().to_lowercase();
         let desks = self.desks().await?;
         let roles = roles_in(&desks, &email);
-        // Mine, or unclaimed and open to one of my (desk, role) pairs.
-        let mut filter = String::from("(t.assignee = $1 AND t.state IN ('open', 'claimed'))");
-        for n in 0..roles.len() {
-            filter.push_str(&format!(
-                " OR (t.desk = ${} AND t.role = ${} AND t.state = 'open' AND t.assignee IS NULL)",
-                2 * n + 2,
-                2 * n + 3
+        // Mine, or unclaimed and open to one of my (desk, role) pairs: one part per case, bound
+        // to `values` in order.
+        let mut parts = vec!["t.assignee = $1 AND t.state IN ('open', 'claimed')".to_owned()];
+        let mut values: Vec<String> = vec![email.clone()];
+        for (desk, role) in &roles {
+            let n = values.len();
+            parts.push(format!(
+                "t.desk = ${} AND t.role = ${} AND t.state = 'open' AND t.assignee IS NULL",
+                n + 1,
+                n + 2
             ));
+            values.push(desk.clone());
+            values.push(role.clone());
         }
+        let filter = parts
+            .iter()
+            .map(|p| format!("({p})"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
         // Counted up to a bound: beyond it the page says "more than". The count rides on
         // every row of the page (one query, not two); an empty page counts nothing.
         let count = format!(
@@ -347,20 +357,6 @@ impl Engine {
         // A page of at least one row, so that the count comes back with it.
         let shown = usize::try_from(limit).unwrap_or_default();
         let limit = limit.max(1);
-        let mut parts: Vec<&str> = vec!["t.assignee = $1 AND t.state IN ('open', 'claimed')"];
-        let mut values: Vec<String> = vec![email.clone()];
-        let mut role_filters = Vec::new();
-        for (desk, role) in &roles {
-            let n = values.len();
-            role_filters.push(format!(
-                "t.desk = ${} AND t.role = ${} AND t.state = 'open' AND t.assignee IS NULL",
-                n + 1,
-                n + 2
-            ));
-            values.push(desk.clone());
-            values.push(role.clone());
-        }
-        parts.extend(role_filters.iter().map(String::as_str));
         let mut selects = Vec::new();
         for filter in &parts {
             for (due, order) in [

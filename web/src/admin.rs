@@ -431,18 +431,23 @@ pub(crate) async fn user_add(
         .get("admin")
         .is_some_and(|v| v == "on" || v == "true");
     if !email.contains('@') {
-        return failure(
-            &s,
-            &Error::Refused(core::Error::Invalid(vec![core::form::FieldError {
-                field: "email".into(),
-                message: "an email address".into(),
-            }])),
-        );
+        return invalid_field(&s, "email", "an email address");
     }
     match s.engine.set_user(&email, &password, admin).await {
         Ok(()) => redirect("/admin/users"),
         Err(e) => failure(&s, &e),
     }
+}
+
+/// The page refusing a form whose field is not valid.
+fn invalid_field(s: &AppState, field: &str, message: &str) -> Response {
+    failure(
+        s,
+        &Error::Refused(core::Error::Invalid(vec![core::form::FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])),
+    )
 }
 
 /// `POST /admin/tokens`: a new API token for an account (`email`) or a pull provider
@@ -466,22 +471,23 @@ pub(crate) async fn token_create(
         field("provider"),
         field("name"),
     );
-    let invalid = |field: &str, message: &str| {
-        failure(
-            &s,
-            &Error::Refused(core::Error::Invalid(vec![core::form::FieldError {
-                field: field.into(),
-                message: message.into(),
-            }])),
-        )
-    };
     if name.is_empty() {
-        return invalid("name", "say what the token is for (a script, a provider)");
+        return invalid_field(
+            &s,
+            "name",
+            "say what the token is for (a script, a provider)",
+        );
     }
     let created = match (email.is_empty(), provider.is_empty()) {
         (false, true) => s.engine.create_api_token(&email, &name).await,
         (true, false) => s.engine.create_provider_token(&provider, &name).await,
-        _ => return invalid("email", "an account's address or a provider's id, not both"),
+        _ => {
+            return invalid_field(
+                &s,
+                "email",
+                "an account's address or a provider's id, not both",
+            );
+        }
     };
     match created {
         Ok(token) => {

@@ -23,7 +23,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -481,8 +481,12 @@ pub(crate) async fn set_preferences(
 ) -> ApiResult {
     let email = account(&s, &headers).await?;
     let language = match body.language.as_deref() {
-        None | Some("fr") => guichet_engine::definitions::model::Language::Fr,
-        Some("en") => guichet_engine::definitions::model::Language::En,
+        None => guichet_engine::definitions::model::Language::Fr,
+        Some(code)
+            if let Some(l) = guichet_engine::definitions::model::Language::from_code(code) =>
+        {
+            l
+        }
         Some(other) => {
             return Err(ApiError {
                 fields: Some(

@@ -62,8 +62,8 @@ pub(crate) async fn admit(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let route = route_of(&request).unwrap_or_default().to_owned();
-    let class = admission(request.method(), &route);
+    let route = route_of(&request).unwrap_or_default();
+    let class = admission(request.method(), route);
     if class == Admission::Exempt {
         return next.run(request).await;
     }
@@ -77,12 +77,12 @@ pub(crate) async fn admit(
             "over the limit of requests in flight: 503"
         );
         let mut r = if route.starts_with("/api/") {
-            (
+            api::ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"error": {"code": "unavailable",
-                    "message": "too many requests at once on this node; try again in a few seconds"}})),
+                "unavailable",
+                "too many requests at once on this node; try again in a few seconds",
             )
-                .into_response()
+            .into_response()
         } else {
             let data = serde_json::json!({"heading": "Service surchargé",
                 "message": "Le guichet reçoit trop de demandes à la fois ; réessayez dans quelques secondes. Rien n'a été enregistré."});

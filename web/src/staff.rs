@@ -158,9 +158,11 @@ pub(crate) async fn preferences_save(
         _ => return refused("Choisissez un e-mail par tâche ou un résumé quotidien."),
     };
     let language = match values.get("language").map(String::as_str) {
-        Some("en") => guichet_engine::definitions::model::Language::En,
-        Some("fr") | None => guichet_engine::definitions::model::Language::Fr,
-        Some(_) => return refused("Langue inconnue : fr ou en."),
+        None => guichet_engine::definitions::model::Language::Fr,
+        Some(code) => match guichet_engine::definitions::model::Language::from_code(code) {
+            Some(l) => l,
+            None => return refused("Langue inconnue : fr ou en."),
+        },
     };
     match s.engine.set_mail_preference(&email, digest, language).await {
         Ok(_) => redirect("/preferences?saved"),

@@ -367,10 +367,9 @@ impl Dispatcher {
                     .due_at
                     .map(|at| format_date(Timestamp(at), language))
                     .unwrap_or_default(),
-                role: desk.and_then(|p| p.role(&t.role)).map_or_else(
-                    || t.role.clone(),
-                    |r| r.title.clone().unwrap_or_else(|| r.id.clone()),
-                ),
+                role: desk
+                    .and_then(|p| role_title(p, &t.role))
+                    .unwrap_or_else(|| t.role.clone()),
                 link: format!("{base}/l/{token}"),
                 overdue: t.overdue,
             });
@@ -476,13 +475,9 @@ pub fn context(
         None => (String::new(), String::new()),
     };
     let role = match to {
-        Recipient::Role(r) => p
-            .role(r)
-            .and_then(|r| r.title.clone())
-            .unwrap_or_else(|| r.clone()),
+        Recipient::Role(r) => role_title(p, r).unwrap_or_else(|| r.clone()),
         Recipient::Person(_) => task
-            .and_then(|t| p.role(&t.role))
-            .map(|r| r.title.clone().unwrap_or_else(|| r.id.clone()))
+            .and_then(|t| role_title(p, &t.role))
             .unwrap_or_default(),
     };
     Context {
@@ -493,6 +488,12 @@ pub fn context(
         role,
         link,
     }
+}
+
+/// A role of the process as people read it: its title, or its id; none if it has no such role.
+fn role_title(p: &Process, id: &str) -> Option<String> {
+    p.role(id)
+        .map(|r| r.title.clone().unwrap_or_else(|| r.id.clone()))
 }
 
 fn format_date(t: Timestamp, lang: Language) -> String {

@@ -119,13 +119,6 @@ const BUILTIN: &[(&str, &str, &str)] = builtins!(
     "resume-quotidien",
 );
 
-fn lang_code(l: Language) -> &'static str {
-    match l {
-        Language::Fr => "fr",
-        Language::En => "en",
-    }
-}
-
 /// The registry of templates.
 #[derive(Debug)]
 pub struct Templates {
@@ -242,7 +235,7 @@ impl Templates {
     /// Whether a template exists in a language.
     pub fn has(&self, name: &str, language: Language) -> bool {
         self.origin
-            .contains_key(&(name.to_owned(), lang_code(language).to_owned()))
+            .contains_key(&(name.to_owned(), language.code().to_owned()))
     }
 
     /// Renders a template in a language (falling back to French when the desk's language has
@@ -268,7 +261,7 @@ impl Templates {
     /// The language a template is rendered in: the one asked for, or French.
     fn language_of(&self, name: &str, language: Language) -> &'static str {
         if self.has(name, language) {
-            lang_code(language)
+            language.code()
         } else {
             "fr"
         }
@@ -310,7 +303,7 @@ impl Templates {
 
     /// Names of all templates available in a language.
     pub fn names(&self, language: Language) -> Vec<String> {
-        let lang = lang_code(language);
+        let lang = language.code();
         self.origin
             .keys()
             .filter(|(_, l)| l == lang)
