@@ -30,10 +30,10 @@ struct Client {
 }
 
 impl Client {
+    /// GETs `path` from a node, or POSTs `body` to it as JSON.
     fn call(
         &self,
         node: usize,
-        method: &str,
         path: &str,
         token: &str,
         body: Option<&Value>,
@@ -47,14 +47,9 @@ impl Client {
                 .header("Authorization", &auth)
                 .header("Content-Type", "application/json")
                 .send(b.to_string().as_bytes()),
-            None if method == "GET" => self.agent.get(&url).header("Authorization", &auth).call(),
-            None => self
-                .agent
-                .post(&url)
-                .header("Authorization", &auth)
-                .send_empty(),
+            None => self.agent.get(&url).header("Authorization", &auth).call(),
         }
-        .with_context(|| format!("{method} {url}"))?;
+        .with_context(|| url.clone())?;
         let status = response.status().as_u16();
         let text = response.into_body().read_to_string().unwrap_or_default();
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
@@ -118,14 +113,14 @@ pub(crate) fn drive(
                         }
                         let start = Instant::now();
                         let desk = &p.name;
-                        let (status, created) = client.call(i, "POST", &format!("/api/v1/desks/{desk}/requests"), &submitter, Some(&intake))?;
+                        let (status, created) = client.call(i, &format!("/api/v1/desks/{desk}/requests"), &submitter, Some(&intake))?;
                         calls.fetch_add(1, Ordering::Relaxed);
                         anyhow::ensure!(status == 201, "submitting: {status} {created}");
                         let id = created["id"].as_str().context("no id")?.to_owned();
                         let mut node = i;
                         loop {
                             node += 1;
-                            let (status, r) = client.call(node, "GET", &format!("/api/v1/requests/{id}?history=false"), &submitter, None)?;
+                            let (status, r) = client.call(node, &format!("/api/v1/requests/{id}?history=false"), &submitter, None)?;
                             calls.fetch_add(1, Ordering::Relaxed);
                             anyhow::ensure!(status == 200, "reading {id}: {status} {r}");
                             if r["status"] != "running" {
@@ -141,7 +136,7 @@ pub(crate) fn drive(
                                     "fields": guichet_engine::drive::sample_fields(step.form()),
                                 });
                                 let path = format!("/api/v1/tasks/{id}/{}/complete", t["task"]);
-                                let (status, answer) = client.call(node, "POST", &path, token, Some(&body))?;
+                                let (status, answer) = client.call(node, &path, token, Some(&body))?;
                                 calls.fetch_add(1, Ordering::Relaxed);
                                 anyhow::ensure!(status == 200, "{path}: {status} {answer}");
                             }
