@@ -407,6 +407,11 @@ pub(crate) async fn serve(
                     Ok(fired) => tracing::info!(fired, "timers fired"),
                     Err(err) => tracing::error!(error = %err, "firing timers failed; will retry"),
                 }
+                match e.fold_indicators(guichet_engine::rollup::FOLD_BATCH).await {
+                    Ok(0) => {}
+                    Ok(folded) => tracing::debug!(folded, "indicators folded"),
+                    Err(err) => tracing::error!(error = %err, "folding the indicators failed; will retry"),
+                }
                 match dispatcher.run_once(100).await {
                     Ok(r) if r.sent + r.retried + r.dead > 0 => {
                         tracing::info!(sent = r.sent, retried = r.retried, dead = r.dead, "emails");

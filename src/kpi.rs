@@ -146,6 +146,9 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
     if matches!(a.format, Output::Svg) && !matches!(a.view, View::Matrix) {
         bail!("--format svg draws the matrix: use it with --view matrix");
     }
+    // Requests ended since the server last folded them are read from their facts either
+    // way; folding them first makes this and later reads quicker.
+    e.fold_all_indicators().await?;
     match a.view {
         View::Indicators => {
             let rows = e.kpis(&q).await?;
@@ -281,6 +284,8 @@ pub(crate) enum ExportFormat {
     Xes,
     /// Every history event, one row each.
     Csv,
+    /// OCEL 2.0 JSON, object-centric: requests, their contracts and datasets.
+    Ocel,
 }
 
 #[derive(Debug, Args)]
@@ -323,6 +328,10 @@ pub(crate) async fn export(e: Arc<Engine>, a: ExportArgs) -> anyhow::Result<Exit
             .export_csv(&q, &mut out)
             .await
             .map(|n| format!("{n} events")),
+        ExportFormat::Ocel => e
+            .export_ocel(&q, &mut out)
+            .await
+            .map(|(o, n)| format!("{o} objects, {n} events")),
     };
     let summary = match result.and_then(|s| out.flush().map(|()| s).map_err(Into::into)) {
         Ok(s) => s,

@@ -56,12 +56,21 @@ pub(crate) struct SimulateArgs {
     /// Write to this file instead of standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Store the simulated requests that end in the database, as the engine would have
+    /// (state, history, facts), instead of reporting on them: a realistic dataset for the
+    /// indicators (bench/kpi.sh). Shipped models are deployed first if they are not.
+    #[arg(long)]
+    store: bool,
+    /// With --store, also the hash-chained history of each request (about 80 events a
+    /// request with the simulator's timers; the indicators read none of them).
+    #[arg(long, requires = "store")]
+    with_history: bool,
 }
 
 impl SimulateArgs {
     /// Whether the command reads the database.
     pub(crate) fn needs_database(&self) -> bool {
-        self.fit_from.is_some() || self.forecast
+        self.fit_from.is_some() || self.forecast || self.store
     }
 }
 
@@ -185,6 +194,10 @@ pub(crate) async fn simulate(
         let e = engine.context("forecasts read the database")?;
         return forecast(&e, &parsed, &a).await;
     }
+    if a.store {
+        let e = engine.context("storing reads the database")?;
+        return store(&e, &models, &parsed, &a).await;
+    }
     let reports = run_models(&models, &parsed.scenario, a.cases, a.seed);
     let text = match a.format {
         SimFormat::Table => table(&parsed.title, &a, &reports, false),
@@ -198,6 +211,56 @@ pub(crate) async fn simulate(
         SimFormat::Html => html(&parsed.title, &a, &reports),
     };
     write_out(a.output.as_deref(), &text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--store`: the simulated requests that end, written to the database and folded into the
+/// indicators' rollups, with the time each part took.
+async fn store(
+    e: &Engine,
+    models: &[definitions::Process],
+    parsed: &Parsed,
+    a: &SimulateArgs,
+) -> anyhow::Result<ExitCode> {
+    let deployed = e.desks().await?;
+    let mut names = Vec::new();
+    for p in models {
+        if !deployed.contains_key(&p.name) {
+            let Some((_, source)) = definitions::models::ALL
+                .iter()
+                .find(|(file, _)| file.strip_suffix(".kdl") == Some(p.name.as_str()))
+            else {
+                bail!(
+                    "`{}` is not deployed: deploy it first (guichet deploy FILE)",
+                    p.name
+                );
+            };
+            e.deploy(source).await?;
+        }
+        names.push(p.name.clone());
+    }
+    let began = std::time::Instant::now();
+    let bar = indicatif::ProgressBar::new((a.cases * names.len()) as u64);
+    let stored = guichet_engine::seed::seed_ended(
+        e,
+        &names,
+        &parsed.scenario,
+        a.cases,
+        a.seed,
+        a.with_history,
+        &mut |n| bar.set_position(n as u64),
+    )
+    .await?;
+    bar.finish_and_clear();
+    let written = began.elapsed();
+    let began = std::time::Instant::now();
+    let folded = e.fold_all_indicators().await?;
+    println!(
+        "stored {stored} ended request(s) of {} model(s) in {:.1} s; {folded} folded into the indicators' rollups in {:.1} s",
+        names.len(),
+        written.as_secs_f64(),
+        began.elapsed().as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,9 +11,9 @@ use crate::duration::IsoDuration;
 use crate::expr::{self, Condition};
 use crate::limits;
 use crate::model::{
-    BuildingBlock, Call, ChoiceOption, End, EndResult, Escalation, Field, FieldType, Form, Gate,
-    Language, MaturityFact, Notify, Outcome, Provider, Scope, Start, Step, StepIdx, StepKind, Task,
-    TemplateDecl, Wait,
+    About, BuildingBlock, Call, ChoiceOption, End, EndResult, Escalation, Field, FieldType, Form,
+    Gate, Language, MaturityFact, Notify, Outcome, Provider, Scope, Start, Step, StepIdx, StepKind,
+    Task, TemplateDecl, Wait,
 };
 use crate::schema::{
     Name, Props, check_id, entry_string, name_span, no_children, node_name, node_span,
@@ -497,6 +497,7 @@ impl Lowerer<'_> {
             description: None,
             kind,
             scope,
+            about: None,
         });
         self.d.links.push(Links {
             id,
@@ -510,10 +511,25 @@ impl Lowerer<'_> {
         let kind = node_name(node);
         let allowed: &[&str] = match kind {
             "start" => &["title"],
-            "task" => &["title", "role", "due", "remind", "goto"],
-            "notify" => &["title", "to", "template", "goto"],
-            "call" => &["title", "provider", "timeout", "on-timeout", "goto"],
-            "wait" => &["title", "event", "from", "timeout", "on-timeout", "goto"],
+            "task" => &["title", "role", "due", "remind", "goto", "about"],
+            "notify" => &["title", "to", "template", "goto", "about"],
+            "call" => &[
+                "title",
+                "provider",
+                "timeout",
+                "on-timeout",
+                "goto",
+                "about",
+            ],
+            "wait" => &[
+                "title",
+                "event",
+                "from",
+                "timeout",
+                "on-timeout",
+                "goto",
+                "about",
+            ],
             "gate" => &["title"],
             "parallel" => &["title", "goto"],
             "end" => &["title", "result"],
@@ -540,6 +556,9 @@ impl Lowerer<'_> {
             scope,
         );
         self.d.steps[idx].title = p.string("title", self.diags).map(|n| n.text);
+        self.d.steps[idx].about = p
+            .string("about", self.diags)
+            .and_then(|n| crate::schema::pick(&n, "value of `about`", &About::ALL, self.diags));
         self.d.links[idx].goto = p.string("goto", self.diags);
 
         let mut form = Form::default();

@@ -126,6 +126,31 @@ pub struct Step {
     pub kind: StepKind,
     /// The parallel branch this step is part of, if any (the innermost one).
     pub scope: Option<Scope>,
+    /// What the step's work is about besides the request (`about="contract"`), for
+    /// object-centric event logs (OCEL 2.0).
+    pub about: Option<About>,
+}
+
+/// The objects of a request that steps can be about, besides the request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum About {
+    /// The data-sharing contract: its negotiation, review and signature.
+    Contract,
+    /// The dataset: its preparation, checks and delivery.
+    Dataset,
+}
+
+impl About {
+    pub const ALL: [(&'static str, About); 2] =
+        [("contract", About::Contract), ("dataset", About::Dataset)];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            About::Contract => "contract",
+            About::Dataset => "dataset",
+        }
+    }
 }
 
 impl Step {

@@ -3,6 +3,12 @@
 //! `concept:name` (the step id), `lifecycle:transition` (`start` or `complete`),
 //! `time:timestamp`, `org:resource` (who acted) and, for tasks, `org:role`; each trace carries
 //! the request's desk model and revision.
+//!
+//! OCEL 2.0 (JSON): the objects of each ended request are the request itself and, when
+//! steps declared `about="contract"` or `about="dataset"` were completed, its contract and its
+//! dataset; one event per step completion, of the step's type, related to the request (and
+//! to the object the step is about), with who did it, the role, the outcome and when the step
+//! was entered.
 
 use std::io::Write;
 
@@ -58,10 +64,10 @@ fn io(e: std::io::Error) -> Error {
     Error::Io(e)
 }
 
-/// Requests of the query, in order: (id, desk, revision).
-async fn requests(e: &Engine, q: &Query) -> Result<Vec<(String, String, i64)>, Error> {
+/// Requests of the query, in order: (id, desk, revision, result).
+async fn requests(e: &Engine, q: &Query) -> Result<Vec<(String, String, i64, String)>, Error> {
     let rows = sqlx::query(
-        "SELECT i.id, i.name, d.revision FROM instances i JOIN definitions d ON d.hash = i.definition \
+        "SELECT i.id, i.name, d.revision, COALESCE(i.result, i.status) FROM instances i JOIN definitions d ON d.hash = i.definition \
          WHERE i.status <> 'running' AND i.ended_at >= $1 AND i.ended_at < $2 ORDER BY i.started_at, i.id",
     )
     .bind(q.from.map_or(i64::MIN, |t| t.0))
@@ -72,7 +78,7 @@ async fn requests(e: &Engine, q: &Query) -> Result<Vec<(String, String, i64)>, E
     for r in rows {
         let desk: String = r.try_get(1)?;
         if q.desks.is_empty() || q.desks.contains(&desk) {
-            out.push((r.try_get(0)?, desk, r.try_get(2)?));
+            out.push((r.try_get(0)?, desk, r.try_get(2)?, r.try_get(3)?));
         }
     }
     Ok(out)
@@ -108,7 +114,7 @@ impl Engine {
         .map_err(io)?;
         let mut traces = 0;
         let mut events = 0;
-        for (id, desk, revision) in requests(self, q).await? {
+        for (id, desk, revision, _) in requests(self, q).await? {
             let process = self.process_of(&id).await?;
             writeln!(
                 out,
@@ -162,7 +168,7 @@ impl Engine {
         .map_err(io)?;
         let field = csv_field;
         let mut n = 0;
-        for (id, desk, revision) in requests(self, q).await? {
+        for (id, desk, revision, _) in requests(self, q).await? {
             for h in self.history(&id).await? {
                 let mut body =
                     serde_json::to_value(&h.event).map_err(|e| Error::Corrupt(e.to_string()))?;
@@ -201,5 +207,117 @@ impl Engine {
             }
         }
         Ok(n)
+    }
+
+    /// Writes the ended requests of `q` as an OCEL 2.0 JSON log; returns (objects, events).
+    /// Events are written as they are read; the objects and the types, a few per request,
+    /// are kept until the end.
+    pub async fn export_ocel(
+        &self,
+        q: &Query,
+        out: &mut impl Write,
+    ) -> Result<(usize, usize), Error> {
+        use std::collections::{BTreeMap, BTreeSet};
+        let json = |v: &Value| v.to_string();
+        let mut objects: Vec<Value> = Vec::new();
+        let mut event_types: BTreeSet<String> = BTreeSet::new();
+        let mut events = 0;
+        write!(out, "{{\"events\": [").map_err(io)?;
+        for (id, desk, revision, result) in requests(self, q).await? {
+            let process = self.process_of(&id).await?;
+            let history = self.history(&id).await?;
+            let started = history.first().map_or(Timestamp(0), |h| h.event.at);
+            let mut entered: BTreeMap<&str, Timestamp> = BTreeMap::new();
+            let mut about: BTreeSet<guichet_definitions::model::About> = BTreeSet::new();
+            for h in &history {
+                let (step, outcome) = match &h.event.kind {
+                    EventKind::StepEntered { step } => {
+                        entered.insert(step, h.event.at);
+                        continue;
+                    }
+                    EventKind::StepCompleted { step, outcome } => (step, outcome),
+                    _ => continue,
+                };
+                let s = process.step(step);
+                let mut relationships =
+                    vec![serde_json::json!({"objectId": id, "qualifier": "request"})];
+                if let Some(a) = s.and_then(|s| s.about) {
+                    about.insert(a);
+                    relationships.push(serde_json::json!({
+                        "objectId": format!("{id}/{}", a.as_str()),
+                        "qualifier": a.as_str(),
+                    }));
+                }
+                let role = s.and_then(|s| match &s.kind {
+                    guichet_definitions::model::StepKind::Task(t) => Some(t.role.clone()),
+                    _ => None,
+                });
+                let event = serde_json::json!({
+                    "id": format!("{id}:{}", h.seq),
+                    "type": step,
+                    "time": iso(h.event.at),
+                    "attributes": [
+                        {"name": "resource", "value": resource(&h.event.actor)},
+                        {"name": "role", "value": role.unwrap_or_default()},
+                        {"name": "outcome", "value": outcome.clone().unwrap_or_default()},
+                        {"name": "entered", "value": iso(entered.get(step.as_str()).copied().unwrap_or(h.event.at))},
+                    ],
+                    "relationships": relationships,
+                });
+                if events > 0 {
+                    write!(out, ",").map_err(io)?;
+                }
+                write!(out, "\n{}", json(&event)).map_err(io)?;
+                events += 1;
+                event_types.insert(step.clone());
+            }
+            let time = iso(started);
+            objects.push(serde_json::json!({
+                "id": id,
+                "type": "request",
+                "attributes": [
+                    {"name": "model", "time": time, "value": desk},
+                    {"name": "revision", "time": time, "value": revision},
+                    {"name": "result", "time": time, "value": result},
+                ],
+                "relationships": about.iter().map(|a| serde_json::json!({
+                    "objectId": format!("{id}/{}", a.as_str()),
+                    "qualifier": a.as_str(),
+                })).collect::<Vec<_>>(),
+            }));
+            for a in about {
+                objects.push(serde_json::json!({
+                    "id": format!("{id}/{}", a.as_str()),
+                    "type": a.as_str(),
+                    "attributes": [],
+                    "relationships": [{"objectId": id, "qualifier": "request"}],
+                }));
+            }
+        }
+        write!(out, "\n],\n\"objects\": [").map_err(io)?;
+        for (i, o) in objects.iter().enumerate() {
+            write!(out, "{}\n{}", if i > 0 { "," } else { "" }, json(o)).map_err(io)?;
+        }
+        let string = |name: &str| serde_json::json!({"name": name, "type": "string"});
+        let object_types = serde_json::json!([
+            {"name": "request", "attributes": [string("model"), {"name": "revision", "type": "integer"}, string("result")]},
+            {"name": "contract", "attributes": []},
+            {"name": "dataset", "attributes": []},
+        ]);
+        let event_types: Vec<Value> = event_types
+            .iter()
+            .map(|t| serde_json::json!({
+                "name": t,
+                "attributes": [string("resource"), string("role"), string("outcome"), {"name": "entered", "type": "time"}],
+            }))
+            .collect();
+        writeln!(
+            out,
+            "\n],\n\"objectTypes\": {},\n\"eventTypes\": {}\n}}",
+            json(&object_types),
+            json(&Value::Array(event_types))
+        )
+        .map_err(io)?;
+        Ok((objects.len(), events))
     }
 }

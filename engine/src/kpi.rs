@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use guichet_definitions::model::{BuildingBlock, KpiKind, Process, TargetValue};
+use guichet_definitions::model::{BuildingBlock, Process};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -13,7 +13,7 @@ use crate::charts::esc;
 use crate::clock::Timestamp;
 use crate::runtime::{Engine, Error};
 
-const DAY_MS: f64 = 86_400_000.0;
+pub use crate::tally::{Part, Sample, Stats, Tally, VisitTimes};
 
 /// How to split the requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -42,65 +42,6 @@ pub struct Query {
     pub compare: Compare,
     /// Intake answers the requests must have (choice and yes-no fields), e.g. `cadre=autre`.
     pub filters: Vec<(String, String)>,
-}
-
-/// Statistics of a sample (nearest-rank percentiles).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Stats {
-    pub n: usize,
-    pub mean: f64,
-    /// First quartile.
-    pub p25: f64,
-    pub median: f64,
-    /// Third quartile.
-    pub p75: f64,
-    pub p90: f64,
-    pub p95: f64,
-    pub min: f64,
-    pub max: f64,
-}
-
-impl Stats {
-    pub fn of(mut values: Vec<f64>) -> Option<Stats> {
-        if values.is_empty() {
-            return None;
-        }
-        values.sort_by(f64::total_cmp);
-        let n = values.len();
-        #[allow(
-            clippy::cast_precision_loss,
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss
-        )]
-        let rank = |p: f64| values[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
-        #[allow(clippy::cast_precision_loss)]
-        let mean = values.iter().sum::<f64>() / n as f64;
-        Some(Stats {
-            n,
-            mean,
-            p25: rank(0.25),
-            median: rank(0.5),
-            p75: rank(0.75),
-            p90: rank(0.9),
-            p95: rank(0.95),
-            min: values[0],
-            max: values[n - 1],
-        })
-    }
-
-    fn scaled(self, k: f64) -> Stats {
-        Stats {
-            mean: self.mean * k,
-            p25: self.p25 * k,
-            median: self.median * k,
-            p75: self.p75 * k,
-            p90: self.p90 * k,
-            p95: self.p95 * k,
-            min: self.min * k,
-            max: self.max * k,
-            ..self
-        }
-    }
 }
 
 /// One indicator for one group.
@@ -173,19 +114,8 @@ pub struct MatrixRow {
     pub quadrant: &'static str,
 }
 
-struct Ended {
-    desk: String,
-    group: String,
-    lead_ms: i64,
-}
-
 /// The latest compiled definition of each deployed desk, by name.
 pub type Desks = BTreeMap<String, std::sync::Arc<Process>>;
-
-fn month_of(t: i64) -> (i32, u8) {
-    let d = Timestamp(t).to_datetime();
-    (d.year(), d.month() as u8)
-}
 
 impl Engine {
     /// The latest compiled definition of each deployed desk, by name (read again at most
@@ -227,129 +157,21 @@ impl Engine {
         Ok(out)
     }
 
-    /// The ended requests the query selects, with their group.
-    async fn ended(&self, q: &Query) -> Result<BTreeMap<String, Ended>, Error> {
-        let mut sql = String::from(
-            "SELECT i.id, i.name, d.revision, i.started_at, i.ended_at FROM instances i JOIN definitions d ON d.hash = i.definition \
-             WHERE i.status <> 'running' AND i.ended_at >= $1 AND i.ended_at < $2",
-        );
-        let mut n = 2;
-        for _ in &q.filters {
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM instance_fields f WHERE f.instance = i.id AND f.field = ${} AND f.value = ${})",
-                n + 1,
-                n + 2
-            ));
-            n += 2;
-        }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(q.from.map_or(i64::MIN, |t| t.0))
-            .bind(q.to.map_or(i64::MAX, |t| t.0));
-        for (f, v) in &q.filters {
-            query = query.bind(f.clone()).bind(v.clone());
-        }
-        let rows = query.fetch_all(&self.store().pool).await?;
-        let mut out = BTreeMap::new();
-        for r in rows {
-            let desk: String = r.try_get(1)?;
-            if !q.desks.is_empty() && !q.desks.contains(&desk) {
-                continue;
-            }
-            let revision: i64 = r.try_get(2)?;
-            let started: i64 = r.try_get(3)?;
-            let ended: i64 = r.try_get(4)?;
-            let group = match q.compare {
-                Compare::Model => String::new(),
-                Compare::Version => format!("revision {revision}"),
-                Compare::Month => {
-                    let (y, m) = month_of(ended);
-                    format!("{y}-{m:02}")
-                }
-                Compare::Quarter => {
-                    let (y, m) = month_of(ended);
-                    format!("{y}-Q{}", (m - 1) / 3 + 1)
-                }
-            };
-            out.insert(
-                r.try_get(0)?,
-                Ended {
-                    desk,
-                    group,
-                    lead_ms: ended - started,
-                },
-            );
-        }
-        Ok(out)
-    }
-
     /// The declared indicators of each desk, per group.
     pub async fn kpis(&self, q: &Query) -> Result<Vec<KpiRow>, Error> {
         let defs = self.desks().await?;
-        let ended = self.ended(q).await?;
-        let mut tally = Tally::default();
-        for e in ended.values() {
-            tally.request(&e.desk, &e.group, e.lead_ms);
-        }
-        // Only the facts of ended requests in the period; desks and intake filters are
-        // applied through `ended`.
-        let rows = sqlx::query(
-            "SELECT k.instance, k.kpi, k.value FROM kpi_facts k JOIN instances i ON i.id = k.instance \
-             WHERE i.status <> 'running' AND i.ended_at >= $1 AND i.ended_at < $2",
-        )
-        .bind(q.from.map_or(i64::MIN, |t| t.0))
-        .bind(q.to.map_or(i64::MAX, |t| t.0))
-        .fetch_all(&self.store().pool)
-        .await?;
-        for r in rows {
-            let instance: String = r.try_get(0)?;
-            let Some(e) = ended.get(&instance) else {
-                continue;
-            };
-            tally.value(&e.desk, &e.group, r.try_get(1)?, r.try_get(2)?);
-        }
-        Ok(tally.kpi_rows(&defs))
+        Ok(self.tally(q).await?.kpi_rows(&defs))
     }
 
     /// The lead time of the ended requests of each desk, per group.
     pub async fn lead_times(&self, q: &Query) -> Result<Vec<LeadTime>, Error> {
-        let mut tally = Tally::default();
-        for e in self.ended(q).await?.values() {
-            tally.request(&e.desk, &e.group, e.lead_ms);
-        }
-        Ok(tally.lead_times())
+        Ok(self.tally(q).await?.lead_times())
     }
 
     /// Per-step timings of each desk, per group, slowest steps first.
     pub async fn step_timings(&self, q: &Query) -> Result<Vec<StepRow>, Error> {
         let defs = self.desks().await?;
-        let ended = self.ended(q).await?;
-        let mut tally = Tally::default();
-        for e in ended.values() {
-            tally.request(&e.desk, &e.group, e.lead_ms);
-        }
-        let rows = sqlx::query(
-            "SELECT v.instance, v.step, v.kind, v.entered_at, v.claimed_at, v.left_at, v.due_at FROM step_visits v \
-             JOIN instances i ON i.id = v.instance WHERE i.status <> 'running' AND i.ended_at >= $1 AND i.ended_at < $2",
-        )
-        .bind(q.from.map_or(i64::MIN, |t| t.0))
-        .bind(q.to.map_or(i64::MAX, |t| t.0))
-        .fetch_all(&self.store().pool)
-        .await?;
-        for r in rows {
-            let instance: String = r.try_get(0)?;
-            let Some(e) = ended.get(&instance) else {
-                continue;
-            };
-            let kind: String = r.try_get(2)?;
-            let visit = VisitTimes {
-                entered: r.try_get(3)?,
-                claimed: r.try_get(4)?,
-                left: r.try_get(5)?,
-                due: r.try_get(6)?,
-            };
-            tally.visit(&e.desk, &e.group, &instance, r.try_get(1)?, &kind, visit);
-        }
-        Ok(tally.step_rows(&defs))
+        Ok(self.tally(q).await?.step_rows(&defs))
     }
 
     /// The white paper's maturity x performance matrix, per desk and building block.
@@ -403,222 +225,6 @@ impl Engine {
             }
         }
         Ok(out)
-    }
-}
-
-/// The timings of one visit of a step, in milliseconds.
-#[derive(Debug, Clone, Copy)]
-pub struct VisitTimes {
-    pub entered: i64,
-    pub claimed: Option<i64>,
-    pub left: Option<i64>,
-    pub due: Option<i64>,
-}
-
-#[derive(Debug, Default)]
-struct StepAcc {
-    kind: String,
-    visits: usize,
-    requests: std::collections::BTreeSet<String>,
-    total: Vec<f64>,
-    waiting: Vec<f64>,
-    working: Vec<f64>,
-    due: usize,
-    breached: usize,
-}
-
-type Group = (String, String);
-
-/// The facts of ended requests, gathered by (desk, group), turned into indicator and step
-/// rows. The one place the indicators are computed: the database queries feed it recorded
-/// facts, the simulator feeds it simulated ones.
-#[derive(Debug, Default)]
-pub struct Tally {
-    requests: BTreeMap<Group, usize>,
-    lead_ms: BTreeMap<Group, i64>,
-    /// Each request's lead time, in days.
-    leads: BTreeMap<Group, Vec<f64>>,
-    values: BTreeMap<Group, BTreeMap<String, Vec<f64>>>,
-    steps: BTreeMap<(String, String, String), StepAcc>,
-}
-
-impl Tally {
-    /// An ended request of a group, with its lead time.
-    pub fn request(&mut self, desk: &str, group: &str, lead_ms: i64) {
-        let key = (desk.to_owned(), group.to_owned());
-        *self.requests.entry(key.clone()).or_default() += 1;
-        *self.lead_ms.entry(key.clone()).or_default() += lead_ms;
-        #[allow(clippy::cast_precision_loss)]
-        self.leads
-            .entry(key)
-            .or_default()
-            .push(lead_ms as f64 / DAY_MS);
-    }
-
-    /// The value of one indicator for one ended request.
-    pub fn value(&mut self, desk: &str, group: &str, kpi: String, value: f64) {
-        self.values
-            .entry((desk.to_owned(), group.to_owned()))
-            .or_default()
-            .entry(kpi)
-            .or_default()
-            .push(value);
-    }
-
-    /// One visit of a step by one ended request.
-    pub fn visit(
-        &mut self,
-        desk: &str,
-        group: &str,
-        request: &str,
-        step: String,
-        kind: &str,
-        v: VisitTimes,
-    ) {
-        let a = self
-            .steps
-            .entry((desk.to_owned(), group.to_owned(), step))
-            .or_default();
-        kind.clone_into(&mut a.kind);
-        a.visits += 1;
-        if !a.requests.contains(request) {
-            a.requests.insert(request.to_owned());
-        }
-        #[allow(clippy::cast_precision_loss)]
-        if let Some(left) = v.left {
-            a.total.push((left - v.entered) as f64 / DAY_MS);
-            if let Some(c) = v.claimed {
-                a.waiting.push((c - v.entered) as f64 / DAY_MS);
-                a.working.push((left - c) as f64 / DAY_MS);
-            } else if a.kind == "task" {
-                // Completed without an explicit claim: no waiting time apart from work.
-                a.waiting.push(0.0);
-                a.working.push((left - v.entered) as f64 / DAY_MS);
-            }
-            if let Some(d) = v.due {
-                a.due += 1;
-                if left > d {
-                    a.breached += 1;
-                }
-            }
-        }
-    }
-
-    /// The lead time (submission to end) of each desk, per group, in days.
-    pub fn lead_times(&self) -> Vec<LeadTime> {
-        self.leads
-            .iter()
-            .filter_map(|((desk, group), v)| {
-                Stats::of(v.clone()).map(|stats| LeadTime {
-                    desk: desk.clone(),
-                    group: group.clone(),
-                    stats,
-                })
-            })
-            .collect()
-    }
-
-    /// The declared indicators of each desk, per group.
-    pub fn kpi_rows(&self, defs: &BTreeMap<String, std::sync::Arc<Process>>) -> Vec<KpiRow> {
-        let mut out = Vec::new();
-        for ((desk, group), n) in &self.requests {
-            let Some(p) = defs.get(desk) else { continue };
-            let empty = BTreeMap::new();
-            let vals = self
-                .values
-                .get(&(desk.clone(), group.clone()))
-                .unwrap_or(&empty);
-            let total = |id: &str| vals.get(id).map(|v| v.iter().sum::<f64>());
-            for k in &p.kpis {
-                let sample = vals.get(&k.id).cloned().unwrap_or_default();
-                let (kind, unit, value, stats) = match &k.kind {
-                    KpiKind::Duration { .. } => {
-                        let stats = Stats::of(sample).map(|s| s.scaled(1.0 / DAY_MS));
-                        ("duration", "days", stats.map(|s| s.mean), stats)
-                    }
-                    KpiKind::Count { .. } => {
-                        ("count", "requests", Some(total(&k.id).unwrap_or(0.0)), None)
-                    }
-                    KpiKind::Ratio { of, per } => {
-                        let (a, b) = (total(of).unwrap_or(0.0), total(per).unwrap_or(0.0));
-                        ("ratio", "ratio", (b > 0.0).then(|| a / b), None)
-                    }
-                    KpiKind::Sum { .. } => ("sum", "total", total(&k.id), None),
-                    KpiKind::Mean { .. } => {
-                        let stats = Stats::of(sample);
-                        ("mean", "mean", stats.map(|s| s.mean), stats)
-                    }
-                };
-                let target = k.target.as_ref().map(|t| match &t.value {
-                    #[allow(clippy::cast_precision_loss)]
-                    TargetValue::Duration(d) => d.approx_seconds() as f64 / 86_400.0,
-                    TargetValue::Number(x) => *x,
-                });
-                let lower_is_better = k.target.as_ref().is_none_or(|t| t.lower_is_better);
-                let meets_target = match (value, target) {
-                    (Some(v), Some(t)) => Some(if lower_is_better { v <= t } else { v >= t }),
-                    _ => None,
-                };
-                out.push(KpiRow {
-                    desk: desk.clone(),
-                    group: group.clone(),
-                    kpi: k.id.clone(),
-                    title: k.title.clone(),
-                    kind,
-                    block: k.block,
-                    requests: *n,
-                    value,
-                    unit,
-                    stats,
-                    target,
-                    lower_is_better,
-                    meets_target,
-                });
-            }
-        }
-        out
-    }
-
-    /// Per-step timings of each desk, per group, slowest steps first.
-    pub fn step_rows(&self, defs: &BTreeMap<String, std::sync::Arc<Process>>) -> Vec<StepRow> {
-        let mut out: Vec<StepRow> = self
-            .steps
-            .iter()
-            .map(|((desk, group, step), a)| {
-                let title = defs
-                    .get(desk)
-                    .and_then(|p| p.step(step))
-                    .map_or_else(|| step.clone(), |s| s.display_name().to_owned());
-                let spent: f64 = a.total.iter().sum::<f64>() * DAY_MS;
-                #[allow(clippy::cast_precision_loss)]
-                let lead_ms = *self
-                    .lead_ms
-                    .get(&(desk.clone(), group.clone()))
-                    .unwrap_or(&0) as f64;
-                #[allow(clippy::cast_precision_loss)]
-                StepRow {
-                    loops: a.visits - a.requests.len(),
-                    requests: a.requests.len(),
-                    visits: a.visits,
-                    total: Stats::of(a.total.clone()),
-                    waiting: Stats::of(a.waiting.clone()),
-                    working: Stats::of(a.working.clone()),
-                    breach_rate: (a.due > 0).then(|| a.breached as f64 / a.due as f64),
-                    share_of_lead_time: if lead_ms > 0.0 { spent / lead_ms } else { 0.0 },
-                    kind: a.kind.clone(),
-                    desk: desk.clone(),
-                    group: group.clone(),
-                    step: step.clone(),
-                    title,
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            (a.desk.as_str(), a.group.as_str())
-                .cmp(&(b.desk.as_str(), b.group.as_str()))
-                .then(b.share_of_lead_time.total_cmp(&a.share_of_lead_time))
-        });
-        out
     }
 }
 

@@ -22,10 +22,13 @@ pub mod kpi;
 pub mod lifecycle;
 pub mod links;
 pub mod outbox;
+pub mod rollup;
 pub mod runtime;
 pub mod scenario;
+pub mod seed;
 pub mod sim;
 pub mod store;
+pub mod tally;
 pub mod users;
 
 pub use runtime::{Engine, Error};

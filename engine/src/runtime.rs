@@ -151,12 +151,30 @@ fn link_hash(prev: &str, instance: &str, seq: i64, body: &str) -> String {
     hash_hex(format!("{prev}\n{instance}\n{seq}\n{body}").as_bytes())
 }
 
+/// One event as the history stores it: its JSON body, its name, and its link in the chain
+/// after `prev`.
+pub(crate) fn history_entry(
+    prev: &str,
+    instance: &str,
+    seq: i64,
+    event: &core::Event,
+) -> Result<(String, String, String), Error> {
+    #[derive(serde::Deserialize)]
+    struct Tag {
+        event: String,
+    }
+    let body = serde_json::to_string(event).map_err(corrupt)?;
+    let hash = link_hash(prev, instance, seq, &body);
+    let name = serde_json::from_str::<Tag>(&body).map_or_else(|_| String::new(), |t| t.event);
+    Ok((body, name, hash))
+}
+
 /// The hash the chain of an instance starts from.
-fn genesis(instance: &str) -> String {
+pub(crate) fn genesis(instance: &str) -> String {
     hash_hex(format!("guichet history of {instance}").as_bytes())
 }
 
-fn status_str(s: InstanceStatus) -> (&'static str, Option<&'static str>) {
+pub(crate) fn status_str(s: InstanceStatus) -> (&'static str, Option<&'static str>) {
     match s {
         InstanceStatus::Running => ("running", None),
         InstanceStatus::Ended(r) => ("ended", Some(r.as_str())),
@@ -530,12 +548,7 @@ impl Engine {
         }
         for event in &t.events {
             seq += 1;
-            let body = serde_json::to_string(event).map_err(corrupt)?;
-            let hash = link_hash(&head, id, seq, &body);
-            let name = serde_json::to_value(event)
-                .ok()
-                .and_then(|v| v.get("event").and_then(|e| e.as_str()).map(str::to_owned))
-                .unwrap_or_default();
+            let (body, name, hash) = history_entry(&head, id, seq, event)?;
             sqlx::query("INSERT INTO history (instance, seq, at, event, body, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                 .bind(id)
                 .bind(seq)
@@ -591,6 +604,10 @@ impl Engine {
                 })
                 .collect::<Result<std::collections::BTreeMap<_, _>, Error>>()?;
         let visits = crate::facts::visits(process, &events, &due);
+        sqlx::query("INSERT INTO kpi_pending (instance) VALUES ($1)")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
         for v in &visits {
             sqlx::query(
                 "INSERT INTO step_visits (instance, step, visit, kind, entered_at, claimed_at, left_at, due_at, outcome) \

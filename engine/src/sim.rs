@@ -300,6 +300,23 @@ struct Sim<'a> {
     /// Whether to keep histories and tally facts (not needed for forecasts).
     facts: bool,
     ended: usize,
+    /// Where each ended request goes whole, when someone wants them (the dataset generator).
+    sink: Option<&'a mut dyn FnMut(EndedRequest)>,
+}
+
+/// A simulated request that ended, with everything the engine stores about it.
+#[derive(Debug, Clone)]
+pub struct EndedRequest {
+    pub id: String,
+    pub started: i64,
+    pub ended: i64,
+    /// The final state.
+    pub instance: Instance,
+    pub events: Vec<Event>,
+    pub due: BTreeMap<Seq, Timestamp>,
+    pub visits: Vec<facts::Visit>,
+    pub kpis: Vec<(String, f64)>,
+    pub intake: Vec<(String, String)>,
 }
 
 impl<'a> Sim<'a> {
@@ -327,6 +344,7 @@ impl<'a> Sim<'a> {
             fields: p.steps.iter().map(|s| sample_fields(s.form())).collect(),
             facts,
             ended: 0,
+            sink: None,
         }
     }
 
@@ -431,19 +449,35 @@ impl<'a> Sim<'a> {
         let due = std::mem::take(&mut self.due[r]);
         let visits = facts::visits(self.p, &events, &due);
         let desk = &self.p.name;
-        let id = &self.ids[r];
-        self.tally.request(desk, "", self.now - self.started[r]);
-        for (kpi, v) in facts::kpi_values(self.p, inst, &visits) {
-            self.tally.value(desk, "", kpi, v);
+        let group = String::new();
+        self.tally.request(desk, &group, self.now - self.started[r]);
+        let kpis = facts::kpi_values(self.p, inst, &visits);
+        for (kpi, v) in &kpis {
+            self.tally.value(desk, &group, kpi, *v);
         }
-        for v in visits {
+        for v in &visits {
             let times = VisitTimes {
+                first: v.visit == 1,
                 entered: v.entered_at.0,
                 claimed: v.claimed_at.map(|t| t.0),
                 left: v.left_at.map(|t| t.0),
                 due: v.due_at.map(|t| t.0),
             };
-            self.tally.visit(desk, "", id, v.step, v.kind, times);
+            self.tally.visit(desk, &group, &v.step, v.kind, times);
+        }
+        if let Some(sink) = self.sink.as_mut() {
+            let intake = facts::intake_fields(self.p, inst);
+            sink(EndedRequest {
+                id: self.ids[r].clone(),
+                started: self.started[r],
+                ended: self.now,
+                instance: std::mem::replace(&mut self.requests[r], Instance::new(Timestamp(0))),
+                events,
+                due,
+                visits,
+                kpis,
+                intake,
+            });
         }
         // Only the facts are kept of an ended request, so memory follows the open ones.
         self.requests[r] = Instance::new(Timestamp(0));
@@ -800,6 +834,21 @@ pub fn simulate_with(
     let intake: Fields = sample_fields(p.start().form());
     sim.run(&intake, requests, progress);
     sim.report()
+}
+
+/// [`simulate`], handing each ended request whole to `sink` as it ends (to fill a database
+/// with realistic histories); the report is not needed then.
+pub fn simulate_into(
+    p: &Process,
+    sc: &Scenario,
+    requests: usize,
+    seed: u64,
+    sink: &mut dyn FnMut(EndedRequest),
+) {
+    let mut sim = Sim::new(p, sc, seed, true);
+    sim.sink = Some(sink);
+    let intake: Fields = sample_fields(p.start().form());
+    sim.run(&intake, requests, &mut |_| {});
 }
 
 /// When an open request is expected to end.

@@ -99,6 +99,11 @@ fn migrator() -> Migrator {
             "digests",
             include_str!("../migrations/0010_digests.sql"),
         ),
+        m(
+            11,
+            "kpi rollups",
+            include_str!("../migrations/0011_kpi_rollups.sql"),
+        ),
     ])
 }
 

@@ -442,3 +442,97 @@ async fn a_scenario_fitted_from_history_has_the_measured_durations_and_weights()
     assert_eq!(office.work["recevabilite"], Dist::Fixed(1.0));
     assert!(e.fit("nope", None, &Calendar::Always).await.is_err());
 }
+
+/// Numbers equal to within float rounding (sums added in another order), the rest exactly.
+fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            (x - y).abs() <= 1e-9 * x.abs().max(1.0)
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+async fn everything(e: &Engine, queries: &[Query]) -> serde_json::Value {
+    let mut out = Vec::new();
+    for q in queries {
+        out.push(json!({
+            "kpis": e.kpis(q).await.unwrap(),
+            "steps": e.step_timings(q).await.unwrap(),
+            "lead": e.lead_times(q).await.unwrap(),
+        }));
+    }
+    serde_json::Value::Array(out)
+}
+
+#[tokio::test]
+async fn indicators_read_from_the_monthly_rollups_are_those_of_the_facts() {
+    let (e, clock) = engine().await;
+    four_requests(&e, &clock).await;
+    let day = |d: i64| Some(Timestamp(JAN + d * DAY));
+    let mut queries = Vec::new();
+    for compare in [
+        Compare::Model,
+        Compare::Version,
+        Compare::Month,
+        Compare::Quarter,
+    ] {
+        queries.push(Query {
+            compare,
+            ..Query::default()
+        });
+    }
+    // Whole months (February), partial ones at both edges, a period inside one month, one
+    // ending on a month's first day, an intake filter (facts only), a desk that is not there.
+    for (from, to) in [
+        (day(28), day(56)),
+        (day(10), day(70)),
+        (day(12), day(20)),
+        (None, day(28)),
+        (day(-3), None),
+        // Instants that are not midnights: the hours at the edges from the facts.
+        (
+            Some(Timestamp(JAN + 10 * DAY + 5 * HOUR)),
+            Some(Timestamp(JAN + 70 * DAY + HOUR)),
+        ),
+    ] {
+        queries.push(Query {
+            from,
+            to,
+            compare: Compare::Month,
+            ..Query::default()
+        });
+    }
+    queries.push(Query {
+        filters: vec![("cadre".into(), "collaboratif".into())],
+        ..Query::default()
+    });
+    queries.push(Query {
+        desks: vec!["ailleurs".into()],
+        ..Query::default()
+    });
+    let facts = everything(&e, &queries).await;
+    assert_eq!(facts[0]["kpis"][0]["requests"], 4, "{facts}");
+    // Half folded, then all: the same figures.
+    assert_eq!(e.fold_indicators(2).await.unwrap(), 2);
+    let half = everything(&e, &queries).await;
+    assert!(same(&facts, &half), "{facts}\n{half}");
+    assert_eq!(e.fold_indicators(100).await.unwrap(), 2);
+    assert_eq!(e.fold_indicators(100).await.unwrap(), 0);
+    let folded = everything(&e, &queries).await;
+    assert!(same(&facts, &folded), "{facts}\n{folded}");
+    // What was folded is in the rollups, one row per desk, revision and month.
+    let months: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kpi_rollups WHERE grain = 'month'")
+        .fetch_one(e.store().pool())
+        .await
+        .unwrap();
+    assert_eq!(months, 3, "January, February and March");
+}

@@ -129,6 +129,7 @@ on_both_backends!(
     the_inbox_reads_the_most_urgent_tasks_of_ones_roles,
     a_daily_digest_is_queued_once_per_person_and_day,
     a_dispatcher_that_lost_its_lease_records_nothing,
+    two_nodes_folding_the_indicators_count_each_request_once,
 );
 
 async fn a_dispatcher_that_lost_its_lease_records_nothing(backend: &str) {
@@ -611,4 +612,47 @@ fn intake_c() -> Fields {
     fields(
         json!({"titre": "T", "email": "p@x.example", "organisme": "O", "cadre": "autre", "resume": "R", "donnees": "D"}),
     )
+}
+
+async fn two_nodes_folding_the_indicators_count_each_request_once(backend: &str) {
+    let url = database(backend).await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let a = Arc::new(Engine::open(&url, clock.clone()).await.unwrap());
+    let b = Arc::new(Engine::open(&url, clock.clone()).await.unwrap());
+    a.deploy(model("interne-decentralise")).await.unwrap();
+    let driven = guichet_engine::drive::drive(a.clone(), "interne-decentralise", &intake(), 12, 4)
+        .await
+        .unwrap();
+    assert_eq!(driven.finished, 12);
+    let q = guichet_engine::kpi::Query::default();
+    let before = a.lead_times(&q).await.unwrap();
+    assert_eq!(before[0].stats.n, 12);
+    // Both nodes fold at once, a few requests at a time, until nothing is left.
+    let fold = |e: Arc<Engine>| {
+        tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                match e.fold_indicators(3).await.unwrap() {
+                    0 => return n,
+                    k => n += k,
+                }
+            }
+        })
+    };
+    let (x, y) = (fold(a.clone()), fold(b.clone()));
+    let (x, y) = (x.await.unwrap(), y.await.unwrap());
+    assert_eq!(x + y, 12, "each request folded once ({x} + {y})");
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT CAST(SUM(requests) AS BIGINT) FROM kpi_rollups WHERE grain = 'month'",
+    )
+    .fetch_one(a.store().pool())
+    .await
+    .unwrap();
+    assert_eq!(stored, 12);
+    let after = b.lead_times(&q).await.unwrap();
+    assert_eq!(after[0].stats.n, 12);
+    assert!((after[0].stats.mean - before[0].stats.mean).abs() < 1e-9);
+    let kpis = b.kpis(&q).await.unwrap();
+    let demandes = kpis.iter().find(|k| k.kpi == "demandes").unwrap();
+    assert_eq!(demandes.value, Some(12.0));
 }

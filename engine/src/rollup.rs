@@ -1,0 +1,452 @@
+//! Where the indicators are read from: the stored monthly parts of the requests already
+//! folded, and the facts of the others (those ended since the last fold, those in the partial
+//! months at the edges of the period asked for, or all of them when the query filters on
+//! intake answers, which the parts do not keep). Both are read in one snapshot, so a fold
+//! committing meanwhile is seen whole or not at all, and every request counts once.
+
+use std::collections::HashMap;
+
+use sqlx::{Any, AnyConnection, Row};
+
+use crate::clock::Timestamp;
+use crate::kpi::{Compare, Query};
+use crate::runtime::{Engine, Error};
+use crate::store::Backend;
+use crate::tally::{Part, Tally, VisitTimes};
+
+/// Which requests' facts to read.
+enum Scope<'a> {
+    /// Ended in `[from, to)`, and either outside the days `[a, b)` served by the parts or
+    /// not folded yet; with the intake filters.
+    Period {
+        from: i64,
+        to: i64,
+        a: i64,
+        b: i64,
+        filters: &'a [(String, String)],
+    },
+    /// These requests.
+    Ids(&'a [String]),
+}
+
+enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+impl Scope<'_> {
+    /// The condition on `instances i` and its arguments, numbered from `$1`.
+    fn condition(&self) -> (String, Vec<Arg>) {
+        match self {
+            Scope::Period {
+                from,
+                to,
+                a,
+                b,
+                filters,
+            } => {
+                let mut sql = String::from(
+                    "i.status <> 'running' AND i.ended_at >= $1 AND i.ended_at < $2 \
+                     AND (i.ended_at < $3 OR i.ended_at >= $4 OR EXISTS (SELECT 1 FROM kpi_pending p WHERE p.instance = i.id))",
+                );
+                let mut args = vec![Arg::Int(*from), Arg::Int(*to), Arg::Int(*a), Arg::Int(*b)];
+                for (f, v) in filters.iter() {
+                    let n = args.len();
+                    sql.push_str(&format!(
+                        " AND EXISTS (SELECT 1 FROM instance_fields f WHERE f.instance = i.id AND f.field = ${} AND f.value = ${})",
+                        n + 1,
+                        n + 2
+                    ));
+                    args.push(Arg::Text(f.clone()));
+                    args.push(Arg::Text(v.clone()));
+                }
+                (sql, args)
+            }
+            Scope::Ids(ids) => {
+                let marks: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+                (
+                    format!("i.id IN ({})", marks.join(", ")),
+                    ids.iter().map(|s| Arg::Text(s.clone())).collect(),
+                )
+            }
+        }
+    }
+}
+
+/// Runs a query over the facts of the requests in scope.
+async fn fetch(
+    conn: &mut AnyConnection,
+    select: &str,
+    (condition, args): &(String, Vec<Arg>),
+) -> Result<Vec<sqlx::any::AnyRow>, Error> {
+    let sql = format!("{select} WHERE {condition}");
+    let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+    for a in args {
+        q = match a {
+            Arg::Int(i) => q.bind(*i),
+            Arg::Text(s) => q.bind(s.clone()),
+        };
+    }
+    Ok(q.fetch_all(&mut *conn).await?)
+}
+
+/// The facts of the requests in scope, each under the group `group(revision, ended_at)`
+/// gives it; `desks` (when not empty) keeps only those desks.
+async fn read_facts<G: Ord + Clone>(
+    conn: &mut AnyConnection,
+    scope: &Scope<'_>,
+    desks: &[String],
+    group: impl Fn(i64, i64) -> G,
+) -> Result<Tally<G>, Error> {
+    let cond = scope.condition();
+    let mut tally = Tally::default();
+    let mut of: HashMap<String, (String, G)> = HashMap::new();
+    let rows = fetch(
+        conn,
+        "SELECT i.id, i.name, d.revision, i.started_at, i.ended_at FROM instances i JOIN definitions d ON d.hash = i.definition",
+        &cond,
+    )
+    .await?;
+    for r in rows {
+        let desk: String = r.try_get(1)?;
+        if !desks.is_empty() && !desks.contains(&desk) {
+            continue;
+        }
+        let (started, ended): (i64, i64) = (r.try_get(3)?, r.try_get(4)?);
+        let g = group(r.try_get(2)?, ended);
+        tally.request(&desk, &g, ended - started);
+        of.insert(r.try_get(0)?, (desk, g));
+    }
+    if of.is_empty() {
+        return Ok(tally);
+    }
+    let rows = fetch(
+        conn,
+        "SELECT k.instance, k.kpi, k.value FROM kpi_facts k JOIN instances i ON i.id = k.instance",
+        &cond,
+    )
+    .await?;
+    for r in rows {
+        let id: String = r.try_get(0)?;
+        if let Some((desk, g)) = of.get(&id) {
+            tally.value(desk, g, &r.try_get::<String, _>(1)?, r.try_get(2)?);
+        }
+    }
+    let rows = fetch(
+        conn,
+        "SELECT v.instance, v.step, v.kind, v.visit, v.entered_at, v.claimed_at, v.left_at, v.due_at FROM step_visits v \
+         JOIN instances i ON i.id = v.instance",
+        &cond,
+    )
+    .await?;
+    for r in rows {
+        let id: String = r.try_get(0)?;
+        let Some((desk, g)) = of.get(&id) else {
+            continue;
+        };
+        let visit = VisitTimes {
+            first: r.try_get::<i64, _>(3)? == 1,
+            entered: r.try_get(4)?,
+            claimed: r.try_get(5)?,
+            left: r.try_get(6)?,
+            due: r.try_get(7)?,
+        };
+        let (step, kind): (String, String) = (r.try_get(1)?, r.try_get(2)?);
+        tally.visit(desk, g, &step, &kind, visit);
+    }
+    Ok(tally)
+}
+
+const DAY: i64 = 86_400_000;
+
+/// Requests folded per transaction (each one a bound parameter of the deletion).
+pub const FOLD_BATCH: i64 = 2_000;
+
+/// The first instant (UTC) of the month of `t`, in milliseconds.
+pub(crate) fn month_start(t: i64) -> i64 {
+    let d = Timestamp(t).to_datetime();
+    match time::Date::from_calendar_date(d.year(), d.month(), 1) {
+        Ok(first) => Timestamp::from_datetime(first.midnight().assume_utc()).0,
+        Err(_) => t,
+    }
+}
+
+/// The first instant of the month after the one starting at `start`.
+fn next_month(start: i64) -> i64 {
+    month_start(start + 32 * DAY)
+}
+
+/// The months wholly inside `[from, to)`: those starting in `[a, b)`.
+fn whole_months(from: Option<Timestamp>, to: Option<Timestamp>) -> (i64, i64) {
+    let a = from.map_or(i64::MIN, |f| {
+        let m = month_start(f.0);
+        if m == f.0 { m } else { next_month(m) }
+    });
+    let b = to.map_or(i64::MAX, |t| month_start(t.0));
+    (a, b)
+}
+
+/// The first instant (UTC) of the day of `t`.
+fn day_start(t: i64) -> i64 {
+    t.div_euclid(DAY) * DAY
+}
+
+/// The days wholly inside `[from, to)`: those starting in `[a, b)`.
+fn whole_days(from: Option<Timestamp>, to: Option<Timestamp>) -> (i64, i64) {
+    let a = from.map_or(i64::MIN, |f| {
+        let d = day_start(f.0);
+        if d == f.0 { d } else { d + DAY }
+    });
+    (a, to.map_or(i64::MAX, |t| day_start(t.0)))
+}
+
+/// The label of a request's group in reports.
+pub(crate) fn group_label(compare: Compare, revision: i64, ended: i64) -> String {
+    let month = || {
+        let d = Timestamp(ended).to_datetime();
+        (d.year(), d.month() as u8)
+    };
+    match compare {
+        Compare::Model => String::new(),
+        Compare::Version => format!("revision {revision}"),
+        Compare::Month => {
+            let (y, m) = month();
+            format!("{y}-{m:02}")
+        }
+        Compare::Quarter => {
+            let (y, m) = month();
+            format!("{y}-Q{}", (m - 1) / 3 + 1)
+        }
+    }
+}
+
+impl Engine {
+    /// Adds a part to its stored rollup (read, merged, written back; the caller holds the
+    /// fold's lock).
+    async fn add_to_rollup(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        grain: &str,
+        desk: &str,
+        revision: i64,
+        start: i64,
+        part: &Part,
+    ) -> Result<(), Error> {
+        let stored = sqlx::query(
+            "SELECT part FROM kpi_rollups WHERE grain = $1 AND start = $2 AND desk = $3 AND revision = $4",
+        )
+        .bind(grain)
+        .bind(start)
+        .bind(desk)
+        .bind(revision)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let mut whole = match stored {
+            Some(r) => Part::decode(&r.try_get::<Vec<u8>, _>(0)?)
+                .map_err(|e| Error::Corrupt(format!("the indicators' rollup of `{desk}`: {e}")))?,
+            None => Part::default(),
+        };
+        whole.merge(part);
+        #[allow(clippy::cast_possible_wrap)]
+        sqlx::query(
+            "INSERT INTO kpi_rollups (grain, start, desk, revision, requests, part) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (grain, start, desk, revision) DO UPDATE SET requests = excluded.requests, part = excluded.part",
+        )
+        .bind(grain)
+        .bind(start)
+        .bind(desk)
+        .bind(revision)
+        .bind(whole.requests() as i64)
+        .bind(whole.encode())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// What the requests the query selects add up to, per desk and group: the stored parts
+    /// of the whole months of the period, and the facts of the rest, in one snapshot.
+    pub(crate) async fn tally(&self, q: &Query) -> Result<Tally, Error> {
+        let mut tx = self.store().pool.begin().await?;
+        if self.store().backend == Backend::Postgres {
+            // One snapshot for every statement (SQLite's read transactions already are).
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let (from, to) = (
+            q.from.map_or(i64::MIN, |t| t.0),
+            q.to.map_or(i64::MAX, |t| t.0),
+        );
+        // Whole months from the monthly parts, the other whole days from the daily ones, the
+        // rest from the facts. The parts know nothing of intake answers: a filtered query
+        // reads facts only.
+        let ((ma, mb), (da, db)) = if q.filters.is_empty() {
+            (whole_months(q.from, q.to), whole_days(q.from, q.to))
+        } else {
+            ((0, 0), (0, 0))
+        };
+        let mut tally = Tally::default();
+        let rows = sqlx::query(
+            "SELECT desk, revision, start, part FROM kpi_rollups \
+             WHERE (grain = 'month' AND start >= $1 AND start < $2) \
+             OR (grain = 'day' AND start >= $3 AND start < $4 AND NOT (start >= $1 AND start < $2))",
+        )
+        .bind(ma)
+        .bind(mb)
+        .bind(da)
+        .bind(db)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            let desk: String = r.try_get(0)?;
+            if !q.desks.is_empty() && !q.desks.contains(&desk) {
+                continue;
+            }
+            let bytes: Vec<u8> = r.try_get(3)?;
+            let part = Part::decode(&bytes)
+                .map_err(|e| Error::Corrupt(format!("the indicators' rollup of `{desk}`: {e}")))?;
+            let group = group_label(q.compare, r.try_get(1)?, r.try_get(2)?);
+            tally.merge(&desk, &group, &part);
+        }
+        let scope = Scope::Period {
+            from,
+            to,
+            a: da,
+            b: db,
+            filters: &q.filters,
+        };
+        let rest = read_facts(&mut tx, &scope, &q.desks, |revision, ended| {
+            group_label(q.compare, revision, ended)
+        })
+        .await?;
+        for (desk, group, part) in rest.parts() {
+            tally.merge(desk, group, part);
+        }
+        tx.rollback().await?;
+        Ok(tally)
+    }
+
+    /// Folds every ended request not folded yet, a batch at a time; returns how many.
+    pub async fn fold_all_indicators(&self) -> Result<usize, Error> {
+        let mut total = 0;
+        loop {
+            match self.fold_indicators(FOLD_BATCH).await? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+
+    /// Folds up to `limit` ended requests into their month's stored part, in one
+    /// transaction; returns how many. One fold runs at a time, whichever the node.
+    pub async fn fold_indicators(&self, limit: i64) -> Result<usize, Error> {
+        // Most passes find nothing: look before taking the write lock.
+        if sqlx::query("SELECT instance FROM kpi_pending LIMIT 1")
+            .fetch_optional(&self.store().pool)
+            .await?
+            .is_none()
+        {
+            return Ok(0);
+        }
+        let _turn = self.store().write_turn().await;
+        let mut tx = self
+            .store()
+            .pool
+            .begin_with(self.store().backend.begin_write())
+            .await?;
+        // The lock: a second node folding waits here until this fold commits.
+        sqlx::query("UPDATE kpi_fold SET folded_at = $1 WHERE id = 1")
+            .bind(self.now().0)
+            .execute(&mut *tx)
+            .await?;
+        let ids: Vec<String> =
+            sqlx::query("SELECT instance FROM kpi_pending ORDER BY instance LIMIT $1")
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+        if ids.is_empty() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let folded = read_facts(&mut tx, &Scope::Ids(&ids), &[], |revision, ended| {
+            (revision, day_start(ended))
+        })
+        .await?;
+        // Each day's part, and the sum of them for each month.
+        let mut months: Tally<(i64, i64)> = Tally::default();
+        for (desk, (revision, day), part) in folded.parts() {
+            months.merge(desk, &(*revision, month_start(*day)), part);
+        }
+        for (grain, tally) in [("day", &folded), ("month", &months)] {
+            for (desk, (revision, start), part) in tally.parts() {
+                self.add_to_rollup(&mut tx, grain, desk, *revision, *start, part)
+                    .await?;
+            }
+        }
+        let marks: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "DELETE FROM kpi_pending WHERE instance IN ({})",
+            marks.join(", ")
+        );
+        let mut delete = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in &ids {
+            delete = delete.bind(id.clone());
+        }
+        let deleted = delete.execute(&mut *tx).await?.rows_affected();
+        if deleted != ids.len() as u64 {
+            // Cannot happen under the lock; refuse rather than count a request twice.
+            tx.rollback().await?;
+            return Err(Error::Conflict(
+                "the indicators were folded by someone else meanwhile".into(),
+            ));
+        }
+        tx.commit().await?;
+        Ok(ids.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> i64 {
+        let f = time::macros::format_description!("[year]-[month]-[day]");
+        Timestamp::from_datetime(
+            time::Date::parse(s, f)
+                .unwrap_or_else(|_| unreachable!())
+                .midnight()
+                .assume_utc(),
+        )
+        .0
+    }
+
+    #[test]
+    fn whole_months_of_a_period() {
+        assert_eq!(month_start(at("2027-03-17") + 5), at("2027-03-01"));
+        assert_eq!(next_month(at("2027-12-01")), at("2028-01-01"));
+        assert_eq!(next_month(at("2027-01-01")), at("2027-02-01"));
+        let m = |f: &str, t: &str| whole_months(Some(Timestamp(at(f))), Some(Timestamp(at(t))));
+        assert_eq!(
+            m("2027-01-01", "2027-04-01"),
+            (at("2027-01-01"), at("2027-04-01"))
+        );
+        assert_eq!(
+            m("2027-01-02", "2027-04-15"),
+            (at("2027-02-01"), at("2027-04-01"))
+        );
+        // No whole month: the days from the daily parts.
+        let (a, b) = m("2027-01-05", "2027-01-20");
+        assert!(a >= b);
+        let d = |f: i64, t: i64| whole_days(Some(Timestamp(f)), Some(Timestamp(t)));
+        let jan5 = at("2027-01-05");
+        assert_eq!(d(jan5, at("2027-01-20")), (jan5, at("2027-01-20")));
+        assert_eq!(
+            d(jan5 + 1, at("2027-01-20") + 5),
+            (jan5 + DAY, at("2027-01-20"))
+        );
+        assert_eq!(whole_months(None, None), (i64::MIN, i64::MAX));
+    }
+}

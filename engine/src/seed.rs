@@ -1,0 +1,261 @@
+//! A database of finished requests for the indicators' benchmark. Requests of deployed desks
+//! are simulated through a scenario (the real core on a virtual clock, [`crate::sim`]) and
+//! stored as the engine stores a request that ends: the instance row with its final state,
+//! the hash-chained history (optional: the simulator's requests carry about 80 events each,
+//! and the indicators read none of them), the step visits, the indicator values and the
+//! intake answers, queued for the fold. Rows are written in batches of multi-row inserts, which the engine's
+//! own path (one request per transaction) is not meant to be compared with.
+
+use std::sync::Arc;
+
+use sqlx::{Any, Transaction};
+
+use crate::runtime::{Engine, Error, genesis, history_entry, status_str};
+use crate::sim::{EndedRequest, Scenario, simulate_into};
+
+/// A value of a row to insert.
+enum V {
+    Int(i64),
+    MaybeInt(Option<i64>),
+    Real(f64),
+    Text(String),
+    MaybeText(Option<String>),
+}
+
+/// Inserts `rows` (each `columns.len()` values) with multi-row statements.
+async fn insert(
+    tx: &mut Transaction<'static, Any>,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<V>>,
+) -> Result<(), Error> {
+    const PER_STATEMENT: usize = 100;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<V>> = rows.by_ref().take(PER_STATEMENT).collect();
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let mut n = 0;
+        for (i, _) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let marks: Vec<String> = (0..columns.len())
+                .map(|_| {
+                    n += 1;
+                    format!("${n}")
+                })
+                .collect();
+            sql.push_str(&format!("({})", marks.join(", ")));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for v in chunk.into_iter().flatten() {
+            q = match v {
+                V::Int(x) => q.bind(x),
+                V::MaybeInt(x) => q.bind(x),
+                V::Real(x) => q.bind(x),
+                V::Text(x) => q.bind(x),
+                V::MaybeText(x) => q.bind(x),
+            };
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Writes one batch of ended requests of a desk in one transaction.
+async fn write(
+    engine: &Engine,
+    desk: &str,
+    hash: &str,
+    batch: Vec<EndedRequest>,
+    with_history: bool,
+) -> Result<(), Error> {
+    let corrupt = |e: serde_json::Error| Error::Corrupt(e.to_string());
+    let (mut instances, mut history, mut visits, mut kpis, mut fields, mut pending) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for r in batch {
+        let id = format!("{desk}-{}", r.id);
+        let mut head = genesis(&id);
+        let mut seq = 0i64;
+        for e in r.events.iter().filter(|_| with_history) {
+            seq += 1;
+            let (body, name, link) = history_entry(&head, &id, seq, e)?;
+            history.push(vec![
+                V::Text(id.clone()),
+                V::Int(seq),
+                V::Int(e.at.0),
+                V::Text(name),
+                V::Text(body),
+                V::Text(std::mem::replace(&mut head, link.clone())),
+                V::Text(link),
+            ]);
+        }
+        let (status, result) = status_str(r.instance.status);
+        instances.push(vec![
+            V::Text(id.clone()),
+            V::Text(hash.to_owned()),
+            V::Text(desk.to_owned()),
+            V::Text(format!("Demande simulée {}", r.id)),
+            V::Text(status.to_owned()),
+            V::MaybeText(result.map(str::to_owned)),
+            V::Text(serde_json::to_string(&r.instance).map_err(corrupt)?),
+            V::Int(seq + 1),
+            V::Int(r.started),
+            V::Int(r.ended),
+            V::Int(seq),
+            V::Text(head),
+        ]);
+        for v in r.visits {
+            visits.push(vec![
+                V::Text(id.clone()),
+                V::Text(v.step),
+                V::Int(i64::from(v.visit)),
+                V::Text(v.kind.to_owned()),
+                V::Int(v.entered_at.0),
+                V::MaybeInt(v.claimed_at.map(|t| t.0)),
+                V::MaybeInt(v.left_at.map(|t| t.0)),
+                V::MaybeInt(v.due_at.map(|t| t.0)),
+                V::MaybeText(v.outcome),
+            ]);
+        }
+        for (k, x) in r.kpis {
+            kpis.push(vec![V::Text(id.clone()), V::Text(k), V::Real(x)]);
+        }
+        for (f, x) in r.intake {
+            fields.push(vec![V::Text(id.clone()), V::Text(f), V::Text(x)]);
+        }
+        pending.push(vec![V::Text(id)]);
+    }
+    let _turn = engine.store().write_turn().await;
+    let mut tx = engine
+        .store()
+        .pool
+        .begin_with(engine.store().backend.begin_write())
+        .await?;
+    insert(
+        &mut tx,
+        "instances",
+        &[
+            "id",
+            "definition",
+            "name",
+            "title",
+            "status",
+            "result",
+            "state",
+            "row_version",
+            "started_at",
+            "ended_at",
+            "history_seq",
+            "history_head",
+        ],
+        instances,
+    )
+    .await?;
+    insert(
+        &mut tx,
+        "history",
+        &[
+            "instance",
+            "seq",
+            "at",
+            "event",
+            "body",
+            "prev_hash",
+            "hash",
+        ],
+        history,
+    )
+    .await?;
+    insert(
+        &mut tx,
+        "step_visits",
+        &[
+            "instance",
+            "step",
+            "visit",
+            "kind",
+            "entered_at",
+            "claimed_at",
+            "left_at",
+            "due_at",
+            "outcome",
+        ],
+        visits,
+    )
+    .await?;
+    insert(&mut tx, "kpi_facts", &["instance", "kpi", "value"], kpis).await?;
+    insert(
+        &mut tx,
+        "instance_fields",
+        &["instance", "field", "value"],
+        fields,
+    )
+    .await?;
+    insert(&mut tx, "kpi_pending", &["instance"], pending).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Simulates `per_desk` requests of each named desk (deployed) through the scenario and
+/// stores those that end; calls `progress` with the number stored so far. Returns it.
+pub async fn seed_ended(
+    engine: &Engine,
+    desks: &[String],
+    scenario: &Scenario,
+    per_desk: usize,
+    seed: u64,
+    with_history: bool,
+    progress: &mut dyn FnMut(usize),
+) -> Result<usize, Error> {
+    const BATCH: usize = 500;
+    let deployed = engine.desks().await?;
+    let mut jobs = Vec::new();
+    for name in desks {
+        let p = deployed
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("desk {name}")))?
+            .clone();
+        let hash: String = sqlx::query_scalar(
+            "SELECT hash FROM definitions WHERE name = $1 ORDER BY revision DESC LIMIT 1",
+        )
+        .bind(name)
+        .fetch_one(&engine.store().pool)
+        .await?;
+        jobs.push((name.clone(), hash, p));
+    }
+    // The simulation runs on its own thread, the writing here; batches cross a short queue so
+    // that memory stays flat.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Vec<EndedRequest>)>(4);
+    let sc = Arc::new(scenario.clone());
+    let simulating = std::thread::spawn({
+        let jobs: Vec<_> = jobs.iter().map(|(_, _, p)| p.clone()).collect();
+        move || {
+            for (k, p) in jobs.iter().enumerate() {
+                let mut batch = Vec::with_capacity(BATCH);
+                let mut sink = |r: EndedRequest| {
+                    batch.push(r);
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        let _ = tx.blocking_send((k, full));
+                    }
+                };
+                simulate_into(p, &sc, per_desk, seed.wrapping_add(k as u64), &mut sink);
+                if !batch.is_empty() {
+                    let _ = tx.blocking_send((k, batch));
+                }
+            }
+        }
+    });
+    let mut stored = 0;
+    while let Some((k, batch)) = rx.recv().await {
+        let (name, hash, _) = &jobs[k];
+        stored += batch.len();
+        write(engine, name, hash, batch, with_history).await?;
+        progress(stored);
+    }
+    simulating
+        .join()
+        .map_err(|_| Error::Corrupt("the simulation thread panicked".into()))?;
+    Ok(stored)
+}
