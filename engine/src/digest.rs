@@ -142,12 +142,7 @@ impl Engine {
         for r in due {
             let email: String = r.try_get(0)?;
             let pending = self.inbox(&email, 1).await?.total > 0;
-            let _turn = self.store().write_turn().await;
-            let mut tx = self
-                .store()
-                .pool
-                .begin_with(self.store().backend.begin_write())
-                .await?;
+            let (_turn, mut tx) = self.store().begin_write().await?;
             if pending {
                 let payload = serde_json::to_string(&Digest {
                     email: email.clone(),

@@ -200,6 +200,12 @@ fn whole_days(from: Option<Timestamp>, to: Option<Timestamp>) -> (i64, i64) {
     (a, to.map_or(i64::MAX, |t| day_start(t.0)))
 }
 
+/// A stored part, read back.
+fn stored_part(desk: &str, bytes: &[u8]) -> Result<Part, Error> {
+    Part::decode(bytes)
+        .map_err(|e| Error::Corrupt(format!("the indicators' rollup of `{desk}`: {e}")))
+}
+
 /// The label of a request's group in reports.
 pub(crate) fn group_label(compare: Compare, revision: i64, ended: i64) -> String {
     let month = || {
@@ -242,8 +248,7 @@ impl Engine {
         .fetch_optional(&mut **tx)
         .await?;
         let mut whole = match stored {
-            Some(r) => Part::decode(&r.try_get::<Vec<u8>, _>(0)?)
-                .map_err(|e| Error::Corrupt(format!("the indicators' rollup of `{desk}`: {e}")))?,
+            Some(r) => stored_part(desk, &r.try_get::<Vec<u8>, _>(0)?)?,
             None => Part::default(),
         };
         whole.merge(part);
@@ -302,9 +307,7 @@ impl Engine {
             if !q.desks.is_empty() && !q.desks.contains(&desk) {
                 continue;
             }
-            let bytes: Vec<u8> = r.try_get(3)?;
-            let part = Part::decode(&bytes)
-                .map_err(|e| Error::Corrupt(format!("the indicators' rollup of `{desk}`: {e}")))?;
+            let part = stored_part(&desk, &r.try_get::<Vec<u8>, _>(3)?)?;
             let group = group_label(q.compare, r.try_get(1)?, r.try_get(2)?);
             tally.merge(&desk, &group, &part);
         }
@@ -348,12 +351,7 @@ impl Engine {
         {
             return Ok(0);
         }
-        let _turn = self.store().write_turn().await;
-        let mut tx = self
-            .store()
-            .pool
-            .begin_with(self.store().backend.begin_write())
-            .await?;
+        let (_turn, mut tx) = self.store().begin_write().await?;
         // The lock: a second node folding waits here until this fold commits.
         sqlx::query("UPDATE kpi_fold SET folded_at = $1 WHERE id = 1")
             .bind(self.now().0)

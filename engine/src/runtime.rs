@@ -213,12 +213,7 @@ impl Engine {
             return Err(Error::Definition(checked.diagnostics));
         };
         let hash = hash_hex(source.as_bytes());
-        let _turn = self.store.write_turn().await;
-        let mut tx = self
-            .store
-            .pool
-            .begin_with(self.store.backend.begin_write())
-            .await?;
+        let (_turn, mut tx) = self.store.begin_write().await?;
         let existing = sqlx::query("SELECT revision FROM definitions WHERE hash = $1")
             .bind(&hash)
             .fetch_optional(&mut *tx)
@@ -294,12 +289,7 @@ impl Engine {
     /// Starts a request on the latest revision of the named desk.
     pub async fn start(&self, name: &str, fields: &Fields) -> Result<String, Error> {
         let now = self.now();
-        let _turn = self.store.write_turn().await;
-        let mut tx = self
-            .store
-            .pool
-            .begin_with(self.store.backend.begin_write())
-            .await?;
+        let (_turn, mut tx) = self.store.begin_write().await?;
         let hash: String = sqlx::query(
             "SELECT hash FROM definitions WHERE name = $1 ORDER BY revision DESC LIMIT 1",
         )
@@ -353,12 +343,7 @@ impl Engine {
     /// Applies a command to a request, in one transaction.
     pub async fn execute(&self, id: &str, command: Command) -> Result<Instance, Error> {
         let now = self.now();
-        let _turn = self.store.write_turn().await;
-        let mut tx = self
-            .store
-            .pool
-            .begin_with(self.store.backend.begin_write())
-            .await?;
+        let (_turn, mut tx) = self.store.begin_write().await?;
         let row = sqlx::query(self.store.backend.load_instance())
             .bind(id)
             .fetch_optional(&mut *tx)

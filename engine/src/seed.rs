@@ -126,12 +126,7 @@ async fn write(
         }
         pending.push(vec![V::Text(id)]);
     }
-    let _turn = engine.store().write_turn().await;
-    let mut tx = engine
-        .store()
-        .pool
-        .begin_with(engine.store().backend.begin_write())
-        .await?;
+    let (_turn, mut tx) = engine.store().begin_write().await?;
     insert(
         &mut tx,
         "instances",

@@ -168,11 +168,27 @@ impl Store {
     }
 
     /// Waits for this process's turn to write (SQLite); hold it until the transaction ends.
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.write_turn {
             Some(turn) => Some(turn.clone().lock_owned().await),
             None => None,
         }
+    }
+
+    /// Begins a write transaction once it is this process's turn to write (SQLite); keep the
+    /// turn until the transaction ends.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<
+        (
+            Option<tokio::sync::OwnedMutexGuard<()>>,
+            sqlx::Transaction<'static, sqlx::Any>,
+        ),
+        sqlx::Error,
+    > {
+        let turn = self.write_turn().await;
+        let tx = self.pool.begin_with(self.backend.begin_write()).await?;
+        Ok((turn, tx))
     }
 
     /// The pool, for tools and tests that read the tables directly.
