@@ -16,13 +16,16 @@ use crate::tally::{Part, Tally, VisitTimes};
 
 /// Which requests' facts to read.
 enum Scope<'a> {
-    /// Ended in `[from, to)`, and either outside the days `[a, b)` served by the parts or
-    /// not folded yet; with the intake filters.
-    Period {
+    /// Ended in `[from, to)`, with the intake answers `filters`.
+    Ended {
         from: i64,
         to: i64,
-        a: i64,
-        b: i64,
+        filters: &'a [(String, String)],
+    },
+    /// Not folded yet, ended in `[from, to)`, with the intake answers `filters`.
+    Pending {
+        from: i64,
+        to: i64,
         filters: &'a [(String, String)],
     },
     /// These requests.
@@ -35,21 +38,19 @@ enum Arg {
 }
 
 impl Scope<'_> {
-    /// The condition on `instances i` and its arguments, numbered from `$1`.
+    /// The condition on `instances i` and its arguments, numbered from `$1`. Each reads
+    /// through one index: the end's (a period), the queue's (not folded), the key (ids).
     fn condition(&self) -> (String, Vec<Arg>) {
         match self {
-            Scope::Period {
-                from,
-                to,
-                a,
-                b,
-                filters,
-            } => {
-                let mut sql = String::from(
-                    "i.status <> 'running' AND i.ended_at >= $1 AND i.ended_at < $2 \
-                     AND (i.ended_at < $3 OR i.ended_at >= $4 OR EXISTS (SELECT 1 FROM kpi_pending p WHERE p.instance = i.id))",
-                );
-                let mut args = vec![Arg::Int(*from), Arg::Int(*to), Arg::Int(*a), Arg::Int(*b)];
+            Scope::Ended { from, to, filters } | Scope::Pending { from, to, filters } => {
+                // `+` keeps the database from reading the end's index (the whole period)
+                // instead of the short queue.
+                let mut sql = String::from(if matches!(self, Scope::Ended { .. }) {
+                    "i.status <> 'running' AND i.ended_at >= $1 AND i.ended_at < $2"
+                } else {
+                    "i.id IN (SELECT instance FROM kpi_pending) AND +i.ended_at >= $1 AND +i.ended_at < $2"
+                });
+                let mut args = vec![Arg::Int(*from), Arg::Int(*to)];
                 for (f, v) in filters.iter() {
                     let n = args.len();
                     sql.push_str(&format!(
@@ -90,13 +91,13 @@ async fn fetch(
     Ok(q.fetch_all(&mut *conn).await?)
 }
 
-/// The facts of the requests in scope, each under the group `group(revision, ended_at)`
+/// The facts of the requests in scope, each under the group `group(id, revision, ended_at)`
 /// gives it; `desks` (when not empty) keeps only those desks.
 async fn read_facts<G: Ord + Clone>(
     conn: &mut AnyConnection,
     scope: &Scope<'_>,
     desks: &[String],
-    group: impl Fn(i64, i64) -> G,
+    group: impl Fn(&str, i64, i64) -> G,
 ) -> Result<Tally<G>, Error> {
     let cond = scope.condition();
     let mut tally = Tally::default();
@@ -113,9 +114,10 @@ async fn read_facts<G: Ord + Clone>(
             continue;
         }
         let (started, ended): (i64, i64) = (r.try_get(3)?, r.try_get(4)?);
-        let g = group(r.try_get(2)?, ended);
+        let id: String = r.try_get(0)?;
+        let g = group(&id, r.try_get(2)?, ended);
         tally.request(&desk, &g, ended - started);
-        of.insert(r.try_get(0)?, (desk, g));
+        of.insert(id, (desk, g));
     }
     if of.is_empty() {
         return Ok(tally);
@@ -226,48 +228,52 @@ pub(crate) fn group_label(compare: Compare, revision: i64, ended: i64) -> String
     }
 }
 
-impl Engine {
-    /// Adds a part to its stored rollup (read, merged, written back; the caller holds the
-    /// fold's lock).
-    async fn add_to_rollup(
-        &self,
-        tx: &mut sqlx::Transaction<'static, Any>,
-        grain: &str,
-        desk: &str,
-        revision: i64,
-        start: i64,
-        part: &Part,
-    ) -> Result<(), Error> {
-        let stored = sqlx::query(
-            "SELECT part FROM kpi_rollups WHERE grain = $1 AND start = $2 AND desk = $3 AND revision = $4",
-        )
-        .bind(grain)
-        .bind(start)
-        .bind(desk)
-        .bind(revision)
-        .fetch_optional(&mut **tx)
-        .await?;
-        let mut whole = match stored {
-            Some(r) => stored_part(desk, &r.try_get::<Vec<u8>, _>(0)?)?,
-            None => Part::default(),
-        };
-        whole.merge(part);
-        #[allow(clippy::cast_possible_wrap)]
-        sqlx::query(
-            "INSERT INTO kpi_rollups (grain, start, desk, revision, requests, part) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (grain, start, desk, revision) DO UPDATE SET requests = excluded.requests, part = excluded.part",
-        )
-        .bind(grain)
-        .bind(start)
-        .bind(desk)
-        .bind(revision)
-        .bind(whole.requests() as i64)
-        .bind(whole.encode())
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
-    }
+/// Where a part is stored: grain, revision, first instant, intake field and answer.
+type RollupKey = (&'static str, i64, i64, String, String);
 
+/// Adds a part to its stored rollup (read, merged, written back; the caller holds the
+/// fold's lock).
+async fn add_to_rollup(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    desk: &str,
+    (grain, revision, start, field, value): &RollupKey,
+    part: &Part,
+) -> Result<(), Error> {
+    let stored = sqlx::query(
+        "SELECT part FROM kpi_rollups WHERE grain = $1 AND start = $2 AND desk = $3 AND revision = $4 AND field = $5 AND value = $6",
+    )
+    .bind(grain)
+    .bind(start)
+    .bind(desk)
+    .bind(revision)
+    .bind(field)
+    .bind(value)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let mut whole = match stored {
+        Some(r) => stored_part(desk, &r.try_get::<Vec<u8>, _>(0)?)?,
+        None => Part::default(),
+    };
+    whole.merge(part);
+    #[allow(clippy::cast_possible_wrap)]
+    sqlx::query(
+        "INSERT INTO kpi_rollups (grain, start, desk, revision, field, value, requests, part) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (grain, start, desk, revision, field, value) DO UPDATE SET requests = excluded.requests, part = excluded.part",
+    )
+    .bind(grain)
+    .bind(start)
+    .bind(desk)
+    .bind(revision)
+    .bind(field)
+    .bind(value)
+    .bind(whole.requests() as i64)
+    .bind(whole.encode())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Engine {
     /// What the requests the query selects add up to, per desk and group: the stored parts
     /// of the whole months of the period, and the facts of the rest, in one snapshot.
     pub(crate) async fn tally(&self, q: &Query) -> Result<Tally, Error> {
@@ -285,21 +291,33 @@ impl Engine {
         // Whole months from the monthly parts, the other whole days from the daily ones, the
         // rest from the facts. The parts know nothing of intake answers: a filtered query
         // reads facts only.
-        let ((ma, mb), (da, db)) = if q.filters.is_empty() {
-            (whole_months(q.from, q.to), whole_days(q.from, q.to))
+        // The parts are kept for all requests and for those of each intake answer: a query
+        // filtered on more than one answer reads facts only.
+        let (field, value) = match q.filters.as_slice() {
+            [] => (Some(""), Some("")),
+            [(f, v)] => (Some(f.as_str()), Some(v.as_str())),
+            _ => (None, None),
+        };
+        let ((ma, mb), (da, db)) = if field.is_some() {
+            let days = whole_days(q.from, q.to);
+            // No whole day: all from the facts.
+            let days = if days.0 < days.1 { days } else { (to, to) };
+            (whole_months(q.from, q.to), days)
         } else {
-            ((0, 0), (0, 0))
+            ((to, to), (to, to))
         };
         let mut tally = Tally::default();
         let rows = sqlx::query(
             "SELECT desk, revision, start, part FROM kpi_rollups \
-             WHERE (grain = 'month' AND start >= $1 AND start < $2) \
-             OR (grain = 'day' AND start >= $3 AND start < $4 AND NOT (start >= $1 AND start < $2))",
+             WHERE field = $5 AND value = $6 AND ((grain = 'month' AND start >= $1 AND start < $2) \
+             OR (grain = 'day' AND start >= $3 AND start < $4 AND NOT (start >= $1 AND start < $2)))",
         )
         .bind(ma)
         .bind(mb)
         .bind(da)
         .bind(db)
+        .bind(field.unwrap_or_default())
+        .bind(value.unwrap_or_default())
         .fetch_all(&mut *tx)
         .await?;
         for r in rows {
@@ -311,19 +329,39 @@ impl Engine {
             let group = group_label(q.compare, r.try_get(1)?, r.try_get(2)?);
             tally.merge(&desk, &group, &part);
         }
-        let scope = Scope::Period {
-            from,
-            to,
-            a: da,
-            b: db,
-            filters: &q.filters,
-        };
-        let rest = read_facts(&mut tx, &scope, &q.desks, |revision, ended| {
-            group_label(q.compare, revision, ended)
-        })
-        .await?;
-        for (desk, group, part) in rest.parts() {
-            tally.merge(desk, group, part);
+        // The facts of the rest, in three disjoint parts: before the whole days, after them,
+        // and the requests of the whole days not folded yet.
+        let scopes = [
+            Scope::Ended {
+                from,
+                to: da.min(to),
+                filters: &q.filters,
+            },
+            Scope::Ended {
+                from: db.max(from),
+                to,
+                filters: &q.filters,
+            },
+            Scope::Pending {
+                from: da,
+                to: db,
+                filters: &q.filters,
+            },
+        ];
+        for scope in &scopes {
+            let (Scope::Ended { from, to, .. } | Scope::Pending { from, to, .. }) = scope else {
+                continue;
+            };
+            if from >= to {
+                continue;
+            }
+            let rest = read_facts(&mut tx, scope, &q.desks, |_, revision, ended| {
+                group_label(q.compare, revision, ended)
+            })
+            .await?;
+            for (desk, group, part) in rest.parts() {
+                tally.merge(desk, group, part);
+            }
         }
         tx.rollback().await?;
         Ok(tally)
@@ -369,20 +407,40 @@ impl Engine {
             tx.rollback().await?;
             return Ok(0);
         }
-        let folded = read_facts(&mut tx, &Scope::Ids(&ids), &[], |revision, ended| {
-            (revision, day_start(ended))
+        // Each request on its own, then added to its day's part and its month's, and to
+        // those of each of its intake answers (so that a comparison filtered on one answer
+        // reads parts too).
+        let requests = read_facts(&mut tx, &Scope::Ids(&ids), &[], |id, revision, ended| {
+            (id.to_owned(), revision, day_start(ended))
         })
         .await?;
-        // Each day's part, and the sum of them for each month.
-        let mut months: Tally<(i64, i64)> = Tally::default();
-        for (desk, (revision, day), part) in folded.parts() {
-            months.merge(desk, &(*revision, month_start(*day)), part);
+        let (condition, args) = Scope::Ids(&ids).condition();
+        let mut answers: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for r in fetch(
+            &mut tx,
+            "SELECT f.instance, f.field, f.value FROM instance_fields f JOIN instances i ON i.id = f.instance",
+            &(condition, args),
+        )
+        .await?
+        {
+            answers
+                .entry(r.try_get(0)?)
+                .or_default()
+                .push((r.try_get(1)?, r.try_get(2)?));
         }
-        for (grain, tally) in [("day", &folded), ("month", &months)] {
-            for (desk, (revision, start), part) in tally.parts() {
-                self.add_to_rollup(&mut tx, grain, desk, *revision, *start, part)
-                    .await?;
+        let none = (String::new(), String::new());
+        let mut parts: Tally<RollupKey> = Tally::default();
+        for (desk, (id, revision, day), part) in requests.parts() {
+            let month = month_start(*day);
+            let intake = answers.get(id).map_or(&[][..], Vec::as_slice);
+            for (field, value) in std::iter::once(&none).chain(intake) {
+                let (f, v) = (field.clone(), value.clone());
+                parts.merge(desk, &("day", *revision, *day, f.clone(), v.clone()), part);
+                parts.merge(desk, &("month", *revision, month, f, v), part);
             }
+        }
+        for (desk, key, part) in parts.into_parts() {
+            add_to_rollup(&mut tx, &desk, &key, &part).await?;
         }
         let marks: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
         let sql = format!(

@@ -359,6 +359,14 @@ impl<G: Ord + Clone> Tally<G> {
         self.part(desk, group).merge(part);
     }
 
+    /// Each desk and group, and what its requests add up to, taken out.
+    pub fn into_parts(self) -> Vec<(String, G, Part)> {
+        self.parts
+            .into_iter()
+            .flat_map(|(d, groups)| groups.into_iter().map(move |(g, p)| (d.clone(), g, p)))
+            .collect()
+    }
+
     /// Each desk and group, and what its requests add up to.
     pub fn parts(&self) -> impl Iterator<Item = (&str, &G, &Part)> {
         self.parts

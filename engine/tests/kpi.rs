@@ -511,8 +511,23 @@ async fn indicators_read_from_the_monthly_rollups_are_those_of_the_facts() {
             ..Query::default()
         });
     }
+    // One intake answer (its own parts), with a period; two answers (facts only).
     queries.push(Query {
         filters: vec![("cadre".into(), "collaboratif".into())],
+        ..Query::default()
+    });
+    queries.push(Query {
+        filters: vec![("cadre".into(), "autre".into())],
+        from: day(10),
+        to: day(70),
+        compare: Compare::Month,
+        ..Query::default()
+    });
+    queries.push(Query {
+        filters: vec![
+            ("cadre".into(), "collaboratif".into()),
+            ("type-porteur".into(), "academique".into()),
+        ],
         ..Query::default()
     });
     queries.push(Query {
@@ -529,10 +544,12 @@ async fn indicators_read_from_the_monthly_rollups_are_those_of_the_facts() {
     assert_eq!(e.fold_indicators(100).await.unwrap(), 0);
     let folded = everything(&e, &queries).await;
     assert!(same(&facts, &folded), "{facts}\n{folded}");
-    // What was folded is in the rollups, one row per desk, revision and month.
-    let months: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kpi_rollups WHERE grain = 'month'")
-        .fetch_one(e.store().pool())
-        .await
-        .unwrap();
+    // What was folded is in the rollups, one row per desk, revision and month for all
+    // requests, and others per intake answer.
+    let months: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM kpi_rollups WHERE grain = 'month' AND field = ''")
+            .fetch_one(e.store().pool())
+            .await
+            .unwrap();
     assert_eq!(months, 3, "January, February and March");
 }

@@ -643,7 +643,7 @@ async fn two_nodes_folding_the_indicators_count_each_request_once(backend: &str)
     let (x, y) = (x.await.unwrap(), y.await.unwrap());
     assert_eq!(x + y, 12, "each request folded once ({x} + {y})");
     let stored: i64 = sqlx::query_scalar(
-        "SELECT CAST(SUM(requests) AS BIGINT) FROM kpi_rollups WHERE grain = 'month'",
+        "SELECT CAST(SUM(requests) AS BIGINT) FROM kpi_rollups WHERE grain = 'month' AND field = ''",
     )
     .fetch_one(a.store().pool())
     .await
