@@ -28,6 +28,18 @@ impl Backend {
         }
     }
 
+    /// An aggregate that returns the rows of a query as one JSON array of arrays (text), so
+    /// that a page of rows crosses from the database as one value: each row returned costs
+    /// a hand-off between threads in sqlx's SQLite driver.
+    pub(crate) fn json_rows(self, columns: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("json_group_array(json_array({columns}))"),
+            Backend::Postgres => {
+                format!("COALESCE(json_agg(json_build_array({columns}))::text, '[]')")
+            }
+        }
+    }
+
     /// Reads a row that the transaction will update, locking it where the database can.
     pub(crate) fn load_instance(self) -> &'static str {
         match self {

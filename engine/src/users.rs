@@ -341,8 +341,7 @@ impl Engine {
             .map(|p| format!("({p})"))
             .collect::<Vec<_>>()
             .join(" OR ");
-        // Counted up to a bound: beyond it the page says "more than". The count rides on
-        // every row of the page (one query, not two); an empty page counts nothing.
+        // Counted up to a bound: beyond it the page says "more than"; in the same query.
         let count = format!(
             "(SELECT COUNT(*) FROM (SELECT 1 FROM tasks t WHERE {filter} LIMIT {}) AS c)",
             INBOX_COUNT_BOUND + 1
@@ -354,7 +353,6 @@ impl Engine {
         // driver), with the request's title. The database never sorts a role's thousands of
         // tasks: at most `limit` rows per part.
         const COLUMNS: &str = "t.instance, t.seq, t.step, t.role, t.assignee, t.state, t.created_at, t.due_at, t.overdue, t.closed_by, t.desk";
-        // A page of at least one row, so that the count comes back with it.
         let shown = usize::try_from(limit).unwrap_or_default();
         let limit = limit.max(1);
         let mut selects = Vec::new();
@@ -375,28 +373,77 @@ impl Engine {
                 ));
             }
         }
-        // Cut to the page first, then fetch the titles of those rows only.
+        // Cut to the page first, then fetch the titles of those rows only; the page comes
+        // back as one JSON value with the count beside it.
+        let rows = self.store().backend.json_rows(
+            "r.instance, r.seq, r.step, r.role, r.assignee, r.state, r.created_at, r.due_at, r.overdue, r.closed_by, r.desk, r.title",
+        );
         let sql = format!(
-            "SELECT u.instance, u.seq, u.step, u.role, u.assignee, u.state, u.created_at, u.due_at, u.overdue, u.closed_by, u.desk, i.title, {count} \
+            "SELECT {count}, {rows} FROM (\
+             SELECT u.instance, u.seq, u.step, u.role, u.assignee, u.state, u.created_at, u.due_at, u.overdue, u.closed_by, u.desk, i.title \
              FROM (SELECT * FROM ({}) AS a \
                    ORDER BY a.overdue DESC, (CASE WHEN a.due_at IS NULL THEN 1 ELSE 0 END), a.due_at, a.created_at, a.instance, a.seq LIMIT {limit}) AS u \
-             JOIN instances i ON i.id = u.instance",
+             JOIN instances i ON i.id = u.instance) AS r",
             selects.join(" UNION ALL ")
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for v in &values {
             q = q.bind(v.clone());
         }
-        let mut found: Vec<(TaskRow, String, String)> = Vec::new();
-        let mut total: i64 = 0;
-        for r in q.fetch_all(&self.store().pool).await? {
-            total = r.try_get(12)?;
-            found.push((
-                TaskRow::from_row(&r)?,
-                r.try_get::<Option<String>, _>(10)?.unwrap_or_default(),
-                r.try_get::<Option<String>, _>(11)?.unwrap_or_default(),
-            ));
-        }
+        type Page = Vec<(
+            String,
+            i64,
+            String,
+            String,
+            Option<String>,
+            String,
+            i64,
+            Option<i64>,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )>;
+        let r = q.fetch_one(&self.store().pool).await?;
+        let total: i64 = r.try_get(0)?;
+        let page: Page = serde_json::from_str(&r.try_get::<String, _>(1)?)
+            .map_err(|e| Error::Corrupt(format!("the inbox page: {e}")))?;
+        let mut found: Vec<(TaskRow, String, String)> = page
+            .into_iter()
+            .map(
+                |(
+                    instance,
+                    seq,
+                    step,
+                    role,
+                    assignee,
+                    state,
+                    created_at,
+                    due_at,
+                    overdue,
+                    closed_by,
+                    desk,
+                    title,
+                )| {
+                    (
+                        TaskRow {
+                            instance,
+                            seq,
+                            step,
+                            role,
+                            assignee,
+                            state,
+                            created_at,
+                            due_at,
+                            overdue: overdue != 0,
+                            closed_by,
+                        },
+                        desk.unwrap_or_default(),
+                        title.unwrap_or_default(),
+                    )
+                },
+            )
+            .collect();
         // The same order in Rust, whatever the database's collation does with ties.
         found.sort_by(|(a, ..), (b, ..)| {
             b.overdue
