@@ -157,7 +157,7 @@ fn page(
     status: StatusCode,
     name: &str,
     title: &str,
-    data: &serde_json::Value,
+    data: &impl serde::Serialize,
 ) -> Response {
     (status, Html(s.pages.render(name, title, data))).into_response()
 }

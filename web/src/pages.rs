@@ -68,7 +68,17 @@ impl Pages {
                 escape(&e.to_string())
             )
         });
-        let layout = serde_json::json!({"lang": "fr", "title": title, "body": body});
+        #[derive(Serialize)]
+        struct Layout<'a> {
+            lang: &'a str,
+            title: &'a str,
+            body: &'a str,
+        }
+        let layout = Layout {
+            lang: "fr",
+            title,
+            body: &body,
+        };
         self.registry
             .render("layout", &layout)
             .unwrap_or_else(|e| format!("layout could not be rendered: {}", escape(&e.to_string())))

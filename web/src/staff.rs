@@ -192,30 +192,61 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
             .map_or(name, |p| p.title.as_str())
             .to_owned()
     };
-    let rows: Vec<_> = inbox
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        instance: &'a str,
+        seq: i64,
+        step_title: &'a str,
+        title: &'a str,
+        desk: String,
+        due: String,
+        overdue: bool,
+        claimed: bool,
+        assignee: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Page<'a> {
+        email: &'a str,
+        items: Vec<Row<'a>>,
+        csrf: String,
+        admin: bool,
+        total: usize,
+        more_than: bool,
+        more: bool,
+        shown: usize,
+    }
+    // Serialised once, by the template engine: no intermediate JSON value.
+    let items: Vec<Row> = inbox
         .items
         .iter()
-        .map(|i| {
-            serde_json::json!({
-                "instance": i.task.instance, "seq": i.task.seq, "step_title": i.step_title, "title": i.title,
-                "desk": desk_title(&i.desk), "due": i.task.due_at.map(|d| date(guichet_engine::clock::Timestamp(d))).unwrap_or_default(),
-                "overdue": i.task.overdue, "claimed": i.task.assignee.is_some(),
-                "assignee": i.task.assignee.clone().unwrap_or_default(),
-            })
+        .map(|i| Row {
+            instance: &i.task.instance,
+            seq: i.task.seq,
+            step_title: &i.step_title,
+            title: &i.title,
+            desk: desk_title(&i.desk),
+            due: i
+                .task
+                .due_at
+                .map(|d| date(guichet_engine::clock::Timestamp(d)))
+                .unwrap_or_default(),
+            overdue: i.task.overdue,
+            claimed: i.task.assignee.is_some(),
+            assignee: i.task.assignee.as_deref().unwrap_or_default(),
         })
         .collect();
     let csrf = s.engine.csrf_for(&token).await.unwrap_or_default();
-    page(
-        &s,
-        StatusCode::OK,
-        "inbox",
-        "Mes tâches",
-        &serde_json::json!({
-            "email": email, "items": rows, "csrf": csrf, "admin": admin,
-            "total": inbox.total, "more_than": inbox.more_than,
-            "more": inbox.more_than || inbox.total > inbox.items.len(), "shown": inbox.items.len(),
-        }),
-    )
+    let data = Page {
+        email: &email,
+        csrf,
+        admin,
+        total: inbox.total,
+        more_than: inbox.more_than,
+        more: inbox.more_than || inbox.total > inbox.items.len(),
+        shown: inbox.items.len(),
+        items,
+    };
+    page(&s, StatusCode::OK, "inbox", "Mes tâches", &data)
 }
 
 /// Whether the staff member may act on the open task; a `false` hides whether it exists.
