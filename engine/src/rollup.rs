@@ -1,8 +1,9 @@
-//! Where the indicators are read from: the stored monthly parts of the requests already
-//! folded, and the facts of the others (those ended since the last fold, those in the partial
-//! months at the edges of the period asked for, or all of them when the query filters on
-//! intake answers, which the parts do not keep). Both are read in one snapshot, so a fold
-//! committing meanwhile is seen whole or not at all, and every request counts once.
+//! Where the indicators are read from: the stored parts (per month and per day, for all
+//! requests and for those of each intake answer) of the requests already folded, and the
+//! facts of the others: those ended since the last fold, those in the hours at the edges of
+//! the period asked for, and all of them when the query filters on two intake answers or
+//! more. Both are read in one snapshot, so a fold committing meanwhile is seen whole or not
+//! at all, and every request counts once.
 
 use std::collections::HashMap;
 
@@ -275,7 +276,8 @@ async fn add_to_rollup(
 
 impl Engine {
     /// What the requests the query selects add up to, per desk and group: the stored parts
-    /// of the whole months of the period, and the facts of the rest, in one snapshot.
+    /// of the whole months and days of the period, and the facts of the rest, in one
+    /// snapshot.
     pub(crate) async fn tally(&self, q: &Query) -> Result<Tally, Error> {
         let mut tx = self.store().pool.begin().await?;
         if self.store().backend == Backend::Postgres {
@@ -289,10 +291,8 @@ impl Engine {
             q.to.map_or(i64::MAX, |t| t.0),
         );
         // Whole months from the monthly parts, the other whole days from the daily ones, the
-        // rest from the facts. The parts know nothing of intake answers: a filtered query
-        // reads facts only.
-        // The parts are kept for all requests and for those of each intake answer: a query
-        // filtered on more than one answer reads facts only.
+        // rest from the facts. The parts are kept for all requests and for those of each
+        // intake answer: a query filtered on more than one answer reads facts only.
         let (field, value) = match q.filters.as_slice() {
             [] => (Some(""), Some("")),
             [(f, v)] => (Some(f.as_str()), Some(v.as_str())),
@@ -378,8 +378,8 @@ impl Engine {
         }
     }
 
-    /// Folds up to `limit` ended requests into their month's stored part, in one
-    /// transaction; returns how many. One fold runs at a time, whichever the node.
+    /// Folds up to `limit` ended requests into the stored parts of their day and month, in
+    /// one transaction; returns how many. One fold runs at a time, whichever the node.
     pub async fn fold_indicators(&self, limit: i64) -> Result<usize, Error> {
         // Most passes find nothing: look before taking the write lock.
         if sqlx::query("SELECT instance FROM kpi_pending LIMIT 1")
