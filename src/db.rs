@@ -658,6 +658,7 @@ fn peak_mib() -> Option<f64> {
 
 pub(crate) async fn bench(
     e: Arc<Engine>,
+    database: String,
     desk: String,
     requests: usize,
     concurrency: usize,
@@ -686,6 +687,7 @@ pub(crate) async fn bench(
             )
         }
     };
+    let ceiling = guichet_engine::store::disk_ceiling(&database, 2.0).await?;
     let cpu0 = cpu_seconds();
     // (requests finished, commands or API calls, elapsed, sorted latencies)
     let (finished, commands, elapsed, latencies) = if api.is_empty() {
@@ -734,6 +736,10 @@ pub(crate) async fn bench(
         "cpu_seconds_per_1000_requests": cpu.map(|c| c * 1000.0 / finished.max(1) as f64),
         "peak_mib": peak_mib(),
         "concurrency": concurrency,
+        "disk_commits_per_second": ceiling,
+        // Each command is one transaction: one state transition per commit (no group commit).
+        "engine_commits_per_second": api.is_empty().then(|| commands as f64 / secs),
+        "transitions_per_commit": api.is_empty().then_some(1.0),
     });
     if json {
         println!("{summary}");
@@ -756,6 +762,17 @@ pub(crate) async fn bench(
             cpu.map_or(f64::NAN, |c| c * 1000.0 / finished.max(1) as f64),
             peak_mib().unwrap_or(f64::NAN),
         );
+        if let Some(c) = ceiling {
+            if api.is_empty() {
+                println!(
+                    "disk ceiling {c:.0} one-row durable commits/s; the engine's commits {:.0}/s ({:.1} % of it), one state transition each",
+                    commands as f64 / secs,
+                    100.0 * commands as f64 / secs / c
+                );
+            } else {
+                println!("disk ceiling {c:.0} one-row durable commits/s");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

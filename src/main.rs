@@ -293,9 +293,12 @@ fn main() -> ExitCode {
             json,
             api,
             seed_open_tasks: None,
-        } => db::run(&cli.database, |e| {
-            db::bench(e, desk, requests, concurrency, json, api)
-        }),
+        } => {
+            let database = cli.database.clone();
+            db::run(&cli.database, |e| {
+                db::bench(e, database, desk, requests, concurrency, json, api)
+            })
+        }
     }
 }
 

@@ -212,3 +212,43 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// The disk's ceiling for durable commits, in commits a second: a loop of one-row
+/// transactions for `seconds` on a scratch SQLite file next to the database, set up as the
+/// engine's (WAL, `synchronous=FULL`), through the same driver. `None` for PostgreSQL.
+pub async fn disk_ceiling(database: &str, seconds: f64) -> Result<Option<f64>, sqlx::Error> {
+    use sqlx::Connection;
+    let Some(path) = database.strip_prefix("sqlite://") else {
+        return Ok(None);
+    };
+    let scratch = format!("{}.ceiling", path.split('?').next().unwrap_or(path));
+    let remove = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{scratch}{suffix}"));
+        }
+    };
+    remove();
+    let mut conn = sqlx::AnyConnection::connect(&format!("sqlite://{scratch}?mode=rwc")).await?;
+    for pragma in [
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = FULL",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v BIGINT NOT NULL)",
+    ] {
+        sqlx::query(pragma).execute(&mut conn).await?;
+    }
+    let began = std::time::Instant::now();
+    let mut commits = 0i64;
+    while began.elapsed().as_secs_f64() < seconds {
+        // Each statement outside a transaction is one durable commit.
+        sqlx::query("INSERT INTO t (v) VALUES ($1)")
+            .bind(commits)
+            .execute(&mut conn)
+            .await?;
+        commits += 1;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let rate = commits as f64 / began.elapsed().as_secs_f64();
+    conn.close().await?;
+    remove();
+    Ok(Some(rate))
+}
