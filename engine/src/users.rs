@@ -390,59 +390,48 @@ impl Engine {
         for v in &values {
             q = q.bind(v.clone());
         }
-        type Page = Vec<(
-            String,
-            i64,
-            String,
-            String,
-            Option<String>,
-            String,
-            i64,
-            Option<i64>,
-            i64,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        )>;
+        // One page row, as the JSON array the query builds (serde reads a struct from an
+        // array in field order).
+        #[derive(serde::Deserialize)]
+        struct PageRow {
+            instance: String,
+            seq: i64,
+            step: String,
+            role: String,
+            assignee: Option<String>,
+            state: String,
+            created_at: i64,
+            due_at: Option<i64>,
+            overdue: i64,
+            closed_by: Option<String>,
+            desk: Option<String>,
+            title: Option<String>,
+        }
         let r = q.fetch_one(&self.store().pool).await?;
         let total: i64 = r.try_get(0)?;
-        let page: Page = serde_json::from_str(&r.try_get::<String, _>(1)?)
+        let page: Vec<PageRow> = serde_json::from_str(&r.try_get::<String, _>(1)?)
             .map_err(|e| Error::Corrupt(format!("the inbox page: {e}")))?;
         let mut found: Vec<(TaskRow, String, String)> = page
             .into_iter()
-            .map(
-                |(
-                    instance,
-                    seq,
-                    step,
-                    role,
-                    assignee,
-                    state,
-                    created_at,
-                    due_at,
-                    overdue,
-                    closed_by,
-                    desk,
-                    title,
-                )| {
-                    (
-                        TaskRow {
-                            instance,
-                            seq,
-                            step,
-                            role,
-                            assignee,
-                            state,
-                            created_at,
-                            due_at,
-                            overdue: overdue != 0,
-                            closed_by,
-                        },
-                        desk.unwrap_or_default(),
-                        title.unwrap_or_default(),
-                    )
-                },
-            )
+            .map(|r| {
+                let task = TaskRow {
+                    instance: r.instance,
+                    seq: r.seq,
+                    step: r.step,
+                    role: r.role,
+                    assignee: r.assignee,
+                    state: r.state,
+                    created_at: r.created_at,
+                    due_at: r.due_at,
+                    overdue: r.overdue != 0,
+                    closed_by: r.closed_by,
+                };
+                (
+                    task,
+                    r.desk.unwrap_or_default(),
+                    r.title.unwrap_or_default(),
+                )
+            })
             .collect();
         // The same order in Rust, whatever the database's collation does with ties.
         found.sort_by(|(a, ..), (b, ..)| {
