@@ -56,9 +56,10 @@ pub(crate) struct SimulateArgs {
     /// Write to this file instead of standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Store the simulated requests that end in the database, as the engine would have
-    /// (state, history, facts), instead of reporting on them: a realistic dataset for the
-    /// indicators (bench/kpi.sh). Shipped models are deployed first if they are not.
+    /// Store the simulated requests that end in the database, as the engine would have (the
+    /// final state and the facts of the indicators; the history with --with-history),
+    /// instead of reporting on them: a realistic dataset for the indicators (bench/kpi.sh).
+    /// Shipped models are deployed first if they are not.
     #[arg(long)]
     store: bool,
     /// With --store, also the hash-chained history of each request (about 80 events a

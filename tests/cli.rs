@@ -882,3 +882,43 @@ fn every_setting_is_documented_and_accepted_by_the_configuration_file() {
         }
     }
 }
+
+#[test]
+fn simulated_requests_are_stored_as_the_engine_stores_them() {
+    let dir = tempdir("store");
+    let out = ok(&db_cmd(
+        &dir,
+        &["simulate", "--cases", "20", "--store", "--with-history"],
+    ));
+    // "stored N ended request(s) of 3 model(s) in ... s; N folded into ..."
+    let numbers: Vec<usize> = out
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let stored = numbers[0];
+    assert!(stored > 0 && stored <= 60, "{out}");
+    assert!(out.contains(&format!("; {stored} folded")), "{out}");
+    // Their histories are chained as the engine chains them.
+    let audit = ok(&db_cmd(&dir, &["audit", "verify"]));
+    assert!(
+        audit.contains(&format!("history intact: {stored} request(s)")),
+        "{audit}"
+    );
+    assert!(!audit.contains(" 0 event(s)"), "{audit}");
+    // And the indicators count each once.
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&db_cmd(&dir, &["kpi", "--format", "json"]))).unwrap();
+    let mut per_desk = std::collections::BTreeMap::new();
+    for r in &rows {
+        per_desk.insert(
+            r["desk"].as_str().unwrap().to_owned(),
+            r["requests"].as_u64().unwrap(),
+        );
+    }
+    assert_eq!(per_desk.len(), 3, "{per_desk:?}");
+    assert_eq!(
+        per_desk.values().sum::<u64>(),
+        stored as u64,
+        "{per_desk:?}"
+    );
+}
