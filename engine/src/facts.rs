@@ -23,6 +23,19 @@ use guichet_definitions::model::{KpiKind, Process, StepKind};
 use crate::clock::Timestamp;
 use crate::core::{Event, EventKind, Instance, InstanceStatus, eval};
 
+/// The columns of `step_visits`, in the order a visit's values are written.
+pub const VISIT_COLUMNS: &[&str] = &[
+    "instance",
+    "step",
+    "visit",
+    "kind",
+    "entered_at",
+    "claimed_at",
+    "left_at",
+    "due_at",
+    "outcome",
+];
+
 /// One visit of one step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Visit {

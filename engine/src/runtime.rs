@@ -14,7 +14,7 @@ use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use crate::clock::{Clock, Timestamp};
 use crate::core::{self, Command, Effect, Event, Fields, Instance, InstanceStatus, Transition};
-use crate::store::{Backend, Store};
+use crate::store::{Backend, Store, V, insert};
 
 /// Why an engine operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +150,17 @@ fn hash_hex(bytes: &[u8]) -> String {
 fn link_hash(prev: &str, instance: &str, seq: i64, body: &str) -> String {
     hash_hex(format!("{prev}\n{instance}\n{seq}\n{body}").as_bytes())
 }
+
+/// The columns of `history`, in the order an entry's values are written.
+pub(crate) const HISTORY_COLUMNS: &[&str] = &[
+    "instance",
+    "seq",
+    "at",
+    "event",
+    "body",
+    "prev_hash",
+    "hash",
+];
 
 /// One event as the history stores it: its JSON body, its name, and its link in the chain
 /// after `prev`.
@@ -531,21 +542,22 @@ impl Engine {
                 crate::links::revoke_task_links(tx, id, *task, self.now()).await?;
             }
         }
+        let mut history = Vec::with_capacity(t.events.len());
         for event in &t.events {
             seq += 1;
             let (body, name, hash) = history_entry(&head, id, seq, event)?;
-            sqlx::query("INSERT INTO history (instance, seq, at, event, body, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(id)
-                .bind(seq)
-                .bind(event.at.0)
-                .bind(&name)
-                .bind(&body)
-                .bind(&head)
-                .bind(&hash)
-                .execute(&mut **tx)
-                .await?;
-            head = hash;
+            history.push(vec![
+                V::Text(id.to_owned()),
+                V::Int(seq),
+                V::Int(event.at.0),
+                V::Text(name),
+                V::Text(body),
+                V::Text(std::mem::replace(&mut head, hash.clone())),
+                V::Text(hash),
+            ]);
         }
+        // The command's events in one statement.
+        insert(tx, "history", HISTORY_COLUMNS, history).await?;
         sqlx::query("UPDATE instances SET history_seq = $1, history_head = $2 WHERE id = $3")
             .bind(seq)
             .bind(&head)
@@ -593,31 +605,28 @@ impl Engine {
             .bind(id)
             .execute(&mut **tx)
             .await?;
-        for v in &visits {
-            sqlx::query(
-                "INSERT INTO step_visits (instance, step, visit, kind, entered_at, claimed_at, left_at, due_at, outcome) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(id)
-            .bind(&v.step)
-            .bind(i64::from(v.visit))
-            .bind(v.kind)
-            .bind(v.entered_at.0)
-            .bind(v.claimed_at.map(|t| t.0))
-            .bind(v.left_at.map(|t| t.0))
-            .bind(v.due_at.map(|t| t.0))
-            .bind(&v.outcome)
-            .execute(&mut **tx)
-            .await?;
-        }
-        for (kpi, value) in crate::facts::kpi_values(process, inst, &visits) {
-            sqlx::query("INSERT INTO kpi_facts (instance, kpi, value) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(&kpi)
-                .bind(value)
-                .execute(&mut **tx)
-                .await?;
-        }
+        let rows = visits
+            .iter()
+            .map(|v| {
+                vec![
+                    V::Text(id.to_owned()),
+                    V::Text(v.step.clone()),
+                    V::Int(i64::from(v.visit)),
+                    V::Text(v.kind.to_owned()),
+                    V::Int(v.entered_at.0),
+                    V::MaybeInt(v.claimed_at.map(|t| t.0)),
+                    V::MaybeInt(v.left_at.map(|t| t.0)),
+                    V::MaybeInt(v.due_at.map(|t| t.0)),
+                    V::MaybeText(v.outcome.clone()),
+                ]
+            })
+            .collect();
+        insert(tx, "step_visits", crate::facts::VISIT_COLUMNS, rows).await?;
+        let rows = crate::facts::kpi_values(process, inst, &visits)
+            .into_iter()
+            .map(|(kpi, value)| vec![V::Text(id.to_owned()), V::Text(kpi), V::Real(value)])
+            .collect();
+        insert(tx, "kpi_facts", &["instance", "kpi", "value"], rows).await?;
         Ok(())
     }
 

@@ -8,59 +8,9 @@
 
 use std::sync::Arc;
 
-use sqlx::{Any, Transaction};
-
-use crate::runtime::{Engine, Error, genesis, history_entry, status_str};
+use crate::runtime::{Engine, Error, HISTORY_COLUMNS, genesis, history_entry, status_str};
 use crate::sim::{EndedRequest, Scenario, simulate_into};
-
-/// A value of a row to insert.
-enum V {
-    Int(i64),
-    MaybeInt(Option<i64>),
-    Real(f64),
-    Text(String),
-    MaybeText(Option<String>),
-}
-
-/// Inserts `rows` (each `columns.len()` values) with multi-row statements.
-async fn insert(
-    tx: &mut Transaction<'static, Any>,
-    table: &str,
-    columns: &[&str],
-    rows: Vec<Vec<V>>,
-) -> Result<(), Error> {
-    const PER_STATEMENT: usize = 100;
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<Vec<V>> = rows.by_ref().take(PER_STATEMENT).collect();
-        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
-        let mut n = 0;
-        for (i, _) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let marks: Vec<String> = (0..columns.len())
-                .map(|_| {
-                    n += 1;
-                    format!("${n}")
-                })
-                .collect();
-            sql.push_str(&format!("({})", marks.join(", ")));
-        }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for v in chunk.into_iter().flatten() {
-            q = match v {
-                V::Int(x) => q.bind(x),
-                V::MaybeInt(x) => q.bind(x),
-                V::Real(x) => q.bind(x),
-                V::Text(x) => q.bind(x),
-                V::MaybeText(x) => q.bind(x),
-            };
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
-}
+use crate::store::{V, insert};
 
 /// Writes one batch of ended requests of a desk in one transaction.
 async fn write(
@@ -147,38 +97,8 @@ async fn write(
         instances,
     )
     .await?;
-    insert(
-        &mut tx,
-        "history",
-        &[
-            "instance",
-            "seq",
-            "at",
-            "event",
-            "body",
-            "prev_hash",
-            "hash",
-        ],
-        history,
-    )
-    .await?;
-    insert(
-        &mut tx,
-        "step_visits",
-        &[
-            "instance",
-            "step",
-            "visit",
-            "kind",
-            "entered_at",
-            "claimed_at",
-            "left_at",
-            "due_at",
-            "outcome",
-        ],
-        visits,
-    )
-    .await?;
+    insert(&mut tx, "history", HISTORY_COLUMNS, history).await?;
+    insert(&mut tx, "step_visits", crate::facts::VISIT_COLUMNS, visits).await?;
     insert(&mut tx, "kpi_facts", &["instance", "kpi", "value"], kpis).await?;
     insert(
         &mut tx,

@@ -252,3 +252,53 @@ pub async fn disk_ceiling(database: &str, seconds: f64) -> Result<Option<f64>, s
     remove();
     Ok(Some(rate))
 }
+
+/// A value of a row to insert.
+pub(crate) enum V {
+    Int(i64),
+    MaybeInt(Option<i64>),
+    Real(f64),
+    Text(String),
+    MaybeText(Option<String>),
+}
+
+/// Inserts `rows` (each `columns.len()` values) with multi-row statements: one statement
+/// (one hand-off to the database's thread) per hundred rows instead of one per row.
+pub(crate) async fn insert(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<V>>,
+) -> Result<(), sqlx::Error> {
+    const PER_STATEMENT: usize = 100;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<V>> = rows.by_ref().take(PER_STATEMENT).collect();
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let mut n = 0;
+        for (i, _) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let marks: Vec<String> = (0..columns.len())
+                .map(|_| {
+                    n += 1;
+                    format!("${n}")
+                })
+                .collect();
+            sql.push_str(&format!("({})", marks.join(", ")));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for v in chunk.into_iter().flatten() {
+            q = match v {
+                V::Int(x) => q.bind(x),
+                V::MaybeInt(x) => q.bind(x),
+                V::Real(x) => q.bind(x),
+                V::Text(x) => q.bind(x),
+                V::MaybeText(x) => q.bind(x),
+            };
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
