@@ -49,6 +49,24 @@ pub struct Visit {
     pub outcome: Option<String>,
 }
 
+impl Visit {
+    /// Its row of `step_visits` (`VISIT_COLUMNS`) for `instance`.
+    pub(crate) fn row(&self, instance: &str) -> Vec<crate::store::V> {
+        use crate::store::V;
+        vec![
+            V::Text(instance.to_owned()),
+            V::Text(self.step.clone()),
+            V::Int(i64::from(self.visit)),
+            V::Text(self.kind.to_owned()),
+            V::Int(self.entered_at.0),
+            V::MaybeInt(self.claimed_at.map(|t| t.0)),
+            V::MaybeInt(self.left_at.map(|t| t.0)),
+            V::MaybeInt(self.due_at.map(|t| t.0)),
+            V::MaybeText(self.outcome.clone()),
+        ]
+    }
+}
+
 /// The visits of every step, in order of entry.
 pub fn visits(p: &Process, events: &[Event], tasks_due: &BTreeMap<u32, Timestamp>) -> Vec<Visit> {
     let mut out: Vec<Visit> = Vec::new();

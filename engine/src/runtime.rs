@@ -164,7 +164,7 @@ pub(crate) const HISTORY_COLUMNS: &[&str] = &[
 
 /// One event as the history stores it: its JSON body, its name, and its link in the chain
 /// after `prev`.
-pub(crate) fn history_entry(
+fn history_entry(
     prev: &str,
     instance: &str,
     seq: i64,
@@ -178,6 +178,31 @@ pub(crate) fn history_entry(
     let hash = link_hash(prev, instance, seq, &body);
     let name = serde_json::from_str::<Tag>(&body).map_or_else(|_| String::new(), |t| t.event);
     Ok((body, name, hash))
+}
+
+/// The history rows (`HISTORY_COLUMNS`) of `events`, chained after entry `seq` whose hash
+/// is `head`; both are moved to the last entry.
+pub(crate) fn history_rows(
+    instance: &str,
+    seq: &mut i64,
+    head: &mut String,
+    events: &[core::Event],
+) -> Result<Vec<Vec<V>>, Error> {
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        *seq += 1;
+        let (body, name, hash) = history_entry(head, instance, *seq, event)?;
+        rows.push(vec![
+            V::Text(instance.to_owned()),
+            V::Int(*seq),
+            V::Int(event.at.0),
+            V::Text(name),
+            V::Text(body),
+            V::Text(std::mem::replace(head, hash.clone())),
+            V::Text(hash),
+        ]);
+    }
+    Ok(rows)
 }
 
 /// The hash the chain of an instance starts from.
@@ -542,20 +567,7 @@ impl Engine {
                 crate::links::revoke_task_links(tx, id, *task, self.now()).await?;
             }
         }
-        let mut history = Vec::with_capacity(t.events.len());
-        for event in &t.events {
-            seq += 1;
-            let (body, name, hash) = history_entry(&head, id, seq, event)?;
-            history.push(vec![
-                V::Text(id.to_owned()),
-                V::Int(seq),
-                V::Int(event.at.0),
-                V::Text(name),
-                V::Text(body),
-                V::Text(std::mem::replace(&mut head, hash.clone())),
-                V::Text(hash),
-            ]);
-        }
+        let history = history_rows(id, &mut seq, &mut head, &t.events)?;
         // The command's events in one statement.
         insert(tx, "history", HISTORY_COLUMNS, history).await?;
         sqlx::query("UPDATE instances SET history_seq = $1, history_head = $2 WHERE id = $3")
@@ -605,22 +617,7 @@ impl Engine {
             .bind(id)
             .execute(&mut **tx)
             .await?;
-        let rows = visits
-            .iter()
-            .map(|v| {
-                vec![
-                    V::Text(id.to_owned()),
-                    V::Text(v.step.clone()),
-                    V::Int(i64::from(v.visit)),
-                    V::Text(v.kind.to_owned()),
-                    V::Int(v.entered_at.0),
-                    V::MaybeInt(v.claimed_at.map(|t| t.0)),
-                    V::MaybeInt(v.left_at.map(|t| t.0)),
-                    V::MaybeInt(v.due_at.map(|t| t.0)),
-                    V::MaybeText(v.outcome.clone()),
-                ]
-            })
-            .collect();
+        let rows = visits.iter().map(|v| v.row(id)).collect();
         insert(tx, "step_visits", crate::facts::VISIT_COLUMNS, rows).await?;
         let rows = crate::facts::kpi_values(process, inst, &visits)
             .into_iter()

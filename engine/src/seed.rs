@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::runtime::{Engine, Error, HISTORY_COLUMNS, genesis, history_entry, status_str};
+use crate::runtime::{Engine, Error, HISTORY_COLUMNS, genesis, history_rows, status_str};
 use crate::sim::{EndedRequest, Scenario, simulate_into};
 use crate::store::{V, insert};
 
@@ -27,18 +27,8 @@ async fn write(
         let id = format!("{desk}-{}", r.id);
         let mut head = genesis(&id);
         let mut seq = 0i64;
-        for e in r.events.iter().filter(|_| with_history) {
-            seq += 1;
-            let (body, name, link) = history_entry(&head, &id, seq, e)?;
-            history.push(vec![
-                V::Text(id.clone()),
-                V::Int(seq),
-                V::Int(e.at.0),
-                V::Text(name),
-                V::Text(body),
-                V::Text(std::mem::replace(&mut head, link.clone())),
-                V::Text(link),
-            ]);
+        if with_history {
+            history.extend(history_rows(&id, &mut seq, &mut head, &r.events)?);
         }
         let (status, result) = status_str(r.instance.status);
         instances.push(vec![
@@ -55,19 +45,7 @@ async fn write(
             V::Int(seq),
             V::Text(head),
         ]);
-        for v in r.visits {
-            visits.push(vec![
-                V::Text(id.clone()),
-                V::Text(v.step),
-                V::Int(i64::from(v.visit)),
-                V::Text(v.kind.to_owned()),
-                V::Int(v.entered_at.0),
-                V::MaybeInt(v.claimed_at.map(|t| t.0)),
-                V::MaybeInt(v.left_at.map(|t| t.0)),
-                V::MaybeInt(v.due_at.map(|t| t.0)),
-                V::MaybeText(v.outcome),
-            ]);
-        }
+        visits.extend(r.visits.iter().map(|v| v.row(&id)));
         for (k, x) in r.kpis {
             kpis.push(vec![V::Text(id.clone()), V::Text(k), V::Real(x)]);
         }
