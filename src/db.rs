@@ -666,19 +666,14 @@ pub(crate) async fn bench(
     api: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
     // The desk must be deployed; the shipped models are deployed on demand.
-    if let Some((_, source)) = models::ALL
-        .iter()
-        .find(|(f, _)| f.trim_end_matches(".kdl") == desk)
-    {
+    if let Some(source) = models::source(&desk) {
         e.deploy(source).await?;
     }
     let ids = e.instance_ids(&desk, None).await?;
     let process = match ids.first() {
         Some(id) => e.process_of(id).await?,
         None => {
-            let (_, source) = models::ALL
-                .iter()
-                .find(|(f, _)| f.trim_end_matches(".kdl") == desk)
+            let source = models::source(&desk)
                 .with_context(|| format!("no shipped desk named `{desk}`; deploy it first"))?;
             std::sync::Arc::new(
                 guichet_definitions::load(source)

@@ -77,12 +77,6 @@ impl SimulateArgs {
 
 /// The models to simulate, by file or shipped name.
 fn load_models(names: &[String]) -> anyhow::Result<Vec<definitions::Process>> {
-    let shipped = |name: &str| {
-        definitions::models::ALL
-            .iter()
-            .find(|(file, _)| file.strip_suffix(".kdl") == Some(name))
-            .map(|(_, source)| *source)
-    };
     if names.is_empty() {
         return Ok(definitions::models::ALL
             .iter()
@@ -96,7 +90,7 @@ fn load_models(names: &[String]) -> anyhow::Result<Vec<definitions::Process>> {
             let bytes =
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             (name.clone(), String::from_utf8_lossy(&bytes).into_owned())
-        } else if let Some(source) = shipped(name) {
+        } else if let Some(source) = definitions::models::source(name) {
             (name.clone(), source.to_owned())
         } else {
             let shipped: Vec<&str> = definitions::models::ALL
@@ -227,10 +221,7 @@ async fn store(
     let mut names = Vec::new();
     for p in models {
         if !deployed.contains_key(&p.name) {
-            let Some((_, source)) = definitions::models::ALL
-                .iter()
-                .find(|(file, _)| file.strip_suffix(".kdl") == Some(p.name.as_str()))
-            else {
+            let Some(source) = definitions::models::source(p.name.as_str()) else {
                 bail!(
                     "`{}` is not deployed: deploy it first (guichet deploy FILE)",
                     p.name

@@ -268,11 +268,7 @@ impl Cluster {
         let sink = smtp_sink::Sink::start("127.0.0.1:0", &[]).await;
         // Accounts and API tokens before the nodes start.
         let engine = Engine::open(&url, Arc::new(SystemClock)).await.unwrap();
-        let source = guichet_definitions::models::ALL
-            .iter()
-            .find(|(f, _)| *f == "interne-decentralise.kdl")
-            .unwrap()
-            .1;
+        let source = guichet_definitions::models::source("interne-decentralise").unwrap();
         engine.deploy(source).await.unwrap();
         let process = guichet_definitions::load(source).process.unwrap();
         let mut tokens = BTreeMap::new();

@@ -72,11 +72,7 @@ fn dispatcher(engine: Arc<Engine>, transport: Transport) -> Dispatcher {
 }
 
 fn model(name: &str) -> &'static str {
-    guichet_definitions::models::ALL
-        .iter()
-        .find(|(f, _)| f.trim_end_matches(".kdl") == name)
-        .unwrap()
-        .1
+    guichet_definitions::models::source(name).unwrap()
 }
 
 fn intake() -> Fields {

@@ -98,11 +98,7 @@ async fn setup(provider_url: &str) -> (Arc<Engine>, Arc<ManualClock>, Webhooks) 
             .await
             .unwrap(),
     );
-    let source = guichet_definitions::models::ALL
-        .iter()
-        .find(|(f, _)| *f == "externe.kdl")
-        .unwrap()
-        .1;
+    let source = guichet_definitions::models::source("externe").unwrap();
     e.deploy(source).await.unwrap();
     let hooks = Webhooks {
         engine: e.clone(),

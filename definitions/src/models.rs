@@ -13,3 +13,11 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     ("externe.kdl", include_str!("../models/externe.kdl")),
 ];
+
+/// The source of the shipped model named `name` (its file name without `.kdl`, which is also
+/// its process name), if there is one.
+pub fn source(name: &str) -> Option<&'static str> {
+    ALL.iter()
+        .find(|(file, _)| file.strip_suffix(".kdl") == Some(name))
+        .map(|(_, source)| *source)
+}

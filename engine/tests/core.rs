@@ -16,10 +16,7 @@ use serde_json::json;
 const DAY: i64 = 86_400_000;
 
 fn model(name: &str) -> Process {
-    let (_, src) = guichet_definitions::models::ALL
-        .iter()
-        .find(|(f, _)| f.trim_end_matches(".kdl") == name)
-        .unwrap();
+    let src = guichet_definitions::models::source(name).unwrap();
     guichet_definitions::load(src).process.unwrap()
 }
 

@@ -33,11 +33,7 @@ async fn engine() -> (Engine, Arc<ManualClock>) {
     let e = Engine::open(&format!("sqlite://{}", path.display()), clock.clone())
         .await
         .unwrap();
-    let source = guichet_definitions::models::ALL
-        .iter()
-        .find(|(f, _)| *f == "interne-decentralise.kdl")
-        .unwrap()
-        .1;
+    let source = guichet_definitions::models::source("interne-decentralise").unwrap();
     e.deploy(source).await.unwrap();
     (e, clock)
 }
@@ -368,11 +364,7 @@ async fn comparison_by_version() {
         },
     )
     .await;
-    let source = guichet_definitions::models::ALL
-        .iter()
-        .find(|(f, _)| *f == "interne-decentralise.kdl")
-        .unwrap()
-        .1;
+    let source = guichet_definitions::models::source("interne-decentralise").unwrap();
     let v2 = source.replace(
         "process \"interne-decentralise\" version=1",
         "process \"interne-decentralise\" version=2",

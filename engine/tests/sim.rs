@@ -192,10 +192,7 @@ fn a_working_calendar_spreads_work_over_open_hours() {
 
 #[test]
 fn simulated_requests_have_the_indicators_of_recorded_ones() {
-    let (_, source) = guichet_definitions::models::ALL
-        .iter()
-        .find(|(f, _)| *f == "interne-decentralise.kdl")
-        .unwrap();
+    let source = guichet_definitions::models::source("interne-decentralise").unwrap();
     let p = guichet_definitions::load(source).process.unwrap();
     let sc = Scenario {
         interarrival: Dist::Fixed(1.0),
@@ -391,10 +388,7 @@ fn sponsors_who_never_answer_are_withdrawn_by_the_timeout() {
     // Model (a): the review asks for more information half of the time; the sponsor answers
     // with probability q, else the wait's 30-day timeout withdraws the request. Withdrawn
     // share: sum over k of (0.5 (1 - q)) (0.5 q)^k = 0.5 (1 - q) / (1 - 0.5 q).
-    let (_, source) = guichet_definitions::models::ALL
-        .iter()
-        .find(|(f, _)| *f == "interne-decentralise.kdl")
-        .unwrap();
+    let source = guichet_definitions::models::source("interne-decentralise").unwrap();
     let p = guichet_definitions::load(source).process.unwrap();
     let refs = [&p];
     for (q, expected) in [(0.0, 0.5), (0.5, 1.0 / 3.0), (1.0, 0.0)] {

@@ -60,11 +60,7 @@ async fn engine(backend: &str) -> (Engine, Arc<ManualClock>) {
 }
 
 fn model(name: &str) -> &'static str {
-    guichet_definitions::models::ALL
-        .iter()
-        .find(|(f, _)| f.trim_end_matches(".kdl") == name)
-        .unwrap()
-        .1
+    guichet_definitions::models::source(name).unwrap()
 }
 
 fn fields(v: serde_json::Value) -> Fields {

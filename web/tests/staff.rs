@@ -41,11 +41,7 @@ async fn site() -> Site {
             .await
             .unwrap(),
     );
-    let source = guichet_definitions::models::ALL
-        .iter()
-        .find(|(f, _)| *f == "interne-decentralise.kdl")
-        .unwrap()
-        .1;
+    let source = guichet_definitions::models::source("interne-decentralise").unwrap();
     engine.deploy(source).await.unwrap();
     // A member of the desk's data unit, and a jurist.
     engine
@@ -512,11 +508,7 @@ async fn administrators_deploy_watch_the_indicators_and_retry_dead_letters() {
     let home = call(&site.app, "GET", "/admin", Some(&admin), None).await;
     assert!(home.body.contains("interne-decentralise"));
     let token = csrf(&home.body);
-    let source = guichet_definitions::models::ALL
-        .iter()
-        .find(|(f, _)| *f == "interne-decentralise.kdl")
-        .unwrap()
-        .1;
+    let source = guichet_definitions::models::source("interne-decentralise").unwrap();
     let broken = source.replace(
         "role=\"juriste\" due=\"P15D\"",
         "role=\"juristes\" due=\"P15D\"",
