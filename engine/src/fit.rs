@@ -96,7 +96,7 @@ impl Engine {
                 .ok_or_else(|| Error::NotFound(format!("desk {desk} revision {revision}")))?
                 .try_get(0)?;
         let mut conn = self.store().pool.acquire().await?;
-        let p = self.process(&mut conn, &hash).await?;
+        let p = self.process(&mut *conn, &hash).await?;
         drop(conn);
         let starts: Vec<i64> = sqlx::query(
             "SELECT started_at FROM instances WHERE definition = $1 ORDER BY started_at",
@@ -200,7 +200,7 @@ impl Engine {
             let state: String = r.try_get(2)?;
             let inst: Instance = serde_json::from_str(&state)
                 .map_err(|e| Error::Corrupt(format!("instance state: {e}")))?;
-            out.push((r.try_get(0)?, self.process(&mut conn, &hash).await?, inst));
+            out.push((r.try_get(0)?, self.process(&mut *conn, &hash).await?, inst));
         }
         Ok(out)
     }

@@ -152,7 +152,7 @@ impl Engine {
         for r in rows {
             let name: String = r.try_get(0)?;
             let hash: String = r.try_get(1)?;
-            out.insert(name, self.process(&mut conn, &hash).await?);
+            out.insert(name, self.process(&mut *conn, &hash).await?);
         }
         Ok(out)
     }

@@ -13,6 +13,7 @@ pub mod calendar;
 pub mod charts;
 pub mod clock;
 pub mod core;
+pub(crate) mod db;
 pub mod digest;
 pub mod drive;
 pub mod export;
@@ -30,6 +31,7 @@ pub mod sim;
 pub mod store;
 pub mod tally;
 pub mod users;
+pub(crate) mod writer;
 
 pub use runtime::{Engine, Error};
 

@@ -332,19 +332,22 @@ impl Engine {
 
 /// Revokes every live link of a task (it was completed or reassigned), inside the caller's
 /// transaction.
-pub(crate) async fn revoke_task_links(
-    conn: &mut sqlx::AnyConnection,
+pub(crate) async fn revoke_task_links<D: crate::db::Db>(
+    db: &mut D,
     instance: &str,
     task: u32,
     now: Timestamp,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE links SET revoked_at = $1 WHERE instance = $2 AND task = $3 AND revoked_at IS NULL",
+) -> Result<(), Error> {
+    use crate::db::V;
+    db.exec(
+        "UPDATE links SET revoked_at = $1 WHERE instance = $2 AND task = $3 AND revoked_at IS NULL"
+            .into(),
+        &[
+            V::Int(now.0),
+            V::Text(instance.to_owned()),
+            V::Int(i64::from(task)),
+        ],
     )
-    .bind(now.0)
-    .bind(instance)
-    .bind(i64::from(task))
-    .execute(conn)
     .await?;
     Ok(())
 }

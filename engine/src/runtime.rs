@@ -10,11 +10,12 @@ use guichet_definitions::model::{EndResult, Process};
 use guichet_definitions::{Diagnostic, load};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::Row as _;
 
 use crate::clock::{Clock, Timestamp};
 use crate::core::{self, Command, Effect, Event, Fields, Instance, InstanceStatus, Transition};
-use crate::store::{Backend, Store, V, insert};
+use crate::db::{Db, V, insert};
+use crate::store::{Backend, Store};
 
 /// Why an engine operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,9 @@ pub enum Error {
     Definition(Vec<Diagnostic>),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The SQLite writer thread's connection failed (or the thread stopped).
+    #[error("database: {0}")]
+    Sqlite(String),
     /// Writing an export failed.
     #[error("cannot write: {0}")]
     Io(#[from] std::io::Error),
@@ -117,8 +121,7 @@ pub struct AuditReport {
 /// The engine: a store, a clock, and the compiled definitions it has seen.
 pub struct Engine {
     store: Store,
-    clock: Arc<dyn Clock>,
-    processes: RwLock<HashMap<String, Arc<Process>>>,
+    ctx: Ctx,
     /// The latest revision of each desk, read at most once per [`DESKS_TTL`] (every page
     /// needs it for the roles of the person); a deploy through this engine refreshes it.
     pub(crate) desks: RwLock<Option<(std::time::Instant, crate::kpi::Desks)>>,
@@ -222,12 +225,43 @@ fn corrupt(e: impl std::fmt::Display) -> Error {
     Error::Corrupt(e.to_string())
 }
 
+/// What a command's transaction needs besides its connection: the clock, the compiled
+/// definitions, the backend. Cheap to clone, so that the SQLite writer thread can own one.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    clock: Arc<dyn Clock>,
+    processes: Arc<RwLock<HashMap<String, Arc<Process>>>>,
+    backend: Backend,
+}
+
+/// Runs a command's transaction, written once against [`Db`]: on the SQLite writer thread
+/// (group commit) when there is one, else in a sqlx transaction taken at this process's
+/// write turn. `$db` is the connection inside `$body`; the body's captures must be owned.
+macro_rules! in_write {
+    ($engine:expr, |$db:ident| $body:expr) => {
+        match &$engine.store.writer {
+            Some(writer) => writer.write(move |$db| crate::writer::ready($body)).await,
+            None => {
+                let (_turn, mut tx) = $engine.store.begin_write().await?;
+                let $db = &mut *tx;
+                let r = $body.await?;
+                tx.commit().await?;
+                Ok(r)
+            }
+        }
+    };
+}
+
 impl Engine {
     pub async fn open(url: &str, clock: Arc<dyn Clock>) -> Result<Engine, Error> {
+        let store = Store::open(url).await?;
         Ok(Engine {
-            store: Store::open(url).await?,
-            clock,
-            processes: RwLock::new(HashMap::new()),
+            ctx: Ctx {
+                clock,
+                processes: Arc::default(),
+                backend: store.backend,
+            },
+            store,
             desks: RwLock::new(None),
             link_secret: std::sync::OnceLock::new(),
         })
@@ -238,7 +272,7 @@ impl Engine {
     }
 
     pub fn now(&self) -> Timestamp {
-        self.clock.now()
+        self.ctx.clock.now()
     }
 
     /// Deploys a definition: checked, stored by content hash, a new revision of its name if the
@@ -286,7 +320,8 @@ impl Engine {
             hash: hash.clone(),
             new,
         };
-        self.processes
+        self.ctx
+            .processes
             .write()
             .map_err(corrupt)?
             .insert(hash, Arc::new(process));
@@ -297,20 +332,45 @@ impl Engine {
     }
 
     /// The compiled process of a deployed definition (cached).
-    pub(crate) async fn process(
+    pub(crate) async fn process<D: Db>(
         &self,
-        conn: &mut AnyConnection,
+        db: &mut D,
         hash: &str,
     ) -> Result<Arc<Process>, Error> {
+        self.ctx.process(db, hash).await
+    }
+
+    /// Starts a request on the latest revision of the named desk.
+    pub async fn start(&self, name: &str, fields: &Fields) -> Result<String, Error> {
+        let (ctx, name, fields) = (self.ctx.clone(), name.to_owned(), fields.clone());
+        in_write!(self, |db| ctx.start(db, &name, &fields))
+    }
+
+    /// Applies a command to a request, in one transaction.
+    pub async fn execute(&self, id: &str, command: Command) -> Result<Instance, Error> {
+        let (ctx, id) = (self.ctx.clone(), id.to_owned());
+        in_write!(self, |db| ctx.execute(db, &id, command))
+    }
+}
+
+impl Ctx {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The compiled process of a deployed definition (cached).
+    async fn process<D: Db>(&self, db: &mut D, hash: &str) -> Result<Arc<Process>, Error> {
         if let Some(p) = self.processes.read().map_err(corrupt)?.get(hash) {
             return Ok(p.clone());
         }
-        let source: String = sqlx::query("SELECT source FROM definitions WHERE hash = $1")
-            .bind(hash)
-            .fetch_optional(&mut *conn)
+        let source = db
+            .row(
+                "SELECT source FROM definitions WHERE hash = $1".into(),
+                &[V::Text(hash.to_owned())],
+            )
             .await?
             .ok_or_else(|| Error::NotFound(format!("definition {hash}")))?
-            .try_get(0)?;
+            .text(0)?;
         let process = load(&source)
             .process
             .ok_or_else(|| Error::Corrupt(format!("stored definition {hash} no longer checks")))?;
@@ -322,19 +382,18 @@ impl Engine {
         Ok(process)
     }
 
-    /// Starts a request on the latest revision of the named desk.
-    pub async fn start(&self, name: &str, fields: &Fields) -> Result<String, Error> {
+    async fn start<D: Db>(&self, db: &mut D, name: &str, fields: &Fields) -> Result<String, Error> {
         let now = self.now();
-        let (_turn, mut tx) = self.store.begin_write().await?;
-        let hash: String = sqlx::query(
-            "SELECT hash FROM definitions WHERE name = $1 ORDER BY revision DESC LIMIT 1",
-        )
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no desk named `{name}` is deployed")))?
-        .try_get(0)?;
-        let process = self.process(&mut tx, &hash).await?;
+        let hash = db
+            .row(
+                "SELECT hash FROM definitions WHERE name = $1 ORDER BY revision DESC LIMIT 1"
+                    .into(),
+                &[V::Text(name.to_owned())],
+            )
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no desk named `{name}` is deployed")))?
+            .text(0)?;
+        let process = self.process(db, &hash).await?;
         let (inst, transition) = core::start(&process, fields, now)?;
         let id = uuid::Uuid::now_v7().to_string();
         let title = fields
@@ -345,52 +404,63 @@ impl Engine {
             .to_owned();
         let (status, result) = status_str(inst.status);
         let state = serde_json::to_string(&inst).map_err(corrupt)?;
-        sqlx::query(
+        let head = genesis(&id);
+        db.exec(
             "INSERT INTO instances (id, definition, name, title, status, result, state, row_version, started_at, ended_at, history_seq, history_head) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, 0, $10)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, 0, $10)"
+.into(),
+            &[
+                V::Text(id.clone()),
+                V::Text(hash),
+                V::Text(name.to_owned()),
+                V::Text(title),
+                V::Text(status.to_owned()),
+                V::MaybeText(result.map(str::to_owned)),
+                V::Text(state),
+                V::Int(now.0),
+                V::MaybeInt(inst.ended_at.map(|t| t.0)),
+                V::Text(head.clone()),
+            ],
         )
-        .bind(&id)
-        .bind(&hash)
-        .bind(name)
-        .bind(&title)
-        .bind(status)
-        .bind(result)
-        .bind(&state)
-        .bind(now.0)
-        .bind(inst.ended_at.map(|t| t.0))
-        .bind(genesis(&id))
-        .execute(&mut *tx)
         .await?;
-        let (seq, head) = (0, genesis(&id));
-        for (field, value) in crate::facts::intake_fields(&process, &inst) {
-            sqlx::query("INSERT INTO instance_fields (instance, field, value) VALUES ($1, $2, $3)")
-                .bind(&id)
-                .bind(&field)
-                .bind(&value)
-                .execute(&mut *tx)
-                .await?;
-        }
-        self.apply(&mut tx, &id, &process, None, &transition, &inst, seq, head)
+        let fields = crate::facts::intake_fields(&process, &inst)
+            .into_iter()
+            .map(|(field, value)| vec![V::Text(id.clone()), V::Text(field), V::Text(value)])
+            .collect();
+        insert(
+            db,
+            "instance_fields",
+            &["instance", "field", "value"],
+            fields,
+        )
+        .await?;
+        self.apply(db, &id, &process, None, &transition, &inst, 0, head)
             .await?;
-        tx.commit().await?;
         Ok(id)
     }
 
-    /// Applies a command to a request, in one transaction.
-    pub async fn execute(&self, id: &str, command: Command) -> Result<Instance, Error> {
+    async fn execute<D: Db>(
+        &self,
+        db: &mut D,
+        id: &str,
+        command: Command,
+    ) -> Result<Instance, Error> {
         let now = self.now();
-        let (_turn, mut tx) = self.store.begin_write().await?;
-        let row = sqlx::query(self.store.backend.load_instance())
-            .bind(id)
-            .fetch_optional(&mut *tx)
+        let row = db
+            .row(
+                self.backend.load_instance().into(),
+                &[V::Text(id.to_owned())],
+            )
             .await?
             .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
-        let hash: String = row.try_get(0)?;
-        let state: String = row.try_get(1)?;
-        let row_version: i64 = row.try_get(2)?;
-        let seq: i64 = row.try_get(3)?;
-        let head: String = row.try_get(4)?;
-        let process = self.process(&mut tx, &hash).await?;
+        let (hash, state, row_version, seq, head) = (
+            row.text(0)?,
+            row.text(1)?,
+            row.int(2)?,
+            row.int(3)?,
+            row.text(4)?,
+        );
+        let process = self.process(db, &hash).await?;
         let inst: Instance = serde_json::from_str(&state).map_err(corrupt)?;
         let fired = match &command {
             Command::FireTimer { timer } => Some(*timer),
@@ -407,19 +477,18 @@ impl Engine {
             Ok(r) => r,
             Err(core::Error::UnknownTask(task)) if task_of_command.is_some() => {
                 // Say who got there first, if the task was closed meanwhile.
-                let closed = sqlx::query(
-                    "SELECT state, closed_by FROM tasks WHERE instance = $1 AND seq = $2",
-                )
-                .bind(id)
-                .bind(i64::from(task))
-                .fetch_optional(&mut *tx)
-                .await?;
+                let closed = db
+                    .row(
+                        "SELECT state, closed_by FROM tasks WHERE instance = $1 AND seq = $2"
+                            .into(),
+                        &[V::Text(id.to_owned()), V::Int(i64::from(task))],
+                    )
+                    .await?;
                 return Err(match closed {
                     Some(r) => Error::Conflict(format!(
                         "task {task} is already {} (by {})",
-                        r.try_get::<String, _>(0)?,
-                        r.try_get::<Option<String>, _>(1)?
-                            .unwrap_or_else(|| "the system".to_owned())
+                        r.text(0)?,
+                        r.opt_text(1)?.unwrap_or_else(|| "the system".to_owned())
                     )),
                     None => Error::Refused(core::Error::UnknownTask(task)),
                 });
@@ -428,42 +497,44 @@ impl Engine {
         };
         let (status, result) = status_str(inst.status);
         let state = serde_json::to_string(&inst).map_err(corrupt)?;
-        let updated = sqlx::query(
-            "UPDATE instances SET state = $1, status = $2, result = $3, ended_at = $4, row_version = row_version + 1 \
-             WHERE id = $5 AND row_version = $6",
-        )
-        .bind(&state)
-        .bind(status)
-        .bind(result)
-        .bind(inst.ended_at.map(|t| t.0))
-        .bind(id)
-        .bind(row_version)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
+        let updated = db
+            .exec(
+                "UPDATE instances SET state = $1, status = $2, result = $3, ended_at = $4, row_version = row_version + 1 \
+                 WHERE id = $5 AND row_version = $6"
+.into(),
+                &[
+                    V::Text(state),
+                    V::Text(status.to_owned()),
+                    V::MaybeText(result.map(str::to_owned)),
+                    V::MaybeInt(inst.ended_at.map(|t| t.0)),
+                    V::Text(id.to_owned()),
+                    V::Int(row_version),
+                ],
+            )
+            .await?;
+        if updated != 1 {
             return Err(Error::Conflict(format!(
                 "request {id} changed meanwhile; try again"
             )));
         }
         if let Some(timer) = fired {
-            sqlx::query("DELETE FROM timers WHERE instance = $1 AND seq = $2")
-                .bind(id)
-                .bind(i64::from(timer))
-                .execute(&mut *tx)
-                .await?;
+            db.exec(
+                "DELETE FROM timers WHERE instance = $1 AND seq = $2".into(),
+                &[V::Text(id.to_owned()), V::Int(i64::from(timer))],
+            )
+            .await?;
         }
         let actor = transition.events.first().map(|e| e.actor.clone());
-        self.apply(&mut tx, id, &process, actor, &transition, &inst, seq, head)
+        self.apply(db, id, &process, actor, &transition, &inst, seq, head)
             .await?;
-        tx.commit().await?;
         Ok(inst)
     }
 
     /// Writes a transition's effects and history. `seq`/`head` are the history tip before it.
     #[allow(clippy::too_many_arguments)]
-    async fn apply(
+    async fn apply<D: Db>(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        db: &mut D,
         id: &str,
         process: &Process,
         actor: Option<core::Actor>,
@@ -472,63 +543,72 @@ impl Engine {
         mut seq: i64,
         mut head: String,
     ) -> Result<(), Error> {
-        let now = self.now().0;
+        let now = self.now();
         let by = match &actor {
             Some(core::Actor::User(u)) => Some(u.clone()),
             Some(core::Actor::Provider(p)) => Some(format!("provider:{p}")),
             Some(core::Actor::Requester) => Some("requester".to_owned()),
             _ => None,
         };
+        let text = |s: &str| V::Text(s.to_owned());
         let first_seq = seq;
         for (n, e) in t.effects.iter().enumerate() {
             match e {
                 Effect::TaskSaved(task) => {
-                    sqlx::query(
+                    db.exec(
                         "INSERT INTO tasks (instance, seq, step, role, assignee, state, created_at, due_at, overdue, desk) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                         ON CONFLICT (instance, seq) DO UPDATE SET role = $4, assignee = $5, state = $6, due_at = $8, overdue = $9",
+                         ON CONFLICT (instance, seq) DO UPDATE SET role = $4, assignee = $5, state = $6, due_at = $8, overdue = $9"
+.into(),
+                        &[
+                            text(id),
+                            V::Int(i64::from(task.seq)),
+                            text(&process.steps[task.step].id),
+                            text(&task.role),
+                            V::MaybeText(task.assignee.clone()),
+                            text(task_state(task.state)),
+                            V::Int(task.created_at.0),
+                            V::MaybeInt(task.due_at.map(|d| d.0)),
+                            V::Int(i64::from(task.overdue)),
+                            text(&process.name),
+                        ],
                     )
-                    .bind(id)
-                    .bind(i64::from(task.seq))
-                    .bind(&process.steps[task.step].id)
-                    .bind(&task.role)
-                    .bind(&task.assignee)
-                    .bind(task_state(task.state))
-                    .bind(task.created_at.0)
-                    .bind(task.due_at.map(|d| d.0))
-                    .bind(i64::from(task.overdue))
-                    .bind(&process.name)
-                    .execute(&mut **tx)
                     .await?;
                 }
                 Effect::TaskClosed { task, completed } => {
-                    crate::links::revoke_task_links(tx, id, *task, self.now()).await?;
-                    sqlx::query("UPDATE tasks SET state = $1, closed_at = $2, closed_by = $3 WHERE instance = $4 AND seq = $5")
-                        .bind(if *completed { "completed" } else { "cancelled" })
-                        .bind(now)
-                        .bind(&by)
-                        .bind(id)
-                        .bind(i64::from(*task))
-                        .execute(&mut **tx)
-                        .await?;
+                    crate::links::revoke_task_links(db, id, *task, now).await?;
+                    db.exec(
+                        "UPDATE tasks SET state = $1, closed_at = $2, closed_by = $3 WHERE instance = $4 AND seq = $5"
+.into(),
+                        &[
+                            text(if *completed { "completed" } else { "cancelled" }),
+                            V::Int(now.0),
+                            V::MaybeText(by.clone()),
+                            text(id),
+                            V::Int(i64::from(*task)),
+                        ],
+                    )
+                    .await?;
                 }
                 Effect::TimerScheduled(timer) => {
-                    sqlx::query(
-                        "INSERT INTO timers (instance, seq, due_at, kind) VALUES ($1, $2, $3, $4)",
+                    db.exec(
+                        "INSERT INTO timers (instance, seq, due_at, kind) VALUES ($1, $2, $3, $4)"
+                            .into(),
+                        &[
+                            text(id),
+                            V::Int(i64::from(timer.seq)),
+                            V::Int(timer.due_at.0),
+                            V::Text(serde_json::to_string(&timer.kind).map_err(corrupt)?),
+                        ],
                     )
-                    .bind(id)
-                    .bind(i64::from(timer.seq))
-                    .bind(timer.due_at.0)
-                    .bind(serde_json::to_string(&timer.kind).map_err(corrupt)?)
-                    .execute(&mut **tx)
                     .await?;
                 }
                 Effect::TimerCancelled { timer } => {
-                    sqlx::query("DELETE FROM timers WHERE instance = $1 AND seq = $2")
-                        .bind(id)
-                        .bind(i64::from(*timer))
-                        .execute(&mut **tx)
-                        .await?;
+                    db.exec(
+                        "DELETE FROM timers WHERE instance = $1 AND seq = $2".into(),
+                        &[text(id), V::Int(i64::from(*timer))],
+                    )
+                    .await?;
                 }
                 Effect::Email { .. } | Effect::CallProvider { .. } => {
                     // A stable id: the request, the history position of the command, and the
@@ -540,20 +620,22 @@ impl Engine {
                         "webhook"
                     };
                     let provider = match e {
-                        Effect::CallProvider { provider, .. } => Some(provider.as_str()),
+                        Effect::CallProvider { provider, .. } => Some(provider.clone()),
                         _ => None,
                     };
-                    sqlx::query(
+                    db.exec(
                         "INSERT INTO outbox (id, instance, kind, payload, state, attempts, next_attempt_at, created_at, provider) \
-                         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $6)",
+                         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $6)"
+.into(),
+                        &[
+                            V::Text(outbox_id),
+                            text(id),
+                            text(kind),
+                            V::Text(serde_json::to_string(e).map_err(corrupt)?),
+                            V::Int(now.0),
+                            V::MaybeText(provider),
+                        ],
                     )
-                    .bind(&outbox_id)
-                    .bind(id)
-                    .bind(kind)
-                    .bind(serde_json::to_string(e).map_err(corrupt)?)
-                    .bind(now)
-                    .bind(provider)
-                    .execute(&mut **tx)
                     .await?;
                 }
                 Effect::Finished => {}
@@ -564,69 +646,74 @@ impl Engine {
             if let core::EventKind::TaskDelegated { task, .. }
             | core::EventKind::TaskEscalated { task, .. } = &event.kind
             {
-                crate::links::revoke_task_links(tx, id, *task, self.now()).await?;
+                crate::links::revoke_task_links(db, id, *task, now).await?;
             }
         }
         let history = history_rows(id, &mut seq, &mut head, &t.events)?;
         // The command's events in one statement.
-        insert(tx, "history", HISTORY_COLUMNS, history).await?;
-        sqlx::query("UPDATE instances SET history_seq = $1, history_head = $2 WHERE id = $3")
-            .bind(seq)
-            .bind(&head)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
+        insert(db, "history", HISTORY_COLUMNS, history).await?;
+        db.exec(
+            "UPDATE instances SET history_seq = $1, history_head = $2 WHERE id = $3".into(),
+            &[V::Int(seq), V::Text(head), text(id)],
+        )
+        .await?;
         if t.effects.iter().any(|e| matches!(e, Effect::Finished)) {
-            self.record_facts(tx, id, process, inst).await?;
+            self.record_facts(db, id, process, inst).await?;
         }
         Ok(())
     }
 
     /// Derives and stores the facts of an ended request (its step visits and indicator
     /// values), from its whole history, in the transaction that ends it.
-    async fn record_facts(
+    async fn record_facts<D: Db>(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        db: &mut D,
         id: &str,
         process: &Process,
         inst: &Instance,
     ) -> Result<(), Error> {
-        let rows = sqlx::query("SELECT body FROM history WHERE instance = $1 ORDER BY seq")
-            .bind(id)
-            .fetch_all(&mut **tx)
-            .await?;
-        let events = rows
+        let key = [V::Text(id.to_owned())];
+        let events = db
+            .rows(
+                "SELECT body FROM history WHERE instance = $1 ORDER BY seq".into(),
+                &key,
+            )
+            .await?
             .iter()
-            .map(|r| serde_json::from_str::<Event>(&r.try_get::<String, _>(0)?).map_err(corrupt))
+            .map(|r| serde_json::from_str::<Event>(&r.text(0)?).map_err(corrupt))
             .collect::<Result<Vec<_>, Error>>()?;
-        let due =
-            sqlx::query("SELECT seq, due_at FROM tasks WHERE instance = $1 AND due_at IS NOT NULL")
-                .bind(id)
-                .fetch_all(&mut **tx)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok((
-                        u32::try_from(r.try_get::<i64, _>(0)?).map_err(corrupt)?,
-                        Timestamp(r.try_get(1)?),
-                    ))
-                })
-                .collect::<Result<std::collections::BTreeMap<_, _>, Error>>()?;
+        let due = db
+            .rows(
+                "SELECT seq, due_at FROM tasks WHERE instance = $1 AND due_at IS NOT NULL".into(),
+                &key,
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    u32::try_from(r.int(0)?).map_err(corrupt)?,
+                    Timestamp(r.int(1)?),
+                ))
+            })
+            .collect::<Result<std::collections::BTreeMap<_, _>, Error>>()?;
         let visits = crate::facts::visits(process, &events, &due);
-        sqlx::query("INSERT INTO kpi_pending (instance) VALUES ($1)")
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
+        db.exec(
+            "INSERT INTO kpi_pending (instance) VALUES ($1)".into(),
+            &key,
+        )
+        .await?;
         let rows = visits.iter().map(|v| v.row(id)).collect();
-        insert(tx, "step_visits", crate::facts::VISIT_COLUMNS, rows).await?;
+        insert(db, "step_visits", crate::facts::VISIT_COLUMNS, rows).await?;
         let rows = crate::facts::kpi_values(process, inst, &visits)
             .into_iter()
             .map(|(kpi, value)| vec![V::Text(id.to_owned()), V::Text(kpi), V::Real(value)])
             .collect();
-        insert(tx, "kpi_facts", &["instance", "kpi", "value"], rows).await?;
+        insert(db, "kpi_facts", &["instance", "kpi", "value"], rows).await?;
         Ok(())
     }
+}
 
+impl Engine {
     /// Fires every timer due now, each in its own transaction; returns how many fired.
     pub async fn fire_due_timers(&self, limit: i64) -> Result<usize, Error> {
         let now = self.now();
@@ -688,7 +775,7 @@ impl Engine {
             .await?
             .ok_or_else(|| Error::NotFound(format!("request {id}")))?
             .try_get(0)?;
-        self.process(&mut conn, &hash).await
+        self.process(&mut *conn, &hash).await
     }
 
     /// Tasks, open ones first by due date; `open_only` hides closed ones.

@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
+use crate::db::{V, insert};
 use crate::runtime::{Engine, Error, HISTORY_COLUMNS, genesis, history_rows, status_str};
 use crate::sim::{EndedRequest, Scenario, simulate_into};
-use crate::store::{V, insert};
 
 /// Writes one batch of ended requests of a desk in one transaction.
 async fn write(
@@ -56,7 +56,7 @@ async fn write(
     }
     let (_turn, mut tx) = engine.store().begin_write().await?;
     insert(
-        &mut tx,
+        &mut *tx,
         "instances",
         &[
             "id",
@@ -75,17 +75,17 @@ async fn write(
         instances,
     )
     .await?;
-    insert(&mut tx, "history", HISTORY_COLUMNS, history).await?;
-    insert(&mut tx, "step_visits", crate::facts::VISIT_COLUMNS, visits).await?;
-    insert(&mut tx, "kpi_facts", &["instance", "kpi", "value"], kpis).await?;
+    insert(&mut *tx, "history", HISTORY_COLUMNS, history).await?;
+    insert(&mut *tx, "step_visits", crate::facts::VISIT_COLUMNS, visits).await?;
+    insert(&mut *tx, "kpi_facts", &["instance", "kpi", "value"], kpis).await?;
     insert(
-        &mut tx,
+        &mut *tx,
         "instance_fields",
         &["instance", "field", "value"],
         fields,
     )
     .await?;
-    insert(&mut tx, "kpi_pending", &["instance"], pending).await?;
+    insert(&mut *tx, "kpi_pending", &["instance"], pending).await?;
     tx.commit().await?;
     Ok(())
 }

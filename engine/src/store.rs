@@ -63,6 +63,9 @@ pub struct Store {
     /// sleeps up to 100 ms between tries, which made the slowest commands wait a second).
     /// Other processes on the same file still meet the busy timeout.
     write_turn: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite on a file: the thread that runs the engine's command transactions with group
+    /// commit ([`crate::writer`]).
+    pub(crate) writer: Option<std::sync::Arc<crate::writer::Writer>>,
 }
 
 /// The schema, embedded in the binary; applied in order, each once.
@@ -168,10 +171,18 @@ impl Store {
         migrator().run(&pool).await?;
         let write_turn =
             (backend == Backend::Sqlite).then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
+        let writer = match (&write_turn, sqlite_file(&url)?) {
+            (Some(turn), Some(path)) => Some(std::sync::Arc::new(
+                crate::writer::Writer::start(&path, turn.clone())
+                    .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?,
+            )),
+            _ => None,
+        };
         Ok(Store {
             pool,
             backend,
             write_turn,
+            writer,
         })
     }
 
@@ -203,6 +214,18 @@ impl Store {
         Ok((turn, tx))
     }
 
+    /// The transactions the SQLite writer thread has committed and the commands they carried
+    /// (their ratio is the group commit's batch size); `None` without a writer thread.
+    pub fn group_commits(&self) -> Option<(u64, u64)> {
+        use std::sync::atomic::Ordering;
+        self.writer.as_ref().map(|w| {
+            (
+                w.counters.commits.load(Ordering::Relaxed),
+                w.counters.commands.load(Ordering::Relaxed),
+            )
+        })
+    }
+
     /// The pool, for tools and tests that read the tables directly.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -211,6 +234,16 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The file of a SQLite URL; `None` for an in-memory database (which another connection
+/// cannot open: it has no writer thread).
+fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, sqlx::Error> {
+    if !url.starts_with("sqlite") || url.contains(":memory:") || url.contains("mode=memory") {
+        return Ok(None);
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    Ok(Some(options.get_filename().to_owned()))
 }
 
 /// The disk's ceiling for durable commits, in commits a second: a loop of one-row
@@ -251,54 +284,4 @@ pub async fn disk_ceiling(database: &str, seconds: f64) -> Result<Option<f64>, s
     conn.close().await?;
     remove();
     Ok(Some(rate))
-}
-
-/// A value of a row to insert.
-pub(crate) enum V {
-    Int(i64),
-    MaybeInt(Option<i64>),
-    Real(f64),
-    Text(String),
-    MaybeText(Option<String>),
-}
-
-/// Inserts `rows` (each `columns.len()` values) with multi-row statements: one statement
-/// (one hand-off to the database's thread) per hundred rows instead of one per row.
-pub(crate) async fn insert(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    table: &str,
-    columns: &[&str],
-    rows: Vec<Vec<V>>,
-) -> Result<(), sqlx::Error> {
-    const PER_STATEMENT: usize = 100;
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<Vec<V>> = rows.by_ref().take(PER_STATEMENT).collect();
-        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
-        let mut n = 0;
-        for (i, _) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let marks: Vec<String> = (0..columns.len())
-                .map(|_| {
-                    n += 1;
-                    format!("${n}")
-                })
-                .collect();
-            sql.push_str(&format!("({})", marks.join(", ")));
-        }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for v in chunk.into_iter().flatten() {
-            q = match v {
-                V::Int(x) => q.bind(x),
-                V::MaybeInt(x) => q.bind(x),
-                V::Real(x) => q.bind(x),
-                V::Text(x) => q.bind(x),
-                V::MaybeText(x) => q.bind(x),
-            };
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
 }

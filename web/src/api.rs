@@ -82,7 +82,7 @@ impl From<Error> for ApiError {
                 "invalid",
                 "the definition has errors",
             ),
-            e @ (Error::Database(_) | Error::Io(_) | Error::Corrupt(_)) => {
+            e @ (Error::Database(_) | Error::Sqlite(_) | Error::Io(_) | Error::Corrupt(_)) => {
                 tracing::error!(error = %e, "api request failed");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -1,0 +1,247 @@
+//! The statements of a write transaction, over either database connection: sqlx's (PostgreSQL,
+//! and SQLite when there is no writer thread) or the SQLite writer thread's own (rusqlite, see
+//! [`crate::writer`]). The engine's command transactions are written once, against [`Db`].
+//!
+//! SQL is written with `$1` placeholders, as everywhere in the engine; on the writer's
+//! connection they become SQLite's `?1` (explicit positions: SQLite would number `$1`-style
+//! names in order of first appearance).
+
+use std::borrow::Cow;
+
+use sqlx::Row as _;
+
+use crate::runtime::Error;
+
+/// A value bound to a statement.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum V {
+    Int(i64),
+    MaybeInt(Option<i64>),
+    Real(f64),
+    Text(String),
+    MaybeText(Option<String>),
+}
+
+/// A row returned by a query, read by column position.
+#[derive(Debug)]
+pub(crate) struct Row(Vec<V>);
+
+impl Row {
+    fn get(&self, i: usize) -> Result<&V, Error> {
+        self.0
+            .get(i)
+            .ok_or_else(|| Error::Corrupt(format!("a query returned no column {i}")))
+    }
+
+    pub(crate) fn opt_int(&self, i: usize) -> Result<Option<i64>, Error> {
+        match self.get(i)? {
+            V::Int(x) | V::MaybeInt(Some(x)) => Ok(Some(*x)),
+            V::MaybeInt(None) | V::MaybeText(None) => Ok(None),
+            v => Err(Error::Corrupt(format!(
+                "column {i} is {v:?}, not an integer"
+            ))),
+        }
+    }
+
+    pub(crate) fn int(&self, i: usize) -> Result<i64, Error> {
+        self.opt_int(i)?
+            .ok_or_else(|| Error::Corrupt(format!("column {i} is null, not an integer")))
+    }
+
+    pub(crate) fn opt_text(&self, i: usize) -> Result<Option<String>, Error> {
+        match self.get(i)? {
+            V::Text(x) | V::MaybeText(Some(x)) => Ok(Some(x.clone())),
+            V::MaybeInt(None) | V::MaybeText(None) => Ok(None),
+            v => Err(Error::Corrupt(format!("column {i} is {v:?}, not text"))),
+        }
+    }
+
+    pub(crate) fn text(&self, i: usize) -> Result<String, Error> {
+        self.opt_text(i)?
+            .ok_or_else(|| Error::Corrupt(format!("column {i} is null, not text")))
+    }
+}
+
+/// A connection inside a write transaction. (No generic methods: a generic async method
+/// here makes rustc lose track of lifetimes when it checks that the callers' futures are
+/// `Send`.)
+pub(crate) trait Db {
+    /// Runs a statement; returns how many rows it changed.
+    async fn exec(&mut self, sql: Cow<'static, str>, params: &[V]) -> Result<u64, Error>;
+
+    /// Runs a query.
+    async fn rows(&mut self, sql: Cow<'static, str>, params: &[V]) -> Result<Vec<Row>, Error>;
+
+    /// The first row of a query.
+    async fn row(&mut self, sql: Cow<'static, str>, params: &[V]) -> Result<Option<Row>, Error> {
+        Ok(self.rows(sql, params).await?.into_iter().next())
+    }
+}
+
+fn bind<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    params: &[V],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for v in params {
+        q = match v {
+            V::Int(x) => q.bind(*x),
+            V::MaybeInt(x) => q.bind(*x),
+            V::Real(x) => q.bind(*x),
+            V::Text(x) => q.bind(x.clone()),
+            V::MaybeText(x) => q.bind(x.clone()),
+        };
+    }
+    q
+}
+
+/// A column of a sqlx row, as the engine stores values: integer, real or text (or null).
+fn any_value(r: &sqlx::any::AnyRow, i: usize) -> Result<V, Error> {
+    if let Ok(x) = r.try_get::<Option<i64>, _>(i) {
+        return Ok(V::MaybeInt(x));
+    }
+    if let Ok(x) = r.try_get::<Option<String>, _>(i) {
+        return Ok(V::MaybeText(x));
+    }
+    Ok(V::Real(r.try_get::<f64, _>(i)?))
+}
+
+impl Db for sqlx::AnyConnection {
+    async fn exec(&mut self, sql: Cow<'static, str>, params: &[V]) -> Result<u64, Error> {
+        let q = bind(sqlx::query(sqlx::AssertSqlSafe(sql)), params);
+        Ok(q.execute(&mut *self).await?.rows_affected())
+    }
+
+    async fn rows(&mut self, sql: Cow<'static, str>, params: &[V]) -> Result<Vec<Row>, Error> {
+        let q = bind(sqlx::query(sqlx::AssertSqlSafe(sql)), params);
+        q.fetch_all(&mut *self)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Row((0..r.len())
+                    .map(|i| any_value(r, i))
+                    .collect::<Result<_, _>>()?))
+            })
+            .collect()
+    }
+}
+
+/// The writer thread's connection, inside its transaction.
+pub(crate) struct Lite<'c> {
+    pub(crate) conn: &'c rusqlite::Connection,
+}
+
+impl std::fmt::Debug for Lite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lite")
+    }
+}
+
+/// `$1`-style placeholders as SQLite's explicit `?1`.
+fn positional(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl rusqlite::ToSql for V {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            V::Int(x) | V::MaybeInt(Some(x)) => ValueRef::Integer(*x),
+            V::Real(x) => ValueRef::Real(*x),
+            V::Text(x) | V::MaybeText(Some(x)) => ValueRef::Text(x.as_bytes()),
+            V::MaybeInt(None) | V::MaybeText(None) => ValueRef::Null,
+        }))
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        Error::Sqlite(e.to_string())
+    }
+}
+
+/// A column of a rusqlite row.
+fn lite_value(r: &rusqlite::Row<'_>, i: usize) -> Result<V, Error> {
+    use rusqlite::types::ValueRef;
+    Ok(match r.get_ref(i)? {
+        ValueRef::Null => V::MaybeInt(None),
+        ValueRef::Integer(x) => V::Int(x),
+        ValueRef::Real(x) => V::Real(x),
+        ValueRef::Text(x) => V::Text(String::from_utf8_lossy(x).into_owned()),
+        ValueRef::Blob(_) => return Err(Error::Corrupt(format!("column {i} is a blob"))),
+    })
+}
+
+impl Db for Lite<'_> {
+    async fn exec(&mut self, sql: Cow<'static, str>, params: &[V]) -> Result<u64, Error> {
+        let mut statement = self.conn.prepare_cached(&positional(&sql))?;
+        let changed = statement.execute(rusqlite::params_from_iter(params))?;
+        Ok(changed as u64)
+    }
+
+    async fn rows(&mut self, sql: Cow<'static, str>, params: &[V]) -> Result<Vec<Row>, Error> {
+        let mut statement = self.conn.prepare_cached(&positional(&sql))?;
+        let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+        let columns = rows.as_ref().map_or(0, rusqlite::Statement::column_count);
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(Row((0..columns)
+                .map(|i| lite_value(row, i))
+                .collect::<Result<_, _>>()?));
+        }
+        Ok(out)
+    }
+}
+
+/// Inserts `rows` (each `columns.len()` values) with multi-row statements: one statement per
+/// hundred rows instead of one per row.
+pub(crate) async fn insert<D: Db>(
+    db: &mut D,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<V>>,
+) -> Result<(), Error> {
+    const PER_STATEMENT: usize = 100;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<V>> = rows.by_ref().take(PER_STATEMENT).collect();
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let mut n = 0;
+        for (i, _) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let marks: Vec<String> = (0..columns.len())
+                .map(|_| {
+                    n += 1;
+                    format!("${n}")
+                })
+                .collect();
+            sql.push_str(&format!("({})", marks.join(", ")));
+        }
+        let params: Vec<V> = chunk.into_iter().flatten().collect();
+        db.exec(sql.into(), &params).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::positional;
+
+    #[test]
+    fn placeholders_become_explicit_positions() {
+        assert_eq!(
+            positional("UPDATE t SET a = $2, b = $1 WHERE c = $10 AND d = '$'"),
+            "UPDATE t SET a = ?2, b = ?1 WHERE c = ?10 AND d = '$'"
+        );
+    }
+}
