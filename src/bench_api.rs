@@ -1,7 +1,7 @@
 //! `guichet bench --api URL[,URL...]`: the benchmark's driver through the HTTP API, as a
 //! client of the desk would be, spread over one or several `guichet serve` nodes. Each
-//! request is submitted, then its open tasks are read and completed (first outcome, sample
-//! fields) until it has ended. The database is only used beforehand, to create the staff
+//! request is submitted, then its open tasks are completed one after the other (first
+//! outcome, sample fields) until it has ended; each answer says where the request stands. The database is only used beforehand, to create the staff
 //! accounts and API tokens the driver acts with.
 
 use std::collections::BTreeMap;
@@ -61,7 +61,7 @@ pub(crate) async fn tokens(e: &Engine, p: &Process) -> anyhow::Result<BTreeMap<S
     let mut out = BTreeMap::new();
     let mut password = [0u8; 16];
     getrandom::fill(&mut password).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let password: String = password.iter().map(|b| format!("{b:02x}")).collect();
+    let password = guichet_engine::hex(&password);
     for r in &p.roles {
         if let RoleSource::Members(m) = &r.source
             && let Some(who) = m.first()
@@ -87,6 +87,10 @@ pub(crate) fn drive(
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))
         .http_status_as_error(false)
+        // One kept-alive connection per driver thread and node (ureq keeps 3 per host by
+        // default: the others would reconnect for every call, as no peer's client does).
+        .max_idle_connections(concurrency.max(1) * nodes.len().max(1))
+        .max_idle_connections_per_host(concurrency.max(1))
         .build()
         .into();
     let client = Arc::new(Client { agent, nodes });
@@ -117,29 +121,33 @@ pub(crate) fn drive(
                         calls.fetch_add(1, Ordering::Relaxed);
                         anyhow::ensure!(status == 201, "submitting: {status} {created}");
                         let id = created["id"].as_str().context("no id")?.to_owned();
+                        // Where the request stands comes with each answer (the submission's,
+                        // then each completion's): no call just to read it.
+                        let mut standing = created;
                         let mut node = i;
                         loop {
                             node += 1;
-                            let (status, r) = client.call(node, &format!("/api/v1/requests/{id}?history=false"), &submitter, None)?;
-                            calls.fetch_add(1, Ordering::Relaxed);
-                            anyhow::ensure!(status == 200, "reading {id}: {status} {r}");
-                            if r["status"] != "running" {
+                            if standing.get("status").is_none() {
+                                let (status, r) = client.call(node, &format!("/api/v1/requests/{id}?history=false"), &submitter, None)?;
+                                calls.fetch_add(1, Ordering::Relaxed);
+                                anyhow::ensure!(status == 200, "reading {id}: {status} {r}");
+                                standing = r;
+                            }
+                            if standing["status"] != "running" {
                                 break;
                             }
-                            let open = r["open_tasks"].as_array().cloned().unwrap_or_default();
-                            anyhow::ensure!(!open.is_empty(), "{id} waits for something else than a task: the HTTP driver only completes tasks");
-                            for t in open {
-                                let step = p.step(t["step"].as_str().unwrap_or_default()).context("unknown step")?;
-                                let token = tokens.get(t["role"].as_str().unwrap_or_default()).context("a role without a member")?;
-                                let body = json!({
-                                    "outcome": step.outcomes().first().map(|o| o.id.clone()),
-                                    "fields": guichet_engine::drive::sample_fields(step.form()),
-                                });
-                                let path = format!("/api/v1/tasks/{id}/{}/complete", t["task"]);
-                                let (status, answer) = client.call(node, &path, token, Some(&body))?;
-                                calls.fetch_add(1, Ordering::Relaxed);
-                                anyhow::ensure!(status == 200, "{path}: {status} {answer}");
-                            }
+                            let t = standing["open_tasks"].get(0).cloned().with_context(|| format!("{id} waits for something else than a task: the HTTP driver only completes tasks"))?;
+                            let step = p.step(t["step"].as_str().unwrap_or_default()).context("unknown step")?;
+                            let token = tokens.get(t["role"].as_str().unwrap_or_default()).context("a role without a member")?;
+                            let body = json!({
+                                "outcome": step.outcomes().first().map(|o| o.id.clone()),
+                                "fields": guichet_engine::drive::sample_fields(step.form()),
+                            });
+                            let path = format!("/api/v1/tasks/{id}/{}/complete", t["task"]);
+                            let (status, answer) = client.call(node, &path, token, Some(&body))?;
+                            calls.fetch_add(1, Ordering::Relaxed);
+                            anyhow::ensure!(status == 200, "{path}: {status} {answer}");
+                            standing = answer["request"].clone();
                         }
                         latencies.push(start.elapsed());
                     }

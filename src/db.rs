@@ -358,7 +358,7 @@ pub(crate) async fn serve(
         // First start: an administrator account, whose password is shown once.
         let mut bytes = [0u8; 12];
         getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let password = guichet_engine::hex(&bytes);
         e.set_user("admin@localhost", &password, true).await?;
         println!(
             "  first start: administrator admin@localhost, password {password} (change it with `guichet user add`)"
@@ -666,22 +666,29 @@ pub(crate) async fn bench(
     json: bool,
     api: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
-    // The desk must be deployed; the shipped models are deployed on demand.
-    if let Some(source) = models::source(&desk) {
-        e.deploy(source).await?;
-    }
-    let ids = e.instance_ids(&desk, None).await?;
-    let process = match ids.first() {
-        Some(id) => e.process_of(id).await?,
-        None => {
-            let source = models::source(&desk)
-                .with_context(|| format!("no shipped desk named `{desk}`; deploy it first"))?;
-            std::sync::Arc::new(
-                guichet_definitions::load(source)
-                    .process
-                    .context("shipped model")?,
-            )
+    // `desk` is a shipped model's name or a definition file; either is deployed on demand.
+    let source = match models::source(&desk) {
+        Some(source) => Some(source.to_owned()),
+        None if desk.ends_with(".kdl") => {
+            Some(std::fs::read_to_string(&desk).with_context(|| format!("cannot read {desk}"))?)
         }
+        None => None,
+    };
+    let desk = match &source {
+        Some(source) => e.deploy(source).await?.name,
+        None => desk,
+    };
+    let ids = e.instance_ids(&desk, None).await?;
+    let process = match (ids.first(), &source) {
+        (Some(id), _) => e.process_of(id).await?,
+        (None, Some(source)) => std::sync::Arc::new(
+            guichet_definitions::load(source)
+                .process
+                .context("a deployed definition checks")?,
+        ),
+        (None, None) => anyhow::bail!(
+            "no shipped desk named `{desk}` and no request of it here: name a shipped model or a .kdl file"
+        ),
     };
     let ceiling = guichet_engine::store::disk_ceiling(&database, 2.0).await?;
     let cpu0 = cpu_seconds();

@@ -179,6 +179,7 @@ enum Command {
     /// Drive requests of a desk to their end as fast as the database allows, and report
     /// throughput, latency, CPU and memory. Resumes unfinished requests when restarted.
     Bench {
+        /// A shipped model's name, or a definition file (`.kdl`), deployed if new.
         #[arg(long, default_value = "interne-decentralise")]
         desk: String,
         /// How many requests in total (existing ones count).

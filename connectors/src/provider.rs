@@ -48,12 +48,7 @@ pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = guichet_engine::hex(&mac.finalize().into_bytes());
     format!("t={t},v1={hex}")
 }
 

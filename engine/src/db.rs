@@ -139,14 +139,18 @@ impl std::fmt::Debug for Lite<'_> {
 /// `$1`-style placeholders as SQLite's explicit `?1`.
 fn positional(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-            out.push('?');
+    let mut rest = sql;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let next = rest[i + 1..].bytes().next();
+        out.push(if next.is_some_and(|b| b.is_ascii_digit()) {
+            '?'
         } else {
-            out.push(c);
-        }
+            '$'
+        });
+        rest = &rest[i + 1..];
     }
+    out.push_str(rest);
     out
 }
 
@@ -198,6 +202,65 @@ impl Db for Lite<'_> {
                 .collect::<Result<_, _>>()?));
         }
         Ok(out)
+    }
+}
+
+/// Read connections to a SQLite file for the point reads of the request path (an API token,
+/// a request, its tasks): the query runs on the caller's thread, in microseconds, without the
+/// two hand-offs between threads that sqlx's driver makes per statement. Long reads
+/// (indicators, exports, the inbox's page) stay on sqlx's worker threads.
+pub(crate) struct Readers {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readers")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Idle read connections kept open (more are opened when more readers run at once).
+const IDLE_READERS: usize = 8;
+
+impl Readers {
+    pub(crate) fn new(path: &std::path::Path) -> Readers {
+        Readers {
+            path: path.to_owned(),
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn open(&self) -> Result<rusqlite::Connection, Error> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+
+    /// Runs `f` on an idle read connection (outside any transaction: each statement reads
+    /// the last committed state).
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Lite<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let r = f(&mut Lite { conn: &conn });
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < IDLE_READERS
+        {
+            idle.push(conn);
+        }
+        r
     }
 }
 

@@ -49,11 +49,7 @@ pub const KIND: &str = "digest";
 
 /// The stable id of a person's digest of one day.
 pub fn digest_id(email: &str, day: &str) -> String {
-    let h: String = Sha256::digest(email.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let h = crate::hex(&Sha256::digest(email.as_bytes())[..8]);
     format!("digest.{day}.{h}")
 }
 

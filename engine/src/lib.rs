@@ -9,6 +9,24 @@
 //!   state, tasks, timers, outbox and hash-chained history;
 //! - [`store`]: the database (SQLite file by default, PostgreSQL), migrated at start.
 
+/// Bytes as lowercase hexadecimal (hashes, tokens).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
+#[cfg(test)]
+#[test]
+fn hex_is_lowercase_two_digits_a_byte() {
+    assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    assert_eq!(hex(&[]), "");
+}
+
 pub mod calendar;
 pub mod charts;
 pub mod clock;

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::clock::Timestamp;
+use crate::hex;
 use crate::runtime::{Engine, Error};
 
 /// What a valid link grants.
@@ -29,10 +30,6 @@ pub struct Grant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("this link is not valid (any more); ask for a fresh one")]
 pub struct Invalid;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 pub(crate) fn b64url(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -15,7 +15,7 @@ use sqlx::Row as _;
 use crate::clock::{Clock, Timestamp};
 use crate::core::{self, Command, Effect, Event, Fields, Instance, InstanceStatus, Transition};
 use crate::db::{Db, V, insert};
-use crate::store::{Backend, Store};
+use crate::store::{Backend, Store, in_read};
 
 /// Why an engine operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,20 +71,38 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
-    /// Reads the first ten columns of a row selected as `instance, seq, step, role, assignee,
-    /// state, created_at, due_at, overdue, closed_by`.
-    pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<TaskRow, Error> {
+    /// An open task of a request's core state, as its row reads.
+    pub fn open(instance: &str, p: &Process, t: &core::Task) -> TaskRow {
+        TaskRow {
+            instance: instance.to_owned(),
+            seq: i64::from(t.seq),
+            step: p.steps[t.step].id.clone(),
+            role: t.role.clone(),
+            assignee: t.assignee.clone(),
+            state: task_state(t.state).to_owned(),
+            created_at: t.created_at.0,
+            due_at: t.due_at.map(|d| d.0),
+            overdue: t.overdue,
+            closed_by: None,
+        }
+    }
+
+    /// The columns [`TaskRow::from_row`] reads, in its order.
+    const COLUMNS: &str =
+        "instance, seq, step, role, assignee, state, created_at, due_at, overdue, closed_by";
+
+    fn from_row(r: &crate::db::Row) -> Result<TaskRow, Error> {
         Ok(TaskRow {
-            instance: r.try_get(0)?,
-            seq: r.try_get(1)?,
-            step: r.try_get(2)?,
-            role: r.try_get(3)?,
-            assignee: r.try_get(4)?,
-            state: r.try_get(5)?,
-            created_at: r.try_get(6)?,
-            due_at: r.try_get(7)?,
-            overdue: r.try_get::<i64, _>(8)? != 0,
-            closed_by: r.try_get(9)?,
+            instance: r.text(0)?,
+            seq: r.int(1)?,
+            step: r.text(2)?,
+            role: r.text(3)?,
+            assignee: r.opt_text(4)?,
+            state: r.text(5)?,
+            created_at: r.int(6)?,
+            due_at: r.opt_int(7)?,
+            overdue: r.int(8)? != 0,
+            closed_by: r.opt_text(9)?,
         })
     }
 }
@@ -143,15 +161,17 @@ impl std::fmt::Debug for Engine {
 }
 
 fn hash_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&Sha256::digest(bytes))
 }
 
-/// The hash of one history entry, chained to the previous one.
+/// The hash of one history entry, chained to the previous one: of `prev`, `instance`,
+/// `seq` and `body`, one per line.
 fn link_hash(prev: &str, instance: &str, seq: i64, body: &str) -> String {
-    hash_hex(format!("{prev}\n{instance}\n{seq}\n{body}").as_bytes())
+    let mut h = Sha256::new();
+    for part in [prev, "\n", instance, "\n", &seq.to_string(), "\n", body] {
+        h.update(part.as_bytes());
+    }
+    crate::hex(&h.finalize())
 }
 
 /// The columns of `history`, in the order an entry's values are written.
@@ -340,8 +360,18 @@ impl Engine {
         self.ctx.process(db, hash).await
     }
 
-    /// Starts a request on the latest revision of the named desk.
+    /// Starts a request on the latest revision of the named desk; returns its id.
     pub async fn start(&self, name: &str, fields: &Fields) -> Result<String, Error> {
+        Ok(self.start_request(name, fields).await?.0)
+    }
+
+    /// Starts a request on the latest revision of the named desk; returns its id and where
+    /// it stands once started (its open tasks).
+    pub async fn start_request(
+        &self,
+        name: &str,
+        fields: &Fields,
+    ) -> Result<(String, Instance), Error> {
         let (ctx, name, fields) = (self.ctx.clone(), name.to_owned(), fields.clone());
         in_write!(self, |db| ctx.start(db, &name, &fields))
     }
@@ -382,7 +412,12 @@ impl Ctx {
         Ok(process)
     }
 
-    async fn start<D: Db>(&self, db: &mut D, name: &str, fields: &Fields) -> Result<String, Error> {
+    async fn start<D: Db>(
+        &self,
+        db: &mut D,
+        name: &str,
+        fields: &Fields,
+    ) -> Result<(String, Instance), Error> {
         let now = self.now();
         let hash = db
             .row(
@@ -436,7 +471,7 @@ impl Ctx {
         .await?;
         self.apply(db, &id, &process, None, &transition, &inst, 0, head)
             .await?;
-        Ok(id)
+        Ok((id, inst))
     }
 
     async fn execute<D: Db>(
@@ -739,16 +774,23 @@ impl Engine {
 
     /// The core state of a request and the name of its desk.
     pub async fn instance(&self, id: &str) -> Result<(String, Instance), Error> {
-        let row = sqlx::query("SELECT name, state FROM instances WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.store.pool)
-            .await?
+        let key = [V::Text(id.to_owned())];
+        let sql = "SELECT name, state FROM instances WHERE id = $1";
+        let row = in_read!(self.store, |db| db.row(sql.into(), &key))?
             .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
-        let state: String = row.try_get(1)?;
         Ok((
-            row.try_get(0)?,
-            serde_json::from_str(&state).map_err(corrupt)?,
+            row.text(0)?,
+            serde_json::from_str(&row.text(1)?).map_err(corrupt)?,
         ))
+    }
+
+    /// The desk a request belongs to.
+    pub async fn desk_of(&self, id: &str) -> Result<String, Error> {
+        let key = [V::Text(id.to_owned())];
+        let sql = "SELECT name FROM instances WHERE id = $1";
+        in_read!(self.store, |db| db.row(sql.into(), &key))?
+            .ok_or_else(|| Error::NotFound(format!("request {id}")))?
+            .text(0)
     }
 
     /// Ids of the requests of a desk, optionally only those with a status (`running`, `ended`,
@@ -768,14 +810,19 @@ impl Engine {
 
     /// The compiled process a request runs on.
     pub async fn process_of(&self, id: &str) -> Result<Arc<Process>, Error> {
-        let mut conn = self.store.pool.acquire().await?;
-        let hash: String = sqlx::query("SELECT definition FROM instances WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
+        in_read!(self.store, |db| self.process_in(db, id))
+    }
+
+    async fn process_in<D: Db>(&self, db: &mut D, id: &str) -> Result<Arc<Process>, Error> {
+        let hash = db
+            .row(
+                "SELECT definition FROM instances WHERE id = $1".into(),
+                &[V::Text(id.to_owned())],
+            )
             .await?
             .ok_or_else(|| Error::NotFound(format!("request {id}")))?
-            .try_get(0)?;
-        self.process(&mut *conn, &hash).await
+            .text(0)?;
+        self.process(db, &hash).await
     }
 
     /// Tasks, open ones first by due date; `open_only` hides closed ones.
@@ -784,16 +831,40 @@ impl Engine {
         instance: Option<&str>,
         open_only: bool,
     ) -> Result<Vec<TaskRow>, Error> {
-        let rows = sqlx::query(
-            "SELECT instance, seq, step, role, assignee, state, created_at, due_at, overdue, closed_by FROM tasks \
-             WHERE ($1 = '' OR instance = $1) AND ($2 = 0 OR state IN ('open', 'claimed')) \
-             ORDER BY CASE WHEN state IN ('open', 'claimed') THEN 0 ELSE 1 END, overdue DESC, due_at, instance, seq",
-        )
-        .bind(instance.unwrap_or(""))
-        .bind(i64::from(open_only))
-        .fetch_all(&self.store.pool)
-        .await?;
+        // One statement per case: `$1 = '' OR instance = $1` would read the whole table.
+        let open = if open_only {
+            "state IN ('open', 'claimed')"
+        } else {
+            "1 = 1"
+        };
+        let order = "ORDER BY CASE WHEN state IN ('open', 'claimed') THEN 0 ELSE 1 END, overdue DESC, due_at, instance, seq";
+        let columns = TaskRow::COLUMNS;
+        let rows = match instance {
+            Some(id) => {
+                let sql =
+                    format!("SELECT {columns} FROM tasks WHERE instance = $1 AND {open} {order}");
+                let key = [V::Text(id.to_owned())];
+                in_read!(self.store, |db| db.rows(sql.into(), &key))?
+            }
+            None => {
+                let sql = format!("SELECT {columns} FROM tasks WHERE {open} {order}");
+                let mut conn = self.store.pool.acquire().await?;
+                conn.rows(sql.into(), &[]).await?
+            }
+        };
         rows.iter().map(TaskRow::from_row).collect()
+    }
+
+    /// One task of a request, whatever its state, and the desk it belongs to.
+    pub async fn task(&self, instance: &str, seq: u32) -> Result<Option<(String, TaskRow)>, Error> {
+        let sql = format!(
+            "SELECT {}, desk FROM tasks WHERE instance = $1 AND seq = $2",
+            TaskRow::COLUMNS
+        );
+        let key = [V::Text(instance.to_owned()), V::Int(i64::from(seq))];
+        let row = in_read!(self.store, |db| db.row(sql.into(), &key))?;
+        row.map(|r| Ok((r.text(10)?, TaskRow::from_row(&r)?)))
+            .transpose()
     }
 
     /// The history of a request, in order.

@@ -66,7 +66,26 @@ pub struct Store {
     /// SQLite on a file: the thread that runs the engine's command transactions with group
     /// commit ([`crate::writer`]).
     pub(crate) writer: Option<std::sync::Arc<crate::writer::Writer>>,
+    /// SQLite on a file: read connections for the request path's point reads.
+    pub(crate) readers: Option<std::sync::Arc<crate::db::Readers>>,
 }
+
+/// Runs a read written against [`crate::db::Db`] on a SQLite reader connection when the store
+/// has them (on this thread: a point read), else on a connection of sqlx's pool. `$db` is the
+/// connection inside `$body`, which must return `Result<_, runtime::Error>`.
+macro_rules! in_read {
+    ($store:expr, |$db:ident| $body:expr) => {
+        match &$store.readers {
+            Some(readers) => readers.with(|$db| crate::writer::ready($body)),
+            None => {
+                let mut conn = $store.pool.acquire().await?;
+                let $db = &mut *conn;
+                $body.await
+            }
+        }
+    };
+}
+pub(crate) use in_read;
 
 /// The schema, embedded in the binary; applied in order, each once.
 fn migrator() -> Migrator {
@@ -171,18 +190,21 @@ impl Store {
         migrator().run(&pool).await?;
         let write_turn =
             (backend == Backend::Sqlite).then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
-        let writer = match (&write_turn, sqlite_file(&url)?) {
+        let file = sqlite_file(&url)?;
+        let writer = match (&write_turn, &file) {
             (Some(turn), Some(path)) => Some(std::sync::Arc::new(
-                crate::writer::Writer::start(&path, turn.clone())
+                crate::writer::Writer::start(path, turn.clone())
                     .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?,
             )),
             _ => None,
         };
+        let readers = file.map(|path| std::sync::Arc::new(crate::db::Readers::new(&path)));
         Ok(Store {
             pool,
             backend,
             write_turn,
             writer,
+            readers,
         })
     }
 

@@ -14,7 +14,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use crate::db::{Db, V};
 use crate::runtime::{Engine, Error, TaskRow};
+use crate::store::in_read;
 
 /// A session ends after this long without a request.
 pub const IDLE_MS: i64 = 2 * 3_600_000;
@@ -22,10 +24,7 @@ pub const IDLE_MS: i64 = 2 * 3_600_000;
 pub const ABSOLUTE_MS: i64 = 12 * 3_600_000;
 
 fn hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&Sha256::digest(token.as_bytes()))
 }
 
 /// An API token as listed (never the token itself).
@@ -114,7 +113,7 @@ impl Engine {
         }
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = crate::hex(&bytes);
         let now = self.now().0;
         sqlx::query("INSERT INTO sessions (token_hash, email, created_at, last_seen_at) VALUES ($1, $2, $3, $3)")
             .bind(hash(&token))
@@ -221,16 +220,13 @@ impl Engine {
         if !token.starts_with("gch_") || token.len() > 64 {
             return Ok(None);
         }
-        let row = sqlx::query(
-            "SELECT email, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(hash(token))
-        .fetch_optional(&self.store().pool)
-        .await?;
+        let key = [V::Text(hash(token))];
+        let sql = "SELECT email, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL";
+        let row = in_read!(self.store(), |db| db.row(sql.into(), &key))?;
         let Some(row) = row else { return Ok(None) };
         let now = self.now().0;
         // As for sessions: no statement at all unless the last use is a minute old.
-        let last_used: Option<i64> = row.try_get(1)?;
+        let last_used = row.opt_int(1)?;
         if last_used.is_none_or(|at| at < now - 60_000) {
             sqlx::query(
                 "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
@@ -241,7 +237,7 @@ impl Engine {
             .execute(&self.store().pool)
             .await?;
         }
-        Ok(Some(row.try_get(0)?))
+        Ok(Some(row.text(0)?))
     }
 
     /// The API tokens: (prefix, account, name, created, last used, revoked).
@@ -543,12 +539,9 @@ impl Engine {
 
 impl Engine {
     pub async fn is_admin(&self, email: &str) -> Result<bool, Error> {
-        Ok(sqlx::query("SELECT admin FROM users WHERE email = $1")
-            .bind(email.trim().to_lowercase())
-            .fetch_optional(&self.store().pool)
-            .await?
-            .map(|r| r.try_get::<i64, _>(0))
-            .transpose()?
-            == Some(1))
+        let key = [V::Text(email.trim().to_lowercase())];
+        let sql = "SELECT admin FROM users WHERE email = $1";
+        let row = in_read!(self.store(), |db| db.row(sql.into(), &key))?;
+        Ok(row.map(|r| r.int(0)).transpose()? == Some(1))
     }
 }

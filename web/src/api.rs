@@ -170,6 +170,31 @@ fn task_json(t: &guichet_engine::runtime::TaskRow, p: Option<&Process>) -> serde
     })
 }
 
+/// Where a request stands: its status, result and open tasks (overdue first, then by
+/// deadline), from its state.
+fn standing(
+    id: &str,
+    p: &Process,
+    inst: &core::Instance,
+) -> serde_json::Map<String, serde_json::Value> {
+    let (status, result) = match inst.status {
+        InstanceStatus::Running => ("running", None),
+        InstanceStatus::Ended(r) => ("ended", Some(r.as_str())),
+        InstanceStatus::Cancelled => ("cancelled", None),
+    };
+    let mut open: Vec<_> = inst.tasks.values().collect();
+    open.sort_by_key(|t| (!t.overdue, t.due_at, t.seq));
+    let open_tasks: Vec<_> = open
+        .into_iter()
+        .map(|t| task_json(&guichet_engine::runtime::TaskRow::open(id, p, t), Some(p)))
+        .collect();
+    let mut out = serde_json::Map::new();
+    out.insert("status".into(), status.into());
+    out.insert("result".into(), result.into());
+    out.insert("open_tasks".into(), open_tasks.into());
+    out
+}
+
 /// `GET /api/v1/desks`: the deployed desks and their intake forms.
 pub(crate) async fn desks(State(s): Shared, headers: HeaderMap) -> ApiResult {
     account(&s, &headers).await?;
@@ -190,16 +215,23 @@ pub(crate) async fn start(
     Path(name): Path<String>,
     Json(body): Json<FieldsBody>,
 ) -> ApiResult {
-    account(&s, &headers).await?;
-    let id = s
+    let email = account(&s, &headers).await?;
+    let (id, inst) = s
         .engine
-        .start(&name, &body.fields)
+        .start_request(&name, &body.fields)
         .await
         .map_err(|e| match e {
             Error::NotFound(_) => ApiError::not_found(&format!("desk `{name}`")),
             e => e.into(),
         })?;
-    let body = serde_json::json!({"id": id, "reference": core::reference(&id)});
+    let mut body = serde_json::json!({"id": id, "reference": core::reference(&id)});
+    // Where it stands, for those who may see it: no need to read it back.
+    if may_see(&s, &email, &name).await? {
+        let p = s.engine.process_of(&id).await?;
+        if let Some(body) = body.as_object_mut() {
+            body.extend(standing(&id, &p, &inst));
+        }
+    }
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -230,25 +262,15 @@ pub(crate) async fn request(
         return Err(ApiError::not_found("request"));
     }
     let p = s.engine.process_of(&id).await?;
-    let (status, result) = match inst.status {
-        InstanceStatus::Running => ("running", None),
-        InstanceStatus::Ended(r) => ("ended", Some(r.as_str())),
-        InstanceStatus::Cancelled => ("cancelled", None),
-    };
-    let tasks: Vec<_> = s
-        .engine
-        .tasks(Some(&id), true)
-        .await?
-        .iter()
-        .map(|t| task_json(t, Some(&p)))
-        .collect();
     let mut body = serde_json::json!({
         "id": id, "reference": core::reference(&id), "desk": desk,
-        "title": core::request_title(&p, &inst), "status": status, "result": result,
+        "title": core::request_title(&p, &inst),
         "started_at": timestamp(Some(inst.started_at.0)),
         "ended_at": timestamp(inst.ended_at.map(|t| t.0)),
-        "open_tasks": tasks,
     });
+    if let Some(body) = body.as_object_mut() {
+        body.extend(standing(&id, &p, &inst));
+    }
     // `?history=false`: where the request stands, without its history (for pollers).
     if params.get("history").map(String::as_str) != Some("false") {
         let history: Vec<_> = s
@@ -304,15 +326,15 @@ async fn task_of(
     instance: &str,
     seq: u32,
 ) -> Result<guichet_engine::runtime::TaskRow, ApiError> {
-    if !staff::staff_may_act(s, email, instance, seq).await? {
-        return Err(ApiError::not_found("open task"));
+    match s.engine.task(instance, seq).await? {
+        Some((desk, t))
+            if (t.state == "open" || t.state == "claimed")
+                && Engine::may_act(&s.engine.roles_of(email).await?, email, &desk, &t) =>
+        {
+            Ok(t)
+        }
+        _ => Err(ApiError::not_found("open task")),
     }
-    s.engine
-        .tasks(Some(instance), true)
-        .await?
-        .into_iter()
-        .find(|t| t.seq == i64::from(seq))
-        .ok_or_else(|| ApiError::not_found("open task"))
 }
 
 /// `GET /api/v1/tasks/{request}/{task}`: the task, its form and its outcomes.
@@ -353,13 +375,7 @@ pub(crate) struct Delegation {
 /// Runs a command on a task the account may act on; a task closed meanwhile is a conflict
 /// naming who closed it.
 async fn act(s: &AppState, email: &str, instance: &str, seq: u32, command: Command) -> ApiResult {
-    let before = s
-        .engine
-        .tasks(Some(instance), false)
-        .await?
-        .into_iter()
-        .find(|t| t.seq == i64::from(seq));
-    if let Some(t) = &before
+    if let Some((_, t)) = s.engine.task(instance, seq).await?
         && t.state != "open"
         && t.state != "claimed"
     {
@@ -374,16 +390,14 @@ async fn act(s: &AppState, email: &str, instance: &str, seq: u32, command: Comma
         ));
     }
     task_of(s, email, instance, seq).await?;
-    match s.engine.execute(instance, command).await {
-        Ok(_) => {}
+    let inst = match s.engine.execute(instance, command).await {
+        Ok(inst) => inst,
         Err(Error::Refused(core::Error::UnknownTask(_)) | Error::Conflict(_)) => {
             let by = s
                 .engine
-                .tasks(Some(instance), false)
+                .task(instance, seq)
                 .await?
-                .into_iter()
-                .find(|t| t.seq == i64::from(seq))
-                .and_then(|t| t.closed_by)
+                .and_then(|(_, t)| t.closed_by)
                 .unwrap_or_else(|| "someone else".to_owned());
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -392,15 +406,17 @@ async fn act(s: &AppState, email: &str, instance: &str, seq: u32, command: Comma
             ));
         }
         Err(e) => return Err(e.into()),
-    }
-    let after = s
-        .engine
-        .tasks(Some(instance), false)
-        .await?
-        .into_iter()
-        .find(|t| t.seq == i64::from(seq));
+    };
+    let after = s.engine.task(instance, seq).await?;
     let p = s.engine.process_of(instance).await?;
-    Ok(Json(after.map(|t| task_json(&t, Some(&p)))).into_response())
+    // The task as it is now, and where its request stands (so that a client need not read
+    // the request back to find the next tasks).
+    let body = after.map(|(_, t)| {
+        let mut j = task_json(&t, Some(&p));
+        j["request"] = standing(instance, &p, &inst).into();
+        j
+    });
+    Ok(Json(body).into_response())
 }
 
 /// Authenticates, then runs the command `make` builds for the account on the task.

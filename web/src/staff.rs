@@ -258,15 +258,12 @@ pub(crate) async fn staff_may_act(
     instance: &str,
     seq: u32,
 ) -> Result<bool, guichet_engine::Error> {
-    let desk = match s.engine.instance(instance).await {
-        Ok((desk, _)) => desk,
-        Err(guichet_engine::Error::NotFound(_)) => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    let tasks = s.engine.tasks(Some(instance), true).await?;
-    let Some(task) = tasks.into_iter().find(|t| t.seq == i64::from(seq)) else {
+    let Some((desk, task)) = s.engine.task(instance, seq).await? else {
         return Ok(false);
     };
+    if task.state != "open" && task.state != "claimed" {
+        return Ok(false);
+    }
     let roles = s.engine.roles_of(email).await?;
     Ok(Engine::may_act(&roles, email, &desk, &task))
 }

@@ -191,6 +191,13 @@ async fn a_request_goes_through_the_api_with_the_pages_rules() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     let id = created["id"].as_str().unwrap().to_owned();
+    // The answer says where the request stands, as its reading would.
+    assert_eq!(created["status"], "running", "{created}");
+    assert_eq!(
+        created["open_tasks"][0]["step"], "recevabilite",
+        "{created}"
+    );
+    assert_eq!(created["open_tasks"].as_array().unwrap().len(), 1);
 
     // The desk's inbox has the admissibility review; the jurist's does not.
     let (_, inbox) = call(&app, "GET", "/api/v1/tasks", Some(&desk), None).await;
@@ -258,6 +265,33 @@ async fn a_request_goes_through_the_api_with_the_pages_rules() {
     .await;
     assert_eq!(status, StatusCode::OK, "{done}");
     assert_eq!(done["state"], "completed");
+    // With where the request now stands: the three feasibility studies, open, the same as a
+    // reading of the request says.
+    let mut next: Vec<_> = done["request"]["open_tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["step"].as_str().unwrap().to_owned())
+        .collect();
+    next.sort();
+    assert_eq!(
+        next,
+        [
+            "faisabilite-juridique",
+            "faisabilite-scientifique",
+            "faisabilite-technique"
+        ]
+    );
+    assert_eq!(done["request"]["status"], "running");
+    let (_, read) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/requests/{id}?history=false"),
+        Some(&desk),
+        None,
+    )
+    .await;
+    assert_eq!(read["open_tasks"], done["request"]["open_tasks"], "{read}");
     // Twice: a conflict naming who did it.
     let (status, body) = call(
         &app,
