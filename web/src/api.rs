@@ -326,7 +326,16 @@ async fn task_of(
     instance: &str,
     seq: u32,
 ) -> Result<guichet_engine::runtime::TaskRow, ApiError> {
-    match s.engine.task(instance, seq).await? {
+    open_to(s, email, s.engine.task(instance, seq).await?).await
+}
+
+/// The task found (with its desk), when it is open and the account may act on it.
+async fn open_to(
+    s: &AppState,
+    email: &str,
+    found: Option<(String, guichet_engine::runtime::TaskRow)>,
+) -> Result<guichet_engine::runtime::TaskRow, ApiError> {
+    match found {
         Some((desk, t))
             if (t.state == "open" || t.state == "claimed")
                 && Engine::may_act(&s.engine.roles_of(email).await?, email, &desk, &t) =>
@@ -375,7 +384,8 @@ pub(crate) struct Delegation {
 /// Runs a command on a task the account may act on; a task closed meanwhile is a conflict
 /// naming who closed it.
 async fn act(s: &AppState, email: &str, instance: &str, seq: u32, command: Command) -> ApiResult {
-    if let Some((_, t)) = s.engine.task(instance, seq).await?
+    let found = s.engine.task(instance, seq).await?;
+    if let Some((_, t)) = &found
         && t.state != "open"
         && t.state != "claimed"
     {
@@ -389,7 +399,7 @@ async fn act(s: &AppState, email: &str, instance: &str, seq: u32, command: Comma
             format!("the task is already {} by {by}", t.state),
         ));
     }
-    task_of(s, email, instance, seq).await?;
+    open_to(s, email, found).await?;
     let inst = match s.engine.execute(instance, command).await {
         Ok(inst) => inst,
         Err(Error::Refused(core::Error::UnknownTask(_)) | Error::Conflict(_)) => {
