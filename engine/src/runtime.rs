@@ -267,13 +267,7 @@ macro_rules! in_write {
     ($engine:expr, |$db:ident| $body:expr) => {
         match &$engine.store.writer {
             Some(writer) => writer.write(move |$db| crate::writer::ready($body)).await,
-            None => {
-                let (_turn, mut tx) = $engine.store.begin_write().await?;
-                let $db = &mut *tx;
-                let r = $body.await?;
-                tx.commit().await?;
-                Ok(r)
-            }
+            None => crate::store::in_kept_transaction!($engine.store, |$db| $body),
         }
     };
 }

@@ -68,7 +68,84 @@ pub struct Store {
     pub(crate) writer: Option<std::sync::Arc<crate::writer::Writer>>,
     /// SQLite on a file: read connections for the request path's point reads.
     pub(crate) readers: Option<std::sync::Arc<crate::db::Readers>>,
+    /// Connections taken out of the pool for the engine's commands and point reads when there
+    /// is no writer thread or reader (PostgreSQL).
+    kept: std::sync::Arc<Kept>,
 }
+
+/// Connections taken out of sqlx's pool and kept: the pool tests a connection with a round
+/// trip each time it hands one out and again each time one is given back (with PostgreSQL,
+/// two of the three round trips of a one-statement read). A kept connection is tested by
+/// use: one that failed is closed, not kept.
+#[derive(Debug)]
+struct Kept {
+    idle: std::sync::Mutex<Vec<sqlx::AnyConnection>>,
+    /// At most this many taken at once (the pool's size).
+    permits: tokio::sync::Semaphore,
+}
+
+/// A connection taken from [`Store::take`]; kept for the next use if [`Taken::ok`] was
+/// called, else closed (an error, or a caller that stopped half-way through a transaction).
+pub(crate) struct Taken<'s> {
+    conn: Option<sqlx::AnyConnection>,
+    kept: &'s Kept,
+    _permit: tokio::sync::SemaphorePermit<'s>,
+    ok: bool,
+}
+
+impl Taken<'_> {
+    /// The connection is in a clean state (no transaction open, no error seen): keep it.
+    pub(crate) fn ok(&mut self) {
+        self.ok = true;
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        self.conn
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("a taken connection is only moved out on drop"))
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if self.ok
+            && let Some(conn) = self.conn.take()
+            && let Ok(mut idle) = self.kept.idle.lock()
+        {
+            idle.push(conn);
+        }
+    }
+}
+
+/// Runs a command's transaction on a kept connection (see [`Kept`]): begins it, runs
+/// `$body` with `$db` the connection, commits, or rolls back on an error.
+macro_rules! in_kept_transaction {
+    ($store:expr, |$db:ident| $body:expr) => {{
+        let _turn = $store.write_turn().await;
+        let mut taken = $store.take().await?;
+        let begin = $store.backend.begin_write();
+        let $db = taken.conn();
+        crate::db::Db::exec($db, begin.into(), &[]).await?;
+        match $body.await {
+            Ok(r) => {
+                crate::db::Db::exec(taken.conn(), "COMMIT".into(), &[]).await?;
+                taken.ok();
+                Ok(r)
+            }
+            Err(e) => {
+                if crate::db::Db::exec(taken.conn(), "ROLLBACK".into(), &[])
+                    .await
+                    .is_ok()
+                    && !matches!(e, crate::runtime::Error::Database(_))
+                {
+                    taken.ok();
+                }
+                Err(e)
+            }
+        }
+    }};
+}
+pub(crate) use in_kept_transaction;
 
 /// Runs a read written against [`crate::db::Db`] on a SQLite reader connection when the store
 /// has them (on this thread: a point read), else on a connection of sqlx's pool. `$db` is the
@@ -78,14 +155,21 @@ macro_rules! in_read {
         match &$store.readers {
             Some(readers) => readers.with(|$db| crate::writer::ready($body)),
             None => {
-                let mut conn = $store.pool.acquire().await?;
-                let $db = &mut *conn;
-                $body.await
+                let mut taken = $store.take().await?;
+                let $db = taken.conn();
+                let r = $body.await;
+                if !matches!(r, Err(crate::runtime::Error::Database(_))) {
+                    taken.ok();
+                }
+                r
             }
         }
     };
 }
 pub(crate) use in_read;
+
+/// PostgreSQL connections of a node: the pool's, and as many kept ones (see [`Kept`]).
+const CONNECTIONS: usize = 8;
 
 /// The schema, embedded in the binary; applied in order, each once.
 fn migrator() -> Migrator {
@@ -166,7 +250,7 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => 4,
-                Backend::Postgres => 8,
+                Backend::Postgres => CONNECTIONS as u32,
             })
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
@@ -199,12 +283,17 @@ impl Store {
             _ => None,
         };
         let readers = file.map(|path| std::sync::Arc::new(crate::db::Readers::new(&path)));
+        let kept = std::sync::Arc::new(Kept {
+            idle: std::sync::Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(CONNECTIONS),
+        });
         Ok(Store {
             pool,
             backend,
             write_turn,
             writer,
             readers,
+            kept,
         })
     }
 
@@ -212,8 +301,29 @@ impl Store {
         self.backend
     }
 
+    /// A connection out of the pool, kept after use unless something went wrong with it.
+    pub(crate) async fn take(&self) -> Result<Taken<'_>, sqlx::Error> {
+        let permit = self
+            .kept
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let idle = self.kept.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?.detach(),
+        };
+        Ok(Taken {
+            conn: Some(conn),
+            kept: &self.kept,
+            _permit: permit,
+            ok: false,
+        })
+    }
+
     /// Waits for this process's turn to write (SQLite); hold it until the transaction ends.
-    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.write_turn {
             Some(turn) => Some(turn.clone().lock_owned().await),
             None => None,
@@ -254,6 +364,16 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        use sqlx::Connection;
+        let kept: Vec<_> = self
+            .kept
+            .idle
+            .lock()
+            .map(|mut idle| idle.drain(..).collect())
+            .unwrap_or_default();
+        for conn in kept {
+            let _ = conn.close().await;
+        }
         self.pool.close().await;
     }
 }
