@@ -390,40 +390,42 @@ fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, sqlx::Error> {
 
 /// The disk's ceiling for durable commits, in commits a second: a loop of one-row
 /// transactions for `seconds` on a scratch SQLite file next to the database, set up as the
-/// engine's (WAL, `synchronous=FULL`), through the same driver. `None` for PostgreSQL.
+/// engine's (WAL, `synchronous=FULL`), through the same library as the engine's writer
+/// thread (rusqlite, on a thread of its own). `None` for PostgreSQL.
 pub async fn disk_ceiling(database: &str, seconds: f64) -> Result<Option<f64>, sqlx::Error> {
-    use sqlx::Connection;
-    let Some(path) = database.strip_prefix("sqlite://") else {
+    let Some(path) = sqlite_file(database)? else {
         return Ok(None);
     };
-    let scratch = format!("{}.ceiling", path.split('?').next().unwrap_or(path));
-    let remove = || {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{scratch}{suffix}"));
+    let scratch = format!("{}.ceiling", path.display());
+    let remove = {
+        let scratch = scratch.clone();
+        move || {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{scratch}{suffix}"));
+            }
         }
     };
     remove();
-    let mut conn = sqlx::AnyConnection::connect(&format!("sqlite://{scratch}?mode=rwc")).await?;
-    for pragma in [
-        "PRAGMA journal_mode = WAL",
-        "PRAGMA synchronous = FULL",
-        "CREATE TABLE t (id INTEGER PRIMARY KEY, v BIGINT NOT NULL)",
-    ] {
-        sqlx::query(pragma).execute(&mut conn).await?;
-    }
-    let began = std::time::Instant::now();
-    let mut commits = 0i64;
-    while began.elapsed().as_secs_f64() < seconds {
-        // Each statement outside a transaction is one durable commit.
-        sqlx::query("INSERT INTO t (v) VALUES ($1)")
-            .bind(commits)
-            .execute(&mut conn)
-            .await?;
-        commits += 1;
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let rate = commits as f64 / began.elapsed().as_secs_f64();
-    conn.close().await?;
+    let measure = move || -> rusqlite::Result<f64> {
+        let conn = rusqlite::Connection::open(&scratch)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, v BIGINT NOT NULL);",
+        )?;
+        let mut insert = conn.prepare("INSERT INTO t (v) VALUES (?1)")?;
+        let began = std::time::Instant::now();
+        let mut commits = 0i64;
+        while began.elapsed().as_secs_f64() < seconds {
+            // Each statement outside a transaction is one durable commit.
+            insert.execute([commits])?;
+            commits += 1;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        Ok(commits as f64 / began.elapsed().as_secs_f64())
+    };
+    let rate = tokio::task::spawn_blocking(measure)
+        .await
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()));
     remove();
-    Ok(Some(rate))
+    Ok(Some(rate?))
 }
