@@ -399,7 +399,8 @@ async fn act(s: &AppState, email: &str, instance: &str, seq: u32, command: Comma
             format!("the task is already {} by {by}", t.state),
         ));
     }
-    open_to(s, email, found).await?;
+    let before = open_to(s, email, found).await?;
+    let completing = matches!(command, Command::Complete { .. });
     let inst = match s.engine.execute(instance, command).await {
         Ok(inst) => inst,
         Err(Error::Refused(core::Error::UnknownTask(_)) | Error::Conflict(_)) => {
@@ -417,11 +418,21 @@ async fn act(s: &AppState, email: &str, instance: &str, seq: u32, command: Comma
         }
         Err(e) => return Err(e.into()),
     };
-    let after = s.engine.task(instance, seq).await?;
     let p = s.engine.process_of(instance).await?;
+    // The task as it now is: still open (claimed, released, delegated), in the new state;
+    // completed, as the command closed it; else as stored.
+    let after = match inst.tasks.get(&seq) {
+        Some(t) => Some(guichet_engine::runtime::TaskRow::open(instance, &p, t)),
+        None if completing => Some(guichet_engine::runtime::TaskRow {
+            state: "completed".to_owned(),
+            closed_by: Some(email.to_owned()),
+            ..before
+        }),
+        None => s.engine.task(instance, seq).await?.map(|(_, t)| t),
+    };
     // The task as it is now, and where its request stands (so that a client need not read
     // the request back to find the next tasks).
-    let body = after.map(|(_, t)| {
+    let body = after.map(|t| {
         let mut j = task_json(&t, Some(&p));
         j["request"] = standing(instance, &p, &inst).into();
         j

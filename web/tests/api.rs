@@ -265,6 +265,10 @@ async fn a_request_goes_through_the_api_with_the_pages_rules() {
     .await;
     assert_eq!(status, StatusCode::OK, "{done}");
     assert_eq!(done["state"], "completed");
+    assert_eq!(
+        done["closed_by"], "guichet-donnees@hopital.example",
+        "{done}"
+    );
     // With where the request now stands: the three feasibility studies, open, the same as a
     // reading of the request says.
     let mut next: Vec<_> = done["request"]["open_tasks"]
