@@ -179,7 +179,11 @@ fn lite_value(r: &rusqlite::Row<'_>, i: usize) -> Result<V, Error> {
         ValueRef::Null => V::MaybeInt(None),
         ValueRef::Integer(x) => V::Int(x),
         ValueRef::Real(x) => V::Real(x),
-        ValueRef::Text(x) => V::Text(String::from_utf8_lossy(x).into_owned()),
+        ValueRef::Text(x) => V::Text(
+            std::str::from_utf8(x)
+                .map_err(|e| Error::Corrupt(format!("column {i} is not UTF-8: {e}")))?
+                .to_owned(),
+        ),
         ValueRef::Blob(_) => return Err(Error::Corrupt(format!("column {i} is a blob"))),
     })
 }

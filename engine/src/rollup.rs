@@ -240,15 +240,19 @@ async fn add_to_rollup(
     (grain, revision, start, field, value): &RollupKey,
     part: &Part,
 ) -> Result<(), Error> {
-    let stored = sqlx::query(
+    // The key's six columns, bound first in both statements.
+    let keyed = |sql: &'static str| {
+        sqlx::query(sql)
+            .bind(*grain)
+            .bind(*start)
+            .bind(desk.to_owned())
+            .bind(*revision)
+            .bind(field.clone())
+            .bind(value.clone())
+    };
+    let stored = keyed(
         "SELECT part FROM kpi_rollups WHERE grain = $1 AND start = $2 AND desk = $3 AND revision = $4 AND field = $5 AND value = $6",
     )
-    .bind(grain)
-    .bind(start)
-    .bind(desk)
-    .bind(revision)
-    .bind(field)
-    .bind(value)
     .fetch_optional(&mut **tx)
     .await?;
     let mut whole = match stored {
@@ -257,16 +261,10 @@ async fn add_to_rollup(
     };
     whole.merge(part);
     #[allow(clippy::cast_possible_wrap)]
-    sqlx::query(
+    keyed(
         "INSERT INTO kpi_rollups (grain, start, desk, revision, field, value, requests, part) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (grain, start, desk, revision, field, value) DO UPDATE SET requests = excluded.requests, part = excluded.part",
     )
-    .bind(grain)
-    .bind(start)
-    .bind(desk)
-    .bind(revision)
-    .bind(field)
-    .bind(value)
     .bind(whole.requests() as i64)
     .bind(whole.encode())
     .execute(&mut **tx)

@@ -33,7 +33,8 @@ pub enum Error {
     Definition(Vec<Diagnostic>),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    /// The SQLite writer thread's connection failed (or the thread stopped).
+    /// A SQLite connection of the engine's own (the writer thread's, a reader) failed, or the
+    /// writer thread stopped.
     #[error("database: {0}")]
     Sqlite(String),
     /// Writing an export failed.
@@ -239,7 +240,8 @@ pub(crate) fn genesis(instance: &str) -> String {
     hash_hex(format!("guichet history of {instance}").as_bytes())
 }
 
-pub(crate) fn status_str(s: InstanceStatus) -> (&'static str, Option<&'static str>) {
+/// A request's status as stored and shown (`running`, `ended`, `cancelled`), and its result.
+pub fn status_str(s: InstanceStatus) -> (&'static str, Option<&'static str>) {
     match s {
         InstanceStatus::Running => ("running", None),
         InstanceStatus::Ended(r) => ("ended", Some(r.as_str())),
@@ -602,7 +604,7 @@ impl Ctx {
                         "INSERT INTO tasks (instance, seq, step, role, assignee, state, created_at, due_at, overdue, desk) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                          ON CONFLICT (instance, seq) DO UPDATE SET role = $4, assignee = $5, state = $6, due_at = $8, overdue = $9"
-.into(),
+                            .into(),
                         &[
                             text(id),
                             V::Int(i64::from(task.seq)),
@@ -622,7 +624,7 @@ impl Ctx {
                     crate::links::revoke_task_links(db, id, *task, now).await?;
                     db.exec(
                         "UPDATE tasks SET state = $1, closed_at = $2, closed_by = $3 WHERE instance = $4 AND seq = $5"
-.into(),
+                            .into(),
                         &[
                             text(if *completed { "completed" } else { "cancelled" }),
                             V::Int(now.0),
@@ -669,7 +671,7 @@ impl Ctx {
                     db.exec(
                         "INSERT INTO outbox (id, instance, kind, payload, state, attempts, next_attempt_at, created_at, provider) \
                          VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $6)"
-.into(),
+                            .into(),
                         &[
                             V::Text(outbox_id),
                             text(id),

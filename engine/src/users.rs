@@ -310,6 +310,18 @@ impl Engine {
         }
     }
 
+    /// Whether a staff member may act on this task of `desk` now: it is still open (or
+    /// claimed), and theirs or open to one of their roles.
+    pub async fn may_act_now(
+        &self,
+        email: &str,
+        desk: &str,
+        task: &TaskRow,
+    ) -> Result<bool, Error> {
+        Ok((task.state == "open" || task.state == "claimed")
+            && Engine::may_act(&self.roles_of(email).await?, email, desk, task))
+    }
+
     /// The open tasks a staff member may act on: theirs, and those open to their roles;
     /// overdue first, then by deadline; at most `limit` of them, with how many there are in
     /// all. The database does the filtering, so a desk with a hundred thousand open tasks

@@ -177,11 +177,7 @@ fn standing(
     p: &Process,
     inst: &core::Instance,
 ) -> serde_json::Map<String, serde_json::Value> {
-    let (status, result) = match inst.status {
-        InstanceStatus::Running => ("running", None),
-        InstanceStatus::Ended(r) => ("ended", Some(r.as_str())),
-        InstanceStatus::Cancelled => ("cancelled", None),
-    };
+    let (status, result) = guichet_engine::runtime::status_str(inst.status);
     let mut open: Vec<_> = inst.tasks.values().collect();
     open.sort_by_key(|t| (!t.overdue, t.due_at, t.seq));
     let open_tasks: Vec<_> = open
@@ -336,12 +332,7 @@ async fn open_to(
     found: Option<(String, guichet_engine::runtime::TaskRow)>,
 ) -> Result<guichet_engine::runtime::TaskRow, ApiError> {
     match found {
-        Some((desk, t))
-            if (t.state == "open" || t.state == "claimed")
-                && Engine::may_act(&s.engine.roles_of(email).await?, email, &desk, &t) =>
-        {
-            Ok(t)
-        }
+        Some((desk, t)) if s.engine.may_act_now(email, &desk, &t).await? => Ok(t),
         _ => Err(ApiError::not_found("open task")),
     }
 }

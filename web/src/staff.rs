@@ -258,14 +258,10 @@ pub(crate) async fn staff_may_act(
     instance: &str,
     seq: u32,
 ) -> Result<bool, guichet_engine::Error> {
-    let Some((desk, task)) = s.engine.task(instance, seq).await? else {
-        return Ok(false);
-    };
-    if task.state != "open" && task.state != "claimed" {
-        return Ok(false);
+    match s.engine.task(instance, seq).await? {
+        Some((desk, task)) => s.engine.may_act_now(email, &desk, &task).await,
+        None => Ok(false),
     }
-    let roles = s.engine.roles_of(email).await?;
-    Ok(Engine::may_act(&roles, email, &desk, &task))
 }
 
 pub(crate) fn not_found(s: &AppState) -> Response {
