@@ -268,6 +268,9 @@ impl Readers {
     }
 }
 
+/// A statement and the values bound to it.
+pub(crate) type Statement = (Cow<'static, str>, Vec<V>);
+
 /// Inserts `rows` (each `columns.len()` values) with multi-row statements: one statement per
 /// hundred rows instead of one per row.
 pub(crate) async fn insert<D: Db>(
@@ -276,7 +279,16 @@ pub(crate) async fn insert<D: Db>(
     columns: &[&str],
     rows: Vec<Vec<V>>,
 ) -> Result<(), Error> {
+    for (sql, params) in inserts(table, columns, rows) {
+        db.exec(sql, &params).await?;
+    }
+    Ok(())
+}
+
+/// The statements of [`insert`].
+pub(crate) fn inserts(table: &str, columns: &[&str], rows: Vec<Vec<V>>) -> Vec<Statement> {
     const PER_STATEMENT: usize = 100;
+    let mut out = Vec::new();
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<Vec<V>> = rows.by_ref().take(PER_STATEMENT).collect();
@@ -294,10 +306,9 @@ pub(crate) async fn insert<D: Db>(
                 .collect();
             sql.push_str(&format!("({})", marks.join(", ")));
         }
-        let params: Vec<V> = chunk.into_iter().flatten().collect();
-        db.exec(sql.into(), &params).await?;
+        out.push((sql.into(), chunk.into_iter().flatten().collect()));
     }
-    Ok(())
+    out
 }
 
 #[cfg(test)]

@@ -327,26 +327,19 @@ impl Engine {
     }
 }
 
-/// Revokes every live link of a task (it was completed or reassigned), inside the caller's
-/// transaction.
-pub(crate) async fn revoke_task_links<D: crate::db::Db>(
-    db: &mut D,
-    instance: &str,
-    task: u32,
-    now: Timestamp,
-) -> Result<(), Error> {
+/// The statement that revokes every live link of a task (it was completed or reassigned), to
+/// run in the transaction that closes or reassigns it.
+pub(crate) fn revoke_task_links(instance: &str, task: u32, now: Timestamp) -> crate::db::Statement {
     use crate::db::V;
-    db.exec(
+    (
         "UPDATE links SET revoked_at = $1 WHERE instance = $2 AND task = $3 AND revoked_at IS NULL"
             .into(),
-        &[
+        vec![
             V::Int(now.0),
             V::Text(instance.to_owned()),
             V::Int(i64::from(task)),
         ],
     )
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

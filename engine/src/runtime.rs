@@ -14,7 +14,7 @@ use sqlx::Row as _;
 
 use crate::clock::{Clock, Timestamp};
 use crate::core::{self, Command, Effect, Event, Fields, Instance, InstanceStatus, Transition};
-use crate::db::{Db, V, insert};
+use crate::db::{Db, Statement, V, inserts};
 use crate::store::{Backend, Store, in_read};
 
 /// Why an engine operation failed.
@@ -262,17 +262,23 @@ pub(crate) struct Ctx {
     backend: Backend,
 }
 
-/// Runs a command's transaction, written once against [`Db`]: on the SQLite writer thread
-/// (group commit) when there is one, else in a sqlx transaction taken at this process's
-/// write turn. `$db` is the connection inside `$body`; the body's captures must be owned.
-macro_rules! in_write {
-    ($engine:expr, |$db:ident| $body:expr) => {
-        match &$engine.store.writer {
-            Some(writer) => writer.write(move |$db| crate::writer::ready($body)).await,
-            None => crate::store::in_kept_transaction!($engine.store, |$db| $body),
-        }
-    };
+/// A command's writes, prepared from the request as read ([`Ctx::prepare`]) before its
+/// transaction: on SQLite the request is read and the core run on the caller's thread, so that
+/// the writer thread, which every command goes through one after the other, only writes.
+#[derive(Clone)]
+struct Prepared {
+    id: String,
+    /// The request's new state.
+    inst: Instance,
+    /// The first changes the request's row (an update on the condition that its version is
+    /// the one read, or the insert of a new request) and must change exactly one row. When
+    /// the command ends the request, the last ones store its facts.
+    statements: Vec<Statement>,
 }
+
+/// How many times a command is prepared again when its request changed between the read and
+/// the write (another command on the same request in the same group commit).
+const STALE_RETRIES: usize = 8;
 
 impl Engine {
     pub async fn open(url: &str, clock: Arc<dyn Clock>) -> Result<Engine, Error> {
@@ -375,14 +381,66 @@ impl Engine {
         name: &str,
         fields: &Fields,
     ) -> Result<(String, Instance), Error> {
-        let (ctx, name, fields) = (self.ctx.clone(), name.to_owned(), fields.clone());
-        in_write!(self, |db| ctx.start(db, &name, &fields))
+        let ctx = &self.ctx;
+        let unwritten = || Error::Corrupt("a new request's row was not written".into());
+        let prepared = match &self.store.writer {
+            // Read and prepared here; only the writes wait for the writer thread.
+            Some(writer) => {
+                let prepared =
+                    Arc::new(in_read!(self.store, |db| ctx.prepare_start(db, name, fields))?);
+                let (ctx, job) = (ctx.clone(), prepared.clone());
+                if !writer
+                    .write(move |db| crate::writer::ready(ctx.write(db, &job)))
+                    .await?
+                {
+                    return Err(unwritten());
+                }
+                Arc::unwrap_or_clone(prepared)
+            }
+            None => crate::store::in_kept_transaction!(self.store, |db| async {
+                let prepared = ctx.prepare_start(db, name, fields).await?;
+                match ctx.write(db, &prepared).await? {
+                    true => Ok(prepared),
+                    false => Err(unwritten()),
+                }
+            })?,
+        };
+        Ok((prepared.id, prepared.inst))
     }
 
     /// Applies a command to a request, in one transaction.
     pub async fn execute(&self, id: &str, command: Command) -> Result<Instance, Error> {
-        let (ctx, id) = (self.ctx.clone(), id.to_owned());
-        in_write!(self, |db| ctx.execute(db, &id, command))
+        let ctx = &self.ctx;
+        let changed = || Error::Conflict(format!("request {id} changed meanwhile; try again"));
+        match &self.store.writer {
+            // Read and prepared here, written by the writer thread on the condition that the
+            // request is still as read; prepared again from its new state otherwise.
+            Some(writer) => {
+                for _ in 0..STALE_RETRIES {
+                    let prepared = Arc::new(in_read!(self.store, |db| ctx.prepare(
+                        db,
+                        id,
+                        command.clone()
+                    ))?);
+                    let (ctx, job) = (ctx.clone(), prepared.clone());
+                    if writer
+                        .write(move |db| crate::writer::ready(ctx.write(db, &job)))
+                        .await?
+                    {
+                        return Ok(Arc::unwrap_or_clone(prepared).inst);
+                    }
+                }
+                Err(changed())
+            }
+            // Read with a row lock in the transaction: the request cannot change meanwhile.
+            None => crate::store::in_kept_transaction!(self.store, |db| async {
+                let prepared = ctx.prepare(db, id, command).await?;
+                match ctx.write(db, &prepared).await? {
+                    true => Ok(prepared.inst),
+                    false => Err(changed()),
+                }
+            }),
+        }
     }
 }
 
@@ -415,12 +473,13 @@ impl Ctx {
         Ok(process)
     }
 
-    async fn start<D: Db>(
+    /// Reads what starting a request of the desk `name` needs and prepares its writes.
+    async fn prepare_start<D: Db>(
         &self,
         db: &mut D,
         name: &str,
         fields: &Fields,
-    ) -> Result<(String, Instance), Error> {
+    ) -> Result<Prepared, Error> {
         let now = self.now();
         let hash = db
             .row(
@@ -444,11 +503,11 @@ impl Ctx {
         let state = serde_json::to_string(&inst).map_err(corrupt)?;
         let (mut tip, mut head) = (0, genesis(&id));
         let history = history_rows(&id, &mut tip, &mut head, &transition.events)?;
-        db.exec(
+        let mut statements: Vec<Statement> = vec![(
             "INSERT INTO instances (id, definition, name, title, status, result, state, row_version, started_at, ended_at, history_seq, history_head) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11)"
                 .into(),
-            &[
+            vec![
                 V::Text(id.clone()),
                 V::Text(hash),
                 V::Text(name.to_owned()),
@@ -461,30 +520,45 @@ impl Ctx {
                 V::Int(tip),
                 V::Text(head),
             ],
-        )
-        .await?;
+        )];
         let fields = crate::facts::intake_fields(&process, &inst)
             .into_iter()
             .map(|(field, value)| vec![V::Text(id.clone()), V::Text(field), V::Text(value)])
             .collect();
-        insert(
-            db,
+        statements.extend(inserts(
             "instance_fields",
             &["instance", "field", "value"],
             fields,
-        )
-        .await?;
-        self.apply(db, &id, &process, None, &transition, &inst, 0, history)
-            .await?;
-        Ok((id, inst))
+        ));
+        self.effects(
+            &mut statements,
+            now,
+            &id,
+            &process,
+            None,
+            &transition,
+            0,
+            history,
+        )?;
+        if transition.effects.contains(&Effect::Finished) {
+            let facts = self.facts(db, &id, &process, &inst, 0, &transition).await?;
+            statements.extend(facts);
+        }
+        Ok(Prepared {
+            id,
+            inst,
+            statements,
+        })
     }
 
-    async fn execute<D: Db>(
+    /// Reads a request, applies a command to it in the core, and prepares the writes of the
+    /// outcome. Refusals are found here, before anything is written.
+    async fn prepare<D: Db>(
         &self,
         db: &mut D,
         id: &str,
         command: Command,
-    ) -> Result<Instance, Error> {
+    ) -> Result<Prepared, Error> {
         let now = self.now();
         let row = db
             .row(
@@ -502,6 +576,7 @@ impl Ctx {
         );
         let process = self.process(db, &hash).await?;
         let inst: Instance = serde_json::from_str(&state).map_err(corrupt)?;
+        let before = inst.status;
         let fired = match &command {
             Command::FireTimer { timer } => Some(*timer),
             _ => None,
@@ -540,56 +615,94 @@ impl Ctx {
         // The history's new entries, so that the row's tip moves in the same statement.
         let (mut tip, mut head) = (seq, head);
         let history = history_rows(id, &mut tip, &mut head, &transition.events)?;
-        let updated = db
-            .exec(
-                "UPDATE instances SET state = $1, status = $2, result = $3, ended_at = $4, row_version = row_version + 1, \
-                 history_seq = $7, history_head = $8 WHERE id = $5 AND row_version = $6"
-                    .into(),
-                &[
-                    V::Text(state),
-                    V::Text(status.to_owned()),
-                    V::MaybeText(result.map(str::to_owned)),
-                    V::MaybeInt(inst.ended_at.map(|t| t.0)),
-                    V::Text(id.to_owned()),
-                    V::Int(row_version),
-                    V::Int(tip),
-                    V::Text(head),
-                ],
-            )
-            .await?;
-        if updated != 1 {
-            return Err(Error::Conflict(format!(
-                "request {id} changed meanwhile; try again"
-            )));
+        // First: the request's row, on the condition that it is still as read. Its status
+        // columns are indexed: set only when the status changes (SQLite rewrites the index
+        // entries of every column an UPDATE sets, changed or not).
+        let status_changes = status_str(before) != (status, result);
+        let sql = if status_changes {
+            "UPDATE instances SET state = $1, row_version = row_version + 1, history_seq = $4, history_head = $5, \
+             status = $6, result = $7, ended_at = $8 WHERE id = $2 AND row_version = $3"
+        } else {
+            "UPDATE instances SET state = $1, row_version = row_version + 1, history_seq = $4, history_head = $5 \
+             WHERE id = $2 AND row_version = $3"
+        };
+        let mut params = vec![
+            V::Text(state),
+            V::Text(id.to_owned()),
+            V::Int(row_version),
+            V::Int(tip),
+            V::Text(head),
+        ];
+        if status_changes {
+            params.extend([
+                V::Text(status.to_owned()),
+                V::MaybeText(result.map(str::to_owned)),
+                V::MaybeInt(inst.ended_at.map(|t| t.0)),
+            ]);
         }
+        let mut statements: Vec<Statement> = vec![(sql.into(), params)];
         if let Some(timer) = fired {
-            db.exec(
+            statements.push((
                 "DELETE FROM timers WHERE instance = $1 AND seq = $2".into(),
-                &[V::Text(id.to_owned()), V::Int(i64::from(timer))],
-            )
-            .await?;
+                vec![V::Text(id.to_owned()), V::Int(i64::from(timer))],
+            ));
         }
         let actor = transition.events.first().map(|e| e.actor.clone());
-        self.apply(db, id, &process, actor, &transition, &inst, seq, history)
-            .await?;
-        Ok(inst)
+        self.effects(
+            &mut statements,
+            now,
+            id,
+            &process,
+            actor,
+            &transition,
+            seq,
+            history,
+        )?;
+        if transition.effects.contains(&Effect::Finished) {
+            let facts = self
+                .facts(db, id, &process, &inst, seq, &transition)
+                .await?;
+            statements.extend(facts);
+        }
+        Ok(Prepared {
+            id: id.to_owned(),
+            inst,
+            statements,
+        })
     }
 
-    /// Writes a transition's effects and its history rows (`history_rows`, chained after
-    /// entry `first_seq`; the instance row already points at their last entry).
+    /// Runs the statements of a prepared command (in the caller's transaction). False when
+    /// the request changed since it was read
+    /// (its first statement changed no row): nothing was written, and the command must be
+    /// prepared again from the request as it now is.
+    async fn write<D: Db>(&self, db: &mut D, prepared: &Prepared) -> Result<bool, Error> {
+        let mut statements = prepared.statements.iter();
+        if let Some((sql, params)) = statements.next()
+            && db.exec(sql.clone(), params).await? != 1
+        {
+            return Ok(false);
+        }
+        for (sql, params) in statements {
+            db.exec(sql.clone(), params).await?;
+        }
+        Ok(true)
+    }
+
+    /// Appends to `out` the statements of a transition's effects and its history rows
+    /// (`history_rows`, chained after entry `first_seq`; the instance row's statement already
+    /// points at their last entry).
     #[allow(clippy::too_many_arguments)]
-    async fn apply<D: Db>(
+    fn effects(
         &self,
-        db: &mut D,
+        out: &mut Vec<Statement>,
+        now: Timestamp,
         id: &str,
         process: &Process,
         actor: Option<core::Actor>,
         t: &Transition,
-        inst: &Instance,
         first_seq: i64,
         history: Vec<Vec<V>>,
     ) -> Result<(), Error> {
-        let now = self.now();
         let by = match &actor {
             Some(core::Actor::User(u)) => Some(u.clone()),
             Some(core::Actor::Provider(p)) => Some(format!("provider:{p}")),
@@ -599,62 +712,52 @@ impl Ctx {
         let text = |s: &str| V::Text(s.to_owned());
         for (n, e) in t.effects.iter().enumerate() {
             match e {
-                Effect::TaskSaved(task) => {
-                    db.exec(
-                        "INSERT INTO tasks (instance, seq, step, role, assignee, state, created_at, due_at, overdue, desk) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                         ON CONFLICT (instance, seq) DO UPDATE SET role = $4, assignee = $5, state = $6, due_at = $8, overdue = $9"
-                            .into(),
-                        &[
-                            text(id),
-                            V::Int(i64::from(task.seq)),
-                            text(&process.steps[task.step].id),
-                            text(&task.role),
-                            V::MaybeText(task.assignee.clone()),
-                            text(task_state(task.state)),
-                            V::Int(task.created_at.0),
-                            V::MaybeInt(task.due_at.map(|d| d.0)),
-                            V::Int(i64::from(task.overdue)),
-                            text(&process.name),
-                        ],
-                    )
-                    .await?;
-                }
+                Effect::TaskSaved(task) => out.push((
+                    "INSERT INTO tasks (instance, seq, step, role, assignee, state, created_at, due_at, overdue, desk) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (instance, seq) DO UPDATE SET role = $4, assignee = $5, state = $6, due_at = $8, overdue = $9"
+                        .into(),
+                    vec![
+                        text(id),
+                        V::Int(i64::from(task.seq)),
+                        text(&process.steps[task.step].id),
+                        text(&task.role),
+                        V::MaybeText(task.assignee.clone()),
+                        text(task_state(task.state)),
+                        V::Int(task.created_at.0),
+                        V::MaybeInt(task.due_at.map(|d| d.0)),
+                        V::Int(i64::from(task.overdue)),
+                        text(&process.name),
+                    ],
+                )),
                 Effect::TaskClosed { task, completed } => {
-                    crate::links::revoke_task_links(db, id, *task, now).await?;
-                    db.exec(
+                    out.push(crate::links::revoke_task_links(id, *task, now));
+                    out.push((
                         "UPDATE tasks SET state = $1, closed_at = $2, closed_by = $3 WHERE instance = $4 AND seq = $5"
                             .into(),
-                        &[
+                        vec![
                             text(if *completed { "completed" } else { "cancelled" }),
                             V::Int(now.0),
                             V::MaybeText(by.clone()),
                             text(id),
                             V::Int(i64::from(*task)),
                         ],
-                    )
-                    .await?;
+                    ));
                 }
-                Effect::TimerScheduled(timer) => {
-                    db.exec(
-                        "INSERT INTO timers (instance, seq, due_at, kind) VALUES ($1, $2, $3, $4)"
-                            .into(),
-                        &[
-                            text(id),
-                            V::Int(i64::from(timer.seq)),
-                            V::Int(timer.due_at.0),
-                            V::Text(serde_json::to_string(&timer.kind).map_err(corrupt)?),
-                        ],
-                    )
-                    .await?;
-                }
-                Effect::TimerCancelled { timer } => {
-                    db.exec(
-                        "DELETE FROM timers WHERE instance = $1 AND seq = $2".into(),
-                        &[text(id), V::Int(i64::from(*timer))],
-                    )
-                    .await?;
-                }
+                Effect::TimerScheduled(timer) => out.push((
+                    "INSERT INTO timers (instance, seq, due_at, kind) VALUES ($1, $2, $3, $4)"
+                        .into(),
+                    vec![
+                        text(id),
+                        V::Int(i64::from(timer.seq)),
+                        V::Int(timer.due_at.0),
+                        V::Text(serde_json::to_string(&timer.kind).map_err(corrupt)?),
+                    ],
+                )),
+                Effect::TimerCancelled { timer } => out.push((
+                    "DELETE FROM timers WHERE instance = $1 AND seq = $2".into(),
+                    vec![text(id), V::Int(i64::from(*timer))],
+                )),
                 Effect::Email { .. } | Effect::CallProvider { .. } => {
                     // A stable id: the request, the history position of the command, and the
                     // effect's rank in it. Reused on every resend (it becomes the Message-ID).
@@ -668,11 +771,11 @@ impl Ctx {
                         Effect::CallProvider { provider, .. } => Some(provider.clone()),
                         _ => None,
                     };
-                    db.exec(
+                    out.push((
                         "INSERT INTO outbox (id, instance, kind, payload, state, attempts, next_attempt_at, created_at, provider) \
                          VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $6)"
                             .into(),
-                        &[
+                        vec![
                             V::Text(outbox_id),
                             text(id),
                             text(kind),
@@ -680,8 +783,7 @@ impl Ctx {
                             V::Int(now.0),
                             V::MaybeText(provider),
                         ],
-                    )
-                    .await?;
+                    ));
                 }
                 Effect::Finished => {}
             }
@@ -691,64 +793,78 @@ impl Ctx {
             if let core::EventKind::TaskDelegated { task, .. }
             | core::EventKind::TaskEscalated { task, .. } = &event.kind
             {
-                crate::links::revoke_task_links(db, id, *task, now).await?;
+                out.push(crate::links::revoke_task_links(id, *task, now));
             }
         }
         // The command's events in one statement.
-        insert(db, "history", HISTORY_COLUMNS, history).await?;
-        if t.effects.iter().any(|e| matches!(e, Effect::Finished)) {
-            self.record_facts(db, id, process, inst).await?;
-        }
+        out.extend(inserts("history", HISTORY_COLUMNS, history));
         Ok(())
     }
 
-    /// Derives and stores the facts of an ended request (its step visits and indicator
-    /// values), from its whole history, in the transaction that ends it.
-    async fn record_facts<D: Db>(
+    /// The statements that store the facts of a request that a transition ends (its step
+    /// visits and indicator values, derived from its whole history), to run in the
+    /// transaction that ends it. `tip` is the last history entry before the transition, as
+    /// read with the request (the transaction's version check makes sure it still is).
+    async fn facts<D: Db>(
         &self,
         db: &mut D,
         id: &str,
         process: &Process,
         inst: &Instance,
-    ) -> Result<(), Error> {
-        let key = [V::Text(id.to_owned())];
-        let events = db
-            .rows(
-                "SELECT body FROM history WHERE instance = $1 ORDER BY seq".into(),
-                &key,
-            )
-            .await?
-            .iter()
-            .map(|r| serde_json::from_str::<Event>(&r.text(0)?).map_err(corrupt))
-            .collect::<Result<Vec<_>, Error>>()?;
-        let due = db
-            .rows(
-                "SELECT seq, due_at FROM tasks WHERE instance = $1 AND due_at IS NOT NULL".into(),
-                &key,
-            )
-            .await?
-            .iter()
-            .map(|r| {
-                Ok((
+        tip: i64,
+        t: &Transition,
+    ) -> Result<Vec<Statement>, Error> {
+        let key = || V::Text(id.to_owned());
+        let mut events = Vec::new();
+        let mut due = std::collections::BTreeMap::new();
+        if tip > 0 {
+            events = db
+                .rows(
+                    "SELECT body FROM history WHERE instance = $1 AND seq <= $2 ORDER BY seq"
+                        .into(),
+                    &[key(), V::Int(tip)],
+                )
+                .await?
+                .iter()
+                .map(|r| serde_json::from_str::<Event>(&r.text(0)?).map_err(corrupt))
+                .collect::<Result<Vec<_>, Error>>()?;
+            for r in db
+                .rows(
+                    "SELECT seq, due_at FROM tasks WHERE instance = $1 AND due_at IS NOT NULL"
+                        .into(),
+                    &[key()],
+                )
+                .await?
+            {
+                due.insert(
                     u32::try_from(r.int(0)?).map_err(corrupt)?,
                     Timestamp(r.int(1)?),
-                ))
-            })
-            .collect::<Result<std::collections::BTreeMap<_, _>, Error>>()?;
+                );
+            }
+        }
+        // What the transition itself appends and changes.
+        events.extend(t.events.iter().cloned());
+        for e in &t.effects {
+            if let Effect::TaskSaved(task) = e {
+                match task.due_at {
+                    Some(at) => due.insert(task.seq, at),
+                    None => due.remove(&task.seq),
+                };
+            }
+        }
         let visits = crate::facts::visits(process, &events, &due);
-        db.exec(
+        let mut out: Vec<Statement> = vec![(
             "INSERT INTO kpi_pending (instance) VALUES ($1)".into(),
-            &key,
-        )
-        .await?;
+            vec![key()],
+        )];
         let rows = visits.iter().map(|v| v.row(id)).collect();
-        insert(db, "step_visits", crate::facts::VISIT_COLUMNS, rows).await?;
+        out.extend(inserts("step_visits", crate::facts::VISIT_COLUMNS, rows));
         let rows = crate::facts::kpi_values(process, inst, &visits)
             .into_iter()
-            .map(|(kpi, value)| vec![V::Text(id.to_owned()), V::Text(kpi), V::Real(value)])
+            .map(|(kpi, value)| vec![key(), V::Text(kpi), V::Real(value)])
             .collect();
-        insert(db, "kpi_facts", &["instance", "kpi", "value"], rows).await?;
-        Ok(())
+        out.extend(inserts("kpi_facts", &["instance", "kpi", "value"], rows));
+        Ok(out)
     }
 }
 

@@ -222,6 +222,11 @@ fn migrator() -> Migrator {
             "kpi rollups",
             include_str!("../migrations/0011_kpi_rollups.sql"),
         ),
+        m(
+            12,
+            "history index",
+            include_str!("../migrations/0012_history_index.sql"),
+        ),
     ])
 }
 

@@ -1,9 +1,15 @@
 //! The SQLite writer: one thread owns a write connection and runs the engine's command
 //! transactions with **group commit**. It takes every command waiting when it is free, runs
-//! each in its own savepoint inside one transaction (a command that fails rolls back alone),
-//! commits once, durably (WAL, `synchronous=FULL`), and only then answers each caller. Nobody
-//! hears that their change happened before it is on disk; under load one disk flush carries
-//! many commands.
+//! them one after the other inside one transaction, commits once, durably (WAL,
+//! `synchronous=FULL`), and only then answers each caller. Nobody hears that their change
+//! happened before it is on disk; under load one disk flush carries many commands.
+//!
+//! A command that fails (or panics) must leave nothing: the transaction is rolled back and the
+//! other commands of the batch run again, without it, in a new one. So a job can be run more
+//! than once, each time from the database as it was before the batch. (A savepoint per
+//! command did the same with less work on failure, but at a price on every command: SQLite
+//! copies each page a savepoint first changes, and with group commit every command changes
+//! the same hot pages; failures are rare.)
 //!
 //! The thread also spares each statement the hand-off between threads that sqlx's SQLite
 //! driver makes (a statement there is a message to its worker thread and back): here a whole
@@ -22,11 +28,48 @@ use crate::runtime::Error;
 /// At most this many commands share one transaction.
 const MAX_BATCH: usize = 256;
 
-/// What a job leaves for after the commit: it answers its caller with the commit's outcome.
-type Answer = Box<dyn FnOnce(Option<&Error>) + Send>;
-/// A job: runs on the writer's connection (or learns that the transaction could not begin);
-/// says whether it succeeded (else its savepoint is rolled back).
-type Job = Box<dyn FnOnce(Result<&mut Lite<'_>, &Error>) -> (bool, Answer) + Send>;
+/// A command waiting for the writer: its work, and its caller to answer.
+trait Job: Send {
+    /// Runs the work in the current transaction (again, after a rollback: from the state
+    /// before the batch); says whether it succeeded. A panic counts as a failure.
+    fn run(&mut self, db: &mut Lite<'_>) -> bool;
+    /// Answers the caller: the work's outcome once committed, the commit's failure, or the
+    /// work's own error.
+    fn answer(self: Box<Self>, failure: Option<&Error>);
+}
+
+struct Call<W, R> {
+    work: W,
+    outcome: Option<Result<R, Error>>,
+    reply: tokio::sync::oneshot::Sender<Result<R, Error>>,
+}
+
+impl<W, R> Job for Call<W, R>
+where
+    W: FnMut(&mut Lite<'_>) -> Result<R, Error> + Send,
+    R: Send,
+{
+    fn run(&mut self, db: &mut Lite<'_>) -> bool {
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (self.work)(db)))
+            .unwrap_or_else(|_| {
+                Err(Error::Sqlite(
+                    "the write was abandoned: it failed unexpectedly".into(),
+                ))
+            });
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn answer(self: Box<Self>, failure: Option<&Error>) {
+        let _ = self.reply.send(match (self.outcome, failure) {
+            (Some(Err(e)), _) => Err(e),
+            (_, Some(e)) => Err(Error::Sqlite(e.to_string())),
+            (Some(Ok(v)), None) => Ok(v),
+            (None, None) => Err(Error::Sqlite("the write was not run".into())),
+        });
+    }
+}
 
 /// Counters of the group commit, for the benchmark.
 #[derive(Debug, Default)]
@@ -39,7 +82,7 @@ pub struct Counters {
 
 /// The handle on the writer thread; the thread ends when the last handle is dropped.
 pub(crate) struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Box<dyn Job>>,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -68,43 +111,33 @@ impl Writer {
     pub(crate) fn start(path: &Path, turn: Arc<tokio::sync::Mutex<()>>) -> Result<Writer, Error> {
         let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Checkpoints are the checkpointer thread's (below), not the commits'.
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = ON;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;",
         )?;
         conn.set_prepared_statement_cache_capacity(128);
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let checkpointer = Checkpointer::start(path, turn.clone())?;
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let counters = Arc::new(Counters::default());
         let seen = counters.clone();
         std::thread::Builder::new()
             .name("guichet-writer".into())
-            .spawn(move || run(&conn, &queue, &turn, &seen))?;
+            .spawn(move || run(&conn, &queue, &turn, &seen, &checkpointer))?;
         Ok(Writer { jobs, counters })
     }
 
     /// Runs `work` in the next transaction; answers once that transaction is committed (or
-    /// with the work's own error, its changes rolled back).
+    /// with the work's own error, its changes rolled back). `work` may be run more than once
+    /// (see the module's comment); only the last run's outcome is answered.
     pub(crate) async fn write<R: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Lite<'_>) -> Result<R, Error> + Send + 'static,
+        work: impl FnMut(&mut Lite<'_>) -> Result<R, Error> + Send + 'static,
     ) -> Result<R, Error> {
         let (reply, answer) = tokio::sync::oneshot::channel::<Result<R, Error>>();
-        let job: Job = Box::new(move |db| match db {
-            Err(e) => {
-                let _ = reply.send(Err(Error::Sqlite(e.to_string())));
-                (false, Box::new(|_| {}))
-            }
-            Ok(db) => {
-                let r = work(db);
-                let ok = r.is_ok();
-                let answer: Answer = Box::new(move |commit| {
-                    let _ = reply.send(match (r, commit) {
-                        (Err(e), _) => Err(e),
-                        (Ok(_), Some(e)) => Err(Error::Sqlite(e.to_string())),
-                        (Ok(v), None) => Ok(v),
-                    });
-                });
-                (ok, answer)
-            }
+        let job = Box::new(Call {
+            work,
+            outcome: None,
+            reply,
         });
         self.jobs
             .send(job)
@@ -115,12 +148,81 @@ impl Writer {
     }
 }
 
+/// Copies the WAL's pages back into the database file (a checkpoint) on a thread and a
+/// connection of its own, beside the writer, instead of in the commit that crosses SQLite's
+/// threshold: the copy and its two disk flushes no longer hold up the commands waiting for
+/// the writer. A checkpoint that runs while the writer commits copies what was committed
+/// when it began; SQLite starts the WAL file over only once every page in it has been
+/// copied back, so when the WAL has grown past [`Checkpointer::RESTART_FRAMES`] the
+/// checkpointer takes the process's write turn for a last, short checkpoint.
+struct Checkpointer {
+    wake: mpsc::SyncSender<()>,
+}
+
+impl Checkpointer {
+    /// At most one checkpoint per this delay while commits come.
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+    /// Frames (pages) in the WAL past which a checkpoint is finished under the write turn.
+    const RESTART_FRAMES: i64 = 4096;
+
+    fn start(path: &Path, turn: Arc<tokio::sync::Mutex<()>>) -> Result<Checkpointer, Error> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")?;
+        let (wake, woken) = mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("guichet-checkpoint".into())
+            .spawn(move || {
+                // Ends when the writer, and so the sender, is gone.
+                while woken.recv().is_ok() {
+                    if let Err(e) = Self::checkpoint(&conn, &turn) {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; the next one will try again");
+                    }
+                    std::thread::sleep(Self::EVERY);
+                }
+            })?;
+        Ok(Checkpointer { wake })
+    }
+
+    /// After a commit: a checkpoint is due (at most one waits).
+    fn committed(&self) {
+        let _ = self.wake.try_send(());
+    }
+
+    fn checkpoint(conn: &rusqlite::Connection, turn: &tokio::sync::Mutex<()>) -> Result<(), Error> {
+        // (busy, frames in the WAL, frames copied back)
+        let passive = |conn: &rusqlite::Connection| {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+        };
+        let (_, frames, _) = passive(conn)?;
+        if frames > Self::RESTART_FRAMES {
+            // Nobody in this process writes meanwhile: this one copies the last frames, and
+            // the next transaction starts the WAL over.
+            let _turn = turn.blocking_lock();
+            passive(conn)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one of the transaction's own statements (`BEGIN IMMEDIATE`, `COMMIT`), prepared once.
+fn run_statement(conn: &rusqlite::Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// The writer's loop: a batch of waiting jobs per transaction.
 fn run(
     conn: &rusqlite::Connection,
-    queue: &mpsc::Receiver<Job>,
+    queue: &mpsc::Receiver<Box<dyn Job>>,
     turn: &tokio::sync::Mutex<()>,
     counters: &Counters,
+    checkpointer: &Checkpointer,
 ) {
     while let Ok(first) = queue.recv() {
         // The turn first: the commands that arrive while it is taken join this transaction.
@@ -132,74 +234,54 @@ fn run(
                 Err(_) => break,
             }
         }
-        let n = batch.len() as u64;
-        let answers = transaction(conn, batch);
-        let (answers, failure) = match answers {
-            Ok(answers) => match conn.execute_batch("COMMIT") {
-                Ok(()) => (answers, None),
-                Err(e) => {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    (answers, Some(Error::from(e)))
+        let failure = loop {
+            match transaction(conn, &mut batch) {
+                Ok(()) => break None,
+                // A job failed: it leaves the batch with its own error, the others run again.
+                Err(Failed::Job(i)) => {
+                    batch.remove(i).answer(None);
+                    if batch.is_empty() {
+                        break None;
+                    }
                 }
-            },
-            Err((answers, e)) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                (answers, Some(e))
+                Err(Failed::Transaction(e)) => break Some(e),
             }
         };
         drop(_turn);
-        if failure.is_none() {
+        if failure.is_none() && !batch.is_empty() {
             counters.commits.fetch_add(1, Ordering::Relaxed);
-            counters.commands.fetch_add(n, Ordering::Relaxed);
+            counters
+                .commands
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            checkpointer.committed();
         }
-        for answer in answers {
-            answer(failure.as_ref());
+        for job in batch {
+            job.answer(failure.as_ref());
         }
     }
 }
 
-/// Begins a transaction and runs each job in its savepoint. On a failure of the transaction
-/// itself (not of a job), the jobs not yet run are told and every answer gets the error.
-#[allow(clippy::type_complexity)]
-fn transaction(
-    conn: &rusqlite::Connection,
-    batch: Vec<Job>,
-) -> Result<Vec<Answer>, (Vec<Answer>, Error)> {
-    let mut answers = Vec::with_capacity(batch.len());
-    let mut jobs = batch.into_iter();
-    let mut broken = conn.execute_batch("BEGIN IMMEDIATE").err().map(Error::from);
-    for job in jobs.by_ref() {
-        if let Some(e) = &broken {
-            answers.push(job(Err(e)).1);
-            continue;
-        }
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-            let e = Error::from(e);
-            answers.push(job(Err(&e)).1);
-            broken = Some(e);
-            continue;
-        }
-        let mut db = Lite { conn };
-        // A job that panics loses its answer (its caller hears that the write was
-        // abandoned) and its changes, not the thread.
-        let (ok, answer) = match std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(&mut db)))) {
-            Ok(r) => r,
-            Err(_) => (false, Box::new(|_: Option<&Error>| {}) as Answer),
-        };
-        answers.push(answer);
-        let end = if ok {
-            conn.execute_batch("RELEASE job")
-        } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
-        };
-        if let Err(e) = end {
-            broken = Some(Error::from(e));
-        }
+/// Why a batch's transaction was rolled back.
+enum Failed {
+    /// The job at this position failed.
+    Job(usize),
+    /// The transaction itself could not begin or commit.
+    Transaction(Error),
+}
+
+/// Runs the batch in one transaction and commits it; rolls it back on any failure.
+fn transaction(conn: &rusqlite::Connection, batch: &mut [Box<dyn Job>]) -> Result<(), Failed> {
+    run_statement(conn, "BEGIN IMMEDIATE").map_err(|e| Failed::Transaction(e.into()))?;
+    let mut db = Lite { conn };
+    let failed = batch.iter_mut().position(|job| !job.run(&mut db));
+    let end = match failed {
+        None => run_statement(conn, "COMMIT").map_err(|e| Failed::Transaction(e.into())),
+        Some(i) => Err(Failed::Job(i)),
+    };
+    if end.is_err() {
+        let _ = run_statement(conn, "ROLLBACK");
     }
-    match broken {
-        None => Ok(answers),
-        Some(e) => Err((answers, e)),
-    }
+    end
 }
 
 #[cfg(test)]
@@ -236,10 +318,11 @@ mod tests {
     }
 
     /// Jobs sent while the writer waits for its turn share one transaction; the one that
-    /// fails after writing, and the one that panics, leave nothing, the others are committed,
-    /// and each caller hears its own outcome.
+    /// fails after writing, and the one that panics, leave nothing, the others are committed
+    /// once (they run again after each rollback: a run on top of an earlier one would hit the
+    /// primary key), and each caller hears its own outcome.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn waiting_jobs_share_a_commit_and_a_failing_one_rolls_back_alone() {
+    async fn waiting_jobs_share_a_commit_and_a_failing_one_leaves_nothing() {
         let path = scratch("batch");
         let turn = Arc::new(tokio::sync::Mutex::new(()));
         let writer = Arc::new(Writer::start(&path, turn.clone()).unwrap());
@@ -293,7 +376,7 @@ mod tests {
             .counters
             .commands
             .load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(commands, 12);
+        assert_eq!(commands, 10, "the committed commands");
         assert!(commits <= 2, "12 queued jobs took {commits} commits");
     }
 

@@ -121,6 +121,7 @@ on_both_backends!(
     bad_commands_write_nothing,
     timers_fire_from_the_database,
     concurrent_completions_of_one_task_one_wins,
+    parallel_branches_completed_at_once_all_count,
     tampering_with_history_is_detected,
     the_inbox_reads_the_most_urgent_tasks_of_ones_roles,
     a_daily_digest_is_queued_once_per_person_and_day,
@@ -556,6 +557,73 @@ async fn concurrent_completions_of_one_task_one_wins(backend: &str) {
         let open = e.tasks(Some(&id), true).await.unwrap();
         assert_eq!(open.len(), 3, "round {round}: {open:?}");
     }
+}
+
+/// The three feasibility tasks of one request completed at the same moment: all three are
+/// taken (on SQLite, commands on one request that meet in one group commit are prepared again
+/// from the state the others left), the parallel block joins once, and the history holds each
+/// completion once, chained.
+async fn parallel_branches_completed_at_once_all_count(backend: &str) {
+    let (e, _) = engine(backend).await;
+    let e = Arc::new(e);
+    e.deploy(model("interne-decentralise")).await.unwrap();
+    let branches = [
+        (
+            "faisabilite-juridique",
+            "favorable",
+            json!({"base-legale": "mr-004"}),
+        ),
+        ("faisabilite-scientifique", "favorable", json!({})),
+        ("faisabilite-technique", "faisable", json!({})),
+    ];
+    for round in 0..20 {
+        let id = e.start("interne-decentralise", &intake()).await.unwrap();
+        complete(&e, &id, "recevabilite", Some("recevable"), json!({})).await;
+        let mut calls = Vec::new();
+        for (step, outcome, data) in &branches {
+            let task = open_task(&e, &id, step).await;
+            let (e, id, outcome, data) = (e.clone(), id.clone(), *outcome, data.clone());
+            calls.push(tokio::spawn(async move {
+                e.execute(
+                    &id,
+                    Command::Complete {
+                        task,
+                        user: "agent@hopital.example".into(),
+                        outcome: Some(outcome.into()),
+                        fields: fields(data),
+                    },
+                )
+                .await
+            }));
+        }
+        for call in calls {
+            call.await
+                .unwrap()
+                .unwrap_or_else(|err| panic!("round {round}: {err}"));
+        }
+        let open: Vec<String> = e
+            .tasks(Some(&id), true)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.step)
+            .collect();
+        assert_eq!(open, ["comite"], "round {round}");
+        let completions = e
+            .history(&id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|h| {
+                matches!(
+                    h.event.kind,
+                    guichet_engine::core::EventKind::TaskCompleted { .. }
+                )
+            })
+            .count();
+        assert_eq!(completions, 4, "round {round}");
+    }
+    assert_eq!(e.verify_audit().await.unwrap().broken, None);
 }
 
 async fn tampering_with_history_is_detected(backend: &str) {
