@@ -4,11 +4,11 @@
 # node on a SQLite file for comparison. The issue's workload (bench/workload.kdl) unless a
 # desk is named, every task completed by the driver as soon as it appears (`guichet bench
 # --api`), the driver spreading its calls over the nodes.
-#   bench/nodes.sh [REQUESTS=3000] [CONCURRENCY=16] [DESK=bench/workload.kdl]
+#   bench/nodes.sh [REQUESTS=3000] [CONCURRENCY=64] [DESK=bench/workload.kdl]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-3000}
-concurrency=${2:-16}
+concurrency=${2:-64}
 desk=${3:-$PWD/bench/workload.kdl}
 cargo build --release --quiet
 bin=$PWD/target/release/guichet

@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::Db;
+use crate::store::in_read;
 use guichet_definitions::model::{BuildingBlock, Process};
 use serde::Serialize;
-use sqlx::Row;
 
 use crate::charts::esc;
 use crate::clock::Timestamp;
@@ -121,6 +122,19 @@ impl Engine {
     /// The latest compiled definition of each deployed desk, by name (read again at most
     /// once per [`crate::runtime::DESKS_TTL`]).
     pub async fn desks(&self) -> Result<Desks, Error> {
+        let cached = self.desks.read().ok().and_then(|c| c.clone());
+        if let Some((at, desks)) = &cached
+            && at.elapsed() < crate::runtime::DESKS_TTL
+        {
+            return Ok(desks.clone());
+        }
+        // One caller reads the list again; the others go on with the one they have meanwhile
+        // (every page and API call asks for it: under load, all of them at once).
+        let _reading = match (self.desks_reading.try_lock(), cached) {
+            (Ok(reading), _) => reading,
+            (Err(_), Some((_, desks))) => return Ok(desks),
+            (Err(_), None) => self.desks_reading.lock().await,
+        };
         if let Ok(cached) = self.desks.read()
             && let Some((at, desks)) = cached.as_ref()
             && at.elapsed() < crate::runtime::DESKS_TTL
@@ -142,19 +156,15 @@ impl Engine {
     }
 
     async fn read_desks(&self) -> Result<Desks, Error> {
-        let rows = sqlx::query(
-            "SELECT d.name, d.hash FROM definitions d WHERE d.revision = (SELECT MAX(revision) FROM definitions x WHERE x.name = d.name)",
-        )
-        .fetch_all(&self.store().pool)
-        .await?;
-        let mut out = BTreeMap::new();
-        let mut conn = self.store().pool.acquire().await?;
-        for r in rows {
-            let name: String = r.try_get(0)?;
-            let hash: String = r.try_get(1)?;
-            out.insert(name, self.process(&mut *conn, &hash).await?);
-        }
-        Ok(out)
+        let sql = "SELECT d.name, d.hash FROM definitions d WHERE d.revision = (SELECT MAX(revision) FROM definitions x WHERE x.name = d.name)";
+        in_read!(self.store(), |db| async {
+            let mut out = BTreeMap::new();
+            for r in db.rows(sql.into(), &[]).await? {
+                let hash = r.text(1)?;
+                out.insert(r.text(0)?, self.process(&mut *db, &hash).await?);
+            }
+            Ok(out)
+        })
     }
 
     /// The declared indicators of each desk, per group.

@@ -227,6 +227,11 @@ fn migrator() -> Migrator {
             "history index",
             include_str!("../migrations/0012_history_index.sql"),
         ),
+        m(
+            13,
+            "open task indexes",
+            include_str!("../migrations/0013_open_task_indexes.sql"),
+        ),
     ])
 }
 

@@ -225,19 +225,49 @@ impl Engine {
         let row = in_read!(self.store(), |db| db.row(sql.into(), &key))?;
         let Some(row) = row else { return Ok(None) };
         let now = self.now().0;
-        // As for sessions: no statement at all unless the last use is a minute old.
+        // As for sessions: no statement at all unless the last use is a minute old; then one
+        // caller of this process records it, in the background: a burst of calls with a new
+        // token made as many write transactions, and every call waited for its own.
         let last_used = row.opt_int(1)?;
-        if last_used.is_none_or(|at| at < now - 60_000) {
-            sqlx::query(
-                "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
-            )
-            .bind(now)
-            .bind(hash(token))
-            .bind(now - 60_000)
-            .execute(&self.store().pool)
-            .await?;
+        if last_used.is_none_or(|at| at < now - 60_000) && self.first_touch(&key, now) {
+            let pool = self.store().pool.clone();
+            let token_hash = hash(token);
+            tokio::spawn(async move {
+                let touched = sqlx::query(
+                    "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+                )
+                .bind(now)
+                .bind(token_hash)
+                .bind(now - 60_000)
+                .execute(&pool)
+                .await;
+                if let Err(e) = touched {
+                    tracing::warn!(error = %e, "recording an API token's last use failed");
+                }
+            });
         }
         Ok(Some(row.text(0)?))
+    }
+
+    /// Whether this caller is the first of the process to see the token (`key`, its hash as
+    /// bound) in use this minute, and so the one to record it.
+    fn first_touch(&self, key: &[V], now: i64) -> bool {
+        let Some(V::Text(token_hash)) = key.first() else {
+            return false;
+        };
+        let Ok(mut touched) = self.token_touches.lock() else {
+            return false;
+        };
+        if touched.len() > 10_000 {
+            touched.clear();
+        }
+        match touched.get(token_hash) {
+            Some(at) if *at >= now - 60_000 => false,
+            _ => {
+                touched.insert(token_hash.clone(), now);
+                true
+            }
+        }
     }
 
     /// The API tokens: (prefix, account, name, created, last used, revoked).
