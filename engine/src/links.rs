@@ -99,17 +99,19 @@ impl Engine {
                 "guichet-link\0{instance}\0{task:?}\0{recipient}\0{message}"
             ))
             .await?;
-        sqlx::query(
+        use crate::db::V;
+        self.write_one(
             "INSERT INTO links (token_hash, instance, task, recipient, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (token_hash) DO NOTHING",
+            vec![
+                V::Text(token_hash(&token)),
+                V::Text(instance.to_owned()),
+                V::MaybeInt(task.map(i64::from)),
+                V::Text(recipient.to_owned()),
+                V::Int(self.now().0),
+                V::Int(expires_at.0),
+            ],
         )
-        .bind(token_hash(&token))
-        .bind(instance)
-        .bind(task.map(i64::from))
-        .bind(recipient)
-        .bind(self.now().0)
-        .bind(expires_at.0)
-        .execute(&self.store().pool)
         .await?;
         Ok(token)
     }

@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use crate::clock::Timestamp;
 use crate::core::Effect;
+use crate::db::V;
 use crate::lifecycle::{self, OutboxAction, OutboxLife};
 use crate::runtime::{Engine, Error};
 
@@ -207,7 +208,9 @@ impl Engine {
             query = query.bind(n);
         }
         let rows = query.fetch_all(&self.store().pool).await?;
-        let mut claimed = Vec::new();
+        // One compare-and-set per row, all in one write.
+        let mut candidates = Vec::with_capacity(rows.len());
+        let mut claims = Vec::with_capacity(rows.len());
         for r in rows {
             let id: String = r.try_get(0)?;
             let state: String = r.try_get(4)?;
@@ -220,23 +223,19 @@ impl Engine {
                 "pending"
             };
             let to = next(from, OutboxAction::Claim)?;
-            let won = sqlx::query(
+            claims.push((
                 "UPDATE outbox SET state = $1, attempts = attempts + 1, next_attempt_at = $2 \
-                 WHERE id = $3 AND state = $4 AND next_attempt_at = $5",
-            )
-            .bind(to)
-            .bind(now.0 + lease_ms)
-            .bind(&id)
-            .bind(&state)
-            .bind(due)
-            .execute(&self.store().pool)
-            .await?
-            .rows_affected()
-                == 1;
-            if !won {
-                continue; // another dispatcher took it
-            }
-            claimed.push(ClaimedRow {
+                 WHERE id = $3 AND state = $4 AND next_attempt_at = $5"
+                    .into(),
+                vec![
+                    V::Text(to.to_owned()),
+                    V::Int(now.0 + lease_ms),
+                    V::Text(id.clone()),
+                    V::Text(state),
+                    V::Int(due),
+                ],
+            ));
+            candidates.push(ClaimedRow {
                 id,
                 instance: r.try_get(1)?,
                 kind: r.try_get(2)?,
@@ -244,7 +243,17 @@ impl Engine {
                 attempt: attempts + 1,
             });
         }
-        Ok(claimed)
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let won = self.write_all(claims).await?;
+        // The rows another dispatcher took meanwhile are left to it.
+        Ok(candidates
+            .into_iter()
+            .zip(won)
+            .filter(|(_, changed)| *changed == 1)
+            .map(|(row, _)| row)
+            .collect())
     }
 
     /// A provider reports the work it fetched and locked (`attempt` is the fencing token it
@@ -331,21 +340,23 @@ impl Engine {
         sent: &Sent<'_>,
     ) -> Result<bool, Error> {
         let to = next("sending", OutboxAction::Succeed)?;
-        let done = sqlx::query(
-            "UPDATE outbox SET state = $1, sent_at = $2, message_id = $3, recipients = $4, subject = $5, body = $6, last_error = NULL \
-             WHERE id = $7 AND state = 'sending' AND attempts = $8",
-        )
-        .bind(to)
-        .bind(now.0)
-        .bind(sent.message_id)
-        .bind(sent.recipients)
-        .bind(sent.subject)
-        .bind(sent.body)
-        .bind(id)
-        .bind(attempt)
-        .execute(&self.store().pool)
-        .await?;
-        Ok(fenced(id, attempt, done.rows_affected()))
+        let done = self
+            .write_one(
+                "UPDATE outbox SET state = $1, sent_at = $2, message_id = $3, recipients = $4, subject = $5, body = $6, last_error = NULL \
+                 WHERE id = $7 AND state = 'sending' AND attempts = $8",
+                vec![
+                    V::Text(to.to_owned()),
+                    V::Int(now.0),
+                    V::Text(sent.message_id.to_owned()),
+                    V::Text(sent.recipients.to_owned()),
+                    V::Text(sent.subject.to_owned()),
+                    V::Text(sent.body.to_owned()),
+                    V::Text(id.to_owned()),
+                    V::Int(attempt),
+                ],
+            )
+            .await?;
+        Ok(fenced(id, attempt, done))
     }
 
     /// Records a transient failure: the message goes back to pending until `retry_at`
@@ -358,31 +369,37 @@ impl Engine {
         error: &str,
     ) -> Result<bool, Error> {
         let to = next("sending", OutboxAction::RetryLater)?;
-        let done = sqlx::query("UPDATE outbox SET state = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4 AND state = 'sending' AND attempts = $5")
-            .bind(to)
-            .bind(retry_at.0)
-            .bind(error)
-            .bind(id)
-            .bind(attempt)
-            .execute(&self.store().pool)
+        let done = self
+            .write_one(
+                "UPDATE outbox SET state = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4 AND state = 'sending' AND attempts = $5",
+                vec![
+                    V::Text(to.to_owned()),
+                    V::Int(retry_at.0),
+                    V::Text(error.to_owned()),
+                    V::Text(id.to_owned()),
+                    V::Int(attempt),
+                ],
+            )
             .await?;
-        Ok(fenced(id, attempt, done.rows_affected()))
+        Ok(fenced(id, attempt, done))
     }
 
     /// Records a permanent failure: the message becomes a dead letter, shown to
     /// administrators, who may retry it (fenced by `attempt` as [`Engine::outbox_sent`] is).
     pub async fn outbox_dead(&self, id: &str, attempt: i64, error: &str) -> Result<bool, Error> {
         let to = next("sending", OutboxAction::Fail)?;
-        let done = sqlx::query(
-            "UPDATE outbox SET state = $1, last_error = $2 WHERE id = $3 AND state = 'sending' AND attempts = $4",
-        )
-        .bind(to)
-        .bind(error)
-        .bind(id)
-        .bind(attempt)
-        .execute(&self.store().pool)
-        .await?;
-        Ok(fenced(id, attempt, done.rows_affected()))
+        let done = self
+            .write_one(
+                "UPDATE outbox SET state = $1, last_error = $2 WHERE id = $3 AND state = 'sending' AND attempts = $4",
+                vec![
+                    V::Text(to.to_owned()),
+                    V::Text(error.to_owned()),
+                    V::Text(id.to_owned()),
+                    V::Int(attempt),
+                ],
+            )
+            .await?;
+        Ok(fenced(id, attempt, done))
     }
 
     /// An administrator retries a dead letter: it is due at once, with its Message-ID kept.

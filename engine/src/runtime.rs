@@ -414,6 +414,43 @@ impl Engine {
         Ok((prepared.id, prepared.inst))
     }
 
+    /// Runs statements in one transaction and returns how many rows each changed: on SQLite
+    /// on the writer thread (they share its group commit and its turn: an autocommit write
+    /// beside the writer made each wait for the other's lock in SQLite's busy handler, and
+    /// cost a disk flush of its own), else on a kept connection.
+    pub(crate) async fn write_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>, Error> {
+        match &self.store.writer {
+            Some(writer) => {
+                writer
+                    .write(move |db| {
+                        let mut changed = Vec::with_capacity(statements.len());
+                        for (sql, params) in &statements {
+                            changed.push(crate::writer::ready(db.exec(sql.clone(), params))?);
+                        }
+                        Ok(changed)
+                    })
+                    .await
+            }
+            None => crate::store::in_kept_transaction!(self.store, |db| async {
+                let mut changed = Vec::with_capacity(statements.len());
+                for (sql, params) in statements {
+                    changed.push(db.exec(sql, &params).await?);
+                }
+                Ok(changed)
+            }),
+        }
+    }
+
+    /// Runs one statement as [`Engine::write_all`] does; returns how many rows it changed.
+    pub(crate) async fn write_one(&self, sql: &'static str, params: Vec<V>) -> Result<u64, Error> {
+        Ok(self
+            .write_all(vec![(sql.into(), params)])
+            .await?
+            .first()
+            .copied()
+            .unwrap_or_default())
+    }
+
     /// Applies a command to a request, in one transaction.
     pub async fn execute(&self, id: &str, command: Command) -> Result<Instance, Error> {
         let ctx = &self.ctx;
