@@ -61,52 +61,45 @@ impl Client {
         body: Option<&Value>,
     ) -> anyhow::Result<(u16, Value)> {
         let node = node % self.nodes.len();
-        let nodes = self.nodes.clone();
-        let what = || format!("http://{}{path}", nodes[node]);
-        tokio::time::timeout(CALL_TIMEOUT, self.exchange(node, path, token, body))
-            .await
-            .with_context(|| format!("{}: no answer in {CALL_TIMEOUT:?}", what()))?
-            .with_context(what)
-    }
-
-    async fn exchange(
-        &mut self,
-        node: usize,
-        path: &str,
-        token: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let host = &self.nodes[node];
-        let connection = &mut self.connections[node];
-        // A connection the node closed (or that failed) is opened again.
-        if connection.as_ref().is_none_or(SendRequest::is_closed) {
-            let stream = tokio::net::TcpStream::connect(host.as_str()).await?;
-            stream.set_nodelay(true)?;
-            let (sender, driver) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-            tokio::spawn(driver);
-            *connection = Some(sender);
-        }
-        let sender = connection.as_mut().context("no connection")?;
-        sender.ready().await?;
-        let request = hyper::Request::builder()
-            .uri(path)
-            .header(hyper::header::HOST, host.as_str())
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
-        let request = match body {
-            Some(b) => request
-                .method(hyper::Method::POST)
-                .header(hyper::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(b.to_string())))?,
-            None => request.method(hyper::Method::GET).body(Full::default())?,
+        let url = format!("http://{}{path}", self.nodes[node]);
+        let exchange = async {
+            let host = &self.nodes[node];
+            let connection = &mut self.connections[node];
+            // A connection the node closed (or that failed) is opened again.
+            if connection.as_ref().is_none_or(SendRequest::is_closed) {
+                let stream = tokio::net::TcpStream::connect(host.as_str()).await?;
+                stream.set_nodelay(true)?;
+                let (sender, driver) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await?;
+                tokio::spawn(driver);
+                *connection = Some(sender);
+            }
+            let sender = connection.as_mut().context("no connection")?;
+            sender.ready().await?;
+            let request = hyper::Request::builder()
+                .uri(path)
+                .header(hyper::header::HOST, host.as_str())
+                .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+            let request = match body {
+                Some(b) => request
+                    .method(hyper::Method::POST)
+                    .header(hyper::header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(Bytes::from(b.to_string())))?,
+                None => request.method(hyper::Method::GET).body(Full::default())?,
+            };
+            let response = sender.send_request(request).await?;
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await?.to_bytes();
+            anyhow::Ok((
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            ))
         };
-        let response = sender.send_request(request).await?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        Ok((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
+        tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .with_context(|| format!("{url}: no answer in {CALL_TIMEOUT:?}"))?
+            .with_context(|| url.clone())
     }
 }
 
