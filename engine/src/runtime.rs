@@ -715,9 +715,8 @@ impl Ctx {
     }
 
     /// Runs the statements of a prepared command (in the caller's transaction). False when
-    /// the request changed since it was read
-    /// (its first statement changed no row): nothing was written, and the command must be
-    /// prepared again from the request as it now is.
+    /// the request changed since it was read (its first statement changed no row): nothing
+    /// was written, and the command must be prepared again from the request as it now is.
     async fn write<D: Db>(&self, db: &mut D, prepared: &Prepared) -> Result<bool, Error> {
         let mut statements = prepared.statements.iter();
         if let Some((sql, params)) = statements.next()
