@@ -220,41 +220,29 @@ impl Engine {
         if !token.starts_with("gch_") || token.len() > 64 {
             return Ok(None);
         }
-        let key = [V::Text(hash(token))];
+        let token_hash = hash(token);
+        let key = [V::Text(token_hash.clone())];
         let sql = "SELECT email, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL";
         let row = in_read!(self.store(), |db| db.row(sql.into(), &key))?;
         let Some(row) = row else { return Ok(None) };
         let now = self.now().0;
-        // As for sessions: no statement at all unless the last use is a minute old; then one
-        // caller of this process records it, in the background: a burst of calls with a new
-        // token made as many write transactions, and every call waited for its own.
+        // As for sessions: no statement at all unless the last use is a minute old; then only
+        // the first caller of this process records it (a burst of calls with a new token made
+        // a write each), in the writer's group commit.
         let last_used = row.opt_int(1)?;
-        if last_used.is_none_or(|at| at < now - 60_000) && self.first_touch(&key, now) {
-            let pool = self.store().pool.clone();
-            let token_hash = hash(token);
-            tokio::spawn(async move {
-                let touched = sqlx::query(
-                    "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
-                )
-                .bind(now)
-                .bind(token_hash)
-                .bind(now - 60_000)
-                .execute(&pool)
-                .await;
-                if let Err(e) = touched {
-                    tracing::warn!(error = %e, "recording an API token's last use failed");
-                }
-            });
+        if last_used.is_none_or(|at| at < now - 60_000) && self.first_touch(&token_hash, now) {
+            self.write_one(
+                "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+                vec![V::Int(now), V::Text(token_hash), V::Int(now - 60_000)],
+            )
+            .await?;
         }
         Ok(Some(row.text(0)?))
     }
 
-    /// Whether this caller is the first of the process to see the token (`key`, its hash as
-    /// bound) in use this minute, and so the one to record it.
-    fn first_touch(&self, key: &[V], now: i64) -> bool {
-        let Some(V::Text(token_hash)) = key.first() else {
-            return false;
-        };
+    /// Whether this caller is the first of the process to see the token (by hash) in use this
+    /// minute, and so the one to record it.
+    fn first_touch(&self, token_hash: &str, now: i64) -> bool {
         let Ok(mut touched) = self.token_touches.lock() else {
             return false;
         };
@@ -264,7 +252,7 @@ impl Engine {
         match touched.get(token_hash) {
             Some(at) if *at >= now - 60_000 => false,
             _ => {
-                touched.insert(token_hash.clone(), now);
+                touched.insert(token_hash.to_owned(), now);
                 true
             }
         }
