@@ -268,6 +268,96 @@ impl Readers {
     }
 }
 
+/// Statements as one text for PostgreSQL's simple query protocol, their values written in
+/// as literals: the whole batch crosses in one round trip and runs as one implicit
+/// transaction (an error in any statement rolls back all of them), instead of a round trip
+/// per statement and two more for `BEGIN` and `COMMIT`. With `guarded`, the first statement
+/// (an UPDATE or an INSERT) must change exactly one row, or the batch fails with SQLSTATE
+/// 22012 ([`STALE`]) before the others run: a request's conditional update on the version
+/// that was read.
+///
+/// Text is written as `E'...'` with quotes and backslashes doubled, which reads back the same
+/// whatever `standard_conforming_strings` says; placeholders inside quoted SQL are left alone.
+pub(crate) fn postgres_batch(statements: &[Statement], guarded: bool) -> Result<String, Error> {
+    let mut out = String::new();
+    for (i, (sql, params)) in statements.iter().enumerate() {
+        let sql = postgres_literals(sql, params)?;
+        if i == 0 && guarded {
+            out.push_str("WITH changed AS (");
+            out.push_str(&sql);
+            out.push_str(" RETURNING 1) SELECT 1 / (COUNT(*) = 1)::int FROM changed");
+        } else {
+            out.push_str(&sql);
+        }
+        out.push_str(";\n");
+    }
+    Ok(out)
+}
+
+/// The SQLSTATE of a guarded batch whose first statement changed no row (division by zero).
+pub(crate) const STALE: &str = "22012";
+
+/// `sql` with its `$n` placeholders replaced by the literals of `params`.
+fn postgres_literals(sql: &str, params: &[V]) -> Result<String, Error> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(sql.len() + 16 * params.len());
+    let mut chars = sql.char_indices().peekable();
+    let mut quoted = false;
+    while let Some((_, c)) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c != '$' || quoted || !chars.peek().is_some_and(|(_, d)| d.is_ascii_digit()) {
+            out.push(c);
+            continue;
+        }
+        let mut n = 0usize;
+        while let Some(&(_, d)) = chars.peek()
+            && let Some(digit) = d.to_digit(10)
+        {
+            n = n * 10 + digit as usize;
+            chars.next();
+        }
+        let value = n
+            .checked_sub(1)
+            .and_then(|i| params.get(i))
+            .ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "a statement refers to ${n} but has {} values: {sql}",
+                    params.len()
+                ))
+            })?;
+        match value {
+            V::Int(x) | V::MaybeInt(Some(x)) => {
+                let _ = write!(out, "{x}");
+            }
+            V::MaybeInt(None) | V::MaybeText(None) => out.push_str("NULL"),
+            V::Real(x) => {
+                let x = match *x {
+                    x if x.is_nan() => "NaN".to_owned(),
+                    x if x.is_infinite() => {
+                        if x > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+                    }
+                    x => format!("{x:?}"),
+                };
+                let _ = write!(out, "CAST('{x}' AS DOUBLE PRECISION)");
+            }
+            V::Text(x) | V::MaybeText(Some(x)) => {
+                out.push_str("E'");
+                for c in x.chars() {
+                    match c {
+                        '\'' => out.push_str("''"),
+                        '\\' => out.push_str("\\\\"),
+                        c => out.push(c),
+                    }
+                }
+                out.push('\'');
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A statement and the values bound to it.
 pub(crate) type Statement = (Cow<'static, str>, Vec<V>);
 
@@ -313,7 +403,7 @@ pub(crate) fn inserts(table: &str, columns: &[&str], rows: Vec<Vec<V>>) -> Vec<S
 
 #[cfg(test)]
 mod tests {
-    use super::positional;
+    use super::{V, positional, postgres_batch};
 
     #[test]
     fn placeholders_become_explicit_positions() {
@@ -321,5 +411,34 @@ mod tests {
             positional("UPDATE t SET a = $2, b = $1 WHERE c = $10 AND d = '$'"),
             "UPDATE t SET a = ?2, b = ?1 WHERE c = ?10 AND d = '$'"
         );
+    }
+
+    #[test]
+    fn postgres_batches_write_values_as_literals() {
+        let batch = postgres_batch(
+            &[
+                (
+                    "UPDATE t SET a = $1, b = $2 WHERE c = $3 AND d = '$1'".into(),
+                    vec![
+                        V::Text("it's a \\ test".into()),
+                        V::MaybeInt(None),
+                        V::Int(-7),
+                    ],
+                ),
+                (
+                    "INSERT INTO u (x, y, z) VALUES ($3, $2, $1)".into(),
+                    vec![V::Real(0.5), V::Real(f64::NEG_INFINITY), V::MaybeText(None)],
+                ),
+            ],
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            batch,
+            "WITH changed AS (UPDATE t SET a = E'it''s a \\\\ test', b = NULL WHERE c = -7 AND d = '$1' \
+             RETURNING 1) SELECT 1 / (COUNT(*) = 1)::int FROM changed;\n\
+             INSERT INTO u (x, y, z) VALUES (NULL, CAST('-Infinity' AS DOUBLE PRECISION), CAST('0.5' AS DOUBLE PRECISION));\n"
+        );
+        assert!(postgres_batch(&[("SELECT $2".into(), vec![V::Int(1)])], false).is_err());
     }
 }

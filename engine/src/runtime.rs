@@ -258,12 +258,11 @@ fn corrupt(e: impl std::fmt::Display) -> Error {
 }
 
 /// What a command's transaction needs besides its connection: the clock, the compiled
-/// definitions, the backend. Cheap to clone, so that the SQLite writer thread can own one.
+/// definitions. Cheap to clone, so that the SQLite writer thread can own one.
 #[derive(Clone)]
 pub(crate) struct Ctx {
     clock: Arc<dyn Clock>,
     processes: Arc<RwLock<HashMap<String, Arc<Process>>>>,
-    backend: Backend,
 }
 
 /// A command's writes, prepared from the request as read ([`Ctx::prepare`]) before its
@@ -291,7 +290,6 @@ impl Engine {
             ctx: Ctx {
                 clock,
                 processes: Arc::default(),
-                backend: store.backend,
             },
             store,
             desks: RwLock::new(None),
@@ -388,36 +386,18 @@ impl Engine {
         fields: &Fields,
     ) -> Result<(String, Instance), Error> {
         let ctx = &self.ctx;
-        let unwritten = || Error::Corrupt("a new request's row was not written".into());
-        let prepared = match &self.store.writer {
-            // Read and prepared here; only the writes wait for the writer thread.
-            Some(writer) => {
-                let prepared =
-                    Arc::new(in_read!(self.store, |db| ctx.prepare_start(db, name, fields))?);
-                let (ctx, job) = (ctx.clone(), prepared.clone());
-                if !writer
-                    .write(move |db| crate::writer::ready(ctx.write(db, &job)))
-                    .await?
-                {
-                    return Err(unwritten());
-                }
-                Arc::unwrap_or_clone(prepared)
-            }
-            None => crate::store::in_kept_transaction!(self.store, |db| async {
-                let prepared = ctx.prepare_start(db, name, fields).await?;
-                match ctx.write(db, &prepared).await? {
-                    true => Ok(prepared),
-                    false => Err(unwritten()),
-                }
-            })?,
-        };
+        let prepared = in_read!(self.store, |db| ctx.prepare_start(db, name, fields))?;
+        let prepared = self
+            .write_prepared(prepared)
+            .await?
+            .ok_or_else(|| Error::Corrupt("a new request's row was not written".into()))?;
         Ok((prepared.id, prepared.inst))
     }
 
     /// Runs statements in one transaction and returns how many rows each changed: on SQLite
     /// on the writer thread (they share its group commit and its turn: an autocommit write
     /// beside the writer made each wait for the other's lock in SQLite's busy handler, and
-    /// cost a disk flush of its own), else on a kept connection.
+    /// cost a disk flush of its own), on PostgreSQL in one round trip.
     pub(crate) async fn write_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>, Error> {
         match &self.store.writer {
             Some(writer) => {
@@ -431,6 +411,11 @@ impl Engine {
                     })
                     .await
             }
+            None if self.store.backend == Backend::Postgres => Ok(self
+                .store
+                .postgres_batch(&statements, false)
+                .await?
+                .unwrap_or_default()),
             None => crate::store::in_kept_transaction!(self.store, |db| async {
                 let mut changed = Vec::with_capacity(statements.len());
                 for (sql, params) in statements {
@@ -439,6 +424,31 @@ impl Engine {
                 Ok(changed)
             }),
         }
+    }
+
+    /// Writes a prepared command, on the condition that its request is still as read
+    /// (the first statement checks the version read); `None` when it changed meanwhile:
+    /// nothing was written, and the command must be prepared again. On SQLite the writer
+    /// thread writes it in its group commit; on PostgreSQL it crosses in one round trip.
+    async fn write_prepared(&self, prepared: Prepared) -> Result<Option<Prepared>, Error> {
+        let ctx = &self.ctx;
+        let written = match &self.store.writer {
+            Some(writer) => {
+                let (ctx, prepared) = (ctx.clone(), Arc::new(prepared));
+                let job = prepared.clone();
+                let written = writer
+                    .write(move |db| crate::writer::ready(ctx.write(db, &job)))
+                    .await?;
+                return Ok(written.then(|| Arc::unwrap_or_clone(prepared)));
+            }
+            None if self.store.backend == Backend::Postgres => self
+                .store
+                .postgres_batch(&prepared.statements, true)
+                .await?
+                .is_some(),
+            None => crate::store::in_kept_transaction!(self.store, |db| ctx.write(db, &prepared))?,
+        };
+        Ok(written.then_some(prepared))
     }
 
     /// Runs one statement as [`Engine::write_all`] does; returns how many rows it changed.
@@ -454,36 +464,15 @@ impl Engine {
     /// Applies a command to a request, in one transaction.
     pub async fn execute(&self, id: &str, command: Command) -> Result<Instance, Error> {
         let ctx = &self.ctx;
-        let changed = || Error::Conflict(format!("request {id} changed meanwhile; try again"));
-        match &self.store.writer {
-            // Read and prepared here, written by the writer thread on the condition that the
-            // request is still as read; prepared again from its new state otherwise.
-            Some(writer) => {
-                for _ in 0..STALE_RETRIES {
-                    let prepared = Arc::new(in_read!(self.store, |db| ctx.prepare(
-                        db,
-                        id,
-                        command.clone()
-                    ))?);
-                    let (ctx, job) = (ctx.clone(), prepared.clone());
-                    if writer
-                        .write(move |db| crate::writer::ready(ctx.write(db, &job)))
-                        .await?
-                    {
-                        return Ok(Arc::unwrap_or_clone(prepared).inst);
-                    }
-                }
-                Err(changed())
+        for _ in 0..STALE_RETRIES {
+            let prepared = in_read!(self.store, |db| ctx.prepare(db, id, command.clone()))?;
+            if let Some(written) = self.write_prepared(prepared).await? {
+                return Ok(written.inst);
             }
-            // Read with a row lock in the transaction: the request cannot change meanwhile.
-            None => crate::store::in_kept_transaction!(self.store, |db| async {
-                let prepared = ctx.prepare(db, id, command).await?;
-                match ctx.write(db, &prepared).await? {
-                    true => Ok(prepared.inst),
-                    false => Err(changed()),
-                }
-            }),
         }
+        Err(Error::Conflict(format!(
+            "request {id} changed meanwhile; try again"
+        )))
     }
 }
 
@@ -605,7 +594,8 @@ impl Ctx {
         let now = self.now();
         let row = db
             .row(
-                self.backend.load_instance().into(),
+                "SELECT definition, state, row_version, history_seq, history_head FROM instances WHERE id = $1"
+                    .into(),
                 &[V::Text(id.to_owned())],
             )
             .await?

@@ -39,18 +39,6 @@ impl Backend {
             }
         }
     }
-
-    /// Reads a row that the transaction will update, locking it where the database can.
-    pub(crate) fn load_instance(self) -> &'static str {
-        match self {
-            Backend::Sqlite => {
-                "SELECT definition, state, row_version, history_seq, history_head FROM instances WHERE id = $1"
-            }
-            Backend::Postgres => {
-                "SELECT definition, state, row_version, history_seq, history_head FROM instances WHERE id = $1 FOR UPDATE"
-            }
-        }
-    }
 }
 
 /// A pool and its backend.
@@ -309,6 +297,43 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Runs statements on PostgreSQL in one round trip, as one transaction
+    /// ([`crate::db::postgres_batch`]); returns how many rows each changed, or `None` when
+    /// `guarded` and the first statement changed no row (then nothing was written).
+    pub(crate) async fn postgres_batch(
+        &self,
+        statements: &[crate::db::Statement],
+        guarded: bool,
+    ) -> Result<Option<Vec<u64>>, crate::runtime::Error> {
+        use futures_util::TryStreamExt as _;
+        let sql = crate::db::postgres_batch(statements, guarded)?;
+        let mut taken = self.take().await?;
+        let results = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute_many(taken.conn())
+            .try_collect::<Vec<_>>()
+            .await;
+        match results {
+            Ok(results) => {
+                taken.ok();
+                let mut changed: Vec<u64> = results.iter().map(|r| r.rows_affected()).collect();
+                if guarded && let Some(first) = changed.first_mut() {
+                    // The guard's SELECT returned its one row.
+                    *first = 1;
+                }
+                Ok(Some(changed))
+            }
+            Err(sqlx::Error::Database(e))
+                if guarded && e.code().as_deref() == Some(crate::db::STALE) =>
+            {
+                // An answer, not a broken connection (sqlx reads up to the server's
+                // ReadyForQuery before the connection's next use): keep it.
+                taken.ok();
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A connection out of the pool, kept after use unless something went wrong with it.
