@@ -220,6 +220,11 @@ fn migrator() -> Migrator {
             "open task indexes",
             include_str!("../migrations/0013_open_task_indexes.sql"),
         ),
+        m(
+            14,
+            "step visits index",
+            include_str!("../migrations/0014_step_visits_index.sql"),
+        ),
     ])
 }
 
