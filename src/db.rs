@@ -395,6 +395,24 @@ pub(crate) async fn serve(
         "Listening on http://{address}/ ; emails: {}. Ctrl-C to stop.",
         mail.describe()
     );
+    // Emails on a task of their own: a backlog (thousands of task emails after a burst of
+    // requests) is worked through pass after pass, without holding up the timers.
+    let (stop_mail, mail_stopped) = tokio::sync::watch::channel(false);
+    let mail = tokio::spawn(async move {
+        let mut mail_stopped = mail_stopped;
+        let stop = async move {
+            let _ = mail_stopped.wait_for(|stopped| *stopped).await;
+        };
+        dispatcher
+            .run(std::time::Duration::from_secs(1), stop, |r| match r {
+                Ok(r) if r.sent + r.retried + r.dead > 0 => {
+                    tracing::info!(sent = r.sent, retried = r.retried, dead = r.dead, "emails");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::error!(error = %err, "sending emails failed; will retry"),
+            })
+            .await;
+    });
     let stopping = shutdown_signal();
     tokio::pin!(stopping);
     loop {
@@ -413,13 +431,6 @@ pub(crate) async fn serve(
                     Ok(folded) => tracing::debug!(folded, "indicators folded"),
                     Err(err) => tracing::error!(error = %err, "folding the indicators failed; will retry"),
                 }
-                match dispatcher.run_once(100).await {
-                    Ok(r) if r.sent + r.retried + r.dead > 0 => {
-                        tracing::info!(sent = r.sent, retried = r.retried, dead = r.dead, "emails");
-                    }
-                    Ok(_) => {}
-                    Err(err) => tracing::error!(error = %err, "sending emails failed; will retry"),
-                }
                 match webhooks.run_once(100).await {
                     Ok(r) if r.sent + r.retried + r.dead > 0 => {
                         tracing::info!(sent = r.sent, retried = r.retried, dead = r.dead, "webhooks");
@@ -433,7 +444,9 @@ pub(crate) async fn serve(
     // Stop taking requests, let those in flight finish.
     tracing::info!("stopping: no new connections, finishing the requests in flight");
     stop.notify_one();
+    let _ = stop_mail.send(true);
     server.await??;
+    mail.await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

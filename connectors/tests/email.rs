@@ -231,6 +231,57 @@ async fn delivers_real_mime_with_stable_message_ids() {
 }
 
 #[tokio::test]
+async fn the_messages_of_a_pass_are_delivered_several_at_a_time() {
+    // Each reply is held back a while: deliveries one after the other would never have two
+    // messages held at once.
+    let sink = Sink::start("127.0.0.1:0", &[]).await;
+    sink.state.lock().unwrap().hold = Duration::from_millis(300);
+    let (e, _) = engine().await;
+    for _ in 0..3 {
+        one_request(&e).await;
+    }
+    let d = dispatcher(e.clone(), smtp(sink.addr));
+    assert_eq!(d.run_once(100).await.unwrap().sent, 9);
+    let state = sink.state.lock().unwrap();
+    assert_eq!(state.accepted.len(), 9);
+    assert!(
+        state.most_held >= 2,
+        "at most {} message in flight at once",
+        state.most_held
+    );
+}
+
+#[tokio::test]
+async fn a_backlog_larger_than_a_pass_goes_out_without_waiting_for_the_next_tick() {
+    // 40 requests of model (a): 120 messages, more than a pass claims.
+    let (e, _) = engine().await;
+    for _ in 0..40 {
+        one_request(&e).await;
+    }
+    let d = dispatcher(e.clone(), Transport::Capture);
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let (mut sent, mut passes) = (0, 0);
+    let run = d.run(Duration::from_secs(3600), stop.notified(), |r| {
+        sent += r.unwrap().sent;
+        passes += 1;
+        if sent >= 120 {
+            stop.notify_one();
+        }
+    });
+    // A dispatcher that waited its interval (an hour) after a full pass would not finish.
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the backlog waited for the next tick");
+    assert_eq!((sent, passes), (120, 2));
+    assert!(
+        e.outbox_messages(Some("pending"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn transient_failures_are_retried_with_the_same_message_id() {
     // The first message gets 451 three times, then is accepted.
     let sponsor = "porteur@labo.example";

@@ -14,8 +14,10 @@ use sha2::{Digest as _, Sha256};
 use sqlx::Row;
 
 use crate::clock::Timestamp;
+use crate::db::{Db as _, V};
 use crate::outbox::Providers;
 use crate::runtime::{Engine, Error};
+use crate::store::in_read;
 
 /// What a person asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,15 +105,17 @@ impl Engine {
     /// A person's preference: by default, an email per task, in French.
     pub async fn mail_preference(&self, email: &str) -> Result<Preference, Error> {
         let email = email.trim().to_lowercase();
-        let row = sqlx::query("SELECT digest, language FROM mail_preferences WHERE email = $1")
-            .bind(&email)
-            .fetch_optional(&self.store().pool)
-            .await?;
+        // A point read, on every email the dispatcher sends: on a reader connection.
+        let key = [V::Text(email.clone())];
+        let row = in_read!(self.store(), |db| db.row(
+            "SELECT digest, language FROM mail_preferences WHERE email = $1".into(),
+            &key
+        ))?;
         Ok(match row {
             Some(r) => Preference {
                 email,
-                digest: r.try_get::<i64, _>(0)? != 0,
-                language: Language::from_code(&r.try_get::<String, _>(1)?).unwrap_or(Language::Fr),
+                digest: r.int(0)? != 0,
+                language: Language::from_code(&r.text(1)?).unwrap_or(Language::Fr),
             },
             None => Preference {
                 email,

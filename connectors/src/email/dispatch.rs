@@ -173,42 +173,48 @@ pub fn digestible(template: &str, to: &Recipient) -> bool {
 }
 
 impl Dispatcher {
-    /// Claims the due email messages and delivers them; returns what happened.
+    /// Claims the due email messages (at most `limit`, and as many digests) and delivers
+    /// them, [`CONCURRENT_DELIVERIES`] at a time; returns what happened.
     pub async fn run_once(&self, limit: i64) -> Result<Report, guichet_engine::Error> {
+        use futures_util::StreamExt as _;
         let now = self.engine.now();
         let mut report = Report::default();
         self.engine.queue_digests(now, self.digest_hour).await?;
-        for claimed in self
+        // Each delivery mostly waits (for the SMTP server, for the group commit of its link
+        // and of its outcome): several in flight share those waits.
+        let claimed = self
             .engine
             .claim_outbox(now, self.policy.lease_ms, limit, "email")
-            .await?
-        {
-            let result = self.deliver(&claimed).await;
-            crate::delivery::settle(
-                &self.engine,
-                &self.policy,
-                (&claimed.id, claimed.attempt),
-                result,
-                now,
-                &mut report,
-            )
             .await?;
+        let deliveries = claimed.into_iter().map(|m| async move {
+            let result = self.deliver(&m).await;
+            (m, result)
+        });
+        let delivered: Vec<_> = futures_util::stream::iter(deliveries)
+            .buffer_unordered(CONCURRENT_DELIVERIES)
+            .collect()
+            .await;
+        for (m, result) in delivered {
+            let key = (m.id.as_str(), m.attempt);
+            crate::delivery::settle(&self.engine, &self.policy, key, result, now, &mut report)
+                .await?;
         }
-        for claimed in self
+        let claimed = self
             .engine
             .claim_digests(now, self.policy.lease_ms, limit)
-            .await?
-        {
-            let result = self.deliver_digest(&claimed).await;
-            crate::delivery::settle(
-                &self.engine,
-                &self.policy,
-                (&claimed.id, claimed.attempt),
-                result,
-                now,
-                &mut report,
-            )
             .await?;
+        let deliveries = claimed.into_iter().map(|d| async move {
+            let result = self.deliver_digest(&d).await;
+            (d, result)
+        });
+        let delivered: Vec<_> = futures_util::stream::iter(deliveries)
+            .buffer_unordered(CONCURRENT_DELIVERIES)
+            .collect()
+            .await;
+        for (d, result) in delivered {
+            let key = (d.id.as_str(), d.attempt);
+            crate::delivery::settle(&self.engine, &self.policy, key, result, now, &mut report)
+                .await?;
         }
         Ok(report)
     }
@@ -235,11 +241,10 @@ impl Dispatcher {
         let task_row = match task {
             Some(seq) => self
                 .engine
-                .tasks(Some(&m.instance), false)
+                .task(&m.instance, *seq)
                 .await
                 .map_err(db)?
-                .into_iter()
-                .find(|t| t.seq == i64::from(*seq)),
+                .map(|(_, t)| t),
             None => None,
         };
         let domain = self.from.email.domain().to_owned();
@@ -434,22 +439,43 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Runs passes until `stop` resolves, waiting `interval` between passes.
+    /// Runs passes until `stop` resolves: the next pass at once after a full one (a backlog
+    /// is worked through without waiting), else after `interval`. A pass that fails (the
+    /// database restarting, say) is reported to `failed` and tried again after `interval`:
+    /// the work stays in the outbox.
     pub async fn run(
         &self,
         interval: Duration,
         stop: impl std::future::Future<Output = ()>,
-    ) -> Result<(), guichet_engine::Error> {
+        mut passed: impl FnMut(Result<Report, guichet_engine::Error>),
+    ) {
         tokio::pin!(stop);
         loop {
-            self.run_once(100).await?;
+            let r = self.run_once(PASS).await;
+            let full = matches!(&r, Ok(r) if r.sent + r.retried + r.dead >= PASS as usize);
+            passed(r);
+            if full {
+                // Let the stop signal in between two full passes.
+                tokio::select! {
+                    biased;
+                    () = &mut stop => return,
+                    () = std::future::ready(()) => {}
+                }
+                continue;
+            }
             tokio::select! {
-                () = &mut stop => return Ok(()),
+                () = &mut stop => return,
                 () = tokio::time::sleep(interval) => {}
             }
         }
     }
 }
+
+/// Messages claimed by one pass of [`Dispatcher::run`].
+pub const PASS: i64 = 100;
+
+/// Deliveries in flight at once in a pass (as many SMTP connections at most).
+pub const CONCURRENT_DELIVERIES: usize = 8;
 
 /// What a template may see: the desk, the request's title and reference, the step, the
 /// deadline, the role and the link. Nothing else of the request's data.

@@ -27,6 +27,12 @@ pub struct State {
     pub accepted: Vec<String>,
     /// Every message received, whatever the reply.
     pub received: usize,
+    /// How long each message's reply is held back (none by default).
+    pub hold: std::time::Duration,
+    /// Messages whose reply is being held now, and the most held at once: how many
+    /// deliveries were in flight together.
+    pub held: usize,
+    pub most_held: usize,
 }
 
 pub struct Sink {
@@ -120,6 +126,14 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                 }
                 r
             };
+            let hold = {
+                let mut s = state.lock().unwrap();
+                s.held += 1;
+                s.most_held = s.most_held.max(s.held);
+                s.hold
+            };
+            tokio::time::sleep(hold).await;
+            state.lock().unwrap().held -= 1;
             match reply {
                 Reply::Accept => b"250 queued\r\n",
                 Reply::Transient => b"451 try again later\r\n",
