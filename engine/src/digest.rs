@@ -85,15 +85,16 @@ impl Engine {
                 },
             ])));
         }
-        sqlx::query(
+        self.write_one(
             "INSERT INTO mail_preferences (email, digest, language, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (email) DO UPDATE SET digest = $2, language = $3, updated_at = $4",
+            vec![
+                V::Text(email.clone()),
+                V::Int(i64::from(digest)),
+                V::Text(lang.code().to_owned()),
+                V::Int(self.now().0),
+            ],
         )
-        .bind(&email)
-        .bind(i64::from(digest))
-        .bind(lang.code())
-        .bind(self.now().0)
-        .execute(&self.store().pool)
         .await?;
         Ok(Preference {
             email,

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::clock::Timestamp;
+use crate::db::V;
 use crate::hex;
 use crate::runtime::{Engine, Error};
 
@@ -143,15 +144,13 @@ impl Engine {
         .map_err(|_| Invalid)?
         .ok_or(Invalid)?;
         if spend {
-            let n = sqlx::query(
-                "UPDATE links SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
-            )
-            .bind(now)
-            .bind(&hash)
-            .execute(&self.store().pool)
-            .await
-            .map_err(|_| Invalid)?
-            .rows_affected();
+            let n = self
+                .write_one(
+                    "UPDATE links SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+                    vec![V::Int(now), V::Text(hash.clone())],
+                )
+                .await
+                .map_err(|_| Invalid)?;
             if n != 1 {
                 return Err(Invalid); // spent by a concurrent request
             }
@@ -199,17 +198,18 @@ impl Engine {
                 "guichet-callback\0{instance}\0{token}\0{provider}\0{message}"
             ))
             .await?;
-        sqlx::query(
+        self.write_one(
             "INSERT INTO callbacks (token_hash, instance, token, provider, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (token_hash) DO NOTHING",
+            vec![
+                V::Text(token_hash(&secret_token)),
+                V::Text(instance.to_owned()),
+                V::Int(i64::from(token)),
+                V::Text(provider.to_owned()),
+                V::Int(self.now().0),
+                V::Int(expires_at.0),
+            ],
         )
-        .bind(token_hash(&secret_token))
-        .bind(instance)
-        .bind(i64::from(token))
-        .bind(provider)
-        .bind(self.now().0)
-        .bind(expires_at.0)
-        .execute(&self.store().pool)
         .await?;
         Ok(secret_token)
     }
@@ -238,11 +238,11 @@ impl Engine {
 
     /// Marks a callback token spent (after its callback was accepted).
     pub async fn spend_callback(&self, secret_token: &str) -> Result<(), Error> {
-        sqlx::query("UPDATE callbacks SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
-            .bind(self.now().0)
-            .bind(token_hash(secret_token))
-            .execute(&self.store().pool)
-            .await?;
+        self.write_one(
+            "UPDATE callbacks SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+            vec![V::Int(self.now().0), V::Text(token_hash(secret_token))],
+        )
+        .await?;
         Ok(())
     }
 }
@@ -286,15 +286,16 @@ impl Engine {
         let now = self.now().0;
         // A fresh id per request: a new message, hence a new link.
         let id = format!("{instance}.fresh.{task}.{now}");
-        sqlx::query(
+        self.write_one(
             "INSERT INTO outbox (id, instance, kind, payload, state, attempts, next_attempt_at, created_at) \
              VALUES ($1, $2, 'email', $3, 'pending', 0, $4, $4) ON CONFLICT (id) DO NOTHING",
+            vec![
+                V::Text(id),
+                V::Text(instance.to_owned()),
+                V::Text(serde_json::to_string(&effect).map_err(|e| Error::Corrupt(e.to_string()))?),
+                V::Int(now),
+            ],
         )
-        .bind(&id)
-        .bind(instance)
-        .bind(serde_json::to_string(&effect).map_err(|e| Error::Corrupt(e.to_string()))?)
-        .bind(now)
-        .execute(&self.store().pool)
         .await?;
         Ok(())
     }

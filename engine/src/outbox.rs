@@ -414,13 +414,12 @@ impl Engine {
     /// An administrator retries a dead letter: it is due at once, with its Message-ID kept.
     pub async fn outbox_retry_dead(&self, id: &str, now: Timestamp) -> Result<(), Error> {
         let to = next("dead", OutboxAction::Retry)?;
-        let n = sqlx::query("UPDATE outbox SET state = $1, next_attempt_at = $2, attempts = 0 WHERE id = $3 AND state = 'dead'")
-            .bind(to)
-            .bind(now.0)
-            .bind(id)
-            .execute(&self.store().pool)
-            .await?
-            .rows_affected();
+        let n = self
+            .write_one(
+                "UPDATE outbox SET state = $1, next_attempt_at = $2, attempts = 0 WHERE id = $3 AND state = 'dead'",
+                vec![V::Text(to.to_owned()), V::Int(now.0), V::Text(id.to_owned())],
+            )
+            .await?;
         if n == 0 {
             return Err(Error::NotFound(format!("no dead letter {id}")));
         }

@@ -64,15 +64,16 @@ impl Engine {
             .map_err(|e| Error::Corrupt(format!("cannot hash the password: {e}")))?
             .to_string();
         let email = email.trim().to_lowercase();
-        sqlx::query(
+        self.write_one(
             "INSERT INTO users (email, password_hash, admin, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (email) DO UPDATE SET password_hash = $2, admin = $3",
+            vec![
+                V::Text(email),
+                V::Text(hashed),
+                V::Int(i64::from(admin)),
+                V::Int(self.now().0),
+            ],
         )
-        .bind(&email)
-        .bind(&hashed)
-        .bind(i64::from(admin))
-        .bind(self.now().0)
-        .execute(&self.store().pool)
         .await?;
         Ok(())
     }
@@ -115,12 +116,11 @@ impl Engine {
         getrandom::fill(&mut bytes).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
         let token = crate::hex(&bytes);
         let now = self.now().0;
-        sqlx::query("INSERT INTO sessions (token_hash, email, created_at, last_seen_at) VALUES ($1, $2, $3, $3)")
-            .bind(hash(&token))
-            .bind(&email)
-            .bind(now)
-            .execute(&self.store().pool)
-            .await?;
+        self.write_one(
+            "INSERT INTO sessions (token_hash, email, created_at, last_seen_at) VALUES ($1, $2, $3, $3)",
+            vec![V::Text(hash(&token)), V::Text(email), V::Int(now)],
+        )
+        .await?;
         Ok(Some(token))
     }
 
@@ -150,13 +150,10 @@ impl Engine {
         // whether or not it changes a row, and every page would queue behind writers.
         let last_seen: i64 = row.try_get(1)?;
         if last_seen < now - 60_000 {
-            sqlx::query(
+            self.write_one(
                 "UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2 AND last_seen_at < $3",
+                vec![V::Int(now), V::Text(hash(token)), V::Int(now - 60_000)],
             )
-            .bind(now)
-            .bind(hash(token))
-            .bind(now - 60_000)
-            .execute(&self.store().pool)
             .await?;
         }
         Ok(Some((row.try_get(0)?, row.try_get::<i64, _>(2)? != 0)))
@@ -180,15 +177,16 @@ impl Engine {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
         let token = format!("gch_{}", crate::links::b64url(&bytes));
-        sqlx::query(
+        self.write_one(
             "INSERT INTO api_tokens (token_hash, prefix, email, name, created_at) VALUES ($1, $2, $3, $4, $5)",
+            vec![
+                V::Text(hash(&token)),
+                V::Text(token[..12].to_owned()),
+                V::Text(email),
+                V::Text(name.to_owned()),
+                V::Int(self.now().0),
+            ],
         )
-        .bind(hash(&token))
-        .bind(&token[..12])
-        .bind(&email)
-        .bind(name)
-        .bind(self.now().0)
-        .execute(&self.store().pool)
         .await?;
         Ok(token)
     }
@@ -204,12 +202,10 @@ impl Engine {
             .is_some();
         if !exists {
             // "!" is no Argon2 hash: no password ever matches it.
-            sqlx::query(
+            self.write_one(
                 "INSERT INTO users (email, password_hash, admin, created_at) VALUES ($1, '!', 0, $2)",
+                vec![V::Text(account.clone()), V::Int(self.now().0)],
             )
-            .bind(&account)
-            .bind(self.now().0)
-            .execute(&self.store().pool)
             .await?;
         }
         self.create_api_token(&account, name).await
@@ -281,14 +277,11 @@ impl Engine {
 
     /// Revokes the tokens with this prefix; returns how many.
     pub async fn revoke_api_token(&self, prefix: &str) -> Result<u64, Error> {
-        Ok(sqlx::query(
+        self.write_one(
             "UPDATE api_tokens SET revoked_at = $1 WHERE prefix = $2 AND revoked_at IS NULL",
+            vec![V::Int(self.now().0), V::Text(prefix.to_owned())],
         )
-        .bind(self.now().0)
-        .bind(prefix)
-        .execute(&self.store().pool)
-        .await?
-        .rows_affected())
+        .await
     }
 
     /// The staff accounts: (email, administrator), by email.
@@ -302,10 +295,11 @@ impl Engine {
     }
 
     pub async fn logout(&self, token: &str) -> Result<(), Error> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(hash(token))
-            .execute(&self.store().pool)
-            .await?;
+        self.write_one(
+            "DELETE FROM sessions WHERE token_hash = $1",
+            vec![V::Text(hash(token))],
+        )
+        .await?;
         Ok(())
     }
 
