@@ -276,86 +276,177 @@ impl Readers {
 /// 22012 ([`STALE`]) before the others run: a request's conditional update on the version
 /// that was read.
 ///
+/// Each statement is prepared on the connection the first time it is sent there
+/// (`PREPARE`, its parameter types inferred by the server) and run with `EXECUTE` and the
+/// values: the server parses and plans it once per connection instead of at every batch
+/// (a third of its work on this path otherwise). `prepared` names the statements the
+/// connection already has; the names of those this batch prepares are returned with the
+/// text, to be added once the batch has run, and how many commands the text holds before
+/// each statement's own (its `PREPARE`, if any), to tell their results apart.
+///
 /// Text is written as `E'...'` with quotes and backslashes doubled, which reads back the same
 /// whatever `standard_conforming_strings` says; placeholders inside quoted SQL are left alone.
-pub(crate) fn postgres_batch(statements: &[Statement], guarded: bool) -> Result<String, Error> {
+pub(crate) fn postgres_batch(
+    statements: &[Statement],
+    guarded: bool,
+    prepared: &std::collections::HashSet<u64>,
+) -> Result<Batch, Error> {
+    use std::fmt::Write as _;
     let mut out = String::new();
+    let mut new = Vec::new();
+    let mut results = Vec::with_capacity(statements.len());
     for (i, (sql, params)) in statements.iter().enumerate() {
-        let sql = postgres_literals(sql, params)?;
-        if i == 0 && guarded {
-            out.push_str("WITH changed AS (");
-            out.push_str(&sql);
-            out.push_str(" RETURNING 1) SELECT 1 / (COUNT(*) = 1)::int FROM changed");
+        let sql: Cow<'_, str> = if i == 0 && guarded {
+            format!(
+                "WITH changed AS ({sql} RETURNING 1) SELECT 1 / (COUNT(*) = 1)::int FROM changed"
+            )
+            .into()
         } else {
-            out.push_str(&sql);
+            sql.as_ref().into()
+        };
+        let name = {
+            use std::hash::{Hash as _, Hasher as _};
+            let mut h = std::hash::DefaultHasher::new();
+            sql.hash(&mut h);
+            h.finish()
+        };
+        let mut known = prepared.contains(&name) || new.contains(&name);
+        if !known && prepared.len() + new.len() < MAX_PREPARED && placeholders(&sql) == params.len()
+        {
+            let _ = writeln!(out, "PREPARE guichet_{name:016x} AS {sql};");
+            new.push(name);
+            known = true;
+            results.push(false);
+        }
+        results.push(true);
+        if known {
+            let _ = write!(out, "EXECUTE guichet_{name:016x}");
+            for (n, value) in params.iter().enumerate() {
+                out.push_str(if n == 0 { "(" } else { ", " });
+                push_literal(&mut out, value);
+            }
+            if !params.is_empty() {
+                out.push(')');
+            }
+        } else {
+            out.push_str(&postgres_literals(&sql, params)?);
         }
         out.push_str(";\n");
     }
-    Ok(out)
+    Ok(Batch {
+        sql: out,
+        new,
+        results,
+    })
+}
+
+/// A batch of statements for PostgreSQL ([`postgres_batch`]).
+pub(crate) struct Batch {
+    pub(crate) sql: String,
+    /// The statements it prepares on the connection.
+    pub(crate) new: Vec<u64>,
+    /// For each command of the text in order: whether it is one of the statements (else a
+    /// `PREPARE`, whose result is not theirs).
+    pub(crate) results: Vec<bool>,
 }
 
 /// The SQLSTATE of a guarded batch whose first statement changed no row (division by zero).
 pub(crate) const STALE: &str = "22012";
 
+/// Statements prepared on one connection at most; past that, statements are sent whole.
+const MAX_PREPARED: usize = 200;
+
+/// A piece of SQL text: text as is, or a `$n` placeholder (outside quoted text).
+enum Piece<'a> {
+    Sql(&'a str),
+    Param(usize),
+}
+
+fn pieces(sql: &str) -> Vec<Piece<'_>> {
+    let b = sql.as_bytes();
+    let (mut out, mut start, mut i, mut quoted) = (Vec::new(), 0, 0, false);
+    while i < b.len() {
+        match b[i] {
+            b'\'' => quoted = !quoted,
+            b'$' if !quoted && b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                out.push(Piece::Sql(&sql[start..i]));
+                let (mut j, mut n) = (i + 1, 0usize);
+                while let Some(d) = b.get(j).filter(|d| d.is_ascii_digit()) {
+                    n = n * 10 + usize::from(d - b'0');
+                    j += 1;
+                }
+                out.push(Piece::Param(n));
+                (start, i) = (j, j);
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push(Piece::Sql(&sql[start..]));
+    out
+}
+
+/// The highest `$n` of a statement: how many values it takes.
+fn placeholders(sql: &str) -> usize {
+    pieces(sql)
+        .iter()
+        .map(|p| match p {
+            Piece::Param(n) => *n,
+            Piece::Sql(_) => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// `sql` with its `$n` placeholders replaced by the literals of `params`.
 fn postgres_literals(sql: &str, params: &[V]) -> Result<String, Error> {
-    use std::fmt::Write as _;
     let mut out = String::with_capacity(sql.len() + 16 * params.len());
-    let mut chars = sql.char_indices().peekable();
-    let mut quoted = false;
-    while let Some((_, c)) = chars.next() {
-        if c == '\'' {
-            quoted = !quoted;
-        }
-        if c != '$' || quoted || !chars.peek().is_some_and(|(_, d)| d.is_ascii_digit()) {
-            out.push(c);
-            continue;
-        }
-        let mut n = 0usize;
-        while let Some(&(_, d)) = chars.peek()
-            && let Some(digit) = d.to_digit(10)
-        {
-            n = n * 10 + digit as usize;
-            chars.next();
-        }
-        let value = n
-            .checked_sub(1)
-            .and_then(|i| params.get(i))
-            .ok_or_else(|| {
-                Error::Corrupt(format!(
-                    "a statement refers to ${n} but has {} values: {sql}",
-                    params.len()
-                ))
-            })?;
-        match value {
-            V::Int(x) | V::MaybeInt(Some(x)) => {
-                let _ = write!(out, "{x}");
-            }
-            V::MaybeInt(None) | V::MaybeText(None) => out.push_str("NULL"),
-            V::Real(x) => {
-                let x = match *x {
-                    x if x.is_nan() => "NaN".to_owned(),
-                    x if x.is_infinite() => {
-                        if x > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
-                    }
-                    x => format!("{x:?}"),
-                };
-                let _ = write!(out, "CAST('{x}' AS DOUBLE PRECISION)");
-            }
-            V::Text(x) | V::MaybeText(Some(x)) => {
-                out.push_str("E'");
-                for c in x.chars() {
-                    match c {
-                        '\'' => out.push_str("''"),
-                        '\\' => out.push_str("\\\\"),
-                        c => out.push(c),
-                    }
+    for piece in pieces(sql) {
+        match piece {
+            Piece::Sql(text) => out.push_str(text),
+            Piece::Param(n) => match n.checked_sub(1).and_then(|i| params.get(i)) {
+                Some(value) => push_literal(&mut out, value),
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "a statement refers to ${n} but has {} values: {sql}",
+                        params.len()
+                    )));
                 }
-                out.push('\'');
-            }
+            },
         }
     }
     Ok(out)
+}
+
+/// A value as a PostgreSQL literal.
+fn push_literal(out: &mut String, value: &V) {
+    use std::fmt::Write as _;
+    match value {
+        V::Int(x) | V::MaybeInt(Some(x)) => {
+            let _ = write!(out, "{x}");
+        }
+        V::MaybeInt(None) | V::MaybeText(None) => out.push_str("NULL"),
+        V::Real(x) => {
+            let x = match *x {
+                x if x.is_nan() => "NaN".to_owned(),
+                x if x.is_infinite() => if x > 0.0 { "Infinity" } else { "-Infinity" }.to_owned(),
+                x => format!("{x:?}"),
+            };
+            let _ = write!(out, "CAST('{x}' AS DOUBLE PRECISION)");
+        }
+        V::Text(x) | V::MaybeText(Some(x)) => {
+            out.push_str("E'");
+            for c in x.chars() {
+                match c {
+                    '\'' => out.push_str("''"),
+                    '\\' => out.push_str("\\\\"),
+                    c => out.push(c),
+                }
+            }
+            out.push('\'');
+        }
+    }
 }
 
 /// A statement and the values bound to it.
@@ -403,6 +494,8 @@ pub(crate) fn inserts(table: &str, columns: &[&str], rows: Vec<Vec<V>>) -> Vec<S
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::{V, positional, postgres_batch};
 
     #[test]
@@ -414,31 +507,78 @@ mod tests {
     }
 
     #[test]
-    fn postgres_batches_write_values_as_literals() {
-        let batch = postgres_batch(
-            &[
-                (
-                    "UPDATE t SET a = $1, b = $2 WHERE c = $3 AND d = '$1'".into(),
-                    vec![
-                        V::Text("it's a \\ test".into()),
-                        V::MaybeInt(None),
-                        V::Int(-7),
-                    ],
-                ),
-                (
-                    "INSERT INTO u (x, y, z) VALUES ($3, $2, $1)".into(),
-                    vec![V::Real(0.5), V::Real(f64::NEG_INFINITY), V::MaybeText(None)],
-                ),
-            ],
-            true,
-        )
-        .unwrap();
+    fn postgres_batches_prepare_each_statement_once_per_connection() {
+        let update = || {
+            (
+                "UPDATE t SET a = $1, b = $2 WHERE c = $3 AND d = '$1'".into(),
+                vec![
+                    V::Text("it's a \\ test".into()),
+                    V::MaybeInt(None),
+                    V::Int(-7),
+                ],
+            )
+        };
+        let insert = (
+            "INSERT INTO u (x, y, z) VALUES ($3, $2, $1)".into(),
+            vec![V::Real(0.5), V::Real(f64::NEG_INFINITY), V::MaybeText(None)],
+        );
+        let super::Batch {
+            sql: batch,
+            new,
+            results,
+        } = postgres_batch(&[update(), insert.clone()], true, &HashSet::new()).unwrap();
+        assert_eq!(results, [false, true, false, true]);
+        assert_eq!(new.len(), 2);
+        let (guard, insert_name) = (
+            format!("guichet_{:016x}", new[0]),
+            format!("guichet_{:016x}", new[1]),
+        );
         assert_eq!(
             batch,
-            "WITH changed AS (UPDATE t SET a = E'it''s a \\\\ test', b = NULL WHERE c = -7 AND d = '$1' \
-             RETURNING 1) SELECT 1 / (COUNT(*) = 1)::int FROM changed;\n\
-             INSERT INTO u (x, y, z) VALUES (NULL, CAST('-Infinity' AS DOUBLE PRECISION), CAST('0.5' AS DOUBLE PRECISION));\n"
+            format!(
+                "PREPARE {guard} AS WITH changed AS (UPDATE t SET a = $1, b = $2 WHERE c = $3 AND d = '$1' \
+                 RETURNING 1) SELECT 1 / (COUNT(*) = 1)::int FROM changed;\n\
+                 EXECUTE {guard}(E'it''s a \\\\ test', NULL, -7);\n\
+                 PREPARE {insert_name} AS INSERT INTO u (x, y, z) VALUES ($3, $2, $1);\n\
+                 EXECUTE {insert_name}(CAST('0.5' AS DOUBLE PRECISION), CAST('-Infinity' AS DOUBLE PRECISION), NULL);\n"
+            )
         );
-        assert!(postgres_batch(&[("SELECT $2".into(), vec![V::Int(1)])], false).is_err());
+        // Known to the connection: executed only. Unguarded, the update is another statement.
+        let known: HashSet<u64> = new.into_iter().collect();
+        let super::Batch {
+            sql: batch,
+            new,
+            results,
+        } = postgres_batch(&[update()], true, &known).unwrap();
+        assert!(new.is_empty());
+        assert_eq!(results, [true]);
+        assert_eq!(
+            batch,
+            format!("EXECUTE {guard}(E'it''s a \\\\ test', NULL, -7);\n")
+        );
+        let unguarded = postgres_batch(&[update()], false, &known).unwrap();
+        assert_eq!(unguarded.new.len(), 1);
+    }
+
+    #[test]
+    fn statements_not_prepared_carry_their_values_as_literals() {
+        // A statement whose values outnumber its placeholders is not prepared (EXECUTE would
+        // refuse the extra values), and one that refers to a missing value is refused.
+        let batch = postgres_batch(
+            &[("SELECT $1".into(), vec![V::Int(1), V::Int(2)])],
+            false,
+            &HashSet::new(),
+        )
+        .unwrap();
+        assert!(batch.new.is_empty());
+        assert_eq!(batch.sql, "SELECT 1;\n");
+        assert!(
+            postgres_batch(
+                &[("SELECT $2".into(), vec![V::Int(1)])],
+                false,
+                &HashSet::new()
+            )
+            .is_err()
+        );
     }
 }

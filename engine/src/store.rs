@@ -67,15 +67,21 @@ pub struct Store {
 /// use: one that failed is closed, not kept.
 #[derive(Debug)]
 struct Kept {
-    idle: std::sync::Mutex<Vec<sqlx::AnyConnection>>,
+    idle: std::sync::Mutex<Vec<(sqlx::AnyConnection, Prepared)>>,
     /// At most this many taken at once (the pool's size).
     permits: tokio::sync::Semaphore,
 }
+
+/// The names of the statements prepared on a PostgreSQL connection (see
+/// [`crate::db::postgres_batch`]).
+pub(crate) type Prepared = std::collections::HashSet<u64>;
 
 /// A connection taken from [`Store::take`]; kept for the next use if [`Taken::ok`] was
 /// called, else closed (an error, or a caller that stopped half-way through a transaction).
 pub(crate) struct Taken<'s> {
     conn: Option<sqlx::AnyConnection>,
+    /// The statements [`crate::db::postgres_batch`] prepared on this connection.
+    pub(crate) prepared: Prepared,
     kept: &'s Kept,
     _permit: tokio::sync::SemaphorePermit<'s>,
     ok: bool,
@@ -100,7 +106,7 @@ impl Drop for Taken<'_> {
             && let Some(conn) = self.conn.take()
             && let Ok(mut idle) = self.kept.idle.lock()
         {
-            idle.push(conn);
+            idle.push((conn, std::mem::take(&mut self.prepared)));
         }
     }
 }
@@ -313,16 +319,22 @@ impl Store {
         guarded: bool,
     ) -> Result<Option<Vec<u64>>, crate::runtime::Error> {
         use futures_util::TryStreamExt as _;
-        let sql = crate::db::postgres_batch(statements, guarded)?;
         let mut taken = self.take().await?;
-        let results = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        let batch = crate::db::postgres_batch(statements, guarded, &taken.prepared)?;
+        let results = sqlx::raw_sql(sqlx::AssertSqlSafe(batch.sql))
             .execute_many(taken.conn())
             .try_collect::<Vec<_>>()
             .await;
         match results {
             Ok(results) => {
+                taken.prepared.extend(batch.new);
                 taken.ok();
-                let mut changed: Vec<u64> = results.iter().map(|r| r.rows_affected()).collect();
+                let mut changed: Vec<u64> = results
+                    .iter()
+                    .zip(&batch.results)
+                    .filter(|(_, statement)| **statement)
+                    .map(|(r, _)| r.rows_affected())
+                    .collect();
                 if guarded && let Some(first) = changed.first_mut() {
                     // The guard's SELECT returned its one row.
                     *first = 1;
@@ -332,9 +344,9 @@ impl Store {
             Err(sqlx::Error::Database(e))
                 if guarded && e.code().as_deref() == Some(crate::db::STALE) =>
             {
-                // An answer, not a broken connection (sqlx reads up to the server's
-                // ReadyForQuery before the connection's next use): keep it.
-                taken.ok();
+                // An answer, not a broken connection; but which of the batch's new statements
+                // were prepared before it stopped is not known: the connection is closed
+                // (rare: two commands on one request at the same moment).
                 Ok(None)
             }
             Err(e) => Err(e.into()),
@@ -350,12 +362,13 @@ impl Store {
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
         let idle = self.kept.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self.pool.acquire().await?.detach(),
+        let (conn, prepared) = match idle {
+            Some(kept) => kept,
+            None => (self.pool.acquire().await?.detach(), Prepared::default()),
         };
         Ok(Taken {
             conn: Some(conn),
+            prepared,
             kept: &self.kept,
             _permit: permit,
             ok: false,
@@ -411,7 +424,7 @@ impl Store {
             .lock()
             .map(|mut idle| idle.drain(..).collect())
             .unwrap_or_default();
-        for conn in kept {
+        for (conn, _) in kept {
             let _ = conn.close().await;
         }
         self.pool.close().await;
