@@ -340,6 +340,7 @@ pub(crate) async fn serve(
     once: bool,
     listen: String,
     max_in_flight: usize,
+    no_email: bool,
     mail: crate::mail::MailOptions,
 ) -> anyhow::Result<ExitCode> {
     println!(
@@ -393,12 +394,19 @@ pub(crate) async fn serve(
     };
     println!(
         "Listening on http://{address}/ ; emails: {}. Ctrl-C to stop.",
-        mail.describe()
+        if no_email {
+            "none sent by this node (--no-email)".to_owned()
+        } else {
+            mail.describe()
+        }
     );
     // Emails on a task of their own: a backlog (thousands of task emails after a burst of
     // requests) is worked through pass after pass, without holding up the timers.
     let (stop_mail, mail_stopped) = tokio::sync::watch::channel(false);
     let mail = tokio::spawn(async move {
+        if no_email {
+            return;
+        }
         let mut mail_stopped = mail_stopped;
         let stop = async move {
             let _ = mail_stopped.wait_for(|stopped| *stopped).await;

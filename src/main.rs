@@ -134,6 +134,10 @@ enum Command {
         /// still taken.
         #[arg(long, env = "GUICHET_MAX_IN_FLIGHT", default_value_t = 512)]
         max_in_flight: usize,
+        /// This node sends no emails: another node (or `guichet mail dispatch`) does, and the
+        /// messages wait in the outbox for it. For nodes that only serve people and the API.
+        #[arg(long, env = "GUICHET_NO_EMAIL")]
+        no_email: bool,
         #[command(flatten)]
         mail: mail::MailOptions,
     },
@@ -262,9 +266,10 @@ fn main() -> ExitCode {
             once,
             listen,
             max_in_flight,
+            no_email,
             mail,
         } => db::run(&cli.database, |e| {
-            db::serve(e, once, listen, max_in_flight, mail)
+            db::serve(e, once, listen, max_in_flight, no_email, mail)
         }),
         Command::Mail(c) => db::run(&cli.database, |e| mail::mail(e, c)),
         Command::Deploy { files } => db::run(&cli.database, |e| db::deploy(e, files)),

@@ -536,6 +536,54 @@ fn the_benchmark_drives_requests_through_the_api_of_a_node() {
 }
 
 #[test]
+fn a_node_started_with_no_email_leaves_the_emails_to_another() {
+    let dir = tempdir("no-email");
+    let db = format!("sqlite://{}", dir.join("g.db").display());
+    let count = |state: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .args([
+                "mail", "list", "--state", state, "--limit", "1000", "--json",
+            ])
+            .env("GUICHET_DATABASE", &db)
+            .output()
+            .unwrap();
+        serde_json::from_str::<Vec<serde_json::Value>>(&ok(&out))
+            .unwrap()
+            .len()
+    };
+    let (mut quiet, address) = serve(&dir, &["--no-email"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["bench", "--requests", "3", "--concurrency", "3", "--json"])
+        .args(["--api", &format!("http://{address}")])
+        .env("GUICHET_DATABASE", &db)
+        .output()
+        .unwrap();
+    ok(&out);
+    // Longer than two passes of a node that sends (its first pass runs at start).
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    let pending = count("pending");
+    assert!(pending > 0, "the requests queued emails");
+    assert_eq!(
+        count("sent") + count("dead"),
+        0,
+        "a node started with --no-email worked on emails"
+    );
+    // A node that sends takes them over.
+    let (mut sender, _) = serve(&dir, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count("pending") + count("sending") > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for child in [&mut quiet, &mut sender] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    // Delivered, or dead letters (roles of the benchmark's desk have nobody to write to).
+    assert_eq!(count("pending"), 0);
+    assert_eq!(count("sent") + count("dead"), pending);
+}
+
+#[test]
 fn serve_stops_gracefully_under_load_on_sigterm() {
     use std::io::{Read, Write};
     let (mut child, address) = serve(&tempdir("serve-stop"), &[]);
