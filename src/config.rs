@@ -27,6 +27,7 @@ pub(crate) const SETTINGS: &[&str] = &[
     "GUICHET_LOG_FORMAT",
     "GUICHET_MAX_IN_FLIGHT",
     "GUICHET_OUTBOX_LEASE",
+    "GUICHET_NO_EMAIL",
 ];
 
 /// The file named by `--config FILE` / `--config=FILE` in the arguments, by `GUICHET_CONFIG`,
