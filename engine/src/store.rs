@@ -67,21 +67,21 @@ pub struct Store {
 /// use: one that failed is closed, not kept.
 #[derive(Debug)]
 struct Kept {
-    idle: std::sync::Mutex<Vec<(sqlx::AnyConnection, Prepared)>>,
+    idle: std::sync::Mutex<Vec<(sqlx::AnyConnection, PreparedNames)>>,
     /// At most this many taken at once (the pool's size).
     permits: tokio::sync::Semaphore,
 }
 
 /// The names of the statements prepared on a PostgreSQL connection (see
 /// [`crate::db::postgres_batch`]).
-pub(crate) type Prepared = std::collections::HashSet<u64>;
+pub(crate) type PreparedNames = std::collections::HashSet<u64>;
 
 /// A connection taken from [`Store::take`]; kept for the next use if [`Taken::ok`] was
 /// called, else closed (an error, or a caller that stopped half-way through a transaction).
 pub(crate) struct Taken<'s> {
     conn: Option<sqlx::AnyConnection>,
     /// The statements [`crate::db::postgres_batch`] prepared on this connection.
-    pub(crate) prepared: Prepared,
+    pub(crate) prepared: PreparedNames,
     kept: &'s Kept,
     _permit: tokio::sync::SemaphorePermit<'s>,
     ok: bool,
@@ -364,7 +364,10 @@ impl Store {
         let idle = self.kept.idle.lock().ok().and_then(|mut idle| idle.pop());
         let (conn, prepared) = match idle {
             Some(kept) => kept,
-            None => (self.pool.acquire().await?.detach(), Prepared::default()),
+            None => (
+                self.pool.acquire().await?.detach(),
+                PreparedNames::default(),
+            ),
         };
         Ok(Taken {
             conn: Some(conn),

@@ -176,47 +176,56 @@ impl Dispatcher {
     /// Claims the due email messages (at most `limit`, and as many digests) and delivers
     /// them, [`CONCURRENT_DELIVERIES`] at a time; returns what happened.
     pub async fn run_once(&self, limit: i64) -> Result<Report, guichet_engine::Error> {
-        use futures_util::StreamExt as _;
         let now = self.engine.now();
         let mut report = Report::default();
         self.engine.queue_digests(now, self.digest_hour).await?;
-        // Each delivery mostly waits (for the SMTP server, for the group commit of its link
-        // and of its outcome): several in flight share those waits.
         let claimed = self
             .engine
             .claim_outbox(now, self.policy.lease_ms, limit, "email")
             .await?;
         let deliveries = claimed.into_iter().map(|m| async move {
             let result = self.deliver(&m).await;
-            (m, result)
+            ((m.id, m.attempt), result)
         });
-        let delivered: Vec<_> = futures_util::stream::iter(deliveries)
-            .buffer_unordered(CONCURRENT_DELIVERIES)
-            .collect()
-            .await;
-        for (m, result) in delivered {
-            let key = (m.id.as_str(), m.attempt);
-            crate::delivery::settle(&self.engine, &self.policy, key, result, now, &mut report)
-                .await?;
-        }
+        self.settle_all(deliveries, now, &mut report).await?;
         let claimed = self
             .engine
             .claim_digests(now, self.policy.lease_ms, limit)
             .await?;
         let deliveries = claimed.into_iter().map(|d| async move {
             let result = self.deliver_digest(&d).await;
-            (d, result)
+            ((d.id, d.attempt), result)
         });
+        self.settle_all(deliveries, now, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Runs deliveries [`CONCURRENT_DELIVERIES`] at a time (each mostly waits: for the SMTP
+    /// server, for the group commits of its link and of its outcome, and several in flight
+    /// share those waits), then records each one's outcome.
+    async fn settle_all(
+        &self,
+        deliveries: impl Iterator<Item = impl Future<Output = ((String, i64), Result<(), Failure>)>>,
+        now: Timestamp,
+        report: &mut Report,
+    ) -> Result<(), guichet_engine::Error> {
+        use futures_util::StreamExt as _;
         let delivered: Vec<_> = futures_util::stream::iter(deliveries)
             .buffer_unordered(CONCURRENT_DELIVERIES)
             .collect()
             .await;
-        for (d, result) in delivered {
-            let key = (d.id.as_str(), d.attempt);
-            crate::delivery::settle(&self.engine, &self.policy, key, result, now, &mut report)
-                .await?;
+        for ((id, attempt), result) in delivered {
+            crate::delivery::settle(
+                &self.engine,
+                &self.policy,
+                (&id, attempt),
+                result,
+                now,
+                report,
+            )
+            .await?;
         }
-        Ok(report)
+        Ok(())
     }
 
     /// The stable Message-ID of an outbox message.
@@ -440,9 +449,9 @@ impl Dispatcher {
     }
 
     /// Runs passes until `stop` resolves: the next pass at once after a full one (a backlog
-    /// is worked through without waiting), else after `interval`. A pass that fails (the
-    /// database restarting, say) is reported to `failed` and tried again after `interval`:
-    /// the work stays in the outbox.
+    /// is worked through without waiting), else after `interval`. Each pass's outcome goes to
+    /// `passed`; one that failed (the database restarting, say) is tried again after
+    /// `interval`: the work stays in the outbox.
     pub async fn run(
         &self,
         interval: Duration,
