@@ -127,6 +127,7 @@ on_both_backends!(
     a_daily_digest_is_queued_once_per_person_and_day,
     a_dispatcher_that_lost_its_lease_records_nothing,
     two_nodes_folding_the_indicators_count_each_request_once,
+    accounts_sessions_tokens_links_and_preferences_are_written,
 );
 
 async fn a_dispatcher_that_lost_its_lease_records_nothing(backend: &str) {
@@ -719,4 +720,84 @@ async fn two_nodes_folding_the_indicators_count_each_request_once(backend: &str)
     let kpis = b.kpis(&q).await.unwrap();
     let demandes = kpis.iter().find(|k| k.kpi == "demandes").unwrap();
     assert_eq!(demandes.value, Some(12.0));
+}
+
+/// The writes beside the engine's commands (accounts, sessions, API tokens, links, callbacks,
+/// mail preferences) go through the same path as commands: the writer thread on SQLite, one
+/// round trip of prepared statements on PostgreSQL, where each statement's parameter types
+/// are inferred by the server.
+async fn accounts_sessions_tokens_links_and_preferences_are_written(backend: &str) {
+    let (e, clock) = engine(backend).await;
+    e.set_user("Jurist@H.example", "correct horse battery", false)
+        .await
+        .unwrap();
+    e.set_user("jurist@h.example", "another long passphrase", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.login("jurist@h.example", "correct horse battery")
+            .await
+            .unwrap(),
+        None,
+        "the second password replaced the first"
+    );
+    let session = e
+        .login("jurist@h.example", "another long passphrase")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        e.session_account(&session).await.unwrap(),
+        Some(("jurist@h.example".to_owned(), true))
+    );
+    // Used again after a few minutes: the session's last use is written.
+    clock.set(Timestamp(T0.0 + 5 * 60_000));
+    assert!(e.session(&session).await.unwrap().is_some());
+    e.logout(&session).await.unwrap();
+    assert_eq!(e.session(&session).await.unwrap(), None);
+
+    let token = e
+        .create_api_token("jurist@h.example", "script")
+        .await
+        .unwrap();
+    assert_eq!(
+        e.api_token(&token).await.unwrap().as_deref(),
+        Some("jurist@h.example")
+    );
+    assert_eq!(e.revoke_api_token(&token[..12]).await.unwrap(), 1);
+    assert_eq!(e.api_token(&token).await.unwrap(), None);
+    let pull = e.create_provider_token("lab", "pull").await.unwrap();
+    assert_eq!(
+        e.api_token(&pull).await.unwrap().as_deref(),
+        Some("provider:lab")
+    );
+
+    e.deploy(model("interne-decentralise")).await.unwrap();
+    let id = e.start("interne-decentralise", &intake()).await.unwrap();
+    let until = Timestamp(T0.0 + DAY);
+    let link = e
+        .issue_link(&id, None, "porteur@labo.example", "m1", until)
+        .await
+        .unwrap();
+    assert!(e.verify_link(&link).await.is_ok());
+    assert!(e.spend_link(&link).await.is_ok());
+    assert!(e.spend_link(&link).await.is_err(), "a link is spent once");
+    let callback = e.issue_callback(&id, 1, "lab", "m2", until).await.unwrap();
+    assert!(e.callback_grant(&callback).await.is_ok());
+    e.spend_callback(&callback).await.unwrap();
+    assert!(e.callback_grant(&callback).await.is_err());
+
+    e.set_mail_preference(
+        "jurist@h.example",
+        true,
+        guichet_definitions::model::Language::En,
+    )
+    .await
+    .unwrap();
+    let preference = e.mail_preference("Jurist@h.example").await.unwrap();
+    assert!(preference.digest);
+    assert_eq!(
+        preference.language,
+        guichet_definitions::model::Language::En
+    );
 }
