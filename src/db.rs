@@ -403,7 +403,7 @@ pub(crate) async fn serve(
     // Emails on a task of their own: a backlog (thousands of task emails after a burst of
     // requests) is worked through pass after pass, without holding up the timers.
     let (stop_mail, mail_stopped) = tokio::sync::watch::channel(false);
-    let mail = tokio::spawn(async move {
+    let mailer = tokio::spawn(async move {
         if no_email {
             return;
         }
@@ -454,7 +454,7 @@ pub(crate) async fn serve(
     stop.notify_one();
     let _ = stop_mail.send(true);
     server.await??;
-    mail.await?;
+    mailer.await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
