@@ -138,19 +138,16 @@ impl std::fmt::Debug for Lite<'_> {
 
 /// `$1`-style placeholders as SQLite's explicit `?1`.
 fn positional(sql: &str) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(sql.len());
-    let mut rest = sql;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let next = rest[i + 1..].bytes().next();
-        out.push(if next.is_some_and(|b| b.is_ascii_digit()) {
-            '?'
-        } else {
-            '$'
-        });
-        rest = &rest[i + 1..];
+    for piece in pieces(sql) {
+        match piece {
+            Piece::Sql(text) => out.push_str(text),
+            Piece::Param(n) => {
+                let _ = write!(out, "?{n}");
+            }
+        }
     }
-    out.push_str(rest);
     out
 }
 
@@ -464,6 +461,19 @@ pub(crate) async fn insert<D: Db>(
         db.exec(sql, &params).await?;
     }
     Ok(())
+}
+
+/// Runs statements in order (in the caller's transaction); returns how many rows each
+/// changed.
+pub(crate) async fn exec_all<D: Db>(
+    db: &mut D,
+    statements: &[Statement],
+) -> Result<Vec<u64>, Error> {
+    let mut changed = Vec::with_capacity(statements.len());
+    for (sql, params) in statements {
+        changed.push(db.exec(sql.clone(), params).await?);
+    }
+    Ok(changed)
 }
 
 /// The statements of [`insert`].

@@ -5,14 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::db::Db;
-use crate::store::in_read;
 use guichet_definitions::model::{BuildingBlock, Process};
 use serde::Serialize;
 
 use crate::charts::esc;
 use crate::clock::Timestamp;
+use crate::db::Db;
 use crate::runtime::{Engine, Error};
+use crate::store::in_read;
 
 pub use crate::tally::{Part, Sample, Stats, Tally, VisitTimes};
 

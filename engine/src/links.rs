@@ -100,7 +100,6 @@ impl Engine {
                 "guichet-link\0{instance}\0{task:?}\0{recipient}\0{message}"
             ))
             .await?;
-        use crate::db::V;
         self.write_one(
             "INSERT INTO links (token_hash, instance, task, recipient, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (token_hash) DO NOTHING",

@@ -279,6 +279,24 @@ struct Prepared {
     statements: Vec<Statement>,
 }
 
+impl Prepared {
+    /// Runs the statements of a prepared command (in the caller's transaction). False when
+    /// the request changed since it was read (its first statement changed no row): nothing
+    /// was written, and the command must be prepared again from the request as it now is.
+    async fn write<D: Db>(&self, db: &mut D) -> Result<bool, Error> {
+        let mut statements = self.statements.iter();
+        if let Some((sql, params)) = statements.next()
+            && db.exec(sql.clone(), params).await? != 1
+        {
+            return Ok(false);
+        }
+        for (sql, params) in statements {
+            db.exec(sql.clone(), params).await?;
+        }
+        Ok(true)
+    }
+}
+
 /// How many times a command is prepared again when its request changed between the read and
 /// the write (another command on the same request in the same group commit).
 const STALE_RETRIES: usize = 8;
@@ -402,13 +420,7 @@ impl Engine {
         match &self.store.writer {
             Some(writer) => {
                 writer
-                    .write(move |db| {
-                        let mut changed = Vec::with_capacity(statements.len());
-                        for (sql, params) in &statements {
-                            changed.push(crate::writer::ready(db.exec(sql.clone(), params))?);
-                        }
-                        Ok(changed)
-                    })
+                    .write(move |db| crate::writer::ready(crate::db::exec_all(db, &statements)))
                     .await
             }
             None if self.store.backend == Backend::Postgres => Ok(self
@@ -416,13 +428,10 @@ impl Engine {
                 .postgres_batch(&statements, false)
                 .await?
                 .unwrap_or_default()),
-            None => crate::store::in_kept_transaction!(self.store, |db| async {
-                let mut changed = Vec::with_capacity(statements.len());
-                for (sql, params) in statements {
-                    changed.push(db.exec(sql, &params).await?);
-                }
-                Ok(changed)
-            }),
+            None => crate::store::in_kept_transaction!(self.store, |db| crate::db::exec_all(
+                db,
+                &statements
+            )),
         }
     }
 
@@ -431,13 +440,12 @@ impl Engine {
     /// nothing was written, and the command must be prepared again. On SQLite the writer
     /// thread writes it in its group commit; on PostgreSQL it crosses in one round trip.
     async fn write_prepared(&self, prepared: Prepared) -> Result<Option<Prepared>, Error> {
-        let ctx = &self.ctx;
         let written = match &self.store.writer {
             Some(writer) => {
-                let (ctx, prepared) = (ctx.clone(), Arc::new(prepared));
+                let prepared = Arc::new(prepared);
                 let job = prepared.clone();
                 let written = writer
-                    .write(move |db| crate::writer::ready(ctx.write(db, &job)))
+                    .write(move |db| crate::writer::ready(job.write(db)))
                     .await?;
                 return Ok(written.then(|| Arc::unwrap_or_clone(prepared)));
             }
@@ -446,7 +454,7 @@ impl Engine {
                 .postgres_batch(&prepared.statements, true)
                 .await?
                 .is_some(),
-            None => crate::store::in_kept_transaction!(self.store, |db| ctx.write(db, &prepared))?,
+            None => crate::store::in_kept_transaction!(self.store, |db| prepared.write(db))?,
         };
         Ok(written.then_some(prepared))
     }
@@ -702,22 +710,6 @@ impl Ctx {
             inst,
             statements,
         })
-    }
-
-    /// Runs the statements of a prepared command (in the caller's transaction). False when
-    /// the request changed since it was read (its first statement changed no row): nothing
-    /// was written, and the command must be prepared again from the request as it now is.
-    async fn write<D: Db>(&self, db: &mut D, prepared: &Prepared) -> Result<bool, Error> {
-        let mut statements = prepared.statements.iter();
-        if let Some((sql, params)) = statements.next()
-            && db.exec(sql.clone(), params).await? != 1
-        {
-            return Ok(false);
-        }
-        for (sql, params) in statements {
-            db.exec(sql.clone(), params).await?;
-        }
-        Ok(true)
     }
 
     /// Appends to `out` the statements of a transition's effects and its history rows
