@@ -146,8 +146,8 @@ pub struct Engine {
     pub(crate) desks: RwLock<Option<(std::time::Instant, crate::kpi::Desks)>>,
     /// Held by the one caller reading the desks again when the list is out of date.
     pub(crate) desks_reading: tokio::sync::Mutex<()>,
-    /// When this process last recorded the use of each API token (by hash).
-    pub(crate) token_touches: std::sync::Mutex<HashMap<String, i64>>,
+    /// When this process last recorded the use of each session and API token (by hash).
+    pub(crate) touches: std::sync::Mutex<HashMap<String, i64>>,
     /// The per-database secret links and anti-forgery tokens are derived from: created once,
     /// never changed, so read once.
     pub(crate) link_secret: std::sync::OnceLock<Vec<u8>>,
@@ -312,7 +312,7 @@ impl Engine {
             store,
             desks: RwLock::new(None),
             desks_reading: tokio::sync::Mutex::new(()),
-            token_touches: std::sync::Mutex::default(),
+            touches: std::sync::Mutex::default(),
             link_secret: std::sync::OnceLock::new(),
             definition_of: std::sync::Mutex::default(),
         })

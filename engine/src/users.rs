@@ -137,26 +137,28 @@ impl Engine {
             return Ok(None);
         }
         let now = self.now().0;
-        let row = sqlx::query("SELECT s.email, s.last_seen_at, u.admin FROM sessions s JOIN users u ON u.email = s.email \
-                               WHERE s.token_hash = $1 AND s.last_seen_at > $2 AND s.created_at > $3")
-            .bind(hash(token))
-            .bind(now - IDLE_MS)
-            .bind(now - ABSOLUTE_MS)
-            .fetch_optional(&self.store().pool)
-            .await?;
+        let token_hash = hash(token);
+        // A point read on every staff page: on a reader connection.
+        let key = [
+            V::Text(token_hash.clone()),
+            V::Int(now - IDLE_MS),
+            V::Int(now - ABSOLUTE_MS),
+        ];
+        let sql = "SELECT s.email, s.last_seen_at, u.admin FROM sessions s JOIN users u ON u.email = s.email \
+                   WHERE s.token_hash = $1 AND s.last_seen_at > $2 AND s.created_at > $3";
+        let row = in_read!(self.store(), |db| db.row(sql.into(), &key))?;
         let Some(row) = row else { return Ok(None) };
-        // At most one write a minute per session: reading the inbox stays a read. The
-        // statement is not even sent otherwise: on SQLite an UPDATE takes the write lock
-        // whether or not it changes a row, and every page would queue behind writers.
-        let last_seen: i64 = row.try_get(1)?;
-        if last_seen < now - 60_000 {
+        // At most one write a minute per session, by the first caller of this process:
+        // reading the inbox stays a read. The statement is not even sent otherwise: on SQLite
+        // an UPDATE takes the write lock whether or not it changes a row.
+        if row.int(1)? < now - 60_000 && self.first_touch(&token_hash, now) {
             self.write_one(
                 "UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2 AND last_seen_at < $3",
-                vec![V::Int(now), V::Text(hash(token)), V::Int(now - 60_000)],
+                vec![V::Int(now), V::Text(token_hash), V::Int(now - 60_000)],
             )
             .await?;
         }
-        Ok(Some((row.try_get(0)?, row.try_get::<i64, _>(2)? != 0)))
+        Ok(Some((row.text(0)?, row.int(2)? != 0)))
     }
 
     /// Issues an API token acting as a staff account; the token is returned once, only its
@@ -236,10 +238,10 @@ impl Engine {
         Ok(Some(row.text(0)?))
     }
 
-    /// Whether this caller is the first of the process to see the token (by hash) in use this
-    /// minute, and so the one to record it.
+    /// Whether this caller is the first of the process to see the session or API token (by
+    /// hash) in use this minute, and so the one to record it.
     fn first_touch(&self, token_hash: &str, now: i64) -> bool {
-        let Ok(mut touched) = self.token_touches.lock() else {
+        let Ok(mut touched) = self.touches.lock() else {
             return false;
         };
         if touched.len() > 10_000 {
