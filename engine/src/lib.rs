@@ -37,6 +37,7 @@ pub mod drive;
 pub mod export;
 pub mod facts;
 pub mod fit;
+pub mod history;
 pub mod kpi;
 pub mod lifecycle;
 pub mod links;

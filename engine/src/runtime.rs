@@ -9,12 +9,12 @@ use std::sync::{Arc, RwLock};
 use guichet_definitions::model::{EndResult, Process};
 use guichet_definitions::{Diagnostic, load};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::Row as _;
 
 use crate::clock::{Clock, Timestamp};
-use crate::core::{self, Command, Effect, Event, Fields, Instance, InstanceStatus, Transition};
+use crate::core::{self, Command, Effect, Fields, Instance, InstanceStatus, Transition};
 use crate::db::{Db, Statement, V, inserts};
+use crate::history::{self, genesis};
 use crate::store::{Backend, Store, in_read};
 
 /// Why an engine operation failed.
@@ -108,14 +108,6 @@ impl TaskRow {
     }
 }
 
-/// A history row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HistoryRow {
-    pub seq: i64,
-    pub event: Event,
-    pub hash: String,
-}
-
 /// A request as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestRow {
@@ -126,15 +118,6 @@ pub struct RequestRow {
     pub result: Option<String>,
     pub started_at: i64,
     pub ended_at: Option<i64>,
-}
-
-/// What `audit verify` found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AuditReport {
-    pub instances: usize,
-    pub events: usize,
-    /// The first broken link: instance, history sequence number, what is wrong.
-    pub broken: Option<(String, i64, String)>,
 }
 
 /// The engine: a store, a clock, and the compiled definitions it has seen.
@@ -171,79 +154,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn hash_hex(bytes: &[u8]) -> String {
-    crate::hex(&Sha256::digest(bytes))
-}
-
-/// The hash of one history entry, chained to the previous one: of `prev`, `instance`,
-/// `seq` and `body`, one per line.
-fn link_hash(prev: &str, instance: &str, seq: i64, body: &str) -> String {
-    let mut h = Sha256::new();
-    for part in [prev, "\n", instance, "\n", &seq.to_string(), "\n", body] {
-        h.update(part.as_bytes());
-    }
-    crate::hex(&h.finalize())
-}
-
-/// The columns of `history`, in the order an entry's values are written.
-pub(crate) const HISTORY_COLUMNS: &[&str] = &[
-    "instance",
-    "seq",
-    "at",
-    "event",
-    "body",
-    "prev_hash",
-    "hash",
-];
-
-/// One event as the history stores it: its JSON body, its name, and its link in the chain
-/// after `prev`.
-fn history_entry(
-    prev: &str,
-    instance: &str,
-    seq: i64,
-    event: &core::Event,
-) -> Result<(String, String, String), Error> {
-    #[derive(serde::Deserialize)]
-    struct Tag {
-        event: String,
-    }
-    let body = serde_json::to_string(event).map_err(corrupt)?;
-    let hash = link_hash(prev, instance, seq, &body);
-    let name = serde_json::from_str::<Tag>(&body).map_or_else(|_| String::new(), |t| t.event);
-    Ok((body, name, hash))
-}
-
-/// The history rows (`HISTORY_COLUMNS`) of `events`, chained after entry `seq` whose hash
-/// is `head`; both are moved to the last entry.
-pub(crate) fn history_rows(
-    instance: &str,
-    seq: &mut i64,
-    head: &mut String,
-    events: &[core::Event],
-) -> Result<Vec<Vec<V>>, Error> {
-    let mut rows = Vec::with_capacity(events.len());
-    for event in events {
-        *seq += 1;
-        let (body, name, hash) = history_entry(head, instance, *seq, event)?;
-        rows.push(vec![
-            V::Text(instance.to_owned()),
-            V::Int(*seq),
-            V::Int(event.at.0),
-            V::Text(name),
-            V::Text(body),
-            V::Text(std::mem::replace(head, hash.clone())),
-            V::Text(hash),
-        ]);
-    }
-    Ok(rows)
-}
-
-/// The hash the chain of an instance starts from.
-pub(crate) fn genesis(instance: &str) -> String {
-    hash_hex(format!("guichet history of {instance}").as_bytes())
-}
-
 /// A request's status as stored and shown (`running`, `ended`, `cancelled`), and its result.
 pub fn status_str(s: InstanceStatus) -> (&'static str, Option<&'static str>) {
     match s {
@@ -253,7 +163,7 @@ pub fn status_str(s: InstanceStatus) -> (&'static str, Option<&'static str>) {
     }
 }
 
-fn corrupt(e: impl std::fmt::Display) -> Error {
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> Error {
     Error::Corrupt(e.to_string())
 }
 
@@ -333,7 +243,7 @@ impl Engine {
         let Some(process) = checked.process else {
             return Err(Error::Definition(checked.diagnostics));
         };
-        let hash = hash_hex(source.as_bytes());
+        let hash = crate::history::hash_hex(source.as_bytes());
         let (_turn, mut tx) = self.store.begin_write().await?;
         let existing = sqlx::query("SELECT revision FROM definitions WHERE hash = $1")
             .bind(&hash)
@@ -542,7 +452,7 @@ impl Ctx {
         let (status, result) = status_str(inst.status);
         let state = serde_json::to_string(&inst).map_err(corrupt)?;
         let (mut tip, mut head) = (0, genesis(&id));
-        let history = history_rows(&id, &mut tip, &mut head, &transition.events)?;
+        let history = history::row(&id, &mut tip, &mut head, &transition.events)?;
         let mut statements: Vec<Statement> = vec![(
             "INSERT INTO instances (id, definition, name, title, status, result, state, row_version, started_at, ended_at, history_seq, history_head) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11)"
@@ -655,7 +565,7 @@ impl Ctx {
         let state = serde_json::to_string(&inst).map_err(corrupt)?;
         // The history's new entries, so that the row's tip moves in the same statement.
         let (mut tip, mut head) = (seq, head);
-        let history = history_rows(id, &mut tip, &mut head, &transition.events)?;
+        let history = history::row(id, &mut tip, &mut head, &transition.events)?;
         // First: the request's row, on the condition that it is still as read. Its status
         // columns are indexed: set only when the status changes (SQLite rewrites the index
         // entries of every column an UPDATE sets, changed or not).
@@ -712,9 +622,9 @@ impl Ctx {
         })
     }
 
-    /// Appends to `out` the statements of a transition's effects and its history rows
-    /// (`history_rows`, chained after entry `first_seq`; the instance row's statement already
-    /// points at their last entry).
+    /// Appends to `out` the statements of a transition's effects and its history row
+    /// (`history::row`, chained after entry `first_seq`; the instance row's statement already
+    /// points at its last entry).
     #[allow(clippy::too_many_arguments)]
     fn effects(
         &self,
@@ -725,7 +635,7 @@ impl Ctx {
         actor: Option<core::Actor>,
         t: &Transition,
         first_seq: i64,
-        history: Vec<Vec<V>>,
+        history: Option<Vec<V>>,
     ) -> Result<(), Error> {
         let by = match &actor {
             Some(core::Actor::User(u)) => Some(u.clone()),
@@ -820,8 +730,12 @@ impl Ctx {
                 out.push(crate::links::revoke_task_links(id, *task, now));
             }
         }
-        // The command's events in one statement.
-        out.extend(inserts("history", HISTORY_COLUMNS, history));
+        // The command's events: one row.
+        out.extend(inserts(
+            "history",
+            history::COLUMNS,
+            history.into_iter().collect(),
+        ));
         Ok(())
     }
 
@@ -850,8 +764,9 @@ impl Ctx {
                 )
                 .await?
                 .iter()
-                .map(|r| serde_json::from_str::<Event>(&r.text(0)?).map_err(corrupt))
-                .collect::<Result<Vec<_>, Error>>()?;
+                .map(|r| history::events(&r.text(0)?))
+                .collect::<Result<Vec<_>, Error>>()?
+                .concat();
             for r in db
                 .rows(
                     "SELECT seq, due_at FROM tasks WHERE instance = $1 AND due_at IS NOT NULL"
@@ -1025,82 +940,6 @@ impl Engine {
         let row = in_read!(self.store, |db| db.row(sql.into(), &key))?;
         row.map(|r| Ok((r.text(10)?, TaskRow::from_row(&r)?)))
             .transpose()
-    }
-
-    /// The history of a request, in order.
-    pub async fn history(&self, id: &str) -> Result<Vec<HistoryRow>, Error> {
-        let rows =
-            sqlx::query("SELECT seq, body, hash FROM history WHERE instance = $1 ORDER BY seq")
-                .bind(id)
-                .fetch_all(&self.store.pool)
-                .await?;
-        rows.iter()
-            .map(|r| {
-                let body: String = r.try_get(1)?;
-                Ok(HistoryRow {
-                    seq: r.try_get(0)?,
-                    event: serde_json::from_str(&body).map_err(corrupt)?,
-                    hash: r.try_get(2)?,
-                })
-            })
-            .collect()
-    }
-
-    /// Recomputes every history chain; reports the first broken link.
-    pub async fn verify_audit(&self) -> Result<AuditReport, Error> {
-        let instances =
-            sqlx::query("SELECT id, history_seq, history_head FROM instances ORDER BY id")
-                .fetch_all(&self.store.pool)
-                .await?;
-        let mut report = AuditReport {
-            instances: instances.len(),
-            events: 0,
-            broken: None,
-        };
-        for inst in &instances {
-            let id: String = inst.try_get(0)?;
-            let last: i64 = inst.try_get(1)?;
-            let head: String = inst.try_get(2)?;
-            let rows = sqlx::query(
-                "SELECT seq, body, prev_hash, hash FROM history WHERE instance = $1 ORDER BY seq",
-            )
-            .bind(&id)
-            .fetch_all(&self.store.pool)
-            .await?;
-            let mut prev = genesis(&id);
-            let mut expected_seq = 1;
-            for r in &rows {
-                report.events += 1;
-                let seq: i64 = r.try_get(0)?;
-                let body: String = r.try_get(1)?;
-                let prev_hash: String = r.try_get(2)?;
-                let hash: String = r.try_get(3)?;
-                let problem = if seq != expected_seq {
-                    Some(format!("entry {expected_seq} is missing"))
-                } else if prev_hash != prev {
-                    Some("it does not follow the previous entry".to_owned())
-                } else if link_hash(&prev, &id, seq, &body) != hash {
-                    Some("its content does not match its hash (altered)".to_owned())
-                } else {
-                    None
-                };
-                if let Some(problem) = problem {
-                    report.broken = Some((id.clone(), seq, problem));
-                    return Ok(report);
-                }
-                prev = hash;
-                expected_seq += 1;
-            }
-            if expected_seq - 1 != last || prev != head {
-                report.broken = Some((
-                    id.clone(),
-                    expected_seq,
-                    "the latest entries were removed".to_owned(),
-                ));
-                return Ok(report);
-            }
-        }
-        Ok(report)
     }
 
     /// Outbox messages of a request (for tests and `guichet mail list`).

@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use crate::db::{V, insert};
-use crate::runtime::{Engine, Error, HISTORY_COLUMNS, genesis, history_rows, status_str};
+use crate::history::{self, genesis};
+use crate::runtime::{Engine, Error, status_str};
 use crate::sim::{EndedRequest, Scenario, simulate_into};
 
 /// Writes one batch of ended requests of a desk in one transaction.
@@ -28,7 +29,7 @@ async fn write(
         let mut head = genesis(&id);
         let mut seq = 0i64;
         if with_history {
-            history.extend(history_rows(&id, &mut seq, &mut head, &r.events)?);
+            history.extend(history::row(&id, &mut seq, &mut head, &r.events)?);
         }
         let (status, result) = status_str(r.instance.status);
         instances.push(vec![
@@ -75,7 +76,7 @@ async fn write(
         instances,
     )
     .await?;
-    insert(&mut *tx, "history", HISTORY_COLUMNS, history).await?;
+    insert(&mut *tx, "history", history::COLUMNS, history).await?;
     insert(&mut *tx, "step_visits", crate::facts::VISIT_COLUMNS, visits).await?;
     insert(&mut *tx, "kpi_facts", &["instance", "kpi", "value"], kpis).await?;
     insert(

@@ -645,15 +645,22 @@ async fn tampering_with_history_is_detected(backend: &str) {
     let (inst, seq, why) = report.broken.unwrap();
     assert_eq!(inst, b);
     assert!(why.contains("altered"), "{why}");
-    let altered_seq: i64 = sqlx::Row::get(
-        &sqlx::query("SELECT seq FROM history WHERE instance = $1 AND event = 'task-completed'")
-            .bind(&b)
-            .fetch_one(&url_pool)
-            .await
-            .unwrap(),
-        0,
-    );
-    assert_eq!(seq, altered_seq);
+    // The row of the completion's command (named by its first event), its entries from the
+    // first to the row's `seq`: the report names the first.
+    let row = sqlx::query(
+        "SELECT seq, body FROM history WHERE instance = $1 AND event = 'task-completed'",
+    )
+    .bind(&b)
+    .fetch_one(&url_pool)
+    .await
+    .unwrap();
+    let (last, body): (i64, String) = (sqlx::Row::get(&row, 0), sqlx::Row::get(&row, 1));
+    let events = serde_json::from_str::<Vec<serde_json::Value>>(&body)
+        .unwrap()
+        .len();
+    assert!(events > 1, "{body}");
+    assert_eq!(seq, last + 1 - i64::try_from(events).unwrap());
+    assert!(why.contains(&format!("entries {seq}-{last}")), "{why}");
     // Removing the latest entries is detected too.
     sqlx::query(
         "UPDATE history SET body = REPLACE(body, 'non-recevable', 'recevable') WHERE instance = $1",
