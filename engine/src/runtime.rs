@@ -131,6 +131,10 @@ pub struct Engine {
     pub(crate) desks_reading: tokio::sync::Mutex<()>,
     /// When this process last recorded the use of each session and API token (by hash).
     pub(crate) touches: std::sync::Mutex<HashMap<String, i64>>,
+    /// The account of each API token (by hash) as last read, and when (the engine's clock):
+    /// an API client sends its token with every call, which is then read at most once per
+    /// [`DESKS_TTL`]; revoking through this engine forgets them all.
+    pub(crate) tokens_seen: std::sync::Mutex<HashMap<String, (String, i64)>>,
     /// The per-database secret links and anti-forgery tokens are derived from: created once,
     /// never changed, so read once.
     pub(crate) link_secret: std::sync::OnceLock<Vec<u8>>,
@@ -138,6 +142,9 @@ pub struct Engine {
     /// asks for a request's process on every call.
     definition_of: std::sync::Mutex<HashMap<String, String>>,
 }
+
+/// A condition on a request as a command finds it ([`Engine::execute_if`]).
+pub type Allowed<'a> = dyn Fn(&Process, &Instance) -> bool + Sync + 'a;
 
 /// At most this many requests' definitions are remembered (then the memory starts afresh).
 const DEFINITIONS_REMEMBERED: usize = 10_000;
@@ -223,6 +230,7 @@ impl Engine {
             desks: RwLock::new(None),
             desks_reading: tokio::sync::Mutex::new(()),
             touches: std::sync::Mutex::default(),
+            tokens_seen: std::sync::Mutex::default(),
             link_secret: std::sync::OnceLock::new(),
             definition_of: std::sync::Mutex::default(),
         })
@@ -381,11 +389,34 @@ impl Engine {
 
     /// Applies a command to a request, in one transaction.
     pub async fn execute(&self, id: &str, command: Command) -> Result<Instance, Error> {
+        self.execute_if(id, command, &|_, _| true)
+            .await?
+            .ok_or_else(|| Error::Corrupt("a command allowed to all was refused".into()))
+    }
+
+    /// Applies a command to a request if `allowed` says so of the request as the command
+    /// finds it (the same read: a task that a caller may act on is still theirs when the
+    /// command applies); `None`, and nothing written, otherwise. Saves a caller that checks
+    /// permissions a read of its own before the command.
+    pub async fn execute_if(
+        &self,
+        id: &str,
+        command: Command,
+        allowed: &Allowed<'_>,
+    ) -> Result<Option<Instance>, Error> {
         let ctx = &self.ctx;
         for _ in 0..STALE_RETRIES {
-            let prepared = in_read!(self.store, |db| ctx.prepare(db, id, command.clone()))?;
+            let prepared = in_read!(self.store, |db| ctx.prepare(
+                db,
+                id,
+                command.clone(),
+                allowed
+            ))?;
+            let Some(prepared) = prepared else {
+                return Ok(None);
+            };
             if let Some(written) = self.write_prepared(prepared).await? {
-                return Ok(written.inst);
+                return Ok(Some(written.inst));
             }
         }
         Err(Error::Conflict(format!(
@@ -508,7 +539,8 @@ impl Ctx {
         db: &mut D,
         id: &str,
         command: Command,
-    ) -> Result<Prepared, Error> {
+        allowed: &Allowed<'_>,
+    ) -> Result<Option<Prepared>, Error> {
         let now = self.now();
         let row = db
             .row(
@@ -527,6 +559,9 @@ impl Ctx {
         );
         let process = self.process(db, &hash).await?;
         let inst: Instance = serde_json::from_str(&state).map_err(corrupt)?;
+        if !allowed(&process, &inst) {
+            return Ok(None);
+        }
         let before = inst.status;
         let fired = match &command {
             Command::FireTimer { timer } => Some(*timer),
@@ -615,11 +650,11 @@ impl Ctx {
                 .await?;
             statements.extend(facts);
         }
-        Ok(Prepared {
+        Ok(Some(Prepared {
             id: id.to_owned(),
             inst,
             statements,
-        })
+        }))
     }
 
     /// Appends to `out` the statements of a transition's effects and its history row

@@ -128,7 +128,45 @@ on_both_backends!(
     a_dispatcher_that_lost_its_lease_records_nothing,
     two_nodes_folding_the_indicators_count_each_request_once,
     accounts_sessions_tokens_links_and_preferences_are_written,
+    a_token_revoked_on_one_node_is_refused_by_the_others_within_a_second,
 );
+
+async fn a_token_revoked_on_one_node_is_refused_by_the_others_within_a_second(backend: &str) {
+    let url = database(backend).await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let a = Engine::open(&url, clock.clone()).await.unwrap();
+    let b = Engine::open(&url, clock.clone()).await.unwrap();
+    a.set_user("script@h.example", "a long passphrase here", false)
+        .await
+        .unwrap();
+    let token = a.create_api_token("script@h.example", "s").await.unwrap();
+    let other = a.create_api_token("script@h.example", "t").await.unwrap();
+    for e in [&a, &b] {
+        assert_eq!(
+            e.api_token(&token).await.unwrap().as_deref(),
+            Some("script@h.example")
+        );
+    }
+    assert_eq!(b.revoke_api_token(&token[..12]).await.unwrap(), 1);
+    // The revoking node at once; the other still knows the token as read a moment ago...
+    assert_eq!(b.api_token(&token).await.unwrap(), None);
+    assert_eq!(
+        a.api_token(&token).await.unwrap().as_deref(),
+        Some("script@h.example")
+    );
+    // ...until a second has passed: then it reads it again, revoked.
+    clock.set(Timestamp(T0.0 + 1_001));
+    assert_eq!(a.api_token(&token).await.unwrap(), None);
+    assert_eq!(b.api_token(&token).await.unwrap(), None);
+    // Tokens not revoked go on working everywhere; an unknown one never did.
+    for e in [&a, &b] {
+        assert_eq!(
+            e.api_token(&other).await.unwrap().as_deref(),
+            Some("script@h.example")
+        );
+        assert_eq!(e.api_token("gch_forged").await.unwrap(), None);
+    }
+}
 
 async fn a_dispatcher_that_lost_its_lease_records_nothing(backend: &str) {
     let (e, clock) = engine(backend).await;

@@ -375,32 +375,48 @@ pub(crate) struct Delegation {
 /// Runs a command on a task the account may act on; a task closed meanwhile is a conflict
 /// naming who closed it.
 async fn act(s: &AppState, email: &str, instance: &str, seq: u32, command: Command) -> ApiResult {
-    let found = s.engine.task(instance, seq).await?;
-    if let Some((_, t)) = &found
-        && t.state != "open"
-        && t.state != "claimed"
-    {
-        let by = t
-            .closed_by
-            .clone()
-            .unwrap_or_else(|| "someone else".to_owned());
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("the task is already {} by {by}", t.state),
-        ));
-    }
-    let before = open_to(s, email, found).await?;
+    // May the account act on the task? Checked on the request as the command finds it (no
+    // read of the task before): it is open, and theirs or open to one of their roles.
+    let roles = s.engine.roles_of(email).await?;
+    let before = std::sync::Mutex::new(None);
+    let allowed = |p: &Process, inst: &core::Instance| {
+        let task = inst
+            .tasks
+            .get(&seq)
+            .map(|t| guichet_engine::runtime::TaskRow::open(instance, p, t))
+            .filter(|t| Engine::may_act(&roles, email, &p.name, t));
+        let ok = task.is_some();
+        if let Ok(mut before) = before.lock() {
+            *before = task;
+        }
+        ok
+    };
     let completing = matches!(command, Command::Complete { .. });
-    let inst = match s.engine.execute(instance, command).await {
-        Ok(inst) => inst,
+    let closed_by = |t: &guichet_engine::runtime::TaskRow| {
+        t.closed_by
+            .clone()
+            .unwrap_or_else(|| "someone else".to_owned())
+    };
+    let inst = match s.engine.execute_if(instance, command, &allowed).await {
+        Ok(Some(inst)) => inst,
+        Ok(None) => {
+            // Not theirs, or not open: say which from the task's row.
+            return Err(match s.engine.task(instance, seq).await? {
+                Some((_, t)) if t.state != "open" && t.state != "claimed" => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("the task is already {} by {}", t.state, closed_by(&t)),
+                ),
+                _ => ApiError::not_found("open task"),
+            });
+        }
+        Err(Error::NotFound(_)) => return Err(ApiError::not_found("open task")),
         Err(Error::Refused(core::Error::UnknownTask(_)) | Error::Conflict(_)) => {
             let by = s
                 .engine
                 .task(instance, seq)
                 .await?
-                .and_then(|(_, t)| t.closed_by)
-                .unwrap_or_else(|| "someone else".to_owned());
+                .map_or_else(|| "someone else".to_owned(), |(_, t)| closed_by(&t));
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
@@ -409,6 +425,11 @@ async fn act(s: &AppState, email: &str, instance: &str, seq: u32, command: Comma
         }
         Err(e) => return Err(e.into()),
     };
+    let before = before
+        .into_inner()
+        .ok()
+        .flatten()
+        .ok_or_else(|| ApiError::not_found("open task"))?;
     let p = s.engine.process_of(instance).await?;
     // The task as it now is: still open (claimed, released, delegated), in the new state;
     // completed, as the command closed it; else as stored.
