@@ -188,6 +188,8 @@ pub(crate) struct Ctx {
 #[derive(Clone)]
 struct Prepared {
     id: String,
+    /// The definition the request runs on (by hash).
+    definition: String,
     /// The request's new state.
     inst: Instance,
     /// The first changes the request's row (an update on the condition that its version is
@@ -327,6 +329,7 @@ impl Engine {
             .write_prepared(prepared)
             .await?
             .ok_or_else(|| Error::Corrupt("a new request's row was not written".into()))?;
+        self.remember_definition(&prepared.id, prepared.definition);
         Ok((prepared.id, prepared.inst))
     }
 
@@ -416,6 +419,7 @@ impl Engine {
                 return Ok(None);
             };
             if let Some(written) = self.write_prepared(prepared).await? {
+                self.remember_definition(&written.id, written.definition);
                 return Ok(Some(written.inst));
             }
         }
@@ -490,7 +494,7 @@ impl Ctx {
                 .into(),
             vec![
                 V::Text(id.clone()),
-                V::Text(hash),
+                V::Text(hash.clone()),
                 V::Text(name.to_owned()),
                 V::Text(title),
                 V::Text(status.to_owned()),
@@ -527,6 +531,7 @@ impl Ctx {
         }
         Ok(Prepared {
             id,
+            definition: hash,
             inst,
             statements,
         })
@@ -652,6 +657,7 @@ impl Ctx {
         }
         Ok(Some(Prepared {
             id: id.to_owned(),
+            definition: hash,
             inst,
             statements,
         }))
@@ -926,13 +932,18 @@ impl Engine {
             .await?
             .ok_or_else(|| Error::NotFound(format!("request {id}")))?
             .text(0)?;
+        self.remember_definition(id, hash.clone());
+        self.process(db, &hash).await
+    }
+
+    /// Remembers the definition a request runs on (it never changes), for `process_of`.
+    fn remember_definition(&self, id: &str, hash: String) {
         if let Ok(mut known) = self.definition_of.lock() {
-            if known.len() >= DEFINITIONS_REMEMBERED {
+            if known.len() >= DEFINITIONS_REMEMBERED && !known.contains_key(id) {
                 known.clear();
             }
-            known.insert(id.to_owned(), hash.clone());
+            known.insert(id.to_owned(), hash);
         }
-        self.process(db, &hash).await
     }
 
     /// Tasks, open ones first by due date; `open_only` hides closed ones.
