@@ -129,7 +129,121 @@ on_both_backends!(
     two_nodes_folding_the_indicators_count_each_request_once,
     accounts_sessions_tokens_links_and_preferences_are_written,
     a_token_revoked_on_one_node_is_refused_by_the_others_within_a_second,
+    a_history_written_one_event_a_row_reads_and_ends_as_before,
 );
+
+/// A database written before the history took one row per command held one row per event
+/// (its body the event's object): such rows read, verify and end a request as before.
+async fn a_history_written_one_event_a_row_reads_and_ends_as_before(backend: &str) {
+    use sha2::Digest as _;
+    let (e, _) = engine(backend).await;
+    let pool = e.store().pool().clone();
+    e.deploy(model("externe")).await.unwrap();
+    let (old, new) = (
+        e.start("externe", &intake_c()).await.unwrap(),
+        e.start("externe", &intake_c()).await.unwrap(),
+    );
+    let before = e.history(&old).await.unwrap();
+    // The old layout: each event a row, chained to the one before.
+    let rows =
+        sqlx::query("SELECT seq, body, prev_hash FROM history WHERE instance = $1 ORDER BY seq")
+            .bind(&old)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let mut one_a_row = Vec::new();
+    for r in &rows {
+        let (last, body, mut prev): (i64, String, String) = (
+            sqlx::Row::get(r, 0),
+            sqlx::Row::get(r, 1),
+            sqlx::Row::get(r, 2),
+        );
+        let events: Vec<&serde_json::value::RawValue> = serde_json::from_str(&body).unwrap();
+        let first = last + 1 - i64::try_from(events.len()).unwrap();
+        for (seq, event) in (first..).zip(events) {
+            let text = event.get();
+            let hash = guichet_engine::hex(&sha2::Sha256::digest(
+                format!("{prev}\n{old}\n{seq}\n{text}").as_bytes(),
+            ));
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            one_a_row.push((
+                seq,
+                value["at"].as_i64().unwrap(),
+                value["event"].as_str().unwrap().to_owned(),
+                text.to_owned(),
+                prev,
+                hash.clone(),
+            ));
+            prev = hash;
+        }
+    }
+    assert!(
+        one_a_row.len() > rows.len(),
+        "a command appends several events"
+    );
+    sqlx::query("DELETE FROM history WHERE instance = $1")
+        .bind(&old)
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (seq, at, event, body, prev, hash) in one_a_row {
+        sqlx::query("INSERT INTO history (instance, seq, at, event, body, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&old)
+            .bind(seq)
+            .bind(at)
+            .bind(event)
+            .bind(body)
+            .bind(prev)
+            .bind(hash)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    // The same events, entries and hashes: one chain, whichever the layout.
+    assert_eq!(e.history(&old).await.unwrap(), before);
+    assert_eq!(e.verify_audit().await.unwrap().broken, None);
+    // Ended under the new layout, its facts read the old rows too: as the other request's.
+    for id in [&old, &new] {
+        complete(&e, id, "recevabilite", Some("non-recevable"), json!({})).await;
+    }
+    let visits = |id: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("SELECT step, visit, kind, entered_at, left_at FROM step_visits WHERE instance = $1 ORDER BY step, visit")
+                .bind(id)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let (step, visit, kind): (String, i64, String) =
+                        (sqlx::Row::get(r, 0), sqlx::Row::get(r, 1), sqlx::Row::get(r, 2));
+                    let (entered, left): (i64, Option<i64>) = (sqlx::Row::get(r, 3), sqlx::Row::get(r, 4));
+                    (step, visit, kind, entered, left)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let old_visits = visits(old.clone()).await;
+    assert!(old_visits.len() >= 2, "{old_visits:?}");
+    assert_eq!(old_visits, visits(new.clone()).await);
+    let history = e.history(&old).await.unwrap();
+    assert_eq!(history[..before.len()], before[..]);
+    assert_eq!(
+        history.iter().map(|h| h.seq).collect::<Vec<_>>(),
+        (1..=history.len() as i64).collect::<Vec<_>>()
+    );
+    assert_eq!(e.verify_audit().await.unwrap().broken, None);
+    // An old row altered is named by its entry.
+    sqlx::query("UPDATE history SET body = REPLACE(body, 'requester', 'someone') WHERE instance = $1 AND seq = 2")
+        .bind(&old)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (inst, seq, why) = e.verify_audit().await.unwrap().broken.unwrap();
+    assert_eq!((inst.as_str(), seq), (old.as_str(), 2));
+    assert!(why.contains("its content does not match its hash"), "{why}");
+}
 
 async fn a_token_revoked_on_one_node_is_refused_by_the_others_within_a_second(backend: &str) {
     let url = database(backend).await;
