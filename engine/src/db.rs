@@ -265,13 +265,13 @@ impl Readers {
     }
 }
 
-/// Statements as one text for PostgreSQL's simple query protocol, their values written in
-/// as literals: the whole batch crosses in one round trip and runs as one implicit
-/// transaction (an error in any statement rolls back all of them), instead of a round trip
-/// per statement and two more for `BEGIN` and `COMMIT`. With `guarded`, the first statement
-/// (an UPDATE or an INSERT) must change exactly one row, or the batch fails with SQLSTATE
-/// 22012 ([`STALE`]) before the others run: a request's conditional update on the version
-/// that was read.
+/// Commands' statements as one text for PostgreSQL's simple query protocol, their values
+/// written in as literals: the whole batch crosses in one round trip and runs as one
+/// implicit transaction (an error in any statement rolls back all of them), instead of a
+/// round trip per statement and two more for `BEGIN` and `COMMIT`. With `guarded`, the first
+/// statement of each command (an UPDATE or an INSERT) must change exactly one row, or the
+/// batch fails there, before the statements after it run, with an error that names the
+/// command ([`stale_command`]): a request's conditional update on the version that was read.
 ///
 /// Each statement is prepared on the connection the first time it is sent there
 /// (`PREPARE`, its parameter types inferred by the server) and run with `EXECUTE` and the
@@ -284,51 +284,65 @@ impl Readers {
 /// Text is written as `E'...'` with quotes and backslashes doubled, which reads back the same
 /// whatever `standard_conforming_strings` says; placeholders inside quoted SQL are left alone.
 pub(crate) fn postgres_batch(
-    statements: &[Statement],
+    commands: &[&[Statement]],
     guarded: bool,
     prepared: &std::collections::HashSet<u64>,
 ) -> Result<Batch, Error> {
     use std::fmt::Write as _;
     let mut out = String::new();
     let mut new = Vec::new();
-    let mut results = Vec::with_capacity(statements.len());
-    for (i, (sql, params)) in statements.iter().enumerate() {
-        let sql: Cow<'_, str> = if i == 0 && guarded {
-            format!(
-                "WITH changed AS ({sql} RETURNING 1) SELECT 1 / (COUNT(*) = 1)::int FROM changed"
-            )
-            .into()
-        } else {
-            sql.as_ref().into()
-        };
-        let name = {
-            use std::hash::{Hash as _, Hasher as _};
-            let mut h = std::hash::DefaultHasher::new();
-            sql.hash(&mut h);
-            h.finish()
-        };
-        let mut known = prepared.contains(&name) || new.contains(&name);
-        if !known && prepared.len() + new.len() < MAX_PREPARED && placeholders(&sql) == params.len()
-        {
-            let _ = writeln!(out, "PREPARE guichet_{name:016x} AS {sql};");
-            new.push(name);
-            known = true;
-            results.push(false);
-        }
-        results.push(true);
-        if known {
-            let _ = write!(out, "EXECUTE guichet_{name:016x}");
-            for (n, value) in params.iter().enumerate() {
-                out.push_str(if n == 0 { "(" } else { ", " });
-                push_literal(&mut out, value);
+    let mut results = Vec::new();
+    for (k, statements) in commands.iter().enumerate() {
+        for (i, (sql, params)) in statements.iter().enumerate() {
+            // The guard: the command's rank as one more value, written into the error when
+            // no row changed (a text that is not a number; a constant would fail at planning).
+            let guard = guarded && i == 0;
+            let sql: Cow<'_, str> = if guard {
+                format!(
+                    "WITH changed AS ({sql} RETURNING 1) SELECT (CASE WHEN COUNT(*) = 1 THEN '1' \
+                     ELSE '{STALE_MARK}' || ${}::text END)::int FROM changed",
+                    params.len() + 1
+                )
+                .into()
+            } else {
+                sql.as_ref().into()
+            };
+            let rank = guard.then(|| V::Text(k.to_string()));
+            let values = || params.iter().chain(rank.as_ref());
+            let name = {
+                use std::hash::{Hash as _, Hasher as _};
+                let mut h = std::hash::DefaultHasher::new();
+                sql.hash(&mut h);
+                h.finish()
+            };
+            let mut known = prepared.contains(&name) || new.contains(&name);
+            if !known
+                && prepared.len() + new.len() < MAX_PREPARED
+                && placeholders(&sql) == values().count()
+            {
+                let _ = writeln!(out, "PREPARE guichet_{name:016x} AS {sql};");
+                new.push(name);
+                known = true;
+                results.push(false);
             }
-            if !params.is_empty() {
-                out.push(')');
+            results.push(true);
+            if known {
+                let _ = write!(out, "EXECUTE guichet_{name:016x}");
+                for (n, value) in values().enumerate() {
+                    out.push_str(if n == 0 { "(" } else { ", " });
+                    push_literal(&mut out, value);
+                }
+                if values().next().is_some() {
+                    out.push(')');
+                }
+            } else {
+                out.push_str(&postgres_literals(
+                    &sql,
+                    &values().cloned().collect::<Vec<_>>(),
+                )?);
             }
-        } else {
-            out.push_str(&postgres_literals(&sql, params)?);
+            out.push_str(";\n");
         }
-        out.push_str(";\n");
     }
     Ok(Batch {
         sql: out,
@@ -347,8 +361,24 @@ pub(crate) struct Batch {
     pub(crate) results: Vec<bool>,
 }
 
-/// The SQLSTATE of a guarded batch whose first statement changed no row (division by zero).
-pub(crate) const STALE: &str = "22012";
+/// What a guarded batch writes into its error when a command's first statement changed no
+/// row, followed by the command's rank.
+const STALE_MARK: &str = "guichet-stale-";
+
+/// The rank of the command whose request changed since it was read, when a guarded batch
+/// failed for that (its guard's text is not a number: SQLSTATE 22P02, the text in the
+/// message, in any language the server speaks).
+pub(crate) fn stale_command(e: &dyn sqlx::error::DatabaseError) -> Option<usize> {
+    if e.code().as_deref() != Some("22P02") {
+        return None;
+    }
+    let message = e.message();
+    let at = message.find(STALE_MARK)? + STALE_MARK.len();
+    let digits = message[at..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(&message[at..], |end| &message[at..at + end]);
+    digits.parse().ok()
+}
 
 /// Statements prepared on one connection at most; past that, statements are sent whole.
 const MAX_PREPARED: usize = 200;
@@ -536,7 +566,7 @@ mod tests {
             sql: batch,
             new,
             results,
-        } = postgres_batch(&[update(), insert.clone()], true, &HashSet::new()).unwrap();
+        } = postgres_batch(&[&[update(), insert.clone()]], true, &HashSet::new()).unwrap();
         assert_eq!(results, [false, true, false, true]);
         assert_eq!(new.len(), 2);
         let (guard, insert_name) = (
@@ -547,8 +577,8 @@ mod tests {
             batch,
             format!(
                 "PREPARE {guard} AS WITH changed AS (UPDATE t SET a = $1, b = $2 WHERE c = $3 AND d = '$1' \
-                 RETURNING 1) SELECT 1 / (COUNT(*) = 1)::int FROM changed;\n\
-                 EXECUTE {guard}(E'it''s a \\\\ test', NULL, -7);\n\
+                 RETURNING 1) SELECT (CASE WHEN COUNT(*) = 1 THEN '1' ELSE 'guichet-stale-' || $4::text END)::int FROM changed;\n\
+                 EXECUTE {guard}(E'it''s a \\\\ test', NULL, -7, E'0');\n\
                  PREPARE {insert_name} AS INSERT INTO u (x, y, z) VALUES ($3, $2, $1);\n\
                  EXECUTE {insert_name}(CAST('0.5' AS DOUBLE PRECISION), CAST('-Infinity' AS DOUBLE PRECISION), NULL);\n"
             )
@@ -559,14 +589,18 @@ mod tests {
             sql: batch,
             new,
             results,
-        } = postgres_batch(&[update()], true, &known).unwrap();
+        } = postgres_batch(&[&[update()], &[update()]], true, &known).unwrap();
         assert!(new.is_empty());
-        assert_eq!(results, [true]);
+        assert_eq!(results, [true, true]);
+        // Each command's guard says its rank.
         assert_eq!(
             batch,
-            format!("EXECUTE {guard}(E'it''s a \\\\ test', NULL, -7);\n")
+            format!(
+                "EXECUTE {guard}(E'it''s a \\\\ test', NULL, -7, E'0');\n\
+                 EXECUTE {guard}(E'it''s a \\\\ test', NULL, -7, E'1');\n"
+            )
         );
-        let unguarded = postgres_batch(&[update()], false, &known).unwrap();
+        let unguarded = postgres_batch(&[&[update()]], false, &known).unwrap();
         assert_eq!(unguarded.new.len(), 1);
     }
 
@@ -575,7 +609,7 @@ mod tests {
         // A statement whose values outnumber its placeholders is not prepared (EXECUTE would
         // refuse the extra values), and one that refers to a missing value is refused.
         let batch = postgres_batch(
-            &[("SELECT $1".into(), vec![V::Int(1), V::Int(2)])],
+            &[&[("SELECT $1".into(), vec![V::Int(1), V::Int(2)])]],
             false,
             &HashSet::new(),
         )
@@ -584,7 +618,7 @@ mod tests {
         assert_eq!(batch.sql, "SELECT 1;\n");
         assert!(
             postgres_batch(
-                &[("SELECT $2".into(), vec![V::Int(1)])],
+                &[&[("SELECT $2".into(), vec![V::Int(1)])]],
                 false,
                 &HashSet::new()
             )

@@ -42,6 +42,7 @@ pub mod kpi;
 pub mod lifecycle;
 pub mod links;
 pub mod outbox;
+pub(crate) mod pg_writer;
 pub mod rollup;
 pub mod runtime;
 pub mod scenario;

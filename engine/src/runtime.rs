@@ -359,10 +359,10 @@ impl Engine {
     /// Writes a prepared command, on the condition that its request is still as read
     /// (the first statement checks the version read); `None` when it changed meanwhile:
     /// nothing was written, and the command must be prepared again. On SQLite the writer
-    /// thread writes it in its group commit; on PostgreSQL it crosses in one round trip.
-    async fn write_prepared(&self, prepared: Prepared) -> Result<Option<Prepared>, Error> {
-        let written = match &self.store.writer {
-            Some(writer) => {
+    /// thread writes it in its group commit, on PostgreSQL the node's next batch.
+    async fn write_prepared(&self, mut prepared: Prepared) -> Result<Option<Prepared>, Error> {
+        let written = match (&self.store.writer, &self.store.pg_writer) {
+            (Some(writer), _) => {
                 let prepared = Arc::new(prepared);
                 let job = prepared.clone();
                 let written = writer
@@ -370,12 +370,13 @@ impl Engine {
                     .await?;
                 return Ok(written.then(|| Arc::unwrap_or_clone(prepared)));
             }
-            None if self.store.backend == Backend::Postgres => self
-                .store
-                .postgres_batch(&prepared.statements, true)
-                .await?
-                .is_some(),
-            None => crate::store::in_kept_transaction!(self.store, |db| prepared.write(db))?,
+            (None, Some(pg)) => {
+                let statements = std::mem::take(&mut prepared.statements);
+                pg.write(&prepared.id, statements).await?
+            }
+            (None, None) => {
+                crate::store::in_kept_transaction!(self.store, |db| prepared.write(db))?
+            }
         };
         Ok(written.then_some(prepared))
     }

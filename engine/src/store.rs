@@ -59,6 +59,8 @@ pub struct Store {
     /// Connections taken out of the pool for the engine's commands and point reads when there
     /// is no writer thread or reader (PostgreSQL).
     kept: std::sync::Arc<Kept>,
+    /// PostgreSQL: the task that sends the engine's commands in batches ([`crate::pg_writer`]).
+    pub(crate) pg_writer: Option<crate::pg_writer::PgWriter>,
 }
 
 /// Connections taken out of sqlx's pool and kept: the pool tests a connection with a round
@@ -66,7 +68,7 @@ pub struct Store {
 /// two of the three round trips of a one-statement read). A kept connection is tested by
 /// use: one that failed is closed, not kept.
 #[derive(Debug)]
-struct Kept {
+pub(crate) struct Kept {
     idle: std::sync::Mutex<Vec<(sqlx::AnyConnection, PreparedNames)>>,
     /// At most this many taken at once (the pool's size).
     permits: tokio::sync::Semaphore,
@@ -296,6 +298,8 @@ impl Store {
             idle: std::sync::Mutex::new(Vec::new()),
             permits: tokio::sync::Semaphore::new(CONNECTIONS),
         });
+        let pg_writer = (backend == Backend::Postgres)
+            .then(|| crate::pg_writer::PgWriter::start(kept.clone(), pool.clone()));
         Ok(Store {
             pool,
             backend,
@@ -303,6 +307,7 @@ impl Store {
             writer,
             readers,
             kept,
+            pg_writer,
         })
     }
 
@@ -318,64 +323,17 @@ impl Store {
         statements: &[crate::db::Statement],
         guarded: bool,
     ) -> Result<Option<Vec<u64>>, crate::runtime::Error> {
-        use futures_util::TryStreamExt as _;
-        let mut taken = self.take().await?;
-        let batch = crate::db::postgres_batch(statements, guarded, &taken.prepared)?;
-        let results = sqlx::raw_sql(sqlx::AssertSqlSafe(batch.sql))
-            .execute_many(taken.conn())
-            .try_collect::<Vec<_>>()
-            .await;
-        match results {
-            Ok(results) => {
-                taken.prepared.extend(batch.new);
-                taken.ok();
-                let mut changed: Vec<u64> = results
-                    .iter()
-                    .zip(&batch.results)
-                    .filter(|(_, statement)| **statement)
-                    .map(|(r, _)| r.rows_affected())
-                    .collect();
-                if guarded && let Some(first) = changed.first_mut() {
-                    // The guard's SELECT returned its one row.
-                    *first = 1;
-                }
-                Ok(Some(changed))
-            }
-            Err(sqlx::Error::Database(e))
-                if guarded && e.code().as_deref() == Some(crate::db::STALE) =>
-            {
-                // An answer, not a broken connection; but which of the batch's new statements
-                // were prepared before it stopped is not known: the connection is closed
-                // (rare: two commands on one request at the same moment).
-                Ok(None)
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(
+            match run_postgres(&self.kept, &self.pool, &[statements], guarded).await? {
+                Ran::Done(changed) => Some(changed),
+                Ran::Stale(_) => None,
+            },
+        )
     }
 
     /// A connection out of the pool, kept after use unless something went wrong with it.
     pub(crate) async fn take(&self) -> Result<Taken<'_>, sqlx::Error> {
-        let permit = self
-            .kept
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        let idle = self.kept.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let (conn, prepared) = match idle {
-            Some(kept) => kept,
-            None => (
-                self.pool.acquire().await?.detach(),
-                PreparedNames::default(),
-            ),
-        };
-        Ok(Taken {
-            conn: Some(conn),
-            prepared,
-            kept: &self.kept,
-            _permit: permit,
-            ok: false,
-        })
+        take_from(&self.kept, &self.pool).await
     }
 
     /// Waits for this process's turn to write (SQLite); hold it until the transaction ends.
@@ -484,4 +442,73 @@ pub async fn disk_ceiling(database: &str, seconds: f64) -> Result<Option<f64>, s
         .map_err(|e| sqlx::Error::Protocol(e.to_string()));
     remove();
     Ok(Some(rate?))
+}
+
+/// What a batch of commands did on PostgreSQL ([`run_postgres`]).
+pub(crate) enum Ran {
+    /// Written: how many rows each statement changed, in order.
+    Done(Vec<u64>),
+    /// Nothing written: the request of the command of this rank changed since it was read.
+    Stale(usize),
+}
+
+/// A connection out of `pool`, kept in `kept` after use unless something went wrong with it.
+async fn take_from<'s>(kept: &'s Kept, pool: &AnyPool) -> Result<Taken<'s>, sqlx::Error> {
+    let permit = kept
+        .permits
+        .acquire()
+        .await
+        .map_err(|_| sqlx::Error::PoolClosed)?;
+    let idle = kept.idle.lock().ok().and_then(|mut idle| idle.pop());
+    let (conn, prepared) = match idle {
+        Some(kept) => kept,
+        None => (pool.acquire().await?.detach(), PreparedNames::default()),
+    };
+    Ok(Taken {
+        conn: Some(conn),
+        prepared,
+        kept,
+        _permit: permit,
+        ok: false,
+    })
+}
+
+/// Runs commands' statements on PostgreSQL in one round trip, as one transaction
+/// ([`crate::db::postgres_batch`]).
+pub(crate) async fn run_postgres(
+    kept: &Kept,
+    pool: &AnyPool,
+    commands: &[&[crate::db::Statement]],
+    guarded: bool,
+) -> Result<Ran, crate::runtime::Error> {
+    use futures_util::TryStreamExt as _;
+    let mut taken = take_from(kept, pool).await?;
+    let batch = crate::db::postgres_batch(commands, guarded, &taken.prepared)?;
+    let results = sqlx::raw_sql(sqlx::AssertSqlSafe(batch.sql))
+        .execute_many(taken.conn())
+        .try_collect::<Vec<_>>()
+        .await;
+    match results {
+        Ok(results) => {
+            taken.prepared.extend(batch.new);
+            taken.ok();
+            let mut changed: Vec<u64> = results
+                .iter()
+                .zip(&batch.results)
+                .filter(|(_, statement)| **statement)
+                .map(|(r, _)| r.rows_affected())
+                .collect();
+            if guarded && let Some(first) = changed.first_mut() {
+                // The guard's SELECT returned its one row.
+                *first = 1;
+            }
+            Ok(Ran::Done(changed))
+        }
+        // An answer, not a broken connection; but which of the batch's new statements were
+        // prepared before it stopped is not known: the connection is closed.
+        Err(sqlx::Error::Database(e)) if guarded && let Some(k) = crate::db::stale_command(&*e) => {
+            Ok(Ran::Stale(k))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

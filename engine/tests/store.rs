@@ -130,7 +130,97 @@ on_both_backends!(
     accounts_sessions_tokens_links_and_preferences_are_written,
     a_token_revoked_on_one_node_is_refused_by_the_others_within_a_second,
     a_history_written_one_event_a_row_reads_and_ends_as_before,
+    a_command_that_fails_beside_others_fails_alone,
 );
+
+/// Commands written together (SQLite's group commit, PostgreSQL's batches): one whose
+/// writes fail gets its error and changes nothing; the others are written.
+async fn a_command_that_fails_beside_others_fails_alone(backend: &str) {
+    let (e, _) = engine(backend).await;
+    let e = Arc::new(e);
+    let pool = e.store().pool().clone();
+    e.deploy(model("externe")).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        ids.push(e.start("externe", &intake_c()).await.unwrap());
+    }
+    // The next command on one request will queue messages whose ids are already taken.
+    let bad = ids[5].clone();
+    let tip: i64 = sqlx::Row::get(
+        &sqlx::query("SELECT history_seq FROM instances WHERE id = $1")
+            .bind(&bad)
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        0,
+    );
+    for n in 0..16 {
+        sqlx::query(
+            "INSERT INTO outbox (id, instance, kind, payload, state, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, 'email', '{}', 'sent', 1, 0, 0)",
+        )
+        .bind(format!("{bad}.{}.{n}", tip + 1))
+        .bind(&bad)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for id in &ids {
+        tasks.push(open_task(&e, id, "recevabilite").await);
+    }
+    let calls: Vec<_> = ids
+        .iter()
+        .zip(tasks)
+        .map(|(id, task)| {
+            let (e, id) = (e.clone(), id.clone());
+            tokio::spawn(async move {
+                let done = e
+                    .execute(
+                        &id,
+                        Command::Complete {
+                            task,
+                            user: "agent@hopital.example".into(),
+                            outcome: Some("recevable".into()),
+                            fields: Fields::new(),
+                        },
+                    )
+                    .await;
+                (id, done)
+            })
+        })
+        .collect();
+    for call in calls {
+        let (id, done) = call.await.unwrap();
+        if id == bad {
+            assert!(
+                matches!(done, Err(Error::Database(_) | Error::Sqlite(_))),
+                "{done:?}"
+            );
+        } else {
+            done.unwrap_or_else(|err| panic!("{id}: {err}"));
+        }
+    }
+    for id in &ids {
+        let open: Vec<String> = e
+            .tasks(Some(id), true)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.step)
+            .collect();
+        if *id == bad {
+            assert_eq!(
+                open,
+                ["recevabilite"],
+                "nothing of the failed command is written"
+            );
+        } else {
+            assert!(!open.contains(&"recevabilite".to_owned()), "{open:?}");
+        }
+    }
+    assert_eq!(e.verify_audit().await.unwrap().broken, None);
+}
 
 /// A database written before the history took one row per command held one row per event
 /// (its body the event's object): such rows read, verify and end a request as before.
@@ -716,9 +806,17 @@ async fn concurrent_completions_of_one_task_one_wins(backend: &str) {
 /// taken (on SQLite, commands on one request that meet in one group commit are prepared again
 /// from the state the others left), the parallel block joins once, and the history holds each
 /// completion once, chained.
+/// Parallel branches of several requests completed at once, through two nodes: every
+/// completion counts once, whichever node's batch (or group commit) finds the request
+/// changed by the other's.
 async fn parallel_branches_completed_at_once_all_count(backend: &str) {
-    let (e, _) = engine(backend).await;
-    let e = Arc::new(e);
+    let url = database(backend).await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let nodes = [
+        Arc::new(Engine::open(&url, clock.clone()).await.unwrap()),
+        Arc::new(Engine::open(&url, clock.clone()).await.unwrap()),
+    ];
+    let e = &nodes[0];
     e.deploy(model("interne-decentralise")).await.unwrap();
     let branches = [
         (
@@ -729,52 +827,61 @@ async fn parallel_branches_completed_at_once_all_count(backend: &str) {
         ("faisabilite-scientifique", "favorable", json!({})),
         ("faisabilite-technique", "faisable", json!({})),
     ];
-    for round in 0..20 {
-        let id = e.start("interne-decentralise", &intake()).await.unwrap();
-        complete(&e, &id, "recevabilite", Some("recevable"), json!({})).await;
+    for round in 0..8 {
+        let mut ids = Vec::new();
         let mut calls = Vec::new();
-        for (step, outcome, data) in &branches {
-            let task = open_task(&e, &id, step).await;
-            let (e, id, outcome, data) = (e.clone(), id.clone(), *outcome, data.clone());
-            calls.push(tokio::spawn(async move {
-                e.execute(
-                    &id,
-                    Command::Complete {
-                        task,
-                        user: "agent@hopital.example".into(),
-                        outcome: Some(outcome.into()),
-                        fields: fields(data),
-                    },
-                )
-                .await
-            }));
+        for _ in 0..4 {
+            let id = e.start("interne-decentralise", &intake()).await.unwrap();
+            complete(e, &id, "recevabilite", Some("recevable"), json!({})).await;
+            ids.push(id);
+        }
+        for id in &ids {
+            for (n, (step, outcome, data)) in branches.iter().enumerate() {
+                let task = open_task(e, id, step).await;
+                let e = nodes[n % 2].clone();
+                let (id, outcome, data) = (id.clone(), *outcome, data.clone());
+                calls.push(tokio::spawn(async move {
+                    e.execute(
+                        &id,
+                        Command::Complete {
+                            task,
+                            user: "agent@hopital.example".into(),
+                            outcome: Some(outcome.into()),
+                            fields: fields(data),
+                        },
+                    )
+                    .await
+                }));
+            }
         }
         for call in calls {
             call.await
                 .unwrap()
                 .unwrap_or_else(|err| panic!("round {round}: {err}"));
         }
-        let open: Vec<String> = e
-            .tasks(Some(&id), true)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.step)
-            .collect();
-        assert_eq!(open, ["comite"], "round {round}");
-        let completions = e
-            .history(&id)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|h| {
-                matches!(
-                    h.event.kind,
-                    guichet_engine::core::EventKind::TaskCompleted { .. }
-                )
-            })
-            .count();
-        assert_eq!(completions, 4, "round {round}");
+        for id in &ids {
+            let open: Vec<String> = e
+                .tasks(Some(id), true)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.step)
+                .collect();
+            assert_eq!(open, ["comite"], "round {round}");
+            let completions = e
+                .history(id)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|h| {
+                    matches!(
+                        h.event.kind,
+                        guichet_engine::core::EventKind::TaskCompleted { .. }
+                    )
+                })
+                .count();
+            assert_eq!(completions, 4, "round {round}");
+        }
     }
     assert_eq!(e.verify_audit().await.unwrap().broken, None);
 }
