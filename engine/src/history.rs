@@ -13,7 +13,7 @@
 //! each (bench/README.md, "The third round").
 
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use sqlx::Row as _;
 
 use crate::core::Event;
@@ -31,14 +31,9 @@ pub(crate) const COLUMNS: &[&str] = &[
     "hash",
 ];
 
-/// Hexadecimal SHA-256.
-pub(crate) fn hash_hex(bytes: &[u8]) -> String {
-    crate::hex(&Sha256::digest(bytes))
-}
-
 /// The hash the chain of a request starts from.
 pub(crate) fn genesis(instance: &str) -> String {
-    hash_hex(format!("guichet history of {instance}").as_bytes())
+    crate::sha256_hex(format!("guichet history of {instance}").as_bytes())
 }
 
 /// The hash of one history entry, chained to the previous one: of `prev`, `instance`,
@@ -123,7 +118,7 @@ pub struct HistoryRow {
 }
 
 /// What [`Engine::verify_audit`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditReport {
     pub instances: usize,
     pub events: usize,

@@ -20,6 +20,12 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// SHA-256 as lowercase hexadecimal (content hashes of definitions, the history's chain).
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
 #[cfg(test)]
 #[test]
 fn hex_is_lowercase_two_digits_a_byte() {

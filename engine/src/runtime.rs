@@ -253,7 +253,7 @@ impl Engine {
         let Some(process) = checked.process else {
             return Err(Error::Definition(checked.diagnostics));
         };
-        let hash = crate::history::hash_hex(source.as_bytes());
+        let hash = crate::sha256_hex(source.as_bytes());
         let (_turn, mut tx) = self.store.begin_write().await?;
         let existing = sqlx::query("SELECT revision FROM definitions WHERE hash = $1")
             .bind(&hash)

@@ -74,6 +74,16 @@ fn intake() -> Fields {
     }))
 }
 
+/// The steps of a request's open tasks.
+async fn open_steps(e: &Engine, id: &str) -> Vec<String> {
+    e.tasks(Some(id), true)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.step)
+        .collect()
+}
+
 async fn open_task(e: &Engine, id: &str, step: &str) -> u32 {
     let tasks = e.tasks(Some(id), true).await.unwrap();
     let t = tasks
@@ -202,13 +212,7 @@ async fn a_command_that_fails_beside_others_fails_alone(backend: &str) {
         }
     }
     for id in &ids {
-        let open: Vec<String> = e
-            .tasks(Some(id), true)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.step)
-            .collect();
+        let open = open_steps(&e, id).await;
         if *id == bad {
             assert_eq!(
                 open,
@@ -860,14 +864,7 @@ async fn parallel_branches_completed_at_once_all_count(backend: &str) {
                 .unwrap_or_else(|err| panic!("round {round}: {err}"));
         }
         for id in &ids {
-            let open: Vec<String> = e
-                .tasks(Some(id), true)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|t| t.step)
-                .collect();
-            assert_eq!(open, ["comite"], "round {round}");
+            assert_eq!(open_steps(e, id).await, ["comite"], "round {round}");
             let completions = e
                 .history(id)
                 .await
