@@ -335,9 +335,6 @@ pub(crate) async fn deploy(e: Arc<Engine>, files: Vec<PathBuf>) -> anyhow::Resul
     Ok(code)
 }
 
-/// Requests folded into the indicators' parts per transaction while serving.
-const FOLD_STEP: i64 = 200;
-
 pub(crate) async fn serve(
     e: Arc<Engine>,
     once: bool,
@@ -437,26 +434,12 @@ pub(crate) async fn serve(
                     Ok(fired) => tracing::info!(fired, "timers fired"),
                     Err(err) => tracing::error!(error = %err, "firing timers failed; will retry"),
                 }
-                // A fold holds the write turn, and the requests' commands wait meanwhile:
-                // a few hundred requests at a time (2,000 at once stalled every command for
-                // 150 ms once a second under load), up to FOLD_BATCH a tick.
-                let mut folded = 0;
-                while folded < guichet_engine::rollup::FOLD_BATCH {
-                    match e.fold_indicators(FOLD_STEP).await {
-                        Ok(n) => {
-                            folded += i64::try_from(n).unwrap_or(i64::MAX);
-                            if i64::try_from(n).unwrap_or(0) < FOLD_STEP {
-                                break;
-                            }
-                        }
-                        Err(err) => {
-                            tracing::error!(error = %err, "folding the indicators failed; will retry");
-                            break;
-                        }
-                    }
-                }
-                if folded > 0 {
-                    tracing::debug!(folded, "indicators folded");
+                // At most a batch's worth a pass, a few hundred per transaction.
+                let most = usize::try_from(guichet_engine::rollup::FOLD_BATCH).unwrap_or(2_000);
+                match e.fold_some_indicators(most).await {
+                    Ok(0) => {}
+                    Ok(folded) => tracing::debug!(folded, "indicators folded"),
+                    Err(err) => tracing::error!(error = %err, "folding the indicators failed; will retry"),
                 }
                 match webhooks.run_once(100).await {
                     Ok(r) if r.sent + r.retried + r.dead > 0 => {

@@ -39,14 +39,6 @@ pub(crate) struct PgWriter {
     jobs: mpsc::UnboundedSender<Job>,
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("request", &self.request)
-            .finish_non_exhaustive()
-    }
-}
-
 impl PgWriter {
     /// Starts the task (on the current tokio runtime).
     pub(crate) fn start(kept: Arc<Kept>, pool: AnyPool) -> PgWriter {

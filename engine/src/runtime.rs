@@ -344,11 +344,9 @@ impl Engine {
                     .write(move |db| crate::writer::ready(crate::db::exec_all(db, &statements)))
                     .await
             }
-            None if self.store.backend == Backend::Postgres => Ok(self
-                .store
-                .postgres_batch(&statements, false)
-                .await?
-                .unwrap_or_default()),
+            None if self.store.backend == Backend::Postgres => {
+                self.store.postgres_batch(&statements).await
+            }
             None => crate::store::in_kept_transaction!(self.store, |db| crate::db::exec_all(
                 db,
                 &statements

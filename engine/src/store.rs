@@ -316,19 +316,17 @@ impl Store {
     }
 
     /// Runs statements on PostgreSQL in one round trip, as one transaction
-    /// ([`crate::db::postgres_batch`]); returns how many rows each changed, or `None` when
-    /// `guarded` and the first statement changed no row (then nothing was written).
+    /// ([`crate::db::postgres_batch`]); returns how many rows each changed.
     pub(crate) async fn postgres_batch(
         &self,
         statements: &[crate::db::Statement],
-        guarded: bool,
-    ) -> Result<Option<Vec<u64>>, crate::runtime::Error> {
-        Ok(
-            match run_postgres(&self.kept, &self.pool, &[statements], guarded).await? {
-                Ran::Done(changed) => Some(changed),
-                Ran::Stale(_) => None,
-            },
-        )
+    ) -> Result<Vec<u64>, crate::runtime::Error> {
+        match run_postgres(&self.kept, &self.pool, &[statements], false).await? {
+            Ran::Done(changed) => Ok(changed),
+            Ran::Stale(_) => Err(crate::runtime::Error::Corrupt(
+                "an unguarded batch was found stale".into(),
+            )),
+        }
     }
 
     /// A connection out of the pool, kept after use unless something went wrong with it.
@@ -446,7 +444,8 @@ pub async fn disk_ceiling(database: &str, seconds: f64) -> Result<Option<f64>, s
 
 /// What a batch of commands did on PostgreSQL ([`run_postgres`]).
 pub(crate) enum Ran {
-    /// Written: how many rows each statement changed, in order.
+    /// Written: how many rows each statement changed, in order (a guard's count is its
+    /// SELECT's).
     Done(Vec<u64>),
     /// Nothing written: the request of the command of this rank changed since it was read.
     Stale(usize),
@@ -492,17 +491,14 @@ pub(crate) async fn run_postgres(
         Ok(results) => {
             taken.prepared.extend(batch.new);
             taken.ok();
-            let mut changed: Vec<u64> = results
-                .iter()
-                .zip(&batch.results)
-                .filter(|(_, statement)| **statement)
-                .map(|(r, _)| r.rows_affected())
-                .collect();
-            if guarded && let Some(first) = changed.first_mut() {
-                // The guard's SELECT returned its one row.
-                *first = 1;
-            }
-            Ok(Ran::Done(changed))
+            Ok(Ran::Done(
+                results
+                    .iter()
+                    .zip(&batch.results)
+                    .filter(|(_, statement)| **statement)
+                    .map(|(r, _)| r.rows_affected())
+                    .collect(),
+            ))
         }
         // An answer, not a broken connection; but which of the batch's new statements were
         // prepared before it stopped is not known: the connection is closed.
