@@ -483,26 +483,27 @@ pub(crate) async fn run_postgres(
     use futures_util::TryStreamExt as _;
     let mut taken = take_from(kept, pool).await?;
     let batch = crate::db::postgres_batch(commands, guarded, &taken.prepared)?;
+    for (name, prepare) in batch.prepare {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(prepare))
+            .execute(taken.conn())
+            .await?;
+        taken.prepared.insert(name);
+    }
     let results = sqlx::raw_sql(sqlx::AssertSqlSafe(batch.sql))
         .execute_many(taken.conn())
         .try_collect::<Vec<_>>()
         .await;
     match results {
         Ok(results) => {
-            taken.prepared.extend(batch.new);
             taken.ok();
             Ok(Ran::Done(
-                results
-                    .iter()
-                    .zip(&batch.results)
-                    .filter(|(_, statement)| **statement)
-                    .map(|(r, _)| r.rows_affected())
-                    .collect(),
+                results.iter().map(|r| r.rows_affected()).collect(),
             ))
         }
-        // An answer, not a broken connection; but which of the batch's new statements were
-        // prepared before it stopped is not known: the connection is closed.
+        // An answer, not a broken connection: the batch's implicit transaction was rolled
+        // back, the connection is ready for the next.
         Err(sqlx::Error::Database(e)) if guarded && let Some(k) = crate::db::stale_command(&*e) => {
+            taken.ok();
             Ok(Ran::Stale(k))
         }
         Err(e) => Err(e.into()),
