@@ -271,7 +271,9 @@ impl Readers {
 /// round trip per statement and two more for `BEGIN` and `COMMIT`. With `guarded`, the first
 /// statement of each command (an UPDATE or an INSERT) must change exactly one row, or the
 /// batch fails there, before the statements after it run, with an error that names the
-/// command ([`stale_command`]): a request's conditional update on the version that was read.
+/// command ([`stale_command`]): a request's conditional update on the version that was read;
+/// guarded commands are on distinct requests, and their inserts of rows are merged
+/// ([`merged`]).
 ///
 /// Each statement is prepared on the connection the first time it is sent there
 /// (`PREPARE`, its parameter types inferred by the server) and run with `EXECUTE` and the
@@ -293,56 +295,178 @@ pub(crate) fn postgres_batch(
     use std::fmt::Write as _;
     let mut out = String::new();
     let mut prepare: Vec<(u64, String)> = Vec::new();
-    for (k, statements) in commands.iter().enumerate() {
-        for (i, (sql, params)) in statements.iter().enumerate() {
-            // The guard: the command's rank as one more value, written into the error when
-            // no row changed (a text that is not a number; a constant would fail at planning).
-            let guard = guarded && i == 0;
-            let sql: Cow<'_, str> = if guard {
-                format!(
-                    "WITH changed AS ({sql} RETURNING 1) SELECT (CASE WHEN COUNT(*) = 1 THEN '1' \
-                     ELSE '{STALE_MARK}' || ${}::text END)::int FROM changed",
-                    params.len() + 1
-                )
-                .into()
-            } else {
-                sql.as_ref().into()
-            };
-            let rank = guard.then(|| V::Text(k.to_string()));
-            let values = || params.iter().chain(rank.as_ref());
-            let name = {
-                use std::hash::{Hash as _, Hasher as _};
-                let mut h = std::hash::DefaultHasher::new();
-                sql.hash(&mut h);
-                h.finish()
-            };
-            let mut known = prepared.contains(&name) || prepare.iter().any(|(n, _)| *n == name);
-            if !known
-                && prepared.len() + prepare.len() < MAX_PREPARED
-                && placeholders(&sql) == values().count()
-            {
-                prepare.push((name, format!("PREPARE guichet_{name:016x} AS {sql}")));
-                known = true;
-            }
-            if known {
-                let _ = write!(out, "EXECUTE guichet_{name:016x}");
-                for (n, value) in values().enumerate() {
-                    out.push_str(if n == 0 { "(" } else { ", " });
-                    push_literal(&mut out, value);
+    let sent = if guarded {
+        merged(commands)
+    } else {
+        commands
+            .iter()
+            .flat_map(|statements| statements.iter().map(|s| Sent::One(s, None)))
+            .collect()
+    };
+    for statement in sent {
+        let (sql, params, rank) = match statement {
+            Sent::One(statement, rank) => (&statement.0, &statement.1, rank),
+            Sent::Rows(head, tail, rows) => {
+                // Values written in: the text differs with the number of rows, not worth
+                // preparing.
+                out.push_str(head);
+                for (n, (sql, params)) in rows.iter().enumerate() {
+                    if n > 0 {
+                        out.push_str(", ");
+                    }
+                    let (_, values, _) = rows_insert(sql)
+                        .ok_or_else(|| Error::Corrupt(format!("not an insert of rows: {sql}")))?;
+                    out.push_str(&postgres_literals(values, params)?);
                 }
-                if values().next().is_some() {
-                    out.push(')');
-                }
-            } else {
-                out.push_str(&postgres_literals(
-                    &sql,
-                    &values().cloned().collect::<Vec<_>>(),
-                )?);
+                out.push_str(tail);
+                out.push_str(";\n");
+                continue;
             }
-            out.push_str(";\n");
+        };
+        // The guard: the command's rank as one more value, written into the error when
+        // no row changed (a text that is not a number; a constant would fail at planning).
+        let sql: Cow<'_, str> = if rank.is_some() {
+            format!(
+                "WITH changed AS ({sql} RETURNING 1) SELECT (CASE WHEN COUNT(*) = 1 THEN '1' \
+                 ELSE '{STALE_MARK}' || ${}::text END)::int FROM changed",
+                params.len() + 1
+            )
+            .into()
+        } else {
+            sql.as_ref().into()
+        };
+        let rank = rank.map(|k| V::Text(k.to_string()));
+        let values = || params.iter().chain(rank.as_ref());
+        let name = {
+            use std::hash::{Hash as _, Hasher as _};
+            let mut h = std::hash::DefaultHasher::new();
+            sql.hash(&mut h);
+            h.finish()
+        };
+        let mut known = prepared.contains(&name) || prepare.iter().any(|(n, _)| *n == name);
+        if !known
+            && prepared.len() + prepare.len() < MAX_PREPARED
+            && placeholders(&sql) == values().count()
+        {
+            prepare.push((name, format!("PREPARE guichet_{name:016x} AS {sql}")));
+            known = true;
         }
+        if known {
+            let _ = write!(out, "EXECUTE guichet_{name:016x}");
+            for (n, value) in values().enumerate() {
+                out.push_str(if n == 0 { "(" } else { ", " });
+                push_literal(&mut out, value);
+            }
+            if values().next().is_some() {
+                out.push(')');
+            }
+        } else {
+            out.push_str(&postgres_literals(
+                &sql,
+                &values().cloned().collect::<Vec<_>>(),
+            )?);
+        }
+        out.push_str(";\n");
     }
     Ok(Batch { sql: out, prepare })
+}
+
+/// A statement of a batch as sent.
+enum Sent<'a> {
+    /// As written; with its command's rank when it is the command's guard.
+    One(&'a Statement, Option<usize>),
+    /// The rows of the same insert in several commands, as one statement: the text before
+    /// the rows, after them, and the statements whose rows they are.
+    Rows(&'a str, &'a str, Vec<&'a Statement>),
+}
+
+/// The statements of guarded commands (on distinct requests) in the order sent: every
+/// command's guard first, in the commands' order (the order in which rows are locked),
+/// then the rest of each command in its own order, where the same insert in several commands
+/// (`INSERT INTO t (..) VALUES (..)`, the same text around the rows) becomes one statement
+/// with all their rows. The server starts, runs and ends a statement once for them all, a
+/// third of the statements of a request in the batches of the benchmark's workload. Rows of
+/// distinct requests never share a key; were two to conflict, the batch fails and each
+/// command runs again alone ([`crate::pg_writer`]).
+fn merged<'a>(commands: &[&'a [Statement]]) -> Vec<Sent<'a>> {
+    let mut guards = Vec::new();
+    let mut rest: Vec<Sent<'a>> = Vec::new();
+    for (k, statements) in commands.iter().enumerate() {
+        let Some((guard, others)) = statements.split_first() else {
+            continue;
+        };
+        guards.push(Sent::One(guard, Some(k)));
+        // Where the command's next statement may go: after its previous one.
+        let mut at = 0;
+        for statement in others {
+            let Some((head, _, tail)) = rows_insert(&statement.0) else {
+                rest.insert(at, Sent::One(statement, None));
+                at += 1;
+                continue;
+            };
+            let same = rest[at..]
+                .iter()
+                .position(|s| matches!(s, Sent::Rows(h, t, _) if (*h, *t) == (head, tail)));
+            match same {
+                Some(i) => {
+                    if let Sent::Rows(_, _, rows) = &mut rest[at + i] {
+                        rows.push(statement);
+                    }
+                    at += i + 1;
+                }
+                None => {
+                    rest.insert(at, Sent::Rows(head, tail, vec![statement]));
+                    at += 1;
+                }
+            }
+        }
+    }
+    guards.extend(rest.into_iter().map(|sent| match sent {
+        Sent::Rows(_, _, rows) if rows.len() == 1 => Sent::One(rows[0], None),
+        sent => sent,
+    }));
+    guards
+}
+
+/// An insert of rows split around them: `INSERT INTO t (..) VALUES `, the rows (`(..)`,
+/// one or more, separated by commas), and what follows, which must not refer to values.
+fn rows_insert(sql: &str) -> Option<(&str, &str, &str)> {
+    const VALUES: &str = " VALUES ";
+    if !sql.starts_with("INSERT INTO ") {
+        return None;
+    }
+    let start = sql.find(VALUES)? + VALUES.len();
+    let b = sql.as_bytes();
+    let mut i = start;
+    loop {
+        // One row: from its parenthesis to the one that closes it, quoted text aside.
+        if b.get(i) != Some(&b'(') {
+            return None;
+        }
+        let (mut depth, mut quoted) = (0usize, false);
+        loop {
+            match *b.get(i)? {
+                b'\'' => quoted = !quoted,
+                b'(' if !quoted => depth += 1,
+                b')' if !quoted => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        i += 1;
+        if sql[i..].starts_with(", (") {
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    let tail = &sql[i..];
+    (!tail.contains('$')).then(|| (&sql[..start], &sql[start..i], tail))
 }
 
 /// A batch of statements for PostgreSQL ([`postgres_batch`]).
@@ -600,6 +724,74 @@ mod tests {
         );
         let unguarded = postgres_batch(&[&[update()]], false, &known).unwrap();
         assert_eq!(unguarded.prepare.len(), 1);
+    }
+
+    #[test]
+    fn guarded_commands_share_their_inserts_of_rows() {
+        let st = |sql: &'static str, values: &[i64]| -> super::Statement {
+            (sql.into(), values.iter().map(|v| V::Int(*v)).collect())
+        };
+        let guard = |id| st("UPDATE r SET v = v + 1 WHERE id = $1", &[id]);
+        let log = |id, n| st("INSERT INTO log (r, n, s) VALUES ($1, $2, 'x')", &[id, n]);
+        // Several rows in one statement merge too, with what follows them unless it
+        // refers to values.
+        let two = |id| {
+            st(
+                "INSERT INTO log (r, n, s) VALUES ($1, 1, 'a, (b)'), ($1, 2, 'c')",
+                &[id],
+            )
+        };
+        let upsert = |id| {
+            st(
+                "INSERT INTO t (r) VALUES ($1) ON CONFLICT (r) DO UPDATE SET r = excluded.r",
+                &[id],
+            )
+        };
+        let bound = |id| {
+            st(
+                "INSERT INTO t (r) VALUES ($1) ON CONFLICT (r) DO UPDATE SET r = $1",
+                &[id],
+            )
+        };
+        let set = |id| st("UPDATE s SET n = 0 WHERE r = $1", &[id]);
+        let c0 = [guard(10), log(10, 1), set(10), upsert(10), bound(10)];
+        let c1 = [guard(11), two(11), upsert(11), log(11, 3), bound(11)];
+        let c2 = [guard(12), set(12)];
+        let batch = postgres_batch(&[&c0, &c1, &c2], true, &HashSet::new()).unwrap();
+        let name = |sql: &str| {
+            let (name, _) = batch
+                .prepare
+                .iter()
+                .find(|(_, p)| p.contains(sql))
+                .unwrap_or_else(|| panic!("{sql} not prepared: {:?}", batch.prepare));
+            format!("guichet_{name:016x}")
+        };
+        let (g, s, b) = (
+            name("UPDATE r SET"),
+            name("UPDATE s SET"),
+            name("SET r = $1"),
+        );
+        assert_eq!(batch.prepare.len(), 4, "{:?}", batch.prepare);
+        let expected = [
+            // The guards first, in the commands' order.
+            format!("EXECUTE {g}(10, E'0')"),
+            format!("EXECUTE {g}(11, E'1')"),
+            format!("EXECUTE {g}(12, E'2')"),
+            // Then each command's statements in its order, the same inserts together (a
+            // statement that shares nothing goes right after its command's previous one).
+            format!("EXECUTE {s}(12)"),
+            "INSERT INTO log (r, n, s) VALUES (10, 1, 'x'), (11, 1, 'a, (b)'), (11, 2, 'c')"
+                .to_owned(),
+            format!("EXECUTE {s}(10)"),
+            "INSERT INTO t (r) VALUES (10), (11) ON CONFLICT (r) DO UPDATE SET r = excluded.r"
+                .to_owned(),
+            // Alone: after the command's previous statement, nothing to share it with.
+            format!("EXECUTE {}(11, 3)", name("'x')")),
+            // Not merged: what follows the rows refers to a value.
+            format!("EXECUTE {b}(11)"),
+            format!("EXECUTE {b}(10)"),
+        ];
+        assert_eq!(batch.sql, expected.map(|s| s + ";\n").concat());
     }
 
     #[test]

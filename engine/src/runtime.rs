@@ -689,7 +689,8 @@ impl Ctx {
                 Effect::TaskSaved(task) => out.push((
                     "INSERT INTO tasks (instance, seq, step, role, assignee, state, created_at, due_at, overdue, desk) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT (instance, seq) DO UPDATE SET role = $4, assignee = $5, state = $6, due_at = $8, overdue = $9"
+                     ON CONFLICT (instance, seq) DO UPDATE SET role = excluded.role, assignee = excluded.assignee, \
+                     state = excluded.state, due_at = excluded.due_at, overdue = excluded.overdue"
                         .into(),
                     vec![
                         text(id),

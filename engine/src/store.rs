@@ -444,8 +444,9 @@ pub async fn disk_ceiling(database: &str, seconds: f64) -> Result<Option<f64>, s
 
 /// What a batch of commands did on PostgreSQL ([`run_postgres`]).
 pub(crate) enum Ran {
-    /// Written: how many rows each statement changed, in order (a guard's count is its
-    /// SELECT's).
+    /// Written: how many rows each statement sent changed, in order (a guard's count is its
+    /// SELECT's; guarded commands' inserts are merged, so only unguarded counts are the
+    /// statements').
     Done(Vec<u64>),
     /// Nothing written: the request of the command of this rank changed since it was read.
     Stale(usize),
