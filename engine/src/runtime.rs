@@ -124,11 +124,13 @@ pub struct RequestRow {
 pub struct Engine {
     store: Store,
     ctx: Ctx,
-    /// The latest revision of each desk, read at most once per [`DESKS_TTL`] (every page
-    /// needs it for the roles of the person); a deploy through this engine refreshes it.
-    pub(crate) desks: RwLock<Option<(std::time::Instant, crate::kpi::Desks)>>,
-    /// Held by the one caller reading the desks again when the list is out of date.
-    pub(crate) desks_reading: tokio::sync::Mutex<()>,
+    /// The latest revision of each desk and the administrators, read at most once per
+    /// [`DESKS_TTL`] (every page needs the desks for the roles of the person, every start
+    /// the latest revision of its desk); a deploy or a change of accounts through this
+    /// engine refreshes it.
+    pub(crate) roster: RwLock<Option<(std::time::Instant, Arc<crate::kpi::Roster>)>>,
+    /// Held by the one caller reading the roster again when it is out of date.
+    pub(crate) roster_reading: tokio::sync::Mutex<()>,
     /// When this process last recorded the use of each session and API token (by hash).
     pub(crate) touches: std::sync::Mutex<HashMap<String, i64>>,
     /// The account of each API token (by hash) as last read, and when (the engine's clock):
@@ -229,8 +231,8 @@ impl Engine {
                 processes: Arc::default(),
             },
             store,
-            desks: RwLock::new(None),
-            desks_reading: tokio::sync::Mutex::new(()),
+            roster: RwLock::new(None),
+            roster_reading: tokio::sync::Mutex::new(()),
             touches: std::sync::Mutex::default(),
             tokens_seen: std::sync::Mutex::default(),
             link_secret: std::sync::OnceLock::new(),
@@ -297,7 +299,7 @@ impl Engine {
             .map_err(corrupt)?
             .insert(hash, Arc::new(process));
         if new {
-            self.forget_desks();
+            self.forget_roster();
         }
         Ok(deployed)
     }
@@ -324,7 +326,12 @@ impl Engine {
         fields: &Fields,
     ) -> Result<(String, Instance), Error> {
         let ctx = &self.ctx;
-        let prepared = in_read!(self.store, |db| ctx.prepare_start(db, name, fields))?;
+        let (hash, process) = self
+            .latest(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no desk named `{name}` is deployed")))?;
+        let prepared = in_read!(self.store, |db| ctx
+            .prepare_start(db, name, &hash, &process, fields))?;
         let prepared = self
             .write_prepared(prepared)
             .await?
@@ -462,20 +469,12 @@ impl Ctx {
         &self,
         db: &mut D,
         name: &str,
+        hash: &str,
+        process: &Process,
         fields: &Fields,
     ) -> Result<Prepared, Error> {
         let now = self.now();
-        let hash = db
-            .row(
-                "SELECT hash FROM definitions WHERE name = $1 ORDER BY revision DESC LIMIT 1"
-                    .into(),
-                &[V::Text(name.to_owned())],
-            )
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no desk named `{name}` is deployed")))?
-            .text(0)?;
-        let process = self.process(db, &hash).await?;
-        let (inst, transition) = core::start(&process, fields, now)?;
+        let (inst, transition) = core::start(process, fields, now)?;
         let id = uuid::Uuid::now_v7().to_string();
         let title = fields
             .get("titre")
@@ -493,7 +492,7 @@ impl Ctx {
                 .into(),
             vec![
                 V::Text(id.clone()),
-                V::Text(hash.clone()),
+                V::Text(hash.to_owned()),
                 V::Text(name.to_owned()),
                 V::Text(title),
                 V::Text(status.to_owned()),
@@ -505,7 +504,7 @@ impl Ctx {
                 V::Text(head),
             ],
         )];
-        let fields = crate::facts::intake_fields(&process, &inst)
+        let fields = crate::facts::intake_fields(process, &inst)
             .into_iter()
             .map(|(field, value)| vec![V::Text(id.clone()), V::Text(field), V::Text(value)])
             .collect();
@@ -518,19 +517,19 @@ impl Ctx {
             &mut statements,
             now,
             &id,
-            &process,
+            process,
             None,
             &transition,
             0,
             history,
         )?;
         if transition.effects.contains(&Effect::Finished) {
-            let facts = self.facts(db, &id, &process, &inst, 0, &transition).await?;
+            let facts = self.facts(db, &id, process, &inst, 0, &transition).await?;
             statements.extend(facts);
         }
         Ok(Prepared {
             id,
-            definition: hash,
+            definition: hash.to_owned(),
             inst,
             statements,
         })

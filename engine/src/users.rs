@@ -75,6 +75,7 @@ impl Engine {
             ],
         )
         .await?;
+        self.forget_roster();
         Ok(())
     }
 
@@ -580,14 +581,5 @@ impl Engine {
             .await?
             .try_get(0)?;
         Ok(g)
-    }
-}
-
-impl Engine {
-    pub async fn is_admin(&self, email: &str) -> Result<bool, Error> {
-        let key = [V::Text(email.trim().to_lowercase())];
-        let sql = "SELECT admin FROM users WHERE email = $1";
-        let row = in_read!(self.store(), |db| db.row(sql.into(), &key))?;
-        Ok(row.map(|r| r.int(0)).transpose()? == Some(1))
     }
 }

@@ -141,7 +141,65 @@ on_both_backends!(
     a_token_revoked_on_one_node_is_refused_by_the_others_within_a_second,
     a_history_written_one_event_a_row_reads_and_ends_as_before,
     a_command_that_fails_beside_others_fails_alone,
+    a_revision_or_an_administrator_made_on_one_node_is_seen_by_the_others_within_a_second,
 );
+
+/// Starts take their desk's latest revision, and permissions the administrators, from what
+/// the node read at most a second ago (`DESKS_TTL`); a change made through the node itself,
+/// and a desk it has not seen yet, at once.
+async fn a_revision_or_an_administrator_made_on_one_node_is_seen_by_the_others_within_a_second(
+    backend: &str,
+) {
+    let url = database(backend).await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let a = Engine::open(&url, clock.clone()).await.unwrap();
+    let b = Engine::open(&url, clock.clone()).await.unwrap();
+    let pool = a.store().pool().clone();
+    let revision = |id: String| {
+        let pool = pool.clone();
+        async move {
+            let row = sqlx::query(
+                "SELECT d.revision FROM instances i JOIN definitions d ON d.hash = i.definition WHERE i.id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            sqlx::Row::get::<i64, _>(&row, 0)
+        }
+    };
+    // B reads the desks before A deploys one: B starts it at once all the same.
+    assert!(b.desks().await.unwrap().is_empty());
+    a.deploy(model("externe")).await.unwrap();
+    assert_eq!(
+        revision(b.start("externe", &intake_c()).await.unwrap()).await,
+        1
+    );
+    // A new revision: A starts on it at once, B within the second.
+    let changed = format!("{}\n// revised\n", model("externe"));
+    assert_eq!(a.deploy(&changed).await.unwrap().revision, 2);
+    assert_eq!(
+        revision(a.start("externe", &intake_c()).await.unwrap()).await,
+        2
+    );
+    tokio::time::sleep(guichet_engine::runtime::DESKS_TTL).await;
+    assert_eq!(
+        revision(b.start("externe", &intake_c()).await.unwrap()).await,
+        2
+    );
+    // An administrator named through A: at once on A, within the second on B.
+    assert!(!b.is_admin("chief@h.example").await.unwrap());
+    a.set_user("chief@h.example", "a long passphrase here", true)
+        .await
+        .unwrap();
+    assert!(a.is_admin(" Chief@h.example").await.unwrap());
+    tokio::time::sleep(guichet_engine::runtime::DESKS_TTL).await;
+    assert!(b.is_admin("chief@h.example").await.unwrap());
+    a.set_user("chief@h.example", "a long passphrase here", false)
+        .await
+        .unwrap();
+    assert!(!a.is_admin("chief@h.example").await.unwrap());
+}
 
 /// Commands written together (SQLite's group commit, PostgreSQL's batches): one whose
 /// writes fail gets its error and changes nothing; the others are written.
