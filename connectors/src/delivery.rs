@@ -3,6 +3,7 @@
 
 use guichet_engine::Engine;
 use guichet_engine::clock::Timestamp;
+use guichet_engine::outbox::Outcome;
 
 use crate::email::{Report, RetryPolicy};
 
@@ -26,25 +27,43 @@ pub(crate) async fn settle(
 ) -> Result<(), guichet_engine::Error> {
     match result {
         Ok(()) => report.sent += 1,
-        Err(Failure::Permanent(e)) => {
-            engine.outbox_dead(id, attempt, &e).await?;
-            report.dead += 1;
-        }
-        Err(Failure::Transient(e)) if attempt >= policy.max_attempts => {
+        Err(failure) => {
+            let outcome = failed(policy, attempt, id, failure, now, report);
             engine
-                .outbox_dead(
-                    id,
-                    attempt,
-                    &format!("gave up after {attempt} attempts: {e}"),
-                )
+                .outbox_settle(&[(id.to_owned(), attempt, outcome)], now)
                 .await?;
-            report.dead += 1;
-        }
-        Err(Failure::Transient(e)) => {
-            let at = Timestamp(now.0 + policy.delay_ms(id, attempt));
-            engine.outbox_retry(id, attempt, at, &e).await?;
-            report.retried += 1;
         }
     }
     Ok(())
+}
+
+/// What becomes of a delivery of message `id` that failed at its `attempt`: tried again
+/// later with backoff, or a dead letter (permanent, or out of attempts); counted.
+pub(crate) fn failed(
+    policy: &RetryPolicy,
+    attempt: i64,
+    id: &str,
+    failure: Failure,
+    now: Timestamp,
+    report: &mut Report,
+) -> Outcome {
+    match failure {
+        Failure::Permanent(error) => {
+            report.dead += 1;
+            Outcome::Dead { error }
+        }
+        Failure::Transient(e) if attempt >= policy.max_attempts => {
+            report.dead += 1;
+            Outcome::Dead {
+                error: format!("gave up after {attempt} attempts: {e}"),
+            }
+        }
+        Failure::Transient(error) => {
+            report.retried += 1;
+            Outcome::Retry {
+                at: Timestamp(now.0 + policy.delay_ms(id, attempt)),
+                error,
+            }
+        }
+    }
 }

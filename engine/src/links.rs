@@ -17,6 +17,17 @@ use crate::db::V;
 use crate::hex;
 use crate::runtime::{Engine, Error};
 
+/// A link for one recipient of one message ([`Engine::link_for`]): its token (what the
+/// email carries; only its hash is stored), what it opens, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub token: String,
+    pub instance: String,
+    pub task: Option<u32>,
+    pub recipient: String,
+    pub expires_at: Timestamp,
+}
+
 /// What a valid link grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -95,25 +106,64 @@ impl Engine {
         message: &str,
         expires_at: Timestamp,
     ) -> Result<String, Error> {
+        let link = self
+            .link_for(instance, task, recipient, message, expires_at)
+            .await?;
+        self.record_links(std::slice::from_ref(&link)).await?;
+        Ok(link.token)
+    }
+
+    /// The link for one recipient of one outbox message (its token the same on every
+    /// resend), not recorded yet: [`Engine::record_links`] records several at once.
+    pub async fn link_for(
+        &self,
+        instance: &str,
+        task: Option<u32>,
+        recipient: &str,
+        message: &str,
+        expires_at: Timestamp,
+    ) -> Result<Link, Error> {
         let token = self
             .derive(&format!(
                 "guichet-link\0{instance}\0{task:?}\0{recipient}\0{message}"
             ))
             .await?;
-        self.write_one(
-            "INSERT INTO links (token_hash, instance, task, recipient, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (token_hash) DO NOTHING",
-            vec![
-                V::Text(token_hash(&token)),
-                V::Text(instance.to_owned()),
-                V::MaybeInt(task.map(i64::from)),
-                V::Text(recipient.to_owned()),
-                V::Int(self.now().0),
-                V::Int(expires_at.0),
-            ],
-        )
-        .await?;
-        Ok(token)
+        Ok(Link {
+            token,
+            instance: instance.to_owned(),
+            task,
+            recipient: recipient.to_owned(),
+            expires_at,
+        })
+    }
+
+    /// Records links as valid until their expiry, in one transaction (a link recorded
+    /// before is left as it is).
+    pub async fn record_links(&self, links: &[Link]) -> Result<(), Error> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        let now = self.now().0;
+        let statements = links
+            .iter()
+            .map(|link| {
+                (
+                    "INSERT INTO links (token_hash, instance, task, recipient, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (token_hash) DO NOTHING"
+                        .into(),
+                    vec![
+                        V::Text(token_hash(&link.token)),
+                        V::Text(link.instance.clone()),
+                        V::MaybeInt(link.task.map(i64::from)),
+                        V::Text(link.recipient.clone()),
+                        V::Int(now),
+                        V::Int(link.expires_at.0),
+                    ],
+                )
+            })
+            .collect();
+        self.write_all(statements).await?;
+        Ok(())
     }
 
     /// What a token grants, if it is valid now. Reading never spends it.

@@ -42,6 +42,22 @@ pub(crate) struct ClaimedRow {
     pub attempt: i64,
 }
 
+/// What became of the delivery of a claimed message ([`Engine::outbox_settle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered (or captured): the Message-ID(s), to whom, the rendered subject and text.
+    Sent {
+        message_id: String,
+        recipients: String,
+        subject: String,
+        body: String,
+    },
+    /// A transient failure: pending again from `at`.
+    Retry { at: Timestamp, error: String },
+    /// A permanent failure: a dead letter.
+    Dead { error: String },
+}
+
 /// What a delivery records: the Message-ID(s), to whom, and the rendered subject and text.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sent<'a> {
@@ -348,24 +364,13 @@ impl Engine {
         now: Timestamp,
         sent: &Sent<'_>,
     ) -> Result<bool, Error> {
-        let to = next("sending", OutboxAction::Succeed)?;
-        let done = self
-            .write_one(
-                "UPDATE outbox SET state = $1, sent_at = $2, message_id = $3, recipients = $4, subject = $5, body = $6, last_error = NULL \
-                 WHERE id = $7 AND state = 'sending' AND attempts = $8",
-                vec![
-                    V::Text(to.to_owned()),
-                    V::Int(now.0),
-                    V::Text(sent.message_id.to_owned()),
-                    V::Text(sent.recipients.to_owned()),
-                    V::Text(sent.subject.to_owned()),
-                    V::Text(sent.body.to_owned()),
-                    V::Text(id.to_owned()),
-                    V::Int(attempt),
-                ],
-            )
-            .await?;
-        Ok(fenced(id, attempt, done))
+        let outcome = Outcome::Sent {
+            message_id: sent.message_id.to_owned(),
+            recipients: sent.recipients.to_owned(),
+            subject: sent.subject.to_owned(),
+            body: sent.body.to_owned(),
+        };
+        self.one_outcome(id, attempt, outcome, now).await
     }
 
     /// Records a transient failure: the message goes back to pending until `retry_at`
@@ -377,38 +382,100 @@ impl Engine {
         retry_at: Timestamp,
         error: &str,
     ) -> Result<bool, Error> {
-        let to = next("sending", OutboxAction::RetryLater)?;
-        let done = self
-            .write_one(
-                "UPDATE outbox SET state = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4 AND state = 'sending' AND attempts = $5",
-                vec![
-                    V::Text(to.to_owned()),
-                    V::Int(retry_at.0),
-                    V::Text(error.to_owned()),
-                    V::Text(id.to_owned()),
-                    V::Int(attempt),
-                ],
-            )
-            .await?;
-        Ok(fenced(id, attempt, done))
+        let outcome = Outcome::Retry {
+            at: retry_at,
+            error: error.to_owned(),
+        };
+        self.one_outcome(id, attempt, outcome, self.now()).await
     }
 
     /// Records a permanent failure: the message becomes a dead letter, shown to
     /// administrators, who may retry it (fenced by `attempt` as [`Engine::outbox_sent`] is).
     pub async fn outbox_dead(&self, id: &str, attempt: i64, error: &str) -> Result<bool, Error> {
-        let to = next("sending", OutboxAction::Fail)?;
-        let done = self
-            .write_one(
-                "UPDATE outbox SET state = $1, last_error = $2 WHERE id = $3 AND state = 'sending' AND attempts = $4",
-                vec![
-                    V::Text(to.to_owned()),
-                    V::Text(error.to_owned()),
-                    V::Text(id.to_owned()),
-                    V::Int(attempt),
-                ],
-            )
+        let outcome = Outcome::Dead {
+            error: error.to_owned(),
+        };
+        self.one_outcome(id, attempt, outcome, self.now()).await
+    }
+
+    async fn one_outcome(
+        &self,
+        id: &str,
+        attempt: i64,
+        outcome: Outcome,
+        now: Timestamp,
+    ) -> Result<bool, Error> {
+        let recorded = self
+            .outbox_settle(&[(id.to_owned(), attempt, outcome)], now)
             .await?;
-        Ok(fenced(id, attempt, done))
+        Ok(recorded.first() == Some(&true))
+    }
+
+    /// Records what became of several claimed messages (id, attempt, outcome), in one
+    /// transaction (a dispatcher's pass: one commit instead of one a message); whether each
+    /// was recorded, fenced by its attempt as [`Engine::outbox_sent`] is. `now` is when a
+    /// sent message went.
+    pub async fn outbox_settle(
+        &self,
+        settled: &[(String, i64, Outcome)],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, Error> {
+        if settled.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut statements = Vec::with_capacity(settled.len());
+        for (id, attempt, outcome) in settled {
+            let (id, attempt) = (V::Text(id.clone()), V::Int(*attempt));
+            statements.push(match outcome {
+                Outcome::Sent {
+                    message_id,
+                    recipients,
+                    subject,
+                    body,
+                } => (
+                    "UPDATE outbox SET state = $1, sent_at = $2, message_id = $3, recipients = $4, subject = $5, body = $6, last_error = NULL \
+                     WHERE id = $7 AND state = 'sending' AND attempts = $8"
+                        .into(),
+                    vec![
+                        V::Text(next("sending", OutboxAction::Succeed)?.to_owned()),
+                        V::Int(now.0),
+                        V::Text(message_id.clone()),
+                        V::Text(recipients.clone()),
+                        V::Text(subject.clone()),
+                        V::Text(body.clone()),
+                        id,
+                        attempt,
+                    ],
+                ),
+                Outcome::Retry { at, error } => (
+                    "UPDATE outbox SET state = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4 AND state = 'sending' AND attempts = $5"
+                        .into(),
+                    vec![
+                        V::Text(next("sending", OutboxAction::RetryLater)?.to_owned()),
+                        V::Int(at.0),
+                        V::Text(error.clone()),
+                        id,
+                        attempt,
+                    ],
+                ),
+                Outcome::Dead { error } => (
+                    "UPDATE outbox SET state = $1, last_error = $2 WHERE id = $3 AND state = 'sending' AND attempts = $4"
+                        .into(),
+                    vec![
+                        V::Text(next("sending", OutboxAction::Fail)?.to_owned()),
+                        V::Text(error.clone()),
+                        id,
+                        attempt,
+                    ],
+                ),
+            });
+        }
+        let changed = self.write_all(statements).await?;
+        Ok(settled
+            .iter()
+            .zip(changed)
+            .map(|((id, attempt, _), rows)| fenced(id, *attempt, rows))
+            .collect())
     }
 
     /// An administrator retries a dead letter: it is due at once, with its Message-ID kept.

@@ -14,7 +14,8 @@ use guichet_engine::Engine;
 use guichet_engine::clock::Timestamp;
 use guichet_engine::core::{Effect, Instance, Recipient};
 use guichet_engine::digest::ClaimedDigest;
-use guichet_engine::outbox::{Claimed, Sent};
+use guichet_engine::links::Link;
+use guichet_engine::outbox::{Claimed, Outcome};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -172,10 +173,30 @@ pub fn digestible(template: &str, to: &Recipient) -> bool {
     }
 }
 
+/// A claimed message made ready to go: a letter for each recipient not held for their
+/// daily digest, the links the letters carry, and to whom it goes (in the recipients'
+/// order, those held named so).
+struct Ready {
+    letters: Vec<Letter>,
+    links: Vec<Link>,
+    sent_to: Vec<String>,
+}
+
+/// One email of a message, to one address.
+struct Letter {
+    to: String,
+    message_id: String,
+    rendered: Rendered,
+}
+
 impl Dispatcher {
     /// Claims the due email messages (at most `limit`, and as many digests) and delivers
-    /// them, [`CONCURRENT_DELIVERIES`] at a time; returns what happened.
+    /// them, [`CONCURRENT_DELIVERIES`] at a time; returns what happened. The pass writes
+    /// three times, whatever its number of messages: the claims, the links of all its
+    /// emails (before any goes out: nobody gets a link that does not work yet), and what
+    /// became of each message.
     pub async fn run_once(&self, limit: i64) -> Result<Report, guichet_engine::Error> {
+        use futures_util::StreamExt as _;
         let now = self.engine.now();
         let mut report = Report::default();
         self.engine.queue_digests(now, self.digest_hour).await?;
@@ -183,11 +204,28 @@ impl Dispatcher {
             .engine
             .claim_outbox(now, self.policy.lease_ms, limit, "email")
             .await?;
-        let deliveries = claimed.into_iter().map(|m| async move {
-            let result = self.deliver(&m).await;
-            ((m.id, m.attempt), result)
+        let mut ready: Vec<_> = futures_util::stream::iter(claimed)
+            .map(|m| async move {
+                let ready = self.ready(&m).await;
+                (m, ready)
+            })
+            .buffer_unordered(CONCURRENT_DELIVERIES)
+            .collect()
+            .await;
+        let links: Vec<Link> = ready
+            .iter_mut()
+            .filter_map(|(_, r)| r.as_mut().ok())
+            .flat_map(|r| std::mem::take(&mut r.links))
+            .collect();
+        self.engine.record_links(&links).await?;
+        let delivered = ready.into_iter().map(|(m, ready)| async move {
+            let outcome = match ready {
+                Ok(ready) => self.send_all(ready).await,
+                Err(failure) => Err(failure),
+            };
+            ((m.id, m.attempt), outcome)
         });
-        self.settle_all(deliveries, now, &mut report).await?;
+        self.settle_all(delivered, now, &mut report).await?;
         let claimed = self
             .engine
             .claim_digests(now, self.policy.lease_ms, limit)
@@ -200,12 +238,13 @@ impl Dispatcher {
         Ok(report)
     }
 
-    /// Runs deliveries [`CONCURRENT_DELIVERIES`] at a time (each mostly waits: for the SMTP
-    /// server, for the group commits of its link and of its outcome, and several in flight
-    /// share those waits), then records each one's outcome.
+    /// Runs deliveries [`CONCURRENT_DELIVERIES`] at a time (each mostly waits for the SMTP
+    /// server), then records what became of them all in one transaction.
     async fn settle_all(
         &self,
-        deliveries: impl Iterator<Item = impl Future<Output = ((String, i64), Result<(), Failure>)>>,
+        deliveries: impl Iterator<
+            Item = impl Future<Output = ((String, i64), Result<Outcome, Failure>)>,
+        >,
         now: Timestamp,
         report: &mut Report,
     ) -> Result<(), guichet_engine::Error> {
@@ -214,17 +253,24 @@ impl Dispatcher {
             .buffer_unordered(CONCURRENT_DELIVERIES)
             .collect()
             .await;
-        for ((id, attempt), result) in delivered {
-            crate::delivery::settle(
-                &self.engine,
-                &self.policy,
-                (&id, attempt),
-                result,
-                now,
-                report,
-            )
+        let settled: Vec<_> = delivered
+            .into_iter()
+            .map(|((id, attempt), result)| {
+                let outcome = match result {
+                    Ok(sent) => {
+                        report.sent += 1;
+                        sent
+                    }
+                    Err(failure) => {
+                        crate::delivery::failed(&self.policy, attempt, &id, failure, now, report)
+                    }
+                };
+                (id, attempt, outcome)
+            })
+            .collect();
+        self.engine
+            .outbox_settle(&settled, self.engine.now())
             .await?;
-        }
         Ok(())
     }
 
@@ -234,7 +280,8 @@ impl Dispatcher {
         format!("<{outbox_id}@{domain}>")
     }
 
-    async fn deliver(&self, m: &Claimed) -> Result<(), Failure> {
+    /// Reads what a claimed message needs and renders its letters.
+    async fn ready(&self, m: &Claimed) -> Result<Ready, Failure> {
         let Effect::Email { template, to, task } = &m.effect else {
             return Err(Failure::Permanent("not an email".into()));
         };
@@ -263,24 +310,26 @@ impl Dispatcher {
         } else {
             self.policy.status_link_ttl_ms
         };
-        let mut message_ids = Vec::new();
-        let mut sent_to = Vec::new();
-        let mut first = None;
+        let mut ready = Ready {
+            letters: Vec::new(),
+            links: Vec::new(),
+            sent_to: Vec::new(),
+        };
         for (i, r) in recipients.iter().enumerate() {
             if digestible(template, to) && self.engine.mail_preference(r).await.map_err(db)?.digest
             {
                 // Held for this person's daily digest; the others still get theirs now.
-                sent_to.push(format!("{r} (daily digest)"));
+                ready.sent_to.push(format!("{r} (daily digest)"));
                 continue;
             }
             // One message per recipient: each carries a link of their own.
-            let token = self
+            let link = self
                 .engine
-                .issue_link(&m.instance, *task, r, &m.id, Timestamp(now.0 + ttl))
+                .link_for(&m.instance, *task, r, &m.id, Timestamp(now.0 + ttl))
                 .await
                 .map_err(db)?;
-            let link = format!("{}/l/{token}", self.base_url.trim_end_matches('/'));
-            let ctx = context(&process, &m.instance, &inst, to, task_row.as_ref(), link);
+            let url = format!("{}/l/{}", self.base_url.trim_end_matches('/'), link.token);
+            let ctx = context(&process, &m.instance, &inst, to, task_row.as_ref(), url);
             let rendered = self
                 .templates
                 .render(template, process.language, &ctx)
@@ -290,60 +339,60 @@ impl Dispatcher {
             } else {
                 format!("<{}.{i}@{domain}>", m.id)
             };
-            self.send(&message_id, r, &rendered).await?;
-            message_ids.push(message_id);
-            sent_to.push(r.clone());
-            first.get_or_insert(rendered);
+            ready.links.push(link);
+            ready.sent_to.push(r.clone());
+            ready.letters.push(Letter {
+                to: r.clone(),
+                message_id,
+                rendered,
+            });
         }
-        let (subject, text) = first.map_or_else(
+        Ok(ready)
+    }
+
+    /// Sends a message's letters; what to record of it.
+    async fn send_all(&self, ready: Ready) -> Result<Outcome, Failure> {
+        for letter in &ready.letters {
+            self.send(&letter.message_id, &letter.to, &letter.rendered)
+                .await?;
+        }
+        let message_id = ready
+            .letters
+            .iter()
+            .map(|l| l.message_id.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (subject, body) = ready.letters.into_iter().next().map_or_else(
             || {
                 (
                     String::new(),
                     "Held for the recipients' daily digest.".to_owned(),
                 )
             },
-            |r| (r.subject, r.text),
+            |l| (l.rendered.subject, l.rendered.text),
         );
-        self.engine
-            .outbox_sent(
-                &m.id,
-                m.attempt,
-                self.engine.now(),
-                &Sent {
-                    message_id: &message_ids.join(" "),
-                    recipients: &sent_to.join(", "),
-                    subject: &subject,
-                    body: &text,
-                },
-            )
-            .await
-            .map(|_| ())
-            .map_err(db)
+        Ok(Outcome::Sent {
+            message_id,
+            recipients: ready.sent_to.join(", "),
+            subject,
+            body,
+        })
     }
 
     /// Writes and sends a person's daily digest, from their inbox as it is now.
-    async fn deliver_digest(&self, d: &ClaimedDigest) -> Result<(), Failure> {
+    async fn deliver_digest(&self, d: &ClaimedDigest) -> Result<Outcome, Failure> {
         let db = |e: guichet_engine::Error| Failure::Transient(format!("database: {e}"));
         let email = &d.digest.email;
         let now = self.engine.now();
         let inbox = self.engine.inbox(email, DIGEST_TASKS).await.map_err(db)?;
         if inbox.items.is_empty() {
             // Everything was done since the digest was queued.
-            return self
-                .engine
-                .outbox_sent(
-                    &d.id,
-                    d.attempt,
-                    now,
-                    &Sent {
-                        recipients: email,
-                        body: "Nothing was pending any more.",
-                        ..Sent::default()
-                    },
-                )
-                .await
-                .map(|_| ())
-                .map_err(db);
+            return Ok(Outcome::Sent {
+                message_id: String::new(),
+                recipients: email.clone(),
+                subject: String::new(),
+                body: "Nothing was pending any more.".into(),
+            });
         }
         let language = self
             .engine
@@ -354,13 +403,14 @@ impl Dispatcher {
         let desks = self.engine.desks().await.map_err(db)?;
         let base = self.base_url.trim_end_matches('/');
         let mut tasks = Vec::new();
+        let mut links = Vec::new();
         for item in &inbox.items {
             let t = &item.task;
             let seq = u32::try_from(t.seq)
                 .map_err(|_| Failure::Permanent(format!("task {} out of range", t.seq)))?;
-            let token = self
+            let link = self
                 .engine
-                .issue_link(
+                .link_for(
                     &t.instance,
                     Some(seq),
                     email,
@@ -384,9 +434,10 @@ impl Dispatcher {
                 role: desk
                     .and_then(|p| role_title(p, &t.role))
                     .unwrap_or_else(|| t.role.clone()),
-                link: format!("{base}/l/{token}"),
+                link: format!("{base}/l/{}", link.token),
                 overdue: t.overdue,
             });
+            links.push(link);
         }
         let ctx = DigestContext {
             count: inbox.total,
@@ -402,23 +453,15 @@ impl Dispatcher {
             .templates
             .render_digest(language, &ctx)
             .map_err(|e| Failure::Permanent(e.to_string()))?;
+        self.engine.record_links(&links).await.map_err(db)?;
         let message_id = self.message_id(&d.id);
         self.send(&message_id, email, &rendered).await?;
-        self.engine
-            .outbox_sent(
-                &d.id,
-                d.attempt,
-                self.engine.now(),
-                &Sent {
-                    message_id: &message_id,
-                    recipients: email,
-                    subject: &rendered.subject,
-                    body: &rendered.text,
-                },
-            )
-            .await
-            .map(|_| ())
-            .map_err(db)
+        Ok(Outcome::Sent {
+            message_id,
+            recipients: email.clone(),
+            subject: rendered.subject,
+            body: rendered.text,
+        })
     }
 
     /// Builds and sends one message to one address (captured messages are only recorded).
