@@ -96,23 +96,6 @@ impl Engine {
         Ok(v.into_bytes())
     }
 
-    /// The link token for one recipient of one outbox message (the same on every resend),
-    /// recorded as valid until `expires_at`.
-    pub async fn issue_link(
-        &self,
-        instance: &str,
-        task: Option<u32>,
-        recipient: &str,
-        message: &str,
-        expires_at: Timestamp,
-    ) -> Result<String, Error> {
-        let link = self
-            .link_for(instance, task, recipient, message, expires_at)
-            .await?;
-        self.record_links(std::slice::from_ref(&link)).await?;
-        Ok(link.token)
-    }
-
     /// The link for one recipient of one outbox message (its token the same on every
     /// resend), not recorded yet: [`Engine::record_links`] records several at once.
     pub async fn link_for(

@@ -1097,12 +1097,21 @@ async fn accounts_sessions_tokens_links_and_preferences_are_written(backend: &st
     let id = e.start("interne-decentralise", &intake()).await.unwrap();
     let until = Timestamp(T0.0 + DAY);
     let link = e
-        .issue_link(&id, None, "porteur@labo.example", "m1", until)
+        .link_for(&id, None, "porteur@labo.example", "m1", until)
         .await
         .unwrap();
-    assert!(e.verify_link(&link).await.is_ok());
-    assert!(e.spend_link(&link).await.is_ok());
-    assert!(e.spend_link(&link).await.is_err(), "a link is spent once");
+    assert!(
+        e.verify_link(&link.token).await.is_err(),
+        "not recorded yet"
+    );
+    e.record_links(std::slice::from_ref(&link)).await.unwrap();
+    let token = &link.token;
+    assert!(e.verify_link(token).await.is_ok());
+    assert!(e.spend_link(token).await.is_ok());
+    assert!(e.spend_link(token).await.is_err(), "a link is spent once");
+    // Recorded again (the message sent again): left as it is, spent.
+    e.record_links(std::slice::from_ref(&link)).await.unwrap();
+    assert!(e.spend_link(token).await.is_err());
     let callback = e.issue_callback(&id, 1, "lab", "m2", until).await.unwrap();
     assert!(e.callback_grant(&callback).await.is_ok());
     e.spend_callback(&callback).await.unwrap();
