@@ -564,7 +564,7 @@ fn postgres_literals(sql: &str, params: &[V]) -> Result<String, Error> {
 }
 
 /// A value as a PostgreSQL literal.
-fn push_literal(out: &mut String, value: &V) {
+pub(crate) fn push_literal(out: &mut String, value: &V) {
     use std::fmt::Write as _;
     match value {
         V::Int(x) | V::MaybeInt(Some(x)) => {

@@ -48,6 +48,7 @@ pub mod kpi;
 pub mod lifecycle;
 pub mod links;
 pub mod outbox;
+pub(crate) mod pg_reader;
 pub(crate) mod pg_writer;
 pub mod rollup;
 pub mod runtime;

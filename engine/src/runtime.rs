@@ -145,6 +145,16 @@ pub struct Engine {
     definition_of: std::sync::Mutex<HashMap<String, String>>,
 }
 
+/// A request's row as a command reads it: its definition, state, version and history tip.
+#[derive(Debug, Clone)]
+pub(crate) struct CommandRow {
+    pub(crate) definition: String,
+    pub(crate) state: String,
+    pub(crate) row_version: i64,
+    pub(crate) history_seq: i64,
+    pub(crate) history_head: String,
+}
+
 /// A condition on a request as a command finds it ([`Engine::execute_if`]).
 pub type Allowed<'a> = dyn Fn(&Process, &Instance) -> bool + Sync + 'a;
 
@@ -415,11 +425,23 @@ impl Engine {
     ) -> Result<Option<Instance>, Error> {
         let ctx = &self.ctx;
         for _ in 0..STALE_RETRIES {
+            // On PostgreSQL the request's row is read with those of the other commands
+            // arriving meanwhile; on SQLite, where a read costs no round trip, by `prepare`.
+            let row = match &self.store.pg_reader {
+                Some(reader) => Some(
+                    reader
+                        .read(id)
+                        .await?
+                        .ok_or_else(|| Error::NotFound(format!("request {id}")))?,
+                ),
+                None => None,
+            };
             let prepared = in_read!(self.store, |db| ctx.prepare(
                 db,
                 id,
                 command.clone(),
-                allowed
+                allowed,
+                row.clone()
             ))?;
             let Some(prepared) = prepared else {
                 return Ok(None);
@@ -535,31 +557,45 @@ impl Ctx {
         })
     }
 
-    /// Reads a request, applies a command to it in the core, and prepares the writes of the
-    /// outcome. Refusals are found here, before anything is written.
+    /// Reads a request (unless its row was read already), applies a command to it in the
+    /// core, and prepares the writes of the outcome. Refusals are found here, before anything
+    /// is written.
     async fn prepare<D: Db>(
         &self,
         db: &mut D,
         id: &str,
         command: Command,
         allowed: &Allowed<'_>,
+        row: Option<CommandRow>,
     ) -> Result<Option<Prepared>, Error> {
         let now = self.now();
-        let row = db
-            .row(
-                "SELECT definition, state, row_version, history_seq, history_head FROM instances WHERE id = $1"
-                    .into(),
-                &[V::Text(id.to_owned())],
-            )
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
-        let (hash, state, row_version, seq, head) = (
-            row.text(0)?,
-            row.text(1)?,
-            row.int(2)?,
-            row.int(3)?,
-            row.text(4)?,
-        );
+        let row = match row {
+            Some(row) => row,
+            None => {
+                let r = db
+                    .row(
+                        "SELECT definition, state, row_version, history_seq, history_head FROM instances WHERE id = $1"
+                            .into(),
+                        &[V::Text(id.to_owned())],
+                    )
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
+                CommandRow {
+                    definition: r.text(0)?,
+                    state: r.text(1)?,
+                    row_version: r.int(2)?,
+                    history_seq: r.int(3)?,
+                    history_head: r.text(4)?,
+                }
+            }
+        };
+        let CommandRow {
+            definition: hash,
+            state,
+            row_version,
+            history_seq: seq,
+            history_head: head,
+        } = row;
         let process = self.process(db, &hash).await?;
         let inst: Instance = serde_json::from_str(&state).map_err(corrupt)?;
         if !allowed(&process, &inst) {

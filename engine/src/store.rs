@@ -61,6 +61,8 @@ pub struct Store {
     kept: std::sync::Arc<Kept>,
     /// PostgreSQL: the task that sends the engine's commands in batches ([`crate::pg_writer`]).
     pub(crate) pg_writer: Option<crate::pg_writer::PgWriter>,
+    /// PostgreSQL: the task that reads the commands' requests together ([`crate::pg_reader`]).
+    pub(crate) pg_reader: Option<crate::pg_reader::PgReader>,
 }
 
 /// Connections taken out of sqlx's pool and kept: the pool tests a connection with a round
@@ -300,6 +302,8 @@ impl Store {
         });
         let pg_writer = (backend == Backend::Postgres)
             .then(|| crate::pg_writer::PgWriter::start(kept.clone(), pool.clone()));
+        let pg_reader = (backend == Backend::Postgres)
+            .then(|| crate::pg_reader::PgReader::start(kept.clone(), pool.clone()));
         Ok(Store {
             pool,
             backend,
@@ -308,6 +312,7 @@ impl Store {
             readers,
             kept,
             pg_writer,
+            pg_reader,
         })
     }
 
@@ -440,6 +445,44 @@ pub async fn disk_ceiling(database: &str, seconds: f64) -> Result<Option<f64>, s
         .map_err(|e| sqlx::Error::Protocol(e.to_string()));
     remove();
     Ok(Some(rate?))
+}
+
+/// The rows of requests on PostgreSQL, in one query ([`crate::pg_reader`]); those that exist.
+pub(crate) async fn read_requests(
+    kept: &Kept,
+    pool: &AnyPool,
+    requests: &[&str],
+) -> Result<crate::pg_reader::Rows, crate::runtime::Error> {
+    use sqlx::Row as _;
+    let mut sql = String::from(
+        "SELECT id, definition, state, row_version, history_seq, history_head FROM instances WHERE id IN (",
+    );
+    for (n, id) in requests.iter().enumerate() {
+        if n > 0 {
+            sql.push_str(", ");
+        }
+        crate::db::push_literal(&mut sql, &crate::db::V::Text((*id).to_owned()));
+    }
+    sql.push(')');
+    let mut taken = take_from(kept, pool).await?;
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .fetch_all(taken.conn())
+        .await?;
+    taken.ok();
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>(0)?,
+                crate::runtime::CommandRow {
+                    definition: r.try_get(1)?,
+                    state: r.try_get(2)?,
+                    row_version: r.try_get(3)?,
+                    history_seq: r.try_get(4)?,
+                    history_head: r.try_get(5)?,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// What a batch of commands did on PostgreSQL ([`run_postgres`]).

@@ -202,7 +202,8 @@ async fn a_revision_or_an_administrator_made_on_one_node_is_seen_by_the_others_w
 }
 
 /// Commands written together (SQLite's group commit, PostgreSQL's batches): one whose
-/// writes fail gets its error and changes nothing; the others are written.
+/// writes fail gets its error and changes nothing; the others are written. One on a request
+/// that does not exist, read with theirs (PostgreSQL's reads together), is told so.
 async fn a_command_that_fails_beside_others_fails_alone(backend: &str) {
     let (e, _) = engine(backend).await;
     let e = Arc::new(e);
@@ -237,23 +238,24 @@ async fn a_command_that_fails_beside_others_fails_alone(backend: &str) {
     for id in &ids {
         tasks.push(open_task(&e, id, "recevabilite").await);
     }
+    let complete = |task| Command::Complete {
+        task,
+        user: "agent@hopital.example".into(),
+        outcome: Some("recevable".into()),
+        fields: Fields::new(),
+    };
+    let unknown = {
+        let (e, command) = (e.clone(), complete(1));
+        tokio::spawn(async move { e.execute("no-such-request", command).await })
+    };
     let calls: Vec<_> = ids
         .iter()
         .zip(tasks)
         .map(|(id, task)| {
             let (e, id) = (e.clone(), id.clone());
+            let command = complete(task);
             tokio::spawn(async move {
-                let done = e
-                    .execute(
-                        &id,
-                        Command::Complete {
-                            task,
-                            user: "agent@hopital.example".into(),
-                            outcome: Some("recevable".into()),
-                            fields: Fields::new(),
-                        },
-                    )
-                    .await;
+                let done = e.execute(&id, command).await;
                 (id, done)
             })
         })
@@ -269,6 +271,8 @@ async fn a_command_that_fails_beside_others_fails_alone(backend: &str) {
             done.unwrap_or_else(|err| panic!("{id}: {err}"));
         }
     }
+    let unknown = unknown.await.unwrap();
+    assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
     for id in &ids {
         let open = open_steps(&e, id).await;
         if *id == bad {
