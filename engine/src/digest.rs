@@ -106,24 +106,43 @@ impl Engine {
     /// A person's preference: by default, an email per task, in French.
     pub async fn mail_preference(&self, email: &str) -> Result<Preference, Error> {
         let email = email.trim().to_lowercase();
-        // A point read, on every email the dispatcher sends: on a reader connection.
-        let key = [V::Text(email.clone())];
-        let row = in_read!(self.store(), |db| db.row(
-            "SELECT digest, language FROM mail_preferences WHERE email = $1".into(),
-            &key
-        ))?;
-        Ok(match row {
-            Some(r) => Preference {
-                email,
-                digest: r.int(0)? != 0,
-                language: Language::from_code(&r.text(1)?).unwrap_or(Language::Fr),
-            },
-            None => Preference {
+        self.mail_preferences(&[&email])
+            .await?
+            .remove(&email)
+            .ok_or_else(|| Error::Corrupt(format!("no preference read for {email}")))
+    }
+
+    /// The mail preferences of these people (the default for those who set none), by
+    /// address in lower case, in one read.
+    pub async fn mail_preferences(
+        &self,
+        emails: &[&str],
+    ) -> Result<std::collections::HashMap<String, Preference>, Error> {
+        let lower: Vec<String> = emails.iter().map(|e| e.trim().to_lowercase()).collect();
+        let refs: Vec<&str> = lower.iter().map(String::as_str).collect();
+        let (sql, keys) = crate::runtime::among(
+            "SELECT email, digest, language FROM mail_preferences WHERE email",
+            &refs,
+        );
+        let rows = in_read!(self.store(), |db| db.rows(sql.into(), &keys))?;
+        let mut found = std::collections::HashMap::new();
+        for r in rows {
+            let email = r.text(0)?;
+            let preference = Preference {
+                email: email.clone(),
+                digest: r.int(1)? != 0,
+                language: Language::from_code(&r.text(2)?).unwrap_or(Language::Fr),
+            };
+            found.insert(email, preference);
+        }
+        for email in lower {
+            found.entry(email.clone()).or_insert(Preference {
                 email,
                 digest: false,
                 language: Language::Fr,
-            },
-        })
+            });
+        }
+        Ok(found)
     }
 
     /// Queues today's digest of every subscriber with something pending, if it is `hour`

@@ -919,6 +919,21 @@ impl Engine {
         ))
     }
 
+    /// The state of each of these requests that exists, in one read (a dispatcher's pass
+    /// reads those of all its messages at once).
+    pub async fn instances(&self, ids: &[&str]) -> Result<HashMap<String, Instance>, Error> {
+        let (sql, keys) = among("SELECT id, state FROM instances WHERE id", ids);
+        let rows = in_read!(self.store, |db| db.rows(sql.into(), &keys))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.text(0)?,
+                    serde_json::from_str(&r.text(1)?).map_err(corrupt)?,
+                ))
+            })
+            .collect()
+    }
+
     /// The desk a request belongs to.
     pub async fn desk_of(&self, id: &str) -> Result<String, Error> {
         let key = [V::Text(id.to_owned())];
@@ -1023,6 +1038,19 @@ impl Engine {
             .transpose()
     }
 
+    /// The tasks of these requests, by request and number, in one read.
+    pub async fn tasks_of(&self, ids: &[&str]) -> Result<HashMap<(String, i64), TaskRow>, Error> {
+        let select = format!("SELECT {} FROM tasks WHERE instance", TaskRow::COLUMNS);
+        let (sql, keys) = among(&select, ids);
+        let rows = in_read!(self.store, |db| db.rows(sql.into(), &keys))?;
+        rows.iter()
+            .map(|r| {
+                let task = TaskRow::from_row(r)?;
+                Ok(((task.instance.clone(), task.seq), task))
+            })
+            .collect()
+    }
+
     /// Outbox messages of a request (for tests and `guichet mail list`).
     pub async fn outbox(&self, instance: &str) -> Result<Vec<(String, Effect)>, Error> {
         let rows = sqlx::query(
@@ -1113,4 +1141,15 @@ fn task_state(s: core::TaskState) -> &'static str {
         core::TaskState::Completed => "completed",
         core::TaskState::Cancelled => "cancelled",
     }
+}
+
+/// `select` (ending with a column) `IN ($1, $2, ..)` for each of `values`, and their values
+/// (at least one placeholder: `IN ()` is not SQL).
+pub(crate) fn among(select: &str, values: &[&str]) -> (String, Vec<V>) {
+    let marks: Vec<String> = (1..=values.len().max(1)).map(|n| format!("${n}")).collect();
+    let mut keys: Vec<V> = values.iter().map(|v| V::Text((*v).to_owned())).collect();
+    if keys.is_empty() {
+        keys.push(V::MaybeText(None));
+    }
+    (format!("{select} IN ({})", marks.join(", ")), keys)
 }

@@ -5,6 +5,7 @@
 //! to, a missing template) become dead letters. Each message keeps one Message-ID, derived
 //! from its outbox id, on every attempt.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +14,10 @@ use guichet_definitions::model::{Language, Process};
 use guichet_engine::Engine;
 use guichet_engine::clock::Timestamp;
 use guichet_engine::core::{Effect, Instance, Recipient};
-use guichet_engine::digest::ClaimedDigest;
+use guichet_engine::digest::{ClaimedDigest, Preference};
 use guichet_engine::links::Link;
 use guichet_engine::outbox::{Claimed, Outcome};
+use guichet_engine::runtime::TaskRow;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -182,6 +184,16 @@ struct Ready {
     sent_to: Vec<String>,
 }
 
+/// What a pass read for all its messages ([`Dispatcher::run_once`]).
+struct PassRead {
+    /// The requests' states, by id.
+    states: HashMap<String, Instance>,
+    /// Their tasks, by request and number.
+    tasks: HashMap<(String, i64), TaskRow>,
+    /// The preferences of the recipients who may get a digest, by address in lower case.
+    preferences: HashMap<String, Preference>,
+}
+
 /// One email of a message, to one address.
 struct Letter {
     to: String,
@@ -204,9 +216,10 @@ impl Dispatcher {
             .engine
             .claim_outbox(now, self.policy.lease_ms, limit, "email")
             .await?;
+        let read = &self.read(&claimed).await?;
         let mut ready: Vec<_> = futures_util::stream::iter(claimed)
             .map(|m| async move {
-                let ready = self.ready(&m).await;
+                let ready = self.ready(&m, read).await;
                 (m, ready)
             })
             .buffer_unordered(CONCURRENT_DELIVERIES)
@@ -280,29 +293,62 @@ impl Dispatcher {
         format!("<{outbox_id}@{domain}>")
     }
 
-    /// Reads what a claimed message needs and renders its letters.
-    async fn ready(&self, m: &Claimed) -> Result<Ready, Failure> {
+    /// What the pass's messages need, read once for them all: their requests, those
+    /// requests' tasks, and the mail preferences of the recipients who may get a digest.
+    async fn read(&self, claimed: &[Claimed]) -> Result<PassRead, guichet_engine::Error> {
+        let mut ids: Vec<&str> = claimed.iter().map(|m| m.instance.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let states = self.engine.instances(&ids).await?;
+        let with_task = claimed
+            .iter()
+            .any(|m| matches!(&m.effect, Effect::Email { task: Some(_), .. }));
+        let tasks = if with_task {
+            self.engine.tasks_of(&ids).await?
+        } else {
+            HashMap::new()
+        };
+        let mut emails = Vec::new();
+        for m in claimed {
+            if let Effect::Email { template, to, .. } = &m.effect
+                && digestible(template, to)
+                && let Some(inst) = states.get(&m.instance)
+            {
+                let process = self.engine.process_of(&m.instance).await?;
+                emails.extend(guichet_engine::core::recipients(&process, inst, to));
+            }
+        }
+        let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
+        let preferences = self.engine.mail_preferences(&emails).await?;
+        Ok(PassRead {
+            states,
+            tasks,
+            preferences,
+        })
+    }
+
+    /// Renders a claimed message's letters from what the pass read.
+    async fn ready(&self, m: &Claimed, read: &PassRead) -> Result<Ready, Failure> {
         let Effect::Email { template, to, task } = &m.effect else {
             return Err(Failure::Permanent("not an email".into()));
         };
         let db = |e: guichet_engine::Error| Failure::Transient(format!("database: {e}"));
-        let (_, inst) = self.engine.instance(&m.instance).await.map_err(db)?;
+        let inst = read
+            .states
+            .get(&m.instance)
+            .ok_or_else(|| Failure::Transient(format!("no request {}", m.instance)))?;
         let process = self.engine.process_of(&m.instance).await.map_err(db)?;
-        let recipients = guichet_engine::core::recipients(&process, &inst, to);
+        let recipients = guichet_engine::core::recipients(&process, inst, to);
         if recipients.is_empty() {
             return Err(Failure::Permanent(format!(
                 "nobody to write to for {to:?}: add members to the role"
             )));
         }
-        let task_row = match task {
-            Some(seq) => self
-                .engine
-                .task(&m.instance, *seq)
-                .await
-                .map_err(db)?
-                .map(|(_, t)| t),
-            None => None,
-        };
+        let task_row = task.and_then(|seq| {
+            read.tasks
+                .get(&(m.instance.clone(), i64::from(seq)))
+                .cloned()
+        });
         let domain = self.from.email.domain().to_owned();
         let now = self.engine.now();
         let ttl = if task.is_some() {
@@ -316,8 +362,8 @@ impl Dispatcher {
             sent_to: Vec::new(),
         };
         for (i, r) in recipients.iter().enumerate() {
-            if digestible(template, to) && self.engine.mail_preference(r).await.map_err(db)?.digest
-            {
+            let preference = read.preferences.get(&r.trim().to_lowercase());
+            if digestible(template, to) && preference.is_some_and(|p| p.digest) {
                 // Held for this person's daily digest; the others still get theirs now.
                 ready.sent_to.push(format!("{r} (daily digest)"));
                 continue;
@@ -329,7 +375,7 @@ impl Dispatcher {
                 .await
                 .map_err(db)?;
             let url = format!("{}/l/{}", self.base_url.trim_end_matches('/'), link.token);
-            let ctx = context(&process, &m.instance, &inst, to, task_row.as_ref(), url);
+            let ctx = context(&process, &m.instance, inst, to, task_row.as_ref(), url);
             let rendered = self
                 .templates
                 .render(template, process.language, &ctx)
