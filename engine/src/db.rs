@@ -113,16 +113,15 @@ impl Db for sqlx::AnyConnection {
 
     async fn rows(&mut self, sql: Cow<'static, str>, params: &[V]) -> Result<Vec<Row>, Error> {
         let q = bind(sqlx::query(sqlx::AssertSqlSafe(sql)), params);
-        q.fetch_all(&mut *self)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Row((0..r.len())
-                    .map(|i| any_value(r, i))
-                    .collect::<Result<_, _>>()?))
-            })
-            .collect()
+        q.fetch_all(&mut *self).await?.iter().map(row_of).collect()
     }
+}
+
+/// A row as sqlx's `Any` driver gives it.
+pub(crate) fn row_of(r: &sqlx::any::AnyRow) -> Result<Row, Error> {
+    Ok(Row((0..r.len())
+        .map(|i| any_value(r, i))
+        .collect::<Result<_, _>>()?))
 }
 
 /// The writer thread's connection, inside its transaction.
@@ -310,13 +309,11 @@ pub(crate) fn postgres_batch(
                 // Values written in: the text differs with the number of rows, not worth
                 // preparing.
                 out.push_str(head);
-                for (n, (sql, params)) in rows.iter().enumerate() {
+                for (n, (values, statement)) in rows.iter().enumerate() {
                     if n > 0 {
                         out.push_str(", ");
                     }
-                    let (_, values, _) = rows_insert(sql)
-                        .ok_or_else(|| Error::Corrupt(format!("not an insert of rows: {sql}")))?;
-                    out.push_str(&postgres_literals(values, params)?);
+                    out.push_str(&postgres_literals(values, &statement.1)?);
                 }
                 out.push_str(tail);
                 out.push_str(";\n");
@@ -376,8 +373,9 @@ enum Sent<'a> {
     /// As written; with its command's rank when it is the command's guard.
     One(&'a Statement, Option<usize>),
     /// The rows of the same insert in several commands, as one statement: the text before
-    /// the rows, after them, and the statements whose rows they are.
-    Rows(&'a str, &'a str, Vec<&'a Statement>),
+    /// the rows, after them, and the statements whose rows they are (with the text of
+    /// their rows).
+    Rows(&'a str, &'a str, Vec<(&'a str, &'a Statement)>),
 }
 
 /// The statements of guarded commands (on distinct requests) in the order sent: every
@@ -399,7 +397,7 @@ fn merged<'a>(commands: &[&'a [Statement]]) -> Vec<Sent<'a>> {
         // Where the command's next statement may go: after its previous one.
         let mut at = 0;
         for statement in others {
-            let Some((head, _, tail)) = rows_insert(&statement.0) else {
+            let Some((head, values, tail)) = rows_insert(&statement.0) else {
                 rest.insert(at, Sent::One(statement, None));
                 at += 1;
                 continue;
@@ -410,19 +408,19 @@ fn merged<'a>(commands: &[&'a [Statement]]) -> Vec<Sent<'a>> {
             match same {
                 Some(i) => {
                     if let Sent::Rows(_, _, rows) = &mut rest[at + i] {
-                        rows.push(statement);
+                        rows.push((values, statement));
                     }
                     at += i + 1;
                 }
                 None => {
-                    rest.insert(at, Sent::Rows(head, tail, vec![statement]));
+                    rest.insert(at, Sent::Rows(head, tail, vec![(values, statement)]));
                     at += 1;
                 }
             }
         }
     }
     guards.extend(rest.into_iter().map(|sent| match sent {
-        Sent::Rows(_, _, rows) if rows.len() == 1 => Sent::One(rows[0], None),
+        Sent::Rows(_, _, rows) if rows.len() == 1 => Sent::One(rows[0].1, None),
         sent => sent,
     }));
     guards

@@ -155,6 +155,22 @@ pub(crate) struct CommandRow {
     pub(crate) history_head: String,
 }
 
+impl CommandRow {
+    /// Its columns of `instances`, in the order [`CommandRow::from_row`] reads them.
+    pub(crate) const COLUMNS: &str = "definition, state, row_version, history_seq, history_head";
+
+    /// From a row whose first columns are [`CommandRow::COLUMNS`].
+    pub(crate) fn from_row(r: &crate::db::Row) -> Result<CommandRow, Error> {
+        Ok(CommandRow {
+            definition: r.text(0)?,
+            state: r.text(1)?,
+            row_version: r.int(2)?,
+            history_seq: r.int(3)?,
+            history_head: r.text(4)?,
+        })
+    }
+}
+
 /// A condition on a request as a command finds it ([`Engine::execute_if`]).
 pub type Allowed<'a> = dyn Fn(&Process, &Instance) -> bool + Sync + 'a;
 
@@ -572,21 +588,15 @@ impl Ctx {
         let row = match row {
             Some(row) => row,
             None => {
+                let sql = format!(
+                    "SELECT {} FROM instances WHERE id = $1",
+                    CommandRow::COLUMNS
+                );
                 let r = db
-                    .row(
-                        "SELECT definition, state, row_version, history_seq, history_head FROM instances WHERE id = $1"
-                            .into(),
-                        &[V::Text(id.to_owned())],
-                    )
+                    .row(sql.into(), &[V::Text(id.to_owned())])
                     .await?
                     .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
-                CommandRow {
-                    definition: r.text(0)?,
-                    state: r.text(1)?,
-                    row_version: r.int(2)?,
-                    history_seq: r.int(3)?,
-                    history_head: r.text(4)?,
-                }
+                CommandRow::from_row(&r)?
             }
         };
         let CommandRow {

@@ -448,14 +448,17 @@ pub async fn disk_ceiling(database: &str, seconds: f64) -> Result<Option<f64>, s
 }
 
 /// The rows of requests on PostgreSQL, in one query ([`crate::pg_reader`]); those that exist.
+/// The ids are written in as literals (a simple query): a text with placeholders would be
+/// prepared and cached by sqlx once for each number of ids.
 pub(crate) async fn read_requests(
     kept: &Kept,
     pool: &AnyPool,
     requests: &[&str],
 ) -> Result<crate::pg_reader::Rows, crate::runtime::Error> {
-    use sqlx::Row as _;
-    let mut sql = String::from(
-        "SELECT id, definition, state, row_version, history_seq, history_head FROM instances WHERE id IN (",
+    use crate::runtime::CommandRow;
+    let mut sql = format!(
+        "SELECT {}, id FROM instances WHERE id IN (",
+        CommandRow::COLUMNS
     );
     for (n, id) in requests.iter().enumerate() {
         if n > 0 {
@@ -471,16 +474,8 @@ pub(crate) async fn read_requests(
     taken.ok();
     rows.iter()
         .map(|r| {
-            Ok((
-                r.try_get::<String, _>(0)?,
-                crate::runtime::CommandRow {
-                    definition: r.try_get(1)?,
-                    state: r.try_get(2)?,
-                    row_version: r.try_get(3)?,
-                    history_seq: r.try_get(4)?,
-                    history_head: r.try_get(5)?,
-                },
-            ))
+            let row = crate::db::row_of(r)?;
+            Ok((row.text(5)?, CommandRow::from_row(&row)?))
         })
         .collect()
 }
