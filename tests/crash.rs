@@ -154,7 +154,7 @@ async fn check_recorded(e: &Engine, requests: usize) -> Vec<String> {
             .count();
         assert_eq!(to_sponsor, 4, "{id}: received, contract, accepted, access");
     }
-    let timers: i64 = sqlx::query("SELECT COUNT(*) FROM timers")
+    let timers: i64 = sqlx::query("SELECT COUNT(*) FROM instances WHERE next_timer_at IS NOT NULL")
         .fetch_one(e.store().pool())
         .await
         .unwrap()

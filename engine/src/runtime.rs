@@ -4,6 +4,7 @@
 //! or none of it.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 
 use guichet_definitions::model::{EndResult, Process};
@@ -525,8 +526,8 @@ impl Ctx {
         let (mut tip, mut head) = (0, genesis(&id));
         let history = history::row(&id, &mut tip, &mut head, &transition.events)?;
         let mut statements: Vec<Statement> = vec![(
-            "INSERT INTO instances (id, definition, name, title, status, result, state, row_version, started_at, ended_at, history_seq, history_head) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11)"
+            "INSERT INTO instances (id, definition, name, title, status, result, state, row_version, started_at, ended_at, history_seq, history_head, next_timer_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11, $12)"
                 .into(),
             vec![
                 V::Text(id.clone()),
@@ -540,6 +541,7 @@ impl Ctx {
                 V::MaybeInt(inst.ended_at.map(|t| t.0)),
                 V::Int(tip),
                 V::Text(head),
+                V::MaybeInt(inst.next_timer_at().map(|t| t.0)),
             ],
         )];
         let fields = crate::facts::intake_fields(process, &inst)
@@ -612,10 +614,7 @@ impl Ctx {
             return Ok(None);
         }
         let before = inst.status;
-        let fired = match &command {
-            Command::FireTimer { timer } => Some(*timer),
-            _ => None,
-        };
+        let timer_before = inst.next_timer_at();
         let task_of_command = match &command {
             Command::Complete { task, .. }
             | Command::Claim { task, .. }
@@ -651,16 +650,11 @@ impl Ctx {
         let (mut tip, mut head) = (seq, head);
         let history = history::row(id, &mut tip, &mut head, &transition.events)?;
         // First: the request's row, on the condition that it is still as read. Its status
-        // columns are indexed: set only when the status changes (SQLite rewrites the index
+        // and next timer are indexed: set only when they change (SQLite rewrites the index
         // entries of every column an UPDATE sets, changed or not).
-        let status_changes = status_str(before) != (status, result);
-        let sql = if status_changes {
-            "UPDATE instances SET state = $1, row_version = row_version + 1, history_seq = $4, history_head = $5, \
-             status = $6, result = $7, ended_at = $8 WHERE id = $2 AND row_version = $3"
-        } else {
-            "UPDATE instances SET state = $1, row_version = row_version + 1, history_seq = $4, history_head = $5 \
-             WHERE id = $2 AND row_version = $3"
-        };
+        let mut sql = String::from(
+            "UPDATE instances SET state = $1, row_version = row_version + 1, history_seq = $4, history_head = $5",
+        );
         let mut params = vec![
             V::Text(state),
             V::Text(id.to_owned()),
@@ -668,20 +662,21 @@ impl Ctx {
             V::Int(tip),
             V::Text(head),
         ];
-        if status_changes {
+        if status_str(before) != (status, result) {
+            sql.push_str(", status = $6, result = $7, ended_at = $8");
             params.extend([
                 V::Text(status.to_owned()),
                 V::MaybeText(result.map(str::to_owned)),
                 V::MaybeInt(inst.ended_at.map(|t| t.0)),
             ]);
         }
-        let mut statements: Vec<Statement> = vec![(sql.into(), params)];
-        if let Some(timer) = fired {
-            statements.push((
-                "DELETE FROM timers WHERE instance = $1 AND seq = $2".into(),
-                vec![V::Text(id.to_owned()), V::Int(i64::from(timer))],
-            ));
+        let timer_after = inst.next_timer_at();
+        if timer_after != timer_before {
+            params.push(V::MaybeInt(timer_after.map(|t| t.0)));
+            let _ = write!(sql, ", next_timer_at = ${}", params.len());
         }
+        sql.push_str(" WHERE id = $2 AND row_version = $3");
+        let mut statements: Vec<Statement> = vec![(sql.into(), params)];
         let actor = transition.events.first().map(|e| e.actor.clone());
         self.effects(
             &mut statements,
@@ -764,20 +759,8 @@ impl Ctx {
                         ],
                     ));
                 }
-                Effect::TimerScheduled(timer) => out.push((
-                    "INSERT INTO timers (instance, seq, due_at, kind) VALUES ($1, $2, $3, $4)"
-                        .into(),
-                    vec![
-                        text(id),
-                        V::Int(i64::from(timer.seq)),
-                        V::Int(timer.due_at.0),
-                        V::Text(serde_json::to_string(&timer.kind).map_err(corrupt)?),
-                    ],
-                )),
-                Effect::TimerCancelled { timer } => out.push((
-                    "DELETE FROM timers WHERE instance = $1 AND seq = $2".into(),
-                    vec![text(id), V::Int(i64::from(*timer))],
-                )),
+                // In the request's state; its row says when the earliest falls due.
+                Effect::TimerScheduled(_) | Effect::TimerCancelled { .. } => {}
                 Effect::Email { .. } | Effect::CallProvider { .. } => {
                     // A stable id: the request, the history position of the command, and the
                     // effect's rank in it. Reused on every resend (it becomes the Message-ID).
@@ -894,24 +877,32 @@ impl Ctx {
 }
 
 impl Engine {
-    /// Fires every timer due now, each in its own transaction; returns how many fired.
+    /// Fires the timers due now of at most `limit` requests (those whose earliest timer is
+    /// the most overdue first), each timer in its own transaction; returns how many fired.
     pub async fn fire_due_timers(&self, limit: i64) -> Result<usize, Error> {
         let now = self.now();
-        let due = sqlx::query("SELECT instance, seq FROM timers WHERE due_at <= $1 ORDER BY due_at, instance, seq LIMIT $2")
-            .bind(now.0)
-            .bind(limit)
-            .fetch_all(&self.store.pool)
-            .await?;
+        let due = sqlx::query(
+            "SELECT id, state FROM instances WHERE next_timer_at <= $1 ORDER BY next_timer_at, id LIMIT $2",
+        )
+        .bind(now.0)
+        .bind(limit)
+        .fetch_all(&self.store.pool)
+        .await?;
         let mut fired = 0;
         for row in due {
             let instance: String = row.try_get(0)?;
-            let seq: i64 = row.try_get(1)?;
-            let timer = u32::try_from(seq).map_err(corrupt)?;
-            match self.execute(&instance, Command::FireTimer { timer }).await {
-                Ok(_) => fired += 1,
-                // Cancelled or fired meanwhile: nothing to do.
-                Err(Error::Refused(core::Error::UnknownTimer(_) | core::Error::NotRunning(_))) => {}
-                Err(e) => return Err(e),
+            let state: String = row.try_get(1)?;
+            let inst: Instance = serde_json::from_str(&state).map_err(corrupt)?;
+            for timer in inst.timers_due(now) {
+                match self.execute(&instance, Command::FireTimer { timer }).await {
+                    Ok(_) => fired += 1,
+                    // Cancelled or fired meanwhile (by another node, or by an earlier timer
+                    // of this request that ended it or closed the task): nothing to do.
+                    Err(Error::Refused(
+                        core::Error::UnknownTimer(_) | core::Error::NotRunning(_),
+                    )) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(fired)

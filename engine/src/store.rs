@@ -235,6 +235,11 @@ fn migrator() -> Migrator {
             "step visits index",
             include_str!("../migrations/0014_step_visits_index.sql"),
         ),
+        m(
+            15,
+            "timers in requests",
+            include_str!("../migrations/0015_timers_in_requests.sql"),
+        ),
     ])
 }
 
@@ -546,5 +551,75 @@ pub(crate) async fn run_postgres(
             Ok(Ran::Stale(k))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Row as _;
+
+    /// A database of the schema before its timers moved into the requests' rows, with a
+    /// request holding two timers and one holding none, is migrated: the first's row says
+    /// when its earliest timer falls due, the second's says none, the table is gone.
+    async fn timers_move_into_the_requests_rows(url: &str) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        migrator().run_to(14, &pool).await.unwrap();
+        for sql in [
+            "INSERT INTO definitions VALUES ('h', 'desk', 1, 1, '', 0)",
+            "INSERT INTO instances (id, definition, name, title, status, state, row_version, started_at, history_seq, history_head) \
+             VALUES ('a', 'h', 'desk', '', 'running', '{}', 1, 0, 0, ''), ('b', 'h', 'desk', '', 'running', '{}', 1, 0, 0, '')",
+            "INSERT INTO timers VALUES ('a', 3, 500, '{}'), ('a', 4, 200, '{}')",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        let store = Store::open(url).await.unwrap();
+        let rows = sqlx::query("SELECT id, next_timer_at FROM instances ORDER BY id")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        let got: Vec<(String, Option<i64>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(got, [("a".into(), Some(200)), ("b".into(), None)]);
+        assert!(
+            sqlx::query("SELECT 1 FROM timers")
+                .fetch_all(&store.pool)
+                .await
+                .is_err(),
+            "the timers table is dropped"
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn timers_move_into_the_requests_rows_on_sqlite() {
+        let path = std::env::temp_dir().join(format!("guichet_migrate_{}.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        timers_move_into_the_requests_rows(&format!("sqlite://{}?mode=rwc", path.display())).await;
+    }
+
+    #[tokio::test]
+    async fn timers_move_into_the_requests_rows_on_postgres() {
+        let admin = std::env::var("GUICHET_TEST_POSTGRES")
+            .expect("GUICHET_TEST_POSTGRES is not set: run the tests with scripts/test");
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
+        let name = format!("guichet_migrate_{}", std::process::id());
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name}"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let base = admin.rsplit_once('/').unwrap().0;
+        timers_move_into_the_requests_rows(&format!("{base}/{name}")).await;
     }
 }

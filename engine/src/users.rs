@@ -550,7 +550,11 @@ pub struct Gauges {
     pub tasks_overdue: i64,
     /// Outbox messages by kind and state.
     pub outbox: Vec<(String, String, i64)>,
-    pub timers_scheduled: i64,
+    /// Requests with a scheduled timer (a deadline, reminder, escalation or time-out).
+    pub requests_with_timers: i64,
+    /// Of those, the requests whose earliest timer is due and not fired yet: a figure that
+    /// stays above zero for more than a minute says that firing is behind or failing.
+    pub timers_due: i64,
 }
 
 impl Engine {
@@ -564,7 +568,8 @@ impl Engine {
             g.instances.push((r.try_get(0)?, r.try_get(1)?));
         }
         let r = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(overdue), 0) FROM tasks WHERE state IN ('open', 'claimed')",
+            // COUNT, not SUM: PostgreSQL sums BIGINTs as NUMERIC, a type the driver does not read.
+            "SELECT COUNT(*), COUNT(CASE WHEN overdue <> 0 THEN 1 END) FROM tasks WHERE state IN ('open', 'claimed')",
         )
         .fetch_one(pool)
         .await?;
@@ -576,10 +581,15 @@ impl Engine {
         {
             g.outbox.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
         }
-        g.timers_scheduled = sqlx::query("SELECT COUNT(*) FROM timers")
-            .fetch_one(pool)
-            .await?
-            .try_get(0)?;
+        let r = sqlx::query(
+            "SELECT COUNT(*), COUNT(CASE WHEN next_timer_at <= $1 THEN 1 END) \
+             FROM instances WHERE next_timer_at IS NOT NULL",
+        )
+        .bind(self.now().0)
+        .fetch_one(pool)
+        .await?;
+        g.requests_with_timers = r.try_get(0)?;
+        g.timers_due = r.try_get(1)?;
         Ok(g)
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use guichet_definitions::model::EndResult;
 use guichet_engine::clock::{ManualClock, Timestamp};
-use guichet_engine::core::{Command, Effect, Fields, InstanceStatus, Recipient};
+use guichet_engine::core::{Command, Effect, EventKind, Fields, InstanceStatus, Recipient};
 use guichet_engine::{Engine, Error};
 use serde_json::json;
 
@@ -130,6 +130,7 @@ on_both_backends!(
     a_whole_request_of_model_a_is_stored_and_audited,
     bad_commands_write_nothing,
     timers_fire_from_the_database,
+    a_requests_timers_due_together_fire_in_order_in_one_pass,
     concurrent_completions_of_one_task_one_wins,
     parallel_branches_completed_at_once_all_count,
     tampering_with_history_is_detected,
@@ -819,7 +820,11 @@ async fn timers_fire_from_the_database(backend: &str) {
     let id = e.start("interne-decentralise", &intake()).await.unwrap();
     complete(&e, &id, "recevabilite", Some("complement"), json!({})).await;
     assert_eq!(e.fire_due_timers(100).await.unwrap(), 0);
+    let g = e.gauges().await.unwrap();
+    assert_eq!((g.requests_with_timers, g.timers_due), (1, 0));
     clock.set(Timestamp(T0.0 + 30 * DAY));
+    let g = e.gauges().await.unwrap();
+    assert_eq!((g.requests_with_timers, g.timers_due), (1, 1));
     assert_eq!(e.fire_due_timers(100).await.unwrap(), 1);
     let (_, inst) = e.instance(&id).await.unwrap();
     assert_eq!(inst.status, InstanceStatus::Ended(EndResult::Withdrawn));
@@ -828,6 +833,61 @@ async fn timers_fire_from_the_database(backend: &str) {
         0,
         "fired timers are gone"
     );
+    let g = e.gauges().await.unwrap();
+    assert_eq!((g.requests_with_timers, g.timers_due), (0, 0));
+    assert_eq!(e.verify_audit().await.unwrap().broken, None);
+}
+
+/// The request's row says when its earliest timer falls due, as its state does.
+async fn next_timer_in_row(e: &Engine, id: &str) -> Option<i64> {
+    let stored = sqlx::query("SELECT next_timer_at FROM instances WHERE id = $1")
+        .bind(id)
+        .fetch_one(e.store().pool())
+        .await
+        .unwrap();
+    let stored: Option<i64> = sqlx::Row::get(&stored, 0);
+    let (_, inst) = e.instance(id).await.unwrap();
+    assert_eq!(
+        stored,
+        inst.next_timer_at().map(|t| t.0),
+        "{id}: row vs state"
+    );
+    stored
+}
+
+async fn a_requests_timers_due_together_fire_in_order_in_one_pass(backend: &str) {
+    let (e, clock) = engine(backend).await;
+    e.deploy(model("externe")).await.unwrap();
+    let id = e.start("externe", &intake_c()).await.unwrap();
+    // The admissibility task: a reminder, its deadline, then its escalation (in working days).
+    let (_, inst) = e.instance(&id).await.unwrap();
+    let mut due: Vec<i64> = inst.timers.values().map(|t| t.due_at.0).collect();
+    due.sort_unstable();
+    assert_eq!(due.len(), 3, "{:?}", inst.timers);
+    assert_eq!(next_timer_in_row(&e, &id).await, Some(due[0]));
+    clock.set(Timestamp(due[0]));
+    assert_eq!(e.fire_due_timers(100).await.unwrap(), 1, "the reminder");
+    assert_eq!(next_timer_in_row(&e, &id).await, Some(due[1]));
+    clock.set(Timestamp(due[2]));
+    assert_eq!(e.fire_due_timers(100).await.unwrap(), 2);
+    let fired: Vec<&str> = e
+        .history(&id)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|h| match h.event.kind {
+            EventKind::ReminderSent { .. } => Some("reminder"),
+            EventKind::DeadlinePassed { .. } => Some("deadline"),
+            EventKind::TaskEscalated { .. } => Some("escalation"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fired, ["reminder", "deadline", "escalation"]);
+    assert_eq!(e.fire_due_timers(100).await.unwrap(), 0);
+    next_timer_in_row(&e, &id).await;
+    // Completing the task cancels whatever timers it had left.
+    complete(&e, &id, "recevabilite", Some("recevable"), json!({})).await;
+    next_timer_in_row(&e, &id).await;
     assert_eq!(e.verify_audit().await.unwrap().broken, None);
 }
 

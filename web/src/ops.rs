@@ -259,8 +259,14 @@ pub(crate) async fn metrics(State(s): Shared) -> Response {
             "guichet_outbox{{kind=\"{kind}\",state=\"{state}\"}} {n}"
         );
     }
-    out.push_str("# HELP guichet_timers Scheduled timers.\n# TYPE guichet_timers gauge\n");
-    let _ = writeln!(out, "guichet_timers {}", g.timers_scheduled);
+    out.push_str("# HELP guichet_requests_with_timers Requests with a scheduled timer.\n# TYPE guichet_requests_with_timers gauge\n");
+    let _ = writeln!(
+        out,
+        "guichet_requests_with_timers {}",
+        g.requests_with_timers
+    );
+    out.push_str("# HELP guichet_timers_due Requests whose earliest timer is due and not fired yet.\n# TYPE guichet_timers_due gauge\n");
+    let _ = writeln!(out, "guichet_timers_due {}", g.timers_due);
     write_latencies(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

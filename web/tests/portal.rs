@@ -306,9 +306,10 @@ async fn metrics_count_requests_tasks_and_the_outbox() {
         "{text}"
     );
     assert!(
-        text.contains("guichet_timers 3"),
-        "deadline, reminder and escalation: {text}"
+        text.contains("guichet_requests_with_timers 1"),
+        "its task's deadline, reminder and escalation: {text}"
     );
+    assert!(text.contains("guichet_timers_due 0"), "{text}");
     // Latencies by route pattern and status (the metrics are the process's: other tests of
     // this file submit intakes too, so at least this one).
     let intake = "method=\"POST\",route=\"/desks/{name}\",status=\"200\"";

@@ -57,6 +57,19 @@ impl Instance {
         s
     }
 
+    /// When the earliest of its timers falls due (none scheduled: `None`); the engine keeps
+    /// it in the request's row to find the timers due.
+    pub fn next_timer_at(&self) -> Option<Timestamp> {
+        self.timers.values().map(|t| t.due_at).min()
+    }
+
+    /// Its timers due at `now`, earliest first (by due time, then by number).
+    pub fn timers_due(&self, now: Timestamp) -> Vec<Seq> {
+        let mut due: Vec<&Timer> = self.timers.values().filter(|t| t.due_at <= now).collect();
+        due.sort_by_key(|t| (t.due_at, t.seq));
+        due.into_iter().map(|t| t.seq).collect()
+    }
+
     pub fn is_running(&self) -> bool {
         self.status == InstanceStatus::Running
     }
