@@ -256,6 +256,20 @@ impl Engine {
                 return Ok(report);
             }
         }
+        // Entries of no request (on PostgreSQL no foreign key keeps them out: migration 16).
+        let orphan = sqlx::query(
+            "SELECT instance, MIN(seq) FROM history WHERE instance NOT IN (SELECT id FROM instances) \
+             GROUP BY instance ORDER BY instance LIMIT 1",
+        )
+        .fetch_optional(&self.store().pool)
+        .await?;
+        if let Some(r) = orphan {
+            report.broken = Some((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                "history of a request that does not exist".to_owned(),
+            ));
+        }
         Ok(report)
     }
 }

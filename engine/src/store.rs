@@ -169,8 +169,9 @@ pub(crate) use in_read;
 /// PostgreSQL connections of a node: the pool's, and as many kept ones (see [`Kept`]).
 const CONNECTIONS: usize = 8;
 
-/// The schema, embedded in the binary; applied in order, each once.
-fn migrator() -> Migrator {
+/// The schema, embedded in the binary; applied in order, each once. The same SQL on both
+/// backends but for one migration (a database never changes backend).
+fn migrator(backend: Backend) -> Migrator {
     let m = |version, description: &'static str, sql: &'static str| {
         Migration::new(
             version,
@@ -240,6 +241,18 @@ fn migrator() -> Migrator {
             "timers in requests",
             include_str!("../migrations/0015_timers_in_requests.sql"),
         ),
+        m(
+            16,
+            "command rows without foreign keys",
+            match backend {
+                Backend::Postgres => {
+                    include_str!("../migrations/0016_command_rows_without_foreign_keys.sql")
+                }
+                // Dropping a foreign key means rebuilding the table on SQLite, whose check is
+                // a lookup in pages already cached: they stay.
+                Backend::Sqlite => "SELECT 1",
+            },
+        ),
     ])
 }
 
@@ -289,7 +302,7 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        migrator().run(&pool).await?;
+        migrator(backend).run(&pool).await?;
         let write_turn =
             (backend == Backend::Sqlite).then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
         let file = sqlite_file(&url)?;
@@ -565,7 +578,12 @@ mod tests {
     async fn timers_move_into_the_requests_rows(url: &str) {
         sqlx::any::install_default_drivers();
         let pool = sqlx::AnyPool::connect(url).await.unwrap();
-        migrator().run_to(14, &pool).await.unwrap();
+        let backend = if url.starts_with("postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        migrator(backend).run_to(14, &pool).await.unwrap();
         for sql in [
             "INSERT INTO definitions VALUES ('h', 'desk', 1, 1, '', 0)",
             "INSERT INTO instances (id, definition, name, title, status, state, row_version, started_at, history_seq, history_head) \

@@ -1048,6 +1048,32 @@ async fn tampering_with_history_is_detected(backend: &str) {
     .await
     .unwrap();
     assert_eq!(e.verify_audit().await.unwrap().broken, None);
+    // History of no request: refused by SQLite's foreign key; on PostgreSQL, which has none
+    // there (migration 16), the audit reports it.
+    let orphan = sqlx::query(
+        "INSERT INTO history (instance, seq, at, event, body, prev_hash, hash) \
+         VALUES ('no-such-request', 1, 0, 'started', '[]', '', '')",
+    )
+    .execute(&url_pool)
+    .await;
+    if backend == "sqlite" {
+        assert!(orphan.is_err(), "a foreign key keeps it out");
+    } else {
+        orphan.unwrap();
+        let broken = e.verify_audit().await.unwrap().broken;
+        assert_eq!(
+            broken,
+            Some((
+                "no-such-request".to_owned(),
+                1,
+                "history of a request that does not exist".to_owned()
+            ))
+        );
+        sqlx::query("DELETE FROM history WHERE instance = 'no-such-request'")
+            .execute(&url_pool)
+            .await
+            .unwrap();
+    }
     sqlx::query("DELETE FROM history WHERE instance = $1 AND seq = (SELECT MAX(seq) FROM history WHERE instance = $1)")
         .bind(&a)
         .execute(&url_pool)
