@@ -597,6 +597,19 @@ async fn task_links_die_when_the_task_is_done_or_reassigned() {
     .await
     .unwrap();
     assert!(e.verify_link(&bob).await.is_err());
+    // A link of the closed task recorded late (a message that was on its way) is dead too.
+    let late = e
+        .link_for(
+            &id,
+            Some(task),
+            "bob@hopital.example",
+            "late",
+            Timestamp(T0.0 + 86_400_000),
+        )
+        .await
+        .unwrap();
+    e.record_links(std::slice::from_ref(&late)).await.unwrap();
+    assert!(e.verify_link(&late.token).await.is_err());
     // And links expire.
     let status = link_token(&body("porteur@labo.example").await[0]);
     assert!(e.verify_link(&status).await.is_ok());

@@ -1,7 +1,8 @@
 //! Email links as capabilities. A link carries a token of 256 bits bound to one request, one
 //! task (or none: the sponsor's status link) and one recipient; only its SHA-256 is stored.
-//! A token expires, is revoked when its task is completed or reassigned, and can be spent
-//! once for an action. Opening a link never acts (mail scanners follow links): the web page
+//! A token expires, opens its task only while the task is open (checked when it is used: a
+//! link recorded after its task closed is dead too), is revoked when its task is reassigned,
+//! and can be spent once for an action. Opening a link never acts (mail scanners follow links): the web page
 //! shows the task, and acting is a separate request that spends the token.
 //!
 //! Tokens are derived with HMAC-SHA-256 from a secret the engine generates at first start,
@@ -166,8 +167,10 @@ impl Engine {
         let now = self.now().0;
         let hash = token_hash(token);
         let row = sqlx::query(
-            "SELECT instance, task, recipient, expires_at FROM links \
-             WHERE token_hash = $1 AND revoked_at IS NULL AND used_at IS NULL AND expires_at > $2",
+            "SELECT l.instance, l.task, l.recipient, l.expires_at FROM links l \
+             WHERE l.token_hash = $1 AND l.revoked_at IS NULL AND l.used_at IS NULL AND l.expires_at > $2 \
+             AND (l.task IS NULL OR EXISTS (SELECT 1 FROM tasks t WHERE t.instance = l.instance \
+             AND t.seq = l.task AND t.state IN ('open', 'claimed')))",
         )
         .bind(&hash)
         .bind(now)
@@ -362,8 +365,8 @@ impl Engine {
     }
 }
 
-/// The statement that revokes every live link of a task (it was completed or reassigned), to
-/// run in the transaction that closes or reassigns it.
+/// The statement that revokes every live link of a task that is reassigned, to run in the
+/// transaction that reassigns it (a closed task's links need none: see the module's notes).
 pub(crate) fn revoke_task_links(instance: &str, task: u32, now: Timestamp) -> crate::db::Statement {
     use crate::db::V;
     (

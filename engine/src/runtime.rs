@@ -745,8 +745,9 @@ impl Ctx {
                         text(&process.name),
                     ],
                 )),
+                // Its links stop working with it: a link opens only a task still open
+                // (`Engine::verify_link`), so nothing is written to them.
                 Effect::TaskClosed { task, completed } => {
-                    out.push(crate::links::revoke_task_links(id, *task, now));
                     out.push((
                         "UPDATE tasks SET state = $1, closed_at = $2, closed_by = $3 WHERE instance = $4 AND seq = $5"
                             .into(),
