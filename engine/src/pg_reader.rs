@@ -1,44 +1,65 @@
-//! The rows of the requests that commands are about, read together on PostgreSQL: the
-//! reads asked for while one query is on its way wait for the next, and go in one query, one
-//! round trip (as [`crate::pg_writer`] does for the writes). Each command reads its request's
-//! row first; under load dozens arrive at once, and a round trip each cost the server and the
-//! node more than the read itself. What a command then writes is still on the condition that
-//! the row is as read.
+//! Reads of commands on PostgreSQL, made together: the reads asked for while one query is on
+//! its way wait for the next, and go in one query, one round trip (as [`crate::pg_writer`]
+//! does for the writes). Each command reads its request's row first, and a command that ends
+//! its request reads what its facts are derived from (its history and its tasks' deadlines);
+//! under load dozens arrive at once, and a round trip each cost the server and the node more
+//! than the read itself. A node has one reader of each kind, each with its connection. What a
+//! command then writes is still on the condition that its request's row is as read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::runtime::{CommandRow, Error};
+use crate::runtime::Error;
 use crate::store::Kept;
 
 /// At most this many requests in one query.
 const MAX_BATCH: usize = 128;
 
-/// A read: the request, who waits for its row.
-struct Job {
+/// Reads what there is of `T` for some requests, in one query: what each request has, by
+/// request (none for a request that has nothing, or does not exist).
+pub(crate) type ReadMany<T> =
+    fn(Arc<Kept>, AnyPool, Vec<String>) -> BoxFuture<'static, Result<HashMap<String, T>, Error>>;
+
+/// A read: the request, who waits for what it has.
+struct Job<T> {
     request: String,
-    answer: oneshot::Sender<Result<Option<CommandRow>, Error>>,
+    answer: oneshot::Sender<Result<Option<T>, Error>>,
 }
 
-/// The handle to a node's PostgreSQL reading task; the task ends with the last handle.
-#[derive(Debug, Clone)]
-pub(crate) struct PgReader {
-    jobs: mpsc::UnboundedSender<Job>,
+/// The handle to a node's PostgreSQL reading task of one kind; the task ends with the last
+/// handle.
+pub(crate) struct PgReader<T> {
+    jobs: mpsc::UnboundedSender<Job<T>>,
 }
 
-impl PgReader {
+impl<T> Clone for PgReader<T> {
+    fn clone(&self) -> Self {
+        PgReader {
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for PgReader<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgReader").finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone + Send + 'static> PgReader<T> {
     /// Starts the task (on the current tokio runtime).
-    pub(crate) fn start(kept: Arc<Kept>, pool: AnyPool) -> PgReader {
+    pub(crate) fn start(kept: Arc<Kept>, pool: AnyPool, read: ReadMany<T>) -> PgReader<T> {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(queue, kept, pool));
+        tokio::spawn(run(queue, kept, pool, read));
         PgReader { jobs }
     }
 
-    /// A request's row, read in the next query; `None` for no such request.
-    pub(crate) async fn read(&self, request: &str) -> Result<Option<CommandRow>, Error> {
+    /// What a request has, read in the next query; `None` for nothing.
+    pub(crate) async fn read(&self, request: &str) -> Result<Option<T>, Error> {
         let (answer, row) = oneshot::channel();
         let stopped = || Error::Database(sqlx::Error::PoolClosed);
         self.jobs
@@ -52,7 +73,12 @@ impl PgReader {
 }
 
 /// The task: one query for every read waiting, again and again.
-async fn run(mut queue: mpsc::UnboundedReceiver<Job>, kept: Arc<Kept>, pool: AnyPool) {
+async fn run<T: Clone>(
+    mut queue: mpsc::UnboundedReceiver<Job<T>>,
+    kept: Arc<Kept>,
+    pool: AnyPool,
+    read: ReadMany<T>,
+) {
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -61,13 +87,12 @@ async fn run(mut queue: mpsc::UnboundedReceiver<Job>, kept: Arc<Kept>, pool: Any
                 Err(_) => break,
             }
         }
-        let requests: Vec<&str> = jobs.iter().map(|j| j.request.as_str()).collect();
-        match crate::store::read_requests(&kept, &pool, &requests).await {
-            Ok(rows) => {
+        let requests = jobs.iter().map(|j| j.request.clone()).collect();
+        match read(kept.clone(), pool.clone(), requests).await {
+            Ok(found) => {
                 for job in jobs {
                     // Two reads of one request in a batch: each its copy.
-                    let row = rows.get(&job.request).cloned();
-                    let _ = job.answer.send(Ok(row));
+                    let _ = job.answer.send(Ok(found.get(&job.request).cloned()));
                 }
             }
             Err(e) => {
@@ -81,6 +106,3 @@ async fn run(mut queue: mpsc::UnboundedReceiver<Job>, kept: Arc<Kept>, pool: Any
         }
     }
 }
-
-/// Rows by request.
-pub(crate) type Rows = HashMap<String, CommandRow>;

@@ -172,6 +172,44 @@ impl CommandRow {
     }
 }
 
+/// What the facts of a request that ends are derived from: its history rows (`seq`, `body`)
+/// and its tasks' deadlines (`seq`, `due_at`), as stored before the ending command.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FactsRows {
+    pub(crate) history: Vec<(i64, String)>,
+    pub(crate) due: Vec<(i64, i64)>,
+}
+
+impl FactsRows {
+    /// Read with the connection of the command (on PostgreSQL a node reads those of the
+    /// requests ending at once together: [`crate::store::read_facts`]).
+    async fn read<D: Db>(db: &mut D, id: &str, tip: i64) -> Result<FactsRows, Error> {
+        let key = || V::Text(id.to_owned());
+        let history = db
+            .rows(
+                "SELECT seq, body FROM history WHERE instance = $1 AND seq <= $2".into(),
+                &[key(), V::Int(tip)],
+            )
+            .await?;
+        let due = db
+            .rows(
+                "SELECT seq, due_at FROM tasks WHERE instance = $1 AND due_at IS NOT NULL".into(),
+                &[key()],
+            )
+            .await?;
+        Ok(FactsRows {
+            history: history
+                .iter()
+                .map(|r| Ok((r.int(0)?, r.text(1)?)))
+                .collect::<Result<_, Error>>()?,
+            due: due
+                .iter()
+                .map(|r| Ok((r.int(0)?, r.int(1)?)))
+                .collect::<Result<_, Error>>()?,
+        })
+    }
+}
+
 /// A condition on a request as a command finds it ([`Engine::execute_if`]).
 pub type Allowed<'a> = dyn Fn(&Process, &Instance) -> bool + Sync + 'a;
 
@@ -209,6 +247,8 @@ pub(crate) fn corrupt(e: impl std::fmt::Display) -> Error {
 pub(crate) struct Ctx {
     clock: Arc<dyn Clock>,
     processes: Arc<RwLock<HashMap<String, Arc<Process>>>>,
+    /// PostgreSQL: reads the facts' sources with those of the other requests ending.
+    facts_reader: Option<crate::pg_reader::PgReader<FactsRows>>,
 }
 
 /// A command's writes, prepared from the request as read ([`Ctx::prepare`]) before its
@@ -256,6 +296,7 @@ impl Engine {
             ctx: Ctx {
                 clock,
                 processes: Arc::default(),
+                facts_reader: store.pg_facts.clone(),
             },
             store,
             roster: RwLock::new(None),
@@ -826,29 +867,22 @@ impl Ctx {
         let mut events = Vec::new();
         let mut due = std::collections::BTreeMap::new();
         if tip > 0 {
-            events = db
-                .rows(
-                    "SELECT body FROM history WHERE instance = $1 AND seq <= $2 ORDER BY seq"
-                        .into(),
-                    &[key(), V::Int(tip)],
-                )
-                .await?
-                .iter()
-                .map(|r| history::events(&r.text(0)?))
-                .collect::<Result<Vec<_>, Error>>()?
-                .concat();
-            for r in db
-                .rows(
-                    "SELECT seq, due_at FROM tasks WHERE instance = $1 AND due_at IS NOT NULL"
-                        .into(),
-                    &[key()],
-                )
-                .await?
-            {
-                due.insert(
-                    u32::try_from(r.int(0)?).map_err(corrupt)?,
-                    Timestamp(r.int(1)?),
-                );
+            let FactsRows {
+                mut history,
+                due: deadlines,
+            } = match &self.facts_reader {
+                Some(reader) => reader.read(id).await?.unwrap_or_default(),
+                None => FactsRows::read(db, id, tip).await?,
+            };
+            // Up to the tip read with the request (a later entry means that the request
+            // changed since: the write's condition fails and the command is prepared again).
+            history.retain(|(seq, _)| *seq <= tip);
+            history.sort_unstable_by_key(|(seq, _)| *seq);
+            for (_, body) in &history {
+                events.extend(history::events(body)?);
+            }
+            for (seq, at) in deadlines {
+                due.insert(u32::try_from(seq).map_err(corrupt)?, Timestamp(at));
             }
         }
         // What the transition itself appends and changes.

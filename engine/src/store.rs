@@ -3,12 +3,17 @@
 //! placeholders); the few differences (how a write transaction begins, row locks) are in
 //! [`Backend`].
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, SqlSafeStr};
+use sqlx::{AnyPool, Executor, Row as _, SqlSafeStr};
+
+use crate::runtime::{CommandRow, FactsRows};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +67,9 @@ pub struct Store {
     /// PostgreSQL: the task that sends the engine's commands in batches ([`crate::pg_writer`]).
     pub(crate) pg_writer: Option<crate::pg_writer::PgWriter>,
     /// PostgreSQL: the task that reads the commands' requests together ([`crate::pg_reader`]).
-    pub(crate) pg_reader: Option<crate::pg_reader::PgReader>,
+    pub(crate) pg_reader: Option<crate::pg_reader::PgReader<CommandRow>>,
+    /// PostgreSQL: the task that reads the facts' sources of ending requests together.
+    pub(crate) pg_facts: Option<crate::pg_reader::PgReader<FactsRows>>,
 }
 
 /// Connections taken out of sqlx's pool and kept: the pool tests a connection with a round
@@ -146,25 +153,55 @@ macro_rules! in_kept_transaction {
 pub(crate) use in_kept_transaction;
 
 /// Runs a read written against [`crate::db::Db`] on a SQLite reader connection when the store
-/// has them (on this thread: a point read), else on a connection of sqlx's pool. `$db` is the
-/// connection inside `$body`, which must return `Result<_, runtime::Error>`.
+/// has them (on this thread: a point read), else statement by statement on kept connections
+/// ([`PerStatement`]). `$db` is the connection inside `$body`, which must return
+/// `Result<_, runtime::Error>`.
 macro_rules! in_read {
     ($store:expr, |$db:ident| $body:expr) => {
         match &$store.readers {
             Some(readers) => readers.with(|$db| crate::writer::ready($body)),
             None => {
-                let mut taken = $store.take().await?;
-                let $db = taken.conn();
-                let r = $body.await;
-                if !matches!(r, Err(crate::runtime::Error::Database(_))) {
-                    taken.ok();
-                }
-                r
+                let $db = &mut crate::store::PerStatement(&$store);
+                $body.await
             }
         }
     };
 }
 pub(crate) use in_read;
+
+/// Reads outside a transaction, each statement on a kept connection taken for it and given
+/// back at once: a read that waits for something else between two statements (a command's
+/// preparation waiting for [`crate::pg_reader`]) holds no connection meanwhile, so those
+/// waits can never take all of them.
+pub(crate) struct PerStatement<'s>(pub(crate) &'s Store);
+
+impl crate::db::Db for PerStatement<'_> {
+    async fn exec(
+        &mut self,
+        sql: std::borrow::Cow<'static, str>,
+        params: &[crate::db::V],
+    ) -> Result<u64, crate::runtime::Error> {
+        let mut taken = self.0.take().await?;
+        let r = taken.conn().exec(sql, params).await;
+        if !matches!(r, Err(crate::runtime::Error::Database(_))) {
+            taken.ok();
+        }
+        r
+    }
+
+    async fn rows(
+        &mut self,
+        sql: std::borrow::Cow<'static, str>,
+        params: &[crate::db::V],
+    ) -> Result<Vec<crate::db::Row>, crate::runtime::Error> {
+        let mut taken = self.0.take().await?;
+        let r = taken.conn().rows(sql, params).await;
+        if !matches!(r, Err(crate::runtime::Error::Database(_))) {
+            taken.ok();
+        }
+        r
+    }
+}
 
 /// PostgreSQL connections of a node: the pool's, and as many kept ones (see [`Kept`]).
 const CONNECTIONS: usize = 8;
@@ -321,7 +358,9 @@ impl Store {
         let pg_writer = (backend == Backend::Postgres)
             .then(|| crate::pg_writer::PgWriter::start(kept.clone(), pool.clone()));
         let pg_reader = (backend == Backend::Postgres)
-            .then(|| crate::pg_reader::PgReader::start(kept.clone(), pool.clone()));
+            .then(|| crate::pg_reader::PgReader::start(kept.clone(), pool.clone(), read_requests));
+        let pg_facts = (backend == Backend::Postgres)
+            .then(|| crate::pg_reader::PgReader::start(kept.clone(), pool.clone(), read_facts));
         Ok(Store {
             pool,
             backend,
@@ -331,6 +370,7 @@ impl Store {
             kept,
             pg_writer,
             pg_reader,
+            pg_facts,
         })
     }
 
@@ -465,37 +505,83 @@ pub async fn disk_ceiling(database: &str, seconds: f64) -> Result<Option<f64>, s
     Ok(Some(rate?))
 }
 
-/// The rows of requests on PostgreSQL, in one query ([`crate::pg_reader`]); those that exist.
-/// The ids are written in as literals (a simple query): a text with placeholders would be
-/// prepared and cached by sqlx once for each number of ids.
-pub(crate) async fn read_requests(
-    kept: &Kept,
-    pool: &AnyPool,
-    requests: &[&str],
-) -> Result<crate::pg_reader::Rows, crate::runtime::Error> {
-    use crate::runtime::CommandRow;
-    let mut sql = format!(
-        "SELECT {}, id FROM instances WHERE id IN (",
-        CommandRow::COLUMNS
-    );
+/// Writes `requests` as a list of literals (for `IN (..)`): a text with placeholders would
+/// be prepared and cached by sqlx once for each number of ids.
+fn literal_list(requests: &[String]) -> String {
+    let mut out = String::new();
     for (n, id) in requests.iter().enumerate() {
         if n > 0 {
-            sql.push_str(", ");
+            out.push_str(", ");
         }
-        crate::db::push_literal(&mut sql, &crate::db::V::Text((*id).to_owned()));
+        crate::db::push_literal(&mut out, &crate::db::V::Text(id.clone()));
     }
-    sql.push(')');
+    out
+}
+
+/// Runs a simple query (literals written in) on a kept connection.
+async fn simple_query(
+    kept: &Kept,
+    pool: &AnyPool,
+    sql: String,
+) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
     let mut taken = take_from(kept, pool).await?;
     let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .fetch_all(taken.conn())
         .await?;
     taken.ok();
-    rows.iter()
-        .map(|r| {
-            let row = crate::db::row_of(r)?;
-            Ok((row.text(5)?, CommandRow::from_row(&row)?))
-        })
-        .collect()
+    Ok(rows)
+}
+
+/// The rows of requests on PostgreSQL, in one query ([`crate::pg_reader`]); those that exist.
+pub(crate) fn read_requests(
+    kept: Arc<Kept>,
+    pool: AnyPool,
+    requests: Vec<String>,
+) -> BoxFuture<'static, Result<HashMap<String, CommandRow>, crate::runtime::Error>> {
+    Box::pin(async move {
+        let sql = format!(
+            "SELECT {}, id FROM instances WHERE id IN ({})",
+            CommandRow::COLUMNS,
+            literal_list(&requests)
+        );
+        simple_query(&kept, &pool, sql)
+            .await?
+            .iter()
+            .map(|r| {
+                let row = crate::db::row_of(r)?;
+                Ok((row.text(5)?, CommandRow::from_row(&row)?))
+            })
+            .collect()
+    })
+}
+
+/// What the facts of requests that end are derived from, on PostgreSQL, in one query
+/// ([`crate::pg_reader`]): each one's history rows and its tasks' deadlines, those of every
+/// entry stored (the caller keeps those up to the tip it read).
+pub(crate) fn read_facts(
+    kept: Arc<Kept>,
+    pool: AnyPool,
+    requests: Vec<String>,
+) -> BoxFuture<'static, Result<HashMap<String, FactsRows>, crate::runtime::Error>> {
+    Box::pin(async move {
+        let ids = literal_list(&requests);
+        // History rows have a body, deadlines a due time.
+        let sql = format!(
+            "SELECT instance, seq, body, CAST(NULL AS BIGINT) FROM history WHERE instance IN ({ids}) \
+             UNION ALL SELECT instance, seq, CAST(NULL AS TEXT), due_at FROM tasks \
+             WHERE instance IN ({ids}) AND due_at IS NOT NULL"
+        );
+        let mut found: HashMap<String, FactsRows> = HashMap::new();
+        for r in simple_query(&kept, &pool, sql).await? {
+            let rows = found.entry(r.try_get(0)?).or_default();
+            let seq: i64 = r.try_get(1)?;
+            match r.try_get::<Option<String>, _>(2)? {
+                Some(body) => rows.history.push((seq, body)),
+                None => rows.due.push((seq, r.try_get(3)?)),
+            }
+        }
+        Ok(found)
+    })
 }
 
 /// What a batch of commands did on PostgreSQL ([`run_postgres`]).
@@ -570,7 +656,6 @@ pub(crate) async fn run_postgres(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::Row as _;
 
     /// A database of the schema before its timers moved into the requests' rows, with a
     /// request holding two timers and one holding none, is migrated: the first's row says

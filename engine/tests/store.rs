@@ -138,6 +138,7 @@ on_both_backends!(
     a_daily_digest_is_queued_once_per_person_and_day,
     a_dispatcher_that_lost_its_lease_records_nothing,
     two_nodes_folding_the_indicators_count_each_request_once,
+    the_facts_of_requests_ending_together_are_those_of_their_history,
     accounts_sessions_tokens_links_and_preferences_are_written,
     a_token_revoked_on_one_node_is_refused_by_the_others_within_a_second,
     a_history_written_one_event_a_row_reads_and_ends_as_before,
@@ -1131,6 +1132,74 @@ async fn two_nodes_folding_the_indicators_count_each_request_once(backend: &str)
     let kpis = b.kpis(&q).await.unwrap();
     let demandes = kpis.iter().find(|k| k.kpi == "demandes").unwrap();
     assert_eq!(demandes.value, Some(12.0));
+}
+
+/// A visit as compared: step, visit, entered, left, due.
+type VisitRow = (String, i64, i64, Option<i64>, Option<i64>);
+
+/// Requests ending at the same moment (on PostgreSQL their histories read in one query) each
+/// get the step visits that their own stored history and deadlines give.
+async fn the_facts_of_requests_ending_together_are_those_of_their_history(backend: &str) {
+    let (e, _) = engine(backend).await;
+    let e = Arc::new(e);
+    e.deploy(model("interne-decentralise")).await.unwrap();
+    let driven = guichet_engine::drive::drive(e.clone(), "interne-decentralise", &intake(), 40, 16)
+        .await
+        .unwrap();
+    assert_eq!(driven.finished, 40);
+    let ids = e.instance_ids("interne-decentralise", None).await.unwrap();
+    assert_eq!(ids.len(), 40);
+    let process = e.process_of(&ids[0]).await.unwrap();
+    for id in &ids {
+        let events: Vec<_> = e
+            .history(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.event)
+            .collect();
+        let due = e
+            .tasks(Some(id), false)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|t| Some((u32::try_from(t.seq).unwrap(), Timestamp(t.due_at?))))
+            .collect();
+        let mut expected: Vec<VisitRow> = guichet_engine::facts::visits(&process, &events, &due)
+            .into_iter()
+            .map(|v| {
+                (
+                    v.step,
+                    i64::from(v.visit),
+                    v.entered_at.0,
+                    v.left_at.map(|t| t.0),
+                    v.due_at.map(|t| t.0),
+                )
+            })
+            .collect();
+        expected.sort();
+        let stored: Vec<VisitRow> = sqlx::query(
+            "SELECT step, visit, entered_at, left_at, due_at FROM step_visits WHERE instance = $1 \
+             ORDER BY step, visit, entered_at",
+        )
+        .bind(id)
+        .fetch_all(e.store().pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                sqlx::Row::get(r, 0),
+                sqlx::Row::get(r, 1),
+                sqlx::Row::get(r, 2),
+                sqlx::Row::get(r, 3),
+                sqlx::Row::get(r, 4),
+            )
+        })
+        .collect();
+        assert!(expected.len() > 3, "{id}: {expected:?}");
+        assert_eq!(stored, expected, "{id}");
+    }
 }
 
 /// The writes beside the engine's commands (accounts, sessions, API tokens, links, callbacks,
