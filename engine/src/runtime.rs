@@ -917,7 +917,8 @@ impl Engine {
     pub async fn fire_due_timers(&self, limit: i64) -> Result<usize, Error> {
         let now = self.now();
         let due = sqlx::query(
-            "SELECT id, state FROM instances WHERE next_timer_at <= $1 ORDER BY next_timer_at, id LIMIT $2",
+            "SELECT id, state, row_version FROM instances WHERE next_timer_at <= $1 \
+             ORDER BY next_timer_at, id LIMIT $2",
         )
         .bind(now.0)
         .bind(limit)
@@ -928,7 +929,26 @@ impl Engine {
             let instance: String = row.try_get(0)?;
             let state: String = row.try_get(1)?;
             let inst: Instance = serde_json::from_str(&state).map_err(corrupt)?;
-            for timer in inst.timers_due(now) {
+            let timers = inst.timers_due(now);
+            if timers.is_empty() {
+                // The row says a timer is due that its state does not have (a row edited by
+                // hand, say): set it from the state, so that it does not come back at every
+                // pass ahead of the timers really due. Unless the request changed meanwhile.
+                let repaired = self
+                    .write_one(
+                        "UPDATE instances SET next_timer_at = $1 WHERE id = $2 AND row_version = $3",
+                        vec![
+                            V::MaybeInt(inst.next_timer_at().map(|t| t.0)),
+                            V::Text(instance.clone()),
+                            V::Int(row.try_get(2)?),
+                        ],
+                    )
+                    .await?;
+                if repaired > 0 {
+                    tracing::warn!(request = %instance, "a request's next timer disagreed with its state; set from the state");
+                }
+            }
+            for timer in timers {
                 match self.execute(&instance, Command::FireTimer { timer }).await {
                     Ok(_) => fired += 1,
                     // Cancelled or fired meanwhile (by another node, or by an earlier timer
