@@ -23,6 +23,17 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backend a database URL names, if any.
+    fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("postgres") {
+            Some(Backend::Postgres)
+        } else if url.starts_with("sqlite") {
+            Some(Backend::Sqlite)
+        } else {
+            None
+        }
+    }
+
     /// How a transaction that will write begins. SQLite must take the write lock at once
     /// (`BEGIN IMMEDIATE`), or a later write in the transaction fails with "database is
     /// locked" without waiting for the busy timeout.
@@ -175,18 +186,29 @@ pub(crate) use in_read;
 /// waits can never take all of them.
 pub(crate) struct PerStatement<'s>(pub(crate) &'s Store);
 
+impl PerStatement<'_> {
+    /// Runs one statement on a kept connection, kept again unless the database failed.
+    async fn on_kept<T>(
+        &self,
+        run: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<T, crate::runtime::Error>,
+    ) -> Result<T, crate::runtime::Error> {
+        let mut taken = self.0.take().await?;
+        let r = run(taken.conn()).await;
+        if !matches!(r, Err(crate::runtime::Error::Database(_))) {
+            taken.ok();
+        }
+        r
+    }
+}
+
 impl crate::db::Db for PerStatement<'_> {
     async fn exec(
         &mut self,
         sql: std::borrow::Cow<'static, str>,
         params: &[crate::db::V],
     ) -> Result<u64, crate::runtime::Error> {
-        let mut taken = self.0.take().await?;
-        let r = taken.conn().exec(sql, params).await;
-        if !matches!(r, Err(crate::runtime::Error::Database(_))) {
-            taken.ok();
-        }
-        r
+        self.on_kept(async |conn| conn.exec(sql, params).await)
+            .await
     }
 
     async fn rows(
@@ -194,12 +216,8 @@ impl crate::db::Db for PerStatement<'_> {
         sql: std::borrow::Cow<'static, str>,
         params: &[crate::db::V],
     ) -> Result<Vec<crate::db::Row>, crate::runtime::Error> {
-        let mut taken = self.0.take().await?;
-        let r = taken.conn().rows(sql, params).await;
-        if !matches!(r, Err(crate::runtime::Error::Database(_))) {
-            taken.ok();
-        }
-        r
+        self.on_kept(async |conn| conn.rows(sql, params).await)
+            .await
     }
 }
 
@@ -297,16 +315,12 @@ impl Store {
     /// Connects and migrates. `url` is `sqlite://path/to/file.db` or `postgres://...`.
     pub async fn open(url: &str) -> Result<Store, sqlx::Error> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("postgres") {
-            Backend::Postgres
-        } else if url.starts_with("sqlite") {
-            Backend::Sqlite
-        } else {
-            return Err(sqlx::Error::Configuration(
+        let backend = Backend::of_url(url).ok_or_else(|| {
+            sqlx::Error::Configuration(
                 format!("unsupported database URL `{url}`: use sqlite://FILE or postgres://...")
                     .into(),
-            ));
-        };
+            )
+        })?;
         let url = match backend {
             // Create the file when it does not exist yet.
             Backend::Sqlite if !url.contains("mode=") => {
@@ -663,11 +677,7 @@ mod tests {
     async fn timers_move_into_the_requests_rows(url: &str) {
         sqlx::any::install_default_drivers();
         let pool = sqlx::AnyPool::connect(url).await.unwrap();
-        let backend = if url.starts_with("postgres") {
-            Backend::Postgres
-        } else {
-            Backend::Sqlite
-        };
+        let backend = Backend::of_url(url).unwrap();
         migrator(backend).run_to(14, &pool).await.unwrap();
         for sql in [
             "INSERT INTO definitions VALUES ('h', 'desk', 1, 1, '', 0)",
