@@ -44,6 +44,7 @@ pub mod export;
 pub mod facts;
 pub mod fit;
 pub mod history;
+pub mod hot;
 pub mod kpi;
 pub mod lifecycle;
 pub mod links;

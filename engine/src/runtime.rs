@@ -144,6 +144,8 @@ pub struct Engine {
     /// The definition each request runs on, as read (it never changes): the request path
     /// asks for a request's process on every call.
     definition_of: std::sync::Mutex<HashMap<String, String>>,
+    /// The requests this engine wrote last, as written ([`crate::hot`]).
+    hot: crate::hot::Hot,
 }
 
 /// A request's row as a command reads it: its definition, state, version and history tip.
@@ -170,6 +172,14 @@ impl CommandRow {
             history_head: r.text(4)?,
         })
     }
+}
+
+/// Where a command finds its request.
+enum Found {
+    /// As this engine last wrote it.
+    Remembered(crate::hot::Entry),
+    /// Its row ([`Engine::command_row`]).
+    Read(CommandRow),
 }
 
 /// What the facts of a request that ends are derived from: its history rows (`seq`, `body`)
@@ -261,6 +271,12 @@ struct Prepared {
     definition: String,
     /// The request's new state.
     inst: Instance,
+    /// Its row's version, history tip and chain head once written.
+    row_version: i64,
+    history_seq: i64,
+    history_head: String,
+    /// Its events and tasks' deadlines, when all known ([`crate::hot`]).
+    seen: Option<crate::hot::Seen>,
     /// The first changes the request's row (an update on the condition that its version is
     /// the one read, or the insert of a new request) and must change exactly one row. When
     /// the command ends the request, the last ones store its facts.
@@ -305,6 +321,7 @@ impl Engine {
             tokens_seen: std::sync::Mutex::default(),
             link_secret: std::sync::OnceLock::new(),
             definition_of: std::sync::Mutex::default(),
+            hot: crate::hot::Hot::default(),
         })
     }
 
@@ -404,8 +421,55 @@ impl Engine {
             .write_prepared(prepared)
             .await?
             .ok_or_else(|| Error::Corrupt("a new request's row was not written".into()))?;
-        self.remember_definition(&prepared.id, prepared.definition);
-        Ok((prepared.id, prepared.inst))
+        let id = prepared.id.clone();
+        Ok((id, self.remember(prepared)))
+    }
+
+    /// Remembers a request as a command just wrote it (its definition; its state unless it
+    /// ended, for the next command: [`crate::hot`]); returns its new state.
+    fn remember(&self, written: Prepared) -> Instance {
+        self.remember_definition(&written.id, written.definition.clone());
+        if written.inst.status != InstanceStatus::Running {
+            self.hot.forget(&written.id);
+            return written.inst;
+        }
+        let inst = written.inst.clone();
+        self.hot.put(
+            &written.id,
+            crate::hot::Entry {
+                definition: written.definition,
+                inst: written.inst,
+                row_version: written.row_version,
+                history_seq: written.history_seq,
+                history_head: written.history_head,
+                seen: written.seen,
+            },
+        );
+        inst
+    }
+
+    /// A request's row as a command reads it (on PostgreSQL with those of the other commands
+    /// arriving meanwhile).
+    async fn command_row(&self, id: &str) -> Result<CommandRow, Error> {
+        let row = match &self.store.pg_reader {
+            Some(reader) => reader.read(id).await?,
+            None => {
+                let sql = format!(
+                    "SELECT {} FROM instances WHERE id = $1",
+                    CommandRow::COLUMNS
+                );
+                let key = [V::Text(id.to_owned())];
+                in_read!(self.store, |db| db.row(sql.into(), &key))?
+                    .map(|r| CommandRow::from_row(&r))
+                    .transpose()?
+            }
+        };
+        row.ok_or_else(|| Error::NotFound(format!("request {id}")))
+    }
+
+    /// How the requests this engine remembers have served ([`crate::hot`]).
+    pub fn remembered(&self) -> crate::hot::HotStats {
+        self.hot.stats()
     }
 
     /// Runs statements in one transaction and returns how many rows each changed: on SQLite
@@ -482,31 +546,59 @@ impl Engine {
         allowed: &Allowed<'_>,
     ) -> Result<Option<Instance>, Error> {
         let ctx = &self.ctx;
+        // As this engine last wrote it, if it did: trusted, its version is checked by the
+        // write's condition only; distrusted, by reading it first.
+        let mut remembered = self.hot.take(id);
+        // The version of the request used from memory, until written: if its remembered state
+        // refuses the command, the row read next says whether it was out of date.
+        let mut used_version = None;
         for _ in 0..STALE_RETRIES {
-            // On PostgreSQL the request's row is read with those of the other commands
-            // arriving meanwhile; on SQLite, where a read costs no round trip, by `prepare`.
-            let row = match &self.store.pg_reader {
-                Some(reader) => Some(
-                    reader
-                        .read(id)
-                        .await?
-                        .ok_or_else(|| Error::NotFound(format!("request {id}")))?,
-                ),
-                None => None,
+            let mut from_memory = false;
+            let found = match remembered.take() {
+                Some(entry) if self.hot.trusted() => {
+                    from_memory = true;
+                    used_version = Some(entry.row_version);
+                    Found::Remembered(entry)
+                }
+                Some(entry) => {
+                    let row = self.command_row(id).await?;
+                    let stale = row.row_version != entry.row_version;
+                    self.hot.found(!stale, stale);
+                    if stale {
+                        Found::Read(row)
+                    } else {
+                        Found::Remembered(entry)
+                    }
+                }
+                None => {
+                    let row = self.command_row(id).await?;
+                    if let Some(version) = used_version.take() {
+                        self.hot.found(true, row.row_version != version);
+                    }
+                    Found::Read(row)
+                }
             };
-            let prepared = in_read!(self.store, |db| ctx.prepare(
+            let prepared = match in_read!(self.store, |db| ctx.prepare(
                 db,
                 id,
                 command.clone(),
                 allowed,
-                row.clone()
-            ))?;
-            let Some(prepared) = prepared else {
-                return Ok(None);
+                found
+            )) {
+                Ok(Some(prepared)) => prepared,
+                // Refused on a remembered state, which may be out of date: the request as
+                // stored decides.
+                Ok(None) | Err(Error::Refused(_) | Error::Conflict(_)) if from_memory => continue,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(e),
             };
-            if let Some(written) = self.write_prepared(prepared).await? {
-                self.remember_definition(&written.id, written.definition);
-                return Ok(Some(written.inst));
+            let written = self.write_prepared(prepared).await?;
+            if from_memory {
+                used_version = None;
+                self.hot.found(true, written.is_none());
+            }
+            if let Some(written) = written {
+                return Ok(Some(self.remember(written)));
             }
         }
         Err(Error::Conflict(format!(
@@ -581,7 +673,7 @@ impl Ctx {
                 V::Int(now.0),
                 V::MaybeInt(inst.ended_at.map(|t| t.0)),
                 V::Int(tip),
-                V::Text(head),
+                V::Text(head.clone()),
                 V::MaybeInt(inst.next_timer_at().map(|t| t.0)),
             ],
         )];
@@ -604,53 +696,58 @@ impl Ctx {
             0,
             history,
         )?;
-        if transition.effects.contains(&Effect::Finished) {
-            let facts = self.facts(db, &id, process, &inst, 0, &transition).await?;
+        let seen = if transition.effects.contains(&Effect::Finished) {
+            let facts = self
+                .facts(db, &id, process, &inst, 0, &transition, None)
+                .await?;
             statements.extend(facts);
-        }
+            None
+        } else {
+            crate::hot::Seen::default().extend(transition.events, &transition.effects)
+        };
         Ok(Prepared {
             id,
             definition: hash.to_owned(),
             inst,
+            row_version: 1,
+            history_seq: tip,
+            history_head: head,
+            seen,
             statements,
         })
     }
 
-    /// Reads a request (unless its row was read already), applies a command to it in the
-    /// core, and prepares the writes of the outcome. Refusals are found here, before anything
-    /// is written.
+    /// Applies a command to a request as found (read or remembered) in the core, and
+    /// prepares the writes of the outcome. Refusals are found here, before anything is
+    /// written.
     async fn prepare<D: Db>(
         &self,
         db: &mut D,
         id: &str,
         command: Command,
         allowed: &Allowed<'_>,
-        row: Option<CommandRow>,
+        found: Found,
     ) -> Result<Option<Prepared>, Error> {
         let now = self.now();
-        let row = match row {
-            Some(row) => row,
-            None => {
-                let sql = format!(
-                    "SELECT {} FROM instances WHERE id = $1",
-                    CommandRow::COLUMNS
-                );
-                let r = db
-                    .row(sql.into(), &[V::Text(id.to_owned())])
-                    .await?
-                    .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
-                CommandRow::from_row(&r)?
-            }
-        };
-        let CommandRow {
+        let crate::hot::Entry {
             definition: hash,
-            state,
+            inst,
             row_version,
             history_seq: seq,
             history_head: head,
-        } = row;
+            seen,
+        } = match found {
+            Found::Remembered(entry) => entry,
+            Found::Read(row) => crate::hot::Entry {
+                inst: serde_json::from_str(&row.state).map_err(corrupt)?,
+                definition: row.definition,
+                row_version: row.row_version,
+                history_seq: row.history_seq,
+                history_head: row.history_head,
+                seen: None,
+            },
+        };
         let process = self.process(db, &hash).await?;
-        let inst: Instance = serde_json::from_str(&state).map_err(corrupt)?;
         if !allowed(&process, &inst) {
             return Ok(None);
         }
@@ -701,7 +798,7 @@ impl Ctx {
             V::Text(id.to_owned()),
             V::Int(row_version),
             V::Int(tip),
-            V::Text(head),
+            V::Text(head.clone()),
         ];
         if status_str(before) != (status, result) {
             sql.push_str(", status = $6, result = $7, ended_at = $8");
@@ -729,16 +826,23 @@ impl Ctx {
             seq,
             history,
         )?;
-        if transition.effects.contains(&Effect::Finished) {
+        let seen = if transition.effects.contains(&Effect::Finished) {
             let facts = self
-                .facts(db, id, &process, &inst, seq, &transition)
+                .facts(db, id, &process, &inst, seq, &transition, seen)
                 .await?;
             statements.extend(facts);
-        }
+            None
+        } else {
+            seen.and_then(|seen| seen.extend(transition.events, &transition.effects))
+        };
         Ok(Some(Prepared {
             id: id.to_owned(),
             definition: hash,
             inst,
+            row_version: row_version + 1,
+            history_seq: tip,
+            history_head: head,
+            seen,
             statements,
         }))
     }
@@ -853,7 +957,9 @@ impl Ctx {
     /// The statements that store the facts of a request that a transition ends (its step
     /// visits and indicator values, derived from its whole history), to run in the
     /// transaction that ends it. `tip` is the last history entry before the transition, as
-    /// read with the request (the transaction's version check makes sure it still is).
+    /// read with the request (the transaction's version check makes sure it still is); its
+    /// history and deadlines up to there are read unless `seen` (by this engine) already.
+    #[allow(clippy::too_many_arguments)]
     async fn facts<D: Db>(
         &self,
         db: &mut D,
@@ -862,11 +968,15 @@ impl Ctx {
         inst: &Instance,
         tip: i64,
         t: &Transition,
+        seen: Option<crate::hot::Seen>,
     ) -> Result<Vec<Statement>, Error> {
         let key = || V::Text(id.to_owned());
-        let mut events = Vec::new();
-        let mut due = std::collections::BTreeMap::new();
-        if tip > 0 {
+        let read = seen.is_none() && tip > 0;
+        let crate::hot::Seen {
+            mut events,
+            mut due,
+        } = seen.unwrap_or_default();
+        if read {
             let FactsRows {
                 mut history,
                 due: deadlines,
@@ -887,14 +997,7 @@ impl Ctx {
         }
         // What the transition itself appends and changes.
         events.extend(t.events.iter().cloned());
-        for e in &t.effects {
-            if let Effect::TaskSaved(task) = e {
-                match task.due_at {
-                    Some(at) => due.insert(task.seq, at),
-                    None => due.remove(&task.seq),
-                };
-            }
-        }
+        crate::hot::tasks_due(&mut due, &t.effects);
         let visits = crate::facts::visits(process, &events, &due);
         let mut out: Vec<Statement> = vec![(
             "INSERT INTO kpi_pending (instance) VALUES ($1)".into(),

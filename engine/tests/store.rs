@@ -139,6 +139,8 @@ on_both_backends!(
     a_dispatcher_that_lost_its_lease_records_nothing,
     two_nodes_folding_the_indicators_count_each_request_once,
     the_facts_of_requests_ending_together_are_those_of_their_history,
+    a_request_changed_by_another_node_is_read_again,
+    a_node_whose_memory_is_often_out_of_date_reads_instead,
     accounts_sessions_tokens_links_and_preferences_are_written,
     a_token_revoked_on_one_node_is_refused_by_the_others_within_a_second,
     a_history_written_one_event_a_row_reads_and_ends_as_before,
@@ -1151,18 +1153,63 @@ async fn two_nodes_folding_the_indicators_count_each_request_once(backend: &str)
 /// A visit as compared: step, visit, entered, left, due.
 type VisitRow = (String, i64, i64, Option<i64>, Option<i64>);
 
+/// Drives `requests` requests of `desk` to their end, `concurrency` at a time, each command
+/// of a request on the other node than its last one (each node's memory of the request is
+/// out of date at every command). Returns how many commands each node ran.
+async fn drive_alternating(
+    nodes: [&Engine; 2],
+    desk: &str,
+    requests: usize,
+    concurrency: usize,
+) -> [usize; 2] {
+    let ran = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    let process = guichet_definitions::load(model(desk)).process.unwrap();
+    let one = async |n: usize| {
+        let mut node = n % 2;
+        let id = nodes[node].start(desk, &intake()).await.unwrap();
+        loop {
+            node = 1 - node;
+            let (_, inst) = nodes[node].instance(&id).await.unwrap();
+            let Some(command) = guichet_engine::drive::next_command(&process, &inst) else {
+                assert_ne!(inst.status, InstanceStatus::Running, "{id} waits");
+                return;
+            };
+            nodes[node].execute(&id, command).await.unwrap();
+            ran[node].fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    futures_util::StreamExt::for_each_concurrent(
+        futures_util::stream::iter(0..requests),
+        concurrency,
+        one,
+    )
+    .await;
+    ran.map(AtomicUsize::into_inner)
+}
+
 /// Requests ending at the same moment (on PostgreSQL their histories read in one query) each
-/// get the step visits that their own stored history and deadlines give.
+/// get the step visits that their own stored history and deadlines give, whether the node
+/// that ends one derives them from the events it remembers (it wrote all of them) or reads
+/// them (another node wrote some).
 async fn the_facts_of_requests_ending_together_are_those_of_their_history(backend: &str) {
-    let (e, _) = engine(backend).await;
-    let e = Arc::new(e);
+    let url = database(backend).await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = Arc::new(Engine::open(&url, clock.clone()).await.unwrap());
+    let other = Engine::open(&url, clock).await.unwrap();
     e.deploy(model("interne-decentralise")).await.unwrap();
     let driven = guichet_engine::drive::drive(e.clone(), "interne-decentralise", &intake(), 40, 16)
         .await
         .unwrap();
     assert_eq!(driven.finished, 40);
+    let remembered = e.remembered();
+    assert!(
+        remembered.used >= 40 * 10 && remembered.stale == 0,
+        "{remembered:?}"
+    );
+    drive_alternating([&e, &other], "interne-decentralise", 40, 16).await;
+    assert!(other.remembered().stale > 10, "{:?}", other.remembered());
     let ids = e.instance_ids("interne-decentralise", None).await.unwrap();
-    assert_eq!(ids.len(), 40);
+    assert_eq!(ids.len(), 80);
     let process = e.process_of(&ids[0]).await.unwrap();
     for id in &ids {
         let events: Vec<_> = e
@@ -1214,6 +1261,125 @@ async fn the_facts_of_requests_ending_together_are_those_of_their_history(backen
         assert!(expected.len() > 3, "{id}: {expected:?}");
         assert_eq!(stored, expected, "{id}");
     }
+}
+
+/// A request another node changed since this one wrote it: the command this node remembered
+/// it for is prepared again from the database (the version it remembers is no longer the
+/// row's), whether its memory would have allowed the command or refused it, and what is
+/// written is what it would be had nothing been remembered.
+async fn a_request_changed_by_another_node_is_read_again(backend: &str) {
+    let url = database(backend).await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let a = Engine::open(&url, clock.clone()).await.unwrap();
+    let b = Engine::open(&url, clock.clone()).await.unwrap();
+    a.deploy(model("interne-decentralise")).await.unwrap();
+    let id = a.start("interne-decentralise", &intake()).await.unwrap();
+    complete(&a, &id, "recevabilite", Some("recevable"), json!({})).await;
+    assert_eq!((a.remembered().used, a.remembered().stale), (1, 0));
+    // B completes the legal feasibility; A remembers it open, and is told who closed it.
+    let legal = open_task(&a, &id, "faisabilite-juridique").await;
+    complete(
+        &b,
+        &id,
+        "faisabilite-juridique",
+        Some("favorable"),
+        json!({"base-legale": "mr-004"}),
+    )
+    .await;
+    let err = a
+        .execute(
+            &id,
+            Command::Complete {
+                task: legal,
+                user: "jurist@hopital.example".into(),
+                outcome: Some("favorable".into()),
+                fields: fields(json!({"base-legale": "mr-004"})),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict(m) if m.contains("agent@hopital.example")),
+        "{err}"
+    );
+    assert_eq!((a.remembered().used, a.remembered().stale), (2, 1));
+    // A remembers the request again, then B opens the committee's task, which A's memory
+    // lacks: A completes it all the same.
+    complete(
+        &a,
+        &id,
+        "faisabilite-scientifique",
+        Some("favorable"),
+        json!({}),
+    )
+    .await;
+    complete(
+        &b,
+        &id,
+        "faisabilite-technique",
+        Some("faisable"),
+        json!({}),
+    )
+    .await;
+    complete(&a, &id, "comite", Some("accepte"), json!({})).await;
+    // A changed since B wrote it: B completes the negotiation on the state as stored.
+    complete(
+        &b,
+        &id,
+        "negociation",
+        Some("projet-pret"),
+        json!({"montant": 1000}),
+    )
+    .await;
+    let (_, inst) = a.instance(&id).await.unwrap();
+    assert_eq!(open_steps(&a, &id).await, ["revue-juridique"]);
+    assert_eq!(inst.data["negociation"].fields["montant"], json!(1000.0));
+    let steps: Vec<String> = a
+        .history(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|h| match h.event.kind {
+            EventKind::TaskCompleted { step, .. } => Some(step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "recevabilite",
+            "faisabilite-juridique",
+            "faisabilite-scientifique",
+            "faisabilite-technique",
+            "comite",
+            "negociation"
+        ]
+    );
+    assert_eq!(a.verify_audit().await.unwrap().broken, None);
+}
+
+/// A node whose remembered requests keep proving out of date (each request's commands spread
+/// over two nodes) reads their version before using them, so that its commands are prepared
+/// once, and trusts them again when they are up to date.
+async fn a_node_whose_memory_is_often_out_of_date_reads_instead(backend: &str) {
+    let url = database(backend).await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let a = Arc::new(Engine::open(&url, clock.clone()).await.unwrap());
+    let b = Engine::open(&url, clock).await.unwrap();
+    a.deploy(model("interne-decentralise")).await.unwrap();
+    let [ran, _] = drive_alternating([&a, &b], "interne-decentralise", 100, 4).await;
+    let stats = a.remembered();
+    assert!(!stats.trusted, "{stats:?}");
+    // Out of date every time: used (and its command prepared twice) for a first window of
+    // 64 (and the 4 at a time on their way when it stopped), then found so by reading.
+    assert!(ran > 300 && stats.used <= 64 + 4, "{ran}: {stats:?}");
+    assert!(stats.stale >= ran as u64 - 60, "{ran}: {stats:?}");
+    // Alone again: trusted after a window of requests found up to date.
+    guichet_engine::drive::drive(a.clone(), "interne-decentralise", &intake(), 120, 4)
+        .await
+        .unwrap();
+    let stats = a.remembered();
+    assert!(stats.trusted, "{stats:?}");
 }
 
 /// The writes beside the engine's commands (accounts, sessions, API tokens, links, callbacks,

@@ -267,6 +267,15 @@ pub(crate) async fn metrics(State(s): Shared) -> Response {
     );
     out.push_str("# HELP guichet_timers_due Requests whose earliest timer is due and not fired yet.\n# TYPE guichet_timers_due gauge\n");
     let _ = writeln!(out, "guichet_timers_due {}", g.timers_due);
+    let m = s.engine.remembered();
+    out.push_str("# HELP guichet_requests_remembered Requests this process remembers as it last wrote them.\n# TYPE guichet_requests_remembered gauge\n");
+    let _ = writeln!(out, "guichet_requests_remembered {}", m.remembered);
+    out.push_str("# HELP guichet_commands_from_memory_total Commands prepared from a remembered request.\n# TYPE guichet_commands_from_memory_total counter\n");
+    let _ = writeln!(out, "guichet_commands_from_memory_total {}", m.used);
+    out.push_str("# HELP guichet_remembered_stale_total Remembered requests found changed by another node or process.\n# TYPE guichet_remembered_stale_total counter\n");
+    let _ = writeln!(out, "guichet_remembered_stale_total {}", m.stale);
+    out.push_str("# HELP guichet_memory_trusted 1 when remembered requests are used without reading them, 0 when too often out of date (their version is read first).\n# TYPE guichet_memory_trusted gauge\n");
+    let _ = writeln!(out, "guichet_memory_trusted {}", u8::from(m.trusted));
     write_latencies(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -310,6 +310,9 @@ async fn metrics_count_requests_tasks_and_the_outbox() {
         "its task's deadline, reminder and escalation: {text}"
     );
     assert!(text.contains("guichet_timers_due 0"), "{text}");
+    // The request as submitted is remembered for its next command.
+    assert!(text.contains("guichet_requests_remembered 1"), "{text}");
+    assert!(text.contains("guichet_memory_trusted 1"), "{text}");
     // Latencies by route pattern and status (the metrics are the process's: other tests of
     // this file submit intakes too, so at least this one).
     let intake = "method=\"POST\",route=\"/desks/{name}\",status=\"200\"";
