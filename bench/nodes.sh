@@ -3,7 +3,9 @@
 # (the throwaway server of scripts/with-postgres: fsync off, so not durable figures), and one
 # node on a SQLite file for comparison. The issue's workload (bench/workload.kdl) unless a
 # desk is named, every task completed by the driver as soon as it appears (`guichet bench
-# --api`), the driver spreading its calls over the nodes.
+# --api`), the driver spreading its calls over the nodes: each call to the next node, or with
+# STICKY=true each request's calls to the node that took its submission (`bench --sticky`,
+# as a load balancer routing by the request's id would).
 #   bench/nodes.sh [REQUESTS=3000] [CONCURRENCY=64] [DESK=bench/workload.kdl]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,7 @@ run() {
   done
   local before; before=$(cpu)
   local out; out=$(GUICHET_DATABASE=$url "$bin" bench --desk "$desk" --requests "$requests" --concurrency "$concurrency" --json \
-    --api "$(IFS=,; echo "${urls[*]}")")
+    --api "$(IFS=,; echo "${urls[*]}")" $([ "${STICKY:-}" = true ] && echo --sticky))
   local used=$(( ($(cpu) - before) * 10 ))
   echo "$out" | python3 -c "
 import json, sys

@@ -1,5 +1,6 @@
 //! `guichet bench --api URL[,URL...]`: the benchmark's driver through the HTTP API, as a
-//! client of the desk would be, spread over one or several `guichet serve` nodes. Each
+//! client of the desk would be, spread over one or several `guichet serve` nodes (each call
+//! to the next node, or with `--sticky` each request's calls to the node that took it). Each
 //! request is submitted, then its open tasks are completed one after the other (first
 //! outcome, sample fields) until it has ended; each answer says where the request stands.
 //! The database is only used beforehand, to create the staff accounts and API tokens the
@@ -122,17 +123,26 @@ pub(crate) async fn tokens(e: &Engine, p: &Process) -> anyhow::Result<BTreeMap<S
     Ok(out)
 }
 
-/// Drives `requests` requests of `desk` to their end through the API of `nodes` (base URLs,
-/// `http://host:port`), `concurrency` at a time, on a thread of its own (see the module's
-/// comment).
+/// The nodes the driver calls.
+#[derive(Debug, Clone)]
+pub(crate) struct Nodes {
+    /// Base URLs, `http://host:port`.
+    pub urls: Vec<String>,
+    /// Each request's calls to the node of its submission (else each call to the next).
+    pub sticky: bool,
+}
+
+/// Drives `requests` requests of `desk` to their end through the API of `nodes`,
+/// `concurrency` at a time, on a thread of its own (see the module's comment).
 pub(crate) fn drive(
-    nodes: Vec<String>,
+    nodes: Nodes,
     p: &Process,
     tokens: &BTreeMap<String, String>,
     requests: usize,
     concurrency: usize,
 ) -> anyhow::Result<Report> {
     let hosts = nodes
+        .urls
         .iter()
         .map(|n| {
             n.strip_prefix("http://")
@@ -158,6 +168,7 @@ pub(crate) fn drive(
         next: Arc::new(AtomicUsize::new(0)),
         calls: Arc::new(AtomicUsize::new(0)),
         requests,
+        sticky: nodes.sticky,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -202,6 +213,7 @@ struct Run {
     next: Arc<AtomicUsize>,
     calls: Arc<AtomicUsize>,
     requests: usize,
+    sticky: bool,
 }
 
 impl Run {
@@ -226,7 +238,9 @@ impl Run {
             let mut standing = created;
             let mut node = i;
             loop {
-                node += 1;
+                if !self.sticky {
+                    node += 1;
+                }
                 if standing.get("status").is_none() {
                     let path = format!("/api/v1/requests/{id}?history=false");
                     let (status, r) = client.call(node, &path, submitter, None).await?;

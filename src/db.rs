@@ -687,8 +687,9 @@ pub(crate) async fn bench(
     requests: usize,
     concurrency: usize,
     json: bool,
-    api: Vec<String>,
+    nodes: crate::bench_api::Nodes,
 ) -> anyhow::Result<ExitCode> {
+    let api = &nodes.urls;
     // `desk` is a shipped model's name or a definition file; either is deployed on demand.
     let source = match models::source(&desk) {
         Some(source) => Some(source.to_owned()),
@@ -724,10 +725,7 @@ pub(crate) async fn bench(
         (r.finished, r.commands, r.elapsed, r.latencies)
     } else {
         let tokens = crate::bench_api::tokens(&e, &process).await?;
-        let nodes: Vec<String> = api
-            .iter()
-            .map(|u| u.trim_end_matches('/').to_owned())
-            .collect();
+        let nodes = nodes.clone();
         let r = tokio::task::spawn_blocking(move || {
             crate::bench_api::drive(nodes, &process, &tokens, requests, concurrency)
         })

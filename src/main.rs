@@ -199,6 +199,11 @@ enum Command {
         /// then only used to create the staff accounts and API tokens.
         #[arg(long, value_delimiter = ',', value_name = "URL")]
         api: Vec<String>,
+        /// With --api and several nodes: each request's calls all go to the node that took
+        /// its submission (as a load balancer routing by the request's id in the path
+        /// would), instead of each call to the next node.
+        #[arg(long, requires = "api")]
+        sticky: bool,
         /// Instead: add this many synthetic open tasks (one per request, spread over the
         /// desk's roles) for the inbox benchmark (bench/inbox.sh), and exit.
         #[arg(long, value_name = "N")]
@@ -301,11 +306,13 @@ fn main() -> ExitCode {
             concurrency,
             json,
             api,
+            sticky,
             seed_open_tasks: None,
         } => {
             let database = cli.database.clone();
+            let nodes = bench_api::Nodes { urls: api, sticky };
             db::run(&cli.database, |e| {
-                db::bench(e, database, desk, requests, concurrency, json, api)
+                db::bench(e, database, desk, requests, concurrency, json, nodes)
             })
         }
     }

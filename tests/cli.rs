@@ -535,6 +535,76 @@ fn the_benchmark_drives_requests_through_the_api_of_a_node() {
     assert_eq!(report["commands"], 3 * 14, "{report}");
 }
 
+/// A request's commands sent to the node that took it find it in that node's memory
+/// (`bench --sticky`); spread over two nodes, each finds its memory out of date (the other wrote
+/// since), and the command is read again: every request ends all the same.
+#[test]
+fn a_node_keeps_the_requests_it_writes_in_memory_and_reads_those_another_changed() {
+    let dir = tempdir("sticky");
+    let (mut a, address_a) = serve(&dir, &[]);
+    let (mut b, address_b) = serve(&dir, &[]);
+    let nodes = format!("http://{address_a},http://{address_b}");
+    let bench = |requests: &str, sticky: bool| {
+        let out = Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .args([
+                "bench",
+                "--requests",
+                requests,
+                "--concurrency",
+                "2",
+                "--json",
+            ])
+            .args(["--api", &nodes])
+            .args(if sticky { &["--sticky"][..] } else { &[] })
+            .env(
+                "GUICHET_DATABASE",
+                format!("sqlite://{}", dir.join("g.db").display()),
+            )
+            .output()
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&ok(&out)).unwrap()
+    };
+    // (commands from memory, found stale) on a node, from its /metrics.
+    let memory = |address: &str| -> (u64, u64) {
+        let text = ureq::get(format!("http://{address}/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let value = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+        };
+        (
+            value("guichet_commands_from_memory_total"),
+            value("guichet_remembered_stale_total"),
+        )
+    };
+    // Four requests, two submitted to each node, each completed where it was submitted: its
+    // 13 tasks from memory.
+    let report = bench("4", true);
+    assert_eq!(report["requests_finished"], 4, "{report}");
+    assert_eq!(report["through"], "HTTP API of 2 node(s)");
+    assert_eq!(memory(&address_a), (2 * 13, 0));
+    assert_eq!(memory(&address_b), (2 * 13, 0));
+    // Four more, each call to the next node: each node's memory is out of date at every
+    // call but a request's first, which finds nothing remembered.
+    let report = bench("4", false);
+    assert_eq!(report["requests_finished"], 4, "{report}");
+    for address in [&address_a, &address_b] {
+        let (used, stale) = memory(address);
+        assert_eq!(used - 2 * 13, stale, "{address}: every use stale");
+        assert!(stale >= 2 * 5, "{address}: {stale}");
+    }
+    for child in [&mut a, &mut b] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
 #[test]
 fn a_node_started_with_no_email_leaves_the_emails_to_another() {
     let dir = tempdir("no-email");

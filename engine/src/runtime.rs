@@ -549,15 +549,14 @@ impl Engine {
         // As this engine last wrote it, if it did: trusted, its version is checked by the
         // write's condition only; distrusted, by reading it first.
         let mut remembered = self.hot.take(id);
-        // The version of the request used from memory, until written: if its remembered state
-        // refuses the command, the row read next says whether it was out of date.
-        let mut used_version = None;
+        // The version of the request used from memory unchecked, until its outcome is known:
+        // if its remembered state refuses the command, the row read next says whether it was
+        // out of date.
+        let mut unchecked = None;
         for _ in 0..STALE_RETRIES {
-            let mut from_memory = false;
             let found = match remembered.take() {
                 Some(entry) if self.hot.trusted() => {
-                    from_memory = true;
-                    used_version = Some(entry.row_version);
+                    unchecked = Some(entry.row_version);
                     Found::Remembered(entry)
                 }
                 Some(entry) => {
@@ -572,7 +571,7 @@ impl Engine {
                 }
                 None => {
                     let row = self.command_row(id).await?;
-                    if let Some(version) = used_version.take() {
+                    if let Some(version) = unchecked.take() {
                         self.hot.found(true, row.row_version != version);
                     }
                     Found::Read(row)
@@ -588,13 +587,14 @@ impl Engine {
                 Ok(Some(prepared)) => prepared,
                 // Refused on a remembered state, which may be out of date: the request as
                 // stored decides.
-                Ok(None) | Err(Error::Refused(_) | Error::Conflict(_)) if from_memory => continue,
+                Ok(None) | Err(Error::Refused(_) | Error::Conflict(_)) if unchecked.is_some() => {
+                    continue;
+                }
                 Ok(None) => return Ok(None),
                 Err(e) => return Err(e),
             };
             let written = self.write_prepared(prepared).await?;
-            if from_memory {
-                used_version = None;
+            if unchecked.take().is_some() {
                 self.hot.found(true, written.is_none());
             }
             if let Some(written) = written {
