@@ -99,19 +99,35 @@ pub async fn drive(
     let existing = engine.instance_ids(desk, None).await?;
     let running = engine.instance_ids(desk, Some("running")).await?;
     let semaphore = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut handles = Vec::new();
-    let spawn = |id: Option<String>| {
-        let (engine, semaphore, intake, desk) = (
-            engine.clone(),
-            semaphore.clone(),
-            intake.clone(),
-            desk.to_owned(),
-        );
-        tokio::spawn(async move {
-            let _permit = semaphore
-                .acquire_owned()
-                .await
-                .map_err(|e| Error::Corrupt(e.to_string()))?;
+    let to_start = requests.saturating_sub(existing.len());
+    let mut report = Report {
+        started: to_start,
+        ..Report::default()
+    };
+    let reap = |report: &mut Report, done: Result<Result<_, Error>, tokio::task::JoinError>| {
+        let (latency, commands): (Option<Duration>, usize) =
+            done.map_err(|e| Error::Corrupt(e.to_string()))??;
+        report.finished += 1;
+        report.commands += commands + usize::from(latency.is_some());
+        report.latencies.extend(latency);
+        Ok::<_, Error>(())
+    };
+    // A task per request once a place is free (not all at once: the driver's own memory
+    // stays that of `concurrency` requests, however many it drives).
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in running
+        .into_iter()
+        .map(Some)
+        .chain((0..to_start).map(|_| None))
+    {
+        let permit = semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        let (engine, intake, desk) = (engine.clone(), intake.clone(), desk.to_owned());
+        tasks.spawn(async move {
+            let _permit = permit;
             let t0 = Instant::now();
             let fresh = id.is_none();
             let id = match id {
@@ -120,24 +136,13 @@ pub async fn drive(
             };
             let commands = run_one(&engine, &id).await?;
             Ok::<_, Error>((fresh.then(|| t0.elapsed()), commands))
-        })
-    };
-    for id in running {
-        handles.push(spawn(Some(id)));
+        });
+        while let Some(done) = tasks.try_join_next() {
+            reap(&mut report, done)?;
+        }
     }
-    let to_start = requests.saturating_sub(existing.len());
-    for _ in 0..to_start {
-        handles.push(spawn(None));
-    }
-    let mut report = Report {
-        started: to_start,
-        ..Report::default()
-    };
-    for h in handles {
-        let (latency, commands) = h.await.map_err(|e| Error::Corrupt(e.to_string()))??;
-        report.finished += 1;
-        report.commands += commands + usize::from(latency.is_some());
-        report.latencies.extend(latency);
+    while let Some(done) = tasks.join_next().await {
+        reap(&mut report, done)?;
     }
     report.latencies.sort();
     report.elapsed = began.elapsed();
