@@ -99,8 +99,8 @@ pub(crate) struct Hot {
     /// Remembered requests found, up to date or not (the window's measure).
     found: AtomicU64,
     distrusted: AtomicBool,
-    /// `found` and `stale` when the current window began.
-    window: Mutex<(u64, u64)>,
+    /// `stale` when the current window began.
+    stale_then: AtomicU64,
 }
 
 impl Hot {
@@ -146,29 +146,24 @@ impl Hot {
         self.used.fetch_add(u64::from(used), Ordering::Relaxed);
         let stale_now =
             self.stale.fetch_add(u64::from(stale), Ordering::Relaxed) + u64::from(stale);
+        // The one call that completes a window judges it.
         let found = self.found.fetch_add(1, Ordering::Relaxed) + 1;
-        let Ok(mut window) = self.window.lock() else {
+        if !found.is_multiple_of(WINDOW) {
             return;
-        };
-        let (found_then, stale_then) = *window;
-        if found - found_then >= WINDOW {
-            // Out of date more than once in eight: trusted, each such command is prepared
-            // twice.
-            let distrust = (stale_now - stale_then) * 8 > found - found_then;
-            if distrust != self.distrusted.swap(distrust, Ordering::Relaxed) {
-                tracing::info!(
-                    distrust,
-                    "requests remembered by this node were out of date {} times in {}: {}",
-                    stale_now - stale_then,
-                    found - found_then,
-                    if distrust {
-                        "another node or process writes them too; their version is read before use"
-                    } else {
-                        "used without reading again"
-                    }
-                );
-            }
-            *window = (found, stale_now);
+        }
+        let stale = stale_now.saturating_sub(self.stale_then.swap(stale_now, Ordering::Relaxed));
+        // Out of date more than once in eight: trusted, each such command is prepared twice.
+        let distrust = stale * 8 > WINDOW;
+        if distrust != self.distrusted.swap(distrust, Ordering::Relaxed) {
+            tracing::info!(
+                distrust,
+                "requests remembered by this node were out of date {stale} times in {WINDOW}: {}",
+                if distrust {
+                    "another node or process writes them too; their version is read before use"
+                } else {
+                    "used without reading again"
+                }
+            );
         }
     }
 

@@ -172,14 +172,18 @@ impl CommandRow {
             history_head: r.text(4)?,
         })
     }
-}
 
-/// Where a command finds its request.
-enum Found {
-    /// As this engine last wrote it.
-    Remembered(crate::hot::Entry),
-    /// Its row ([`Engine::command_row`]).
-    Read(CommandRow),
+    /// The request as a command starts from it: its state parsed, its events unknown.
+    fn entry(self) -> Result<crate::hot::Entry, Error> {
+        Ok(crate::hot::Entry {
+            inst: serde_json::from_str(&self.state).map_err(corrupt)?,
+            definition: self.definition,
+            row_version: self.row_version,
+            history_seq: self.history_seq,
+            history_head: self.history_head,
+            seen: None,
+        })
+    }
 }
 
 /// What the facts of a request that ends are derived from: its history rows (`seq`, `body`)
@@ -557,24 +561,20 @@ impl Engine {
             let found = match remembered.take() {
                 Some(entry) if self.hot.trusted() => {
                     unchecked = Some(entry.row_version);
-                    Found::Remembered(entry)
+                    entry
                 }
                 Some(entry) => {
                     let row = self.command_row(id).await?;
                     let stale = row.row_version != entry.row_version;
                     self.hot.found(!stale, stale);
-                    if stale {
-                        Found::Read(row)
-                    } else {
-                        Found::Remembered(entry)
-                    }
+                    if stale { row.entry()? } else { entry }
                 }
                 None => {
                     let row = self.command_row(id).await?;
                     if let Some(version) = unchecked.take() {
                         self.hot.found(true, row.row_version != version);
                     }
-                    Found::Read(row)
+                    row.entry()?
                 }
             };
             let prepared = match in_read!(self.store, |db| ctx.prepare(
@@ -726,7 +726,7 @@ impl Ctx {
         id: &str,
         command: Command,
         allowed: &Allowed<'_>,
-        found: Found,
+        found: crate::hot::Entry,
     ) -> Result<Option<Prepared>, Error> {
         let now = self.now();
         let crate::hot::Entry {
@@ -736,17 +736,7 @@ impl Ctx {
             history_seq: seq,
             history_head: head,
             seen,
-        } = match found {
-            Found::Remembered(entry) => entry,
-            Found::Read(row) => crate::hot::Entry {
-                inst: serde_json::from_str(&row.state).map_err(corrupt)?,
-                definition: row.definition,
-                row_version: row.row_version,
-                history_seq: row.history_seq,
-                history_head: row.history_head,
-                seen: None,
-            },
-        };
+        } = found;
         let process = self.process(db, &hash).await?;
         if !allowed(&process, &inst) {
             return Ok(None);
