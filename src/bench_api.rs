@@ -109,7 +109,7 @@ pub(crate) async fn tokens(e: &Engine, p: &Process) -> anyhow::Result<BTreeMap<S
     let mut out = BTreeMap::new();
     let mut password = [0u8; 16];
     getrandom::fill(&mut password).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let password = guichet_engine::hex(&password);
+    let password = hex::encode(password);
     for r in &p.roles {
         if let RoleSource::Members(m) = &r.source
             && let Some(who) = m.first()
@@ -162,7 +162,7 @@ pub(crate) fn drive(
         p: Arc::new(p.clone()),
         tokens: Arc::new(tokens.clone()),
         intake: Arc::new(
-            json!({ "fields": guichet_engine::drive::sample_fields(p.start().form()) }),
+            json!({ "fields": guichet_engine::sim::drive::sample_fields(p.start().form()) }),
         ),
         submitter: Arc::new(submitter),
         next: Arc::new(AtomicUsize::new(0)),
@@ -263,7 +263,7 @@ impl Run {
                     .context("a role without a member")?;
                 let body = json!({
                     "outcome": step.outcomes().first().map(|o| o.id.clone()),
-                    "fields": guichet_engine::drive::sample_fields(step.form()),
+                    "fields": guichet_engine::sim::drive::sample_fields(step.form()),
                 });
                 let path = format!("/api/v1/tasks/{id}/{}/complete", t["task"]);
                 let (status, answer) = client.call(node, &path, token, Some(&body)).await?;

@@ -359,7 +359,7 @@ pub(crate) async fn serve(
         // First start: an administrator account, whose password is shown once.
         let mut bytes = [0u8; 12];
         getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let password = guichet_engine::hex(&bytes);
+        let password = hex::encode(bytes);
         e.set_user("admin@localhost", &password, true).await?;
         println!(
             "  first start: administrator admin@localhost, password {password} (change it with `guichet user add`)"
@@ -435,7 +435,7 @@ pub(crate) async fn serve(
                     Err(err) => tracing::error!(error = %err, "firing timers failed; will retry"),
                 }
                 // At most a batch's worth a pass, a few hundred per transaction.
-                let most = usize::try_from(guichet_engine::rollup::FOLD_BATCH).unwrap_or(2_000);
+                let most = usize::try_from(guichet_engine::indicators::rollup::FOLD_BATCH).unwrap_or(2_000);
                 match e.fold_some_indicators(most).await {
                     Ok(0) => {}
                     Ok(folded) => tracing::debug!(folded, "indicators folded"),
@@ -719,9 +719,9 @@ pub(crate) async fn bench(
     let groups0 = e.store().group_commits();
     // (requests finished, commands or API calls, elapsed, sorted latencies)
     let (finished, commands, elapsed, latencies) = if api.is_empty() {
-        let intake = guichet_engine::drive::sample_fields(process.start().form());
-        let r =
-            guichet_engine::drive::drive(e.clone(), &desk, &intake, requests, concurrency).await?;
+        let intake = guichet_engine::sim::drive::sample_fields(process.start().form());
+        let r = guichet_engine::sim::drive::drive(e.clone(), &desk, &intake, requests, concurrency)
+            .await?;
         (r.finished, r.commands, r.elapsed, r.latencies)
     } else {
         let tokens = crate::bench_api::tokens(&e, &process).await?;

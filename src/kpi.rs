@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use guichet_engine::Engine;
 use guichet_engine::clock::Timestamp;
-use guichet_engine::export::csv_field;
-use guichet_engine::kpi::{Compare, Query};
+use guichet_engine::indicators::export::csv_field;
+use guichet_engine::indicators::kpi::{Compare, Query};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum View {
@@ -247,7 +247,7 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
         View::Matrix => {
             let rows = e.maturity_matrix(&q).await?;
             if matches!(a.format, Output::Svg) {
-                print!("{}", guichet_engine::kpi::matrix_svg(&rows));
+                print!("{}", guichet_engine::indicators::charts::matrix_svg(&rows));
                 return Ok(ExitCode::SUCCESS);
             }
             if matches!(a.format, Output::Json) {

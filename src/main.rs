@@ -296,7 +296,7 @@ fn main() -> ExitCode {
             seed_open_tasks: Some(n),
             ..
         } => db::run(&cli.database, |e| async move {
-            guichet_engine::drive::seed_open_tasks(&e, &desk, n).await?;
+            guichet_engine::sim::drive::seed_open_tasks(&e, &desk, n).await?;
             println!("{n} open tasks added to {desk}");
             Ok(ExitCode::SUCCESS)
         }),

@@ -10,9 +10,9 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use guichet_definitions::{self as definitions, diagnostic};
 use guichet_engine::Engine;
-use guichet_engine::charts::{self, esc};
 use guichet_engine::clock::Timestamp;
-use guichet_engine::scenario::{self, Parsed};
+use guichet_engine::indicators::charts::{self, esc};
+use guichet_engine::sim::scenario::{self, Parsed};
 use guichet_engine::sim::{self, Report, Scenario};
 
 use crate::kpi::{num, print_rows};
@@ -166,8 +166,7 @@ pub(crate) async fn simulate(
             ),
             None => (spec.as_str(), None),
         };
-        let fit = e
-            .fit(desk, revision, &parsed.scenario.calendar)
+        let fit = guichet_engine::sim::fit::fit(e, desk, revision, &parsed.scenario.calendar)
             .await
             .with_context(|| format!("cannot fit from {spec}"))?;
         if fit.requests == 0 {
@@ -233,7 +232,7 @@ async fn store(
     }
     let began = std::time::Instant::now();
     let bar = indicatif::ProgressBar::new((a.cases * names.len()) as u64);
-    let stored = guichet_engine::seed::seed_ended(
+    let stored = guichet_engine::sim::seed::seed_ended(
         e,
         &names,
         &parsed.scenario,
@@ -326,7 +325,7 @@ fn comparison(reports: &[Report]) -> Vec<(String, Vec<String>)> {
     for (name, f) in [
         (
             "lead time mean (days)",
-            (|s: &guichet_engine::kpi::Stats| s.mean) as fn(&_) -> f64,
+            (|s: &guichet_engine::indicators::kpi::Stats| s.mean) as fn(&_) -> f64,
         ),
         ("lead time median (days)", |s| s.median),
         ("lead time p90 (days)", |s| s.p90),
@@ -438,7 +437,7 @@ fn html(title: &str, a: &SimulateArgs, reports: &[Report]) -> String {
         a.seed,
         t = esc(title)
     ));
-    let lead: Vec<(String, guichet_engine::kpi::Stats)> = reports
+    let lead: Vec<(String, guichet_engine::indicators::kpi::Stats)> = reports
         .iter()
         .filter_map(|r| r.lead_time.map(|s| (r.desk.clone(), s)))
         .collect();
@@ -495,7 +494,7 @@ type OpenGroup = (
 );
 
 async fn forecast(e: &Engine, parsed: &Parsed, a: &SimulateArgs) -> anyhow::Result<ExitCode> {
-    let open = e.open_requests().await?;
+    let open = guichet_engine::sim::fit::open_requests(e).await?;
     // Requests of the same compiled process are simulated together: they share the staff.
     let mut groups: BTreeMap<(String, u32), OpenGroup> = BTreeMap::new();
     for (id, p, inst) in open {

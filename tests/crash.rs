@@ -364,7 +364,8 @@ impl Cluster {
                 let open: Vec<_> = inst.tasks.values().cloned().collect();
                 if open.is_empty() {
                     // A wait or a call: answered as the tireless driver does.
-                    if let Some(c) = guichet_engine::drive::next_command(&self.process, &inst) {
+                    if let Some(c) = guichet_engine::sim::drive::next_command(&self.process, &inst)
+                    {
                         let _ = self.engine.execute(&id, c).await;
                     }
                     continue;
@@ -374,7 +375,7 @@ impl Cluster {
                     let step = &self.process.steps[t.step];
                     let body = json!({
                         "outcome": step.outcomes().first().map(|o| o.id.clone()),
-                        "fields": guichet_engine::drive::sample_fields(step.form()),
+                        "fields": guichet_engine::sim::drive::sample_fields(step.form()),
                     });
                     let (address, token) = (self.live(round), self.tokens[&t.role].clone());
                     let path = format!("/api/v1/tasks/{id}/{}/complete", t.seq);

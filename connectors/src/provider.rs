@@ -24,13 +24,12 @@ use guichet_definitions::model::StepKind;
 use guichet_engine::Engine;
 use guichet_engine::clock::Timestamp;
 use guichet_engine::core::{Command, Effect, Fields, Instance};
-use guichet_engine::outbox::Claimed;
+use guichet_engine::runtime::outbox::Claimed;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::delivery::Failure;
-use crate::email::{Report, RetryPolicy};
+use crate::delivery::{Failure, Report, RetryPolicy};
 
 /// Where a provider receives webhooks, and the secret shared with it.
 #[derive(Debug, Clone)]
@@ -48,7 +47,7 @@ pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
-    let hex = guichet_engine::hex(&mac.finalize().into_bytes());
+    let hex = hex::encode(mac.finalize().into_bytes());
     format!("t={t},v1={hex}")
 }
 
@@ -110,7 +109,7 @@ impl Webhooks {
                 self.policy.lease_ms,
                 limit,
                 "webhook",
-                guichet_engine::outbox::Providers::Except(&self.pull),
+                guichet_engine::runtime::outbox::Providers::Except(&self.pull),
             )
             .await?
         {
@@ -214,7 +213,7 @@ impl Webhooks {
                     &m.id,
                     m.attempt,
                     self.engine.now(),
-                    &guichet_engine::outbox::Sent {
+                    &guichet_engine::runtime::outbox::Sent {
                         message_id: &m.id,
                         recipients: provider,
                         subject: &format!("webhook {step}"),

@@ -740,7 +740,7 @@ async fn a_daily_digest_replaces_task_emails_for_those_who_ask() {
         ),
         "{text}"
     );
-    let expected_id = guichet_engine::digest::digest_id(jurist, "2027-01-15");
+    let expected_id = guichet_engine::runtime::digest::digest_id(jurist, "2027-01-15");
     assert_eq!(
         header(digest, "Message-ID"),
         format!("<{expected_id}@hopital.example>")
@@ -773,7 +773,7 @@ async fn a_daily_digest_replaces_task_emails_for_those_who_ask() {
         header(&next, "Message-ID"),
         format!(
             "<{}@hopital.example>",
-            guichet_engine::digest::digest_id(jurist, "2027-01-16")
+            guichet_engine::runtime::digest::digest_id(jurist, "2027-01-16")
         )
     );
     // Someone with nothing pending gets no digest.
@@ -807,7 +807,10 @@ async fn a_digest_refused_for_a_while_is_resent_with_the_same_message_id() {
     let report = drain(&d, &clock).await;
     assert_eq!((report.sent, report.retried), (1, 2), "{report:?}");
     let row = e
-        .outbox_message(&guichet_engine::digest::digest_id(jurist, "2027-01-15"))
+        .outbox_message(&guichet_engine::runtime::digest::digest_id(
+            jurist,
+            "2027-01-15",
+        ))
         .await
         .unwrap();
     assert_eq!((row.state.as_str(), row.attempts), ("sent", 3));

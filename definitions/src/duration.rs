@@ -163,6 +163,11 @@ impl fmt::Display for IsoDuration {
     }
 }
 
+/// Durations are compared (reminder before deadline) with this helper.
+pub(crate) fn longer(a: &IsoDuration, b: &IsoDuration) -> bool {
+    a.approx_seconds() >= b.approx_seconds()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

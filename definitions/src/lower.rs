@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kdl::{KdlDocument, KdlNode};
 
 use crate::diagnostic::{Code, Diagnostic, Diagnostics, Span};
-use crate::duration::IsoDuration;
+
 use crate::expr::{self, Condition};
 use crate::limits;
 use crate::model::{
@@ -538,7 +538,7 @@ impl Lowerer<'_> {
         let p = Props::read(node, allowed, self.diags);
         p.at_most_args(1, "one argument, the step id", self.diags);
         let mut id = self.id(&p, &format!("{kind} step"));
-        if let Some(n) = id.as_ref().filter(|n| n.text == crate::resolve::JOIN) {
+        if let Some(n) = id.as_ref().filter(|n| n.text == crate::model::JOIN) {
             self.diags.push(
                 Diagnostic::new(Code::InvalidId, n.span, "`join` is a reserved word")
                     .label("reserved")
@@ -1142,9 +1142,4 @@ fn looks_like_email(s: &str) -> bool {
         }
         _ => false,
     }
-}
-
-/// Durations are compared (reminder before deadline) with this helper.
-pub(crate) fn longer(a: &IsoDuration, b: &IsoDuration) -> bool {
-    a.approx_seconds() >= b.approx_seconds()
 }

@@ -15,6 +15,9 @@ use crate::diagnostic::Span;
 use crate::duration::IsoDuration;
 use crate::expr::Condition;
 
+/// The reserved jump target that finishes a parallel branch.
+pub(crate) const JOIN: &str = "join";
+
 /// Index of a step in [`Process::steps`].
 pub type StepIdx = usize;
 

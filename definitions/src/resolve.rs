@@ -9,7 +9,7 @@ use crate::diagnostic::{Code, Diagnostic, Diagnostics, Span};
 use crate::expr::{self, Condition};
 use crate::lower::{Draft, KpiDraft};
 use crate::model::{
-    Edge, Exit, FieldType, Flow, Kpi, KpiKind, KpiTarget, Role, RoleSource, Step, StepIdx,
+    Edge, Exit, FieldType, Flow, JOIN, Kpi, KpiKind, KpiTarget, Role, RoleSource, Step, StepIdx,
     StepKind, Target, TargetValue,
 };
 use crate::schema::Name;
@@ -436,9 +436,6 @@ fn resolve_step(
     }
 }
 
-/// The reserved jump target that finishes a parallel branch.
-pub(crate) const JOIN: &str = "join";
-
 fn build_flow(d: &Draft, steps: &HashMap<String, StepIdx>, diags: &mut Diagnostics) -> Flow {
     // The step after each step in its block, or the join of its branch.
     let mut next: Vec<Option<Target>> = vec![None; d.steps.len()];
@@ -792,7 +789,7 @@ fn check_timing(step: &Step, i: StepIdx, d: &Draft, diags: &mut Diagnostics) {
                 .label("no `due`")
                 .help("add due=\"P15D\": deadlines drive reminders and the deadline-breach indicator"),
         ),
-        (Some(due), Some(remind)) if crate::lower::longer(remind, due) => diags.push(
+        (Some(due), Some(remind)) if crate::duration::longer(remind, due) => diags.push(
             Diagnostic::new(
                 Code::ReminderAfterDeadline,
                 d.links[i].timing_spans.get(1).copied().unwrap_or(at),
@@ -815,7 +812,7 @@ fn check_timing(step: &Step, i: StepIdx, d: &Draft, diags: &mut Diagnostics) {
         );
     }
     if let (Some(due), Some(esc)) = (&t.due, &t.escalation)
-        && crate::lower::longer(due, &esc.after)
+        && crate::duration::longer(due, &esc.after)
         && due != &esc.after
     {
         diags.push(

@@ -11,7 +11,7 @@ use guichet_definitions::model::BuildingBlock;
 use guichet_engine::Engine;
 use guichet_engine::clock::{ManualClock, Timestamp};
 use guichet_engine::core::{Command, Fields};
-use guichet_engine::kpi::{Compare, KpiRow, Query};
+use guichet_engine::indicators::kpi::{Compare, KpiRow, Query};
 use serde_json::json;
 
 const DAY: i64 = 86_400_000;
@@ -404,8 +404,7 @@ async fn a_scenario_fitted_from_history_has_the_measured_durations_and_weights()
     use guichet_engine::sim::Dist;
     let (e, clock) = engine().await;
     four_requests(&e, &clock).await;
-    let fit = e
-        .fit("interne-decentralise", Some(1), &Calendar::Always)
+    let fit = guichet_engine::sim::fit::fit(&e, "interne-decentralise", Some(1), &Calendar::Always)
         .await
         .unwrap();
     assert_eq!(fit.requests, 4);
@@ -427,12 +426,16 @@ async fn a_scenario_fitted_from_history_has_the_measured_durations_and_weights()
     assert_eq!(weight("revue-juridique", "valide"), 3.0);
     // Working time in an office calendar: the claim on Tuesday 00:00 and the decision on
     // Wednesday 00:00 span one open day of eight hours.
-    let office = e
-        .fit("interne-decentralise", None, &Calendar::french_office())
-        .await
-        .unwrap();
+    let office =
+        guichet_engine::sim::fit::fit(&e, "interne-decentralise", None, &Calendar::french_office())
+            .await
+            .unwrap();
     assert_eq!(office.work["recevabilite"], Dist::Fixed(1.0));
-    assert!(e.fit("nope", None, &Calendar::Always).await.is_err());
+    assert!(
+        guichet_engine::sim::fit::fit(&e, "nope", None, &Calendar::Always)
+            .await
+            .is_err()
+    );
 }
 
 /// Numbers equal to within float rounding (sums added in another order), the rest exactly.

@@ -13,7 +13,7 @@ use guichet_engine::clock::Timestamp;
 use guichet_engine::core::{
     Actor, Command, Fields, Instance, InstanceStatus, TimerKind, advance, start,
 };
-use guichet_engine::drive::sample_fields;
+use guichet_engine::sim::drive::sample_fields;
 use proptest::prelude::*;
 
 /// A generated process: a sequence of blocks, each a task (maybe with a revision loop), a

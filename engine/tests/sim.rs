@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use guichet_definitions::model::Process;
 use guichet_engine::calendar::Calendar;
 use guichet_engine::clock::Timestamp;
-use guichet_engine::scenario::{self, parse_instant};
+use guichet_engine::sim::scenario::{self, parse_instant};
 use guichet_engine::sim::{Dist, Scenario, forecast, simulate};
 
 fn one_task(extra_outcome: bool) -> Process {

@@ -322,7 +322,7 @@ async fn a_history_written_one_event_a_row_reads_and_ends_as_before(backend: &st
         let first = last + 1 - i64::try_from(events.len()).unwrap();
         for (seq, event) in (first..).zip(events) {
             let text = event.get();
-            let hash = guichet_engine::hex(&sha2::Sha256::digest(
+            let hash = hex::encode(sha2::Sha256::digest(
                 format!("{prev}\n{old}\n{seq}\n{text}").as_bytes(),
             ));
             let value: serde_json::Value = serde_json::from_str(text).unwrap();
@@ -460,7 +460,7 @@ async fn a_dispatcher_that_lost_its_lease_records_nothing(backend: &str) {
     assert_eq!(again.attempt, 2);
     // A wakes up: whatever it reports changes nothing.
     let now = Timestamp(T0.0 + 3_000);
-    let sent = |message_id, subject| guichet_engine::outbox::Sent {
+    let sent = |message_id, subject| guichet_engine::runtime::outbox::Sent {
         message_id,
         recipients: "someone@x",
         subject,
@@ -527,7 +527,7 @@ async fn a_daily_digest_is_queued_once_per_person_and_day(backend: &str) {
     assert_eq!(claimed[0].digest.email, data);
     assert_eq!(
         claimed[0].id,
-        guichet_engine::digest::digest_id(data, "2027-01-15")
+        guichet_engine::runtime::digest::digest_id(data, "2027-01-15")
     );
     let row = e.outbox_message(&claimed[0].id).await.unwrap();
     assert_eq!((row.instance, row.kind.as_str()), (None, "digest"));
@@ -553,7 +553,7 @@ async fn the_inbox_reads_the_most_urgent_tasks_of_ones_roles(backend: &str) {
     let (e, _) = engine(backend).await;
     e.deploy(model("interne-decentralise")).await.unwrap();
     // 6,000 open tasks spread over the desk's task steps, some 1,400 of them the jurists'.
-    guichet_engine::drive::seed_open_tasks(&e, "interne-decentralise", 6000)
+    guichet_engine::sim::drive::seed_open_tasks(&e, "interne-decentralise", 6000)
         .await
         .unwrap();
     // One real request whose legal feasibility a jurist claims: theirs, whatever its deadline.
@@ -593,7 +593,7 @@ async fn the_inbox_reads_the_most_urgent_tasks_of_ones_roles(backend: &str) {
             .any(|i| i.task.instance == id && i.task.assignee.is_some())
     );
     // Overdue first, then by deadline; the first page is the head of the whole list.
-    let key = |i: &guichet_engine::users::InboxItem| {
+    let key = |i: &guichet_engine::runtime::users::InboxItem| {
         (
             !i.task.overdue,
             i.task.due_at.is_none(),
@@ -1113,11 +1113,12 @@ async fn two_nodes_folding_the_indicators_count_each_request_once(backend: &str)
     let a = Arc::new(Engine::open(&url, clock.clone()).await.unwrap());
     let b = Arc::new(Engine::open(&url, clock.clone()).await.unwrap());
     a.deploy(model("interne-decentralise")).await.unwrap();
-    let driven = guichet_engine::drive::drive(a.clone(), "interne-decentralise", &intake(), 12, 4)
-        .await
-        .unwrap();
+    let driven =
+        guichet_engine::sim::drive::drive(a.clone(), "interne-decentralise", &intake(), 12, 4)
+            .await
+            .unwrap();
     assert_eq!(driven.finished, 12);
-    let q = guichet_engine::kpi::Query::default();
+    let q = guichet_engine::indicators::kpi::Query::default();
     let before = a.lead_times(&q).await.unwrap();
     assert_eq!(before[0].stats.n, 12);
     // Both nodes fold at once, a few requests at a time, until nothing is left.
@@ -1170,7 +1171,7 @@ async fn drive_alternating(
         loop {
             node = 1 - node;
             let (_, inst) = nodes[node].instance(&id).await.unwrap();
-            let Some(command) = guichet_engine::drive::next_command(&process, &inst) else {
+            let Some(command) = guichet_engine::sim::drive::next_command(&process, &inst) else {
                 assert_ne!(inst.status, InstanceStatus::Running, "{id} waits");
                 return;
             };
@@ -1197,9 +1198,10 @@ async fn the_facts_of_requests_ending_together_are_those_of_their_history(backen
     let e = Arc::new(Engine::open(&url, clock.clone()).await.unwrap());
     let other = Engine::open(&url, clock).await.unwrap();
     e.deploy(model("interne-decentralise")).await.unwrap();
-    let driven = guichet_engine::drive::drive(e.clone(), "interne-decentralise", &intake(), 40, 16)
-        .await
-        .unwrap();
+    let driven =
+        guichet_engine::sim::drive::drive(e.clone(), "interne-decentralise", &intake(), 40, 16)
+            .await
+            .unwrap();
     assert_eq!(driven.finished, 40);
     let remembered = e.remembered();
     assert!(
@@ -1226,18 +1228,19 @@ async fn the_facts_of_requests_ending_together_are_those_of_their_history(backen
             .into_iter()
             .filter_map(|t| Some((u32::try_from(t.seq).unwrap(), Timestamp(t.due_at?))))
             .collect();
-        let mut expected: Vec<VisitRow> = guichet_engine::facts::visits(&process, &events, &due)
-            .into_iter()
-            .map(|v| {
-                (
-                    v.step,
-                    i64::from(v.visit),
-                    v.entered_at.0,
-                    v.left_at.map(|t| t.0),
-                    v.due_at.map(|t| t.0),
-                )
-            })
-            .collect();
+        let mut expected: Vec<VisitRow> =
+            guichet_engine::indicators::facts::visits(&process, &events, &due)
+                .into_iter()
+                .map(|v| {
+                    (
+                        v.step,
+                        i64::from(v.visit),
+                        v.entered_at.0,
+                        v.left_at.map(|t| t.0),
+                        v.due_at.map(|t| t.0),
+                    )
+                })
+                .collect();
         expected.sort();
         let stored: Vec<VisitRow> = sqlx::query(
             "SELECT step, visit, entered_at, left_at, due_at FROM step_visits WHERE instance = $1 \
@@ -1375,7 +1378,7 @@ async fn a_node_whose_memory_is_often_out_of_date_reads_instead(backend: &str) {
     assert!(ran > 300 && stats.used <= 64 + 4, "{ran}: {stats:?}");
     assert!(stats.stale >= ran as u64 - 60, "{ran}: {stats:?}");
     // Alone again: trusted after a window of requests found up to date.
-    guichet_engine::drive::drive(a.clone(), "interne-decentralise", &intake(), 120, 4)
+    guichet_engine::sim::drive::drive(a.clone(), "interne-decentralise", &intake(), 120, 4)
         .await
         .unwrap();
     let stats = a.remembered();

@@ -7,9 +7,9 @@
 use super::*;
 
 use guichet_definitions::model::RoleSource;
-use guichet_engine::charts;
-use guichet_engine::export::csv_field;
-use guichet_engine::kpi::{Compare, Query};
+use guichet_engine::indicators::charts;
+use guichet_engine::indicators::export::csv_field;
+use guichet_engine::indicators::kpi::{Compare, Query};
 
 /// The signed-in administrator and their session token.
 async fn admin(s: &AppState, headers: &HeaderMap) -> Result<(String, String), Response> {
@@ -209,7 +209,7 @@ pub(crate) async fn indicators(
         };
         let data = serde_json::json!({
             "compare": compare_name, "lead_svg": lead_svg, "lead_rows": lead_rows,
-            "kpis": kpi_rows, "desks": per_desk, "matrix_svg": guichet_engine::kpi::matrix_svg(&matrix),
+            "kpis": kpi_rows, "desks": per_desk, "matrix_svg": guichet_engine::indicators::charts::matrix_svg(&matrix),
             "empty": leads.is_empty(),
         });
         Ok::<_, Error>(page(&s, StatusCode::OK, "admin-indicators", "Indicateurs", &data))

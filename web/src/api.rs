@@ -635,7 +635,7 @@ pub(crate) async fn fetch_and_lock(
             lock_ms,
             body.max.clamp(1, 100),
             "webhook",
-            guichet_engine::outbox::Providers::Only(&body.provider),
+            guichet_engine::runtime::outbox::Providers::Only(&body.provider),
         )
         .await?;
     let mut out = Vec::new();

@@ -73,7 +73,11 @@ pub(crate) async fn login(
         // A new session at every login: a token planted before it is worthless.
         Ok(Some(token)) => with_cookie(
             redirect("/inbox"),
-            &session_cookie(&s, &token, guichet_engine::users::ABSOLUTE_MS / 1000),
+            &session_cookie(
+                &s,
+                &token,
+                guichet_engine::runtime::users::ABSOLUTE_MS / 1000,
+            ),
         ),
         Ok(None) => page(
             &s,

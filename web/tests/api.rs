@@ -507,7 +507,7 @@ async fn a_provider_pulls_its_work_with_a_lock_and_a_fencing_attempt() {
             1_000,
             10,
             "webhook",
-            guichet_engine::outbox::Providers::Except(&["tiers-de-confiance".to_owned()]),
+            guichet_engine::runtime::outbox::Providers::Except(&["tiers-de-confiance".to_owned()]),
         )
         .await
         .unwrap();

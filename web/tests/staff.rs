@@ -452,7 +452,7 @@ async fn an_ended_request(site: &Site) -> String {
     let p = site.engine.process_of(&id).await.unwrap();
     loop {
         let (_, inst) = site.engine.instance(&id).await.unwrap();
-        let Some(command) = guichet_engine::drive::next_command(&p, &inst) else {
+        let Some(command) = guichet_engine::sim::drive::next_command(&p, &inst) else {
             break;
         };
         site.clock.set(Timestamp(site.engine.now().0 + 86_400_000));

@@ -6,7 +6,6 @@
 //! from its outbox id, on every attempt.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,16 +13,16 @@ use guichet_definitions::model::{Language, Process};
 use guichet_engine::Engine;
 use guichet_engine::clock::Timestamp;
 use guichet_engine::core::{Effect, Instance, Recipient};
-use guichet_engine::digest::{ClaimedDigest, Preference};
-use guichet_engine::links::Link;
-use guichet_engine::outbox::{Claimed, Outcome};
 use guichet_engine::runtime::TaskRow;
+use guichet_engine::runtime::digest::{ClaimedDigest, Preference};
+use guichet_engine::runtime::links::Link;
+use guichet_engine::runtime::outbox::{Claimed, Outcome};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::delivery::Failure;
+use crate::delivery::{Failure, Report, RetryPolicy};
 use crate::email::templates::{
     Context, DigestContext, DigestTask, Rendered, RequestRef, Templates,
 };
@@ -90,59 +89,6 @@ impl Transport {
         }
         Ok(Transport::Smtp(builder.build()))
     }
-}
-
-/// When to try again.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Delay after the first failure; doubled at each attempt.
-    pub base_ms: i64,
-    pub max_ms: i64,
-    /// Attempts after which a message becomes a dead letter.
-    pub max_attempts: i64,
-    /// How long a claimed message is held by a dispatcher before another may take it.
-    pub lease_ms: i64,
-    /// How long a task link stays valid (it dies earlier if the task is done or reassigned).
-    pub task_link_ttl_ms: i64,
-    /// How long the sponsor's status link stays valid.
-    pub status_link_ttl_ms: i64,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            base_ms: 30_000,
-            max_ms: 3_600_000,
-            max_attempts: 12,
-            lease_ms: 120_000,
-            task_link_ttl_ms: 30 * 86_400_000,
-            status_link_ttl_ms: 365 * 86_400_000,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The delay before attempt `attempt + 1`: exponential, capped, with a jitter of up to
-    /// half the delay. The jitter is drawn from the message id and attempt, so it spreads
-    /// retries without making runs irreproducible.
-    pub fn delay_ms(&self, id: &str, attempt: i64) -> i64 {
-        let exp = self
-            .base_ms
-            .saturating_mul(1i64 << (attempt - 1).clamp(0, 30))
-            .min(self.max_ms);
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (id, attempt).hash(&mut h);
-        let jitter = (h.finish() % 1000) as i64;
-        exp / 2 + exp / 2 * jitter / 1000
-    }
-}
-
-/// What one pass delivered.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Report {
-    pub sent: usize,
-    pub retried: usize,
-    pub dead: usize,
 }
 
 #[derive(Debug)]

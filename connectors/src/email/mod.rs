@@ -3,9 +3,9 @@
 pub mod dispatch;
 pub mod templates;
 
+pub use crate::delivery::{Report, RetryPolicy};
 pub use dispatch::{
-    DIGEST_HOUR, DIGEST_TASKS, Dispatcher, Report, RetryPolicy, SmtpConfig, TlsMode, Transport,
-    digestible,
+    DIGEST_HOUR, DIGEST_TASKS, Dispatcher, SmtpConfig, TlsMode, Transport, digestible,
 };
 pub use templates::{
     Context, DIGEST, DigestContext, DigestTask, Rendered, RequestRef, TemplateError, Templates,

@@ -15,11 +15,11 @@ use crate::clock::Timestamp;
 use crate::core::eval;
 use crate::core::form::{self, FieldError};
 use crate::core::io::{Actor, Command, Effect, Event, EventKind, Recipient, Transition};
+use crate::core::lifecycle::{self, TaskAction};
 use crate::core::state::{
     Fields, Instance, InstanceStatus, ReceivedEvent, Seq, StepData, Task, TaskState, Timer,
     TimerKind, Token,
 };
-use crate::lifecycle::{self, TaskAction};
 
 /// How many automatic steps one command may run. A definition whose gates loop without ever
 /// waiting would otherwise spin forever; this turns it into an error that changes nothing.

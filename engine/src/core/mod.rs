@@ -5,6 +5,7 @@
 pub mod eval;
 pub mod form;
 pub mod io;
+pub mod lifecycle;
 pub mod machine;
 pub mod state;
 

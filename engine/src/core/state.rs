@@ -75,7 +75,7 @@ impl Instance {
     }
 }
 
-/// The lifecycle of an instance (see [`crate::lifecycle`]).
+/// The lifecycle of an instance (see [`crate::core::lifecycle`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "status", content = "result")]
 pub enum InstanceStatus {

@@ -1,5 +1,5 @@
 //! Reads of commands on PostgreSQL, made together: the reads asked for while one query is on
-//! its way wait for the next, and go in one query, one round trip (as [`crate::pg_writer`]
+//! its way wait for the next, and go in one query, one round trip (as [`crate::store::postgres::writer`]
 //! does for the writes). Each command reads its request's row first, and a command that ends
 //! its request reads what its facts are derived from (its history and its tasks' deadlines);
 //! under load dozens arrive at once, and a round trip each cost the server and the node more
@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::runtime::Error;
+use crate::error::Error;
 use crate::store::Kept;
 
 /// At most this many requests in one query.

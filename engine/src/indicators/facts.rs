@@ -51,8 +51,8 @@ pub struct Visit {
 
 impl Visit {
     /// Its row of `step_visits` (`VISIT_COLUMNS`) for `instance`.
-    pub(crate) fn row(&self, instance: &str) -> Vec<crate::db::V> {
-        use crate::db::V;
+    pub(crate) fn row(&self, instance: &str) -> Vec<crate::store::db::V> {
+        use crate::store::db::V;
         vec![
             V::Text(instance.to_owned()),
             V::Text(self.step.clone()),

@@ -14,9 +14,9 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::clock::Timestamp;
-use crate::db::V;
-use crate::hex;
-use crate::runtime::{Engine, Error};
+use crate::error::Error;
+use crate::runtime::Engine;
+use crate::store::db::V;
 
 /// A link for one recipient of one message ([`Engine::link_for`]): its token (what the
 /// email carries; only its hash is stored), what it opens, until when.
@@ -45,23 +45,13 @@ pub struct Grant {
 pub struct Invalid;
 
 pub(crate) fn b64url(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The stored form of a token.
 fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 impl Engine {
@@ -87,7 +77,7 @@ impl Engine {
         getrandom::fill(&mut bytes).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
         // Two first starts at once: the first insert wins, both read it back.
         sqlx::query("INSERT INTO settings (key, value) VALUES ('link-secret', $1) ON CONFLICT (key) DO NOTHING")
-            .bind(hex(&bytes))
+            .bind(hex::encode(bytes))
             .execute(pool)
             .await?;
         let row = sqlx::query("SELECT value FROM settings WHERE key = 'link-secret'")
@@ -367,8 +357,12 @@ impl Engine {
 
 /// The statement that revokes every live link of a task that is reassigned, to run in the
 /// transaction that reassigns it (a closed task's links need none: see the module's notes).
-pub(crate) fn revoke_task_links(instance: &str, task: u32, now: Timestamp) -> crate::db::Statement {
-    use crate::db::V;
+pub(crate) fn revoke_task_links(
+    instance: &str,
+    task: u32,
+    now: Timestamp,
+) -> crate::store::db::Statement {
+    use crate::store::db::V;
     (
         "UPDATE links SET revoked_at = $1 WHERE instance = $2 AND task = $3 AND revoked_at IS NULL"
             .into(),

@@ -10,13 +10,12 @@ use std::collections::HashMap;
 use sqlx::{Any, AnyConnection, Row};
 
 use crate::clock::Timestamp;
-use crate::kpi::{Compare, Query};
-use crate::runtime::{Engine, Error};
-use crate::store::Backend;
-use crate::tally::{Part, Tally, VisitTimes};
+use crate::error::Error;
+use crate::indicators::kpi::Compare;
+use crate::indicators::tally::{Part, Tally, VisitTimes};
 
 /// Which requests' facts to read.
-enum Scope<'a> {
+pub(crate) enum Scope<'a> {
     /// Ended in `[from, to)`, with the intake answers `filters`.
     Ended {
         from: i64,
@@ -33,7 +32,7 @@ enum Scope<'a> {
     Ids(&'a [String]),
 }
 
-enum Arg {
+pub(crate) enum Arg {
     Int(i64),
     Text(String),
 }
@@ -41,7 +40,7 @@ enum Arg {
 impl Scope<'_> {
     /// The condition on `instances i` and its arguments, numbered from `$1`. Each reads
     /// through one index: the end's (a period), the queue's (not folded), the key (ids).
-    fn condition(&self) -> (String, Vec<Arg>) {
+    pub(crate) fn condition(&self) -> (String, Vec<Arg>) {
         match self {
             Scope::Ended { from, to, filters } | Scope::Pending { from, to, filters } => {
                 // `+` keeps the database from reading the end's index (the whole period)
@@ -76,7 +75,7 @@ impl Scope<'_> {
 }
 
 /// Runs a query over the facts of the requests in scope.
-async fn fetch(
+pub(crate) async fn fetch(
     conn: &mut AnyConnection,
     select: &str,
     (condition, args): &(String, Vec<Arg>),
@@ -94,7 +93,7 @@ async fn fetch(
 
 /// The facts of the requests in scope, each under the group `group(id, revision, ended_at)`
 /// gives it; `desks` (when not empty) keeps only those desks.
-async fn read_facts<G: Ord + Clone>(
+pub(crate) async fn read_facts<G: Ord + Clone>(
     conn: &mut AnyConnection,
     scope: &Scope<'_>,
     desks: &[String],
@@ -160,12 +159,12 @@ async fn read_facts<G: Ord + Clone>(
     Ok(tally)
 }
 
-const DAY: i64 = 86_400_000;
+pub(crate) const DAY: i64 = 86_400_000;
 
 /// Requests folded per transaction (each one a bound parameter of the deletion).
 pub const FOLD_BATCH: i64 = 2_000;
 
-/// Requests folded per transaction beside the commands ([`Engine::fold_some_indicators`]).
+/// Requests folded per transaction beside the commands ([`Engine::fold_some_indicators`](crate::Engine::fold_some_indicators)).
 pub const FOLD_STEP: i64 = 200;
 
 /// The first instant (UTC) of the month of `t`, in milliseconds.
@@ -178,12 +177,12 @@ pub(crate) fn month_start(t: i64) -> i64 {
 }
 
 /// The first instant of the month after the one starting at `start`.
-fn next_month(start: i64) -> i64 {
+pub(crate) fn next_month(start: i64) -> i64 {
     month_start(start + 32 * DAY)
 }
 
 /// The months wholly inside `[from, to)`: those starting in `[a, b)`.
-fn whole_months(from: Option<Timestamp>, to: Option<Timestamp>) -> (i64, i64) {
+pub(crate) fn whole_months(from: Option<Timestamp>, to: Option<Timestamp>) -> (i64, i64) {
     let a = from.map_or(i64::MIN, |f| {
         let m = month_start(f.0);
         if m == f.0 { m } else { next_month(m) }
@@ -193,12 +192,12 @@ fn whole_months(from: Option<Timestamp>, to: Option<Timestamp>) -> (i64, i64) {
 }
 
 /// The first instant (UTC) of the day of `t`.
-fn day_start(t: i64) -> i64 {
+pub(crate) fn day_start(t: i64) -> i64 {
     t.div_euclid(DAY) * DAY
 }
 
 /// The days wholly inside `[from, to)`: those starting in `[a, b)`.
-fn whole_days(from: Option<Timestamp>, to: Option<Timestamp>) -> (i64, i64) {
+pub(crate) fn whole_days(from: Option<Timestamp>, to: Option<Timestamp>) -> (i64, i64) {
     let a = from.map_or(i64::MIN, |f| {
         let d = day_start(f.0);
         if d == f.0 { d } else { d + DAY }
@@ -207,7 +206,7 @@ fn whole_days(from: Option<Timestamp>, to: Option<Timestamp>) -> (i64, i64) {
 }
 
 /// A stored part, read back.
-fn stored_part(desk: &str, bytes: &[u8]) -> Result<Part, Error> {
+pub(crate) fn stored_part(desk: &str, bytes: &[u8]) -> Result<Part, Error> {
     Part::decode(bytes)
         .map_err(|e| Error::Corrupt(format!("the indicators' rollup of `{desk}`: {e}")))
 }
@@ -233,11 +232,11 @@ pub(crate) fn group_label(compare: Compare, revision: i64, ended: i64) -> String
 }
 
 /// Where a part is stored: grain, revision, first instant, intake field and answer.
-type RollupKey = (&'static str, i64, i64, String, String);
+pub(crate) type RollupKey = (&'static str, i64, i64, String, String);
 
 /// Adds a part to its stored rollup (read, merged, written back; the caller holds the
 /// fold's lock).
-async fn add_to_rollup(
+pub(crate) async fn add_to_rollup(
     tx: &mut sqlx::Transaction<'static, Any>,
     desk: &str,
     (grain, revision, start, field, value): &RollupKey,
@@ -273,212 +272,6 @@ async fn add_to_rollup(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-impl Engine {
-    /// What the requests the query selects add up to, per desk and group: the stored parts
-    /// of the whole months and days of the period, and the facts of the rest, in one
-    /// snapshot.
-    pub(crate) async fn tally(&self, q: &Query) -> Result<Tally, Error> {
-        let mut tx = self.store().pool.begin().await?;
-        if self.store().backend == Backend::Postgres {
-            // One snapshot for every statement (SQLite's read transactions already are).
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                .execute(&mut *tx)
-                .await?;
-        }
-        let (from, to) = (
-            q.from.map_or(i64::MIN, |t| t.0),
-            q.to.map_or(i64::MAX, |t| t.0),
-        );
-        // Whole months from the monthly parts, the other whole days from the daily ones, the
-        // rest from the facts. The parts are kept for all requests and for those of each
-        // intake answer: a query filtered on more than one answer reads facts only.
-        let (field, value) = match q.filters.as_slice() {
-            [] => (Some(""), Some("")),
-            [(f, v)] => (Some(f.as_str()), Some(v.as_str())),
-            _ => (None, None),
-        };
-        let ((ma, mb), (da, db)) = if field.is_some() {
-            let days = whole_days(q.from, q.to);
-            // No whole day: all from the facts.
-            let days = if days.0 < days.1 { days } else { (to, to) };
-            (whole_months(q.from, q.to), days)
-        } else {
-            ((to, to), (to, to))
-        };
-        let mut tally = Tally::default();
-        let rows = sqlx::query(
-            "SELECT desk, revision, start, part FROM kpi_rollups \
-             WHERE field = $5 AND value = $6 AND ((grain = 'month' AND start >= $1 AND start < $2) \
-             OR (grain = 'day' AND start >= $3 AND start < $4 AND NOT (start >= $1 AND start < $2)))",
-        )
-        .bind(ma)
-        .bind(mb)
-        .bind(da)
-        .bind(db)
-        .bind(field.unwrap_or_default())
-        .bind(value.unwrap_or_default())
-        .fetch_all(&mut *tx)
-        .await?;
-        for r in rows {
-            let desk: String = r.try_get(0)?;
-            if !q.desks.is_empty() && !q.desks.contains(&desk) {
-                continue;
-            }
-            let part = stored_part(&desk, &r.try_get::<Vec<u8>, _>(3)?)?;
-            let group = group_label(q.compare, r.try_get(1)?, r.try_get(2)?);
-            tally.merge(&desk, &group, &part);
-        }
-        // The facts of the rest, in three disjoint parts: before the whole days, after them,
-        // and the requests of the whole days not folded yet.
-        let scopes = [
-            Scope::Ended {
-                from,
-                to: da.min(to),
-                filters: &q.filters,
-            },
-            Scope::Ended {
-                from: db.max(from),
-                to,
-                filters: &q.filters,
-            },
-            Scope::Pending {
-                from: da,
-                to: db,
-                filters: &q.filters,
-            },
-        ];
-        for scope in &scopes {
-            let (Scope::Ended { from, to, .. } | Scope::Pending { from, to, .. }) = scope else {
-                continue;
-            };
-            if from >= to {
-                continue;
-            }
-            let rest = read_facts(&mut tx, scope, &q.desks, |_, revision, ended| {
-                group_label(q.compare, revision, ended)
-            })
-            .await?;
-            for (desk, group, part) in rest.parts() {
-                tally.merge(desk, group, part);
-            }
-        }
-        tx.rollback().await?;
-        Ok(tally)
-    }
-
-    /// Folds up to `most` ended requests, [`FOLD_STEP`] per transaction, while there are
-    /// some; returns how many. What `serve` runs: a fold holds SQLite's write turn, and the
-    /// requests' commands wait meanwhile (2,000 at once stalled them all for 150 ms under
-    /// load).
-    pub async fn fold_some_indicators(&self, most: usize) -> Result<usize, Error> {
-        let mut total = 0;
-        while total < most {
-            let n = self.fold_indicators(FOLD_STEP).await?;
-            total += n;
-            if i64::try_from(n).unwrap_or(0) < FOLD_STEP {
-                break;
-            }
-        }
-        Ok(total)
-    }
-
-    /// Folds every ended request not folded yet, a batch at a time; returns how many.
-    pub async fn fold_all_indicators(&self) -> Result<usize, Error> {
-        let mut total = 0;
-        loop {
-            match self.fold_indicators(FOLD_BATCH).await? {
-                0 => return Ok(total),
-                n => total += n,
-            }
-        }
-    }
-
-    /// Folds up to `limit` ended requests into the stored parts of their day and month, in
-    /// one transaction; returns how many. One fold runs at a time, whichever the node.
-    pub async fn fold_indicators(&self, limit: i64) -> Result<usize, Error> {
-        // Most passes find nothing: look before taking the write lock.
-        if sqlx::query("SELECT instance FROM kpi_pending LIMIT 1")
-            .fetch_optional(&self.store().pool)
-            .await?
-            .is_none()
-        {
-            return Ok(0);
-        }
-        let (_turn, mut tx) = self.store().begin_write().await?;
-        // The lock: a second node folding waits here until this fold commits.
-        sqlx::query("UPDATE kpi_fold SET folded_at = $1 WHERE id = 1")
-            .bind(self.now().0)
-            .execute(&mut *tx)
-            .await?;
-        let ids: Vec<String> =
-            sqlx::query("SELECT instance FROM kpi_pending ORDER BY instance LIMIT $1")
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()?;
-        if ids.is_empty() {
-            tx.rollback().await?;
-            return Ok(0);
-        }
-        // Each request on its own, then added to its day's part and its month's, and to
-        // those of each of its intake answers (so that a comparison filtered on one answer
-        // reads parts too).
-        let requests = read_facts(&mut tx, &Scope::Ids(&ids), &[], |id, revision, ended| {
-            (id.to_owned(), revision, day_start(ended))
-        })
-        .await?;
-        let (condition, args) = Scope::Ids(&ids).condition();
-        let mut answers: HashMap<String, Vec<(String, String)>> = HashMap::new();
-        for r in fetch(
-            &mut tx,
-            "SELECT f.instance, f.field, f.value FROM instance_fields f JOIN instances i ON i.id = f.instance",
-            &(condition, args),
-        )
-        .await?
-        {
-            answers
-                .entry(r.try_get(0)?)
-                .or_default()
-                .push((r.try_get(1)?, r.try_get(2)?));
-        }
-        let none = (String::new(), String::new());
-        let mut parts: Tally<RollupKey> = Tally::default();
-        for (desk, (id, revision, day), part) in requests.parts() {
-            let month = month_start(*day);
-            let intake = answers.get(id).map_or(&[][..], Vec::as_slice);
-            for (field, value) in std::iter::once(&none).chain(intake) {
-                let (f, v) = (field.clone(), value.clone());
-                parts.merge(desk, &("day", *revision, *day, f.clone(), v.clone()), part);
-                parts.merge(desk, &("month", *revision, month, f, v), part);
-            }
-        }
-        for (desk, key, part) in parts.into_parts() {
-            add_to_rollup(&mut tx, &desk, &key, &part).await?;
-        }
-        let marks: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
-        let sql = format!(
-            "DELETE FROM kpi_pending WHERE instance IN ({})",
-            marks.join(", ")
-        );
-        let mut delete = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for id in &ids {
-            delete = delete.bind(id.clone());
-        }
-        let deleted = delete.execute(&mut *tx).await?.rows_affected();
-        if deleted != ids.len() as u64 {
-            // Cannot happen under the lock; refuse rather than count a request twice.
-            tx.rollback().await?;
-            return Err(Error::Conflict(
-                "the indicators were folded by someone else meanwhile".into(),
-            ));
-        }
-        tx.commit().await?;
-        Ok(ids.len())
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The statements of a write transaction, over either database connection: sqlx's (PostgreSQL,
 //! and SQLite when there is no writer thread) or the SQLite writer thread's own (rusqlite, see
-//! [`crate::writer`]). The engine's command transactions are written once, against [`Db`].
+//! [`crate::store::sqlite::writer`]). The engine's command transactions are written once, against [`Db`].
 //!
 //! SQL is written with `$1` placeholders, as everywhere in the engine; on the writer's
 //! connection they become SQLite's `?1` (explicit positions: SQLite would number `$1`-style
@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use sqlx::Row as _;
 
-use crate::runtime::Error;
+use crate::error::Error;
 
 /// A value bound to a statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -385,7 +385,7 @@ enum Sent<'a> {
 /// with all their rows. The server starts, runs and ends a statement once for them all, a
 /// third of the statements of a request in the batches of the benchmark's workload. Rows of
 /// distinct requests never share a key; were two to conflict, the batch fails and each
-/// command runs again alone ([`crate::pg_writer`]).
+/// command runs again alone ([`crate::store::postgres::writer`]).
 fn merged<'a>(commands: &[&'a [Statement]]) -> Vec<Sent<'a>> {
     let mut guards = Vec::new();
     let mut rest: Vec<Sent<'a>> = Vec::new();

@@ -14,9 +14,10 @@ use sha2::{Digest as _, Sha256};
 use sqlx::Row;
 
 use crate::clock::Timestamp;
-use crate::db::{Db as _, V};
-use crate::outbox::Providers;
-use crate::runtime::{Engine, Error};
+use crate::error::Error;
+use crate::runtime::Engine;
+use crate::runtime::outbox::Providers;
+use crate::store::db::{Db as _, V};
 use crate::store::in_read;
 
 /// What a person asked for.
@@ -51,7 +52,7 @@ pub const KIND: &str = "digest";
 
 /// The stable id of a person's digest of one day.
 pub fn digest_id(email: &str, day: &str) -> String {
-    let h = crate::hex(&Sha256::digest(email.as_bytes())[..8]);
+    let h = hex::encode(&Sha256::digest(email.as_bytes())[..8]);
     format!("digest.{day}.{h}")
 }
 

@@ -11,7 +11,8 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::core::{Actor, Command, Fields, Instance, InstanceStatus};
-use crate::runtime::{Engine, Error};
+use crate::error::Error;
+use crate::runtime::Engine;
 
 /// Plausible values for the required fields of a form.
 pub fn sample_fields(form: Option<&Form>) -> Fields {

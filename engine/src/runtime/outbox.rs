@@ -1,5 +1,5 @@
 //! The outbox, from the dispatcher's side: claim due messages under a lease, and record how
-//! each delivery went. Every change follows [`crate::lifecycle::OUTBOX`]; a claim is a
+//! each delivery went. Every change follows [`crate::core::lifecycle::OUTBOX`]; a claim is a
 //! compare-and-set on the row, so two dispatchers never send the same message at once, and a
 //! dispatcher that died mid-send loses its lease and the message is claimed again.
 
@@ -8,9 +8,10 @@ use sqlx::Row;
 
 use crate::clock::Timestamp;
 use crate::core::Effect;
-use crate::db::{Db as _, V};
-use crate::lifecycle::{self, OutboxAction, OutboxLife};
-use crate::runtime::{Engine, Error};
+use crate::core::lifecycle::{self, OutboxAction, OutboxLife};
+use crate::error::Error;
+use crate::runtime::Engine;
+use crate::store::db::{Db as _, V};
 use crate::store::in_read;
 
 /// Which providers' messages to claim.

@@ -6,6 +6,11 @@
 //!
 //! Runs are reproducible: the same scenario and seed give the same results.
 
+pub mod drive;
+pub mod fit;
+pub mod scenario;
+pub mod seed;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
@@ -16,9 +21,10 @@ use serde::Serialize;
 use crate::calendar::Calendar;
 use crate::clock::Timestamp;
 use crate::core::{self, Actor, Command, Event, Fields, Instance, InstanceStatus, Seq};
-use crate::drive::sample_fields;
-use crate::facts;
-use crate::kpi::{KpiRow, Stats, StepRow, Tally, VisitTimes};
+use crate::indicators::facts;
+use crate::indicators::kpi::{KpiRow, Stats, StepRow};
+use crate::indicators::tally::{Tally, VisitTimes};
+use crate::sim::drive::sample_fields;
 
 const DAY_MS: f64 = 86_400_000.0;
 

@@ -8,10 +8,11 @@
 
 use std::sync::Arc;
 
-use crate::db::{V, insert};
-use crate::history::{self, genesis};
-use crate::runtime::{Engine, Error, status_str};
+use crate::error::Error;
+use crate::runtime::{Engine, status_str};
 use crate::sim::{EndedRequest, Scenario, simulate_into};
+use crate::store::db::{V, insert};
+use crate::store::history::{self, genesis};
 
 /// Writes one batch of ended requests of a desk in one transaction.
 async fn write(
@@ -77,7 +78,13 @@ async fn write(
     )
     .await?;
     insert(&mut *tx, "history", history::COLUMNS, history).await?;
-    insert(&mut *tx, "step_visits", crate::facts::VISIT_COLUMNS, visits).await?;
+    insert(
+        &mut *tx,
+        "step_visits",
+        crate::indicators::facts::VISIT_COLUMNS,
+        visits,
+    )
+    .await?;
     insert(&mut *tx, "kpi_facts", &["instance", "kpi", "value"], kpis).await?;
     insert(
         &mut *tx,

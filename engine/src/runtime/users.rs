@@ -14,8 +14,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::db::{Db, V};
-use crate::runtime::{Engine, Error, TaskRow};
+use crate::error::Error;
+use crate::runtime::{Engine, TaskRow};
+use crate::store::db::{Db, V};
 use crate::store::in_read;
 
 /// A session ends after this long without a request.
@@ -24,7 +25,7 @@ pub const IDLE_MS: i64 = 2 * 3_600_000;
 pub const ABSOLUTE_MS: i64 = 12 * 3_600_000;
 
 fn hash(token: &str) -> String {
-    crate::hex(&Sha256::digest(token.as_bytes()))
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// An API token as listed (never the token itself).
@@ -115,7 +116,7 @@ impl Engine {
         }
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
-        let token = crate::hex(&bytes);
+        let token = hex::encode(bytes);
         let now = self.now().0;
         self.write_one(
             "INSERT INTO sessions (token_hash, email, created_at, last_seen_at) VALUES ($1, $2, $3, $3)",
@@ -179,7 +180,7 @@ impl Engine {
         }
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
-        let token = format!("gch_{}", crate::links::b64url(&bytes));
+        let token = format!("gch_{}", crate::runtime::links::b64url(&bytes));
         self.write_one(
             "INSERT INTO api_tokens (token_hash, prefix, email, name, created_at) VALUES ($1, $2, $3, $4, $5)",
             vec![

@@ -3,48 +3,33 @@
 //! history events in **one transaction**. A crash at any point leaves either the whole change
 //! or none of it.
 
+pub mod audit;
+pub mod digest;
+pub mod export;
+pub mod hot;
+pub mod indicators;
+pub mod links;
+pub mod outbox;
+pub mod roster;
+pub mod users;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 
+use guichet_definitions::load;
 use guichet_definitions::model::{EndResult, Process};
-use guichet_definitions::{Diagnostic, load};
 use serde::Serialize;
 use sqlx::Row as _;
 
 use crate::clock::{Clock, Timestamp};
 use crate::core::{self, Command, Effect, Fields, Instance, InstanceStatus, Transition};
-use crate::db::{Db, Statement, V, inserts};
-use crate::history::{self, genesis};
+pub use crate::error::Error;
+use crate::error::corrupt;
+use crate::store::db::{Db, Statement, V, inserts};
+use crate::store::history::{self, genesis};
+use crate::store::rows::{CommandRow, FactsRows};
 use crate::store::{Backend, Store, in_read};
-
-/// Why an engine operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The command is not valid for the request as it stands (nothing changed).
-    #[error(transparent)]
-    Refused(#[from] core::Error),
-    /// Someone else got there first (the task was completed meanwhile, for example).
-    #[error("conflict: {0}")]
-    Conflict(String),
-    #[error("not found: {0}")]
-    NotFound(String),
-    /// A definition to deploy has errors.
-    #[error("the definition has {} error(s)", .0.iter().filter(|d| d.is_error()).count())]
-    Definition(Vec<Diagnostic>),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    /// A SQLite connection of the engine's own (the writer thread's, a reader) failed, or the
-    /// writer thread stopped.
-    #[error("database: {0}")]
-    Sqlite(String),
-    /// Writing an export failed.
-    #[error("cannot write: {0}")]
-    Io(#[from] std::io::Error),
-    /// Stored data that cannot be read back (a bug or tampering).
-    #[error("corrupt data: {0}")]
-    Corrupt(String),
-}
 
 /// A deployed definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -93,7 +78,7 @@ impl TaskRow {
     const COLUMNS: &str =
         "instance, seq, step, role, assignee, state, created_at, due_at, overdue, closed_by";
 
-    fn from_row(r: &crate::db::Row) -> Result<TaskRow, Error> {
+    fn from_row(r: &crate::store::db::Row) -> Result<TaskRow, Error> {
         Ok(TaskRow {
             instance: r.text(0)?,
             seq: r.int(1)?,
@@ -129,7 +114,7 @@ pub struct Engine {
     /// [`DESKS_TTL`] (every page needs the desks for the roles of the person, every start
     /// the latest revision of its desk); a deploy or a change of accounts through this
     /// engine refreshes it.
-    pub(crate) roster: RwLock<Option<(std::time::Instant, Arc<crate::kpi::Roster>)>>,
+    pub(crate) roster: RwLock<Option<(std::time::Instant, Arc<roster::Roster>)>>,
     /// Held by the one caller reading the roster again when it is out of date.
     pub(crate) roster_reading: tokio::sync::Mutex<()>,
     /// When this process last recorded the use of each session and API token (by hash).
@@ -144,84 +129,8 @@ pub struct Engine {
     /// The definition each request runs on, as read (it never changes): the request path
     /// asks for a request's process on every call.
     definition_of: std::sync::Mutex<HashMap<String, String>>,
-    /// The requests this engine wrote last, as written ([`crate::hot`]).
-    hot: crate::hot::Hot,
-}
-
-/// A request's row as a command reads it: its definition, state, version and history tip.
-#[derive(Debug, Clone)]
-pub(crate) struct CommandRow {
-    pub(crate) definition: String,
-    pub(crate) state: String,
-    pub(crate) row_version: i64,
-    pub(crate) history_seq: i64,
-    pub(crate) history_head: String,
-}
-
-impl CommandRow {
-    /// Its columns of `instances`, in the order [`CommandRow::from_row`] reads them.
-    pub(crate) const COLUMNS: &str = "definition, state, row_version, history_seq, history_head";
-
-    /// From a row whose first columns are [`CommandRow::COLUMNS`].
-    pub(crate) fn from_row(r: &crate::db::Row) -> Result<CommandRow, Error> {
-        Ok(CommandRow {
-            definition: r.text(0)?,
-            state: r.text(1)?,
-            row_version: r.int(2)?,
-            history_seq: r.int(3)?,
-            history_head: r.text(4)?,
-        })
-    }
-
-    /// The request as a command starts from it: its state parsed, its events unknown.
-    fn entry(self) -> Result<crate::hot::Entry, Error> {
-        Ok(crate::hot::Entry {
-            inst: serde_json::from_str(&self.state).map_err(corrupt)?,
-            definition: self.definition,
-            row_version: self.row_version,
-            history_seq: self.history_seq,
-            history_head: self.history_head,
-            seen: None,
-        })
-    }
-}
-
-/// What the facts of a request that ends are derived from: its history rows (`seq`, `body`)
-/// and its tasks' deadlines (`seq`, `due_at`), as stored before the ending command.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct FactsRows {
-    pub(crate) history: Vec<(i64, String)>,
-    pub(crate) due: Vec<(i64, i64)>,
-}
-
-impl FactsRows {
-    /// Read with the connection of the command (on PostgreSQL a node reads those of the
-    /// requests ending at once together: [`crate::store::read_facts`]).
-    async fn read<D: Db>(db: &mut D, id: &str, tip: i64) -> Result<FactsRows, Error> {
-        let key = || V::Text(id.to_owned());
-        let history = db
-            .rows(
-                "SELECT seq, body FROM history WHERE instance = $1 AND seq <= $2".into(),
-                &[key(), V::Int(tip)],
-            )
-            .await?;
-        let due = db
-            .rows(
-                "SELECT seq, due_at FROM tasks WHERE instance = $1 AND due_at IS NOT NULL".into(),
-                &[key()],
-            )
-            .await?;
-        Ok(FactsRows {
-            history: history
-                .iter()
-                .map(|r| Ok((r.int(0)?, r.text(1)?)))
-                .collect::<Result<_, Error>>()?,
-            due: due
-                .iter()
-                .map(|r| Ok((r.int(0)?, r.int(1)?)))
-                .collect::<Result<_, Error>>()?,
-        })
-    }
+    /// The requests this engine wrote last, as written ([`crate::runtime::hot`]).
+    hot: crate::runtime::hot::Hot,
 }
 
 /// A condition on a request as a command finds it ([`Engine::execute_if`]).
@@ -251,10 +160,6 @@ pub fn status_str(s: InstanceStatus) -> (&'static str, Option<&'static str>) {
     }
 }
 
-pub(crate) fn corrupt(e: impl std::fmt::Display) -> Error {
-    Error::Corrupt(e.to_string())
-}
-
 /// What a command's transaction needs besides its connection: the clock, the compiled
 /// definitions. Cheap to clone, so that the SQLite writer thread can own one.
 #[derive(Clone)]
@@ -262,7 +167,7 @@ pub(crate) struct Ctx {
     clock: Arc<dyn Clock>,
     processes: Arc<RwLock<HashMap<String, Arc<Process>>>>,
     /// PostgreSQL: reads the facts' sources with those of the other requests ending.
-    facts_reader: Option<crate::pg_reader::PgReader<FactsRows>>,
+    facts_reader: Option<crate::store::postgres::reader::PgReader<FactsRows>>,
 }
 
 /// A command's writes, prepared from the request as read ([`Ctx::prepare`]) before its
@@ -279,8 +184,8 @@ struct Prepared {
     row_version: i64,
     history_seq: i64,
     history_head: String,
-    /// Its events and tasks' deadlines, when all known ([`crate::hot`]).
-    seen: Option<crate::hot::Seen>,
+    /// Its events and tasks' deadlines, when all known ([`crate::runtime::hot`]).
+    seen: Option<crate::runtime::hot::Seen>,
     /// The first changes the request's row (an update on the condition that its version is
     /// the one read, or the insert of a new request) and must change exactly one row. When
     /// the command ends the request, the last ones store its facts.
@@ -325,7 +230,7 @@ impl Engine {
             tokens_seen: std::sync::Mutex::default(),
             link_secret: std::sync::OnceLock::new(),
             definition_of: std::sync::Mutex::default(),
-            hot: crate::hot::Hot::default(),
+            hot: crate::runtime::hot::Hot::default(),
         })
     }
 
@@ -430,7 +335,7 @@ impl Engine {
     }
 
     /// Remembers a request as a command just wrote it (its definition; its state unless it
-    /// ended, for the next command: [`crate::hot`]); returns its new state.
+    /// ended, for the next command: [`crate::runtime::hot`]); returns its new state.
     fn remember(&self, written: Prepared) -> Instance {
         self.remember_definition(&written.id, written.definition.clone());
         if written.inst.status != InstanceStatus::Running {
@@ -440,7 +345,7 @@ impl Engine {
         let inst = written.inst.clone();
         self.hot.put(
             &written.id,
-            crate::hot::Entry {
+            crate::runtime::hot::Entry {
                 definition: written.definition,
                 inst: written.inst,
                 row_version: written.row_version,
@@ -471,8 +376,8 @@ impl Engine {
         row.ok_or_else(|| Error::NotFound(format!("request {id}")))
     }
 
-    /// How the requests this engine remembers have served ([`crate::hot`]).
-    pub fn remembered(&self) -> crate::hot::HotStats {
+    /// How the requests this engine remembers have served ([`crate::runtime::hot`]).
+    pub fn remembered(&self) -> crate::runtime::hot::HotStats {
         self.hot.stats()
     }
 
@@ -484,16 +389,21 @@ impl Engine {
         match &self.store.writer {
             Some(writer) => {
                 writer
-                    .write(move |db| crate::writer::ready(crate::db::exec_all(db, &statements)))
+                    .write(move |db| {
+                        crate::store::sqlite::writer::ready(crate::store::db::exec_all(
+                            db,
+                            &statements,
+                        ))
+                    })
                     .await
             }
             None if self.store.backend == Backend::Postgres => {
                 self.store.postgres_batch(&statements).await
             }
-            None => crate::store::in_kept_transaction!(self.store, |db| crate::db::exec_all(
-                db,
-                &statements
-            )),
+            None => crate::store::in_kept_transaction!(
+                self.store,
+                |db| crate::store::db::exec_all(db, &statements)
+            ),
         }
     }
 
@@ -507,7 +417,7 @@ impl Engine {
                 let prepared = Arc::new(prepared);
                 let job = prepared.clone();
                 let written = writer
-                    .write(move |db| crate::writer::ready(job.write(db)))
+                    .write(move |db| crate::store::sqlite::writer::ready(job.write(db)))
                     .await?;
                 return Ok(written.then(|| Arc::unwrap_or_clone(prepared)));
             }
@@ -567,14 +477,14 @@ impl Engine {
                     let row = self.command_row(id).await?;
                     let stale = row.row_version != entry.row_version;
                     self.hot.found(!stale, stale);
-                    if stale { row.entry()? } else { entry }
+                    if stale { entry_of(row)? } else { entry }
                 }
                 None => {
                     let row = self.command_row(id).await?;
                     if let Some(version) = unchecked.take() {
                         self.hot.found(true, row.row_version != version);
                     }
-                    row.entry()?
+                    entry_of(row)?
                 }
             };
             let prepared = match in_read!(self.store, |db| ctx.prepare(
@@ -677,7 +587,7 @@ impl Ctx {
                 V::MaybeInt(inst.next_timer_at().map(|t| t.0)),
             ],
         )];
-        let fields = crate::facts::intake_fields(process, &inst)
+        let fields = crate::indicators::facts::intake_fields(process, &inst)
             .into_iter()
             .map(|(field, value)| vec![V::Text(id.clone()), V::Text(field), V::Text(value)])
             .collect();
@@ -703,7 +613,7 @@ impl Ctx {
             statements.extend(facts);
             None
         } else {
-            crate::hot::Seen::default().extend(transition.events, &transition.effects)
+            crate::runtime::hot::Seen::default().extend(transition.events, &transition.effects)
         };
         Ok(Prepared {
             id,
@@ -726,10 +636,10 @@ impl Ctx {
         id: &str,
         command: Command,
         allowed: &Allowed<'_>,
-        found: crate::hot::Entry,
+        found: crate::runtime::hot::Entry,
     ) -> Result<Option<Prepared>, Error> {
         let now = self.now();
-        let crate::hot::Entry {
+        let crate::runtime::hot::Entry {
             definition: hash,
             inst,
             row_version,
@@ -932,7 +842,7 @@ impl Ctx {
             if let core::EventKind::TaskDelegated { task, .. }
             | core::EventKind::TaskEscalated { task, .. } = &event.kind
             {
-                out.push(crate::links::revoke_task_links(id, *task, now));
+                out.push(crate::runtime::links::revoke_task_links(id, *task, now));
             }
         }
         // The command's events: one row.
@@ -958,11 +868,11 @@ impl Ctx {
         inst: &Instance,
         tip: i64,
         t: &Transition,
-        seen: Option<crate::hot::Seen>,
+        seen: Option<crate::runtime::hot::Seen>,
     ) -> Result<Vec<Statement>, Error> {
         let key = || V::Text(id.to_owned());
         let read = seen.is_none() && tip > 0;
-        let crate::hot::Seen {
+        let crate::runtime::hot::Seen {
             mut events,
             mut due,
         } = seen.unwrap_or_default();
@@ -987,15 +897,19 @@ impl Ctx {
         }
         // What the transition itself appends and changes.
         events.extend(t.events.iter().cloned());
-        crate::hot::tasks_due(&mut due, &t.effects);
-        let visits = crate::facts::visits(process, &events, &due);
+        crate::runtime::hot::tasks_due(&mut due, &t.effects);
+        let visits = crate::indicators::facts::visits(process, &events, &due);
         let mut out: Vec<Statement> = vec![(
             "INSERT INTO kpi_pending (instance) VALUES ($1)".into(),
             vec![key()],
         )];
         let rows = visits.iter().map(|v| v.row(id)).collect();
-        out.extend(inserts("step_visits", crate::facts::VISIT_COLUMNS, rows));
-        let rows = crate::facts::kpi_values(process, inst, &visits)
+        out.extend(inserts(
+            "step_visits",
+            crate::indicators::facts::VISIT_COLUMNS,
+            rows,
+        ));
+        let rows = crate::indicators::facts::kpi_values(process, inst, &visits)
             .into_iter()
             .map(|(kpi, value)| vec![key(), V::Text(kpi), V::Real(value)])
             .collect();
@@ -1301,4 +1215,16 @@ pub(crate) fn among(select: &str, values: &[&str]) -> (String, Vec<V>) {
         keys.push(V::MaybeText(None));
     }
     (format!("{select} IN ({})", marks.join(", ")), keys)
+}
+
+/// A request as a command starts from its row: its state parsed, its events unknown.
+fn entry_of(row: CommandRow) -> Result<crate::runtime::hot::Entry, Error> {
+    Ok(crate::runtime::hot::Entry {
+        inst: serde_json::from_str(&row.state).map_err(corrupt)?,
+        definition: row.definition,
+        row_version: row.row_version,
+        history_seq: row.history_seq,
+        history_head: row.history_head,
+        seen: None,
+    })
 }

@@ -3,9 +3,13 @@
 //! Server-rendered, no script, readable in a browser, a mail client or an HTML report file.
 //! Every text is escaped.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::kpi::Stats;
+use guichet_definitions::model::BuildingBlock;
+
+use crate::indicators::kpi::{MatrixRow, StepRow};
+use crate::indicators::stats::Stats;
 
 /// Colours for series and segments, readable on white and distinct for most colour vision.
 pub const PALETTE: &[&str] = &[
@@ -199,12 +203,7 @@ pub fn stacked_bars(
 
 /// Waiting and working time of the slowest tasks (at most twelve), as stacked bars: the
 /// chart of "where the time goes", shared by the dashboard and the simulation report.
-pub fn task_times(
-    title: &str,
-    unit: &str,
-    legend: [&str; 2],
-    steps: &[&crate::kpi::StepRow],
-) -> String {
+pub fn task_times(title: &str, unit: &str, legend: [&str; 2], steps: &[&StepRow]) -> String {
     let rows: Vec<(String, Vec<f64>)> = steps
         .iter()
         .filter(|s| s.kind == "task")
@@ -220,6 +219,155 @@ pub fn task_times(
         })
         .collect();
     stacked_bars(title, unit, &legend, &rows)
+}
+
+fn block_name(b: BuildingBlock) -> &'static str {
+    match b {
+        BuildingBlock::General => "général",
+        BuildingBlock::Catalogue => "catalogue",
+        BuildingBlock::Uses => "usages",
+        BuildingBlock::Technical => "technique",
+        BuildingBlock::Regulatory => "réglementaire",
+        BuildingBlock::Valorisation => "valorisation",
+    }
+}
+
+/// The white paper's maturity x performance chart (3.3) as a standalone SVG: maturity across,
+/// performance up, the priority quadrant (neither mature nor performant) highlighted, one
+/// point per building block and desk. Blocks without both measures are listed underneath.
+pub fn matrix_svg(rows: &[MatrixRow]) -> String {
+    use std::fmt::Write;
+    const COLOURS: &[&str] = &[
+        "#0b5394", "#b45f06", "#38761d", "#741b47", "#45818e", "#7f6000",
+    ];
+    let (left, top, size) = (70.0, 40.0, 420.0);
+    let desks: Vec<&str> = {
+        let mut d: Vec<&str> = rows.iter().map(|r| r.desk.as_str()).collect();
+        d.dedup();
+        d
+    };
+    let missing: Vec<&MatrixRow> = rows
+        .iter()
+        .filter(|r| r.maturity.is_none() || r.performance.is_none())
+        .collect();
+    // (one fact and one indicator with a target are needed to place a block)
+    let height = top + size + 70.0 + 18.0 * (desks.len() + missing.len()) as f64;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="680" height="{height:.0}" viewBox="0 0 680 {height:.0}" font-family="sans-serif" font-size="12" role="img" aria-label="Maturité et performance par brique">"#
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{left}" y="24" font-size="15" font-weight="bold">Maturité × performance</text>"#
+    );
+    let half = size / 2.0;
+    // Quadrants: bottom-left is the priority.
+    let quads = [
+        (left, top + half, "#f4cccc", "Prioritaire"),
+        (left + half, top, "#d9ead3", "Acquis"),
+        (left, top, "#fff2cc", "Non prioritaire"),
+        (left + half, top + half, "#fff2cc", "Non prioritaire"),
+    ];
+    for (x, y, fill, label) in quads {
+        let _ = writeln!(
+            out,
+            r##"<rect x="{x}" y="{y}" width="{half}" height="{half}" fill="{fill}" stroke="#999"/>"##
+        );
+        let _ = writeln!(
+            out,
+            r##"<text x="{:.0}" y="{:.0}" fill="#555" font-style="italic">{label}</text>"##,
+            x + 8.0,
+            y + 18.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        r##"<rect x="{left}" y="{:.0}" width="{half}" height="{half}" fill="none" stroke="#a40000" stroke-width="3"/>"##,
+        top + half
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{:.0}" y="{:.0}" text-anchor="middle">Maturité →</text>"#,
+        left + half,
+        top + size + 32.0
+    );
+    let _ = writeln!(
+        out,
+        r#"<text transform="translate(24 {:.0}) rotate(-90)" text-anchor="middle">Performance →</text>"#,
+        top + half
+    );
+    for (v, label) in [(0.0, "0"), (0.5, "0,5"), (1.0, "1")] {
+        let _ = writeln!(
+            out,
+            r##"<text x="{:.0}" y="{:.0}" text-anchor="middle" fill="#555">{label}</text>"##,
+            left + v * size,
+            top + size + 16.0
+        );
+        let _ = writeln!(
+            out,
+            r##"<text x="{:.0}" y="{:.0}" text-anchor="end" fill="#555">{label}</text>"##,
+            left - 6.0,
+            top + size - v * size + 4.0
+        );
+    }
+    // Points at the same place are fanned out so each stays readable.
+    let mut seen: BTreeMap<(i64, i64), usize> = BTreeMap::new();
+    for r in rows {
+        let (Some(m), Some(p)) = (r.maturity, r.performance) else {
+            continue;
+        };
+        let k = desks.iter().position(|d| *d == r.desk).unwrap_or(0);
+        let colour = COLOURS[k % COLOURS.len()];
+        #[allow(clippy::cast_possible_truncation)]
+        let n = seen
+            .entry(((m * 1000.0) as i64, (p * 1000.0) as i64))
+            .or_default();
+        #[allow(clippy::cast_precision_loss)]
+        let (x, y) = (
+            left + m * size - 10.0 * *n as f64,
+            top + size - p * size + 15.0 * *n as f64,
+        );
+        *n += 1;
+        let _ = writeln!(
+            out,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="6" fill="{colour}"><title>{} · {} : maturité {m:.2}, performance {p:.2}</title></circle>"#,
+            esc(&r.desk),
+            block_name(r.block)
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" fill="{colour}">{}</text>"#,
+            x + 9.0,
+            y + 4.0,
+            block_name(r.block)
+        );
+    }
+    let mut y = top + size + 56.0;
+    for (k, d) in desks.iter().enumerate() {
+        let colour = COLOURS[k % COLOURS.len()];
+        let _ = writeln!(
+            out,
+            r#"<circle cx="{:.0}" cy="{:.0}" r="6" fill="{colour}"/><text x="{:.0}" y="{:.0}">{}</text>"#,
+            left + 6.0,
+            y - 4.0,
+            left + 18.0,
+            y,
+            esc(d)
+        );
+        y += 18.0;
+    }
+    for r in missing {
+        let _ = writeln!(
+            out,
+            r##"<text x="{left}" y="{y:.0}" fill="#555">{} · {} : données insuffisantes</text>"##,
+            esc(&r.desk),
+            block_name(r.block)
+        );
+        y += 18.0;
+    }
+    out.push_str("</svg>\n");
+    out
 }
 
 #[cfg(test)]

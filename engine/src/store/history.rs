@@ -14,11 +14,10 @@
 
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
-use sqlx::Row as _;
 
 use crate::core::Event;
-use crate::db::V;
-use crate::runtime::{Engine, Error, corrupt};
+use crate::error::{Error, corrupt};
+use crate::store::db::V;
 
 /// The columns of `history`, in the order [`row`] writes its values.
 pub(crate) const COLUMNS: &[&str] = &[
@@ -43,7 +42,7 @@ fn link_hash(prev: &str, instance: &str, seq: i64, body: &str) -> String {
     for part in [prev, "\n", instance, "\n", &seq.to_string(), "\n", body] {
         h.update(part.as_bytes());
     }
-    crate::hex(&h.finalize())
+    hex::encode(h.finalize())
 }
 
 /// The row (`COLUMNS`) of `events` appended together, chained after entry `seq` whose hash
@@ -117,7 +116,7 @@ pub struct HistoryRow {
     pub hash: String,
 }
 
-/// What [`Engine::verify_audit`] found.
+/// What [`Engine::verify_audit`](crate::Engine::verify_audit) found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditReport {
     pub instances: usize,
@@ -128,7 +127,7 @@ pub struct AuditReport {
 
 /// The events of a stored row (its last entry `seq`, `body`, and `prev_hash`, the chain's
 /// head before it): each event's text, its entry, and the head after it as computed.
-fn chain<'a>(
+pub(crate) fn chain<'a>(
     instance: &str,
     seq: i64,
     body: &'a str,
@@ -149,7 +148,7 @@ fn chain<'a>(
 /// Checks a stored row (its last entry `seq`, `body`, `prev_hash`, `hash`) as the one that
 /// follows entry `expected - 1`, whose hash is `prev`: how many events it holds, or the entry
 /// where the chain breaks and why.
-fn check(
+pub(crate) fn check(
     instance: &str,
     expected: i64,
     prev: &str,
@@ -177,101 +176,6 @@ fn check(
         return Err(altered(*first));
     }
     Ok(entries.len())
-}
-
-impl Engine {
-    /// The history of a request, in order, one item an event.
-    pub async fn history(&self, id: &str) -> Result<Vec<HistoryRow>, Error> {
-        let rows = sqlx::query(
-            "SELECT seq, body, prev_hash, hash FROM history WHERE instance = $1 ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(&self.store().pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len() * 8);
-        for r in &rows {
-            let (seq, body, prev_hash, hash): (i64, String, String, String) =
-                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
-            // Shown as stored: the last event with the row's hash, the others with the heads
-            // computed from the row's start (a broken chain is `verify_audit`'s to report).
-            let mut entries = chain(id, seq, &body, &prev_hash).map_err(corrupt)?;
-            if let Some(last) = entries.last_mut() {
-                last.2 = hash;
-            }
-            for (text, seq, hash) in entries {
-                out.push(HistoryRow {
-                    seq,
-                    event: serde_json::from_str(text).map_err(corrupt)?,
-                    hash,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Recomputes every history chain; reports the first broken link.
-    pub async fn verify_audit(&self) -> Result<AuditReport, Error> {
-        let instances =
-            sqlx::query("SELECT id, history_seq, history_head FROM instances ORDER BY id")
-                .fetch_all(&self.store().pool)
-                .await?;
-        let mut report = AuditReport {
-            instances: instances.len(),
-            events: 0,
-            broken: None,
-        };
-        for inst in &instances {
-            let id: String = inst.try_get(0)?;
-            let last: i64 = inst.try_get(1)?;
-            let head: String = inst.try_get(2)?;
-            let rows = sqlx::query(
-                "SELECT seq, body, prev_hash, hash FROM history WHERE instance = $1 ORDER BY seq",
-            )
-            .bind(&id)
-            .fetch_all(&self.store().pool)
-            .await?;
-            let mut prev = genesis(&id);
-            let mut expected = 1;
-            for r in &rows {
-                let (seq, body, prev_hash, hash): (i64, String, String, String) =
-                    (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
-                match check(&id, expected, &prev, (seq, &body, &prev_hash, &hash)) {
-                    Ok(events) => {
-                        report.events += events;
-                        prev = hash;
-                        expected = seq + 1;
-                    }
-                    Err((at, problem)) => {
-                        report.broken = Some((id, at, problem));
-                        return Ok(report);
-                    }
-                }
-            }
-            if expected - 1 != last || prev != head {
-                report.broken = Some((
-                    id.clone(),
-                    expected,
-                    "the latest entries were removed".to_owned(),
-                ));
-                return Ok(report);
-            }
-        }
-        // Entries of no request (on PostgreSQL no foreign key keeps them out: migration 16).
-        let orphan = sqlx::query(
-            "SELECT instance, MIN(seq) FROM history WHERE instance NOT IN (SELECT id FROM instances) \
-             GROUP BY instance ORDER BY instance LIMIT 1",
-        )
-        .fetch_optional(&self.store().pool)
-        .await?;
-        if let Some(r) = orphan {
-            report.broken = Some((
-                r.try_get(0)?,
-                r.try_get(1)?,
-                "history of a request that does not exist".to_owned(),
-            ));
-        }
-        Ok(report)
-    }
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::task::{Context, Poll, Waker};
 
-use crate::db::Lite;
-use crate::runtime::Error;
+use crate::error::Error;
+use crate::store::db::Lite;
 
 /// At most this many commands share one transaction.
 const MAX_BATCH: usize = 256;
@@ -292,8 +292,8 @@ mod tests {
     use std::time::Duration;
 
     use super::Writer;
-    use crate::db::{Db, V};
-    use crate::runtime::Error;
+    use crate::error::Error;
+    use crate::store::db::{Db, V};
 
     fn scratch(name: &str) -> std::path::PathBuf {
         let path =
@@ -333,7 +333,7 @@ mod tests {
             calls.push(tokio::spawn(async move {
                 writer
                     .write(move |db| {
-                        crate::writer::ready(db.exec(
+                        crate::store::sqlite::writer::ready(db.exec(
                             "INSERT INTO t (k) VALUES ($1)".into(),
                             &[V::Text(format!("k{i:02}"))],
                         ))?;
@@ -386,8 +386,8 @@ mod tests {
         let path = scratch("constraint");
         let writer = Writer::start(&path, Arc::default()).unwrap();
         let insert = |k: &'static str| {
-            move |db: &mut crate::db::Lite<'_>| {
-                crate::writer::ready(
+            move |db: &mut crate::store::db::Lite<'_>| {
+                crate::store::sqlite::writer::ready(
                     db.exec("INSERT INTO t (k) VALUES ($1)".into(), &[V::Text(k.into())]),
                 )
             }

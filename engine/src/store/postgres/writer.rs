@@ -1,11 +1,11 @@
 //! Group commit on PostgreSQL: the commands a node prepares while a batch is on its way
 //! wait for the next one, and cross together, as one transaction, in one round trip.
 //!
-//! SQLite's writer thread ([`crate::writer`]) runs the statements itself; here a task sends
+//! SQLite's writer thread ([`crate::store::sqlite::writer`]) runs the statements itself; here a task sends
 //! them: every command waiting (up to [`MAX_BATCH`]), one per request, in the order of
 //! their requests (a row lock is taken after the one before it on every node: two batches
 //! never wait on each other in a cycle), each command's first statement guarded by the
-//! version of its request that was read ([`crate::db::postgres_batch`]). When a guard fails,
+//! version of its request that was read ([`crate::store::db::postgres_batch`]). When a guard fails,
 //! the error names its command: that one is answered "changed meanwhile" (and is prepared
 //! again), the others go again without it. Any other error, and nobody can tell which
 //! command caused it: each goes again on its own, and gets its own answer. A second command
@@ -18,8 +18,8 @@ use std::sync::Arc;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::Statement;
-use crate::runtime::Error;
+use crate::error::Error;
+use crate::store::db::Statement;
 use crate::store::{Kept, Ran, run_postgres};
 
 /// At most this many commands in one batch.

@@ -3,6 +3,12 @@
 //! placeholders); the few differences (how a write transaction begins, row locks) are in
 //! [`Backend`].
 
+pub(crate) mod db;
+pub mod history;
+pub(crate) mod postgres;
+pub(crate) mod rows;
+pub(crate) mod sqlite;
+
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -13,7 +19,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row as _, SqlSafeStr};
 
-use crate::runtime::{CommandRow, FactsRows};
+use crate::store::rows::{CommandRow, FactsRows};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,19 +74,19 @@ pub struct Store {
     /// Other processes on the same file still meet the busy timeout.
     write_turn: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
     /// SQLite on a file: the thread that runs the engine's command transactions with group
-    /// commit ([`crate::writer`]).
-    pub(crate) writer: Option<std::sync::Arc<crate::writer::Writer>>,
+    /// commit ([`crate::store::sqlite::writer`]).
+    pub(crate) writer: Option<std::sync::Arc<crate::store::sqlite::writer::Writer>>,
     /// SQLite on a file: read connections for the request path's point reads.
-    pub(crate) readers: Option<std::sync::Arc<crate::db::Readers>>,
+    pub(crate) readers: Option<std::sync::Arc<crate::store::db::Readers>>,
     /// Connections taken out of the pool for the engine's commands and point reads when there
     /// is no writer thread or reader (PostgreSQL).
     kept: std::sync::Arc<Kept>,
-    /// PostgreSQL: the task that sends the engine's commands in batches ([`crate::pg_writer`]).
-    pub(crate) pg_writer: Option<crate::pg_writer::PgWriter>,
-    /// PostgreSQL: the task that reads the commands' requests together ([`crate::pg_reader`]).
-    pub(crate) pg_reader: Option<crate::pg_reader::PgReader<CommandRow>>,
+    /// PostgreSQL: the task that sends the engine's commands in batches ([`crate::store::postgres::writer`]).
+    pub(crate) pg_writer: Option<crate::store::postgres::writer::PgWriter>,
+    /// PostgreSQL: the task that reads the commands' requests together ([`crate::store::postgres::reader`]).
+    pub(crate) pg_reader: Option<crate::store::postgres::reader::PgReader<CommandRow>>,
     /// PostgreSQL: the task that reads the facts' sources of ending requests together.
-    pub(crate) pg_facts: Option<crate::pg_reader::PgReader<FactsRows>>,
+    pub(crate) pg_facts: Option<crate::store::postgres::reader::PgReader<FactsRows>>,
 }
 
 /// Connections taken out of sqlx's pool and kept: the pool tests a connection with a round
@@ -95,14 +101,14 @@ pub(crate) struct Kept {
 }
 
 /// The names of the statements prepared on a PostgreSQL connection (see
-/// [`crate::db::postgres_batch`]).
+/// [`crate::store::db::postgres_batch`]).
 pub(crate) type PreparedNames = std::collections::HashSet<u64>;
 
 /// A connection taken from [`Store::take`]; kept for the next use if [`Taken::ok`] was
 /// called, else closed (an error, or a caller that stopped half-way through a transaction).
 pub(crate) struct Taken<'s> {
     conn: Option<sqlx::AnyConnection>,
-    /// The statements [`crate::db::postgres_batch`] prepared on this connection.
+    /// The statements [`crate::store::db::postgres_batch`] prepared on this connection.
     pub(crate) prepared: PreparedNames,
     kept: &'s Kept,
     _permit: tokio::sync::SemaphorePermit<'s>,
@@ -141,18 +147,18 @@ macro_rules! in_kept_transaction {
         let mut taken = $store.take().await?;
         let begin = $store.backend.begin_write();
         let $db = taken.conn();
-        crate::db::Db::exec($db, begin.into(), &[]).await?;
+        crate::store::db::Db::exec($db, begin.into(), &[]).await?;
         match $body.await {
             Ok(r) => {
-                crate::db::Db::exec(taken.conn(), "COMMIT".into(), &[]).await?;
+                crate::store::db::Db::exec(taken.conn(), "COMMIT".into(), &[]).await?;
                 taken.ok();
                 Ok(r)
             }
             Err(e) => {
-                if crate::db::Db::exec(taken.conn(), "ROLLBACK".into(), &[])
+                if crate::store::db::Db::exec(taken.conn(), "ROLLBACK".into(), &[])
                     .await
                     .is_ok()
-                    && !matches!(e, crate::runtime::Error::Database(_))
+                    && !matches!(e, crate::error::Error::Database(_))
                 {
                     taken.ok();
                 }
@@ -163,14 +169,14 @@ macro_rules! in_kept_transaction {
 }
 pub(crate) use in_kept_transaction;
 
-/// Runs a read written against [`crate::db::Db`] on a SQLite reader connection when the store
+/// Runs a read written against [`crate::store::db::Db`] on a SQLite reader connection when the store
 /// has them (on this thread: a point read), else statement by statement on kept connections
 /// ([`PerStatement`]). `$db` is the connection inside `$body`, which must return
-/// `Result<_, runtime::Error>`.
+/// `Result<_, Error>`.
 macro_rules! in_read {
     ($store:expr, |$db:ident| $body:expr) => {
         match &$store.readers {
-            Some(readers) => readers.with(|$db| crate::writer::ready($body)),
+            Some(readers) => readers.with(|$db| crate::store::sqlite::writer::ready($body)),
             None => {
                 let $db = &mut crate::store::PerStatement(&$store);
                 $body.await
@@ -182,7 +188,7 @@ pub(crate) use in_read;
 
 /// Reads outside a transaction, each statement on a kept connection taken for it and given
 /// back at once: a read that waits for something else between two statements (a command's
-/// preparation waiting for [`crate::pg_reader`]) holds no connection meanwhile, so those
+/// preparation waiting for [`crate::store::postgres::reader`]) holds no connection meanwhile, so those
 /// waits can never take all of them.
 pub(crate) struct PerStatement<'s>(pub(crate) &'s Store);
 
@@ -190,23 +196,23 @@ impl PerStatement<'_> {
     /// Runs one statement on a kept connection, kept again unless the database failed.
     async fn on_kept<T>(
         &self,
-        run: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<T, crate::runtime::Error>,
-    ) -> Result<T, crate::runtime::Error> {
+        run: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<T, crate::error::Error>,
+    ) -> Result<T, crate::error::Error> {
         let mut taken = self.0.take().await?;
         let r = run(taken.conn()).await;
-        if !matches!(r, Err(crate::runtime::Error::Database(_))) {
+        if !matches!(r, Err(crate::error::Error::Database(_))) {
             taken.ok();
         }
         r
     }
 }
 
-impl crate::db::Db for PerStatement<'_> {
+impl crate::store::db::Db for PerStatement<'_> {
     async fn exec(
         &mut self,
         sql: std::borrow::Cow<'static, str>,
-        params: &[crate::db::V],
-    ) -> Result<u64, crate::runtime::Error> {
+        params: &[crate::store::db::V],
+    ) -> Result<u64, crate::error::Error> {
         self.on_kept(async |conn| conn.exec(sql, params).await)
             .await
     }
@@ -214,8 +220,8 @@ impl crate::db::Db for PerStatement<'_> {
     async fn rows(
         &mut self,
         sql: std::borrow::Cow<'static, str>,
-        params: &[crate::db::V],
-    ) -> Result<Vec<crate::db::Row>, crate::runtime::Error> {
+        params: &[crate::store::db::V],
+    ) -> Result<Vec<crate::store::db::Row>, crate::error::Error> {
         self.on_kept(async |conn| conn.rows(sql, params).await)
             .await
     }
@@ -237,71 +243,71 @@ fn migrator(backend: Backend) -> Migrator {
         )
     };
     Migrator::with_migrations(vec![
-        m(1, "init", include_str!("../migrations/0001_init.sql")),
+        m(1, "init", include_str!("../../migrations/0001_init.sql")),
         m(
             2,
             "outbox delivery",
-            include_str!("../migrations/0002_outbox_delivery.sql"),
+            include_str!("../../migrations/0002_outbox_delivery.sql"),
         ),
-        m(3, "links", include_str!("../migrations/0003_links.sql")),
+        m(3, "links", include_str!("../../migrations/0003_links.sql")),
         m(
             4,
             "callbacks",
-            include_str!("../migrations/0004_callbacks.sql"),
+            include_str!("../../migrations/0004_callbacks.sql"),
         ),
-        m(5, "facts", include_str!("../migrations/0005_facts.sql")),
-        m(6, "users", include_str!("../migrations/0006_users.sql")),
+        m(5, "facts", include_str!("../../migrations/0005_facts.sql")),
+        m(6, "users", include_str!("../../migrations/0006_users.sql")),
         m(
             7,
             "api tokens",
-            include_str!("../migrations/0007_api_tokens.sql"),
+            include_str!("../../migrations/0007_api_tokens.sql"),
         ),
         m(
             8,
             "task desk",
-            include_str!("../migrations/0008_task_desk.sql"),
+            include_str!("../../migrations/0008_task_desk.sql"),
         ),
         m(
             9,
             "outbox provider",
-            include_str!("../migrations/0009_outbox_provider.sql"),
+            include_str!("../../migrations/0009_outbox_provider.sql"),
         ),
         m(
             10,
             "digests",
-            include_str!("../migrations/0010_digests.sql"),
+            include_str!("../../migrations/0010_digests.sql"),
         ),
         m(
             11,
             "kpi rollups",
-            include_str!("../migrations/0011_kpi_rollups.sql"),
+            include_str!("../../migrations/0011_kpi_rollups.sql"),
         ),
         m(
             12,
             "history index",
-            include_str!("../migrations/0012_history_index.sql"),
+            include_str!("../../migrations/0012_history_index.sql"),
         ),
         m(
             13,
             "open task indexes",
-            include_str!("../migrations/0013_open_task_indexes.sql"),
+            include_str!("../../migrations/0013_open_task_indexes.sql"),
         ),
         m(
             14,
             "step visits index",
-            include_str!("../migrations/0014_step_visits_index.sql"),
+            include_str!("../../migrations/0014_step_visits_index.sql"),
         ),
         m(
             15,
             "timers in requests",
-            include_str!("../migrations/0015_timers_in_requests.sql"),
+            include_str!("../../migrations/0015_timers_in_requests.sql"),
         ),
         m(
             16,
             "command rows without foreign keys",
             match backend {
                 Backend::Postgres => {
-                    include_str!("../migrations/0016_command_rows_without_foreign_keys.sql")
+                    include_str!("../../migrations/0016_command_rows_without_foreign_keys.sql")
                 }
                 // Dropping a foreign key means rebuilding the table on SQLite, whose check is
                 // a lookup in pages already cached: they stay.
@@ -359,22 +365,28 @@ impl Store {
         let file = sqlite_file(&url)?;
         let writer = match (&write_turn, &file) {
             (Some(turn), Some(path)) => Some(std::sync::Arc::new(
-                crate::writer::Writer::start(path, turn.clone())
+                crate::store::sqlite::writer::Writer::start(path, turn.clone())
                     .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?,
             )),
             _ => None,
         };
-        let readers = file.map(|path| std::sync::Arc::new(crate::db::Readers::new(&path)));
+        let readers = file.map(|path| std::sync::Arc::new(crate::store::db::Readers::new(&path)));
         let kept = std::sync::Arc::new(Kept {
             idle: std::sync::Mutex::new(Vec::new()),
             permits: tokio::sync::Semaphore::new(CONNECTIONS),
         });
         let pg_writer = (backend == Backend::Postgres)
-            .then(|| crate::pg_writer::PgWriter::start(kept.clone(), pool.clone()));
-        let pg_reader = (backend == Backend::Postgres)
-            .then(|| crate::pg_reader::PgReader::start(kept.clone(), pool.clone(), read_requests));
-        let pg_facts = (backend == Backend::Postgres)
-            .then(|| crate::pg_reader::PgReader::start(kept.clone(), pool.clone(), read_facts));
+            .then(|| crate::store::postgres::writer::PgWriter::start(kept.clone(), pool.clone()));
+        let pg_reader = (backend == Backend::Postgres).then(|| {
+            crate::store::postgres::reader::PgReader::start(
+                kept.clone(),
+                pool.clone(),
+                read_requests,
+            )
+        });
+        let pg_facts = (backend == Backend::Postgres).then(|| {
+            crate::store::postgres::reader::PgReader::start(kept.clone(), pool.clone(), read_facts)
+        });
         Ok(Store {
             pool,
             backend,
@@ -393,14 +405,14 @@ impl Store {
     }
 
     /// Runs statements on PostgreSQL in one round trip, as one transaction
-    /// ([`crate::db::postgres_batch`]); returns how many rows each changed.
+    /// ([`crate::store::db::postgres_batch`]); returns how many rows each changed.
     pub(crate) async fn postgres_batch(
         &self,
-        statements: &[crate::db::Statement],
-    ) -> Result<Vec<u64>, crate::runtime::Error> {
+        statements: &[crate::store::db::Statement],
+    ) -> Result<Vec<u64>, crate::error::Error> {
         match run_postgres(&self.kept, &self.pool, &[statements], false).await? {
             Ran::Done(changed) => Ok(changed),
-            Ran::Stale(_) => Err(crate::runtime::Error::Corrupt(
+            Ran::Stale(_) => Err(crate::error::Error::Corrupt(
                 "an unguarded batch was found stale".into(),
             )),
         }
@@ -527,7 +539,7 @@ fn literal_list(requests: &[String]) -> String {
         if n > 0 {
             out.push_str(", ");
         }
-        crate::db::push_literal(&mut out, &crate::db::V::Text(id.clone()));
+        crate::store::db::push_literal(&mut out, &crate::store::db::V::Text(id.clone()));
     }
     out
 }
@@ -546,12 +558,12 @@ async fn simple_query(
     Ok(rows)
 }
 
-/// The rows of requests on PostgreSQL, in one query ([`crate::pg_reader`]); those that exist.
+/// The rows of requests on PostgreSQL, in one query ([`crate::store::postgres::reader`]); those that exist.
 pub(crate) fn read_requests(
     kept: Arc<Kept>,
     pool: AnyPool,
     requests: Vec<String>,
-) -> BoxFuture<'static, Result<HashMap<String, CommandRow>, crate::runtime::Error>> {
+) -> BoxFuture<'static, Result<HashMap<String, CommandRow>, crate::error::Error>> {
     Box::pin(async move {
         let sql = format!(
             "SELECT {}, id FROM instances WHERE id IN ({})",
@@ -562,7 +574,7 @@ pub(crate) fn read_requests(
             .await?
             .iter()
             .map(|r| {
-                let row = crate::db::row_of(r)?;
+                let row = crate::store::db::row_of(r)?;
                 Ok((row.text(5)?, CommandRow::from_row(&row)?))
             })
             .collect()
@@ -570,13 +582,13 @@ pub(crate) fn read_requests(
 }
 
 /// What the facts of requests that end are derived from, on PostgreSQL, in one query
-/// ([`crate::pg_reader`]): each one's history rows and its tasks' deadlines, those of every
+/// ([`crate::store::postgres::reader`]): each one's history rows and its tasks' deadlines, those of every
 /// entry stored (the caller keeps those up to the tip it read).
 pub(crate) fn read_facts(
     kept: Arc<Kept>,
     pool: AnyPool,
     requests: Vec<String>,
-) -> BoxFuture<'static, Result<HashMap<String, FactsRows>, crate::runtime::Error>> {
+) -> BoxFuture<'static, Result<HashMap<String, FactsRows>, crate::error::Error>> {
     Box::pin(async move {
         let ids = literal_list(&requests);
         // History rows have a body, deadlines a due time.
@@ -630,16 +642,16 @@ async fn take_from<'s>(kept: &'s Kept, pool: &AnyPool) -> Result<Taken<'s>, sqlx
 }
 
 /// Runs commands' statements on PostgreSQL in one round trip, as one transaction
-/// ([`crate::db::postgres_batch`]).
+/// ([`crate::store::db::postgres_batch`]).
 pub(crate) async fn run_postgres(
     kept: &Kept,
     pool: &AnyPool,
-    commands: &[&[crate::db::Statement]],
+    commands: &[&[crate::store::db::Statement]],
     guarded: bool,
-) -> Result<Ran, crate::runtime::Error> {
+) -> Result<Ran, crate::error::Error> {
     use futures_util::TryStreamExt as _;
     let mut taken = take_from(kept, pool).await?;
-    let batch = crate::db::postgres_batch(commands, guarded, &taken.prepared)?;
+    let batch = crate::store::db::postgres_batch(commands, guarded, &taken.prepared)?;
     for (name, prepare) in batch.prepare {
         sqlx::raw_sql(sqlx::AssertSqlSafe(prepare))
             .execute(taken.conn())
@@ -659,7 +671,9 @@ pub(crate) async fn run_postgres(
         }
         // An answer, not a broken connection: the batch's implicit transaction was rolled
         // back, the connection is ready for the next.
-        Err(sqlx::Error::Database(e)) if guarded && let Some(k) = crate::db::stale_command(&*e) => {
+        Err(sqlx::Error::Database(e))
+            if guarded && let Some(k) = crate::store::db::stale_command(&*e) =>
+        {
             taken.ok();
             Ok(Ran::Stale(k))
         }

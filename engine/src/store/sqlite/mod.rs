@@ -1,0 +1,4 @@
+//! SQLite: the writer thread that owns the write connection (group commit) and the
+//! checkpointer.
+
+pub(crate) mod writer;
