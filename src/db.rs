@@ -11,6 +11,7 @@ use clap::Subcommand;
 use guichet_definitions::{diagnostic, models};
 use guichet_engine::clock::SystemClock;
 use guichet_engine::core::{Actor, Command, Fields, Recipient};
+use guichet_engine::error::Kind;
 use guichet_engine::{Engine, Error};
 
 #[derive(Debug, Subcommand)]
@@ -249,12 +250,10 @@ where
             Ok(code) => code,
             Err(e) => {
                 eprintln!("guichet: {e:#}");
-                match e.downcast_ref::<Error>() {
-                    Some(
-                        Error::Database(_) | Error::Sqlite(_) | Error::Corrupt(_) | Error::Io(_),
-                    )
-                    | None => ExitCode::from(2),
-                    Some(_) => ExitCode::from(1),
+                // 1: the command was refused or its input is wrong; 2: it could not run.
+                match e.downcast_ref::<Error>().map(Error::kind) {
+                    Some(Kind::Internal | Kind::Unavailable) | None => ExitCode::from(2),
+                    Some(Kind::Invalid | Kind::Refused | Kind::NotFound) => ExitCode::from(1),
                 }
             }
         };

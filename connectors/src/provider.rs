@@ -299,7 +299,9 @@ impl Webhooks {
                 e @ (guichet_engine::core::Error::UnknownToken(_)
                 | guichet_engine::core::Error::NotRunning(_)),
             )) => Err(CallbackError::Late(e.to_string())),
-            Err(guichet_engine::Error::Refused(e)) => Err(CallbackError::Refused(e.to_string())),
+            Err(guichet_engine::Error::Refused(e)) if !e.is_internal() => {
+                Err(CallbackError::Refused(e.to_string()))
+            }
             Err(e) => Err(CallbackError::Internal(e.to_string())),
         }
     }

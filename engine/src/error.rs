@@ -34,6 +34,94 @@ pub enum Error {
     Corrupt(String),
 }
 
+/// What kind of failure an error is: what the person or program that asked is to be told.
+/// Each layer above answers by kind (web pages and the API have one status per kind), never by
+/// reading the message of a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// What was sent is not valid (a form's fields, an outcome, a definition with errors):
+    /// fix it and send again. Nothing changed.
+    Invalid,
+    /// Not possible on the request as it stands (closed, already done, claimed by someone
+    /// else, not yet due). Nothing changed.
+    Refused,
+    /// Not there, or not the caller's to see.
+    NotFound,
+    /// The database cannot answer now (away, overloaded): the same call may succeed later.
+    Unavailable,
+    /// A fault of ours (a bug, corrupt data, a failed write of an export): nothing the caller
+    /// can fix. The message is for the operator's log, never for the caller.
+    Internal,
+}
+
+impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::Refused(e) if e.is_internal() => Kind::Internal,
+            Error::Refused(
+                core::Error::Invalid(_)
+                | core::Error::OutcomeRequired(_)
+                | core::Error::UnknownOutcome { .. }
+                | core::Error::NoOutcomes(_),
+            )
+            | Error::Definition(_) => Kind::Invalid,
+            Error::Refused(_) | Error::Conflict(_) => Kind::Refused,
+            Error::NotFound(_) => Kind::NotFound,
+            Error::Database(e) if transient(e) => Kind::Unavailable,
+            // The writer thread's and readers' own SQLite errors (busy, or the thread gone).
+            Error::Sqlite(_) => Kind::Unavailable,
+            Error::Database(_) => Kind::Internal,
+            Error::Io(_) | Error::Corrupt(_) => Kind::Internal,
+        }
+    }
+}
+
+/// Whether a database error may pass by itself: the server away or restarting, the
+/// connection lost, every connection busy (SQLSTATE classes 08, 53 and 57, and
+/// serialization failures).
+fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            ["08", "53", "57"].iter().any(|class| c.starts_with(class)) || c == "40001"
+        }),
+        _ => false,
+    }
+}
+
 pub(crate) fn corrupt(e: impl std::fmt::Display) -> Error {
     Error::Corrupt(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Error, Kind};
+    use crate::core;
+
+    #[test]
+    fn each_error_has_the_kind_its_caller_answers_by() {
+        let refused = |e| Error::Refused(e).kind();
+        assert_eq!(
+            refused(core::Error::Internal("lost token".into())),
+            Kind::Internal
+        );
+        assert_eq!(refused(core::Error::Livelock), Kind::Internal);
+        assert_eq!(refused(core::Error::Invalid(vec![])), Kind::Invalid);
+        assert_eq!(refused(core::Error::OutcomeRequired(vec![])), Kind::Invalid);
+        assert_eq!(refused(core::Error::UnknownTask(3)), Kind::Refused);
+        assert_eq!(
+            Error::Conflict("done meanwhile".into()).kind(),
+            Kind::Refused
+        );
+        assert_eq!(Error::NotFound("request x".into()).kind(), Kind::NotFound);
+        assert_eq!(Error::Definition(vec![]).kind(), Kind::Invalid);
+        assert_eq!(
+            Error::Database(sqlx::Error::PoolTimedOut).kind(),
+            Kind::Unavailable
+        );
+        assert_eq!(Error::Corrupt("not json".into()).kind(), Kind::Internal);
+        let io = std::io::Error::other("disk full");
+        assert_eq!(Error::Io(io).kind(), Kind::Internal);
+    }
 }

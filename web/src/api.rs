@@ -12,6 +12,7 @@
 use super::*;
 
 use guichet_definitions::model::{FieldType, Form as FormDef, Process};
+use guichet_engine::error::Kind;
 use serde::Deserialize;
 
 /// An API error: status, stable code, message, and the field errors of an invalid body.
@@ -74,7 +75,9 @@ impl From<Error> for ApiError {
                 message: "the outcome is not one of the task's; nothing was saved".to_owned(),
                 fields: Some(serde_json::json!({ "outcome": e.to_string() })),
             },
-            Error::Refused(e) => Self::new(StatusCode::CONFLICT, "refused", e.to_string()),
+            Error::Refused(e) if !e.is_internal() => {
+                Self::new(StatusCode::CONFLICT, "refused", e.to_string())
+            }
             Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             Error::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
             Error::Definition(_) => Self::new(
@@ -82,12 +85,22 @@ impl From<Error> for ApiError {
                 "invalid",
                 "the definition has errors",
             ),
-            e @ (Error::Database(_) | Error::Sqlite(_) | Error::Io(_) | Error::Corrupt(_)) => {
-                tracing::error!(error = %e, "api request failed");
+            e if e.kind() == Kind::Unavailable => {
+                tracing::warn!(error = %e, "api request failed: the database cannot answer now");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "the service cannot answer now; try again",
+                )
+            }
+            e => {
+                let id = crate::incident(&e, "api request failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!(
+                        "an internal error occurred (incident {id}); the operator's log has it"
+                    ),
                 )
             }
         }

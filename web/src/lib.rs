@@ -163,25 +163,40 @@ fn page(
 }
 
 fn failure(s: &AppState, e: &Error) -> Response {
-    let (status, heading, message) = match e {
-        Error::NotFound(_) => (
+    use guichet_engine::error::Kind;
+    let (status, heading, message) = match (e.kind(), e) {
+        (Kind::NotFound, _) => (
             StatusCode::NOT_FOUND,
             "Introuvable",
             "Cette page n'existe pas.".to_owned(),
         ),
-        Error::Conflict(m) => (StatusCode::CONFLICT, "Déjà traité", m.clone()),
-        Error::Refused(r) => (
+        (Kind::Refused, Error::Conflict(m)) => (StatusCode::CONFLICT, "Déjà traité", m.clone()),
+        (Kind::Refused, Error::Refused(r)) => {
+            (StatusCode::CONFLICT, "Action refusée", r.to_string())
+        }
+        (Kind::Invalid, Error::Refused(r)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "Action refusée",
             r.to_string(),
         ),
+        (Kind::Unavailable, _) => {
+            tracing::warn!(error = %e, "page failed: the database cannot answer now");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service momentanément indisponible",
+                "Le service ne peut pas répondre pour l'instant ; réessayez dans un instant."
+                    .to_owned(),
+            )
+        }
         _ => {
-            // The person sees no detail; the operator's log has it.
-            tracing::error!(error = %e, "page failed");
+            // The person sees no detail, only the incident's number; the operator's log has it.
+            let id = incident(e, "page failed");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Erreur",
-                "Une erreur est survenue ; réessayez plus tard.".to_owned(),
+                format!(
+                    "Une erreur est survenue (incident {id}) ; réessayez plus tard. L'exploitant du guichet en a la trace."
+                ),
             )
         }
     };
@@ -192,6 +207,22 @@ fn failure(s: &AppState, e: &Error) -> Response {
         heading,
         &serde_json::json!({"heading": heading, "message": message}),
     )
+}
+
+/// Logs an internal fault under a fresh incident number, returned for the answer: the person
+/// or program that met it can quote it, and the operator finds the cause in the log.
+pub(crate) fn incident(e: &Error, what: &str) -> String {
+    let mut bytes = [0u8; 4];
+    // Without randomness, the time's low bits still tell incidents apart.
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+            .to_be_bytes();
+    }
+    let id = hex::encode(bytes);
+    tracing::error!(incident = %id, error = %e, "{what}");
+    id
 }
 
 fn date(t: guichet_engine::clock::Timestamp) -> String {

@@ -100,7 +100,7 @@ pub(crate) async fn link_act(
                 .await
                 .unwrap_or_else(|e| failure(&s, &e))
         }
-        Err(Error::Refused(e)) => task_view(
+        Err(Error::Refused(e)) if !e.is_internal() => task_view(
             &s,
             &token,
             &grant.instance,

@@ -389,7 +389,7 @@ pub(crate) async fn staff_act(
                 .await
                 .unwrap_or_else(|e| failure(&s, &e))
         }
-        Err(Error::Refused(e)) => task_page(
+        Err(Error::Refused(e)) if !e.is_internal() => task_page(
             &s,
             &viewer,
             &instance,

@@ -25,13 +25,16 @@ static N: AtomicUsize = AtomicUsize::new(0);
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn site() -> (Arc<Engine>, Router) {
-    let (engine, app, _) = site_with(false, 512).await;
+    let (engine, app, _, _) = site_with(false, 512).await;
     (engine, app)
 }
 
 /// The site, with `tiers-de-confiance` pulling its work when `pull`, working on at most
 /// `max_in_flight` requests at once.
-async fn site_with(pull: bool, max_in_flight: usize) -> (Arc<Engine>, Router, Arc<ManualClock>) {
+async fn site_with(
+    pull: bool,
+    max_in_flight: usize,
+) -> (Arc<Engine>, Router, Arc<ManualClock>, std::path::PathBuf) {
     let path = std::env::temp_dir().join(format!(
         "guichet-api-{}-{}.db",
         std::process::id(),
@@ -74,7 +77,7 @@ async fn site_with(pull: bool, max_in_flight: usize) -> (Arc<Engine>, Router, Ar
         digest_hour: guichet_connectors::email::DIGEST_HOUR,
         max_in_flight,
     });
-    (engine, app, clock)
+    (engine, app, clock, path)
 }
 
 async fn call(
@@ -472,7 +475,7 @@ async fn the_openapi_document_lists_every_route() {
 
 #[tokio::test]
 async fn a_provider_pulls_its_work_with_a_lock_and_a_fencing_attempt() {
-    let (engine, app, clock) = site_with(true, 512).await;
+    let (engine, app, clock, _) = site_with(true, 512).await;
     let provider = engine
         .create_provider_token("tiers-de-confiance", "worker")
         .await
@@ -685,7 +688,7 @@ async fn an_account_chooses_a_daily_digest_through_the_api() {
 #[tokio::test]
 async fn over_its_limit_a_node_refuses_new_work_but_takes_decisions() {
     // A limit of 0: every request that is not exempt finds the node at its limit.
-    let (engine, app, _) = site_with(false, 0).await;
+    let (engine, app, _, _) = site_with(false, 0).await;
     let desk = engine
         .create_api_token("guichet-donnees@hopital.example", "script")
         .await
@@ -755,7 +758,7 @@ async fn over_its_limit_a_node_refuses_new_work_but_takes_decisions() {
 #[tokio::test]
 async fn requests_leave_the_count_in_flight_when_they_end() {
     // One at a time: if an ended request stayed counted, the second would be refused.
-    let (engine, app, _) = site_with(false, 1).await;
+    let (engine, app, _, _) = site_with(false, 1).await;
     let desk = engine
         .create_api_token("guichet-donnees@hopital.example", "script")
         .await
@@ -766,4 +769,49 @@ async fn requests_leave_the_count_in_flight_when_they_end() {
         let (status, _) = call(&app, "GET", "/api/v1/nothing-here", Some(&desk), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
+}
+
+#[tokio::test]
+async fn an_internal_fault_is_a_500_with_an_incident_number_never_a_refusal() {
+    let (engine, app, _, path) = site_with(false, 512).await;
+    let desk = engine
+        .create_api_token("guichet-donnees@hopital.example", "script")
+        .await
+        .unwrap();
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/desks/interne-decentralise/requests",
+        Some(&desk),
+        Some(intake()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    // The request's stored state damaged behind the engine's back (a bug or tampering).
+    let damaged = rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE instances SET state = 'not a state' WHERE id = ?1",
+            [&id],
+        )
+        .unwrap();
+    assert_eq!(damaged, 1);
+    let (status, body) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        Some(&desk),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["error"]["code"], "internal");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("incident "), "{message}");
+    // The fault's own words stay in the log.
+    assert!(
+        !message.contains("corrupt") && !message.contains("expected"),
+        "{message}"
+    );
 }

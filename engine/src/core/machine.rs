@@ -68,6 +68,14 @@ pub enum Error {
     Internal(String),
 }
 
+impl Error {
+    /// A fault of the engine or of the process (a lost token, a loop of automatic steps), not
+    /// something the person who sent the command did wrong or can fix.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Error::Internal(_) | Error::Livelock)
+    }
+}
+
 /// Starts a request with the sponsor's intake data.
 pub fn start(
     p: &Process,
