@@ -11,13 +11,12 @@
 use guichet_definitions::model::Language;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use sqlx::Row;
 
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::runtime::Engine;
 use crate::runtime::outbox::Providers;
-use crate::store::db::{Db as _, V};
+use crate::store::db::{Db as _, Statement, V};
 use crate::store::in_read;
 
 /// What a person asked for.
@@ -153,17 +152,15 @@ impl Engine {
         let Some(day) = digest_day(now, hour) else {
             return Ok(0);
         };
-        let due = sqlx::query(
-            "SELECT email FROM mail_preferences WHERE digest = 1 AND (last_day IS NULL OR last_day < $1) ORDER BY email",
-        )
-        .bind(&day)
-        .fetch_all(&self.store().pool)
-        .await?;
+        let sql = "SELECT email FROM mail_preferences WHERE digest = 1 AND (last_day IS NULL OR last_day < $1) ORDER BY email";
+        let key = [V::Text(day.clone())];
+        let due = in_read!(self.store(), |db| db.rows(sql.into(), &key))?;
         let mut queued = 0;
         for r in due {
-            let email: String = r.try_get(0)?;
+            let email = r.text(0)?;
             let pending = self.inbox(&email, 1).await?.total > 0;
-            let (_turn, mut tx) = self.store().begin_write().await?;
+            // The digest and the day it was considered, in one transaction.
+            let mut statements: Vec<Statement> = Vec::with_capacity(2);
             if pending {
                 let payload = serde_json::to_string(&Digest {
                     email: email.clone(),
@@ -172,24 +169,26 @@ impl Engine {
                 .map_err(|e| Error::Corrupt(e.to_string()))?;
                 // The id names the person and the day: a second node queueing the same
                 // digest adds nothing.
-                queued += sqlx::query(
+                statements.push((
                     "INSERT INTO outbox (id, instance, kind, payload, state, attempts, next_attempt_at, created_at) \
-                     VALUES ($1, NULL, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(digest_id(&email, &day))
-                .bind(KIND)
-                .bind(payload)
-                .bind(now.0)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() as usize;
+                     VALUES ($1, NULL, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (id) DO NOTHING"
+                        .into(),
+                    vec![
+                        V::Text(digest_id(&email, &day)),
+                        V::Text(KIND.to_owned()),
+                        V::Text(payload),
+                        V::Int(now.0),
+                    ],
+                ));
             }
-            sqlx::query("UPDATE mail_preferences SET last_day = $1 WHERE email = $2")
-                .bind(&day)
-                .bind(&email)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
+            statements.push((
+                "UPDATE mail_preferences SET last_day = $1 WHERE email = $2".into(),
+                vec![V::Text(day.clone()), V::Text(email)],
+            ));
+            let changed = self.write_all(statements).await?;
+            if pending {
+                queued += usize::try_from(changed[0]).unwrap_or_default();
+            }
         }
         Ok(queued)
     }

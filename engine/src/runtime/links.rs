@@ -11,12 +11,12 @@
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::runtime::Engine;
-use crate::store::db::V;
+use crate::store::db::{Db as _, V};
+use crate::store::in_read;
 
 /// A link for one recipient of one message ([`Engine::link_for`]): its token (what the
 /// email carries; only its hash is stored), what it opens, until when.
@@ -65,26 +65,21 @@ impl Engine {
     }
 
     async fn read_link_secret(&self) -> Result<Vec<u8>, Error> {
-        let pool = &self.store().pool;
-        if let Some(row) = sqlx::query("SELECT value FROM settings WHERE key = 'link-secret'")
-            .fetch_optional(pool)
-            .await?
-        {
-            let v: String = row.try_get(0)?;
-            return Ok(v.into_bytes());
+        let sql = "SELECT value FROM settings WHERE key = 'link-secret'";
+        if let Some(row) = in_read!(self.store(), |db| db.row(sql.into(), &[]))? {
+            return Ok(row.text(0)?.into_bytes());
         }
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
         // Two first starts at once: the first insert wins, both read it back.
-        sqlx::query("INSERT INTO settings (key, value) VALUES ('link-secret', $1) ON CONFLICT (key) DO NOTHING")
-            .bind(hex::encode(bytes))
-            .execute(pool)
-            .await?;
-        let row = sqlx::query("SELECT value FROM settings WHERE key = 'link-secret'")
-            .fetch_one(pool)
-            .await?;
-        let v: String = row.try_get(0)?;
-        Ok(v.into_bytes())
+        self.write_one(
+            "INSERT INTO settings (key, value) VALUES ('link-secret', $1) ON CONFLICT (key) DO NOTHING",
+            vec![V::Text(hex::encode(bytes))],
+        )
+        .await?;
+        let row = in_read!(self.store(), |db| db.row(sql.into(), &[]))?
+            .ok_or_else(|| Error::Corrupt("the link secret was not kept".into()))?;
+        Ok(row.text(0)?.into_bytes())
     }
 
     /// The link for one recipient of one outbox message (its token the same on every
@@ -156,18 +151,14 @@ impl Engine {
         }
         let now = self.now().0;
         let hash = token_hash(token);
-        let row = sqlx::query(
-            "SELECT l.instance, l.task, l.recipient, l.expires_at FROM links l \
+        let sql = "SELECT l.instance, l.task, l.recipient, l.expires_at FROM links l \
              WHERE l.token_hash = $1 AND l.revoked_at IS NULL AND l.used_at IS NULL AND l.expires_at > $2 \
              AND (l.task IS NULL OR EXISTS (SELECT 1 FROM tasks t WHERE t.instance = l.instance \
-             AND t.seq = l.task AND t.state IN ('open', 'claimed')))",
-        )
-        .bind(&hash)
-        .bind(now)
-        .fetch_optional(&self.store().pool)
-        .await
-        .map_err(|_| Invalid)?
-        .ok_or(Invalid)?;
+             AND t.seq = l.task AND t.state IN ('open', 'claimed')))";
+        let key = [V::Text(hash.clone()), V::Int(now)];
+        let row = in_read!(self.store(), |db| db.row(sql.into(), &key))
+            .map_err(|_| Invalid)?
+            .ok_or(Invalid)?;
         if spend {
             let n = self
                 .write_one(
@@ -180,12 +171,12 @@ impl Engine {
                 return Err(Invalid); // spent by a concurrent request
             }
         }
-        let task: Option<i64> = row.try_get(1).map_err(|_| Invalid)?;
+        let task = row.opt_int(1).map_err(|_| Invalid)?;
         Ok(Grant {
-            instance: row.try_get(0).map_err(|_| Invalid)?,
+            instance: row.text(0).map_err(|_| Invalid)?,
             task: task.and_then(|t| u32::try_from(t).ok()),
-            recipient: row.try_get(2).map_err(|_| Invalid)?,
-            expires_at: Timestamp(row.try_get(3).map_err(|_| Invalid)?),
+            recipient: row.text(2).map_err(|_| Invalid)?,
+            expires_at: Timestamp(row.int(3).map_err(|_| Invalid)?),
         })
     }
 }
@@ -244,20 +235,16 @@ impl Engine {
         if secret_token.len() > 100 {
             return Err(Invalid);
         }
-        let row = sqlx::query(
-            "SELECT instance, token, provider FROM callbacks WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
-        )
-        .bind(token_hash(secret_token))
-        .bind(self.now().0)
-        .fetch_optional(&self.store().pool)
-        .await
-        .map_err(|_| Invalid)?
-        .ok_or(Invalid)?;
-        let token: i64 = row.try_get(1).map_err(|_| Invalid)?;
+        let sql = "SELECT instance, token, provider FROM callbacks WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2";
+        let key = [V::Text(token_hash(secret_token)), V::Int(self.now().0)];
+        let row = in_read!(self.store(), |db| db.row(sql.into(), &key))
+            .map_err(|_| Invalid)?
+            .ok_or(Invalid)?;
+        let token = row.int(1).map_err(|_| Invalid)?;
         Ok(CallbackGrant {
-            instance: row.try_get(0).map_err(|_| Invalid)?,
+            instance: row.text(0).map_err(|_| Invalid)?,
             token: u32::try_from(token).map_err(|_| Invalid)?,
-            provider: row.try_get(2).map_err(|_| Invalid)?,
+            provider: row.text(2).map_err(|_| Invalid)?,
         })
     }
 
@@ -340,17 +327,16 @@ impl Engine {
         if link_token.len() > 100 {
             return Ok(());
         }
-        let row = sqlx::query("SELECT instance, task, recipient FROM links WHERE token_hash = $1")
-            .bind(token_hash(link_token))
-            .fetch_optional(&self.store().pool)
-            .await?;
-        let Some(row) = row else { return Ok(()) };
-        let task: Option<i64> = row.try_get(1)?;
-        let Some(task) = task.and_then(|t| u32::try_from(t).ok()) else {
+        let sql = "SELECT instance, task, recipient FROM links WHERE token_hash = $1";
+        let key = [V::Text(token_hash(link_token))];
+        let Some(row) = in_read!(self.store(), |db| db.row(sql.into(), &key))? else {
             return Ok(());
         };
-        let instance: String = row.try_get(0)?;
-        let recipient: String = row.try_get(2)?;
+        let Some(task) = row.opt_int(1)?.and_then(|t| u32::try_from(t).ok()) else {
+            return Ok(());
+        };
+        let instance = row.text(0)?;
+        let recipient = row.text(2)?;
         self.request_fresh_link(&instance, task, &recipient).await
     }
 }

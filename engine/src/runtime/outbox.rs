@@ -4,14 +4,13 @@
 //! dispatcher that died mid-send loses its lease and the message is claimed again.
 
 use serde::Serialize;
-use sqlx::Row;
 
 use crate::clock::Timestamp;
 use crate::core::Effect;
 use crate::core::lifecycle::{self, OutboxAction, OutboxLife};
 use crate::error::Error;
 use crate::runtime::Engine;
-use crate::store::db::{Db as _, V};
+use crate::store::db::{Db as _, Row, V};
 use crate::store::in_read;
 
 /// Which providers' messages to claim.
@@ -129,21 +128,21 @@ fn next(from: &str, action: OutboxAction) -> Result<&'static str, Error> {
 
 const COLUMNS: &str = "id, instance, kind, state, attempts, next_attempt_at, last_error, created_at, sent_at, message_id, recipients, subject, body";
 
-fn message(r: &sqlx::any::AnyRow) -> Result<Message, Error> {
+fn message(r: &Row) -> Result<Message, Error> {
     Ok(Message {
-        id: r.try_get(0)?,
-        instance: r.try_get(1)?,
-        kind: r.try_get(2)?,
-        state: r.try_get(3)?,
-        attempts: r.try_get(4)?,
-        next_attempt_at: r.try_get(5)?,
-        last_error: r.try_get(6)?,
-        created_at: r.try_get(7)?,
-        sent_at: r.try_get(8)?,
-        message_id: r.try_get(9)?,
-        recipients: r.try_get(10)?,
-        subject: r.try_get(11)?,
-        body: r.try_get(12)?,
+        id: r.text(0)?,
+        instance: r.opt_text(1)?,
+        kind: r.text(2)?,
+        state: r.text(3)?,
+        attempts: r.int(4)?,
+        next_attempt_at: r.int(5)?,
+        last_error: r.opt_text(6)?,
+        created_at: r.int(7)?,
+        sent_at: r.opt_int(8)?,
+        message_id: r.opt_text(9)?,
+        recipients: r.opt_text(10)?,
+        subject: r.opt_text(11)?,
+        body: r.opt_text(12)?,
     })
 }
 
@@ -294,24 +293,20 @@ impl Engine {
         fields: crate::core::Fields,
     ) -> Result<(), Error> {
         let now = self.now();
-        let row = sqlx::query(
-            "SELECT instance, payload, state, attempts, next_attempt_at FROM outbox WHERE id = $1 AND provider = $2",
-        )
-        .bind(id)
-        .bind(provider)
-        .fetch_optional(&self.store().pool)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("external task {id}")))?;
-        let state: String = row.try_get(2)?;
-        let attempts: i64 = row.try_get(3)?;
-        let lease_end: i64 = row.try_get(4)?;
+        let sql = "SELECT instance, payload, state, attempts, next_attempt_at FROM outbox WHERE id = $1 AND provider = $2";
+        let key = [V::Text(id.to_owned()), V::Text(provider.to_owned())];
+        let row = in_read!(self.store(), |db| db.row(sql.into(), &key))?
+            .ok_or_else(|| Error::NotFound(format!("external task {id}")))?;
+        let state = row.text(2)?;
+        let attempts = row.int(3)?;
+        let lease_end = row.int(4)?;
         if state != "sending" || attempts != attempt || lease_end <= now.0 {
             return Err(Error::Conflict(format!(
                 "the lock on external task {id} was lost (expired or taken again); fetch it again"
             )));
         }
-        let instance: String = row.try_get(0)?;
-        let payload: String = row.try_get(1)?;
+        let instance = row.text(0)?;
+        let payload = row.text(1)?;
         let Effect::CallProvider { token, .. } =
             serde_json::from_str(&payload).map_err(|e| Error::Corrupt(e.to_string()))?
         else {
@@ -500,25 +495,20 @@ impl Engine {
         state: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Message>, Error> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT {COLUMNS} FROM outbox WHERE ($1 = '' OR state = $1) ORDER BY created_at DESC, id DESC LIMIT $2"
-        )))
-        .bind(state.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&self.store().pool)
-        .await?;
+        );
+        let key = [V::Text(state.unwrap_or("").to_owned()), V::Int(limit)];
+        let rows = in_read!(self.store(), |db| db.rows(sql.into(), &key))?;
         rows.iter().map(message).collect()
     }
 
     /// One message by id.
     pub async fn outbox_message(&self, id: &str) -> Result<Message, Error> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM outbox WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.store().pool)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no message {id}")))?;
+        let sql = format!("SELECT {COLUMNS} FROM outbox WHERE id = $1");
+        let key = [V::Text(id.to_owned())];
+        let row = in_read!(self.store(), |db| db.row(sql.into(), &key))?
+            .ok_or_else(|| Error::NotFound(format!("no message {id}")))?;
         message(&row)
     }
 }

@@ -12,7 +12,6 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use guichet_definitions::model::RoleSource;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use crate::error::Error;
 use crate::runtime::{Engine, TaskRow};
@@ -80,24 +79,32 @@ impl Engine {
         Ok(())
     }
 
+    async fn user_exists(&self, email: &str) -> Result<bool, Error> {
+        let (sql, key) = (
+            "SELECT 1 FROM users WHERE email = $1",
+            [V::Text(email.to_owned())],
+        );
+        Ok(in_read!(self.store(), |db| db.row(sql.into(), &key))?.is_some())
+    }
+
     pub async fn user_count(&self) -> Result<i64, Error> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.store().pool)
-            .await?
-            .try_get(0)?)
+        let sql = "SELECT COUNT(*) FROM users";
+        in_read!(self.store(), |db| db.rows(sql.into(), &[]))?
+            .first()
+            .map_or(Ok(0), |r| r.int(0))
     }
 
     /// Checks a password and opens a session; `None` for a wrong email or password (the same
     /// work is done either way, so timing does not tell which).
     pub async fn login(&self, email: &str, password: &str) -> Result<Option<String>, Error> {
         let email = email.trim().to_lowercase();
-        let stored: Option<String> =
-            sqlx::query("SELECT password_hash FROM users WHERE email = $1")
-                .bind(&email)
-                .fetch_optional(&self.store().pool)
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?;
+        let (sql, key) = (
+            "SELECT password_hash FROM users WHERE email = $1",
+            [V::Text(email.clone())],
+        );
+        let stored = in_read!(self.store(), |db| db.row(sql.into(), &key))?
+            .map(|r| r.text(0))
+            .transpose()?;
         // A real hash to verify against when the account does not exist, so that the time
         // taken does not tell whether it does.
         static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -168,11 +175,7 @@ impl Engine {
     /// public prefix, shown in listings and used to revoke.
     pub async fn create_api_token(&self, email: &str, name: &str) -> Result<String, Error> {
         let email = email.trim().to_lowercase();
-        let exists = sqlx::query("SELECT 1 FROM users WHERE email = $1")
-            .bind(&email)
-            .fetch_optional(&self.store().pool)
-            .await?
-            .is_some();
+        let exists = self.user_exists(&email).await?;
         if !exists {
             return Err(Error::NotFound(format!(
                 "staff account {email} (create it first with `guichet user add`)"
@@ -199,11 +202,7 @@ impl Engine {
     /// account `provider:ID`, which cannot sign in to the pages.
     pub async fn create_provider_token(&self, provider: &str, name: &str) -> Result<String, Error> {
         let account = format!("provider:{provider}");
-        let exists = sqlx::query("SELECT 1 FROM users WHERE email = $1")
-            .bind(&account)
-            .fetch_optional(&self.store().pool)
-            .await?
-            .is_some();
+        let exists = self.user_exists(&account).await?;
         if !exists {
             // "!" is no Argon2 hash: no password ever matches it.
             self.write_one(
@@ -274,20 +273,17 @@ impl Engine {
 
     /// The API tokens: (prefix, account, name, created, last used, revoked).
     pub async fn api_tokens(&self) -> Result<Vec<ApiToken>, Error> {
-        let rows = sqlx::query(
-            "SELECT prefix, email, name, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY created_at",
-        )
-        .fetch_all(&self.store().pool)
-        .await?;
+        let sql = "SELECT prefix, email, name, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY created_at";
+        let rows = in_read!(self.store(), |db| db.rows(sql.into(), &[]))?;
         rows.iter()
             .map(|r| {
                 Ok(ApiToken {
-                    prefix: r.try_get(0)?,
-                    email: r.try_get(1)?,
-                    name: r.try_get(2)?,
-                    created_at: r.try_get(3)?,
-                    last_used_at: r.try_get(4)?,
-                    revoked_at: r.try_get(5)?,
+                    prefix: r.text(0)?,
+                    email: r.text(1)?,
+                    name: r.text(2)?,
+                    created_at: r.int(3)?,
+                    last_used_at: r.opt_int(4)?,
+                    revoked_at: r.opt_int(5)?,
                 })
             })
             .collect()
@@ -310,11 +306,10 @@ impl Engine {
 
     /// The staff accounts: (email, administrator), by email.
     pub async fn users(&self) -> Result<Vec<(String, bool)>, Error> {
-        let rows = sqlx::query("SELECT email, admin FROM users ORDER BY email")
-            .fetch_all(&self.store().pool)
-            .await?;
+        let sql = "SELECT email, admin FROM users ORDER BY email";
+        let rows = in_read!(self.store(), |db| db.rows(sql.into(), &[]))?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get::<i64, _>(1)? != 0)))
+            .map(|r| Ok((r.text(0)?, r.int(1)? != 0)))
             .collect()
     }
 
@@ -369,7 +364,7 @@ impl Engine {
         // Mine, or unclaimed and open to one of my (desk, role) pairs: one part per case, bound
         // to `values` in order.
         let mut parts = vec!["t.assignee = $1 AND t.state IN ('open', 'claimed')".to_owned()];
-        let mut values: Vec<String> = vec![email.clone()];
+        let mut values: Vec<V> = vec![V::Text(email.clone())];
         for (desk, role) in &roles {
             let n = values.len();
             parts.push(format!(
@@ -377,8 +372,8 @@ impl Engine {
                 n + 1,
                 n + 2
             ));
-            values.push(desk.clone());
-            values.push(role.clone());
+            values.push(V::Text(desk.clone()));
+            values.push(V::Text(role.clone()));
         }
         let filter = parts
             .iter()
@@ -386,19 +381,23 @@ impl Engine {
             .collect::<Vec<_>>()
             .join(" OR ");
         // Counted up to a bound: beyond it the page says "more than"; in the same query.
+        // The bounds are bound too: no value is ever written into the SQL text.
+        values.push(V::Int(
+            i64::try_from(INBOX_COUNT_BOUND + 1).unwrap_or(i64::MAX),
+        ));
         let count = format!(
-            "(SELECT COUNT(*) FROM (SELECT 1 FROM tasks t WHERE {filter} LIMIT {}) AS c)",
-            INBOX_COUNT_BOUND + 1
+            "(SELECT COUNT(*) FROM (SELECT 1 FROM tasks t WHERE {filter} LIMIT ${}) AS c)",
+            values.len()
         );
         // The page: each part of the filter read in the index's order (overdue first, then by
         // deadline) and cut at `limit`, tasks without a deadline apart (NULLs sort first);
         // the parts are merged and cut again by the database, so that only the page's rows
-        // come back (each row returned costs a hand-off between threads in sqlx's SQLite
-        // driver), with the request's title. The database never sorts a role's thousands of
+        // come back, with the request's title. The database never sorts a role's thousands of
         // tasks: at most `limit` rows per part.
         const COLUMNS: &str = "t.instance, t.seq, t.step, t.role, t.assignee, t.state, t.created_at, t.due_at, t.overdue, t.closed_by, t.desk";
         let shown = usize::try_from(limit).unwrap_or_default();
-        let limit = limit.max(1);
+        values.push(V::Int(limit.max(1)));
+        let limit = format!("${}", values.len());
         let mut selects = Vec::new();
         for filter in &parts {
             for (due, order) in [
@@ -430,10 +429,6 @@ impl Engine {
              JOIN instances i ON i.id = u.instance) AS r",
             selects.join(" UNION ALL ")
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for v in &values {
-            q = q.bind(v.clone());
-        }
         // One page row, as the JSON array the query builds (serde reads a struct from an
         // array in field order).
         #[derive(serde::Deserialize)]
@@ -451,9 +446,10 @@ impl Engine {
             desk: Option<String>,
             title: Option<String>,
         }
-        let r = q.fetch_one(&self.store().pool).await?;
-        let total: i64 = r.try_get(0)?;
-        let page: Vec<PageRow> = serde_json::from_str(&r.try_get::<String, _>(1)?)
+        let r = in_read!(self.store(), |db| db.row(sql.into(), &values))?
+            .ok_or_else(|| Error::Corrupt("the inbox query returned no row".into()))?;
+        let total = r.int(0)?;
+        let page: Vec<PageRow> = serde_json::from_str(&r.text(1)?)
             .map_err(|e| Error::Corrupt(format!("the inbox page: {e}")))?;
         let mut found: Vec<(TaskRow, String, String)> = page
             .into_iter()
@@ -560,37 +556,30 @@ pub struct Gauges {
 
 impl Engine {
     pub async fn gauges(&self) -> Result<Gauges, Error> {
-        let pool = &self.store().pool;
         let mut g = Gauges::default();
-        for r in sqlx::query("SELECT status, COUNT(*) FROM instances GROUP BY status")
-            .fetch_all(pool)
-            .await?
-        {
-            g.instances.push((r.try_get(0)?, r.try_get(1)?));
+        let sql = "SELECT status, COUNT(*) FROM instances GROUP BY status";
+        for r in in_read!(self.store(), |db| db.rows(sql.into(), &[]))? {
+            g.instances.push((r.text(0)?, r.int(1)?));
         }
-        let r = sqlx::query(
-            // COUNT, not SUM: PostgreSQL sums BIGINTs as NUMERIC, a type the driver does not read.
-            "SELECT COUNT(*), COUNT(CASE WHEN overdue <> 0 THEN 1 END) FROM tasks WHERE state IN ('open', 'claimed')",
-        )
-        .fetch_one(pool)
-        .await?;
-        g.tasks_open = r.try_get(0)?;
-        g.tasks_overdue = r.try_get(1)?;
-        for r in sqlx::query("SELECT kind, state, COUNT(*) FROM outbox GROUP BY kind, state")
-            .fetch_all(pool)
-            .await?
-        {
-            g.outbox.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+        // COUNT, not SUM: PostgreSQL sums BIGINTs as NUMERIC, a type the driver does not read.
+        let sql = "SELECT COUNT(*), COUNT(CASE WHEN overdue <> 0 THEN 1 END) FROM tasks WHERE state IN ('open', 'claimed')";
+        if let Some(r) = in_read!(self.store(), |db| db.row(sql.into(), &[]))? {
+            g.tasks_open = r.int(0)?;
+            g.tasks_overdue = r.int(1)?;
         }
-        let r = sqlx::query(
+        let sql = "SELECT kind, state, COUNT(*) FROM outbox GROUP BY kind, state";
+        for r in in_read!(self.store(), |db| db.rows(sql.into(), &[]))? {
+            g.outbox.push((r.text(0)?, r.text(1)?, r.int(2)?));
+        }
+        let (sql, key) = (
             "SELECT COUNT(*), COUNT(CASE WHEN next_timer_at <= $1 THEN 1 END) \
              FROM instances WHERE next_timer_at IS NOT NULL",
-        )
-        .bind(self.now().0)
-        .fetch_one(pool)
-        .await?;
-        g.requests_with_timers = r.try_get(0)?;
-        g.timers_due = r.try_get(1)?;
+            [V::Int(self.now().0)],
+        );
+        if let Some(r) = in_read!(self.store(), |db| db.row(sql.into(), &key))? {
+            g.requests_with_timers = r.int(0)?;
+            g.timers_due = r.int(1)?;
+        }
         Ok(g)
     }
 }

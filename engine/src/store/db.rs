@@ -212,6 +212,8 @@ impl Db for Lite<'_> {
 pub(crate) struct Readers {
     path: std::path::PathBuf,
     idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+    /// Set when the store is closed: reads fail as the pool's would.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Readers {
@@ -230,6 +232,15 @@ impl Readers {
         Readers {
             path: path.to_owned(),
             idle: std::sync::Mutex::new(Vec::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Closes the idle connections; reads after this fail.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
         }
     }
 
@@ -249,6 +260,9 @@ impl Readers {
         &self,
         f: impl FnOnce(&mut Lite<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Database(sqlx::Error::PoolClosed));
+        }
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match idle {
             Some(conn) => conn,

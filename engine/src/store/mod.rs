@@ -476,6 +476,9 @@ impl Store {
             let _ = conn.close().await;
         }
         self.pool.close().await;
+        if let Some(readers) = &self.readers {
+            readers.close();
+        }
     }
 }
 
