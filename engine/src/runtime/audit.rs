@@ -2,22 +2,22 @@
 
 use crate::error::{Error, corrupt};
 use crate::runtime::Engine;
-use crate::store::history::*;
-use sqlx::Row as _;
+use crate::store::db::{Db as _, V};
+use crate::store::history::{AuditReport, HistoryRow, chain, check, genesis};
+use crate::store::in_read;
+
+/// A request's history rows, in order: (seq, body, the chain's head before, after).
+const ROWS: &str =
+    "SELECT seq, body, prev_hash, hash FROM history WHERE instance = $1 ORDER BY seq";
 
 impl Engine {
     /// The history of a request, in order, one item an event.
     pub async fn history(&self, id: &str) -> Result<Vec<HistoryRow>, Error> {
-        let rows = sqlx::query(
-            "SELECT seq, body, prev_hash, hash FROM history WHERE instance = $1 ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(&self.store().pool)
-        .await?;
+        let key = [V::Text(id.to_owned())];
+        let rows = in_read!(self.store(), |db| db.rows(ROWS.into(), &key))?;
         let mut out = Vec::with_capacity(rows.len() * 8);
         for r in &rows {
-            let (seq, body, prev_hash, hash): (i64, String, String, String) =
-                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+            let (seq, body, prev_hash, hash) = (r.int(0)?, r.text(1)?, r.text(2)?, r.text(3)?);
             // Shown as stored: the last event with the row's hash, the others with the heads
             // computed from the row's start (a broken chain is `verify_audit`'s to report).
             let mut entries = chain(id, seq, &body, &prev_hash).map_err(corrupt)?;
@@ -37,30 +37,21 @@ impl Engine {
 
     /// Recomputes every history chain; reports the first broken link.
     pub async fn verify_audit(&self) -> Result<AuditReport, Error> {
-        let instances =
-            sqlx::query("SELECT id, history_seq, history_head FROM instances ORDER BY id")
-                .fetch_all(&self.store().pool)
-                .await?;
+        let sql = "SELECT id, history_seq, history_head FROM instances ORDER BY id";
+        let instances = in_read!(self.store(), |db| db.rows(sql.into(), &[]))?;
         let mut report = AuditReport {
             instances: instances.len(),
             events: 0,
             broken: None,
         };
         for inst in &instances {
-            let id: String = inst.try_get(0)?;
-            let last: i64 = inst.try_get(1)?;
-            let head: String = inst.try_get(2)?;
-            let rows = sqlx::query(
-                "SELECT seq, body, prev_hash, hash FROM history WHERE instance = $1 ORDER BY seq",
-            )
-            .bind(&id)
-            .fetch_all(&self.store().pool)
-            .await?;
+            let (id, last, head) = (inst.text(0)?, inst.int(1)?, inst.text(2)?);
+            let key = [V::Text(id.clone())];
+            let rows = in_read!(self.store(), |db| db.rows(ROWS.into(), &key))?;
             let mut prev = genesis(&id);
             let mut expected = 1;
             for r in &rows {
-                let (seq, body, prev_hash, hash): (i64, String, String, String) =
-                    (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+                let (seq, body, prev_hash, hash) = (r.int(0)?, r.text(1)?, r.text(2)?, r.text(3)?);
                 match check(&id, expected, &prev, (seq, &body, &prev_hash, &hash)) {
                     Ok(events) => {
                         report.events += events;
@@ -83,16 +74,12 @@ impl Engine {
             }
         }
         // Entries of no request (on PostgreSQL no foreign key keeps them out: migration 16).
-        let orphan = sqlx::query(
-            "SELECT instance, MIN(seq) FROM history WHERE instance NOT IN (SELECT id FROM instances) \
-             GROUP BY instance ORDER BY instance LIMIT 1",
-        )
-        .fetch_optional(&self.store().pool)
-        .await?;
-        if let Some(r) = orphan {
+        let sql = "SELECT instance, MIN(seq) FROM history WHERE instance NOT IN (SELECT id FROM instances) \
+             GROUP BY instance ORDER BY instance LIMIT 1";
+        if let Some(r) = in_read!(self.store(), |db| db.row(sql.into(), &[]))? {
             report.broken = Some((
-                r.try_get(0)?,
-                r.try_get(1)?,
+                r.text(0)?,
+                r.int(1)?,
                 "history of a request that does not exist".to_owned(),
             ));
         }

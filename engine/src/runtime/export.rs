@@ -5,27 +5,27 @@ use crate::core::EventKind;
 use crate::error::Error;
 use crate::indicators::kpi::Query;
 use crate::runtime::Engine;
+use crate::store::db::{Db as _, V};
+use crate::store::in_read;
 use serde_json::Value;
-use sqlx::Row;
 use std::io::Write;
 
 use crate::indicators::export::{csv_field, io, iso, resource, xml};
 
 /// Requests of the query, in order: (id, desk, revision, result).
 async fn requests(e: &Engine, q: &Query) -> Result<Vec<(String, String, i64, String)>, Error> {
-    let rows = sqlx::query(
-        "SELECT i.id, i.name, d.revision, COALESCE(i.result, i.status) FROM instances i JOIN definitions d ON d.hash = i.definition \
-         WHERE i.status <> 'running' AND i.ended_at >= $1 AND i.ended_at < $2 ORDER BY i.started_at, i.id",
-    )
-    .bind(q.from.map_or(i64::MIN, |t| t.0))
-    .bind(q.to.map_or(i64::MAX, |t| t.0))
-    .fetch_all(&e.store().pool)
-    .await?;
+    let sql = "SELECT i.id, i.name, d.revision, COALESCE(i.result, i.status) FROM instances i JOIN definitions d ON d.hash = i.definition \
+         WHERE i.status <> 'running' AND i.ended_at >= $1 AND i.ended_at < $2 ORDER BY i.started_at, i.id";
+    let period = [
+        V::Int(q.from.map_or(i64::MIN, |t| t.0)),
+        V::Int(q.to.map_or(i64::MAX, |t| t.0)),
+    ];
+    let rows = in_read!(e.store(), |db| db.rows(sql.into(), &period))?;
     let mut out = Vec::new();
     for r in rows {
-        let desk: String = r.try_get(1)?;
+        let desk = r.text(1)?;
         if q.desks.is_empty() || q.desks.contains(&desk) {
-            out.push((r.try_get(0)?, desk, r.try_get(2)?, r.try_get(3)?));
+            out.push((r.text(0)?, desk, r.int(2)?, r.text(3)?));
         }
     }
     Ok(out)

@@ -20,7 +20,6 @@ use std::sync::{Arc, RwLock};
 use guichet_definitions::load;
 use guichet_definitions::model::{EndResult, Process};
 use serde::Serialize;
-use sqlx::Row as _;
 
 use crate::clock::{Clock, Timestamp};
 use crate::core::{self, Command, Effect, Fields, Instance, InstanceStatus, Transition};
@@ -250,36 +249,28 @@ impl Engine {
             return Err(Error::Definition(checked.diagnostics));
         };
         let hash = crate::sha256_hex(source.as_bytes());
-        let (_turn, mut tx) = self.store.begin_write().await?;
-        let existing = sqlx::query("SELECT revision FROM definitions WHERE hash = $1")
-            .bind(&hash)
-            .fetch_optional(&mut *tx)
+        // The next revision of its name, unless the same content is there already: one
+        // statement, so that two nodes deploying at once cannot both take a revision.
+        let inserted = self
+            .write_one(
+                "INSERT INTO definitions (hash, name, version, revision, source, deployed_at) \
+                 SELECT $1, $2, $3, COALESCE(MAX(revision), 0) + 1, $4, $5 FROM definitions WHERE name = $2 \
+                 ON CONFLICT (hash) DO NOTHING",
+                vec![
+                    V::Text(hash.clone()),
+                    V::Text(process.name.clone()),
+                    V::Int(i64::from(process.version)),
+                    V::Text(source.to_owned()),
+                    V::Int(self.now().0),
+                ],
+            )
             .await?;
-        let (revision, new) = match existing {
-            Some(row) => (row.try_get::<i64, _>(0)?, false),
-            None => {
-                let last: Option<i64> =
-                    sqlx::query("SELECT MAX(revision) FROM definitions WHERE name = $1")
-                        .bind(&process.name)
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .try_get(0)?;
-                let revision = last.unwrap_or(0) + 1;
-                sqlx::query(
-                    "INSERT INTO definitions (hash, name, version, revision, source, deployed_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&hash)
-                .bind(&process.name)
-                .bind(i64::from(process.version))
-                .bind(revision)
-                .bind(source)
-                .bind(self.now().0)
-                .execute(&mut *tx)
-                .await?;
-                (revision, true)
-            }
-        };
-        tx.commit().await?;
+        let key = [V::Text(hash.clone())];
+        let sql = "SELECT revision FROM definitions WHERE hash = $1";
+        let revision = in_read!(self.store, |db| db.row(sql.into(), &key))?
+            .ok_or_else(|| Error::Corrupt(format!("definition {hash} was not stored")))?
+            .int(0)?;
+        let new = inserted == 1;
         let deployed = Deployed {
             name: process.name.clone(),
             version: process.version,
@@ -923,18 +914,14 @@ impl Engine {
     /// the most overdue first), each timer in its own transaction; returns how many fired.
     pub async fn fire_due_timers(&self, limit: i64) -> Result<usize, Error> {
         let now = self.now();
-        let due = sqlx::query(
-            "SELECT id, state, row_version FROM instances WHERE next_timer_at <= $1 \
-             ORDER BY next_timer_at, id LIMIT $2",
-        )
-        .bind(now.0)
-        .bind(limit)
-        .fetch_all(&self.store.pool)
-        .await?;
+        let sql = "SELECT id, state, row_version FROM instances WHERE next_timer_at <= $1 \
+             ORDER BY next_timer_at, id LIMIT $2";
+        let key = [V::Int(now.0), V::Int(limit)];
+        let due = in_read!(self.store, |db| db.rows(sql.into(), &key))?;
         let mut fired = 0;
         for row in due {
-            let instance: String = row.try_get(0)?;
-            let state: String = row.try_get(1)?;
+            let instance = row.text(0)?;
+            let state = row.text(1)?;
             let inst: Instance = serde_json::from_str(&state).map_err(corrupt)?;
             let timers = inst.timers_due(now);
             if timers.is_empty() {
@@ -947,7 +934,7 @@ impl Engine {
                         vec![
                             V::MaybeInt(inst.next_timer_at().map(|t| t.0)),
                             V::Text(instance.clone()),
-                            V::Int(row.try_get(2)?),
+                            V::Int(row.int(2)?),
                         ],
                     )
                     .await?;
@@ -1013,12 +1000,13 @@ impl Engine {
         desk: &str,
         status: Option<&str>,
     ) -> Result<Vec<String>, Error> {
-        let rows = sqlx::query("SELECT id FROM instances WHERE name = $1 AND ($2 = '' OR status = $2) ORDER BY started_at, id")
-            .bind(desk)
-            .bind(status.unwrap_or(""))
-            .fetch_all(&self.store.pool)
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        let sql = "SELECT id FROM instances WHERE name = $1 AND ($2 = '' OR status = $2) ORDER BY started_at, id";
+        let key = [
+            V::Text(desk.to_owned()),
+            V::Text(status.unwrap_or("").to_owned()),
+        ];
+        let rows = in_read!(self.store, |db| db.rows(sql.into(), &key))?;
+        rows.iter().map(|r| r.text(0)).collect()
     }
 
     /// The compiled process a request runs on.
@@ -1082,8 +1070,7 @@ impl Engine {
             }
             None => {
                 let sql = format!("SELECT {columns} FROM tasks WHERE {open} {order}");
-                let mut conn = self.store.pool.acquire().await?;
-                conn.rows(sql.into(), &[]).await?
+                in_read!(self.store, |db| db.rows(sql.into(), &[]))?
             }
         };
         rows.iter().map(TaskRow::from_row).collect()
@@ -1116,18 +1103,14 @@ impl Engine {
 
     /// Outbox messages of a request (for tests and `guichet mail list`).
     pub async fn outbox(&self, instance: &str) -> Result<Vec<(String, Effect)>, Error> {
-        let rows = sqlx::query(
-            "SELECT id, payload FROM outbox WHERE instance = $1 ORDER BY created_at, id",
-        )
-        .bind(instance)
-        .fetch_all(&self.store.pool)
-        .await?;
+        let sql = "SELECT id, payload FROM outbox WHERE instance = $1 ORDER BY created_at, id";
+        let key = [V::Text(instance.to_owned())];
+        let rows = in_read!(self.store, |db| db.rows(sql.into(), &key))?;
         rows.iter()
             .map(|r| {
-                let payload: String = r.try_get(1)?;
                 Ok((
-                    r.try_get(0)?,
-                    serde_json::from_str(&payload).map_err(corrupt)?,
+                    r.text(0)?,
+                    serde_json::from_str(&r.text(1)?).map_err(corrupt)?,
                 ))
             })
             .collect()
@@ -1135,13 +1118,10 @@ impl Engine {
 
     /// Every deployed revision: (desk, revision, version, deployed at), newest first per desk.
     pub async fn definitions(&self) -> Result<Vec<(String, i64, i64, i64)>, Error> {
-        let rows = sqlx::query(
-            "SELECT name, revision, version, deployed_at FROM definitions ORDER BY name, revision DESC",
-        )
-        .fetch_all(&self.store.pool)
-        .await?;
+        let sql = "SELECT name, revision, version, deployed_at FROM definitions ORDER BY name, revision DESC";
+        let rows = in_read!(self.store, |db| db.rows(sql.into(), &[]))?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .map(|r| Ok((r.text(0)?, r.int(1)?, r.int(2)?, r.int(3)?)))
             .collect()
     }
 
@@ -1153,25 +1133,24 @@ impl Engine {
         status: Option<&str>,
         limit: i64,
     ) -> Result<Vec<RequestRow>, Error> {
-        let rows = sqlx::query(
-            "SELECT id, name, title, status, result, started_at, ended_at FROM instances \
-             WHERE ($1 = '' OR name = $1) AND ($2 = '' OR status = $2) ORDER BY started_at DESC, id LIMIT $3",
-        )
-        .bind(desk.unwrap_or(""))
-        .bind(status.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&self.store.pool)
-        .await?;
+        let sql = "SELECT id, name, title, status, result, started_at, ended_at FROM instances \
+             WHERE ($1 = '' OR name = $1) AND ($2 = '' OR status = $2) ORDER BY started_at DESC, id LIMIT $3";
+        let key = [
+            V::Text(desk.unwrap_or("").to_owned()),
+            V::Text(status.unwrap_or("").to_owned()),
+            V::Int(limit),
+        ];
+        let rows = in_read!(self.store, |db| db.rows(sql.into(), &key))?;
         rows.iter()
             .map(|r| {
                 Ok(RequestRow {
-                    id: r.try_get(0)?,
-                    desk: r.try_get(1)?,
-                    title: r.try_get(2)?,
-                    status: r.try_get(3)?,
-                    result: r.try_get(4)?,
-                    started_at: r.try_get(5)?,
-                    ended_at: r.try_get(6)?,
+                    id: r.text(0)?,
+                    desk: r.text(1)?,
+                    title: r.text(2)?,
+                    status: r.text(3)?,
+                    result: r.opt_text(4)?,
+                    started_at: r.int(5)?,
+                    ended_at: r.opt_int(6)?,
                 })
             })
             .collect()
@@ -1179,15 +1158,14 @@ impl Engine {
 
     /// How requests ended, by result (for tests and summaries).
     pub async fn count_by_status(&self) -> Result<Vec<(String, Option<EndResult>, i64)>, Error> {
-        let rows = sqlx::query("SELECT status, result, COUNT(*) FROM instances GROUP BY status, result ORDER BY status, result")
-            .fetch_all(&self.store.pool)
-            .await?;
+        let sql = "SELECT status, result, COUNT(*) FROM instances GROUP BY status, result ORDER BY status, result";
+        let rows = in_read!(self.store, |db| db.rows(sql.into(), &[]))?;
         rows.iter()
             .map(|r| {
-                let result: Option<String> = r.try_get(1)?;
-                let result =
-                    result.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok());
-                Ok((r.try_get(0)?, result, r.try_get(2)?))
+                let result = r
+                    .opt_text(1)?
+                    .and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok());
+                Ok((r.text(0)?, result, r.int(2)?))
             })
             .collect()
     }
