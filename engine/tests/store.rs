@@ -146,6 +146,7 @@ on_both_backends!(
     a_history_written_one_event_a_row_reads_and_ends_as_before,
     a_command_that_fails_beside_others_fails_alone,
     a_revision_or_an_administrator_made_on_one_node_is_seen_by_the_others_within_a_second,
+    hostile_values_round_trip_through_every_path,
 );
 
 /// Starts take their desk's latest revision, and permissions the administrators, from what
@@ -1472,4 +1473,151 @@ async fn accounts_sessions_tokens_links_and_preferences_are_written(backend: &st
         preference.language,
         guichet_definitions::model::Language::En
     );
+}
+
+/// Text that breaks SQL built by hand: quotes of every kind, backslashes, placeholders of
+/// every driver, comment and statement markers, a character of every Unicode plane (0 to 16,
+/// assigned or not), byte-order and direction marks, line breaks, and a megabyte.
+fn hostile() -> Vec<String> {
+    let planes: String = (0..=16u32)
+        .filter_map(|plane| char::from_u32(plane << 16 | 0x41))
+        .collect();
+    vec![
+        "O'Brien \"quoted\" `back` '' \"\" E'x' $$dollar$$ $tag$x$tag$".to_owned(),
+        r"back\slash \' \\ \n \x00 \u0000 %% %s".to_owned(),
+        "$1 $2 ?1 ? :name @p1 {} {0} ${x}".to_owned(),
+        "'); DROP TABLE instances; -- /* */ ;".to_owned(),
+        format!("planes {planes} é ü ß 中文 𝄞 🚀 \u{FEFF} \u{202E}rtl \u{FFFD}"),
+        "tabs\tand\r\nline\nbreaks".to_owned(),
+        "x".repeat(1 << 20),
+    ]
+}
+
+/// Hostile values go in through the paths people use (an intake, a decision and who made it,
+/// a desk's title, an API token's name) and come back unchanged through every read: the
+/// request's state, its title, its tasks, who acted in its history, the listings; the audit
+/// holds. NUL,
+/// which PostgreSQL's text cannot hold, is refused where it is typed, naming the field, on
+/// both backends alike, and nothing is written.
+async fn hostile_values_round_trip_through_every_path(backend: &str) {
+    let (e, _) = engine(backend).await;
+    // A desk whose title is hostile: the definition's source is stored as written.
+    let title = hostile()[0].replace('"', "'");
+    let source = model("interne-decentralise").replacen(
+        "title \"Guichet interne à accès décentralisé\"",
+        &format!("title \"{}\"", title.replace('\\', "\\\\")),
+        1,
+    );
+    assert_ne!(
+        source,
+        model("interne-decentralise"),
+        "the model's title moved"
+    );
+    e.deploy(&source).await.unwrap();
+    for (k, value) in hostile().into_iter().enumerate() {
+        let short: String = value.chars().take(200).collect();
+        let resume: String = value.chars().take(5000).collect();
+        let mut data = intake();
+        data.insert("titre".into(), json!(short));
+        data.insert("organisme".into(), json!(value));
+        data.insert("resume".into(), json!(resume));
+        data.insert("donnees".into(), json!(value));
+        let id = e.start("interne-decentralise", &data).await.unwrap();
+        let user = format!("agent-{k}'; --@hopital.example");
+        let task = open_task(&e, &id, "recevabilite").await;
+        e.execute(
+            &id,
+            Command::Complete {
+                task,
+                user: user.clone(),
+                outcome: Some("recevable".into()),
+                fields: Fields::new(),
+            },
+        )
+        .await
+        .unwrap();
+        complete(
+            &e,
+            &id,
+            "faisabilite-juridique",
+            Some("favorable"),
+            json!({"base-legale": "mr-004", "avis": value}),
+        )
+        .await;
+        // Trimmed as forms trim, and otherwise as sent.
+        let sent = |v: &str| v.trim().to_owned();
+        let (_, inst) = e.instance(&id).await.unwrap();
+        let intake = &inst.data["demande"].fields;
+        assert_eq!(intake["titre"], json!(sent(&short)), "value {k}");
+        assert_eq!(intake["organisme"], json!(sent(&value)), "value {k}");
+        assert_eq!(intake["resume"], json!(sent(&resume)), "value {k}");
+        assert_eq!(intake["donnees"], json!(sent(&value)), "value {k}");
+        assert_eq!(
+            inst.data["faisabilite-juridique"].fields["avis"],
+            json!(sent(&value)),
+            "value {k}"
+        );
+        let listed = e
+            .requests(Some("interne-decentralise"), None, 100)
+            .await
+            .unwrap();
+        assert!(
+            listed.iter().any(|r| r.id == id && r.title == sent(&short)),
+            "value {k}: the title as listed"
+        );
+        let closed = e.tasks(Some(&id), false).await.unwrap();
+        assert!(
+            closed
+                .iter()
+                .any(|t| t.step == "recevabilite" && t.closed_by.as_deref() == Some(&*user)),
+            "value {k}: who decided"
+        );
+        let history = e.history(&id).await.unwrap();
+        assert!(
+            history.iter().any(|h| matches!(
+                &h.event.actor,
+                guichet_engine::core::Actor::User(u) if *u == user
+            )),
+            "value {k}: the history keeps who decided"
+        );
+    }
+    let name = hostile().concat().chars().take(4000).collect::<String>();
+    e.set_user(
+        "agent@hopital.example",
+        "correct horse battery staple",
+        false,
+    )
+    .await
+    .unwrap();
+    e.create_api_token("agent@hopital.example", &name)
+        .await
+        .unwrap();
+    assert!(e.api_tokens().await.unwrap().iter().any(|t| t.name == name));
+    let (desk, _) = e.desks().await.unwrap().into_iter().next().unwrap();
+    assert_eq!(desk, "interne-decentralise");
+    assert_eq!(
+        e.desks().await.unwrap()[&desk].title,
+        title,
+        "the desk's title as deployed"
+    );
+    assert_eq!(e.verify_audit().await.unwrap().broken, None);
+
+    // NUL and other control characters: refused, naming the field; nothing is written.
+    let before = e.count_by_status().await.unwrap();
+    for bad in ["nul \0 byte", "bell \u{7}", "escape \u{1b}[31m"] {
+        let mut data = intake();
+        data.insert("donnees".into(), json!(bad));
+        match e.start("interne-decentralise", &data).await {
+            Err(Error::Refused(guichet_engine::core::Error::Invalid(errors))) => {
+                assert_eq!(errors.len(), 1, "{errors:?}");
+                assert_eq!(errors[0].field, "donnees");
+                assert!(
+                    errors[0].message.contains("control character"),
+                    "{errors:?}"
+                );
+            }
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    assert_eq!(e.count_by_status().await.unwrap(), before);
 }

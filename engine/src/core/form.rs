@@ -88,6 +88,17 @@ fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result
             {
                 return Err(format!("at most {max} characters"));
             }
+            // NUL cannot be stored in PostgreSQL's text, and no control character but tabs
+            // and line breaks can be written in XML (the XES export): refused where typed.
+            if let Some(c) = s
+                .chars()
+                .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            {
+                return Err(format!(
+                    "contains a control character (U+{:04X}): remove it",
+                    u32::from(c)
+                ));
+            }
             Ok(Value::String(s.to_owned()))
         }
         FieldType::Email => {
