@@ -4,7 +4,7 @@ use crate::error::{Error, corrupt};
 use crate::runtime::Engine;
 use crate::store::db::{Db as _, V};
 use crate::store::history::{AuditReport, HistoryRow, chain, check, genesis};
-use crate::store::in_read;
+use crate::store::{in_long_read, in_read};
 
 /// A request's history rows, in order: (seq, body, the chain's head before, after).
 const ROWS: &str =
@@ -38,16 +38,18 @@ impl Engine {
     /// Recomputes every history chain; reports the first broken link.
     pub async fn verify_audit(&self) -> Result<AuditReport, Error> {
         let sql = "SELECT id, history_seq, history_head FROM instances ORDER BY id";
-        let instances = in_read!(self.store(), |db| db.rows(sql.into(), &[]))?;
+        let instances = in_long_read!(self.store(), |db| db.rows(sql.into(), &[]))?;
         let mut report = AuditReport {
             instances: instances.len(),
             events: 0,
             broken: None,
         };
         for inst in &instances {
+            // A long walk: let the worker's other tasks run between requests.
+            tokio::task::yield_now().await;
             let (id, last, head) = (inst.text(0)?, inst.int(1)?, inst.text(2)?);
             let key = [V::Text(id.clone())];
-            let rows = in_read!(self.store(), |db| db.rows(ROWS.into(), &key))?;
+            let rows = in_long_read!(self.store(), |db| db.rows(ROWS.into(), &key))?;
             let mut prev = genesis(&id);
             let mut expected = 1;
             for r in &rows {
@@ -76,7 +78,7 @@ impl Engine {
         // Entries of no request (on PostgreSQL no foreign key keeps them out: migration 16).
         let sql = "SELECT instance, MIN(seq) FROM history WHERE instance NOT IN (SELECT id FROM instances) \
              GROUP BY instance ORDER BY instance LIMIT 1";
-        if let Some(r) = in_read!(self.store(), |db| db.row(sql.into(), &[]))? {
+        if let Some(r) = in_long_read!(self.store(), |db| db.row(sql.into(), &[]))? {
             report.broken = Some((
                 r.text(0)?,
                 r.int(1)?,

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::indicators::kpi::Query;
 use crate::runtime::Engine;
 use crate::store::db::{Db as _, V};
-use crate::store::in_read;
+use crate::store::in_long_read;
 use serde_json::Value;
 use std::io::Write;
 
@@ -20,7 +20,7 @@ async fn requests(e: &Engine, q: &Query) -> Result<Vec<(String, String, i64, Str
         V::Int(q.from.map_or(i64::MIN, |t| t.0)),
         V::Int(q.to.map_or(i64::MAX, |t| t.0)),
     ];
-    let rows = in_read!(e.store(), |db| db.rows(sql.into(), &period))?;
+    let rows = in_long_read!(e.store(), |db| db.rows(sql.into(), &period))?;
     let mut out = Vec::new();
     for r in rows {
         let desk = r.text(1)?;
@@ -62,6 +62,8 @@ impl Engine {
         let mut traces = 0;
         let mut events = 0;
         for (id, desk, revision, _) in requests(self, q).await? {
+            // Each request reads its history: let the worker's other tasks run between them.
+            tokio::task::yield_now().await;
             let process = self.process_of(&id).await?;
             writeln!(
                 out,
@@ -116,6 +118,8 @@ impl Engine {
         let field = csv_field;
         let mut n = 0;
         for (id, desk, revision, _) in requests(self, q).await? {
+            // Each request reads its history: let the worker's other tasks run between them.
+            tokio::task::yield_now().await;
             for h in self.history(&id).await? {
                 let mut body =
                     serde_json::to_value(&h.event).map_err(|e| Error::Corrupt(e.to_string()))?;
@@ -171,6 +175,8 @@ impl Engine {
         let mut events = 0;
         write!(out, "{{\"events\": [").map_err(io)?;
         for (id, desk, revision, result) in requests(self, q).await? {
+            // Each request reads its history: let the worker's other tasks run between them.
+            tokio::task::yield_now().await;
             let process = self.process_of(&id).await?;
             let history = self.history(&id).await?;
             let started = history.first().map_or(Timestamp(0), |h| h.event.at);

@@ -28,7 +28,7 @@ use crate::error::corrupt;
 use crate::store::db::{Db, Statement, V, inserts};
 use crate::store::history::{self, genesis};
 use crate::store::rows::{CommandRow, FactsRows};
-use crate::store::{Backend, Store, in_read};
+use crate::store::{Backend, Store, in_long_read, in_read};
 
 /// A deployed definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -1005,7 +1005,7 @@ impl Engine {
             V::Text(desk.to_owned()),
             V::Text(status.unwrap_or("").to_owned()),
         ];
-        let rows = in_read!(self.store, |db| db.rows(sql.into(), &key))?;
+        let rows = in_long_read!(self.store, |db| db.rows(sql.into(), &key))?;
         rows.iter().map(|r| r.text(0)).collect()
     }
 
@@ -1070,7 +1070,7 @@ impl Engine {
             }
             None => {
                 let sql = format!("SELECT {columns} FROM tasks WHERE {open} {order}");
-                in_read!(self.store, |db| db.rows(sql.into(), &[]))?
+                in_long_read!(self.store, |db| db.rows(sql.into(), &[]))?
             }
         };
         rows.iter().map(TaskRow::from_row).collect()
@@ -1159,7 +1159,7 @@ impl Engine {
     /// How requests ended, by result (for tests and summaries).
     pub async fn count_by_status(&self) -> Result<Vec<(String, Option<EndResult>, i64)>, Error> {
         let sql = "SELECT status, result, COUNT(*) FROM instances GROUP BY status, result ORDER BY status, result";
-        let rows = in_read!(self.store, |db| db.rows(sql.into(), &[]))?;
+        let rows = in_long_read!(self.store, |db| db.rows(sql.into(), &[]))?;
         rows.iter()
             .map(|r| {
                 let result = r

@@ -11,7 +11,7 @@ use crate::core::lifecycle::{self, OutboxAction, OutboxLife};
 use crate::error::Error;
 use crate::runtime::Engine;
 use crate::store::db::{Db as _, Row, V};
-use crate::store::in_read;
+use crate::store::{in_long_read, in_read};
 
 /// Which providers' messages to claim.
 #[derive(Debug, Clone, Copy)]
@@ -499,7 +499,7 @@ impl Engine {
             "SELECT {COLUMNS} FROM outbox WHERE ($1 = '' OR state = $1) ORDER BY created_at DESC, id DESC LIMIT $2"
         );
         let key = [V::Text(state.unwrap_or("").to_owned()), V::Int(limit)];
-        let rows = in_read!(self.store(), |db| db.rows(sql.into(), &key))?;
+        let rows = in_long_read!(self.store(), |db| db.rows(sql.into(), &key))?;
         rows.iter().map(message).collect()
     }
 

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::error::Error;
 use crate::runtime::{Engine, TaskRow};
 use crate::store::db::{Db, V};
-use crate::store::in_read;
+use crate::store::{in_long_read, in_read};
 
 /// A session ends after this long without a request.
 pub const IDLE_MS: i64 = 2 * 3_600_000;
@@ -446,7 +446,7 @@ impl Engine {
             desk: Option<String>,
             title: Option<String>,
         }
-        let r = in_read!(self.store(), |db| db.row(sql.into(), &values))?
+        let r = in_long_read!(self.store(), |db| db.row(sql.into(), &values))?
             .ok_or_else(|| Error::Corrupt("the inbox query returned no row".into()))?;
         let total = r.int(0)?;
         let page: Vec<PageRow> = serde_json::from_str(&r.text(1)?)
@@ -558,17 +558,17 @@ impl Engine {
     pub async fn gauges(&self) -> Result<Gauges, Error> {
         let mut g = Gauges::default();
         let sql = "SELECT status, COUNT(*) FROM instances GROUP BY status";
-        for r in in_read!(self.store(), |db| db.rows(sql.into(), &[]))? {
+        for r in in_long_read!(self.store(), |db| db.rows(sql.into(), &[]))? {
             g.instances.push((r.text(0)?, r.int(1)?));
         }
         // COUNT, not SUM: PostgreSQL sums BIGINTs as NUMERIC, a type the driver does not read.
         let sql = "SELECT COUNT(*), COUNT(CASE WHEN overdue <> 0 THEN 1 END) FROM tasks WHERE state IN ('open', 'claimed')";
-        if let Some(r) = in_read!(self.store(), |db| db.row(sql.into(), &[]))? {
+        if let Some(r) = in_long_read!(self.store(), |db| db.row(sql.into(), &[]))? {
             g.tasks_open = r.int(0)?;
             g.tasks_overdue = r.int(1)?;
         }
         let sql = "SELECT kind, state, COUNT(*) FROM outbox GROUP BY kind, state";
-        for r in in_read!(self.store(), |db| db.rows(sql.into(), &[]))? {
+        for r in in_long_read!(self.store(), |db| db.rows(sql.into(), &[]))? {
             g.outbox.push((r.text(0)?, r.text(1)?, r.int(2)?));
         }
         let (sql, key) = (
@@ -576,7 +576,7 @@ impl Engine {
              FROM instances WHERE next_timer_at IS NOT NULL",
             [V::Int(self.now().0)],
         );
-        if let Some(r) = in_read!(self.store(), |db| db.row(sql.into(), &key))? {
+        if let Some(r) = in_long_read!(self.store(), |db| db.row(sql.into(), &key))? {
             g.requests_with_timers = r.int(0)?;
             g.timers_due = r.int(1)?;
         }

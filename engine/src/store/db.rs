@@ -207,8 +207,9 @@ impl Db for Lite<'_> {
 
 /// Read connections to a SQLite file for the point reads of the request path (an API token,
 /// a request, its tasks): the query runs on the caller's thread, in microseconds, without the
-/// two hand-offs between threads that sqlx's driver makes per statement. Long reads
-/// (indicators, exports, the inbox's page) stay on sqlx's worker threads.
+/// two hand-offs between threads that sqlx's driver makes per statement. Reads that may take
+/// long (listings, scans, exports: `in_long_read!`) run here too, after tokio has moved the
+/// worker's other tasks away; the indicators' snapshot and fold still go through sqlx.
 pub(crate) struct Readers {
     path: std::path::PathBuf,
     idle: std::sync::Mutex<Vec<rusqlite::Connection>>,

@@ -186,6 +186,35 @@ macro_rules! in_read {
 }
 pub(crate) use in_read;
 
+/// [`in_read!`] for a read that may take long (a scan, a listing, an export): on SQLite it
+/// runs on the caller's thread as a point read does, but tells tokio first
+/// ([`off_the_workers`]), so that the other tasks of that worker thread move to another one
+/// instead of waiting for it.
+macro_rules! in_long_read {
+    ($store:expr, |$db:ident| $body:expr) => {
+        match &$store.readers {
+            Some(readers) => crate::store::off_the_workers(|| {
+                readers.with(|$db| crate::store::sqlite::writer::ready($body))
+            }),
+            None => {
+                let $db = &mut crate::store::PerStatement(&$store);
+                $body.await
+            }
+        }
+    };
+}
+pub(crate) use in_long_read;
+
+/// Runs blocking work on a worker thread of tokio's multi-threaded runtime after handing that
+/// worker's other tasks over (`block_in_place`); as it is elsewhere (a current-thread runtime,
+/// as in tests, or none).
+pub(crate) fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Reads outside a transaction, each statement on a kept connection taken for it and given
 /// back at once: a read that waits for something else between two statements (a command's
 /// preparation waiting for [`crate::store::postgres::reader`]) holds no connection meanwhile, so those
