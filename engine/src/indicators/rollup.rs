@@ -7,12 +7,11 @@
 
 use std::collections::HashMap;
 
-use sqlx::{Any, AnyConnection, Row};
-
 use crate::clock::Timestamp;
 use crate::error::Error;
-use crate::indicators::kpi::Compare;
+use crate::indicators::kpi::{Compare, Query};
 use crate::indicators::tally::{Part, Tally, VisitTimes};
+use crate::store::db::{Db, Row, V};
 
 /// Which requests' facts to read.
 pub(crate) enum Scope<'a> {
@@ -32,15 +31,10 @@ pub(crate) enum Scope<'a> {
     Ids(&'a [String]),
 }
 
-pub(crate) enum Arg {
-    Int(i64),
-    Text(String),
-}
-
 impl Scope<'_> {
     /// The condition on `instances i` and its arguments, numbered from `$1`. Each reads
     /// through one index: the end's (a period), the queue's (not folded), the key (ids).
-    pub(crate) fn condition(&self) -> (String, Vec<Arg>) {
+    pub(crate) fn condition(&self) -> (String, Vec<V>) {
         match self {
             Scope::Ended { from, to, filters } | Scope::Pending { from, to, filters } => {
                 // `+` keeps the database from reading the end's index (the whole period)
@@ -50,7 +44,7 @@ impl Scope<'_> {
                 } else {
                     "i.id IN (SELECT instance FROM kpi_pending) AND +i.ended_at >= $1 AND +i.ended_at < $2"
                 });
-                let mut args = vec![Arg::Int(*from), Arg::Int(*to)];
+                let mut args = vec![V::Int(*from), V::Int(*to)];
                 for (f, v) in filters.iter() {
                     let n = args.len();
                     sql.push_str(&format!(
@@ -58,8 +52,8 @@ impl Scope<'_> {
                         n + 1,
                         n + 2
                     ));
-                    args.push(Arg::Text(f.clone()));
-                    args.push(Arg::Text(v.clone()));
+                    args.push(V::Text(f.clone()));
+                    args.push(V::Text(v.clone()));
                 }
                 (sql, args)
             }
@@ -67,7 +61,7 @@ impl Scope<'_> {
                 let marks: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
                 (
                     format!("i.id IN ({})", marks.join(", ")),
-                    ids.iter().map(|s| Arg::Text(s.clone())).collect(),
+                    ids.iter().map(|s| V::Text(s.clone())).collect(),
                 )
             }
         }
@@ -75,26 +69,19 @@ impl Scope<'_> {
 }
 
 /// Runs a query over the facts of the requests in scope.
-pub(crate) async fn fetch(
-    conn: &mut AnyConnection,
+pub(crate) async fn fetch<D: Db>(
+    db: &mut D,
     select: &str,
-    (condition, args): &(String, Vec<Arg>),
-) -> Result<Vec<sqlx::any::AnyRow>, Error> {
-    let sql = format!("{select} WHERE {condition}");
-    let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
-    for a in args {
-        q = match a {
-            Arg::Int(i) => q.bind(*i),
-            Arg::Text(s) => q.bind(s.clone()),
-        };
-    }
-    Ok(q.fetch_all(&mut *conn).await?)
+    (condition, args): &(String, Vec<V>),
+) -> Result<Vec<Row>, Error> {
+    db.rows(format!("{select} WHERE {condition}").into(), args)
+        .await
 }
 
 /// The facts of the requests in scope, each under the group `group(id, revision, ended_at)`
 /// gives it; `desks` (when not empty) keeps only those desks.
-pub(crate) async fn read_facts<G: Ord + Clone>(
-    conn: &mut AnyConnection,
+pub(crate) async fn read_facts<D: Db, G: Ord + Clone>(
+    conn: &mut D,
     scope: &Scope<'_>,
     desks: &[String],
     group: impl Fn(&str, i64, i64) -> G,
@@ -109,13 +96,13 @@ pub(crate) async fn read_facts<G: Ord + Clone>(
     )
     .await?;
     for r in rows {
-        let desk: String = r.try_get(1)?;
+        let desk = r.text(1)?;
         if !desks.is_empty() && !desks.contains(&desk) {
             continue;
         }
-        let (started, ended): (i64, i64) = (r.try_get(3)?, r.try_get(4)?);
-        let id: String = r.try_get(0)?;
-        let g = group(&id, r.try_get(2)?, ended);
+        let (started, ended) = (r.int(3)?, r.int(4)?);
+        let id = r.text(0)?;
+        let g = group(&id, r.int(2)?, ended);
         tally.request(&desk, &g, ended - started);
         of.insert(id, (desk, g));
     }
@@ -129,9 +116,8 @@ pub(crate) async fn read_facts<G: Ord + Clone>(
     )
     .await?;
     for r in rows {
-        let id: String = r.try_get(0)?;
-        if let Some((desk, g)) = of.get(&id) {
-            tally.value(desk, g, &r.try_get::<String, _>(1)?, r.try_get(2)?);
+        if let Some((desk, g)) = of.get(&r.text(0)?) {
+            tally.value(desk, g, &r.text(1)?, r.real(2)?);
         }
     }
     let rows = fetch(
@@ -142,18 +128,17 @@ pub(crate) async fn read_facts<G: Ord + Clone>(
     )
     .await?;
     for r in rows {
-        let id: String = r.try_get(0)?;
-        let Some((desk, g)) = of.get(&id) else {
+        let Some((desk, g)) = of.get(&r.text(0)?) else {
             continue;
         };
         let visit = VisitTimes {
-            first: r.try_get::<i64, _>(3)? == 1,
-            entered: r.try_get(4)?,
-            claimed: r.try_get(5)?,
-            left: r.try_get(6)?,
-            due: r.try_get(7)?,
+            first: r.int(3)? == 1,
+            entered: r.int(4)?,
+            claimed: r.opt_int(5)?,
+            left: r.opt_int(6)?,
+            due: r.opt_int(7)?,
         };
-        let (step, kind): (String, String) = (r.try_get(1)?, r.try_get(2)?);
+        let (step, kind) = (r.text(1)?, r.text(2)?);
         tally.visit(desk, g, &step, &kind, visit);
     }
     Ok(tally)
@@ -236,42 +221,204 @@ pub(crate) type RollupKey = (&'static str, i64, i64, String, String);
 
 /// Adds a part to its stored rollup (read, merged, written back; the caller holds the
 /// fold's lock).
-pub(crate) async fn add_to_rollup(
-    tx: &mut sqlx::Transaction<'static, Any>,
+pub(crate) async fn add_to_rollup<D: Db>(
+    db: &mut D,
     desk: &str,
     (grain, revision, start, field, value): &RollupKey,
     part: &Part,
 ) -> Result<(), Error> {
     // The key's six columns, bound first in both statements.
-    let keyed = |sql: &'static str| {
-        sqlx::query(sql)
-            .bind(*grain)
-            .bind(*start)
-            .bind(desk.to_owned())
-            .bind(*revision)
-            .bind(field.clone())
-            .bind(value.clone())
-    };
-    let stored = keyed(
-        "SELECT part FROM kpi_rollups WHERE grain = $1 AND start = $2 AND desk = $3 AND revision = $4 AND field = $5 AND value = $6",
-    )
-    .fetch_optional(&mut **tx)
-    .await?;
+    let mut key = vec![
+        V::Text((*grain).to_owned()),
+        V::Int(*start),
+        V::Text(desk.to_owned()),
+        V::Int(*revision),
+        V::Text(field.clone()),
+        V::Text(value.clone()),
+    ];
+    let stored = db
+        .row(
+            "SELECT part FROM kpi_rollups WHERE grain = $1 AND start = $2 AND desk = $3 AND revision = $4 AND field = $5 AND value = $6"
+                .into(),
+            &key,
+        )
+        .await?;
     let mut whole = match stored {
-        Some(r) => stored_part(desk, &r.try_get::<Vec<u8>, _>(0)?)?,
+        Some(r) => stored_part(desk, r.blob(0)?)?,
         None => Part::default(),
     };
     whole.merge(part);
-    #[allow(clippy::cast_possible_wrap)]
-    keyed(
+    key.push(V::Int(i64::try_from(whole.requests()).unwrap_or(i64::MAX)));
+    key.push(V::Blob(whole.encode()));
+    db.exec(
         "INSERT INTO kpi_rollups (grain, start, desk, revision, field, value, requests, part) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (grain, start, desk, revision, field, value) DO UPDATE SET requests = excluded.requests, part = excluded.part",
+         ON CONFLICT (grain, start, desk, revision, field, value) DO UPDATE SET requests = excluded.requests, part = excluded.part"
+            .into(),
+        &key,
     )
-    .bind(whole.requests() as i64)
-    .bind(whole.encode())
-    .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// What the requests the query selects add up to, per desk and group: the stored parts of
+/// the whole months and days of the period, and the facts of the rest. To be run in one
+/// snapshot (`in_snapshot!`), so that a fold committing meanwhile counts once.
+pub(crate) async fn tally<D: Db>(db: &mut D, q: &Query) -> Result<Tally, Error> {
+    let (from, to) = (
+        q.from.map_or(i64::MIN, |t| t.0),
+        q.to.map_or(i64::MAX, |t| t.0),
+    );
+    // Whole months from the monthly parts, the other whole days from the daily ones, the
+    // rest from the facts. The parts are kept for all requests and for those of each
+    // intake answer: a query filtered on more than one answer reads facts only.
+    let (field, value) = match q.filters.as_slice() {
+        [] => (Some(""), Some("")),
+        [(f, v)] => (Some(f.as_str()), Some(v.as_str())),
+        _ => (None, None),
+    };
+    let ((ma, mb), (da, dz)) = if field.is_some() {
+        let days = whole_days(q.from, q.to);
+        // No whole day: all from the facts.
+        let days = if days.0 < days.1 { days } else { (to, to) };
+        (whole_months(q.from, q.to), days)
+    } else {
+        ((to, to), (to, to))
+    };
+    let mut tally = Tally::default();
+    let rows = db
+        .rows(
+            "SELECT desk, revision, start, part FROM kpi_rollups \
+             WHERE field = $5 AND value = $6 AND ((grain = 'month' AND start >= $1 AND start < $2) \
+             OR (grain = 'day' AND start >= $3 AND start < $4 AND NOT (start >= $1 AND start < $2)))"
+                .into(),
+            &[
+                V::Int(ma),
+                V::Int(mb),
+                V::Int(da),
+                V::Int(dz),
+                V::Text(field.unwrap_or_default().to_owned()),
+                V::Text(value.unwrap_or_default().to_owned()),
+            ],
+        )
+        .await?;
+    for r in rows {
+        let desk = r.text(0)?;
+        if !q.desks.is_empty() && !q.desks.contains(&desk) {
+            continue;
+        }
+        let part = stored_part(&desk, r.blob(3)?)?;
+        let group = group_label(q.compare, r.int(1)?, r.int(2)?);
+        tally.merge(&desk, &group, &part);
+    }
+    // The facts of the rest, in three disjoint parts: before the whole days, after them,
+    // and the requests of the whole days not folded yet.
+    let scopes = [
+        Scope::Ended {
+            from,
+            to: da.min(to),
+            filters: &q.filters,
+        },
+        Scope::Ended {
+            from: dz.max(from),
+            to,
+            filters: &q.filters,
+        },
+        Scope::Pending {
+            from: da,
+            to: dz,
+            filters: &q.filters,
+        },
+    ];
+    for scope in &scopes {
+        let (Scope::Ended { from, to, .. } | Scope::Pending { from, to, .. }) = scope else {
+            continue;
+        };
+        if from >= to {
+            continue;
+        }
+        let rest = read_facts(db, scope, &q.desks, |_, revision, ended| {
+            group_label(q.compare, revision, ended)
+        })
+        .await?;
+        for (desk, group, part) in rest.parts() {
+            tally.merge(desk, group, part);
+        }
+    }
+    Ok(tally)
+}
+
+/// Folds up to `limit` ended requests into the stored parts of their day and month; returns
+/// how many. To be run in one write transaction: its first statement is the fold's lock, so
+/// one fold runs at a time, whichever the node.
+pub(crate) async fn fold<D: Db>(db: &mut D, limit: i64, now: i64) -> Result<usize, Error> {
+    // The lock: a second node folding waits here until this fold commits.
+    db.exec(
+        "UPDATE kpi_fold SET folded_at = $1 WHERE id = 1".into(),
+        &[V::Int(now)],
+    )
+    .await?;
+    let ids: Vec<String> = db
+        .rows(
+            "SELECT instance FROM kpi_pending ORDER BY instance LIMIT $1".into(),
+            &[V::Int(limit)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    // Each request on its own, then added to its day's part and its month's, and to those
+    // of each of its intake answers (so that a comparison filtered on one answer reads parts
+    // too).
+    let requests = read_facts(db, &Scope::Ids(&ids), &[], |id, revision, ended| {
+        (id.to_owned(), revision, day_start(ended))
+    })
+    .await?;
+    let ids_condition = Scope::Ids(&ids).condition();
+    let mut answers: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for r in fetch(
+        db,
+        "SELECT f.instance, f.field, f.value FROM instance_fields f JOIN instances i ON i.id = f.instance",
+        &ids_condition,
+    )
+    .await?
+    {
+        answers
+            .entry(r.text(0)?)
+            .or_default()
+            .push((r.text(1)?, r.text(2)?));
+    }
+    let none = (String::new(), String::new());
+    let mut parts: Tally<RollupKey> = Tally::default();
+    for (desk, (id, revision, day), part) in requests.parts() {
+        let month = month_start(*day);
+        let intake = answers.get(id).map_or(&[][..], Vec::as_slice);
+        for (field, value) in std::iter::once(&none).chain(intake) {
+            let (f, v) = (field.clone(), value.clone());
+            parts.merge(desk, &("day", *revision, *day, f.clone(), v.clone()), part);
+            parts.merge(desk, &("month", *revision, month, f, v), part);
+        }
+    }
+    for (desk, key, part) in parts.into_parts() {
+        add_to_rollup(db, &desk, &key, &part).await?;
+    }
+    let marks: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "DELETE FROM kpi_pending WHERE instance IN ({})",
+        marks.join(", ")
+    );
+    let keys: Vec<V> = ids.iter().map(|id| V::Text(id.clone())).collect();
+    let deleted = db.exec(sql.into(), &keys).await?;
+    if deleted != ids.len() as u64 {
+        // Cannot happen under the lock; refuse rather than count a request twice (the
+        // transaction is rolled back with this error).
+        return Err(Error::Conflict(
+            "the indicators were folded by someone else meanwhile".into(),
+        ));
+    }
+    Ok(ids.len())
 }
 
 #[cfg(test)]

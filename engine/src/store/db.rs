@@ -20,6 +20,8 @@ pub(crate) enum V {
     Real(f64),
     Text(String),
     MaybeText(Option<String>),
+    /// Bytes (the indicators' stored parts).
+    Blob(Vec<u8>),
 }
 
 /// A row returned by a query, read by column position.
@@ -60,6 +62,24 @@ impl Row {
         self.opt_text(i)?
             .ok_or_else(|| Error::Corrupt(format!("column {i} is null, not text")))
     }
+
+    /// A number stored as a real (an integer read as one: SQLite keeps whole reals as such
+    /// in some expressions).
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn real(&self, i: usize) -> Result<f64, Error> {
+        match self.get(i)? {
+            V::Real(x) => Ok(*x),
+            V::Int(x) | V::MaybeInt(Some(x)) => Ok(*x as f64),
+            v => Err(Error::Corrupt(format!("column {i} is {v:?}, not a number"))),
+        }
+    }
+
+    pub(crate) fn blob(&self, i: usize) -> Result<&[u8], Error> {
+        match self.get(i)? {
+            V::Blob(x) => Ok(x),
+            v => Err(Error::Corrupt(format!("column {i} is {v:?}, not bytes"))),
+        }
+    }
 }
 
 /// A connection inside a write transaction. (No generic methods: a generic async method
@@ -87,6 +107,7 @@ fn bind<'q>(
             V::Int(x) => q.bind(*x),
             V::MaybeInt(x) => q.bind(*x),
             V::Real(x) => q.bind(*x),
+            V::Blob(x) => q.bind(x.clone()),
             V::Text(x) => q.bind(x.clone()),
             V::MaybeText(x) => q.bind(x.clone()),
         };
@@ -102,7 +123,10 @@ fn any_value(r: &sqlx::any::AnyRow, i: usize) -> Result<V, Error> {
     if let Ok(x) = r.try_get::<Option<String>, _>(i) {
         return Ok(V::MaybeText(x));
     }
-    Ok(V::Real(r.try_get::<f64, _>(i)?))
+    if let Ok(x) = r.try_get::<f64, _>(i) {
+        return Ok(V::Real(x));
+    }
+    Ok(V::Blob(r.try_get::<Vec<u8>, _>(i)?))
 }
 
 impl Db for sqlx::AnyConnection {
@@ -156,6 +180,7 @@ impl rusqlite::ToSql for V {
         Ok(ToSqlOutput::Borrowed(match self {
             V::Int(x) | V::MaybeInt(Some(x)) => ValueRef::Integer(*x),
             V::Real(x) => ValueRef::Real(*x),
+            V::Blob(x) => ValueRef::Blob(x),
             V::Text(x) | V::MaybeText(Some(x)) => ValueRef::Text(x.as_bytes()),
             V::MaybeInt(None) | V::MaybeText(None) => ValueRef::Null,
         }))
@@ -180,7 +205,7 @@ fn lite_value(r: &rusqlite::Row<'_>, i: usize) -> Result<V, Error> {
                 .map_err(|e| Error::Corrupt(format!("column {i} is not UTF-8: {e}")))?
                 .to_owned(),
         ),
-        ValueRef::Blob(_) => return Err(Error::Corrupt(format!("column {i} is a blob"))),
+        ValueRef::Blob(x) => V::Blob(x.to_vec()),
     })
 }
 
@@ -584,6 +609,9 @@ pub(crate) fn push_literal(out: &mut String, value: &V) {
             let _ = write!(out, "{x}");
         }
         V::MaybeInt(None) | V::MaybeText(None) => out.push_str("NULL"),
+        V::Blob(x) => {
+            let _ = write!(out, "'\\x{}'::bytea", hex::encode(x));
+        }
         V::Real(x) => {
             let x = match *x {
                 x if x.is_nan() => "NaN".to_owned(),

@@ -43,6 +43,14 @@ impl Backend {
     /// How a transaction that will write begins. SQLite must take the write lock at once
     /// (`BEGIN IMMEDIATE`), or a later write in the transaction fails with "database is
     /// locked" without waiting for the busy timeout.
+    /// The statement that opens a read-only snapshot.
+    pub(crate) fn begin_snapshot(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        }
+    }
+
     pub(crate) fn begin_write(self) -> &'static str {
         match self {
             Backend::Sqlite => "BEGIN IMMEDIATE",
@@ -204,6 +212,42 @@ macro_rules! in_long_read {
     };
 }
 pub(crate) use in_long_read;
+
+/// Runs reads in one snapshot: every statement of `$body` sees the database as it was when
+/// the first ran (a commit meanwhile is seen whole or not at all). On SQLite a read
+/// transaction on a reader connection, off the workers as [`in_long_read!`]; elsewhere a
+/// read-only repeatable-read transaction on a kept connection. Nothing is written.
+macro_rules! in_snapshot {
+    ($store:expr, |$db:ident| $body:expr) => {
+        match &$store.readers {
+            Some(readers) => crate::store::off_the_workers(|| {
+                readers.with(|$db| {
+                    crate::store::sqlite::writer::ready(async {
+                        crate::store::db::Db::exec($db, "BEGIN".into(), &[]).await?;
+                        let r = $body.await;
+                        crate::store::db::Db::exec($db, "ROLLBACK".into(), &[]).await?;
+                        r
+                    })
+                })
+            }),
+            None => {
+                let mut taken = $store.take().await?;
+                let begin = $store.backend.begin_snapshot();
+                let $db = taken.conn();
+                crate::store::db::Db::exec($db, begin.into(), &[]).await?;
+                let r = $body.await;
+                if crate::store::db::Db::exec(taken.conn(), "ROLLBACK".into(), &[])
+                    .await
+                    .is_ok()
+                {
+                    taken.ok();
+                }
+                r
+            }
+        }
+    };
+}
+pub(crate) use in_snapshot;
 
 /// Runs blocking work on a worker thread of tokio's multi-threaded runtime after handing that
 /// worker's other tasks over (`block_in_place`); as it is elsewhere (a current-thread runtime,
