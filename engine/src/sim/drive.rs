@@ -172,14 +172,14 @@ async fn run_one(engine: &Engine, id: &str) -> Result<usize, Error> {
 /// days ago to 60 days ahead. Rows only (no history): what the inbox reads, not requests
 /// that can be worked on.
 pub async fn seed_open_tasks(engine: &Engine, desk: &str, n: usize) -> Result<(), Error> {
-    use sqlx::Row;
-    let hash: String =
-        sqlx::query("SELECT hash FROM definitions WHERE name = $1 ORDER BY revision DESC LIMIT 1")
-            .bind(desk)
-            .fetch_optional(&engine.store().pool)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("desk {desk}")))?
-            .try_get(0)?;
+    use crate::store::db::{Db as _, V, inserts};
+    let (sql, key) = (
+        "SELECT hash FROM definitions WHERE name = $1 ORDER BY revision DESC LIMIT 1",
+        [V::Text(desk.to_owned())],
+    );
+    let hash = crate::store::in_read!(engine.store(), |db| db.row(sql.into(), &key))?
+        .ok_or_else(|| Error::NotFound(format!("desk {desk}")))?
+        .text(0)?;
     let p = engine
         .desks()
         .await?
@@ -198,39 +198,68 @@ pub async fn seed_open_tasks(engine: &Engine, desk: &str, n: usize) -> Result<()
         .map_err(|e| Error::Corrupt(e.to_string()))?;
     let day = 86_400_000i64;
     for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
-        let mut tx = engine.store().pool.begin().await?;
+        let (mut instances, mut open) = (Vec::new(), Vec::new());
         for &i in chunk {
             let id = format!("seed-{i:08}");
             let (step, role) = tasks[i % tasks.len()];
             #[allow(clippy::cast_possible_wrap)]
             let due = now + ((i as i64 * 7919) % 120 - 60) * day;
-            sqlx::query(
-                "INSERT INTO instances (id, definition, name, title, status, result, state, row_version, started_at, ended_at, history_seq, history_head) \
-                 VALUES ($1, $2, $3, $4, 'running', NULL, $5, 1, $6, NULL, 0, '')",
-            )
-            .bind(&id)
-            .bind(&hash)
-            .bind(desk)
-            .bind(format!("Demande synthétique {i}"))
-            .bind(&state)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO tasks (instance, seq, step, role, assignee, state, created_at, due_at, overdue, closed_at, closed_by, desk) \
-                 VALUES ($1, 1, $2, $3, NULL, 'open', $4, $5, $6, NULL, NULL, $7)",
-            )
-            .bind(&id)
-            .bind(step)
-            .bind(role)
-            .bind(now)
-            .bind(due)
-            .bind(i64::from(due < now))
-            .bind(desk)
-            .execute(&mut *tx)
-            .await?;
+            instances.push(vec![
+                V::Text(id.clone()),
+                V::Text(hash.clone()),
+                V::Text(desk.to_owned()),
+                V::Text(format!("Demande synthétique {i}")),
+                V::Text("running".into()),
+                V::Text(state.clone()),
+                V::Int(1),
+                V::Int(now),
+                V::Int(0),
+                V::Text(String::new()),
+            ]);
+            open.push(vec![
+                V::Text(id),
+                V::Int(1),
+                V::Text(step.to_owned()),
+                V::Text(role.to_owned()),
+                V::Text("open".into()),
+                V::Int(now),
+                V::Int(due),
+                V::Int(i64::from(due < now)),
+                V::Text(desk.to_owned()),
+            ]);
         }
-        tx.commit().await?;
+        let mut statements = inserts(
+            "instances",
+            &[
+                "id",
+                "definition",
+                "name",
+                "title",
+                "status",
+                "state",
+                "row_version",
+                "started_at",
+                "history_seq",
+                "history_head",
+            ],
+            instances,
+        );
+        statements.extend(inserts(
+            "tasks",
+            &[
+                "instance",
+                "seq",
+                "step",
+                "role",
+                "state",
+                "created_at",
+                "due_at",
+                "overdue",
+                "desk",
+            ],
+            open,
+        ));
+        engine.write_all(statements).await?;
     }
     Ok(())
 }

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use guichet_definitions::model::Process;
-use sqlx::Row;
 
 use crate::calendar::Calendar;
 use crate::core::Instance;
 use crate::error::Error;
 use crate::runtime::Engine;
 use crate::sim::{Dist, Scenario};
+use crate::store::db::{Db as _, V};
+use crate::store::{in_long_read, in_read};
 
 const DAY_MS: f64 = 86_400_000.0;
 
@@ -80,59 +81,52 @@ pub async fn fit(
 ) -> Result<Fit, Error> {
     let revision = match revision {
         Some(r) => r,
-        None => sqlx::query("SELECT MAX(revision) FROM definitions WHERE name = $1")
-            .bind(desk)
-            .fetch_one(&engine.store().pool)
-            .await?
-            .try_get::<Option<i64>, _>(0)?
-            .ok_or_else(|| Error::NotFound(format!("desk {desk}")))?,
+        None => {
+            let (sql, key) = (
+                "SELECT MAX(revision) FROM definitions WHERE name = $1",
+                [V::Text(desk.to_owned())],
+            );
+            in_read!(engine.store(), |db| db.row(sql.into(), &key))?
+                .map(|r| r.opt_int(0))
+                .transpose()?
+                .flatten()
+                .ok_or_else(|| Error::NotFound(format!("desk {desk}")))?
+        }
     };
-    let hash: String =
-        sqlx::query("SELECT hash FROM definitions WHERE name = $1 AND revision = $2")
-            .bind(desk)
-            .bind(revision)
-            .fetch_optional(&engine.store().pool)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("desk {desk} revision {revision}")))?
-            .try_get(0)?;
-    let mut conn = engine.store().pool.acquire().await?;
-    let p = engine.process(&mut *conn, &hash).await?;
-    drop(conn);
-    let starts: Vec<i64> =
-        sqlx::query("SELECT started_at FROM instances WHERE definition = $1 ORDER BY started_at")
-            .bind(&hash)
-            .fetch_all(&engine.store().pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
-    let rows = sqlx::query(
-        "SELECT v.step, v.kind, v.entered_at, v.claimed_at, v.left_at, v.outcome FROM step_visits v \
-         JOIN instances i ON i.id = v.instance WHERE i.definition = $1 AND i.status <> 'running'",
-    )
-    .bind(&hash)
-    .fetch_all(&engine.store().pool)
-    .await?;
-    let ended: i64 =
-        sqlx::query("SELECT COUNT(*) FROM instances WHERE definition = $1 AND status <> 'running'")
-            .bind(&hash)
-            .fetch_one(&engine.store().pool)
-            .await?
-            .try_get(0)?;
+    let (sql, key) = (
+        "SELECT hash FROM definitions WHERE name = $1 AND revision = $2",
+        [V::Text(desk.to_owned()), V::Int(revision)],
+    );
+    let hash = in_read!(engine.store(), |db| db.row(sql.into(), &key))?
+        .ok_or_else(|| Error::NotFound(format!("desk {desk} revision {revision}")))?
+        .text(0)?;
+    let p = in_read!(engine.store(), |db| engine.process(db, &hash))?;
+    let of_hash = [V::Text(hash.clone())];
+    let sql = "SELECT started_at FROM instances WHERE definition = $1 ORDER BY started_at";
+    let starts: Vec<i64> = in_long_read!(engine.store(), |db| db.rows(sql.into(), &of_hash))?
+        .iter()
+        .map(|r| r.int(0))
+        .collect::<Result<_, _>>()?;
+    let sql = "SELECT v.step, v.kind, v.entered_at, v.claimed_at, v.left_at, v.outcome FROM step_visits v \
+         JOIN instances i ON i.id = v.instance WHERE i.definition = $1 AND i.status <> 'running'";
+    let rows = in_long_read!(engine.store(), |db| db.rows(sql.into(), &of_hash))?;
+    let sql = "SELECT COUNT(*) FROM instances WHERE definition = $1 AND status <> 'running'";
+    let ended = in_long_read!(engine.store(), |db| db.row(sql.into(), &of_hash))?
+        .map_or(Ok(0), |r| r.int(0))?;
     let mut work: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut role_work: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut answers: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut outcomes: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     let day = calendar.day_ms() as f64;
     for r in rows {
-        let step: String = r.try_get(0)?;
-        let kind: String = r.try_get(1)?;
-        let entered: i64 = r.try_get(2)?;
-        let claimed: Option<i64> = r.try_get(3)?;
-        let Some(left) = r.try_get::<Option<i64>, _>(4)? else {
+        let step = r.text(0)?;
+        let kind = r.text(1)?;
+        let entered = r.int(2)?;
+        let claimed = r.opt_int(3)?;
+        let Some(left) = r.opt_int(4)? else {
             continue;
         };
-        if let Some(o) = r.try_get::<Option<String>, _>(5)? {
+        if let Some(o) = r.opt_text(5)? {
             *outcomes
                 .entry(step.clone())
                 .or_default()
@@ -186,23 +180,15 @@ pub async fn fit(
 pub async fn open_requests(
     engine: &Engine,
 ) -> Result<Vec<(String, Arc<Process>, Instance)>, Error> {
-    let rows = sqlx::query(
-        "SELECT id, definition, state FROM instances WHERE status = 'running' ORDER BY started_at, id",
-    )
-    .fetch_all(&engine.store().pool)
-    .await?;
-    let mut conn = engine.store().pool.acquire().await?;
+    let sql = "SELECT id, definition, state FROM instances WHERE status = 'running' ORDER BY started_at, id";
+    let rows = in_long_read!(engine.store(), |db| db.rows(sql.into(), &[]))?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let hash: String = r.try_get(1)?;
-        let state: String = r.try_get(2)?;
-        let inst: Instance = serde_json::from_str(&state)
+        let hash = r.text(1)?;
+        let inst: Instance = serde_json::from_str(&r.text(2)?)
             .map_err(|e| Error::Corrupt(format!("instance state: {e}")))?;
-        out.push((
-            r.try_get(0)?,
-            engine.process(&mut *conn, &hash).await?,
-            inst,
-        ));
+        let p = in_read!(engine.store(), |db| engine.process(db, &hash))?;
+        out.push((r.text(0)?, p, inst));
     }
     Ok(out)
 }

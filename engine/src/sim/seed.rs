@@ -11,8 +11,9 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::runtime::{Engine, status_str};
 use crate::sim::{EndedRequest, Scenario, simulate_into};
-use crate::store::db::{V, insert};
+use crate::store::db::{Db as _, V, inserts};
 use crate::store::history::{self, genesis};
+use crate::store::in_read;
 
 /// Writes one batch of ended requests of a desk in one transaction.
 async fn write(
@@ -56,9 +57,7 @@ async fn write(
         }
         pending.push(vec![V::Text(id)]);
     }
-    let (_turn, mut tx) = engine.store().begin_write().await?;
-    insert(
-        &mut *tx,
+    let mut statements = inserts(
         "instances",
         &[
             "id",
@@ -75,26 +74,21 @@ async fn write(
             "history_head",
         ],
         instances,
-    )
-    .await?;
-    insert(&mut *tx, "history", history::COLUMNS, history).await?;
-    insert(
-        &mut *tx,
+    );
+    statements.extend(inserts("history", history::COLUMNS, history));
+    statements.extend(inserts(
         "step_visits",
         crate::indicators::facts::VISIT_COLUMNS,
         visits,
-    )
-    .await?;
-    insert(&mut *tx, "kpi_facts", &["instance", "kpi", "value"], kpis).await?;
-    insert(
-        &mut *tx,
+    ));
+    statements.extend(inserts("kpi_facts", &["instance", "kpi", "value"], kpis));
+    statements.extend(inserts(
         "instance_fields",
         &["instance", "field", "value"],
         fields,
-    )
-    .await?;
-    insert(&mut *tx, "kpi_pending", &["instance"], pending).await?;
-    tx.commit().await?;
+    ));
+    statements.extend(inserts("kpi_pending", &["instance"], pending));
+    engine.write_all(statements).await?;
     Ok(())
 }
 
@@ -117,12 +111,13 @@ pub async fn seed_ended(
             .get(name)
             .ok_or_else(|| Error::NotFound(format!("desk {name}")))?
             .clone();
-        let hash: String = sqlx::query_scalar(
+        let (sql, key) = (
             "SELECT hash FROM definitions WHERE name = $1 ORDER BY revision DESC LIMIT 1",
-        )
-        .bind(name)
-        .fetch_one(&engine.store().pool)
-        .await?;
+            [V::Text(name.clone())],
+        );
+        let hash = in_read!(engine.store(), |db| db.row(sql.into(), &key))?
+            .ok_or_else(|| Error::NotFound(format!("desk {name}")))?
+            .text(0)?;
         jobs.push((name.clone(), hash, p));
     }
     // The simulation runs on its own thread, the writing here; batches cross a short queue so

@@ -637,20 +637,6 @@ pub(crate) fn push_literal(out: &mut String, value: &V) {
 /// A statement and the values bound to it.
 pub(crate) type Statement = (Cow<'static, str>, Vec<V>);
 
-/// Inserts `rows` (each `columns.len()` values) with multi-row statements: one statement per
-/// hundred rows instead of one per row.
-pub(crate) async fn insert<D: Db>(
-    db: &mut D,
-    table: &str,
-    columns: &[&str],
-    rows: Vec<Vec<V>>,
-) -> Result<(), Error> {
-    for (sql, params) in inserts(table, columns, rows) {
-        db.exec(sql, &params).await?;
-    }
-    Ok(())
-}
-
 /// Runs statements in order (in the caller's transaction); returns how many rows each
 /// changed.
 pub(crate) async fn exec_all<D: Db>(
@@ -664,7 +650,7 @@ pub(crate) async fn exec_all<D: Db>(
     Ok(changed)
 }
 
-/// The statements of [`insert`].
+/// Multi-row inserts of `rows` into `table`, at most 100 rows a statement.
 pub(crate) fn inserts(table: &str, columns: &[&str], rows: Vec<Vec<V>>) -> Vec<Statement> {
     const PER_STATEMENT: usize = 100;
     let mut out = Vec::new();

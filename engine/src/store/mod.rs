@@ -504,22 +504,6 @@ impl Store {
         }
     }
 
-    /// Begins a write transaction once it is this process's turn to write (SQLite); keep the
-    /// turn until the transaction ends.
-    pub(crate) async fn begin_write(
-        &self,
-    ) -> Result<
-        (
-            Option<tokio::sync::OwnedMutexGuard<()>>,
-            sqlx::Transaction<'static, sqlx::Any>,
-        ),
-        sqlx::Error,
-    > {
-        let turn = self.write_turn().await;
-        let tx = self.pool.begin_with(self.backend.begin_write()).await?;
-        Ok((turn, tx))
-    }
-
     /// The transactions the SQLite writer thread has committed and the commands they carried
     /// (their ratio is the group commit's batch size); `None` without a writer thread.
     pub fn group_commits(&self) -> Option<(u64, u64)> {
