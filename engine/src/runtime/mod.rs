@@ -113,7 +113,7 @@ pub struct Engine {
     /// [`DESKS_TTL`] (every page needs the desks for the roles of the person, every start
     /// the latest revision of its desk); a deploy or a change of accounts through this
     /// engine refreshes it.
-    pub(crate) roster: RwLock<Option<(std::time::Instant, Arc<roster::Roster>)>>,
+    pub(crate) roster: RwLock<Option<(Timestamp, Arc<roster::Roster>)>>,
     /// Held by the one caller reading the roster again when it is out of date.
     pub(crate) roster_reading: tokio::sync::Mutex<()>,
     /// When this process last recorded the use of each session and API token (by hash).

@@ -1,11 +1,15 @@
 //! The roster: each deployed desk's latest revision and the administrators, read again at
 //! most once per [`DESKS_TTL`](crate::runtime::DESKS_TTL).
 
+use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::indicators::kpi::Desks;
 use crate::runtime::Engine;
 use crate::store::db::Db;
 use crate::store::in_read;
+
+/// [`crate::runtime::DESKS_TTL`] in milliseconds.
+const TTL_MS: i64 = crate::runtime::DESKS_TTL.as_millis() as i64;
 use guichet_definitions::model::Process;
 use std::collections::BTreeMap;
 
@@ -57,9 +61,12 @@ impl Engine {
     }
 
     async fn roster(&self) -> Result<std::sync::Arc<Roster>, Error> {
+        let now = self.now();
+        // Measured on the engine's clock (tests and the simulator move it by hand).
+        let fresh = |at: Timestamp| (0..TTL_MS).contains(&(now.0 - at.0));
         let cached = self.roster.read().ok().and_then(|c| c.clone());
         if let Some((at, roster)) = &cached
-            && at.elapsed() < crate::runtime::DESKS_TTL
+            && fresh(*at)
         {
             return Ok(roster.clone());
         }
@@ -72,13 +79,13 @@ impl Engine {
         };
         if let Ok(cached) = self.roster.read()
             && let Some((at, roster)) = cached.as_ref()
-            && at.elapsed() < crate::runtime::DESKS_TTL
+            && fresh(*at)
         {
             return Ok(roster.clone());
         }
         let roster = std::sync::Arc::new(self.read_roster().await?);
         if let Ok(mut cached) = self.roster.write() {
-            *cached = Some((std::time::Instant::now(), roster.clone()));
+            *cached = Some((now, roster.clone()));
         }
         Ok(roster)
     }

@@ -288,8 +288,8 @@ fn transaction(conn: &rusqlite::Connection, batch: &mut [Box<dyn Job>]) -> Resul
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use std::future::Future as _;
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::Writer;
     use crate::error::Error;
@@ -330,7 +330,7 @@ mod tests {
         let mut calls = Vec::new();
         for i in 0..12 {
             let writer = writer.clone();
-            calls.push(tokio::spawn(async move {
+            calls.push(Box::pin(async move {
                 writer
                     .write(move |db| {
                         crate::store::sqlite::writer::ready(db.exec(
@@ -346,12 +346,22 @@ mod tests {
                     .await
             }));
         }
-        // Every job is queued behind the turn.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Each call polled once has queued its job (the writer thread waits for the turn):
+        // every job is queued before the turn is given, without waiting for it by the clock.
+        for call in &mut calls {
+            std::future::poll_fn(|cx| {
+                assert!(
+                    call.as_mut().poll(cx).is_pending(),
+                    "answered before its turn"
+                );
+                std::task::Poll::Ready(())
+            })
+            .await;
+        }
         drop(held);
         let mut answers = Vec::new();
         for call in calls {
-            answers.push(call.await.unwrap());
+            answers.push(call.await);
         }
         for (i, answer) in answers.iter().enumerate() {
             match i {
