@@ -974,14 +974,7 @@ impl Engine {
     pub async fn instances(&self, ids: &[&str]) -> Result<HashMap<String, Instance>, Error> {
         let (sql, keys) = among("SELECT id, state FROM instances WHERE id", ids);
         let rows = in_read!(self.store, |db| db.rows(sql.into(), &keys))?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.text(0)?,
-                    serde_json::from_str(&r.text(1)?).map_err(corrupt)?,
-                ))
-            })
-            .collect()
+        rows.iter().map(keyed_json).collect()
     }
 
     /// The desk a request belongs to.
@@ -1106,14 +1099,7 @@ impl Engine {
         let sql = "SELECT id, payload FROM outbox WHERE instance = $1 ORDER BY created_at, id";
         let key = [V::Text(instance.to_owned())];
         let rows = in_read!(self.store, |db| db.rows(sql.into(), &key))?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.text(0)?,
-                    serde_json::from_str(&r.text(1)?).map_err(corrupt)?,
-                ))
-            })
-            .collect()
+        rows.iter().map(keyed_json).collect()
     }
 
     /// Every deployed revision: (desk, revision, version, deployed at), newest first per desk.
@@ -1205,4 +1191,14 @@ fn entry_of(row: CommandRow) -> Result<crate::runtime::hot::Entry, Error> {
         history_head: row.history_head,
         seen: None,
     })
+}
+
+/// A row of a key and a JSON value (a request's state, a message's payload), read back.
+fn keyed_json<T: serde::de::DeserializeOwned>(
+    r: &crate::store::db::Row,
+) -> Result<(String, T), Error> {
+    Ok((
+        r.text(0)?,
+        serde_json::from_str(&r.text(1)?).map_err(corrupt)?,
+    ))
 }

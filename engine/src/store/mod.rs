@@ -183,13 +183,7 @@ pub(crate) use in_kept_transaction;
 /// `Result<_, Error>`.
 macro_rules! in_read {
     ($store:expr, |$db:ident| $body:expr) => {
-        match &$store.readers {
-            Some(readers) => readers.with(|$db| crate::store::sqlite::writer::ready($body)),
-            None => {
-                let $db = &mut crate::store::PerStatement(&$store);
-                $body.await
-            }
-        }
+        crate::store::read_on!($store, crate::store::on_this_thread, |$db| $body)
     };
 }
 pub(crate) use in_read;
@@ -200,10 +194,18 @@ pub(crate) use in_read;
 /// instead of waiting for it.
 macro_rules! in_long_read {
     ($store:expr, |$db:ident| $body:expr) => {
+        crate::store::read_on!($store, crate::store::off_the_workers, |$db| $body)
+    };
+}
+pub(crate) use in_long_read;
+
+/// What [`in_read!`] and [`in_long_read!`] share: `$run` runs the SQLite reader's work.
+macro_rules! read_on {
+    ($store:expr, $run:path, |$db:ident| $body:expr) => {
         match &$store.readers {
-            Some(readers) => crate::store::off_the_workers(|| {
-                readers.with(|$db| crate::store::sqlite::writer::ready($body))
-            }),
+            Some(readers) => {
+                $run(|| readers.with(|$db| crate::store::sqlite::writer::ready($body)))
+            }
             None => {
                 let $db = &mut crate::store::PerStatement(&$store);
                 $body.await
@@ -211,7 +213,12 @@ macro_rules! in_long_read {
         }
     };
 }
-pub(crate) use in_long_read;
+pub(crate) use read_on;
+
+/// Runs work here and now (a point read takes microseconds).
+pub(crate) fn on_this_thread<T>(work: impl FnOnce() -> T) -> T {
+    work()
+}
 
 /// Runs reads in one snapshot: every statement of `$body` sees the database as it was when
 /// the first ran (a commit meanwhile is seen whole or not at all). On SQLite a read
