@@ -1,16 +1,17 @@
 //! The exports of the history (XES, CSV, OCEL) as the engine reads them.
 
+use std::io::Write;
+
+use serde_json::Value;
+
 use crate::clock::Timestamp;
 use crate::core::EventKind;
 use crate::error::Error;
+use crate::indicators::export::{csv_field, io, iso, resource, xml};
 use crate::indicators::kpi::Query;
 use crate::runtime::Engine;
 use crate::store::db::{Db as _, V};
 use crate::store::in_long_read;
-use serde_json::Value;
-use std::io::Write;
-
-use crate::indicators::export::{csv_field, io, iso, resource, xml};
 
 /// Requests of the query, in order: (id, desk, revision, result).
 async fn requests(e: &Engine, q: &Query) -> Result<Vec<(String, String, i64, String)>, Error> {

@@ -1,6 +1,10 @@
 //! The roster: each deployed desk's latest revision and the administrators, read again at
 //! most once per [`DESKS_TTL`](crate::runtime::DESKS_TTL).
 
+use std::collections::BTreeMap;
+
+use guichet_definitions::model::Process;
+
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::indicators::kpi::Desks;
@@ -10,8 +14,6 @@ use crate::store::in_read;
 
 /// [`crate::runtime::DESKS_TTL`] in milliseconds.
 const TTL_MS: i64 = crate::runtime::DESKS_TTL.as_millis() as i64;
-use guichet_definitions::model::Process;
-use std::collections::BTreeMap;
 
 /// What nearly every page and API call asks of the database, read at most once per
 /// [`crate::runtime::DESKS_TTL`]: each desk's latest revision, and who the administrators

@@ -40,9 +40,6 @@ impl Backend {
         }
     }
 
-    /// How a transaction that will write begins. SQLite must take the write lock at once
-    /// (`BEGIN IMMEDIATE`), or a later write in the transaction fails with "database is
-    /// locked" without waiting for the busy timeout.
     /// The statement that opens a read-only snapshot.
     pub(crate) fn begin_snapshot(self) -> &'static str {
         match self {
@@ -51,6 +48,9 @@ impl Backend {
         }
     }
 
+    /// How a transaction that will write begins. SQLite must take the write lock at once
+    /// (`BEGIN IMMEDIATE`), or a later write in the transaction fails with "database is
+    /// locked" without waiting for the busy timeout.
     pub(crate) fn begin_write(self) -> &'static str {
         match self {
             Backend::Sqlite => "BEGIN IMMEDIATE",
