@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
                 user: "agent@institut.example".into(),
                 outcome: step.outcomes().first().map(|o| o.id.clone()),
                 fields: Fields::new(),
+                comment: None,
             }
         } else {
             let (token, t) = inst

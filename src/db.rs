@@ -86,6 +86,9 @@ pub(crate) enum TaskCommand {
         outcome: Option<String>,
         #[arg(long = "field", value_name = "ID=VALUE")]
         fields: Vec<String>,
+        /// Why: shown to staff in the request's timeline (required by some outcomes).
+        #[arg(long)]
+        comment: Option<String>,
     },
 }
 
@@ -378,7 +381,6 @@ pub(crate) async fn serve(
     let stop = Arc::new(tokio::sync::Notify::new());
     let state = guichet_web::AppState {
         engine: e.clone(),
-        pages: guichet_web::Pages::new(),
         webhooks: (!webhooks.providers.is_empty() || !webhooks.pull.is_empty())
             .then(|| webhooks.clone()),
         secure_cookies: mail.base_url().starts_with("https://"),
@@ -599,6 +601,7 @@ pub(crate) async fn task(e: Arc<Engine>, c: TaskCommand) -> anyhow::Result<ExitC
             user,
             outcome,
             fields,
+            comment,
         } => (
             instance,
             Command::Complete {
@@ -606,6 +609,7 @@ pub(crate) async fn task(e: Arc<Engine>, c: TaskCommand) -> anyhow::Result<ExitC
                 user,
                 outcome,
                 fields: parse_fields(&fields)?,
+                comment,
             },
         ),
     };

@@ -480,6 +480,7 @@ async fn emails_carry_no_case_data() {
                     user: "a@hopital.example".into(),
                     outcome: step.outcomes().first().map(|o| o.id.clone()),
                     fields: fill(step),
+                    comment: None,
                 }
             } else {
                 let (token, tok) = inst.tokens.iter().next().unwrap();
@@ -592,6 +593,7 @@ async fn task_links_die_when_the_task_is_done_or_reassigned() {
             user: "bob@hopital.example".into(),
             outcome: Some("non-recevable".into()),
             fields: Fields::new(),
+            comment: None,
         },
     )
     .await
@@ -669,6 +671,7 @@ async fn admissible(e: &Engine, id: &str) {
             user: "guichet-donnees@hopital.example".into(),
             outcome: Some("recevable".into()),
             fields: Fields::new(),
+            comment: None,
         },
     )
     .await

@@ -138,6 +138,7 @@ async fn request_at_the_third_party(e: &Engine) -> String {
             user: "r@i.example".into(),
             outcome: Some("recevable".into()),
             fields: Fields::new(),
+            comment: None,
         },
     )
     .await

@@ -864,7 +864,7 @@ impl Lowerer<'_> {
     }
 
     fn outcome(&mut self, node: &KdlNode, step: StepIdx, outcomes: &mut Vec<Outcome>) {
-        let p = Props::read(node, &["goto", "label"], self.diags);
+        let p = Props::read(node, &["goto", "label", "comment"], self.diags);
         no_children(node, self.diags);
         if p.args.is_empty() {
             self.diags.push(
@@ -890,6 +890,7 @@ impl Lowerer<'_> {
             );
         }
         let goto = p.string("goto", self.diags);
+        let comment = p.bool("comment", self.diags).unwrap_or(false);
         for arg in &p.args {
             let Some(name) = entry_string(arg, "outcome", self.diags) else {
                 continue;
@@ -914,6 +915,7 @@ impl Lowerer<'_> {
                 id: name.text,
                 span: name.span,
                 label: label.clone(),
+                comment,
             });
             self.d.links[step].outcome_gotos.push(goto.clone());
         }

@@ -253,6 +253,8 @@ pub struct Outcome {
     pub id: String,
     pub span: Span,
     pub label: Option<String>,
+    /// Whoever chooses this outcome must say why in a comment (e.g. an unfavourable opinion).
+    pub comment: bool,
 }
 
 impl Outcome {

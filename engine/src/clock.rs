@@ -18,6 +18,29 @@ impl Timestamp {
         Timestamp((dt.unix_timestamp_nanos() / 1_000_000) as i64)
     }
 
+    /// As RFC 3339 text in UTC (`2026-12-03T11:40:51.123Z`), as the API writes instants.
+    pub fn rfc3339(self) -> String {
+        self.to_datetime()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    }
+
+    /// Serialises as [`Timestamp::rfc3339`] (`#[serde(serialize_with = ...)]`).
+    pub fn serialize_rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.rfc3339())
+    }
+
+    /// [`Timestamp::serialize_rfc3339`] for an optional instant (`null` when absent).
+    pub fn serialize_rfc3339_opt<S: serde::Serializer>(
+        t: &Option<Timestamp>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&t.rfc3339()),
+            None => s.serialize_none(),
+        }
+    }
+
     pub fn to_datetime(self) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)

@@ -77,12 +77,24 @@ impl Desk {
     }
 
     fn complete(&mut self, step: &str, outcome: Option<&str>, data: serde_json::Value) {
+        self.complete_saying(step, outcome, data, None);
+    }
+
+    /// [`Desk::complete`] with a comment.
+    fn complete_saying(
+        &mut self,
+        step: &str,
+        outcome: Option<&str>,
+        data: serde_json::Value,
+        comment: Option<&str>,
+    ) {
         let task = self.task(step);
         self.run(Command::Complete {
             task,
             user: "agent@hopital.example".into(),
             outcome: outcome.map(str::to_owned),
             fields: fields(data),
+            comment: comment.map(str::to_owned),
         });
     }
 
@@ -282,11 +294,35 @@ fn model_a_runs_to_a_signed_contract_through_a_revision_loop() {
 fn model_a_committee_refusal_ends_rejected() {
     let mut d = Desk::start("interne-decentralise", intake_a());
     d.complete("recevabilite", Some("recevable"), json!({}));
-    d.complete(
+    // An unfavourable opinion says why (`comment=#true`): refused without, nothing changes.
+    let legal = d.task("faisabilite-juridique");
+    let before = d.inst.clone();
+    let refused = d.try_do(Command::Complete {
+        task: legal,
+        user: "agent@hopital.example".into(),
+        outcome: Some("defavorable".into()),
+        fields: fields(json!({"base-legale": "consentement"})),
+        comment: Some(" ".into()),
+    });
+    assert!(
+        matches!(&refused, Err(Error::Invalid(errors)) if errors.len() == 1 && errors[0].field == "comment"),
+        "{refused:?}"
+    );
+    assert_eq!(d.inst, before);
+    d.complete_saying(
         "faisabilite-juridique",
         Some("defavorable"),
         json!({"base-legale": "consentement"}),
+        Some("Le consentement n'a pas été recueilli."),
     );
+    assert_eq!(
+        d.inst.data["faisabilite-juridique"].comment.as_deref(),
+        Some("Le consentement n'a pas été recueilli.")
+    );
+    assert!(d.events().iter().any(|e| matches!(
+        e,
+        EventKind::TaskCompleted { comment: Some(c), .. } if c.starts_with("Le consentement")
+    )));
     d.complete("faisabilite-technique", Some("faisable"), json!({}));
     d.complete("faisabilite-scientifique", Some("favorable"), json!({}));
     d.complete("comite", Some("accepte"), json!({}));
@@ -516,6 +552,7 @@ fn bad_commands_are_refused_and_change_nothing() {
                 user: user(),
                 outcome: None,
                 fields: Fields::new(),
+                comment: None,
             },
             |e| matches!(e, Error::OutcomeRequired(_)),
         ),
@@ -525,6 +562,7 @@ fn bad_commands_are_refused_and_change_nothing() {
                 user: user(),
                 outcome: Some("peut-etre".into()),
                 fields: Fields::new(),
+                comment: None,
             },
             |e| matches!(e, Error::UnknownOutcome { .. }),
         ),
@@ -534,6 +572,7 @@ fn bad_commands_are_refused_and_change_nothing() {
                 user: user(),
                 outcome: Some("recevable".into()),
                 fields: fields(json!({"x": 1})),
+                comment: None,
             },
             |e| matches!(e, Error::Invalid(v) if v[0].field == "x"),
         ),
@@ -543,6 +582,7 @@ fn bad_commands_are_refused_and_change_nothing() {
                 user: user(),
                 outcome: None,
                 fields: Fields::new(),
+                comment: None,
             },
             |e| matches!(e, Error::UnknownTask(999)),
         ),
@@ -633,6 +673,7 @@ fn claims_conflict_and_delegation_moves_the_task() {
             user: "bob@hopital.example".into(),
             outcome: Some("recevable".into()),
             fields: Fields::new(),
+            comment: None,
         })
         .unwrap_err();
     assert!(matches!(err, Error::ClaimedBy { .. }));

@@ -65,6 +65,7 @@ async fn complete(
             user: "agent@hopital.example".into(),
             outcome: outcome.map(Into::into),
             fields: serde_json::from_value(fields).unwrap(),
+            comment: None,
         },
     )
     .await

@@ -191,11 +191,17 @@ fn drive(p: &Process, intake: &Fields, choices: &[u8]) -> Result<usize, String> 
                 let i = if patient { 0 } else { pick % outcomes.len() };
                 outcomes[i].id.clone()
             });
+            // A comment where the outcome requires one, as a person must give.
+            let comment = o
+                .as_deref()
+                .filter(|o| outcomes.iter().any(|x| x.comment && x.id == *o))
+                .map(|_| "why".to_owned());
             options.push(Command::Complete {
                 task: t.seq,
                 user: "r@example.org".into(),
                 outcome: o,
                 fields: fill(step.form()),
+                comment,
             });
         }
         for (seq, tok) in &inst.tokens {

@@ -108,6 +108,7 @@ async fn complete(
             user: "agent@hopital.example".into(),
             outcome: outcome.map(Into::into),
             fields: fields(data),
+            comment: None,
         },
     )
     .await
@@ -254,6 +255,7 @@ async fn a_command_that_fails_beside_others_fails_alone(backend: &str) {
         user: "agent@hopital.example".into(),
         outcome: Some("recevable".into()),
         fields: Fields::new(),
+        comment: None,
     };
     let unknown = {
         let (e, command) = (e.clone(), complete(1));
@@ -792,6 +794,7 @@ async fn bad_commands_write_nothing(backend: &str) {
                 user: "a@b.example".into(),
                 outcome: Some("recevable".into()),
                 fields: fields(json!({"inconnu": 1})),
+                comment: None,
             },
         )
         .await
@@ -932,6 +935,7 @@ async fn concurrent_completions_of_one_task_one_wins(backend: &str) {
                         user,
                         outcome: Some("recevable".into()),
                         fields: Fields::new(),
+                        comment: None,
                     },
                 )
                 .await
@@ -998,6 +1002,7 @@ async fn parallel_branches_completed_at_once_all_count(backend: &str) {
                             user: "agent@hopital.example".into(),
                             outcome: Some(outcome.into()),
                             fields: fields(data),
+                            comment: None,
                         },
                     )
                     .await
@@ -1304,6 +1309,7 @@ async fn a_request_changed_by_another_node_is_read_again(backend: &str) {
                 user: "jurist@hopital.example".into(),
                 outcome: Some("favorable".into()),
                 fields: fields(json!({"base-legale": "mr-004"})),
+                comment: None,
             },
         )
         .await
@@ -1538,6 +1544,7 @@ async fn hostile_values_round_trip_through_every_path(backend: &str) {
                 user: user.clone(),
                 outcome: Some("recevable".into()),
                 fields: Fields::new(),
+                comment: None,
             },
         )
         .await

@@ -128,11 +128,11 @@ try {
     await page.screenshot({ path: join(SHOTS, `${String(shot).padStart(2, "0")}-${name}.png`), fullPage: true });
   };
 
-  // The emails to one address that match, oldest first; waits until there is one.
-  async function mailsTo(address, matches = () => true) {
+  // The emails to one address that match, oldest first; waits until there are `atLeast`.
+  async function mailsTo(address, matches = () => true, atLeast = 1) {
     for (;;) {
       const got = mails.filter((m) => m.to.includes(address) && matches(m));
-      if (got.length > 0) return got;
+      if (got.length >= atLeast) return got;
       assert.ok(
         Date.now() < deadline,
         `no such email for ${address}; got:\n` + mails.map((m) => `${m.to} ${m.mail.subject}`).join("\n"),
@@ -171,8 +171,8 @@ try {
   await snap(sponsor, "submitted");
 
   // Opens a task from its email and decides it in a fresh browser context (the recipient's).
-  async function decideFromEmail(address, subjectHas, outcome, fill = async () => {}) {
-    const got = await mailsTo(address, (m) => m.mail.subject.includes(subjectHas) && m.mail.text.includes(TITLE));
+  async function decideFromEmail(address, subjectHas, outcome, fill = async () => {}, nth = 1) {
+    const got = await mailsTo(address, (m) => m.mail.subject.includes(subjectHas) && m.mail.text.includes(TITLE), nth);
     const m = got[got.length - 1];
     // No case data in the email beyond title, step, deadline and link.
     assert.ok(!m.mail.text.includes("parcours de soins"), "the summary leaked into an email");
@@ -182,6 +182,10 @@ try {
     await page.goto(url);
     // Opening the link twice changes nothing: the page still offers the decision.
     await page.reload();
+    // The reviewer sees what the sponsor submitted, with the form's labels.
+    const seen = await page.content();
+    assert.ok(seen.includes("Résumé scientifique") && seen.includes("Organisme porteur"), "the task page does not show the intake");
+    assert.ok(seen.includes("Étude des parcours de soins des patients diabétiques."), "the task page does not show the summary");
     await snap(page, `task-${subjectHas.replace(/\W+/g, "-").toLowerCase()}`);
     await fill(page);
     await page.click(`button[name="_outcome"][value="${outcome}"]`);
@@ -195,8 +199,28 @@ try {
     log("decided", subjectHas, "as", outcome, "for", address);
   }
 
-  // 2. The desk finds it admissible; 3. the three feasibility studies, in parallel.
-  await decideFromEmail("guichet-donnees@hopital.example", "Examen de recevabilité", "recevable");
+  // 2. The desk asks for more information (with a comment for its colleagues); the sponsor
+  // answers from the page their email opens; the desk then finds the request admissible.
+  await decideFromEmail("guichet-donnees@hopital.example", "Examen de recevabilité", "complement", async (p) => {
+    await p.fill("#f-_comment", "Préciser les variables de biologie.");
+  });
+  const [asked] = await mailsTo("investigatrice@univ.example", (m) => m.mail.subject.includes("Informations complémentaires"));
+  await sponsor.goto(linkIn(asked));
+  await sponsor.waitForSelector("text=Le guichet attend une réponse de votre part");
+  assert.ok(!(await sponsor.content()).includes("Préciser les variables"), "a staff comment reached the sponsor");
+  await snap(sponsor, "sponsor-asked");
+  await sponsor.click('form:has(input[name="_step"]) button[type="submit"]');
+  assert.ok(await sponsor.locator("#e-reponse-complement-reponse").isVisible(), "no error next to the answer");
+  assert.equal(await sponsor.getAttribute("#f-reponse-complement-reponse", "aria-invalid"), "true");
+  await sponsor.fill("#f-reponse-complement-reponse", "HbA1c, glycémie à jeun, créatinine.");
+  await sponsor.click('form:has(input[name="_step"]) button[type="submit"]');
+  await sponsor.waitForSelector("text=Votre réponse est enregistrée");
+  await snap(sponsor, "sponsor-answered");
+  log("the sponsor answered the request for more information");
+  await decideFromEmail("guichet-donnees@hopital.example", "Examen de recevabilité", "recevable", async (p) => {
+    assert.ok((await p.content()).includes("HbA1c, glycémie à jeun, créatinine."), "the reviewer does not see the answer");
+  }, 2);
+  // 3. The three feasibility studies, in parallel.
   await decideFromEmail("juriste@hopital.example", "Faisabilité juridique", "favorable", async (p) => {
     await p.selectOption("#f-base-legale", "mr-004");
     await p.fill("#f-avis", "Conforme à la MR-004.");
@@ -273,7 +297,8 @@ try {
   await snap(admin, "admin-users");
   const subjects = mails.filter((m) => m.to.includes("investigatrice@univ.example")).map((m) => m.mail.subject);
   log("sponsor emails:", subjects.join(" | "));
-  assert.equal(subjects.length, 3, `${subjects}`);
+  // Received, more information asked, contract to sign, accepted.
+  assert.equal(subjects.length, 4, `${subjects}`);
   log(`ok: ${mails.length} emails, ${shot} screenshots in ${SHOTS}`);
 } catch (e) {
   failed = true;

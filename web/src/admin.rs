@@ -17,7 +17,7 @@ async fn admin(s: &AppState, headers: &HeaderMap) -> Result<(String, String), Re
     if s.engine.is_admin(&email).await.unwrap_or(false) {
         Ok((email, token))
     } else {
-        Err(staff::not_found(s))
+        Err(staff::not_found())
     }
 }
 
@@ -37,7 +37,6 @@ async fn admin_form(
         Ok(token)
     } else {
         Err(expired_form(
-            s,
             "Rechargez la page d'administration et recommencez.",
         ))
     }
@@ -71,10 +70,10 @@ pub(crate) async fn overview(State(s): Shared, headers: HeaderMap) -> Response {
             "email": email, "csrf": s.engine.csrf_for(&token).await?,
             "desks": desks, "source": "", "problems": "", "deployed": "",
         });
-        Ok::<_, Error>(page(&s, StatusCode::OK, "admin", "Administration", &data))
+        Ok::<_, Error>(page(StatusCode::OK, "admin", "Administration", &data))
     }
     .await;
-    result.unwrap_or_else(|e| failure(&s, &e))
+    result.unwrap_or_else(|e| failure(&e))
 }
 
 /// `POST /admin/definitions`: deploys a definition pasted in the page; a definition with
@@ -106,14 +105,14 @@ pub(crate) async fn deploy(
             guichet_definitions::diagnostic::render(&diags, "définition", &source, false),
             String::new(),
         ),
-        Err(e) => return failure(&s, &e),
+        Err(e) => return failure(&e),
     };
     let data = serde_json::json!({
         "email": "", "csrf": s.engine.csrf_for(&token).await.unwrap_or_default(),
         "desks": [], "source": if problems.is_empty() { "" } else { source.as_str() },
         "problems": problems, "deployed": deployed,
     });
-    page(&s, status, "admin", "Administration", &data)
+    page(status, "admin", "Administration", &data)
 }
 
 fn compare_of(v: Option<&String>) -> Compare {
@@ -212,10 +211,10 @@ pub(crate) async fn indicators(
             "kpis": kpi_rows, "desks": per_desk, "matrix_svg": guichet_engine::indicators::charts::matrix_svg(&matrix),
             "empty": leads.is_empty(),
         });
-        Ok::<_, Error>(page(&s, StatusCode::OK, "admin-indicators", "Indicateurs", &data))
+        Ok::<_, Error>(page(StatusCode::OK, "admin-indicators", "Indicateurs", &data))
     }
     .await;
-    result.unwrap_or_else(|e| failure(&s, &e))
+    result.unwrap_or_else(|e| failure(&e))
 }
 
 /// `GET /admin/indicators.csv?view=indicators|steps&compare=...`: the tables behind the charts.
@@ -270,7 +269,7 @@ pub(crate) async fn indicators_csv(
         )
     }
     .await;
-    result.unwrap_or_else(|e| failure(&s, &e))
+    result.unwrap_or_else(|e| failure(&e))
 }
 
 /// `GET /admin/requests?desk=&status=`: requests, newest first.
@@ -303,10 +302,10 @@ pub(crate) async fn requests(
             "rows": rows, "desks": names,
             "desk": desk.cloned().unwrap_or_default(), "status": status.cloned().unwrap_or_default(),
         });
-        Ok::<_, Error>(page(&s, StatusCode::OK, "admin-requests", "Demandes", &data))
+        Ok::<_, Error>(page(StatusCode::OK, "admin-requests", "Demandes", &data))
     }
     .await;
-    result.unwrap_or_else(|e| failure(&s, &e))
+    result.unwrap_or_else(|e| failure(&e))
 }
 
 /// `GET /admin/outbox?state=`: emails and webhooks, newest first; dead letters can be retried.
@@ -339,10 +338,10 @@ pub(crate) async fn outbox(
             "rows": rows, "state": state.cloned().unwrap_or_default(),
             "csrf": s.engine.csrf_for(&token).await?,
         });
-        Ok::<_, Error>(page(&s, StatusCode::OK, "admin-outbox", "Messages", &data))
+        Ok::<_, Error>(page(StatusCode::OK, "admin-outbox", "Messages", &data))
     }
     .await;
-    result.unwrap_or_else(|e| failure(&s, &e))
+    result.unwrap_or_else(|e| failure(&e))
 }
 
 /// `POST /admin/outbox/{id}/retry`: a dead letter goes back to the dispatcher.
@@ -357,7 +356,7 @@ pub(crate) async fn outbox_retry(
     }
     match s.engine.outbox_retry_dead(&id, s.engine.now()).await {
         Ok(()) => redirect("/admin/outbox?state=dead"),
-        Err(e) => failure(&s, &e),
+        Err(e) => failure(&e),
     }
 }
 
@@ -407,10 +406,10 @@ pub(crate) async fn users(State(s): Shared, headers: HeaderMap) -> Response {
             "users": users, "roles": roles, "tokens": tokens,
             "csrf": s.engine.csrf_for(&token).await?, "problem": "",
         });
-        Ok::<_, Error>(page(&s, StatusCode::OK, "admin-users", "Comptes", &data))
+        Ok::<_, Error>(page(StatusCode::OK, "admin-users", "Comptes", &data))
     }
     .await;
-    result.unwrap_or_else(|e| failure(&s, &e))
+    result.unwrap_or_else(|e| failure(&e))
 }
 
 /// `POST /admin/users`: creates an account or sets its password.
@@ -431,23 +430,22 @@ pub(crate) async fn user_add(
         .get("admin")
         .is_some_and(|v| v == "on" || v == "true");
     if !email.contains('@') {
-        return invalid_field(&s, "email", "an email address");
+        return invalid_field("email", "an email address");
     }
     match s.engine.set_user(&email, &password, admin).await {
         Ok(()) => redirect("/admin/users"),
-        Err(e) => failure(&s, &e),
+        Err(e) => failure(&e),
     }
 }
 
 /// The page refusing a form whose field is not valid.
-fn invalid_field(s: &AppState, field: &str, message: &str) -> Response {
-    failure(
-        s,
-        &Error::Refused(core::Error::Invalid(vec![core::form::FieldError {
+fn invalid_field(field: &str, message: &str) -> Response {
+    failure(&Error::Refused(core::Error::Invalid(vec![
+        core::form::FieldError {
             field: field.into(),
             message: message.into(),
-        }])),
-    )
+        },
+    ])))
 }
 
 /// `POST /admin/tokens`: a new API token for an account (`email`) or a pull provider
@@ -472,21 +470,13 @@ pub(crate) async fn token_create(
         field("name"),
     );
     if name.is_empty() {
-        return invalid_field(
-            &s,
-            "name",
-            "say what the token is for (a script, a provider)",
-        );
+        return invalid_field("name", "say what the token is for (a script, a provider)");
     }
     let created = match (email.is_empty(), provider.is_empty()) {
         (false, true) => s.engine.create_api_token(&email, &name).await,
         (true, false) => s.engine.create_provider_token(&provider, &name).await,
         _ => {
-            return invalid_field(
-                &s,
-                "email",
-                "an account's address or a provider's id, not both",
-            );
+            return invalid_field("email", "an account's address or a provider's id, not both");
         }
     };
     match created {
@@ -495,9 +485,9 @@ pub(crate) async fn token_create(
                 "token": token, "owner": if provider.is_empty() { email } else { format!("provider:{provider}") },
                 "name": name,
             });
-            page(&s, StatusCode::CREATED, "admin-token", "Jeton créé", &data)
+            page(StatusCode::CREATED, "admin-token", "Jeton créé", &data)
         }
-        Err(e) => failure(&s, &e),
+        Err(e) => failure(&e),
     }
 }
 
@@ -513,6 +503,6 @@ pub(crate) async fn token_revoke(
     }
     match s.engine.revoke_api_token(&prefix).await {
         Ok(_) => redirect("/admin/users"),
-        Err(e) => failure(&s, &e),
+        Err(e) => failure(&e),
     }
 }

@@ -164,12 +164,7 @@ fn desk_json(p: &Process) -> serde_json::Value {
 }
 
 fn timestamp(t: Option<i64>) -> Option<String> {
-    t.map(|t| {
-        guichet_engine::clock::Timestamp(t)
-            .to_datetime()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    })
+    t.map(|t| guichet_engine::clock::Timestamp(t).rfc3339())
 }
 
 fn task_json(t: &guichet_engine::runtime::TaskRow, p: Option<&Process>) -> serde_json::Value {
@@ -235,23 +230,13 @@ pub(crate) async fn start(
         })?;
     let mut body = serde_json::json!({"id": id, "reference": core::reference(&id)});
     // Where it stands, for those who may see it: no need to read it back.
-    if may_see(&s, &email, &name).await? {
+    if staff::may_see(&s, &email, &name).await? {
         let p = s.engine.process_of(&id).await?;
         if let Some(body) = body.as_object_mut() {
             body.extend(standing(&id, &p, &inst));
         }
     }
     Ok((StatusCode::CREATED, Json(body)).into_response())
-}
-
-/// Whether the account may see a request: administrators, and staff with a role on its desk.
-async fn may_see(s: &AppState, email: &str, desk: &str) -> Result<bool, Error> {
-    Ok(s.engine.is_admin(email).await?
-        || s.engine
-            .roles_of(email)
-            .await?
-            .iter()
-            .any(|(d, _)| d == desk))
 }
 
 /// `GET /api/v1/requests/{id}`: status, open tasks and history.
@@ -267,15 +252,23 @@ pub(crate) async fn request(
         Err(Error::NotFound(_)) => return Err(ApiError::not_found("request")),
         Err(e) => return Err(e.into()),
     };
-    if !may_see(&s, &email, &desk).await? {
+    if !staff::may_see(&s, &email, &desk).await? {
         return Err(ApiError::not_found("request"));
     }
     let p = s.engine.process_of(&id).await?;
+    let dossier = s
+        .engine
+        .dossier(&id, guichet_engine::core::dossier::Audience::Staff)
+        .await?;
     let mut body = serde_json::json!({
-        "id": id, "reference": core::reference(&id), "desk": desk,
-        "title": core::request_title(&p, &inst),
+        "id": id, "reference": dossier.reference, "desk": desk,
+        "title": dossier.title,
         "started_at": timestamp(Some(inst.started_at.0)),
         "ended_at": timestamp(inst.ended_at.map(|t| t.0)),
+        "intake": dossier.intake,
+        "steps": dossier.steps,
+        "timeline": dossier.timeline,
+        "open_waits": dossier.open_waits,
     });
     if let Some(body) = body.as_object_mut() {
         body.extend(standing(&id, &p, &inst));
@@ -292,6 +285,131 @@ pub(crate) async fn request(
         body["history"] = history.into();
     }
     Ok(Json(body).into_response())
+}
+
+/// The request and its definition, when the account may see it (404 otherwise).
+async fn visible(
+    s: &AppState,
+    email: &str,
+    id: &str,
+) -> Result<(String, core::Instance), ApiError> {
+    match s.engine.instance(id).await {
+        Ok((desk, inst)) if staff::may_see(s, email, &desk).await? => Ok((desk, inst)),
+        Ok(_) | Err(Error::NotFound(_)) => Err(ApiError::not_found("request")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where a request stands after an action on it: its id, status, result and open tasks.
+async fn standing_of(s: &AppState, id: &str, inst: &core::Instance) -> ApiResult {
+    let p = s.engine.process_of(id).await?;
+    let mut body = serde_json::Map::new();
+    body.insert("id".into(), id.into());
+    body.extend(standing(id, &p, inst));
+    Ok(Json(body).into_response())
+}
+
+/// `POST /api/v1/requests/{id}/events/{name}` with `{"fields": {...}}`: answers the wait of
+/// the request that waits for event `name` now. Open to the members of the wait's `from`
+/// role (to the desk's staff when it names none) and to administrators; refused (409) when
+/// the request does not wait for it now: an event is never kept for a later wait.
+pub(crate) async fn event(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((id, name)): Path<(String, String)>,
+    Json(body): Json<FieldsBody>,
+) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    let (desk, inst) = visible(&s, &email, &id).await?;
+    let p = s.engine.process_of(&id).await?;
+    let waits: Vec<&guichet_definitions::model::Step> = p
+        .steps
+        .iter()
+        .filter(|st| matches!(&st.kind, StepKind::Wait(w) if w.event == name))
+        .collect();
+    if waits.is_empty() {
+        return Err(ApiError::not_found(&format!("event `{name}` in this desk")));
+    }
+    // The wait that is open now, else the first declared (the engine says it is not open).
+    let step = waits
+        .iter()
+        .find(|st| inst.tokens.values().any(|t| p.steps[t.step].id == st.id))
+        .unwrap_or(&waits[0]);
+    let from = match &step.kind {
+        StepKind::Wait(w) => w.from.clone(),
+        _ => None,
+    };
+    let admin = s.engine.is_admin(&email).await?;
+    let roles = s.engine.roles_of(&email).await?;
+    let may = |p: &Process, inst: &core::Instance| {
+        admin
+            || match &from {
+                None => roles.iter().any(|(d, _)| *d == desk),
+                Some(role) => {
+                    roles.contains(&(desk.clone(), role.clone()))
+                        || core::recipients(p, inst, &core::Recipient::Role(role.clone()))
+                            .iter()
+                            .any(|m| m.eq_ignore_ascii_case(&email))
+                }
+            }
+    };
+    if !may(&p, &inst) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "only the role `{}` may send `{name}`",
+                from.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    let actor = core::Actor::User(email.clone());
+    match s
+        .engine
+        .answer(&id, &step.id, body.fields, actor, &may)
+        .await
+    {
+        Ok(inst) => standing_of(&s, &id, &inst).await,
+        Err(Error::Conflict(m)) => Err(ApiError::new(StatusCode::CONFLICT, "refused", m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Withdrawal {
+    /// Why, kept in the request's history.
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/requests/{id}/withdraw` with `{"reason": "..."}`: the request is withdrawn,
+/// its open tasks and timers cancelled. Open to the desk's staff and to administrators.
+pub(crate) async fn withdraw(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Withdrawal>,
+) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    visible(&s, &email, &id).await?;
+    let reason = body
+        .reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "withdrawn".to_owned());
+    if let Err(e) = core::form::comment(Some(&reason), None) {
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid",
+            message: "the reason is not valid; nothing was saved".to_owned(),
+            fields: Some(serde_json::json!({ "reason": e.message })),
+        });
+    }
+    let actor = core::Actor::User(email);
+    match s.engine.withdraw(&id, actor, &reason, &|_, _| true).await {
+        Ok(inst) => standing_of(&s, &id, &inst).await,
+        Err(Error::Conflict(m)) => Err(ApiError::new(StatusCode::CONFLICT, "refused", m)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `GET /api/v1/tasks?limit=N`: the account's inbox (its tasks and its roles' tasks), overdue
@@ -378,6 +496,8 @@ pub(crate) struct Decision {
     outcome: Option<String>,
     #[serde(default)]
     fields: Fields,
+    /// Why, shown to staff in the timeline (required by outcomes declared `comment=#true`).
+    comment: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -581,6 +701,7 @@ pub(crate) async fn complete(
         user,
         outcome: body.outcome,
         fields: body.fields,
+        comment: body.comment,
     })
     .await
 }
@@ -712,6 +833,16 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
         "get",
         "/api/v1/requests/{id}",
         "A request: status, open tasks, history (left out with ?history=false)",
+    ),
+    (
+        "post",
+        "/api/v1/requests/{id}/events/{name}",
+        "Answer the wait for event `name` that is open now: body {\"fields\": {...}}; open to the wait's `from` role; 409 when nothing waits for it",
+    ),
+    (
+        "post",
+        "/api/v1/requests/{id}/withdraw",
+        "Withdraw the request (open tasks and timers cancelled): body {\"reason\": \"...\"}",
     ),
     (
         "get",

@@ -10,6 +10,10 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 pub(crate) struct FieldView {
     id: String,
+    /// The input's element id (`f-`, the form's prefix, the field id); its help and error
+    /// are `h-` and `e-` of the same, named by `aria-describedby`.
+    dom: String,
+    describedby: String,
     label: String,
     help: String,
     required: bool,
@@ -33,7 +37,10 @@ struct OptionView {
     selected: bool,
 }
 
+/// The fields of `form` to show, with the values posted and their errors; `prefix` keeps the
+/// element ids of several forms on one page apart.
 pub(crate) fn view(
+    prefix: &str,
     form: Option<&Form>,
     values: &HashMap<String, String>,
     errors: &HashMap<String, String>,
@@ -43,12 +50,24 @@ pub(crate) fn view(
         .iter()
         .map(|f| {
             let value = values.get(&f.id).cloned().unwrap_or_default();
+            let dom = format!("{prefix}{}", f.id);
+            let error = errors.get(&f.id).cloned().unwrap_or_default();
+            let describedby = [
+                (f.help.is_some(), format!("h-{dom}")),
+                (!error.is_empty(), format!("e-{dom}")),
+            ]
+            .into_iter()
+            .filter_map(|(shown, id)| shown.then_some(id))
+            .collect::<Vec<_>>()
+            .join(" ");
             FieldView {
                 id: f.id.clone(),
+                dom,
+                describedby,
                 label: f.label.clone().unwrap_or_else(|| f.id.clone()),
                 help: f.help.clone().unwrap_or_default(),
                 required: f.required,
-                error: errors.get(&f.id).cloned().unwrap_or_default(),
+                error,
                 input_type: match f.ty {
                     FieldType::Email => "email",
                     FieldType::Date => "date",

@@ -19,6 +19,7 @@
 
 mod admin;
 mod api;
+mod dossier;
 mod form;
 mod link;
 mod ops;
@@ -27,14 +28,14 @@ mod portal;
 mod staff;
 mod task;
 
-use link::{link_act, link_fresh, link_page};
+use link::{link_act, link_fresh, link_page, lost_link, lost_link_page};
 use ops::{callback, healthz, metrics};
 use portal::{desk_form, desk_submit, home};
 use staff::{
     inbox, login, login_page, logout, preferences, preferences_save, request_page, staff_act,
     staff_task,
 };
-use task::{Viewer, invalid_link, task_page, task_view, timeline};
+use task::{Viewer, invalid_link, task_page, task_view};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,7 +48,7 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use guichet_connectors::provider::{CallbackError, Webhooks};
 use guichet_definitions::model::StepKind;
-use guichet_engine::core::{self, Command, EventKind, Fields, InstanceStatus};
+use guichet_engine::core::{self, Command, Fields, InstanceStatus};
 use guichet_engine::{Engine, Error};
 
 pub use pages::Pages;
@@ -56,7 +57,6 @@ pub use pages::Pages;
 #[derive(Debug)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    pub pages: Pages,
     /// Provider callbacks are accepted only when providers are configured.
     pub webhooks: Option<Arc<Webhooks>>,
     /// Mark the session cookie `Secure` (when served over HTTPS).
@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/desks/{name}", get(desk_form).post(desk_submit))
         .route("/l/{token}", get(link_page).post(link_act))
         .route("/l/{token}/fresh", post(link_fresh))
+        .route("/follow", get(lost_link_page).post(lost_link))
         .route("/callbacks/{token}", post(callback))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
@@ -106,6 +107,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/desks", get(api::desks))
         .route("/api/v1/desks/{name}/requests", post(api::start))
         .route("/api/v1/requests/{id}", get(api::request))
+        .route("/api/v1/requests/{id}/events/{name}", post(api::event))
+        .route("/api/v1/requests/{id}/withdraw", post(api::withdraw))
         .route("/api/v1/tasks", get(api::inbox))
         .route("/api/v1/tasks/{instance}/{seq}", get(api::task))
         .route("/api/v1/tasks/{instance}/{seq}/claim", post(api::claim))
@@ -152,17 +155,42 @@ async fn security_headers(mut r: Response) -> Response {
     r
 }
 
-fn page(
-    s: &AppState,
-    status: StatusCode,
-    name: &str,
-    title: &str,
-    data: &impl serde::Serialize,
-) -> Response {
-    (status, Html(s.pages.render(name, title, data))).into_response()
+fn page(status: StatusCode, name: &str, title: &str, data: &impl serde::Serialize) -> Response {
+    (status, Html(Pages::get().render(name, title, data))).into_response()
 }
 
-fn failure(s: &AppState, e: &Error) -> Response {
+/// What a page handler answers when it cannot show its page: an engine error, shown by its
+/// kind ([`failure`]), or a page of its own (the sign-in page, not found, an expired form).
+/// Handlers return [`PageResult`] and use `?` on both.
+pub(crate) enum Failure {
+    Error(Error),
+    Page(Response),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Error(e)
+    }
+}
+
+impl From<Response> for Failure {
+    fn from(r: Response) -> Self {
+        Failure::Page(r)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        match self {
+            Failure::Error(e) => failure(&e),
+            Failure::Page(r) => r,
+        }
+    }
+}
+
+pub(crate) type PageResult = Result<Response, Failure>;
+
+fn failure(e: &Error) -> Response {
     use guichet_engine::error::Kind;
     let (status, heading, message) = match (e.kind(), e) {
         (Kind::NotFound, _) => (
@@ -201,7 +229,6 @@ fn failure(s: &AppState, e: &Error) -> Response {
         }
     };
     page(
-        s,
         status,
         "error",
         heading,
@@ -249,15 +276,9 @@ async fn csrf_ok(s: &AppState, secret: &str, values: &HashMap<String, String>) -
 }
 
 /// The page for a form whose anti-forgery token is missing or wrong.
-fn expired_form(s: &AppState, hint: &str) -> Response {
+fn expired_form(hint: &str) -> Response {
     let data = serde_json::json!({"heading": "Formulaire expiré", "message": hint});
-    page(
-        s,
-        StatusCode::FORBIDDEN,
-        "error",
-        "Formulaire expiré",
-        &data,
-    )
+    page(StatusCode::FORBIDDEN, "error", "Formulaire expiré", &data)
 }
 
 /// Compares two secrets in constant time (`subtle`): how long it takes tells nothing of where

@@ -1,54 +1,154 @@
-//! The pages behind email links. Opening one never acts; deciding is a POST carrying an
-//! anti-forgery token derived from the link, and spends it. Every invalid link gets the same
-//! page.
+//! The pages behind email links. Opening one never acts; acting is a POST carrying an
+//! anti-forgery token derived from the link. Every invalid link gets the same page.
+//!
+//! A task link opens its task, and is spent by the decision. A follow link (no task) is the
+//! sponsor's space: the request as they may see it, a form for each open wait they may
+//! answer, and withdrawal with confirmation; it stays valid until it expires. A staff member
+//! who holds a follow link (a notification to their role) sees the request as staff do.
 
 use super::*;
 
-pub(crate) async fn link_page(State(s): Shared, Path(token): Path<String>) -> Response {
+use guichet_engine::core::dossier::{self as core_dossier, Audience};
+use guichet_engine::core::{Actor, Recipient};
+use guichet_engine::runtime::links::Grant;
+use task::Posted;
+
+pub(crate) async fn link_page(
+    State(s): Shared,
+    Path(token): Path<String>,
+    axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
     let Ok(grant) = s.engine.verify_link(&token).await else {
-        return invalid_link(&s, &token, false);
+        return invalid_link(&token, false);
     };
     let result = match grant.task {
-        Some(task) => {
-            task_view(
-                &s,
-                &token,
-                &grant.instance,
-                task,
-                &HashMap::new(),
-                &HashMap::new(),
-                None,
-            )
-            .await
+        Some(task) => task_view(&s, &token, &grant.instance, task, &Posted::default()).await,
+        None if params.contains_key("withdraw") => withdraw_view(&s, &token, &grant).await,
+        None => {
+            let notice = match params.get("done").map(String::as_str) {
+                Some("answer") => Some("Votre réponse est enregistrée. Merci."),
+                Some("withdraw") => Some("Votre demande est retirée."),
+                _ => None,
+            };
+            follow_view(&s, &token, &grant, None, notice).await
         }
-        None => status_view(&s, &grant.instance).await,
     };
-    result.unwrap_or_else(|e| failure(&s, &e))
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub(crate) async fn status_view(s: &AppState, id: &str) -> Result<Response, Error> {
+/// Whether the link's holder may answer a wait sent `from` a role: they are one of its
+/// members for this request (a wait without `from` is answered by staff, not from a link).
+fn may_answer(
+    p: &guichet_definitions::model::Process,
+    inst: &core::Instance,
+    from: Option<&str>,
+    who: &str,
+) -> bool {
+    from.is_some_and(|role| {
+        core::recipients(p, inst, &Recipient::Role(role.to_owned()))
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(who))
+    })
+}
+
+/// The follow page: the request as the link's holder may see it, the waits they may answer
+/// (`posted` shows one of them again with its errors), withdrawal for the sponsor.
+pub(crate) async fn follow_view(
+    s: &AppState,
+    token: &str,
+    grant: &Grant,
+    posted: Option<(&str, &Posted)>,
+    notice: Option<&str>,
+) -> PageResult {
+    let id = &grant.instance;
     let (_, inst) = s.engine.instance(id).await?;
     let p = s.engine.process_of(id).await?;
-    let request_title = core::request_title(&p, &inst);
-    let status = match inst.status {
-        InstanceStatus::Running => "Votre demande est en cours d'examen.",
-        InstanceStatus::Ended(guichet_definitions::model::EndResult::Accepted) => {
-            "Votre demande est acceptée."
-        }
-        InstanceStatus::Ended(guichet_definitions::model::EndResult::Rejected) => {
-            "Votre demande n'a pas été acceptée."
-        }
-        InstanceStatus::Ended(guichet_definitions::model::EndResult::Withdrawn)
-        | InstanceStatus::Cancelled => "Votre demande est close.",
+    let sponsor = core_dossier::is_sponsor(&p, &inst, &grant.recipient);
+    let audience = if sponsor {
+        Audience::Sponsor
+    } else {
+        Audience::Staff
     };
+    let dossier = s.engine.dossier(id, audience).await?;
+    let action = format!("/l/{token}");
+    let csrf = s.engine.csrf_for(token).await?;
+    let empty = Posted::default();
+    let mut invalid = false;
+    let answers: Vec<_> = dossier
+        .open_waits
+        .iter()
+        .filter(|w| may_answer(&p, &inst, w.from.as_deref(), &grant.recipient))
+        .filter_map(|w| {
+            let form = p.step(&w.step)?.form();
+            let mine = posted.filter(|(step, _)| *step == w.step).map(|(_, p)| p);
+            let this = mine.unwrap_or(&empty);
+            invalid |= !this.errors.is_empty();
+            Some(serde_json::json!({
+                "step": w.step, "title": w.title,
+                "description": w.description.clone().unwrap_or_default(),
+                "until": w.until.map(date).unwrap_or_default(),
+                "fields": form::view(&format!("{}-", w.step), form, &this.values, &this.errors),
+                "has_errors": !this.errors.is_empty(),
+                "problem": this.problem.clone().unwrap_or_default(),
+                "action": action, "csrf": csrf,
+            }))
+        })
+        .collect();
+    let status = match (dossier.status, dossier.result, answers.is_empty()) {
+        ("running", _, false) => "Le guichet attend une réponse de votre part : voir ci-dessous.",
+        ("running", _, true) => "Votre demande est en cours d'examen.",
+        ("ended", Some("accepted"), _) => "Votre demande est acceptée.",
+        ("ended", Some("rejected"), _) => "Votre demande n'a pas été acceptée.",
+        _ => "Votre demande est close.",
+    };
+    // A problem with a wait that is no longer open (answered meanwhile) is shown on top.
+    let problem = posted
+        .filter(|(step, _)| !dossier.open_waits.iter().any(|w| w.step == *step))
+        .and_then(|(_, p)| p.problem.clone())
+        .unwrap_or_default();
     let data = serde_json::json!({
-        "request_title": request_title,
-        "reference": core::reference(id),
-        "desk": p.title,
+        "sponsor": sponsor,
+        "request_title": dossier.title,
+        "reference": dossier.reference,
+        "desk": dossier.desk_title,
         "status": status,
-        "timeline": timeline(s, id).await?,
+        "notice": notice.unwrap_or_default(),
+        "problem": problem,
+        "answers": answers,
+        "can_withdraw": sponsor && dossier.status == "running",
+        "withdraw_url": format!("/l/{token}?withdraw"),
+        "dossier": dossier::view(&dossier, !sponsor),
     });
-    Ok(page(s, StatusCode::OK, "status", "Votre demande", &data))
+    let code = if invalid {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok(page(code, "status", "Votre demande", &data))
+}
+
+/// The confirmation asked before a withdrawal.
+async fn withdraw_view(s: &AppState, token: &str, grant: &Grant) -> PageResult {
+    let (_, inst) = s.engine.instance(&grant.instance).await?;
+    let p = s.engine.process_of(&grant.instance).await?;
+    if !core_dossier::is_sponsor(&p, &inst, &grant.recipient)
+        || inst.status != InstanceStatus::Running
+    {
+        return follow_view(s, token, grant, None, None).await;
+    }
+    let data = serde_json::json!({
+        "request_title": core::request_title(&p, &inst),
+        "reference": core::reference(&grant.instance),
+        "action": format!("/l/{token}"),
+        "back": format!("/l/{token}"),
+        "csrf": s.engine.csrf_for(token).await?,
+    });
+    Ok(page(
+        StatusCode::OK,
+        "withdraw",
+        "Retirer la demande",
+        &data,
+    ))
 }
 
 pub(crate) async fn link_act(
@@ -57,66 +157,156 @@ pub(crate) async fn link_act(
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
     let Ok(grant) = s.engine.verify_link(&token).await else {
-        return invalid_link(&s, &token, false);
-    };
-    let Some(task) = grant.task else {
-        return page(
-            &s,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "error",
-            "Action refusée",
-            &serde_json::json!({"heading": "Action refusée", "message": "Ce lien sert à suivre la demande."}),
-        );
+        return invalid_link(&token, false);
     };
     if !csrf_ok(&s, &token, &values).await {
-        return expired_form(
-            &s,
-            "Rechargez la page de la tâche depuis votre courriel, puis recommencez.",
-        );
+        return expired_form("Rechargez la page depuis votre courriel, puis recommencez.");
     }
-    let outcome = values.get("_outcome").filter(|o| !o.is_empty()).cloned();
-    let fields = form::fields(&values, &["_csrf", "_outcome"]);
+    let result = match grant.task {
+        Some(task) => decide(&s, &token, &grant, task, values).await,
+        None => follow_act(&s, &token, &grant, values).await,
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A decision on the link's task; the link is spent when it is taken.
+async fn decide(
+    s: &AppState,
+    token: &str,
+    grant: &Grant,
+    task: u32,
+    values: HashMap<String, String>,
+) -> PageResult {
     let command = Command::Complete {
         task,
         user: grant.recipient.clone(),
-        outcome,
-        fields,
+        outcome: values.get("_outcome").filter(|o| !o.is_empty()).cloned(),
+        fields: form::fields(&values, &["_csrf", "_outcome", "_comment"]),
+        comment: values.get("_comment").cloned(),
     };
     match s.engine.execute(&grant.instance, command).await {
         Ok(_) => {
             // The link has served: it cannot act again.
-            let _ = s.engine.spend_link(&token).await;
-            page(
-                &s,
+            let _ = s.engine.spend_link(token).await;
+            Ok(page(
                 StatusCode::OK,
                 "done",
                 "Merci",
                 &serde_json::json!({"message": "Votre décision est enregistrée. La demande suit son cours."}),
-            )
+            ))
         }
-        Err(Error::Refused(core::Error::Invalid(errors))) => {
-            let errors = errors.into_iter().map(|e| (e.field, e.message)).collect();
-            task_view(&s, &token, &grant.instance, task, &values, &errors, None)
+        Err(Error::Refused(e)) if !e.is_internal() => {
+            let posted = Posted::refused(values, e);
+            task_view(s, token, &grant.instance, task, &posted).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What the holder of a follow link does: answer a wait, or withdraw the request.
+async fn follow_act(
+    s: &AppState,
+    token: &str,
+    grant: &Grant,
+    values: HashMap<String, String>,
+) -> PageResult {
+    let id = &grant.instance;
+    let (_, inst) = s.engine.instance(id).await?;
+    let p = s.engine.process_of(id).await?;
+    let sponsor = core_dossier::is_sponsor(&p, &inst, &grant.recipient);
+    let actor = if sponsor {
+        Actor::Requester
+    } else {
+        Actor::User(grant.recipient.clone())
+    };
+    let who = grant.recipient.clone();
+    match values.get("_action").map(String::as_str) {
+        Some("answer") => {
+            let step = values.get("_step").cloned().unwrap_or_default();
+            let fields = form::fields(&values, &["_csrf", "_action", "_step"]);
+            let may = |p: &guichet_definitions::model::Process, inst: &core::Instance| {
+                let from = p.step(&step).and_then(|s| match &s.kind {
+                    StepKind::Wait(w) => w.from.as_deref(),
+                    _ => None,
+                });
+                may_answer(p, inst, from, &who)
+            };
+            match s.engine.answer(id, &step, fields, actor, &may).await {
+                Ok(_) => Ok(redirect(&format!("/l/{token}?done=answer"))),
+                Err(Error::Refused(e)) if !e.is_internal() => {
+                    let posted = Posted::refused(values, e);
+                    follow_view(s, token, grant, Some((&step, &posted)), None).await
+                }
+                Err(Error::Conflict(_)) => {
+                    let posted = Posted {
+                        problem: Some(
+                            "Cette réponse n'est plus attendue (déjà envoyée, ou le délai est passé) ; rien n'a été enregistré."
+                                .to_owned(),
+                        ),
+                        ..Posted::default()
+                    };
+                    follow_view(s, token, grant, Some((&step, &posted)), None).await
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Some("withdraw") if values.get("_confirm").map(String::as_str) == Some("yes") => {
+            let may = |p: &guichet_definitions::model::Process, inst: &core::Instance| {
+                core_dossier::is_sponsor(p, inst, &who)
+            };
+            match s
+                .engine
+                .withdraw(id, Actor::Requester, "withdrawn by the sponsor", &may)
                 .await
-                .unwrap_or_else(|e| failure(&s, &e))
+            {
+                Ok(_) | Err(Error::Conflict(_)) => {
+                    Ok(redirect(&format!("/l/{token}?done=withdraw")))
+                }
+                Err(e) => Err(e.into()),
+            }
         }
-        Err(Error::Refused(e)) if !e.is_internal() => task_view(
-            &s,
-            &token,
-            &grant.instance,
-            task,
-            &values,
-            &HashMap::new(),
-            Some(e.to_string()),
-        )
-        .await
-        .unwrap_or_else(|e| failure(&s, &e)),
-        Err(e) => failure(&s, &e),
+        Some("withdraw") => withdraw_view(s, token, grant).await,
+        _ => Ok(page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "error",
+            "Action inconnue",
+            &serde_json::json!({"heading": "Action inconnue", "message": "Rechargez la page depuis votre courriel, puis recommencez."}),
+        )),
     }
 }
 
 pub(crate) async fn link_fresh(State(s): Shared, Path(token): Path<String>) -> Response {
     // The same answer whatever the token was: no hint of which case it is.
     let _ = s.engine.fresh_link_for(&token).await;
-    invalid_link(&s, &token, true)
+    invalid_link(&token, true)
+}
+
+/// `GET /follow`: the form where a sponsor who lost their link asks for a fresh one.
+pub(crate) async fn lost_link_page() -> Response {
+    page(
+        StatusCode::OK,
+        "lost-link",
+        "Retrouver ma demande",
+        &serde_json::json!({"sent": false}),
+    )
+}
+
+/// `POST /follow`: a fresh follow link is emailed when the address is the sponsor's of the
+/// request with that reference; the page says the same in every case.
+pub(crate) async fn lost_link(
+    State(s): Shared,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let reference = values.get("reference").map_or("", String::as_str);
+    let email = values.get("email").map_or("", String::as_str);
+    if let Err(e) = s.engine.resend_follow_link(reference, email).await {
+        // Logged, not shown: the answer must not differ.
+        tracing::warn!(error = %e, "a fresh follow link could not be queued");
+    }
+    page(
+        StatusCode::OK,
+        "lost-link",
+        "Retrouver ma demande",
+        &serde_json::json!({"sent": true}),
+    )
 }

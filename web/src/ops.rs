@@ -87,7 +87,6 @@ pub(crate) async fn admit(
             let data = serde_json::json!({"heading": "Service surchargé",
                 "message": "Le guichet reçoit trop de demandes à la fois ; réessayez dans quelques secondes. Rien n'a été enregistré."});
             page(
-                &s,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "error",
                 "Service surchargé",

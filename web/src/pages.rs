@@ -19,6 +19,9 @@ const PAGES: &[(&str, &str)] = &[
     ("inbox", include_str!("../pages/inbox.hbs")),
     ("preferences", include_str!("../pages/preferences.hbs")),
     ("request", include_str!("../pages/request.hbs")),
+    ("dossier", include_str!("../pages/dossier.hbs")),
+    ("withdraw", include_str!("../pages/withdraw.hbs")),
+    ("lost-link", include_str!("../pages/lost-link.hbs")),
     ("admin-nav", include_str!("../pages/admin-nav.hbs")),
     ("admin", include_str!("../pages/admin.hbs")),
     (
@@ -35,7 +38,7 @@ const PAGES: &[(&str, &str)] = &[
 ];
 
 /// Pages also used as partials inside others.
-const PARTIALS: &[&str] = &["form-fields", "admin-nav"];
+const PARTIALS: &[&str] = &["form-fields", "admin-nav", "dossier"];
 
 #[derive(Debug)]
 pub struct Pages {
@@ -43,6 +46,12 @@ pub struct Pages {
 }
 
 impl Pages {
+    /// The pages, compiled once for the process.
+    pub fn get() -> &'static Pages {
+        static PAGES: std::sync::OnceLock<Pages> = std::sync::OnceLock::new();
+        PAGES.get_or_init(Pages::new)
+    }
+
     pub fn new() -> Pages {
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);

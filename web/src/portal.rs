@@ -11,14 +11,13 @@ pub(crate) async fn home(State(s): Shared) -> Response {
                 .map(|p| serde_json::json!({"name": p.name, "title": p.title, "description": p.description.clone().unwrap_or_default()}))
                 .collect();
             page(
-                &s,
                 StatusCode::OK,
                 "home",
                 "Guichets",
                 &serde_json::json!({"desks": list}),
             )
         }
-        Err(e) => failure(&s, &e),
+        Err(e) => failure(&e),
     }
 }
 
@@ -33,7 +32,7 @@ pub(crate) async fn desk_view(
         .get(name)
         .ok_or_else(|| Error::NotFound(name.to_owned()))?;
     let start = p.start();
-    let fields = form::view(start.form(), values, errors);
+    let fields = form::view("", start.form(), values, errors);
     let data = serde_json::json!({
         "desk": {"name": p.name, "title": p.title, "description": p.description.clone().unwrap_or_default()},
         "form_title": start.display_name(),
@@ -45,13 +44,13 @@ pub(crate) async fn desk_view(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    Ok(page(s, status, "desk", &p.title, &data))
+    Ok(page(status, "desk", &p.title, &data))
 }
 
 pub(crate) async fn desk_form(State(s): Shared, Path(name): Path<String>) -> Response {
     desk_view(&s, &name, &HashMap::new(), &HashMap::new())
         .await
-        .unwrap_or_else(|e| failure(&s, &e))
+        .unwrap_or_else(|e| failure(&e))
 }
 
 pub(crate) async fn desk_submit(
@@ -68,7 +67,6 @@ pub(crate) async fn desk_submit(
                 .cloned()
                 .unwrap_or_default();
             page(
-                &s,
                 StatusCode::OK,
                 "submitted",
                 "Demande envoyée",
@@ -79,8 +77,8 @@ pub(crate) async fn desk_submit(
             let errors = errors.into_iter().map(|e| (e.field, e.message)).collect();
             desk_view(&s, &name, &values, &errors)
                 .await
-                .unwrap_or_else(|e| failure(&s, &e))
+                .unwrap_or_else(|e| failure(&e))
         }
-        Err(e) => failure(&s, &e),
+        Err(e) => failure(&e),
     }
 }

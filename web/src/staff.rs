@@ -35,7 +35,7 @@ pub(crate) async fn staff_account(
     match s.engine.session_account(&token).await {
         Ok(Some((email, admin))) => Ok((email, token, admin)),
         Ok(None) => Err(redirect("/login")),
-        Err(e) => Err(failure(s, &e)),
+        Err(e) => Err(failure(&e)),
     }
 }
 
@@ -53,9 +53,8 @@ pub(crate) fn with_cookie(mut r: Response, cookie: &str) -> Response {
     r
 }
 
-pub(crate) async fn login_page(State(s): Shared) -> Response {
+pub(crate) async fn login_page() -> Response {
     page(
-        &s,
         StatusCode::OK,
         "login",
         "Connexion",
@@ -80,13 +79,12 @@ pub(crate) async fn login(
             ),
         ),
         Ok(None) => page(
-            &s,
             StatusCode::UNAUTHORIZED,
             "login",
             "Connexion",
             &serde_json::json!({"failed": true, "email": email}),
         ),
-        Err(e) => failure(&s, &e),
+        Err(e) => failure(&e),
     }
 }
 
@@ -121,16 +119,10 @@ pub(crate) async fn preferences(
             "hour": s.digest_hour, "saved": params.contains_key("saved"),
             "csrf": s.engine.csrf_for(&token).await?,
         });
-        Ok::<_, guichet_engine::Error>(page(
-            &s,
-            StatusCode::OK,
-            "preferences",
-            "Mes e-mails",
-            &data,
-        ))
+        Ok::<_, guichet_engine::Error>(page(StatusCode::OK, "preferences", "Mes e-mails", &data))
     }
     .await;
-    result.unwrap_or_else(|e| failure(&s, &e))
+    result.unwrap_or_else(|e| failure(&e))
 }
 
 /// `POST /preferences`: one email per task, or a daily digest.
@@ -144,12 +136,11 @@ pub(crate) async fn preferences_save(
         Err(r) => return r,
     };
     if !csrf_ok(&s, &token, &values).await {
-        return expired_form(&s, "Rechargez la page de vos préférences et recommencez.");
+        return expired_form("Rechargez la page de vos préférences et recommencez.");
     }
     let refused = |message: &str| {
         let data = serde_json::json!({"heading": "Choix invalide", "message": message});
         page(
-            &s,
             StatusCode::UNPROCESSABLE_ENTITY,
             "error",
             "Choix invalide",
@@ -170,7 +161,7 @@ pub(crate) async fn preferences_save(
     };
     match s.engine.set_mail_preference(&email, digest, language).await {
         Ok(_) => redirect("/preferences?saved"),
-        Err(e) => failure(&s, &e),
+        Err(e) => failure(&e),
     }
 }
 
@@ -187,7 +178,7 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
         s.engine.desks().await,
     ) {
         (Ok(i), Ok(d)) => (i, d),
-        (Err(e), _) | (_, Err(e)) => return failure(&s, &e),
+        (Err(e), _) | (_, Err(e)) => return failure(&e),
     };
     // The desk by its title, as people know it.
     let desk_title = |name: &str| {
@@ -250,7 +241,7 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
         shown: inbox.items.len(),
         items,
     };
-    page(&s, StatusCode::OK, "inbox", "Mes tâches", &data)
+    page(StatusCode::OK, "inbox", "Mes tâches", &data)
 }
 
 /// Whether the staff member may act on the open task; a `false` hides whether it exists.
@@ -268,9 +259,9 @@ pub(crate) async fn staff_may_act(
     }
 }
 
-pub(crate) fn not_found(s: &AppState) -> Response {
+pub(crate) fn not_found() -> Response {
     let data = serde_json::json!({"heading": "Introuvable", "message": "Cette tâche n'existe pas ou ne vous est pas ouverte."});
-    page(s, StatusCode::NOT_FOUND, "error", "Introuvable", &data)
+    page(StatusCode::NOT_FOUND, "error", "Introuvable", &data)
 }
 
 pub(crate) async fn staff_task(
@@ -278,32 +269,21 @@ pub(crate) async fn staff_task(
     headers: HeaderMap,
     Path((instance, seq)): Path<(String, u32)>,
 ) -> Response {
-    let (email, token) = match staff(&s, &headers).await {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
-    match staff_may_act(&s, &email, &instance, seq).await {
-        Ok(true) => {}
-        Ok(false) => return not_found(&s),
-        Err(e) => return failure(&s, &e),
+    async {
+        let (email, token) = staff(&s, &headers).await?;
+        if !staff_may_act(&s, &email, &instance, seq).await? {
+            return Ok(not_found());
+        }
+        let viewer = Viewer {
+            action: format!("/tasks/{instance}/{seq}"),
+            csrf: s.engine.csrf_for(&token).await?,
+            staff: Some(&email),
+            token: "",
+        };
+        task_page(&s, &viewer, &instance, seq, &task::Posted::default()).await
     }
-    let viewer = Viewer {
-        action: format!("/tasks/{instance}/{seq}"),
-        csrf: s.engine.csrf_for(&token).await.unwrap_or_default(),
-        staff: Some(&email),
-        token: "",
-    };
-    task_page(
-        &s,
-        &viewer,
-        &instance,
-        seq,
-        &HashMap::new(),
-        &HashMap::new(),
-        None,
-    )
     .await
-    .unwrap_or_else(|e| failure(&s, &e))
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub(crate) async fn staff_act(
@@ -312,152 +292,112 @@ pub(crate) async fn staff_act(
     Path((instance, seq)): Path<(String, u32)>,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    let (email, token) = match staff(&s, &headers).await {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
-    if !csrf_ok(&s, &token, &values).await {
-        return expired_form(&s, "Rechargez la page de la tâche, puis recommencez.");
-    }
-    match staff_may_act(&s, &email, &instance, seq).await {
-        Ok(true) => {}
-        Ok(false) => return not_found(&s),
-        Err(e) => return failure(&s, &e),
-    }
-    let command = match values.get("_action").map(String::as_str) {
-        Some("claim") => Command::Claim {
-            task: seq,
-            user: email.clone(),
-        },
-        Some("release") => Command::Release {
-            task: seq,
-            user: email.clone(),
-        },
-        Some("delegate") => Command::Delegate {
-            task: seq,
-            by: email.clone(),
-            to: core::Recipient::Person(
-                values
-                    .get("_to")
-                    .map(|t| t.trim().to_lowercase())
-                    .unwrap_or_default(),
-            ),
-        },
-        _ => Command::Complete {
-            task: seq,
-            user: email.clone(),
-            outcome: values.get("_outcome").filter(|o| !o.is_empty()).cloned(),
-            fields: form::fields(&values, &["_csrf", "_outcome", "_action", "_to"]),
-        },
-    };
-    let completing = matches!(command, Command::Complete { .. });
-    let viewer = Viewer {
-        action: format!("/tasks/{instance}/{seq}"),
-        csrf: s.engine.csrf_for(&token).await.unwrap_or_default(),
-        staff: Some(&email),
-        token: "",
-    };
-    match s.engine.execute(&instance, command).await {
-        Ok(_) if completing => {
-            let data = serde_json::json!({"message": "Votre décision est enregistrée. La demande suit son cours."});
-            page(&s, StatusCode::OK, "done", "Merci", &data)
+    async {
+        let (email, token) = staff(&s, &headers).await?;
+        if !csrf_ok(&s, &token, &values).await {
+            return Ok(expired_form(
+                "Rechargez la page de la tâche, puis recommencez.",
+            ));
         }
-        Ok(_) => redirect(&format!("/tasks/{instance}/{seq}")),
-        Err(Error::Refused(core::Error::Invalid(errors)))
-            if errors.iter().any(|e| e.field == "to") =>
-        {
-            let problem = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            task_page(
-                &s,
-                &viewer,
-                &instance,
-                seq,
-                &values,
-                &HashMap::new(),
-                Some(problem),
-            )
-            .await
-            .unwrap_or_else(|e| failure(&s, &e))
+        if !staff_may_act(&s, &email, &instance, seq).await? {
+            return Ok(not_found());
         }
-        Err(Error::Refused(core::Error::Invalid(errors))) => {
-            let errors = errors.into_iter().map(|e| (e.field, e.message)).collect();
-            task_page(&s, &viewer, &instance, seq, &values, &errors, None)
-                .await
-                .unwrap_or_else(|e| failure(&s, &e))
+        let command = match values.get("_action").map(String::as_str) {
+            Some("claim") => Command::Claim {
+                task: seq,
+                user: email.clone(),
+            },
+            Some("release") => Command::Release {
+                task: seq,
+                user: email.clone(),
+            },
+            Some("delegate") => Command::Delegate {
+                task: seq,
+                by: email.clone(),
+                to: core::Recipient::Person(
+                    values
+                        .get("_to")
+                        .map(|t| t.trim().to_lowercase())
+                        .unwrap_or_default(),
+                ),
+            },
+            _ => Command::Complete {
+                task: seq,
+                user: email.clone(),
+                outcome: values.get("_outcome").filter(|o| !o.is_empty()).cloned(),
+                fields: form::fields(&values, &["_csrf", "_outcome", "_action", "_to", "_comment"]),
+                comment: values.get("_comment").cloned(),
+            },
+        };
+        let completing = matches!(command, Command::Complete { .. });
+        match s.engine.execute(&instance, command).await {
+            Ok(_) if completing => {
+                let data = serde_json::json!({"message": "Votre décision est enregistrée. La demande suit son cours."});
+                Ok(page(StatusCode::OK, "done", "Merci", &data))
+            }
+            Ok(_) => Ok(redirect(&format!("/tasks/{instance}/{seq}"))),
+            Err(Error::Refused(e)) if !e.is_internal() => {
+                let viewer = Viewer {
+                    action: format!("/tasks/{instance}/{seq}"),
+                    csrf: s.engine.csrf_for(&token).await?,
+                    staff: Some(&email),
+                    token: "",
+                };
+                let posted = task::Posted::refused(values, e);
+                task_page(&s, &viewer, &instance, seq, &posted).await
+            }
+            Err(e) => Err(e.into()),
         }
-        Err(Error::Refused(e)) if !e.is_internal() => task_page(
-            &s,
-            &viewer,
-            &instance,
-            seq,
-            &values,
-            &HashMap::new(),
-            Some(e.to_string()),
-        )
-        .await
-        .unwrap_or_else(|e| failure(&s, &e)),
-        Err(e) => failure(&s, &e),
     }
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// A request as staff see it: status, open tasks, timeline, and the process drawn with the
-/// steps where it stands outlined. Open to the staff of its desk and to administrators.
+/// A request as staff see it: its dossier (fields, what each step collected, open tasks and
+/// waits, timeline) and the process drawn with the steps where it stands outlined. Open to
+/// the staff of its desk and to administrators.
 pub(crate) async fn request_page(
     State(s): Shared,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (email, _) = match staff(&s, &headers).await {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
-    let (desk, inst) = match s.engine.instance(&id).await {
-        Ok(found) => found,
-        Err(guichet_engine::Error::NotFound(_)) => return not_found(&s),
-        Err(e) => return failure(&s, &e),
-    };
-    let allowed = s.engine.is_admin(&email).await.unwrap_or(false)
-        || s.engine
-            .roles_of(&email)
-            .await
-            .is_ok_and(|roles| roles.iter().any(|(d, _)| *d == desk));
-    if !allowed {
-        return not_found(&s);
-    }
-    let result = async {
-        let p = s.engine.process_of(&id).await?;
-        let marked: Vec<usize> = inst.tokens.values().map(|t| t.step).collect();
-        let tasks: Vec<_> = inst
-            .tasks
-            .values()
-            .map(|t| {
-                serde_json::json!({
-                    "step": p.steps[t.step].display_name(), "role": t.role,
-                    "assignee": t.assignee.clone().unwrap_or_default(),
-                    "due": t.due_at.map(date).unwrap_or_default(), "overdue": t.overdue,
-                })
-            })
-            .collect();
-        let status = match inst.status {
-            InstanceStatus::Running => "en cours".to_owned(),
-            InstanceStatus::Ended(r) => format!("close ({})", r.as_str()),
-            InstanceStatus::Cancelled => "retirée".to_owned(),
+    async {
+        let (email, _) = staff(&s, &headers).await?;
+        let (desk, inst) = match s.engine.instance(&id).await {
+            Ok(found) => found,
+            Err(Error::NotFound(_)) => return Ok(not_found()),
+            Err(e) => return Err(e.into()),
         };
+        if !may_see(&s, &email, &desk).await? {
+            return Ok(not_found());
+        }
+        let p = s.engine.process_of(&id).await?;
+        let dossier = s
+            .engine
+            .dossier(&id, guichet_engine::core::dossier::Audience::Staff)
+            .await?;
+        let marked: Vec<usize> = inst.tokens.values().map(|t| t.step).collect();
         let data = serde_json::json!({
-            "request_title": core::request_title(&p, &inst),
-            "reference": core::reference(&id),
+            "request_title": dossier.title,
+            "reference": dossier.reference,
             "desk": p.title,
-            "status": status,
-            "tasks": tasks,
-            "timeline": timeline(&s, &id).await?,
+            "status": dossier::status(&dossier),
+            "dossier": dossier::view(&dossier, true),
             "graph": guichet_definitions::graph::svg_marked(&p, &marked),
         });
-        Ok::<_, Error>(page(&s, StatusCode::OK, "request", &p.title, &data))
+        Ok(page(StatusCode::OK, "request", &p.title, &data))
     }
-    .await;
-    result.unwrap_or_else(|e| failure(&s, &e))
+    .await
+    .unwrap_or_else(|e: Failure| e.into_response())
+}
+
+/// Whether a staff member may see a request of `desk`: administrators, and staff with a
+/// role on the desk.
+pub(crate) async fn may_see(s: &AppState, email: &str, desk: &str) -> Result<bool, Error> {
+    Ok(s.engine.is_admin(email).await?
+        || s.engine
+            .roles_of(email)
+            .await?
+            .iter()
+            .any(|(d, _)| d == desk))
 }

@@ -1,52 +1,17 @@
 //! The task page, shared by email links and signed-in staff: the step, its deadline, its
-//! form and outcomes, and the request's timeline.
+//! form, outcomes and comment, and the whole request it decides on (the dossier).
 
 use super::*;
 
-pub(crate) fn invalid_link(s: &AppState, token: &str, sent: bool) -> Response {
+use guichet_engine::core::dossier::Audience;
+
+pub(crate) fn invalid_link(token: &str, sent: bool) -> Response {
     page(
-        s,
         StatusCode::NOT_FOUND,
         "invalid-link",
         "Lien invalide",
         &serde_json::json!({"token": token, "sent": sent}),
     )
-}
-
-/// The request's timeline as people read it: completed steps and their outcomes.
-pub(crate) async fn timeline(s: &AppState, id: &str) -> Result<Vec<serde_json::Value>, Error> {
-    let process = s.engine.process_of(id).await?;
-    let mut out = Vec::new();
-    for h in s.engine.history(id).await? {
-        let what = match &h.event.kind {
-            EventKind::StepCompleted { step, outcome } => {
-                let Some(st) = process.step(step) else {
-                    continue;
-                };
-                if !matches!(
-                    st.kind,
-                    StepKind::Start(_) | StepKind::Task(_) | StepKind::Call(_) | StepKind::Wait(_)
-                ) {
-                    continue;
-                }
-                let label = outcome.as_ref().map(|o| {
-                    st.outcomes()
-                        .iter()
-                        .find(|x| x.id == *o)
-                        .map_or_else(|| o.clone(), |x| x.display_name())
-                });
-                match label {
-                    Some(o) => format!("{} : {o}", st.display_name()),
-                    None => st.display_name().to_owned(),
-                }
-            }
-            EventKind::InstanceEnded { result } => format!("Demande close ({})", result.as_str()),
-            EventKind::InstanceCancelled { .. } => "Demande retirée".to_owned(),
-            _ => continue,
-        };
-        out.push(serde_json::json!({"at": date(h.event.at), "what": what}));
-    }
-    Ok(out)
 }
 
 /// Where a task page posts, and who looks at it.
@@ -59,23 +24,60 @@ pub(crate) struct Viewer<'a> {
     pub(crate) token: &'a str,
 }
 
+/// What was posted and what was wrong with it, to show the form again.
+#[derive(Default)]
+pub(crate) struct Posted {
+    pub(crate) values: HashMap<String, String>,
+    /// Field errors by field id (`comment` for the comment).
+    pub(crate) errors: HashMap<String, String>,
+    /// A refusal of the whole decision.
+    pub(crate) problem: Option<String>,
+}
+
+impl Posted {
+    /// The page again after the engine refused `values` with `e` (not an internal fault).
+    pub(crate) fn refused(values: HashMap<String, String>, e: core::Error) -> Posted {
+        match e {
+            core::Error::Invalid(errors) if errors.iter().all(|e| e.field != "to") => Posted {
+                values,
+                errors: errors.into_iter().map(|e| (e.field, e.message)).collect(),
+                problem: None,
+            },
+            core::Error::Invalid(errors) => Posted {
+                values,
+                errors: HashMap::new(),
+                problem: Some(
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            },
+            e => Posted {
+                values,
+                errors: HashMap::new(),
+                problem: Some(e.to_string()),
+            },
+        }
+    }
+}
+
 /// The task page behind an email link.
 pub(crate) async fn task_view(
     s: &AppState,
     token: &str,
     instance: &str,
     task: u32,
-    values: &HashMap<String, String>,
-    errors: &HashMap<String, String>,
-    problem: Option<String>,
-) -> Result<Response, Error> {
+    posted: &Posted,
+) -> PageResult {
     let viewer = Viewer {
         action: format!("/l/{token}"),
         csrf: s.engine.csrf_for(token).await?,
         staff: None,
         token,
     };
-    task_page(s, &viewer, instance, task, values, errors, problem).await
+    task_page(s, &viewer, instance, task, posted).await
 }
 
 pub(crate) async fn task_page(
@@ -83,22 +85,21 @@ pub(crate) async fn task_page(
     viewer: &Viewer<'_>,
     instance: &str,
     task: u32,
-    values: &HashMap<String, String>,
-    errors: &HashMap<String, String>,
-    problem: Option<String>,
-) -> Result<Response, Error> {
+    posted: &Posted,
+) -> PageResult {
     let (_, inst) = s.engine.instance(instance).await?;
     let Some(t) = inst.tasks.get(&task) else {
-        return Ok(invalid_link(s, viewer.token, false));
+        return Ok(invalid_link(viewer.token, false));
     };
     let p = s.engine.process_of(instance).await?;
     let step = &p.steps[t.step];
-    let request_title = core::request_title(&p, &inst);
+    let dossier = s.engine.dossier(instance, Audience::Staff).await?;
     let outcomes: Vec<_> = step
         .outcomes()
         .iter()
-        .map(|o| serde_json::json!({"id": o.id, "label": o.display_name()}))
+        .map(|o| serde_json::json!({"id": o.id, "label": o.display_name(), "comment": o.comment}))
         .collect();
+    let (values, errors) = (&posted.values, &posted.errors);
     let data = serde_json::json!({
         "action": viewer.action,
         "request_url": format!("/requests/{instance}"),
@@ -110,21 +111,24 @@ pub(crate) async fn task_page(
         "can_release": viewer.staff.is_some_and(|me| t.assignee.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(me))),
         "step": step.display_name(),
         "description": step.description.clone().unwrap_or_default(),
-        "request_title": request_title,
-        "reference": core::reference(instance),
+        "request_title": dossier.title,
+        "reference": dossier.reference,
         "desk": p.title,
         "deadline": t.due_at.map(date).unwrap_or_default(),
         "overdue": t.overdue,
-        "fields": form::view(step.form(), values, errors),
+        "fields": form::view("", step.form(), values, errors),
         "outcomes": outcomes,
+        "comment": values.get("_comment").cloned().unwrap_or_default(),
+        "comment_error": errors.get("comment").cloned().unwrap_or_default(),
+        "comment_required": step.outcomes().iter().any(|o| o.comment),
         "has_errors": !errors.is_empty(),
-        "problem": problem.unwrap_or_default(),
-        "timeline": timeline(s, instance).await?,
+        "problem": posted.problem.clone().unwrap_or_default(),
+        "dossier": dossier::view(&dossier, true),
     });
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    Ok(page(s, status, "task", step.display_name(), &data))
+    Ok(page(status, "task", step.display_name(), &data))
 }

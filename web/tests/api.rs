@@ -16,7 +16,7 @@ use guichet_connectors::provider::Webhooks;
 use guichet_engine::Engine;
 use guichet_engine::clock::{ManualClock, Timestamp};
 use guichet_engine::core::Command;
-use guichet_web::{AppState, Pages, router};
+use guichet_web::{AppState, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -71,7 +71,6 @@ async fn site_with(
     });
     let app = router(AppState {
         engine: engine.clone(),
-        pages: Pages::new(),
         webhooks,
         secure_cookies: false,
         digest_hour: guichet_connectors::email::DIGEST_HOUR,
@@ -499,6 +498,7 @@ async fn a_provider_pulls_its_work_with_a_lock_and_a_fencing_attempt() {
                 user: "referent-donnees@institut.example".into(),
                 outcome: Some("recevable".into()),
                 fields: Default::default(),
+                comment: None,
             },
         )
         .await
@@ -813,5 +813,297 @@ async fn an_internal_fault_is_a_500_with_an_incident_number_never_a_refusal() {
     assert!(
         !message.contains("corrupt") && !message.contains("expected"),
         "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_api_reads_the_whole_request_answers_waits_and_withdraws_with_role_checks() {
+    let (engine, app) = site().await;
+    let desk = engine
+        .create_api_token("guichet-donnees@hopital.example", "script")
+        .await
+        .unwrap();
+    let jurist = engine
+        .create_api_token("juriste@hopital.example", "script")
+        .await
+        .unwrap();
+    engine
+        .set_user("admin@guichet.example", PASSWORD, true)
+        .await
+        .unwrap();
+    let admin = engine
+        .create_api_token("admin@guichet.example", "script")
+        .await
+        .unwrap();
+    engine
+        .set_user("autre@ailleurs.example", PASSWORD, false)
+        .await
+        .unwrap();
+    let outsider = engine
+        .create_api_token("autre@ailleurs.example", "script")
+        .await
+        .unwrap();
+    let (_, created) = call(
+        &app,
+        "POST",
+        "/api/v1/desks/interne-decentralise/requests",
+        Some(&desk),
+        Some(intake()),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let task = created["open_tasks"][0]["task"].as_u64().unwrap();
+
+    // Reviewers see what the sponsor submitted: labels, types, typed values.
+    let (status, request) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        Some(&desk),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let cadre = request["intake"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "cadre")
+        .unwrap();
+    assert_eq!(cadre["type"], "choice");
+    assert_eq!(cadre["value"], "collaboratif");
+    assert_eq!(cadre["option_label"], "Projet collaboratif");
+    assert_eq!(cadre["label"], "Cadre du projet");
+    assert_eq!(request["timeline"][0]["kind"], "submitted", "{request}");
+
+    // Nothing waits for the sponsor's answer yet: refused, nothing kept for later.
+    let answer = json!({"fields": {"reponse": "Variables précisées."}});
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/requests/{id}/events/complement-recu"),
+        Some(&admin),
+        Some(answer.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (_, inst) = engine.instance(&id).await.unwrap();
+    assert!(inst.buffered.is_empty());
+    // An event no step waits for is not found.
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/requests/{id}/events/nope"),
+        Some(&admin),
+        Some(answer.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The desk asks for more information, with a comment.
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/tasks/{id}/{task}/complete"),
+        Some(&desk),
+        Some(json!({"outcome": "complement", "comment": "Précisez les variables."})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The wait is `from="demandeur"`: staff of another role may not answer for the sponsor.
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/requests/{id}/events/complement-recu"),
+        Some(&desk),
+        Some(answer.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{body}"
+    );
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/requests/{id}/events/complement-recu"),
+        Some(&jurist),
+        Some(answer.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // An account that may not see the request: not found, as for any request of others.
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/requests/{id}/events/complement-recu"),
+        Some(&outsider),
+        Some(answer.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The wait's form is checked.
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/requests/{id}/events/complement-recu"),
+        Some(&admin),
+        Some(json!({"fields": {}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body["error"]["fields"]["reponse"].is_string(), "{body}");
+    // An administrator answers (recorded as themselves): the desk examines it again.
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/requests/{id}/events/complement-recu"),
+        Some(&admin),
+        Some(answer.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["open_tasks"][0]["step"], "recevabilite", "{body}");
+    let (_, request) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        Some(&desk),
+        None,
+    )
+    .await;
+    let timeline = request["timeline"].as_array().unwrap();
+    let asked = timeline
+        .iter()
+        .find(|e| e["kind"] == "completed" && e["step"] == "recevabilite")
+        .unwrap();
+    assert_eq!(asked["comment"], "Précisez les variables.");
+    assert_eq!(asked["outcome_label"], "Demander un complément");
+    assert_eq!(asked["actor"]["id"], "guichet-donnees@hopital.example");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["kind"] == "answered" && e["actor"]["id"] == "admin@guichet.example"),
+        "{request}"
+    );
+    let answered = request["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "reponse-complement")
+        .unwrap();
+    assert_eq!(answered["fields"][0]["value"], "Variables précisées.");
+
+    // Withdrawal: the desk's staff may, others may not see the request at all.
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/requests/{id}/withdraw"),
+        Some(&outsider),
+        Some(json!({"reason": "x"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/requests/{id}/withdraw"),
+        Some(&desk),
+        Some(json!({"reason": "Le porteur a abandonné le projet."})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    assert!(body["open_tasks"].as_array().unwrap().is_empty());
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/requests/{id}/withdraw"),
+        Some(&desk),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("refused"))
+    );
+}
+
+#[tokio::test]
+async fn an_unfavourable_opinion_needs_a_comment() {
+    let (engine, app) = site().await;
+    let desk = engine
+        .create_api_token("guichet-donnees@hopital.example", "script")
+        .await
+        .unwrap();
+    let jurist = engine
+        .create_api_token("juriste@hopital.example", "script")
+        .await
+        .unwrap();
+    let (_, created) = call(
+        &app,
+        "POST",
+        "/api/v1/desks/interne-decentralise/requests",
+        Some(&desk),
+        Some(intake()),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let task = created["open_tasks"][0]["task"].as_u64().unwrap();
+    let (_, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/tasks/{id}/{task}/complete"),
+        Some(&desk),
+        Some(json!({"outcome": "recevable"})),
+    )
+    .await;
+    let legal = body["request"]["open_tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["step"] == "faisabilite-juridique")
+        .unwrap()["task"]
+        .as_u64()
+        .unwrap();
+    let decide = |comment: Option<&str>| {
+        let mut b = json!({"outcome": "defavorable", "fields": {"base-legale": "mr-004"}});
+        if let Some(c) = comment {
+            b["comment"] = c.into();
+        }
+        b
+    };
+    for missing in [None, Some("   ")] {
+        let (status, body) = call(
+            &app,
+            "POST",
+            &format!("/api/v1/tasks/{id}/{legal}/complete"),
+            Some(&jurist),
+            Some(decide(missing)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(
+            body["error"]["fields"]["comment"]
+                .as_str()
+                .unwrap()
+                .contains("required with the outcome `defavorable`"),
+            "{body}"
+        );
+    }
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/tasks/{id}/{legal}/complete"),
+        Some(&jurist),
+        Some(decide(Some("Aucune base légale pour ces finalités."))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, inst) = engine.instance(&id).await.unwrap();
+    assert_eq!(
+        inst.data["faisabilite-juridique"].comment.as_deref(),
+        Some("Aucune base légale pour ces finalités.")
     );
 }

@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode, header};
 use guichet_connectors::email::{Dispatcher, RetryPolicy, Templates, Transport};
 use guichet_engine::Engine;
 use guichet_engine::clock::{ManualClock, Timestamp};
-use guichet_web::{AppState, Pages, router};
+use guichet_web::{AppState, router};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -39,7 +39,6 @@ async fn setup() -> (Arc<Engine>, Router, Dispatcher) {
     }
     let app = router(AppState {
         engine: engine.clone(),
-        pages: Pages::new(),
         webhooks: None,
         secure_cookies: false,
         digest_hour: guichet_connectors::email::DIGEST_HOUR,
@@ -279,6 +278,7 @@ async fn a_task_is_decided_from_its_email_link_and_only_by_a_post() {
         "{html}"
     );
     assert!(html.contains("Recevabilité : Recevable"), "{html}");
+    // The follow link's forms (answers, withdrawal) carry its anti-forgery token too.
     let (status, _) = call(
         &app,
         "POST",
@@ -286,7 +286,7 @@ async fn a_task_is_decided_from_its_email_link_and_only_by_a_post() {
         Some("_outcome=x"),
     )
     .await;
-    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -363,4 +363,219 @@ async fn responses_carry_security_headers() {
             .unwrap()
             .contains("frame-ancestors 'none'")
     );
+}
+
+const INTAKE_INTERNE: &[(&str, &str)] = &[
+    ("titre", "Parcours diabète"),
+    ("email", "porteur@labo.example"),
+    ("organisme", "Laboratoire d'épidémiologie"),
+    ("type-porteur", "academique"),
+    ("cadre", "collaboratif"),
+    ("resume", "Étude des parcours de soins."),
+    ("donnees", "Séjours 2015-2025"),
+];
+
+#[tokio::test]
+async fn the_sponsor_answers_withdraws_and_finds_their_link_again_from_their_page() {
+    use guichet_engine::core::{Actor, Command, EventKind, InstanceStatus};
+    let (engine, app, mail) = setup().await;
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/desks/interne-decentralise",
+        Some(&body(INTAKE_INTERNE)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let id = engine
+        .instance_ids("interne-decentralise", None)
+        .await
+        .unwrap()
+        .remove(0);
+    // The reviewer's task page shows what the sponsor submitted, with the labels.
+    let task_link = token_for(&engine, &mail, "guichet-donnees@hopital.example").await;
+    let (_, html) = call(&app, "GET", &format!("/l/{task_link}"), None).await;
+    assert!(
+        html.contains("<dt>Organisme porteur</dt><dd>Laboratoire d&#x27;épidémiologie</dd>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<dt>Cadre du projet</dt><dd>Projet collaboratif</dd>"),
+        "{html}"
+    );
+
+    let follow = token_for(&engine, &mail, "porteur@labo.example").await;
+    let (status, html) = call(&app, "GET", &format!("/l/{follow}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<dt>Résumé scientifique</dt>"), "{html}");
+    assert!(
+        !html.contains("name=\"_step\""),
+        "nothing to answer yet: {html}"
+    );
+    assert!(html.contains("?withdraw"), "{html}");
+
+    // The desk asks for more information; its comment is for staff only.
+    let (_, inst) = engine.instance(&id).await.unwrap();
+    let task = *inst.tasks.keys().next().unwrap();
+    engine
+        .execute(
+            &id,
+            Command::Complete {
+                task,
+                user: "guichet-donnees@hopital.example".into(),
+                outcome: Some("complement".into()),
+                fields: Default::default(),
+                comment: Some("Commentaire interne au guichet".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let (status, html) = call(&app, "GET", &format!("/l/{follow}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("name=\"_step\" value=\"reponse-complement\""),
+        "{html}"
+    );
+    assert!(html.contains("Compléments apportés"), "{html}");
+    assert!(!html.contains("Commentaire interne"), "{html}");
+    assert!(
+        !html.contains("guichet-donnees@hopital.example"),
+        "who did what is staff's: {html}"
+    );
+    let token = csrf(&html);
+
+    // An empty answer: the error tied to its input, nothing recorded.
+    let (status, html) = call(
+        &app,
+        "POST",
+        &format!("/l/{follow}"),
+        Some(&format!(
+            "_csrf={token}&_action=answer&_step=reponse-complement&reponse="
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains("aria-describedby=\"e-reponse-complement-reponse\" aria-invalid=\"true\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("id=\"e-reponse-complement-reponse\""),
+        "{html}"
+    );
+    // The answer: recorded as the sponsor's, and the desk examines the request again.
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/l/{follow}"),
+        Some(&format!(
+            "_csrf={token}&_action=answer&_step=reponse-complement&reponse={}",
+            enc("Variables : âge, HbA1c.")
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, inst) = engine.instance(&id).await.unwrap();
+    assert_eq!(
+        inst.data["reponse-complement"].fields["reponse"],
+        "Variables : âge, HbA1c."
+    );
+    assert_eq!(inst.tasks.len(), 1, "recevabilite is open again");
+    let history = engine.history(&id).await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| matches!(h.event.kind, EventKind::EventReceived { .. })
+                && h.event.actor == Actor::Requester)
+    );
+    let (_, html) = call(&app, "GET", &format!("/l/{follow}?done=answer"), None).await;
+    assert!(html.contains("Votre réponse est enregistrée"), "{html}");
+    // The same answer again is not kept for a later question.
+    let (status, html) = call(
+        &app,
+        "POST",
+        &format!("/l/{follow}"),
+        Some(&format!(
+            "_csrf={token}&_action=answer&_step=reponse-complement&reponse=encore"
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("n&#x27;est plus attendue"), "{html}");
+    assert!(engine.instance(&id).await.unwrap().1.buffered.is_empty());
+
+    // Lost link: the same page whether the address is the sponsor's or not; one email.
+    let reference = guichet_engine::core::reference(&id);
+    let before = engine.outbox_messages(None, 1000).await.unwrap().len();
+    let (_, wrong) = call(
+        &app,
+        "POST",
+        "/follow",
+        Some(&format!(
+            "reference={reference}&email=autre%40ailleurs.example"
+        )),
+    )
+    .await;
+    assert_eq!(
+        engine.outbox_messages(None, 1000).await.unwrap().len(),
+        before
+    );
+    for _ in 0..3 {
+        let (status, right) = call(
+            &app,
+            "POST",
+            "/follow",
+            Some(&format!(
+                "reference={}&email=porteur%40labo.example",
+                reference.to_lowercase()
+            )),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(right, wrong);
+    }
+    let follow_mails = engine
+        .outbox_messages(None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.id.contains(".follow."))
+        .count();
+    assert_eq!(follow_mails, 1, "one fresh link per ten minutes");
+    let fresh = token_for(&engine, &mail, "porteur@labo.example").await;
+    assert_eq!(
+        call(&app, "GET", &format!("/l/{fresh}"), None).await.0,
+        StatusCode::OK
+    );
+
+    // Withdrawal asks for confirmation first.
+    let (status, html) = call(&app, "GET", &format!("/l/{follow}?withdraw"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("name=\"_confirm\" value=\"yes\""), "{html}");
+    let (_, html) = call(
+        &app,
+        "POST",
+        &format!("/l/{follow}"),
+        Some(&format!("_csrf={token}&_action=withdraw")),
+    )
+    .await;
+    assert!(html.contains("name=\"_confirm\""), "{html}");
+    assert_eq!(
+        engine.instance(&id).await.unwrap().1.status,
+        InstanceStatus::Running
+    );
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/l/{follow}"),
+        Some(&format!("_csrf={token}&_action=withdraw&_confirm=yes")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, inst) = engine.instance(&id).await.unwrap();
+    assert_eq!(inst.status, InstanceStatus::Cancelled);
+    assert!(inst.tasks.is_empty());
+    let (_, html) = call(&app, "GET", &format!("/l/{follow}?done=withdraw"), None).await;
+    assert!(html.contains("Votre demande est retirée."), "{html}");
+    assert!(!html.contains("?withdraw"), "{html}");
 }

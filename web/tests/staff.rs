@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode, header};
 use guichet_engine::Engine;
 use guichet_engine::clock::{ManualClock, Timestamp};
 use guichet_engine::core::Fields;
-use guichet_web::{AppState, Pages, router};
+use guichet_web::{AppState, router};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -54,7 +54,6 @@ async fn site() -> Site {
         .unwrap();
     let app = router(AppState {
         engine: engine.clone(),
-        pages: Pages::new(),
         webhooks: None,
         secure_cookies: true,
         digest_hour: guichet_connectors::email::DIGEST_HOUR,

@@ -68,6 +68,10 @@ pub struct DigestTask {
 /// The template of the daily digest (not a template a definition may name).
 pub const DIGEST: &str = "resume-quotidien";
 
+/// The template of a fresh follow-up link the sponsor asked for (not a template a definition
+/// may name); named by the engine, which queues it.
+pub const FOLLOW_LINK: &str = guichet_engine::runtime::dossier::FOLLOW_LINK;
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct RequestRef {
     pub title: String,
@@ -117,6 +121,7 @@ const BUILTIN: &[(&str, &str, &str)] = builtins!(
     "nouvelle-demande",
     "decision-comite",
     "resume-quotidien",
+    "lien-suivi",
 );
 
 /// The registry of templates.
@@ -411,13 +416,15 @@ mod tests {
             assert!(t.has(name, Language::Fr), "{name} fr");
             assert!(t.has(name, Language::En), "{name} en");
         }
-        // The standard ones, and the daily digest.
+        // The standard ones, the daily digest and the follow-up link.
         assert_eq!(
             t.names(Language::Fr).len(),
-            guichet_definitions::templates::STANDARD.len() + 1
+            guichet_definitions::templates::STANDARD.len() + 2
         );
-        assert!(t.has(DIGEST, Language::Fr) && t.has(DIGEST, Language::En));
-        assert!(!guichet_definitions::templates::is_standard(DIGEST));
+        for internal in [DIGEST, FOLLOW_LINK] {
+            assert!(t.has(internal, Language::Fr) && t.has(internal, Language::En));
+            assert!(!guichet_definitions::templates::is_standard(internal));
+        }
     }
 
     #[test]

@@ -88,17 +88,7 @@ fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result
             {
                 return Err(format!("at most {max} characters"));
             }
-            // NUL cannot be stored in PostgreSQL's text, and no control character but tabs
-            // and line breaks can be written in XML (the XES export): refused where typed.
-            if let Some(c) = s
-                .chars()
-                .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-            {
-                return Err(format!(
-                    "contains a control character (U+{:04X}): remove it",
-                    u32::from(c)
-                ));
-            }
+            no_controls(s)?;
             Ok(Value::String(s.to_owned()))
         }
         FieldType::Email => {
@@ -169,6 +159,47 @@ fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result
             }
             _ => Err("expected yes or no".to_owned()),
         },
+    }
+}
+
+/// The longest comment accepted with a decision.
+pub const COMMENT_MAX: usize = 10_000;
+
+/// Checks the comment given with a decision (`comment` in [`FieldError`]s): trimmed, empty is
+/// none, required when the chosen outcome says so.
+pub fn comment(
+    text: Option<&str>,
+    outcome: Option<&guichet_definitions::model::Outcome>,
+) -> Result<Option<String>, FieldError> {
+    let text = text.map(str::trim).filter(|t| !t.is_empty());
+    let Some(text) = text else {
+        return match outcome {
+            Some(o) if o.comment => Err(err(
+                "comment",
+                format!("required with the outcome `{}`: say why", o.id),
+            )),
+            _ => Ok(None),
+        };
+    };
+    if text.chars().count() > COMMENT_MAX {
+        return Err(err("comment", format!("at most {COMMENT_MAX} characters")));
+    }
+    no_controls(text).map_err(|m| err("comment", m))?;
+    Ok(Some(text.to_owned()))
+}
+
+/// NUL cannot be stored in PostgreSQL's text, and no control character but tabs and line
+/// breaks can be written in XML (the XES export): refused where typed.
+fn no_controls(s: &str) -> Result<(), String> {
+    match s
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        Some(c) => Err(format!(
+            "contains a control character (U+{:04X}): remove it",
+            u32::from(c)
+        )),
+        None => Ok(()),
     }
 }
 

@@ -41,6 +41,10 @@ pub enum Command {
         user: String,
         outcome: Option<String>,
         fields: Fields,
+        /// Why, in the person's words: shown to staff in the timeline (required by an outcome
+        /// declared with `comment=#true`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
     },
     /// A provider's callback for the call step where `token` waits.
     Callback {
@@ -148,6 +152,9 @@ pub enum EventKind {
         task: Seq,
         step: String,
         outcome: Option<String>,
+        /// Left out when there is none (histories written before comments read the same).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
     },
     TaskCancelled {
         task: Seq,

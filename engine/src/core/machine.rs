@@ -130,7 +130,8 @@ pub fn advance(
             user,
             outcome,
             fields,
-        } => m.complete(task, &user, outcome, &fields)?,
+            comment,
+        } => m.complete(task, &user, outcome, &fields, comment.as_deref())?,
         Command::Callback {
             token,
             provider,
@@ -196,6 +197,7 @@ impl<'p> Machine<'p> {
         d.count += 1;
         d.outcome = outcome;
         d.fields = fields;
+        d.comment = None;
     }
 
     /// Moves the token out of `step` by `exit`.
@@ -596,6 +598,7 @@ impl<'p> Machine<'p> {
         user: &str,
         outcome: Option<String>,
         fields: &Fields,
+        comment: Option<&str>,
     ) -> Result<(), Error> {
         let task = self.task(seq)?.clone();
         if let Some(a) = &task.assignee
@@ -608,8 +611,20 @@ impl<'p> Machine<'p> {
         }
         let exit = self.check_outcome(task.step, outcome.as_deref())?;
         let step = &self.p.steps[task.step];
-        let fields = form::validate(step.form().unwrap_or(&Default::default()), fields)
-            .map_err(Error::Invalid)?;
+        let chosen = outcome
+            .as_deref()
+            .and_then(|o| step.outcomes().iter().find(|d| d.id == o));
+        // Every problem at once: the fields' and the comment's.
+        let fields = form::validate(step.form().unwrap_or(&Default::default()), fields);
+        let comment = form::comment(comment, chosen);
+        let (fields, comment) = match (fields, comment) {
+            (Ok(f), Ok(c)) => (f, c),
+            (f, c) => {
+                let mut errors = f.err().unwrap_or_default();
+                errors.extend(c.err());
+                return Err(Error::Invalid(errors));
+            }
+        };
         lifecycle::task(task.state, TaskAction::Complete).ok_or(Error::InvalidTaskTransition {
             task: seq,
             state: task.state,
@@ -627,8 +642,12 @@ impl<'p> Machine<'p> {
             task: seq,
             step: step.id.clone(),
             outcome: outcome.clone(),
+            comment: comment.clone(),
         });
         self.record(task.step, outcome.clone(), fields);
+        if let Some(d) = self.inst.data.get_mut(&step.id) {
+            d.comment = comment;
+        }
         self.event(EventKind::StepCompleted {
             step: step.id.clone(),
             outcome,

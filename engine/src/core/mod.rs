@@ -2,6 +2,7 @@
 //! effects and the history events. No I/O, no clock, no randomness: the same inputs always
 //! give the same outputs, which the simulator relies on.
 
+pub mod dossier;
 pub mod eval;
 pub mod form;
 pub mod io;

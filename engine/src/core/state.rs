@@ -95,6 +95,9 @@ pub struct StepData {
     pub count: u32,
     pub outcome: Option<String>,
     pub fields: Fields,
+    /// The comment of the last completion, if its author wrote one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

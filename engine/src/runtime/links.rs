@@ -297,18 +297,8 @@ impl Engine {
         };
         let now = self.now().0;
         // A fresh id per request: a new message, hence a new link.
-        let id = format!("{instance}.fresh.{task}.{now}");
-        self.write_one(
-            "INSERT INTO outbox (id, instance, kind, payload, state, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, 'email', $3, 'pending', 0, $4, $4) ON CONFLICT (id) DO NOTHING",
-            vec![
-                V::Text(id),
-                V::Text(instance.to_owned()),
-                V::Text(serde_json::to_string(&effect).map_err(|e| Error::Corrupt(e.to_string()))?),
-                V::Int(now),
-            ],
-        )
-        .await?;
+        self.queue_email(format!("{instance}.fresh.{task}.{now}"), instance, &effect)
+            .await?;
         Ok(())
     }
 }

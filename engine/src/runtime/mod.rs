@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod digest;
+pub mod dossier;
 pub mod export;
 pub mod hot;
 pub mod indicators;

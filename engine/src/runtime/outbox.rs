@@ -147,6 +147,29 @@ fn message(r: &Row) -> Result<Message, Error> {
 }
 
 impl Engine {
+    /// Queues one email outside any command (a fresh link someone asked for), due now, under
+    /// `message` (a fresh id per request: a new message, hence a new link).
+    pub(crate) async fn queue_email(
+        &self,
+        message: String,
+        instance: &str,
+        effect: &Effect,
+    ) -> Result<(), Error> {
+        let now = self.now().0;
+        self.write_one(
+            "INSERT INTO outbox (id, instance, kind, payload, state, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, 'email', $3, 'pending', 0, $4, $4) ON CONFLICT (id) DO NOTHING",
+            vec![
+                V::Text(message),
+                V::Text(instance.to_owned()),
+                V::Text(serde_json::to_string(effect).map_err(|e| Error::Corrupt(e.to_string()))?),
+                V::Int(now),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Claims up to `limit` messages that are due (pending and due, or sending with an expired
     /// lease), holding each for `lease_ms`.
     /// Only messages of `kind` (`email` or `webhook`) are claimed.

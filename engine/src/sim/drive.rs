@@ -45,10 +45,12 @@ pub fn sample_fields(form: Option<&Form>) -> Fields {
 pub fn next_command(p: &Process, inst: &Instance) -> Option<Command> {
     if let Some(t) = inst.tasks.values().next() {
         let step = &p.steps[t.step];
+        let outcome = step.outcomes().first().map(|o| o.id.clone());
         return Some(Command::Complete {
             task: t.seq,
             user: "agent@guichet.example".into(),
-            outcome: step.outcomes().first().map(|o| o.id.clone()),
+            comment: super::comment_for(step, outcome.as_deref()),
+            outcome,
             fields: sample_fields(step.form()),
         });
     }

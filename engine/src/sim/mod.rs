@@ -697,6 +697,7 @@ impl<'a> Sim<'a> {
                             .or_default() += 1;
                         let outcome = self.outcome(step);
                         let fields = self.fields[step].clone();
+                        let comment = comment_for(&p.steps[step], outcome.as_deref());
                         self.apply(
                             request,
                             Command::Complete {
@@ -704,6 +705,7 @@ impl<'a> Sim<'a> {
                                 user: format!("sim:{role}"),
                                 outcome,
                                 fields,
+                                comment,
                             },
                         );
                     }
@@ -911,6 +913,17 @@ pub fn forecast(
             }
         })
         .collect()
+}
+
+/// The comment a simulated person gives with `outcome`: one when the outcome requires it.
+pub(crate) fn comment_for(
+    step: &guichet_definitions::model::Step,
+    outcome: Option<&str>,
+) -> Option<String> {
+    step.outcomes()
+        .iter()
+        .any(|o| o.comment && Some(o.id.as_str()) == outcome)
+        .then(|| "(simulated)".to_owned())
 }
 
 #[cfg(test)]
