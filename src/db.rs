@@ -6,102 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Subcommand;
 use guichet_definitions::{diagnostic, models};
 use guichet_engine::clock::SystemClock;
-use guichet_engine::core::{Actor, Command, Fields, Recipient};
+use guichet_engine::core::Fields;
 use guichet_engine::error::Kind;
 use guichet_engine::{Engine, Error};
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum InstanceCommand {
-    /// Start a request on the latest revision of a desk.
-    Start {
-        /// The desk (process name), e.g. interne-decentralise.
-        desk: String,
-        /// Intake fields, as id=value (repeat); values that read as JSON are numbers/booleans.
-        #[arg(long = "field", value_name = "ID=VALUE")]
-        fields: Vec<String>,
-    },
-    /// Show a request: where it stands, its open tasks and timers, its data.
-    Show {
-        id: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// The history of a request.
-    History { id: String },
-    /// Withdraw or cancel a request: its open tasks and timers are cancelled.
-    Cancel {
-        id: String,
-        #[arg(long)]
-        reason: String,
-        /// Who cancels (an email address); the sponsor if absent.
-        #[arg(long)]
-        user: Option<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum TaskCommand {
-    /// Open tasks (all tasks with --all), overdue and soonest due first.
-    List {
-        #[arg(long)]
-        instance: Option<String>,
-        #[arg(long)]
-        all: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    Claim {
-        instance: String,
-        task: u32,
-        #[arg(long)]
-        user: String,
-    },
-    Release {
-        instance: String,
-        task: u32,
-        #[arg(long)]
-        user: String,
-    },
-    /// Hand a task to a person (--to-user) or a role (--to-role).
-    Delegate {
-        instance: String,
-        task: u32,
-        #[arg(long)]
-        user: String,
-        #[arg(long, conflicts_with = "to_role")]
-        to_user: Option<String>,
-        #[arg(long)]
-        to_role: Option<String>,
-    },
-    Complete {
-        instance: String,
-        task: u32,
-        #[arg(long)]
-        user: String,
-        #[arg(long)]
-        outcome: Option<String>,
-        #[arg(long = "field", value_name = "ID=VALUE")]
-        fields: Vec<String>,
-        /// Why: shown to staff in the request's timeline (required by some outcomes).
-        #[arg(long)]
-        comment: Option<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum EventCommand {
-    /// Send a named event to a request (kept if no step waits for it yet).
-    Send {
-        instance: String,
-        name: String,
-        #[arg(long = "field", value_name = "ID=VALUE")]
-        fields: Vec<String>,
-    },
-}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TimersCommand {
@@ -111,8 +22,9 @@ pub(crate) enum TimersCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum UserCommand {
-    /// Create a staff account, or set its password. The password is read from
-    /// GUICHET_PASSWORD, or else from the first line of standard input (12 characters or more).
+    /// Create a staff account, or set its password (12 characters or more): asked at the
+    /// terminal without echo, or read from GUICHET_PASSWORD, or from the first line of
+    /// standard input when it is not a terminal.
     Add {
         email: String,
         /// Administrator (the administration pages at /admin).
@@ -121,17 +33,33 @@ pub(crate) enum UserCommand {
     },
 }
 
+/// The new password: asked twice at the terminal without echo, or else the first line of
+/// standard input (a script's pipe).
+fn read_password(email: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let first =
+        rpassword::prompt_password(format!("Password for {email} (12 characters or more): "))
+            .context("cannot read the password at the terminal")?;
+    let again = rpassword::prompt_password("The same password again: ")
+        .context("cannot read the password at the terminal")?;
+    if first != again {
+        return Err(wrong("the two passwords differ; nothing was changed"));
+    }
+    Ok(first)
+}
+
 pub(crate) async fn user(e: Arc<Engine>, c: UserCommand) -> anyhow::Result<ExitCode> {
     let UserCommand::Add { email, admin } = c;
     let password = match std::env::var("GUICHET_PASSWORD") {
         Ok(p) => p,
-        Err(_) => {
-            let mut line = String::new();
-            std::io::stdin()
-                .read_line(&mut line)
-                .context("cannot read the password from standard input")?;
-            line.trim_end_matches(['\r', '\n']).to_owned()
-        }
+        Err(_) => read_password(&email)?,
     };
     e.set_user(&email, &password, admin).await?;
     let roles = e.roles_of(&email).await?;
@@ -183,7 +111,9 @@ pub(crate) async fn token(e: Arc<Engine>, c: TokenCommand) -> anyhow::Result<Exi
                     format!("provider {p}"),
                 ),
                 (Some(email), None) => (e.create_api_token(&email, &name).await?, email),
-                (None, None) => anyhow::bail!("give the account's email or --provider ID"),
+                (None, None) => {
+                    return Err(wrong("give the account's email or --provider ID"));
+                }
             };
             println!("{token}");
             eprintln!(
@@ -216,7 +146,9 @@ pub(crate) async fn token(e: Arc<Engine>, c: TokenCommand) -> anyhow::Result<Exi
         }
         TokenCommand::Revoke { prefix } => {
             if e.revoke_api_token(&prefix).await? == 0 {
-                anyhow::bail!("no active token has the prefix {prefix} (see `guichet token list`)");
+                return Err(wrong(format!(
+                    "no active token has the prefix {prefix} (see `guichet token list`)"
+                )));
             }
             println!("{prefix}: revoked");
         }
@@ -294,11 +226,20 @@ pub(crate) fn run_without_database(f: impl Future<Output = anyhow::Result<ExitCo
 }
 
 /// `id=value` pairs; a value that parses as JSON (a number, true, false) is taken as such.
-fn parse_fields(pairs: &[String]) -> anyhow::Result<Fields> {
+/// A wrong argument: the command exits 1 with `message` (which says what to give instead).
+pub(crate) fn wrong(message: impl Into<String>) -> anyhow::Error {
+    Error::Invalid(message.into()).into()
+}
+
+/// `--field id=value` arguments as field values; values that read as JSON numbers or
+/// booleans are those.
+pub(crate) fn parse_fields(pairs: &[String]) -> anyhow::Result<Fields> {
     let mut out = Fields::new();
     for pair in pairs {
         let Some((k, v)) = pair.split_once('=') else {
-            bail!("`{pair}` is not id=value");
+            return Err(wrong(format!(
+                "`{pair}` is not id=value (--field titre=\"Étude\")"
+            )));
         };
         let value = match serde_json::from_str::<serde_json::Value>(v) {
             Ok(j @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => j,
@@ -367,17 +308,24 @@ pub(crate) async fn serve(
             "  first start: administrator admin@localhost, password {password} (change it with `guichet user add`)"
         );
     }
-    let dispatcher = mail.dispatcher(e.clone())?;
-    let webhooks = Arc::new(mail.webhooks(e.clone())?);
     if once {
+        // The configuration is checked all the same.
+        mail.dispatcher(e.clone())?;
+        mail.webhooks(e.clone())?;
         return Ok(ExitCode::SUCCESS);
     }
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (set --listen or GUICHET_LISTEN)"))?;
-    let address = listener
-        .local_addr()
-        .map_or(listen.clone(), |a| a.to_string());
+    let local = listener.local_addr()?;
+    let address = local.to_string();
+    let mut mail = mail;
+    if let Some(warning) = mail.default_base_url(local) {
+        tracing::warn!("{warning}");
+        println!("  warning: {warning}");
+    }
+    let dispatcher = mail.dispatcher(e.clone())?;
+    let webhooks = Arc::new(mail.webhooks(e.clone())?);
     let stop = Arc::new(tokio::sync::Notify::new());
     let state = guichet_web::AppState {
         engine: e.clone(),
@@ -414,8 +362,12 @@ pub(crate) async fn serve(
         };
         dispatcher
             .run(std::time::Duration::from_secs(1), stop, |r| match r {
-                Ok(r) if r.sent + r.retried + r.dead > 0 => {
-                    tracing::info!(sent = r.sent, retried = r.retried, dead = r.dead, "emails");
+                Ok(r) if r.dead > 0 => tracing::warn!(
+                    sent = r.sent, retried = r.retried, dead = r.dead,
+                    "emails could not be delivered and became dead letters: see them with `guichet mail list --state dead` or at /admin/outbox, fix the cause (the address, the template, the SMTP server) and retry them from there"
+                ),
+                Ok(r) if r.sent + r.retried > 0 => {
+                    tracing::info!(sent = r.sent, retried = r.retried, "emails");
                 }
                 Ok(_) => {}
                 Err(err) => tracing::error!(error = %err, "sending emails failed; will retry"),
@@ -443,8 +395,12 @@ pub(crate) async fn serve(
                     Err(err) => tracing::error!(error = %err, "folding the indicators failed; will retry"),
                 }
                 match webhooks.run_once(100).await {
-                    Ok(r) if r.sent + r.retried + r.dead > 0 => {
-                        tracing::info!(sent = r.sent, retried = r.retried, dead = r.dead, "webhooks");
+                    Ok(r) if r.dead > 0 => tracing::warn!(
+                        sent = r.sent, retried = r.retried, dead = r.dead,
+                        "webhooks to providers became dead letters: check the provider's address and secret (--provider, --provider-secret; docs/providers.md), then retry them at /admin/outbox"
+                    ),
+                    Ok(r) if r.sent + r.retried > 0 => {
+                        tracing::info!(sent = r.sent, retried = r.retried, "webhooks");
                     }
                     Ok(_) => {}
                     Err(err) => tracing::error!(error = %err, "sending webhooks failed; will retry"),
@@ -483,162 +439,6 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-pub(crate) async fn instance(e: Arc<Engine>, c: InstanceCommand) -> anyhow::Result<ExitCode> {
-    match c {
-        InstanceCommand::Start { desk, fields } => {
-            let id = e.start(&desk, &parse_fields(&fields)?).await?;
-            println!("{id}");
-        }
-        InstanceCommand::Show { id, json } => {
-            let (desk, inst) = e.instance(&id).await?;
-            let process = e.process_of(&id).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&inst)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!("request {id} on desk {desk}: {:?}", inst.status);
-            for t in inst.tasks.values() {
-                println!(
-                    "  task {} at {} for {}{}{}",
-                    t.seq,
-                    process.steps[t.step].id,
-                    t.role,
-                    t.assignee
-                        .as_ref()
-                        .map(|a| format!(", claimed by {a}"))
-                        .unwrap_or_default(),
-                    if t.overdue { ", OVERDUE" } else { "" }
-                );
-            }
-            for tok in inst.tokens.values() {
-                let step = &process.steps[tok.step];
-                if !matches!(step.kind, guichet_definitions::model::StepKind::Task(_)) {
-                    println!("  waiting at {} ({})", step.id, step.kind_name());
-                }
-            }
-            for (step, d) in &inst.data {
-                if d.outcome.is_some() || !d.fields.is_empty() {
-                    println!(
-                        "  {step}: {}{}",
-                        d.outcome
-                            .as_deref()
-                            .map(|o| format!("outcome {o} "))
-                            .unwrap_or_default(),
-                        serde_json::to_string(&d.fields)?
-                    );
-                }
-            }
-        }
-        InstanceCommand::History { id } => {
-            for h in e.history(&id).await? {
-                println!("{:>4} {}", h.seq, serde_json::to_string(&h.event)?);
-            }
-        }
-        InstanceCommand::Cancel { id, reason, user } => {
-            let actor = user.map_or(Actor::Requester, Actor::User);
-            e.execute(&id, Command::Cancel { reason, actor }).await?;
-            println!("request {id} cancelled");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) async fn task(e: Arc<Engine>, c: TaskCommand) -> anyhow::Result<ExitCode> {
-    let (instance, command) = match c {
-        TaskCommand::List {
-            instance,
-            all,
-            json,
-        } => {
-            let tasks = e.tasks(instance.as_deref(), !all).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&tasks)?);
-            } else {
-                for t in tasks {
-                    println!(
-                        "{} {:>3} {:<28} {:<20} {:<8} {}{}",
-                        t.instance,
-                        t.seq,
-                        t.step,
-                        t.role,
-                        t.state,
-                        t.assignee.unwrap_or_default(),
-                        if t.overdue { " OVERDUE" } else { "" }
-                    );
-                }
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        TaskCommand::Claim {
-            instance,
-            task,
-            user,
-        } => (instance, Command::Claim { task, user }),
-        TaskCommand::Release {
-            instance,
-            task,
-            user,
-        } => (instance, Command::Release { task, user }),
-        TaskCommand::Delegate {
-            instance,
-            task,
-            user,
-            to_user,
-            to_role,
-        } => {
-            let to = match (to_user, to_role) {
-                (Some(u), None) => Recipient::Person(u),
-                (None, Some(r)) => Recipient::Role(r),
-                _ => bail!("give --to-user or --to-role"),
-            };
-            (instance, Command::Delegate { task, by: user, to })
-        }
-        TaskCommand::Complete {
-            instance,
-            task,
-            user,
-            outcome,
-            fields,
-            comment,
-        } => (
-            instance,
-            Command::Complete {
-                task,
-                user,
-                outcome,
-                fields: parse_fields(&fields)?,
-                comment,
-            },
-        ),
-    };
-    let inst = e.execute(&instance, command).await?;
-    println!(
-        "ok; request {instance} is {:?} with {} open task(s)",
-        inst.status,
-        inst.tasks.len()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) async fn event(e: Arc<Engine>, c: EventCommand) -> anyhow::Result<ExitCode> {
-    let EventCommand::Send {
-        instance,
-        name,
-        fields,
-    } = c;
-    e.execute(
-        &instance,
-        Command::Event {
-            name,
-            fields: parse_fields(&fields)?,
-            actor: Actor::Requester,
-        },
-    )
-    .await?;
-    println!("ok");
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) async fn timers(e: Arc<Engine>, c: TimersCommand) -> anyhow::Result<ExitCode> {
@@ -713,9 +513,11 @@ pub(crate) async fn bench(
                 .process
                 .context("a deployed definition checks")?,
         ),
-        (None, None) => anyhow::bail!(
-            "no shipped desk named `{desk}` and no request of it here: name a shipped model or a .kdl file"
-        ),
+        (None, None) => {
+            return Err(wrong(format!(
+                "no shipped desk named `{desk}` and no request of it here: name a shipped model or a .kdl file"
+            )));
+        }
     };
     let ceiling = guichet_engine::store::disk_ceiling(&database, 2.0).await?;
     let cpu0 = cpu_seconds();

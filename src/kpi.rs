@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use guichet_engine::Engine;
 use guichet_engine::clock::Timestamp;
@@ -122,11 +122,26 @@ fn json(rows: &impl serde::Serialize) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Refuses a desk model nobody deployed (a typo would otherwise print nothing).
+async fn known_models(e: &Engine, models: &[String]) -> anyhow::Result<()> {
+    let desks = e.desks().await?;
+    if let Some(unknown) = models.iter().find(|m| !desks.contains_key(m.as_str())) {
+        return Err(crate::db::wrong(format!(
+            "no desk model `{unknown}`: one of {}",
+            desks.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> {
+    known_models(&e, &a.models).await?;
     let mut filters = Vec::new();
     for f in &a.filters {
         let Some((k, v)) = f.split_once('=') else {
-            bail!("--where `{f}` is not FIELD=VALUE")
+            return Err(crate::db::wrong(format!(
+                "--where `{f}` is not FIELD=VALUE"
+            )));
         };
         filters.push((k.to_owned(), v.to_owned()));
     }
@@ -144,7 +159,9 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
     };
     let csv = matches!(a.format, Output::Csv);
     if matches!(a.format, Output::Svg) && !matches!(a.view, View::Matrix) {
-        bail!("--format svg draws the matrix: use it with --view matrix");
+        return Err(crate::db::wrong(
+            "--format svg draws the matrix: use it with --view matrix",
+        ));
     }
     // Requests ended since the server last folded them are read from their facts either
     // way; folding them first makes this and later reads quicker.
@@ -307,6 +324,7 @@ pub(crate) struct ExportArgs {
 }
 
 pub(crate) async fn export(e: Arc<Engine>, a: ExportArgs) -> anyhow::Result<ExitCode> {
+    known_models(&e, &a.models).await?;
     let q = Query {
         desks: a.models.clone(),
         from: a.from.as_deref().map(day).transpose()?,

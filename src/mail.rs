@@ -16,6 +16,10 @@ use guichet_connectors::provider::{ProviderConfig, Webhooks};
 use guichet_engine::Engine;
 use guichet_engine::definitions::model::Language;
 
+/// Where links in emails point when no public address is given and nothing listens (the
+/// default listening address).
+const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
+
 /// Where emails go. Without `--smtp-host`, they are captured in the database and listed by
 /// `guichet mail list`.
 #[derive(Debug, Clone, Args)]
@@ -39,13 +43,11 @@ pub(crate) struct MailOptions {
         default_value = "Guichet <guichet@localhost>"
     )]
     mail_from: String,
-    /// The public address of the web server, for links in emails.
-    #[arg(
-        long,
-        env = "GUICHET_BASE_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    base_url: String,
+    /// The public address of the web server, for links in emails (e.g.
+    /// https://guichet.hopital.example). Unset, `serve` uses the address it listens on and
+    /// warns when that is not one people elsewhere can open.
+    #[arg(long, env = "GUICHET_BASE_URL")]
+    base_url: Option<String>,
     /// A folder of the desk's own templates (fr/NAME.hbs, en/NAME.hbs).
     #[arg(long, env = "GUICHET_TEMPLATES")]
     templates: Option<PathBuf>,
@@ -83,8 +85,26 @@ pub(crate) struct MailOptions {
 }
 
 impl MailOptions {
-    pub(crate) fn base_url(&self) -> &str {
-        &self.base_url
+    /// The address links in emails start with.
+    pub(crate) fn base_url(&self) -> String {
+        self.base_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned())
+    }
+
+    /// When no public address was given, links point to `listening` (the address `serve`
+    /// listens on); returns a warning when people on other machines could not open them.
+    pub(crate) fn default_base_url(&mut self, listening: std::net::SocketAddr) -> Option<String> {
+        if self.base_url.is_some() {
+            return None;
+        }
+        let url = format!("http://{listening}");
+        self.base_url = Some(url.clone());
+        (!listening.ip().is_loopback()).then(|| {
+            format!(
+                "no public address set: links in emails point to {url}; set --base-url (GUICHET_BASE_URL) to the address people open, e.g. https://guichet.hopital.example"
+            )
+        })
     }
 
     fn policy(&self) -> RetryPolicy {
@@ -137,7 +157,7 @@ impl MailOptions {
             engine,
             providers,
             pull,
-            base_url: self.base_url.clone(),
+            base_url: self.base_url(),
             policy: self.policy(),
             timeout: Duration::from_secs(30),
         })
@@ -178,7 +198,7 @@ impl MailOptions {
                 .mail_from
                 .parse()
                 .with_context(|| format!("--mail-from `{}` is not an address", self.mail_from))?,
-            base_url: self.base_url.clone(),
+            base_url: self.base_url(),
             policy: self.policy(),
             digest_hour: self.digest_hour,
         })

@@ -12,6 +12,7 @@ mod config;
 mod db;
 mod kpi;
 mod mail;
+mod requests;
 mod simulate;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -152,13 +153,13 @@ enum Command {
     },
     /// Requests: start, show, list, cancel.
     #[command(subcommand)]
-    Instance(db::InstanceCommand),
+    Instance(requests::InstanceCommand),
     /// Tasks: list, claim, release, complete.
     #[command(subcommand)]
-    Task(db::TaskCommand),
+    Task(requests::TaskCommand),
     /// External events for a request (e.g. the sponsor's answer).
     #[command(subcommand)]
-    Event(db::EventCommand),
+    Event(requests::EventCommand),
     /// Fire the timers that are due now.
     #[command(subcommand)]
     Timers(db::TimersCommand),
@@ -278,9 +279,9 @@ fn main() -> ExitCode {
         }),
         Command::Mail(c) => db::run(&cli.database, |e| mail::mail(e, c)),
         Command::Deploy { files } => db::run(&cli.database, |e| db::deploy(e, files)),
-        Command::Instance(c) => db::run(&cli.database, |e| db::instance(e, c)),
-        Command::Task(c) => db::run(&cli.database, |e| db::task(e, c)),
-        Command::Event(c) => db::run(&cli.database, |e| db::event(e, c)),
+        Command::Instance(c) => db::run(&cli.database, |e| requests::instance(e, c)),
+        Command::Task(c) => db::run(&cli.database, |e| requests::task(e, c)),
+        Command::Event(c) => db::run(&cli.database, |e| requests::event(e, c)),
         Command::Timers(c) => db::run(&cli.database, |e| db::timers(e, c)),
         Command::Audit(c) => db::run(&cli.database, |e| db::audit(e, c)),
         Command::Kpi(a) => db::run(&cli.database, |e| kpi::kpi(e, a)),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use guichet_definitions::{self as definitions, diagnostic};
 use guichet_engine::Engine;
@@ -97,10 +97,10 @@ fn load_models(names: &[String]) -> anyhow::Result<Vec<definitions::Process>> {
                 .iter()
                 .filter_map(|(file, _)| file.strip_suffix(".kdl"))
                 .collect();
-            bail!(
+            return Err(crate::db::wrong(format!(
                 "`{name}` is neither a file nor a shipped model (shipped: {})",
                 shipped.join(", ")
-            );
+            )));
         };
         let checked = definitions::load(&source);
         match checked.process {
@@ -110,7 +110,9 @@ fn load_models(names: &[String]) -> anyhow::Result<Vec<definitions::Process>> {
                     "{}",
                     diagnostic::render(&checked.diagnostics, &label, &source, false)
                 );
-                bail!("{label} has errors; fix them first (see `guichet check`)");
+                return Err(crate::db::wrong(format!(
+                    "{label} has errors; fix them first (see `guichet check`)"
+                )));
             }
         }
     }
@@ -170,7 +172,9 @@ pub(crate) async fn simulate(
             .await
             .with_context(|| format!("cannot fit from {spec}"))?;
         if fit.requests == 0 {
-            bail!("{spec} has no ended request to fit from");
+            return Err(crate::db::wrong(format!(
+                "{spec} has no ended request to fit from"
+            )));
         }
         eprintln!(
             "fitted from {} ended request(s) of {spec}: {} step duration(s), {} outcome weight(s)",
@@ -221,10 +225,10 @@ async fn store(
     for p in models {
         if !deployed.contains_key(&p.name) {
             let Some(source) = definitions::models::source(p.name.as_str()) else {
-                bail!(
+                return Err(crate::db::wrong(format!(
                     "`{}` is not deployed: deploy it first (guichet deploy FILE)",
                     p.name
-                );
+                )));
             };
             e.deploy(source).await?;
         }

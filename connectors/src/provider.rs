@@ -217,7 +217,7 @@ impl Webhooks {
                         message_id: &m.id,
                         recipients: provider,
                         subject: &format!("webhook {step}"),
-                        body: "",
+                        ..Default::default()
                     },
                 )
                 .await

@@ -393,7 +393,7 @@ async fn without_smtp_messages_are_captured_in_the_database() {
     let id = one_request(&e).await;
     let d = dispatcher(e.clone(), Transport::Capture);
     assert_eq!(drain(&d, &clock).await.sent, 3);
-    let rows = e.outbox_messages(Some("sent"), 10).await.unwrap();
+    let rows = e.outbox_messages(Some("captured"), 10).await.unwrap();
     assert_eq!(rows.len(), 3);
     let ack = rows
         .iter()
@@ -558,7 +558,7 @@ async fn task_links_die_when_the_task_is_done_or_reassigned() {
         let e = e.clone();
         let to = to.to_owned();
         async move {
-            let rows = e.outbox_messages(Some("sent"), 100).await.unwrap();
+            let rows = e.outbox_messages(Some("captured"), 100).await.unwrap();
             rows.iter()
                 .filter(|r| r.recipients.as_deref() == Some(to.as_str()))
                 .map(|r| r.body.clone().unwrap())
@@ -646,7 +646,7 @@ async fn a_fresh_link_goes_only_to_someone_who_may_act() {
         .unwrap();
     assert_eq!(count().await, before + 1);
     drain(&d, &clock).await;
-    let rows = e.outbox_messages(Some("sent"), 100).await.unwrap();
+    let rows = e.outbox_messages(Some("captured"), 100).await.unwrap();
     let fresh = rows.iter().find(|r| r.id.contains(".fresh.")).unwrap();
     let token = link_token(fresh.body.as_deref().unwrap());
     let grant = e.verify_link(&token).await.unwrap();

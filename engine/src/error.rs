@@ -17,6 +17,10 @@ pub enum Error {
     Conflict(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// An argument the engine does not know (an unknown filter, say); the message names the
+    /// values it takes.
+    #[error("{0}")]
+    Invalid(String),
     /// A definition to deploy has errors.
     #[error("the definition has {} error(s)", .0.iter().filter(|d| d.is_error()).count())]
     Definition(Vec<Diagnostic>),
@@ -65,7 +69,8 @@ impl Error {
                 | core::Error::UnknownOutcome { .. }
                 | core::Error::NoOutcomes(_),
             )
-            | Error::Definition(_) => Kind::Invalid,
+            | Error::Definition(_)
+            | Error::Invalid(_) => Kind::Invalid,
             Error::Refused(_) | Error::Conflict(_) => Kind::Refused,
             Error::NotFound(_) => Kind::NotFound,
             Error::Database(e) if transient(e) => Kind::Unavailable,

@@ -473,7 +473,7 @@ async fn a_dispatcher_that_lost_its_lease_records_nothing(backend: &str) {
         message_id,
         recipients: "someone@x",
         subject,
-        body: "",
+        ..Default::default()
     };
     assert!(
         !e.outbox_sent(&id, 1, now, &sent("<a@x>", "A"))

@@ -16,6 +16,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import AxeBuilder from "@axe-core/playwright";
 import { simpleParser } from "mailparser";
 import { chromium } from "playwright-core";
 import { SMTPServer } from "smtp-server";
@@ -123,9 +124,26 @@ try {
     ],
   });
   let shot = 0;
+  // Every page shown is also checked by axe-core (WCAG 2.1 A and AA rules): a serious or
+  // critical violation anywhere fails the walk, with the rule, the page and the elements.
+  const inaccessible = [];
+  {
+    // The judge is live: on a page made with an unlabelled field, it reports it.
+    const probe = await (await browser.newContext()).newPage();
+    await probe.setContent('<!DOCTYPE html><html lang="fr"><head><title>t</title></head><body><main><input type="text"></main></body></html>');
+    const { violations } = await new AxeBuilder({ page: probe }).analyze();
+    assert.ok(violations.some((v) => v.id === "label" && v.impact === "critical"), "axe-core did not flag an unlabelled field");
+    await probe.context().close();
+  }
   const snap = async (page, name) => {
     shot += 1;
     await page.screenshot({ path: join(SHOTS, `${String(shot).padStart(2, "0")}-${name}.png`), fullPage: true });
+    const { violations } = await new AxeBuilder({ page })
+      .withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"])
+      .analyze();
+    for (const v of violations.filter((v) => v.impact === "serious" || v.impact === "critical")) {
+      inaccessible.push(`${name} (${page.url()}): ${v.id} [${v.impact}] ${v.help}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+    }
   };
 
   // The emails to one address that match, oldest first; waits until there are `atLeast`.
@@ -147,7 +165,7 @@ try {
   };
 
   // 1. The sponsor submits the intake form of desk (a).
-  const sponsor = await browser.newPage();
+  const sponsor = await (await browser.newContext()).newPage();
   await sponsor.goto(base + "/");
   await snap(sponsor, "portal");
   await sponsor.click('a[href="/desks/interne-decentralise"]');
@@ -291,10 +309,26 @@ try {
   await admin.goto(base + "/admin/requests?status=running");
   assert.ok((await admin.content()).includes(TITLE), "the running request is not listed");
   await snap(admin, "admin-requests");
+  // The whole timeline: who did what, with the staff's comments, and the sponsor's answer.
+  await admin.click(`tr:has-text("${TITLE}") a`);
+  await admin.waitForSelector("text=Historique");
+  const whole = await admin.content();
+  for (const expected of [
+    "Préciser les variables de biologie.",
+    "guichet-donnees@hopital.example",
+    "porteur de projet",
+    "HbA1c, glycémie à jeun, créatinine.",
+    "Signature du contrat : Contrat signé",
+  ]) {
+    assert.ok(whole.includes(expected), `the request page lacks: ${expected}`);
+  }
+  await snap(admin, "admin-request");
   await admin.goto(base + "/admin/outbox");
   await snap(admin, "admin-outbox");
   await admin.goto(base + "/admin/users");
   await snap(admin, "admin-users");
+  assert.deepEqual(inaccessible, [], `axe-core found serious or critical violations:\n${inaccessible.join("\n")}`);
+  log(`axe-core: no serious or critical violation on ${shot} pages`);
   const subjects = mails.filter((m) => m.to.includes("investigatrice@univ.example")).map((m) => m.mail.subject);
   log("sponsor emails:", subjects.join(" | "));
   // Received, more information asked, contract to sign, accepted.

@@ -155,7 +155,7 @@ async fn the_portal_lists_desks_and_validates_the_intake_before_saving() {
 /// The first link token found in the captured emails sent to `to`.
 async fn token_for(engine: &Engine, mail: &Dispatcher, to: &str) -> String {
     mail.run_once(100).await.unwrap();
-    let rows = engine.outbox_messages(Some("sent"), 100).await.unwrap();
+    let rows = engine.outbox_messages(Some("captured"), 100).await.unwrap();
     let text = rows
         .iter()
         .filter(|r| r.recipients.as_deref() == Some(to))

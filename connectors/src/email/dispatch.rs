@@ -368,6 +368,7 @@ impl Dispatcher {
             recipients: ready.sent_to.join(", "),
             subject,
             body,
+            captured: self.captures(),
         })
     }
 
@@ -384,6 +385,7 @@ impl Dispatcher {
                 recipients: email.clone(),
                 subject: String::new(),
                 body: "Nothing was pending any more.".into(),
+                captured: self.captures(),
             });
         }
         let language = self
@@ -453,7 +455,13 @@ impl Dispatcher {
             recipients: email.clone(),
             subject: rendered.subject,
             body: rendered.text,
+            captured: self.captures(),
         })
+    }
+
+    /// Whether messages are only recorded (no SMTP server configured).
+    fn captures(&self) -> bool {
+        matches!(self.transport, Transport::Capture)
     }
 
     /// Builds and sends one message to one address (captured messages are only recorded).

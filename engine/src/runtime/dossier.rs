@@ -96,6 +96,41 @@ impl Engine {
         }
     }
 
+    /// The request `given` names: its id, or its reference (the id's last eight characters,
+    /// in any case), as people quote it.
+    pub async fn request_id(&self, given: &str) -> Result<String, Error> {
+        let given = given.trim();
+        match self.instance(given).await {
+            Ok(_) => return Ok(given.to_owned()),
+            Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let reference = given.to_lowercase();
+        let mut ids = if is_reference(&reference) {
+            self.ids_with_reference(&reference).await?
+        } else {
+            Vec::new()
+        };
+        match ids.len() {
+            1 => Ok(ids.remove(0)),
+            0 => Err(Error::NotFound(format!(
+                "no request `{given}`: give its id or its 8-character reference (`guichet task list` shows them)"
+            ))),
+            _ => Err(Error::Invalid(format!(
+                "the reference `{given}` names several requests: give the id, one of {}",
+                ids.join(", ")
+            ))),
+        }
+    }
+
+    /// The ids ending with `reference` (lower case), at most ten.
+    async fn ids_with_reference(&self, reference: &str) -> Result<Vec<String>, Error> {
+        let sql = "SELECT id FROM instances WHERE id LIKE $1 ORDER BY id LIMIT 10";
+        let key = [V::Text(format!("%{reference}"))];
+        let rows = in_read!(self.store(), |db| db.rows(sql.into(), &key))?;
+        rows.iter().map(|r| r.text(0)).collect()
+    }
+
     /// A sponsor who lost their link gives the request's reference and their address: when
     /// they are its sponsor, a fresh follow-up link is emailed to them (at most one per
     /// request every ten minutes). The answer is the same either way: nothing tells whether
@@ -111,12 +146,8 @@ impl Engine {
         {
             return Ok(());
         }
-        let sql = "SELECT id FROM instances WHERE id LIKE $1 ORDER BY id LIMIT 10";
-        let key = [V::Text(format!("%{reference}"))];
-        let rows = in_read!(self.store(), |db| db.rows(sql.into(), &key))?;
         let now = self.now().0;
-        for row in rows {
-            let id = row.text(0)?;
+        for id in self.ids_with_reference(&reference).await? {
             let (_, inst) = self.instance(&id).await?;
             let p = self.process_of(&id).await?;
             if !dossier::is_sponsor(&p, &inst, email) {
@@ -143,4 +174,10 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Whether `s` may be a reference: eight characters of an id (letters, digits, hyphens); no
+/// `%` or `_`, which `LIKE` would read as wildcards.
+fn is_reference(s: &str) -> bool {
+    s.chars().count() == 8 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }

@@ -51,6 +51,8 @@ pub enum Outcome {
         recipients: String,
         subject: String,
         body: String,
+        /// Only recorded in the database (no SMTP server), not handed to a server.
+        captured: bool,
     },
     /// A transient failure: pending again from `at`.
     Retry { at: Timestamp, error: String },
@@ -65,6 +67,8 @@ pub struct Sent<'a> {
     pub recipients: &'a str,
     pub subject: &'a str,
     pub body: &'a str,
+    /// Only recorded in the database (no SMTP server), not handed to a server.
+    pub captured: bool,
 }
 
 /// A row as administrators see it.
@@ -74,6 +78,8 @@ pub struct Message {
     /// The request, or none for a message to a person (a daily digest).
     pub instance: Option<String>,
     pub kind: String,
+    /// `pending`, `sending`, `sent`, `dead`, or `captured`: sent to no server but recorded
+    /// here (when no SMTP server is configured).
     pub state: String,
     pub attempts: i64,
     pub next_attempt_at: i64,
@@ -126,14 +132,20 @@ fn next(from: &str, action: OutboxAction) -> Result<&'static str, Error> {
     })
 }
 
-const COLUMNS: &str = "id, instance, kind, state, attempts, next_attempt_at, last_error, created_at, sent_at, message_id, recipients, subject, body";
+const COLUMNS: &str = "id, instance, kind, state, attempts, next_attempt_at, last_error, created_at, sent_at, message_id, recipients, subject, body, captured";
+
+/// The states a listing can be filtered on ([`Engine::outbox_messages`]).
+pub const STATES: &[&str] = &["pending", "sending", "sent", "captured", "dead"];
 
 fn message(r: &Row) -> Result<Message, Error> {
     Ok(Message {
         id: r.text(0)?,
         instance: r.opt_text(1)?,
         kind: r.text(2)?,
-        state: r.text(3)?,
+        state: match (r.text(3)?, r.int(13)? != 0) {
+            (state, true) if state == "sent" => "captured".to_owned(),
+            (state, _) => state,
+        },
         attempts: r.int(4)?,
         next_attempt_at: r.int(5)?,
         last_error: r.opt_text(6)?,
@@ -361,8 +373,8 @@ impl Engine {
                 let sent = Sent {
                     message_id: id,
                     recipients: provider,
-                    subject: "",
                     body: "no longer waited for",
+                    ..Sent::default()
                 };
                 self.outbox_sent(id, attempt, now, &sent).await?;
                 Err(Error::Conflict(format!(
@@ -388,6 +400,7 @@ impl Engine {
             recipients: sent.recipients.to_owned(),
             subject: sent.subject.to_owned(),
             body: sent.body.to_owned(),
+            captured: sent.captured,
         };
         self.one_outcome(id, attempt, outcome, now).await
     }
@@ -451,8 +464,9 @@ impl Engine {
                     recipients,
                     subject,
                     body,
+                    captured,
                 } => (
-                    "UPDATE outbox SET state = $1, sent_at = $2, message_id = $3, recipients = $4, subject = $5, body = $6, last_error = NULL \
+                    "UPDATE outbox SET state = $1, sent_at = $2, message_id = $3, recipients = $4, subject = $5, body = $6, last_error = NULL, captured = $9 \
                      WHERE id = $7 AND state = 'sending' AND attempts = $8"
                         .into(),
                     vec![
@@ -464,6 +478,7 @@ impl Engine {
                         V::Text(body.clone()),
                         id,
                         attempt,
+                        V::Int(i64::from(*captured)),
                     ],
                 ),
                 Outcome::Retry { at, error } => (
@@ -512,16 +527,32 @@ impl Engine {
         Ok(())
     }
 
-    /// Messages, newest first, optionally of one state.
+    /// Messages, newest first, optionally of one state (one of [`STATES`]: `sent` and
+    /// `captured` tell mail handed to a server from mail only recorded here).
     pub async fn outbox_messages(
         &self,
         state: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Message>, Error> {
+        if let Some(s) = state
+            && !STATES.contains(&s)
+        {
+            return Err(Error::Invalid(format!(
+                "unknown state `{s}`: one of {}",
+                STATES.join(", ")
+            )));
+        }
         let sql = format!(
-            "SELECT {COLUMNS} FROM outbox WHERE ($1 = '' OR state = $1) ORDER BY created_at DESC, id DESC LIMIT $2"
+            "SELECT {COLUMNS} FROM outbox WHERE ($1 = '' OR state = $1) AND ($3 < 0 OR captured = $3) \
+             ORDER BY created_at DESC, id DESC LIMIT $2"
         );
-        let key = [V::Text(state.unwrap_or("").to_owned()), V::Int(limit)];
+        let (state, captured) = match state {
+            Some("captured") => ("sent", 1),
+            Some("sent") => ("sent", 0),
+            Some(s) => (s, -1),
+            None => ("", -1),
+        };
+        let key = [V::Text(state.to_owned()), V::Int(limit), V::Int(captured)];
         let rows = in_long_read!(self.store(), |db| db.rows(sql.into(), &key))?;
         rows.iter().map(message).collect()
     }

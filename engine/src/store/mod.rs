@@ -394,6 +394,11 @@ fn migrator(backend: Backend) -> Migrator {
                 Backend::Sqlite => "SELECT 1",
             },
         ),
+        m(
+            17,
+            "outbox captured",
+            include_str!("../../migrations/0017_outbox_captured.sql"),
+        ),
     ])
 }
 
