@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 /// Every setting the file may hold, as its environment variable.
 pub(crate) const SETTINGS: &[&str] = &[
     "GUICHET_DATABASE",
+    "GUICHET_DOCUMENTS",
     "GUICHET_LISTEN",
     "GUICHET_BASE_URL",
     "GUICHET_SMTP_HOST",

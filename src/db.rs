@@ -175,7 +175,10 @@ where
     };
     runtime.block_on(async {
         let engine = match Engine::open(url, Arc::new(SystemClock)).await {
-            Ok(e) => Arc::new(e),
+            Ok(e) => Arc::new(match DOCUMENTS.get().cloned().flatten() {
+                Some(dir) => e.with_documents(dir),
+                None => e,
+            }),
             Err(e) => {
                 eprintln!("guichet: cannot open the database {url}: {e}");
                 return ExitCode::from(2);
@@ -226,6 +229,14 @@ pub(crate) fn run_without_database(f: impl Future<Output = anyhow::Result<ExitCo
 }
 
 /// `id=value` pairs; a value that parses as JSON (a number, true, false) is taken as such.
+/// Where documents are kept when `--documents` says (read by [`run`] as it opens the engine).
+static DOCUMENTS: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// Keeps documents in `dir` rather than beside the database, for the engine [`run`] opens.
+pub(crate) fn documents_in(dir: Option<PathBuf>) {
+    let _ = DOCUMENTS.set(dir);
+}
+
 /// A wrong argument: the command exits 1 with `message` (which says what to give instead).
 pub(crate) fn wrong(message: impl Into<String>) -> anyhow::Error {
     Error::Invalid(message.into()).into()

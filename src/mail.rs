@@ -44,7 +44,7 @@ pub(crate) struct MailOptions {
     )]
     mail_from: String,
     /// The public address of the web server, for links in emails (e.g.
-    /// https://guichet.hopital.example). Unset, `serve` uses the address it listens on and
+    /// `https://guichet.hopital.example`). Unset, `serve` uses the address it listens on and
     /// warns when that is not one people elsewhere can open.
     #[arg(long, env = "GUICHET_BASE_URL")]
     base_url: Option<String>,

@@ -44,6 +44,10 @@ struct Cli {
         default_value = "sqlite://guichet.db"
     )]
     database: String,
+    /// Where documents are kept (the files sent with forms), by their SHA-256; beside a
+    /// SQLite database by default (`guichet.db-documents/`), else `guichet-documents/`.
+    #[arg(long, global = true, env = "GUICHET_DOCUMENTS")]
+    documents: Option<PathBuf>,
     /// What is logged (to standard error): a level (error, warn, info, debug, trace), and
     /// per-module levels, e.g. `info,sqlx=warn`.
     #[arg(
@@ -255,6 +259,7 @@ fn main() -> ExitCode {
         lean_allocator();
     }
     init_logs(cli.log.clone(), cli.log_format);
+    db::documents_in(cli.documents.clone());
     match cli.command {
         Command::Check {
             files,

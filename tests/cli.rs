@@ -1119,3 +1119,104 @@ fn simulated_requests_are_stored_as_the_engine_stores_them() {
         "{per_desk:?}"
     );
 }
+
+/// The resident memory of a process, in KiB, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Posts a multipart intake with one document of `size` bytes to a running `serve`, over a
+/// plain TCP connection, written a megabyte at a time; calls `during` after each megabyte.
+/// The response's status line.
+fn upload(address: &str, desk: &str, size: usize, mut during: impl FnMut()) -> String {
+    use std::io::{Read, Write};
+    let boundary = "----guichet-upload-boundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\np@x.example\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"piece\"; filename=\"gros.pdf\"\r\n\r\n%PDF-1.7\n"
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let body_len = head.len() + size + tail.len();
+    let mut conn = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        conn,
+        "POST /desks/{desk} HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n{head}"
+    )
+    .unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        conn.write_all(&chunk[..n]).unwrap();
+        left -= n;
+        during();
+    }
+    conn.write_all(tail.as_bytes()).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_200_mb_upload_streams_to_disk_without_growing_the_server() {
+    let dir = tempdir("upload");
+    std::fs::write(
+        dir.join("gros.kdl"),
+        r#"process "gros" version=1 {
+    role "demandeur" from="demande.email"
+    start "demande" {
+        form {
+            field "email" type="email" required=#true
+            field "piece" type="file" required=#true max-size="300MB"
+        }
+    }
+    end "fin" result="accepted"
+}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["deploy", "gros.kdl"])
+        .current_dir(&dir)
+        .env(
+            "GUICHET_DATABASE",
+            format!("sqlite://{}", dir.join("g.db").display()),
+        )
+        .output()
+        .unwrap();
+    ok(&out);
+    let (mut child, address) = serve(&dir, &["--no-email"]);
+    let pid = child.id();
+    // Warm: the pages compiled, a first document through every buffer.
+    assert!(upload(&address, "gros", 2 << 20, || {}).contains(" 200 "));
+    let before = rss_kib(pid);
+    let mut peak = before;
+    let status = upload(&address, "gros", 200 << 20, || {
+        peak = peak.max(rss_kib(pid))
+    });
+    peak = peak.max(rss_kib(pid));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+    let grew = peak.saturating_sub(before);
+    eprintln!("200 MB upload: resident {before} KiB before, {peak} KiB at most during");
+    assert!(
+        grew < 20 * 1024,
+        "resident memory grew by {grew} KiB during a 200 MB upload ({before} KiB before)"
+    );
+    // Kept whole, under its hash.
+    let kept: Vec<u64> = std::fs::read_dir(dir.join("g.db-documents"))
+        .unwrap()
+        .flatten()
+        .filter(|d| d.file_name() != "tmp")
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .map(|f| f.metadata().unwrap().len())
+        .collect();
+    assert!(kept.contains(&((200 << 20) + 9)), "{kept:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -459,6 +459,7 @@ async fn emails_carry_no_case_data() {
                                 T::Number => json!(x.max.unwrap_or(987_654_321.0)),
                                 T::Choice => json!(x.options.last().unwrap().value),
                                 T::YesNo => json!(true),
+                                T::File => json!({"sha256": "a".repeat(64), "name": canary(&step.id, &x.id), "size": 1, "type": "application/pdf"}),
                             };
                             (x.id.clone(), v)
                         })

@@ -943,6 +943,8 @@ impl Lowerer<'_> {
                     "min",
                     "max",
                     "max-length",
+                    "accept",
+                    "max-size",
                 ],
                 self.diags,
             );
@@ -984,7 +986,7 @@ impl Lowerer<'_> {
                     )
                     .label("type missing")
                     .help(
-                        "add type=\"...\": text, long-text, email, date, number, choice or yes-no",
+                        "add type=\"...\": text, long-text, email, date, number, choice, yes-no or file",
                     ),
                 );
                 None
@@ -1074,6 +1076,62 @@ impl Lowerer<'_> {
                     .help("swap min and max"),
                 );
             }
+            let accept: Vec<String> = fp
+                .string("accept", self.diags)
+                .map(|n| {
+                    n.text
+                        .split([',', ' '])
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_lowercase)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let max_size = fp.string("max-size", self.diags).and_then(|n| {
+                let size = byte_size(&n.text);
+                if size.is_none_or(|b| b == 0 || b > Field::MAX_MAX_SIZE) {
+                    self.diags.push(
+                        Diagnostic::new(
+                            Code::InvalidValue,
+                            n.span,
+                            format!("`{}` is not a size from 1 byte to 1 GB", n.text),
+                        )
+                        .label("not a size")
+                        .help("write a number of bytes with a unit: max-size=\"20MB\", \"500KB\""),
+                    );
+                }
+                size
+            });
+            if let Some(bad) = accept.iter().find(|t| {
+                !t.split_once('/')
+                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+            }) {
+                self.diags.push(
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        fp.entry("accept").map_or(id.span, |e| e.span().into()),
+                        format!("`{bad}` is not a media type"),
+                    )
+                    .label("not a media type")
+                    .help("list media types: accept=\"application/pdf, image/*\""),
+                );
+            }
+            if (!accept.is_empty() || max_size.is_some())
+                && ty.is_some_and(|t| t != FieldType::File)
+            {
+                self.diags.push(
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        id.span,
+                        format!(
+                            "`accept` and `max-size` apply to file fields, and `{}` is not one",
+                            id.text
+                        ),
+                    )
+                    .label("not a file field")
+                    .help("remove them, or set type=\"file\""),
+                );
+            }
             form.fields.push(Field {
                 id: id.text,
                 span: id.span,
@@ -1085,10 +1143,28 @@ impl Lowerer<'_> {
                 min,
                 max,
                 max_length,
+                accept,
+                max_size,
             });
         }
         form
     }
+}
+
+/// A size written with a decimal unit (`20MB`, `500 KB`, `1GB`, or bytes), in bytes.
+fn byte_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let factor = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
 }
 
 /// Compiles a condition written in `n`, reporting errors at their place in the file.

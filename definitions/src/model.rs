@@ -372,6 +372,33 @@ pub struct Field {
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub max_length: Option<u32>,
+    /// For a file: the media types accepted (`application/pdf`, `image/*`); empty, any.
+    pub accept: Vec<String>,
+    /// For a file: the largest accepted, in bytes ([`Field::DEFAULT_MAX_SIZE`] if unset).
+    pub max_size: Option<u64>,
+}
+
+impl Field {
+    /// A file field's size limit when it declares none: 20 MB.
+    pub const DEFAULT_MAX_SIZE: u64 = 20 * 1000 * 1000;
+    /// No file field may accept more: 1 GB.
+    pub const MAX_MAX_SIZE: u64 = 1000 * 1000 * 1000;
+
+    /// The largest file this field accepts, in bytes.
+    pub fn file_limit(&self) -> u64 {
+        self.max_size.unwrap_or(Self::DEFAULT_MAX_SIZE)
+    }
+
+    /// Whether a file of `media_type` (as sniffed from its content) is accepted.
+    pub fn accepts(&self, media_type: &str) -> bool {
+        self.accept.is_empty()
+            || self.accept.iter().any(|a| match a.strip_suffix("/*") {
+                Some(family) => media_type
+                    .split_once('/')
+                    .is_some_and(|(f, _)| f.eq_ignore_ascii_case(family)),
+                None => a.eq_ignore_ascii_case(media_type),
+            })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -390,10 +417,13 @@ pub enum FieldType {
     Number,
     Choice,
     YesNo,
+    /// A document: its content is stored beside the database, the field holds its SHA-256,
+    /// name, size and media type.
+    File,
 }
 
 impl FieldType {
-    pub const ALL: [(&'static str, FieldType); 7] = [
+    pub const ALL: [(&'static str, FieldType); 8] = [
         ("text", FieldType::Text),
         ("long-text", FieldType::LongText),
         ("email", FieldType::Email),
@@ -401,6 +431,7 @@ impl FieldType {
         ("number", FieldType::Number),
         ("choice", FieldType::Choice),
         ("yes-no", FieldType::YesNo),
+        ("file", FieldType::File),
     ];
 
     pub fn as_str(self) -> &'static str {

@@ -93,6 +93,10 @@ await run(["user", "add", COMMITTEE], { GUICHET_PASSWORD: PASSWORD });
 // Five requests of model (a) driven to their end, so the dashboard has facts to show.
 await run(["bench", "--desk", "interne-decentralise", "--requests", "5", "--concurrency", "1"]);
 const TITLE = "Cohorte diabète 2027";
+// The documents the sponsor sends: the protocol with the intake, a data dictionary with the
+// answer to the request for more information.
+const PROTOCOL = Buffer.from("%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n% protocole de la cohorte\n%%EOF\n");
+const DICTIONARY = Buffer.from("variable;définition\nhba1c;hémoglobine glyquée (%)\n");
 
 const server = spawn(BIN, ["serve"], { env, stdio: ["ignore", "pipe", "pipe"] });
 let serverLog = "";
@@ -182,6 +186,7 @@ try {
   await sponsor.fill("#f-resume", "Étude des parcours de soins des patients diabétiques.");
   await sponsor.fill("#f-donnees", "Séjours 2015-2025, biologie, traitements.");
   await sponsor.selectOption("#f-dans-catalogue", "true");
+  await sponsor.setInputFiles("#f-protocole", { name: "protocole-cohorte.pdf", mimeType: "application/pdf", buffer: PROTOCOL });
   await sponsor.click('button[type="submit"]');
   await sponsor.waitForSelector("text=Demande envoyée");
   const reference = await sponsor.locator("strong").first().textContent();
@@ -200,8 +205,15 @@ try {
     await page.goto(url);
     // Opening the link twice changes nothing: the page still offers the decision.
     await page.reload();
-    // The reviewer sees what the sponsor submitted, with the form's labels.
+    // The reviewer sees what the sponsor submitted, with the form's labels, and its protocol,
+    // which downloads as it was sent.
     const seen = await page.content();
+    const protocol = page.locator('a:has-text("protocole-cohorte.pdf")');
+    assert.equal(await protocol.count(), 1, "the task page does not link the protocol");
+    const file = await page.request.get(new URL(await protocol.getAttribute("href"), page.url()).href);
+    assert.equal(file.status(), 200);
+    assert.ok(Buffer.compare(await file.body(), PROTOCOL) === 0, "the protocol downloaded differs");
+    assert.match(file.headers()["content-disposition"], /^attachment;/);
     assert.ok(seen.includes("Résumé scientifique") && seen.includes("Organisme porteur"), "the task page does not show the intake");
     assert.ok(seen.includes("Étude des parcours de soins des patients diabétiques."), "the task page does not show the summary");
     await snap(page, `task-${subjectHas.replace(/\W+/g, "-").toLowerCase()}`);
@@ -231,12 +243,14 @@ try {
   assert.ok(await sponsor.locator("#e-reponse-complement-reponse").isVisible(), "no error next to the answer");
   assert.equal(await sponsor.getAttribute("#f-reponse-complement-reponse", "aria-invalid"), "true");
   await sponsor.fill("#f-reponse-complement-reponse", "HbA1c, glycémie à jeun, créatinine.");
+  await sponsor.setInputFiles("#f-reponse-complement-piece-jointe", { name: "dictionnaire.csv", mimeType: "text/csv", buffer: DICTIONARY });
   await sponsor.click('form:has(input[name="_step"]) button[type="submit"]');
   await sponsor.waitForSelector("text=Votre réponse est enregistrée");
   await snap(sponsor, "sponsor-answered");
   log("the sponsor answered the request for more information");
   await decideFromEmail("guichet-donnees@hopital.example", "Examen de recevabilité", "recevable", async (p) => {
     assert.ok((await p.content()).includes("HbA1c, glycémie à jeun, créatinine."), "the reviewer does not see the answer");
+    assert.equal(await p.locator('a:has-text("dictionnaire.csv")').count(), 1, "the reviewer does not see the answer's document");
   }, 2);
   // 3. The three feasibility studies, in parallel.
   await decideFromEmail("juriste@hopital.example", "Faisabilité juridique", "favorable", async (p) => {

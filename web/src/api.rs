@@ -131,6 +131,70 @@ async fn account(s: &AppState, headers: &HeaderMap) -> Result<String, ApiError> 
         .ok_or_else(unauthorized)
 }
 
+/// A call's JSON body; or, from a `multipart/form-data` call, its `body` part (JSON) and its
+/// documents: each other part a file for the field it is named after (`field` gives the
+/// field's definition), staged under its `max-size` and kept once the command is saved.
+async fn body_and_documents<'f, T: serde::de::DeserializeOwned>(
+    s: &AppState,
+    request: axum::extract::Request,
+    field: impl Fn(&str) -> Option<&'f guichet_definitions::model::Field>,
+) -> Result<(T, form::Submission), ApiError> {
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let invalid =
+        |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message);
+    if !multipart {
+        let bytes = axum::body::to_bytes(request.into_body(), 2_000_000)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid",
+                    "the body is larger than 2 MB",
+                )
+            })?;
+        let text = if bytes.is_empty() {
+            &b"{}"[..]
+        } else {
+            &bytes[..]
+        };
+        let body = serde_json::from_slice(text)
+            .map_err(|e| invalid(format!("the body is not the JSON expected: {e}")))?;
+        return Ok((body, form::Submission::default()));
+    }
+    let submission = form::Submission::read(s, request, |_, name| field(name))
+        .await
+        .map_err(|r| {
+            ApiError::new(
+                r.status(),
+                "invalid",
+                "the multipart body could not be read",
+            )
+        })?;
+    if !submission.errors.is_empty() {
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid",
+            message: "some documents are not valid; nothing was saved".to_owned(),
+            fields: Some(
+                submission
+                    .errors
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into(),
+            ),
+        });
+    }
+    let json = submission.values.get("body").map_or("{}", String::as_str);
+    let body = serde_json::from_str(json)
+        .map_err(|e| invalid(format!("the `body` part is not the JSON expected: {e}")))?;
+    Ok((body, submission))
+}
+
 fn field_type(t: FieldType) -> &'static str {
     FieldType::ALL
         .iter()
@@ -212,14 +276,20 @@ pub(crate) struct FieldsBody {
     fields: Fields,
 }
 
-/// `POST /api/v1/desks/{name}/requests`: submits a request, as the portal's form does.
+/// `POST /api/v1/desks/{name}/requests`: submits a request, as the portal's form does
+/// (documents in a multipart call: see [`body_and_documents`]).
 pub(crate) async fn start(
     State(s): Shared,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Json(body): Json<FieldsBody>,
+    request: axum::extract::Request,
 ) -> ApiResult {
     let email = account(&s, &headers).await?;
+    let desks = s.engine.desks().await?;
+    let form = desks.get(&name).and_then(|p| p.start().form());
+    let (mut body, documents): (FieldsBody, _) =
+        body_and_documents(&s, request, |f| form.and_then(|form| form.field(f))).await?;
+    body.fields.extend(documents.documents());
     let (id, inst) = s
         .engine
         .start_request(&name, &body.fields)
@@ -228,6 +298,7 @@ pub(crate) async fn start(
             Error::NotFound(_) => ApiError::not_found(&format!("desk `{name}`")),
             e => e.into(),
         })?;
+    documents.keep().await;
     let mut body = serde_json::json!({"id": id, "reference": core::reference(&id)});
     // Where it stands, for those who may see it: no need to read it back.
     if staff::may_see(&s, &email, &name).await? {
@@ -317,7 +388,7 @@ pub(crate) async fn event(
     State(s): Shared,
     headers: HeaderMap,
     Path((id, name)): Path<(String, String)>,
-    Json(body): Json<FieldsBody>,
+    request: axum::extract::Request,
 ) -> ApiResult {
     let email = account(&s, &headers).await?;
     let (desk, inst) = visible(&s, &email, &id).await?;
@@ -363,13 +434,19 @@ pub(crate) async fn event(
             ),
         ));
     }
+    let (mut body, documents): (FieldsBody, _) =
+        body_and_documents(&s, request, |f| step.form().and_then(|form| form.field(f))).await?;
+    body.fields.extend(documents.documents());
     let actor = core::Actor::User(email.clone());
     match s
         .engine
         .answer(&id, &step.id, body.fields, actor, &may)
         .await
     {
-        Ok(inst) => standing_of(&s, &id, &inst).await,
+        Ok(inst) => {
+            documents.keep().await;
+            standing_of(&s, &id, &inst).await
+        }
         Err(Error::Conflict(m)) => Err(ApiError::new(StatusCode::CONFLICT, "refused", m)),
         Err(e) => Err(e.into()),
     }
@@ -690,20 +767,60 @@ pub(crate) async fn set_preferences(
 }
 
 /// `POST /api/v1/tasks/{request}/{task}/complete` with `{"outcome": "...", "fields": {...}}`
+/// (documents in a multipart call: see [`body_and_documents`]).
 pub(crate) async fn complete(
     State(s): Shared,
     headers: HeaderMap,
     Path((instance, seq)): Path<(String, u32)>,
-    Json(body): Json<Decision>,
+    request: axum::extract::Request,
 ) -> ApiResult {
-    act_as(&s, &headers, &instance, seq, |user| Command::Complete {
+    let email = account(&s, &headers).await?;
+    // The task's form, for its documents' limits (whether the account may act is checked on
+    // the request as the command finds it, as for every action).
+    let step = s.engine.task(&instance, seq).await?.map(|(_, t)| t.step);
+    let p = match step {
+        Some(_) => Some(s.engine.process_of(&instance).await?),
+        None => None,
+    };
+    let form = p
+        .as_ref()
+        .zip(step.as_deref())
+        .and_then(|(p, step)| p.step(step))
+        .and_then(|st| st.form());
+    let (mut body, documents): (Decision, _) =
+        body_and_documents(&s, request, |f| form.and_then(|form| form.field(f))).await?;
+    body.fields.extend(documents.documents());
+    let command = Command::Complete {
         task: seq,
-        user,
+        user: email.clone(),
         outcome: body.outcome,
         fields: body.fields,
         comment: body.comment,
-    })
-    .await
+    };
+    let answer = act(&s, &email, &instance, seq, command).await?;
+    documents.keep().await;
+    Ok(answer)
+}
+
+/// `GET /api/v1/requests/{id}/documents/{sha256}`: a document of the request, for those who
+/// may see the request; always an attachment.
+pub(crate) async fn document(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((id, sha256)): Path<(String, String)>,
+) -> ApiResult {
+    let email = account(&s, &headers).await?;
+    visible(&s, &email, &id).await?;
+    let dossier = s
+        .engine
+        .dossier(&id, guichet_engine::core::dossier::Audience::Staff)
+        .await?;
+    match documents::download(&s, &dossier, &sha256).await {
+        Ok(r) if r.status() == StatusCode::NOT_FOUND => Err(ApiError::not_found("document")),
+        Ok(r) => Ok(r),
+        Err(crate::Failure::Error(e)) => Err(e.into()),
+        Err(crate::Failure::Page(r)) => Ok(r),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -838,6 +955,11 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
         "post",
         "/api/v1/requests/{id}/events/{name}",
         "Answer the wait for event `name` that is open now: body {\"fields\": {...}}; open to the wait's `from` role; 409 when nothing waits for it",
+    ),
+    (
+        "get",
+        "/api/v1/requests/{id}/documents/{sha256}",
+        "A document of the request (an attachment, with its media type)",
     ),
     (
         "post",

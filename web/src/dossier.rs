@@ -25,6 +25,8 @@ pub(crate) struct View {
 struct ValueView {
     label: String,
     text: String,
+    /// For a document, where to download it.
+    href: String,
     /// Long text, shown as paragraphs.
     long: bool,
 }
@@ -62,11 +64,14 @@ struct EntryView {
     comment: String,
 }
 
-pub(crate) fn view(d: &Dossier, staff: bool) -> View {
+/// The dossier as pages show it; `documents` is where its documents download from (the
+/// request's, or the link's, path ending with `/documents/`).
+pub(crate) fn view(d: &Dossier, staff: bool, documents: &str) -> View {
+    let value = |v: &FieldValue| value(v, documents);
     View {
         staff,
         status: status(d),
-        intake: d.intake.iter().map(value).collect(),
+        intake: d.intake.iter().map(&value).collect(),
         steps: d
             .steps
             .iter()
@@ -75,7 +80,7 @@ pub(crate) fn view(d: &Dossier, staff: bool) -> View {
                 outcome: s.outcome_label.clone().unwrap_or_default(),
                 comment: s.comment.clone().unwrap_or_default(),
                 again: s.count > 1,
-                fields: s.fields.iter().map(value).collect(),
+                fields: s.fields.iter().map(&value).collect(),
             })
             .collect(),
         tasks: d
@@ -114,8 +119,23 @@ pub(crate) fn status(d: &Dossier) -> String {
     }
 }
 
-fn value(v: &FieldValue) -> ValueView {
+fn value(v: &FieldValue, documents: &str) -> ValueView {
     use serde_json::Value;
+    if v.ty == FieldType::File {
+        let get = |k: &str| v.value.get(k).and_then(Value::as_str).unwrap_or_default();
+        let size = v.value.get("size").and_then(Value::as_u64).unwrap_or(0);
+        return ValueView {
+            label: v.label.clone(),
+            text: format!(
+                "{} ({}, {})",
+                get("name"),
+                get("type"),
+                guichet_engine::core::form::bytes(size)
+            ),
+            href: format!("{documents}{}", get("sha256")),
+            long: false,
+        };
+    }
     let text = match (&v.ty, &v.value) {
         (FieldType::YesNo, Value::Bool(b)) => if *b { "Oui" } else { "Non" }.to_owned(),
         (FieldType::Choice, _) if v.option_label.is_some() => {
@@ -129,6 +149,7 @@ fn value(v: &FieldValue) -> ValueView {
     ValueView {
         label: v.label.clone(),
         text,
+        href: String::new(),
         long: v.ty == FieldType::LongText,
     }
 }
@@ -195,9 +216,24 @@ fn entry(e: &Entry) -> EntryView {
         EntryKind::Cancelled if detail.is_empty() => "Demande retirée".to_owned(),
         EntryKind::Cancelled => format!("Demande retirée ({detail})"),
     };
+    // What the desk does by itself (emails, opening tasks, waiting, routing) is the desk's,
+    // though recorded with whoever set it off.
+    let automatic = matches!(
+        e.kind,
+        EntryKind::TaskOpened
+            | EntryKind::Notified
+            | EntryKind::Waiting
+            | EntryKind::GateTaken
+            | EntryKind::ProviderCalled
+            | EntryKind::Ended
+    );
     EntryView {
         at: date(e.at),
-        who: who(e.actor.as_ref()),
+        who: if automatic && e.actor.is_some() {
+            who(Some(&Actor::System))
+        } else {
+            who(e.actor.as_ref())
+        },
         what,
         comment: e.comment.clone().unwrap_or_default(),
     }

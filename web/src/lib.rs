@@ -19,6 +19,7 @@
 
 mod admin;
 mod api;
+mod documents;
 mod dossier;
 mod form;
 mod link;
@@ -82,8 +83,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/", get(home))
-        .route("/desks/{name}", get(desk_form).post(desk_submit))
-        .route("/l/{token}", get(link_page).post(link_act))
+        .route(
+            "/desks/{name}",
+            get(desk_form).post(desk_submit).layer(uploads()),
+        )
+        .route("/l/{token}", get(link_page).post(link_act).layer(uploads()))
+        .route("/l/{token}/documents/{sha256}", get(link::document))
         .route("/l/{token}/fresh", post(link_fresh))
         .route("/follow", get(lost_link_page).post(lost_link))
         .route("/callbacks/{token}", post(callback))
@@ -91,8 +96,12 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(logout))
         .route("/inbox", get(inbox))
         .route("/preferences", get(preferences).post(preferences_save))
-        .route("/tasks/{instance}/{seq}", get(staff_task).post(staff_act))
+        .route(
+            "/tasks/{instance}/{seq}",
+            get(staff_task).post(staff_act).layer(uploads()),
+        )
         .route("/requests/{id}", get(request_page))
+        .route("/requests/{id}/documents/{sha256}", get(staff::document))
         .route("/admin", get(admin::overview))
         .route("/admin/definitions", post(admin::deploy))
         .route("/admin/indicators", get(admin::indicators))
@@ -105,9 +114,19 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/tokens/{prefix}/revoke", post(admin::token_revoke))
         .route("/api/openapi.json", get(api::openapi))
         .route("/api/v1/desks", get(api::desks))
-        .route("/api/v1/desks/{name}/requests", post(api::start))
+        .route(
+            "/api/v1/desks/{name}/requests",
+            post(api::start).layer(uploads()),
+        )
         .route("/api/v1/requests/{id}", get(api::request))
-        .route("/api/v1/requests/{id}/events/{name}", post(api::event))
+        .route(
+            "/api/v1/requests/{id}/events/{name}",
+            post(api::event).layer(uploads()),
+        )
+        .route(
+            "/api/v1/requests/{id}/documents/{sha256}",
+            get(api::document),
+        )
         .route("/api/v1/requests/{id}/withdraw", post(api::withdraw))
         .route("/api/v1/tasks", get(api::inbox))
         .route("/api/v1/tasks/{instance}/{seq}", get(api::task))
@@ -119,7 +138,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/tasks/{instance}/{seq}/complete",
-            post(api::complete),
+            post(api::complete).layer(uploads()),
         )
         .route(
             "/api/v1/preferences",
@@ -137,6 +156,13 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(ops::track))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(shared)
+}
+
+/// The routes that take documents read their bodies as a stream, each document bounded by
+/// its field's `max-size` and the rest of the form by [`form::Submission::read`]: the
+/// router's default bound (2 MB) is lifted there.
+fn uploads() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::disable()
 }
 
 async fn security_headers(mut r: Response) -> Response {

@@ -117,7 +117,7 @@ pub(crate) async fn follow_view(
         "answers": answers,
         "can_withdraw": sponsor && dossier.status == "running",
         "withdraw_url": format!("/l/{token}?withdraw"),
-        "dossier": dossier::view(&dossier, !sponsor),
+        "dossier": dossier::view(&dossier, !sponsor, &format!("/l/{token}/documents/")),
     });
     let code = if invalid {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -154,19 +154,67 @@ async fn withdraw_view(s: &AppState, token: &str, grant: &Grant) -> PageResult {
 pub(crate) async fn link_act(
     State(s): Shared,
     Path(token): Path<String>,
-    Form(values): Form<HashMap<String, String>>,
+    request: axum::extract::Request,
 ) -> Response {
     let Ok(grant) = s.engine.verify_link(&token).await else {
         return invalid_link(&token, false);
     };
-    if !csrf_ok(&s, &token, &values).await {
-        return expired_form("Rechargez la page depuis votre courriel, puis recommencez.");
+    let result = async {
+        let (_, inst) = s.engine.instance(&grant.instance).await?;
+        let p = s.engine.process_of(&grant.instance).await?;
+        // The form whose documents may come: the task's, or the wait named by `_step`.
+        let task_step = grant
+            .task
+            .and_then(|t| inst.tasks.get(&t))
+            .map(|t| &p.steps[t.step]);
+        let submission = form::Submission::read(&s, request, |values, field| {
+            let step = match task_step {
+                Some(step) => Some(step),
+                None => values.get("_step").and_then(|id| p.step(id)),
+            };
+            step.and_then(|st| st.form()).and_then(|f| f.field(field))
+        })
+        .await?;
+        if !csrf_ok(&s, &token, &submission.values).await {
+            return Ok(expired_form(
+                "Rechargez la page depuis votre courriel, puis recommencez.",
+            ));
+        }
+        match grant.task {
+            Some(task) => decide(&s, &token, &grant, task, submission).await,
+            None => follow_act(&s, &token, &grant, submission).await,
+        }
     }
-    let result = match grant.task {
-        Some(task) => decide(&s, &token, &grant, task, values).await,
-        None => follow_act(&s, &token, &grant, values).await,
+    .await;
+    result.unwrap_or_else(|e: Failure| e.into_response())
+}
+
+/// `GET /l/{token}/documents/{sha256}`: a document of the link's request, when the page the
+/// link opens shows it (the sponsor sees theirs, a task's recipient the request's).
+pub(crate) async fn document(
+    State(s): Shared,
+    Path((token, sha256)): Path<(String, String)>,
+) -> Response {
+    let Ok(grant) = s.engine.verify_link(&token).await else {
+        return invalid_link(&token, false);
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    async {
+        let audience = if grant.task.is_some() {
+            Audience::Staff
+        } else {
+            let (_, inst) = s.engine.instance(&grant.instance).await?;
+            let p = s.engine.process_of(&grant.instance).await?;
+            if core_dossier::is_sponsor(&p, &inst, &grant.recipient) {
+                Audience::Sponsor
+            } else {
+                Audience::Staff
+            }
+        };
+        let dossier = s.engine.dossier(&grant.instance, audience).await?;
+        documents::download(&s, &dossier, &sha256).await
+    }
+    .await
+    .unwrap_or_else(|e: Failure| e.into_response())
 }
 
 /// A decision on the link's task; the link is spent when it is taken.
@@ -175,17 +223,27 @@ async fn decide(
     token: &str,
     grant: &Grant,
     task: u32,
-    values: HashMap<String, String>,
+    submission: form::Submission,
 ) -> PageResult {
+    let values = &submission.values;
+    if !submission.errors.is_empty() {
+        let posted = Posted {
+            values: submission.values.clone(),
+            errors: submission.errors.clone(),
+            problem: None,
+        };
+        return task_view(s, token, &grant.instance, task, &posted).await;
+    }
     let command = Command::Complete {
         task,
         user: grant.recipient.clone(),
         outcome: values.get("_outcome").filter(|o| !o.is_empty()).cloned(),
-        fields: form::fields(&values, &["_csrf", "_outcome", "_comment"]),
+        fields: submission.fields(&["_csrf", "_outcome", "_comment"]),
         comment: values.get("_comment").cloned(),
     };
     match s.engine.execute(&grant.instance, command).await {
         Ok(_) => {
+            submission.keep().await;
             // The link has served: it cannot act again.
             let _ = s.engine.spend_link(token).await;
             Ok(page(
@@ -196,7 +254,7 @@ async fn decide(
             ))
         }
         Err(Error::Refused(e)) if !e.is_internal() => {
-            let posted = Posted::refused(values, e);
+            let posted = Posted::refused(submission.values, e);
             task_view(s, token, &grant.instance, task, &posted).await
         }
         Err(e) => Err(e.into()),
@@ -208,8 +266,9 @@ async fn follow_act(
     s: &AppState,
     token: &str,
     grant: &Grant,
-    values: HashMap<String, String>,
+    submission: form::Submission,
 ) -> PageResult {
+    let values = &submission.values;
     let id = &grant.instance;
     let (_, inst) = s.engine.instance(id).await?;
     let p = s.engine.process_of(id).await?;
@@ -223,7 +282,15 @@ async fn follow_act(
     match values.get("_action").map(String::as_str) {
         Some("answer") => {
             let step = values.get("_step").cloned().unwrap_or_default();
-            let fields = form::fields(&values, &["_csrf", "_action", "_step"]);
+            if !submission.errors.is_empty() {
+                let posted = Posted {
+                    values: submission.values.clone(),
+                    errors: submission.errors.clone(),
+                    problem: None,
+                };
+                return follow_view(s, token, grant, Some((&step, &posted)), None).await;
+            }
+            let fields = submission.fields(&["_csrf", "_action", "_step"]);
             let may = |p: &guichet_definitions::model::Process, inst: &core::Instance| {
                 let from = p.step(&step).and_then(|s| match &s.kind {
                     StepKind::Wait(w) => w.from.as_deref(),
@@ -232,9 +299,12 @@ async fn follow_act(
                 may_answer(p, inst, from, &who)
             };
             match s.engine.answer(id, &step, fields, actor, &may).await {
-                Ok(_) => Ok(redirect(&format!("/l/{token}?done=answer"))),
+                Ok(_) => {
+                    submission.keep().await;
+                    Ok(redirect(&format!("/l/{token}?done=answer")))
+                }
                 Err(Error::Refused(e)) if !e.is_internal() => {
-                    let posted = Posted::refused(values, e);
+                    let posted = Posted::refused(submission.values, e);
                     follow_view(s, token, grant, Some((&step, &posted)), None).await
                 }
                 Err(Error::Conflict(_)) => {

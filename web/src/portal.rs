@@ -56,16 +56,38 @@ pub(crate) async fn desk_form(State(s): Shared, Path(name): Path<String>) -> Res
 pub(crate) async fn desk_submit(
     State(s): Shared,
     Path(name): Path<String>,
-    Form(values): Form<HashMap<String, String>>,
+    request: axum::extract::Request,
 ) -> Response {
-    let fields = form::fields(&values, &[]);
+    let desks = match s.engine.desks().await {
+        Ok(d) => d,
+        Err(e) => return failure(&e),
+    };
+    let Some(p) = desks.get(&name) else {
+        return failure(&Error::NotFound(name));
+    };
+    let form = p.start().form();
+    let submission =
+        match form::Submission::read(&s, request, |_, field| form.and_then(|f| f.field(field)))
+            .await
+        {
+            Ok(sub) => sub,
+            Err(r) => return r,
+        };
+    if !submission.errors.is_empty() {
+        return desk_view(&s, &name, &submission.values, &submission.errors)
+            .await
+            .unwrap_or_else(|e| failure(&e));
+    }
+    let fields = submission.fields(&[]);
     match s.engine.start(&name, &fields).await {
         Ok(id) => {
-            let title = values
+            let title = submission
+                .values
                 .get("titre")
-                .or_else(|| values.get("title"))
+                .or_else(|| submission.values.get("title"))
                 .cloned()
                 .unwrap_or_default();
+            submission.keep().await;
             page(
                 StatusCode::OK,
                 "submitted",
@@ -75,7 +97,7 @@ pub(crate) async fn desk_submit(
         }
         Err(Error::Refused(core::Error::Invalid(errors))) => {
             let errors = errors.into_iter().map(|e| (e.field, e.message)).collect();
-            desk_view(&s, &name, &values, &errors)
+            desk_view(&s, &name, &submission.values, &errors)
                 .await
                 .unwrap_or_else(|e| failure(&e))
         }

@@ -290,11 +290,19 @@ pub(crate) async fn staff_act(
     State(s): Shared,
     headers: HeaderMap,
     Path((instance, seq)): Path<(String, u32)>,
-    Form(values): Form<HashMap<String, String>>,
+    request: axum::extract::Request,
 ) -> Response {
     async {
         let (email, token) = staff(&s, &headers).await?;
-        if !csrf_ok(&s, &token, &values).await {
+        let (_, inst) = s.engine.instance(&instance).await?;
+        let p = s.engine.process_of(&instance).await?;
+        let step = inst.tasks.get(&seq).map(|t| &p.steps[t.step]);
+        let submission = form::Submission::read(&s, request, |_, field| {
+            step.and_then(|st| st.form()).and_then(|f| f.field(field))
+        })
+        .await?;
+        let values = &submission.values;
+        if !csrf_ok(&s, &token, values).await {
             return Ok(expired_form(
                 "Rechargez la page de la tâche, puis recommencez.",
             ));
@@ -325,13 +333,28 @@ pub(crate) async fn staff_act(
                 task: seq,
                 user: email.clone(),
                 outcome: values.get("_outcome").filter(|o| !o.is_empty()).cloned(),
-                fields: form::fields(&values, &["_csrf", "_outcome", "_action", "_to", "_comment"]),
+                fields: submission.fields(&["_csrf", "_outcome", "_action", "_to", "_comment"]),
                 comment: values.get("_comment").cloned(),
             },
         };
         let completing = matches!(command, Command::Complete { .. });
+        if completing && !submission.errors.is_empty() {
+            let viewer = Viewer {
+                action: format!("/tasks/{instance}/{seq}"),
+                csrf: s.engine.csrf_for(&token).await?,
+                staff: Some(&email),
+                token: "",
+            };
+            let posted = task::Posted {
+                values: submission.values.clone(),
+                errors: submission.errors.clone(),
+                problem: None,
+            };
+            return task_page(&s, &viewer, &instance, seq, &posted).await;
+        }
         match s.engine.execute(&instance, command).await {
             Ok(_) if completing => {
+                submission.keep().await;
                 let data = serde_json::json!({"message": "Votre décision est enregistrée. La demande suit son cours."});
                 Ok(page(StatusCode::OK, "done", "Merci", &data))
             }
@@ -343,7 +366,7 @@ pub(crate) async fn staff_act(
                     staff: Some(&email),
                     token: "",
                 };
-                let posted = task::Posted::refused(values, e);
+                let posted = task::Posted::refused(submission.values, e);
                 task_page(&s, &viewer, &instance, seq, &posted).await
             }
             Err(e) => Err(e.into()),
@@ -382,10 +405,37 @@ pub(crate) async fn request_page(
             "reference": dossier.reference,
             "desk": p.title,
             "status": dossier::status(&dossier),
-            "dossier": dossier::view(&dossier, true),
+            "dossier": dossier::view(&dossier, true, &format!("/requests/{id}/documents/")),
             "graph": guichet_definitions::graph::svg_marked(&p, &marked),
         });
         Ok(page(StatusCode::OK, "request", &p.title, &data))
+    }
+    .await
+    .unwrap_or_else(|e: Failure| e.into_response())
+}
+
+/// `GET /requests/{id}/documents/{sha256}`: a document of the request, for those who may see
+/// the request.
+pub(crate) async fn document(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((id, sha256)): Path<(String, String)>,
+) -> Response {
+    async {
+        let (email, _) = staff(&s, &headers).await?;
+        let desk = match s.engine.instance(&id).await {
+            Ok((desk, _)) => desk,
+            Err(Error::NotFound(_)) => return Ok(not_found()),
+            Err(e) => return Err(e.into()),
+        };
+        if !may_see(&s, &email, &desk).await? {
+            return Ok(not_found());
+        }
+        let dossier = s
+            .engine
+            .dossier(&id, guichet_engine::core::dossier::Audience::Staff)
+            .await?;
+        documents::download(&s, &dossier, &sha256).await
     }
     .await
     .unwrap_or_else(|e: Failure| e.into_response())

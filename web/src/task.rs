@@ -24,6 +24,18 @@ pub(crate) struct Viewer<'a> {
     pub(crate) token: &'a str,
 }
 
+impl Viewer<'_> {
+    /// Where the page's documents download from: behind the link for its holder, the
+    /// request's path for signed-in staff.
+    fn documents(&self, instance: &str) -> String {
+        if self.staff.is_some() {
+            format!("/requests/{instance}/documents/")
+        } else {
+            format!("/l/{}/documents/", self.token)
+        }
+    }
+}
+
 /// What was posted and what was wrong with it, to show the form again.
 #[derive(Default)]
 pub(crate) struct Posted {
@@ -123,7 +135,7 @@ pub(crate) async fn task_page(
         "comment_required": step.outcomes().iter().any(|o| o.comment),
         "has_errors": !errors.is_empty(),
         "problem": posted.problem.clone().unwrap_or_default(),
-        "dossier": dossier::view(&dossier, true),
+        "dossier": dossier::view(&dossier, true, &viewer.documents(instance)),
     });
     let status = if errors.is_empty() {
         StatusCode::OK

@@ -1107,3 +1107,134 @@ async fn an_unfavourable_opinion_needs_a_comment() {
         Some("Aucune base légale pour ces finalités.")
     );
 }
+
+/// A multipart call: the JSON `body` part, then files (field, file name, content).
+async fn call_multipart(
+    app: &Router,
+    uri: &str,
+    token: &str,
+    body: Value,
+    files: &[(&str, &str, &[u8])],
+) -> (StatusCode, Value) {
+    let boundary = "----guichet-api-boundary-x1y2z3";
+    let mut raw = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"body\"\r\nContent-Type: application/json\r\n\r\n{body}\r\n"
+    )
+    .into_bytes();
+    for (field, name, content) in files {
+        raw.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        raw.extend_from_slice(content);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let req = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(raw))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn documents_go_through_the_api_with_the_requests_rules() {
+    let (engine, app) = site().await;
+    let desk = engine
+        .create_api_token("guichet-donnees@hopital.example", "script")
+        .await
+        .unwrap();
+    engine
+        .set_user("autre@ailleurs.example", PASSWORD, false)
+        .await
+        .unwrap();
+    let outsider = engine
+        .create_api_token("autre@ailleurs.example", "script")
+        .await
+        .unwrap();
+    let pdf: &[u8] = b"%PDF-1.4\n% protocole\n%%EOF\n";
+    // A text file where a PDF is asked: 422 naming the field, nothing saved.
+    let (status, body) = call_multipart(
+        &app,
+        "/api/v1/desks/interne-decentralise/requests",
+        &desk,
+        intake(),
+        &[("protocole", "protocole.pdf", b"just text")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["fields"]["protocole"]
+            .as_str()
+            .unwrap()
+            .contains("text/plain is not accepted"),
+        "{body}"
+    );
+    let (status, created) = call_multipart(
+        &app,
+        "/api/v1/desks/interne-decentralise/requests",
+        &desk,
+        intake(),
+        &[("protocole", "protocole.pdf", pdf)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (_, request) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        Some(&desk),
+        None,
+    )
+    .await;
+    let protocol = request["intake"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "protocole")
+        .unwrap()
+        .clone();
+    assert_eq!(protocol["type"], "file");
+    assert_eq!(protocol["value"]["type"], "application/pdf");
+    assert_eq!(protocol["value"]["size"], pdf.len());
+    let sha = protocol["value"]["sha256"].as_str().unwrap().to_owned();
+    let get = |token: String| {
+        let app = app.clone();
+        let uri = format!("/api/v1/requests/{id}/documents/{sha}");
+        async move {
+            let req = Request::builder()
+                .uri(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let disposition = resp
+                .headers()
+                .get(header::CONTENT_DISPOSITION)
+                .map(|v| v.to_str().unwrap().to_owned());
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, disposition, bytes.to_vec())
+        }
+    };
+    let (status, disposition, bytes) = get(desk.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bytes, pdf);
+    assert!(disposition.unwrap().starts_with("attachment;"));
+    assert_eq!(get(outsider).await.0, StatusCode::NOT_FOUND);
+}

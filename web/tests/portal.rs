@@ -579,3 +579,226 @@ async fn the_sponsor_answers_withdraws_and_finds_their_link_again_from_their_pag
     assert!(html.contains("Votre demande est retirée."), "{html}");
     assert!(!html.contains("?withdraw"), "{html}");
 }
+
+/// A multipart form: text fields, then files (field, file name, content).
+fn multipart(texts: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----guichet-test-boundary-7MA4YWxkTrZu0gW".to_owned();
+    let mut body = Vec::new();
+    for (k, v) in texts {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    for (k, name, content) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (boundary, body)
+}
+
+/// Posts a multipart form; the status, the headers and the body.
+async fn post_multipart(
+    app: &Router,
+    uri: &str,
+    texts: &[(&str, &str)],
+    files: &[(&str, &str, &[u8])],
+) -> (StatusCode, String) {
+    let (boundary, body) = multipart(texts, files);
+    let req = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A GET's status, headers and raw body.
+async fn download(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes.to_vec())
+}
+
+/// The files kept in the engine's document folder (staging left out).
+fn kept(engine: &Engine) -> Vec<std::path::PathBuf> {
+    let dir = engine.documents().dir();
+    let Ok(folders) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    folders
+        .flatten()
+        .filter(|f| f.file_name() != "tmp")
+        .flat_map(|f| std::fs::read_dir(f.path()).into_iter().flatten().flatten())
+        .map(|f| f.path())
+        .collect()
+}
+
+#[tokio::test]
+async fn documents_travel_with_the_request_checked_kept_by_hash_and_downloaded_as_attachments() {
+    use guichet_engine::core::EventKind;
+    use sha2::Digest as _;
+    let (engine, app, mail) = setup().await;
+    let _ = std::fs::remove_dir_all(engine.documents().dir());
+    let pdf: &[u8] = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n";
+    let png: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0";
+    // A PNG named .pdf where a PDF is asked: refused by its content, nothing kept.
+    let (status, html) = post_multipart(
+        &app,
+        "/desks/interne-decentralise",
+        INTAKE_INTERNE,
+        &[("protocole", "protocole.pdf", png)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(
+        html.contains("a document of type image/png is not accepted here: application/pdf"),
+        "{html}"
+    );
+    assert!(kept(&engine).is_empty());
+    assert!(
+        engine
+            .instance_ids("interne-decentralise", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The PDF: kept under its SHA-256, recorded in the hash-chained history.
+    let (status, html) = post_multipart(
+        &app,
+        "/desks/interne-decentralise",
+        INTAKE_INTERNE,
+        &[("protocole", "C:\\Users\\porteur\\Protocole v2 é.pdf", pdf)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let sha = hex::encode(sha2::Sha256::digest(pdf));
+    assert_eq!(kept(&engine), vec![engine.documents().path(&sha).unwrap()]);
+    assert_eq!(
+        std::fs::read(engine.documents().path(&sha).unwrap()).unwrap(),
+        pdf
+    );
+    let id = engine
+        .instance_ids("interne-decentralise", None)
+        .await
+        .unwrap()
+        .remove(0);
+    let history = engine.history(&id).await.unwrap();
+    assert!(history.iter().any(|h| matches!(
+        &h.event.kind,
+        EventKind::DocumentReceived { field, sha256, name, size, media_type, .. }
+            if field == "protocole" && *sha256 == sha && name == "Protocole v2 é.pdf"
+                && *size == pdf.len() as u64 && media_type == "application/pdf"
+    )));
+    // The reviewer's page links it; the download is an attachment with its type.
+    let task_link = token_for(&engine, &mail, "guichet-donnees@hopital.example").await;
+    let (_, html) = call(&app, "GET", &format!("/l/{task_link}"), None).await;
+    let href = format!("/l/{task_link}/documents/{sha}");
+    assert!(html.contains(&format!("href=\"{href}\"")), "{html}");
+    assert!(
+        html.contains("Protocole v2 é.pdf (application/pdf, 51 B)"),
+        "{html}"
+    );
+    let (status, headers, body) = download(&app, &href).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, pdf);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/pdf");
+    assert_eq!(
+        headers[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"Protocole v2 _.pdf\"; filename*=UTF-8''Protocole%20v2%20%C3%A9.pdf"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    // Not a document of this request, or a forged link: not found.
+    let other = "b".repeat(64);
+    assert_eq!(
+        download(&app, &format!("/l/{task_link}/documents/{other}"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        download(&app, &format!("/l/{}/documents/{sha}", "A".repeat(43)))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // Signed out: the staff route sends to the sign-in page.
+    assert_eq!(
+        download(&app, &format!("/requests/{id}/documents/{sha}"))
+            .await
+            .0,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn a_document_too_large_is_refused_while_it_streams_and_leaves_nothing() {
+    let (engine, app, _) = setup().await;
+    let _ = std::fs::remove_dir_all(engine.documents().dir());
+    engine
+        .deploy(
+            r#"process "petit" version=1 {
+    role "demandeur" from="demande.email"
+    start "demande" {
+        form {
+            field "email" type="email" required=#true
+            field "piece" type="file" required=#true max-size="1KB"
+        }
+    }
+    end "fin" result="accepted"
+}"#,
+        )
+        .await
+        .unwrap();
+    let big = vec![b'a'; 5_000];
+    let (status, html) = post_multipart(
+        &app,
+        "/desks/petit",
+        &[("email", "p@x.example")],
+        &[("piece", "notes.txt", &big)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(
+        html.contains("the document is too large: at most 1 KB"),
+        "{html}"
+    );
+    assert!(kept(&engine).is_empty());
+    let staging = engine.documents().dir().join("tmp");
+    assert_eq!(
+        std::fs::read_dir(&staging).map_or(0, Iterator::count),
+        0,
+        "nothing left in {}",
+        staging.display()
+    );
+    assert!(engine.instance_ids("petit", None).await.unwrap().is_empty());
+    // Within the limit: kept, as text read from its content.
+    let (status, html) = post_multipart(
+        &app,
+        "/desks/petit",
+        &[("email", "p@x.example")],
+        &[("piece", "notes.bin", b"quelques notes\n")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let id = engine.instance_ids("petit", None).await.unwrap().remove(0);
+    let (_, inst) = engine.instance(&id).await.unwrap();
+    assert_eq!(inst.data["demande"].fields["piece"]["type"], "text/plain");
+    assert_eq!(kept(&engine).len(), 1);
+}

@@ -149,6 +149,7 @@ fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result
                 Err(format!("`{s}` is not one of: {}", options.join(", ")))
             }
         }
+        FieldType::File => document(field, value),
         FieldType::YesNo => match value {
             Value::Bool(b) => Ok(Value::Bool(*b)),
             Value::String(s) if matches!(s.as_str(), "true" | "oui" | "yes") => {
@@ -159,6 +160,65 @@ fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result
             }
             _ => Err("expected yes or no".to_owned()),
         },
+    }
+}
+
+/// A file field's value: the document as stored (`sha256`, `name`, `size`, `type`), which
+/// the shell wrote beside the database before the command; checked against the field's
+/// `accept` and `max-size`.
+fn document(field: &guichet_definitions::model::Field, value: &Value) -> Result<Value, String> {
+    let Value::Object(doc) = value else {
+        return Err("expected a document".to_owned());
+    };
+    let sha256 = doc.get("sha256").and_then(Value::as_str).unwrap_or("");
+    if sha256.len() != 64
+        || !sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err("the document's SHA-256 is not 64 lower-case hex digits".to_owned());
+    }
+    let name = doc.get("name").and_then(Value::as_str).unwrap_or("").trim();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err("the document needs a name of 1 to 255 characters".to_owned());
+    }
+    no_controls(name)?;
+    let size = doc
+        .get("size")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| "the document's size is missing".to_owned())?;
+    let limit = field.file_limit();
+    if size > limit {
+        return Err(format!(
+            "the document is too large: {} for at most {}",
+            bytes(size),
+            bytes(limit)
+        ));
+    }
+    let media_type = doc.get("type").and_then(Value::as_str).unwrap_or("");
+    if !field.accepts(media_type) {
+        return Err(format!(
+            "a document of type {} is not accepted here: {}",
+            if media_type.is_empty() {
+                "unknown"
+            } else {
+                media_type
+            },
+            field.accept.join(", ")
+        ));
+    }
+    Ok(serde_json::json!({
+        "sha256": sha256, "name": name, "size": size, "type": media_type,
+    }))
+}
+
+/// A size in bytes as people read it (decimal units, as `max-size` is written).
+pub fn bytes(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} B"),
+        1_000..1_000_000 => format!("{:.0} KB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.2} GB", n as f64 / 1e9),
     }
 }
 

@@ -210,6 +210,16 @@ pub enum EventKind {
     InstanceCancelled {
         reason: String,
     },
+    /// A document came with a step's data (intake, task, answer, callback): its SHA-256 is
+    /// in the hash chain, so the stored file can be proved to be the one received.
+    DocumentReceived {
+        step: String,
+        field: String,
+        sha256: String,
+        name: String,
+        size: u64,
+        media_type: String,
+    },
 }
 
 /// Everything one command produced.

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use guichet_definitions::model::{Exit, Process, StepIdx, StepKind, Target};
+use guichet_definitions::model::{Exit, FieldType, Process, StepIdx, StepKind, Target};
 
 use crate::clock::Timestamp;
 use crate::core::eval;
@@ -191,8 +191,29 @@ impl<'p> Machine<'p> {
         self.p.steps[step].id.clone()
     }
 
-    /// Records a completion of `step` with its outcome and fields.
+    /// Records a completion of `step` with its outcome and fields (and, in the history, the
+    /// documents among them).
     fn record(&mut self, step: StepIdx, outcome: Option<String>, fields: Fields) {
+        let p = self.p;
+        if let Some(form) = p.steps[step].form() {
+            for f in form.fields.iter().filter(|f| f.ty == FieldType::File) {
+                let Some(doc) = fields.get(&f.id) else {
+                    continue;
+                };
+                let text = |k: &str| doc.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+                self.event(EventKind::DocumentReceived {
+                    step: p.steps[step].id.clone(),
+                    field: f.id.clone(),
+                    sha256: text("sha256"),
+                    name: text("name"),
+                    size: doc
+                        .get("size")
+                        .and_then(serde_json::Value::as_u64)
+                        .unwrap_or(0),
+                    media_type: text("type"),
+                });
+            }
+        }
         let d = self.inst.data.entry(self.id(step)).or_default();
         d.count += 1;
         d.outcome = outcome;

@@ -131,10 +131,26 @@ pub struct Engine {
     definition_of: std::sync::Mutex<HashMap<String, String>>,
     /// The requests this engine wrote last, as written ([`crate::runtime::hot`]).
     hot: crate::runtime::hot::Hot,
+    /// Where documents are kept ([`crate::store::documents`]).
+    documents: crate::store::documents::Documents,
 }
 
 /// A condition on a request as a command finds it ([`Engine::execute_if`]).
 pub type Allowed<'a> = dyn Fn(&Process, &Instance) -> bool + Sync + 'a;
+
+/// Where documents go by default: beside a SQLite file (`desk.db` keeps them in
+/// `desk.db-documents/`), else in `guichet-documents/` in the working directory.
+fn default_documents_dir(url: &str) -> std::path::PathBuf {
+    let file = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|path| !path.is_empty() && !path.starts_with(':'));
+    match file {
+        Some(path) => std::path::PathBuf::from(format!("{path}-documents")),
+        None => std::path::PathBuf::from("guichet-documents"),
+    }
+}
 
 /// At most this many requests' definitions are remembered (then the memory starts afresh).
 const DEFINITIONS_REMEMBERED: usize = 10_000;
@@ -217,7 +233,9 @@ const STALE_RETRIES: usize = 8;
 impl Engine {
     pub async fn open(url: &str, clock: Arc<dyn Clock>) -> Result<Engine, Error> {
         let store = Store::open(url).await?;
+        let documents = crate::store::documents::Documents::new(default_documents_dir(url));
         Ok(Engine {
+            documents,
             ctx: Ctx {
                 clock,
                 processes: Arc::default(),
@@ -236,6 +254,17 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The engine keeping documents in `dir` rather than beside the database.
+    pub fn with_documents(mut self, dir: impl Into<std::path::PathBuf>) -> Engine {
+        self.documents = crate::store::documents::Documents::new(dir);
+        self
+    }
+
+    /// Where documents are kept.
+    pub fn documents(&self) -> &crate::store::documents::Documents {
+        &self.documents
     }
 
     pub fn now(&self) -> Timestamp {

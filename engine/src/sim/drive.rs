@@ -33,6 +33,11 @@ pub fn sample_fields(form: Option<&Form>) -> Fields {
                     FieldType::Number => json!(x.min.unwrap_or(0.0).max(1.0)),
                     FieldType::YesNo => json!(true),
                     FieldType::Text | FieldType::LongText => json!("texte"),
+                    // A document as the shell records it once stored (none is written).
+                    FieldType::File => json!({
+                        "sha256": "0".repeat(64), "name": "document.pdf", "size": 1000,
+                        "type": x.accept.first().filter(|a| !a.ends_with("/*")).map_or("application/pdf", String::as_str),
+                    }),
                 };
                 (x.id.clone(), v)
             })

@@ -4,6 +4,7 @@
 //! [`Backend`].
 
 pub(crate) mod db;
+pub mod documents;
 pub mod history;
 pub(crate) mod postgres;
 pub(crate) mod rows;
