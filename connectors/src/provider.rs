@@ -240,6 +240,22 @@ impl Webhooks {
         signature: &str,
         body: &[u8],
     ) -> Result<Instance, CallbackError> {
+        self.accept_callback_with(secret_token, signature, body, &Fields::new())
+            .await
+    }
+
+    /// [`Webhooks::accept_callback`] with documents: a multipart callback's file parts,
+    /// already stored (`sha256`, `name`, `size`, `type`, by field). The signed body must name
+    /// each one's SHA-256 in its field (`"fields": {"rapport": {"sha256": "..."}}`), so that
+    /// the signature covers the documents too; a file field's value that did not come as a
+    /// document is refused (a document is recorded only with its file).
+    pub async fn accept_callback_with(
+        &self,
+        secret_token: &str,
+        signature: &str,
+        body: &[u8],
+        documents: &Fields,
+    ) -> Result<Instance, CallbackError> {
         let grant = self
             .engine
             .callback_grant(secret_token)
@@ -273,8 +289,10 @@ impl Webhooks {
         if (now_s - t).abs() > REPLAY_WINDOW_S {
             return Err(CallbackError::Stale);
         }
-        let parsed: CallbackBody =
+        let mut parsed: CallbackBody =
             serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(e.to_string()))?;
+        self.with_documents(&grant, &mut parsed.fields, documents)
+            .await?;
         let result = self
             .engine
             .execute(
@@ -304,6 +322,67 @@ impl Webhooks {
             }
             Err(e) => Err(CallbackError::Internal(e.to_string())),
         }
+    }
+}
+
+impl Webhooks {
+    /// Puts the documents of a callback in its fields, checked against the hashes the signed
+    /// body gives them; refuses a file field's value without its document.
+    async fn with_documents(
+        &self,
+        grant: &guichet_engine::runtime::links::CallbackGrant,
+        fields: &mut Fields,
+        documents: &Fields,
+    ) -> Result<(), CallbackError> {
+        let internal = |e: guichet_engine::Error| CallbackError::Internal(e.to_string());
+        let (_, inst) = self
+            .engine
+            .instance(&grant.instance)
+            .await
+            .map_err(internal)?;
+        let p = self
+            .engine
+            .process_of(&grant.instance)
+            .await
+            .map_err(internal)?;
+        let Some(form) = inst
+            .tokens
+            .get(&grant.token)
+            .and_then(|t| p.steps[t.step].form())
+        else {
+            return Ok(());
+        };
+        for f in form
+            .fields
+            .iter()
+            .filter(|f| f.ty == guichet_definitions::model::FieldType::File)
+        {
+            let declared = fields
+                .get(&f.id)
+                .and_then(|v| v.get("sha256"))
+                .and_then(|v| v.as_str());
+            match (documents.get(&f.id), declared) {
+                (Some(doc), Some(sha))
+                    if doc.get("sha256").and_then(|v| v.as_str()) == Some(sha) =>
+                {
+                    fields.insert(f.id.clone(), doc.clone());
+                }
+                (Some(_), _) => {
+                    return Err(CallbackError::Malformed(format!(
+                        "the document `{}` is not the one whose SHA-256 the signed body gives",
+                        f.id
+                    )));
+                }
+                (None, _) if fields.contains_key(&f.id) => {
+                    return Err(CallbackError::Malformed(format!(
+                        "send the document `{}` as a file part of a multipart callback",
+                        f.id
+                    )));
+                }
+                (None, _) => {}
+            }
+        }
+        Ok(())
     }
 }
 

@@ -334,3 +334,67 @@ async fn an_unconfigured_provider_or_a_refusal_is_a_dead_letter() {
             .contains("no URL configured")
     }));
 }
+
+#[tokio::test]
+async fn a_signed_callback_carries_documents_by_the_hashes_it_signs() {
+    let (addr, seen) = listener(&[]).await;
+    let (e, clock, hooks) = setup(&format!("http://{addr}/")).await;
+    let id = request_at_the_third_party(&e).await;
+    hooks.run_once(10).await.unwrap();
+    let token = callback_token(&seen.lock().unwrap()[0]);
+    let sha = "e".repeat(64);
+    // As the web layer hands them over once stored: by field.
+    let mut documents = Fields::new();
+    documents.insert(
+        "rapport-pdf".into(),
+        json!({"sha256": sha, "name": "rapport.pdf", "size": 1234, "type": "application/pdf"}),
+    );
+    let send = |answer: serde_json::Value, documents: Fields| {
+        let hooks = &hooks;
+        let token = token.clone();
+        let now = now_s(&clock);
+        async move {
+            let answer = answer.to_string();
+            hooks
+                .accept_callback_with(
+                    &token,
+                    &sign(SECRET, now, answer.as_bytes()),
+                    answer.as_bytes(),
+                    &documents,
+                )
+                .await
+        }
+    };
+    // A document the signed body does not name by its hash: refused.
+    let other =
+        json!({"outcome": "conforme", "fields": {"rapport-pdf": {"sha256": "f".repeat(64)}}});
+    assert!(matches!(
+        send(other, documents.clone()).await,
+        Err(CallbackError::Malformed(m)) if m.contains("rapport-pdf")
+    ));
+    // A document named in the body but not sent: refused (never recorded without its file).
+    let claimed = json!({"outcome": "conforme", "fields": {"rapport-pdf": {"sha256": sha, "name": "r.pdf", "size": 1, "type": "application/pdf"}}});
+    assert!(matches!(
+        send(claimed, Fields::new()).await,
+        Err(CallbackError::Malformed(m)) if m.contains("as a file part")
+    ));
+    assert!(
+        !e.instance(&id)
+            .await
+            .unwrap()
+            .1
+            .data
+            .contains_key("conformite")
+    );
+    // Named by its hash and sent: recorded as stored, its hash in the history.
+    let answer = json!({"outcome": "conforme", "fields": {"rapport-pdf": {"sha256": sha}}});
+    let inst = send(answer, documents).await.unwrap();
+    assert_eq!(
+        inst.data["conformite"].fields["rapport-pdf"]["name"],
+        "rapport.pdf"
+    );
+    assert!(e.history(&id).await.unwrap().iter().any(|h| matches!(
+        &h.event.kind,
+        guichet_engine::core::EventKind::DocumentReceived { sha256, .. } if *sha256 == sha
+    )));
+}

@@ -549,3 +549,50 @@ async fn indicators_read_from_the_monthly_rollups_are_those_of_the_facts() {
             .unwrap();
     assert_eq!(months, 3, "January, February and March");
 }
+
+#[tokio::test]
+async fn the_object_centric_export_relates_documents_to_the_step_they_came_with() {
+    let (e, _) = engine().await;
+    let sha = "a".repeat(64);
+    let intake: Fields = serde_json::from_value(json!({
+        "titre": "T", "email": "p@x.example", "organisme": "O", "type-porteur": "academique",
+        "cadre": "autre", "resume": "R", "donnees": "D",
+        "protocole": {"sha256": sha, "name": "protocole.pdf", "size": 1234, "type": "application/pdf"}
+    }))
+    .unwrap();
+    let id = e.start("interne-decentralise", &intake).await.unwrap();
+    complete(&e, &id, "recevabilite", Some("non-recevable"), json!({})).await;
+    let mut out = Vec::new();
+    e.export_ocel(&Query::default(), &mut out).await.unwrap();
+    let ocel: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let object = format!("{id}/document/{sha}");
+    let document = ocel["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == object.as_str())
+        .unwrap_or_else(|| panic!("no document object: {ocel}"));
+    assert_eq!(document["type"], "document");
+    assert!(document["attributes"].to_string().contains("protocole.pdf"));
+    let intake_event = ocel["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ev| ev["type"] == "demande")
+        .unwrap();
+    assert!(
+        intake_event["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["objectId"] == object.as_str() && r["qualifier"] == "protocole"),
+        "{intake_event}"
+    );
+    assert!(
+        ocel["objectTypes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "document")
+    );
+}

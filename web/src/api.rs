@@ -131,6 +131,27 @@ async fn account(s: &AppState, headers: &HeaderMap) -> Result<String, ApiError> 
         .ok_or_else(unauthorized)
 }
 
+/// Refuses a file field's value that came in the JSON rather than as a file part.
+fn documents_sent(
+    documents: &form::Submission,
+    file_fields: &[&str],
+    fields: &Fields,
+) -> Result<(), ApiError> {
+    match documents.unsent_document(file_fields, fields) {
+        None => Ok(()),
+        Some(field) => Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid",
+            message:
+                "a document must be sent as a file part of a multipart call; nothing was saved"
+                    .to_owned(),
+            fields: Some(
+                serde_json::json!({ field: "send the document as a file part named after the field" }),
+            ),
+        }),
+    }
+}
+
 /// A call's JSON body; or, from a `multipart/form-data` call, its `body` part (JSON) and its
 /// documents: each other part a file for the field it is named after (`field` gives the
 /// field's definition), staged under its `max-size` and kept once the command is saved.
@@ -289,6 +310,7 @@ pub(crate) async fn start(
     let form = desks.get(&name).and_then(|p| p.start().form());
     let (mut body, documents): (FieldsBody, _) =
         body_and_documents(&s, request, |f| form.and_then(|form| form.field(f))).await?;
+    documents_sent(&documents, &form::file_fields(form), &body.fields)?;
     body.fields.extend(documents.documents());
     let (id, inst) = s
         .engine
@@ -436,6 +458,7 @@ pub(crate) async fn event(
     }
     let (mut body, documents): (FieldsBody, _) =
         body_and_documents(&s, request, |f| step.form().and_then(|form| form.field(f))).await?;
+    documents_sent(&documents, &form::file_fields(step.form()), &body.fields)?;
     body.fields.extend(documents.documents());
     let actor = core::Actor::User(email.clone());
     match s
@@ -789,6 +812,7 @@ pub(crate) async fn complete(
         .and_then(|st| st.form());
     let (mut body, documents): (Decision, _) =
         body_and_documents(&s, request, |f| form.and_then(|form| form.field(f))).await?;
+    documents_sent(&documents, &form::file_fields(form), &body.fields)?;
     body.fields.extend(documents.documents());
     let command = Command::Complete {
         task: seq,
@@ -918,18 +942,47 @@ pub(crate) struct PulledResult {
     fields: Fields,
 }
 
-/// `POST /api/v1/external-tasks/{id}/complete`: the provider's answer for work it locked.
+/// `POST /api/v1/external-tasks/{id}/complete`: the provider's answer for work it locked
+/// (documents for the call's file fields in a multipart call: see [`body_and_documents`]).
 pub(crate) async fn complete_external(
     State(s): Shared,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(body): Json<PulledResult>,
+    request: axum::extract::Request,
 ) -> ApiResult {
     let email = account(&s, &headers).await?;
+    // The call steps of the message's request, whose forms say what documents it may carry.
+    let p = match s.engine.outbox_message(&id).await {
+        Ok(m) => match m.instance {
+            Some(instance) => Some(s.engine.process_of(&instance).await?),
+            None => None,
+        },
+        Err(Error::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let calls = |field: &str| {
+        p.as_ref().and_then(|p| {
+            p.steps
+                .iter()
+                .filter(|st| matches!(st.kind, StepKind::Call(_)))
+                .find_map(|st| st.form().and_then(|f| f.field(field)))
+        })
+    };
+    let (mut body, documents): (PulledResult, _) = body_and_documents(&s, request, calls).await?;
     pull_provider(&s, &email, &body.provider).await?;
+    let file_fields = form::file_fields(p.iter().flat_map(|p| {
+        p.steps
+            .iter()
+            .filter(|st| matches!(&st.kind, StepKind::Call(c) if c.provider == body.provider))
+            .filter_map(|st| st.form())
+    }));
+    documents_sent(&documents, &file_fields, &body.fields)?;
+    let sent = documents.documents();
+    body.fields.extend(sent);
     s.engine
         .complete_pulled(&id, &body.provider, body.attempt, body.outcome, body.fields)
         .await?;
+    documents.keep().await;
     Ok(Json(serde_json::json!({"id": id, "completed": true})).into_response())
 }
 

@@ -256,6 +256,16 @@ impl Submission {
         out
     }
 
+    /// A value for one of `file_fields` that did not come as an uploaded document (a JSON
+    /// body naming a hash it never sent): its field. A document is recorded only with its
+    /// file.
+    pub(crate) fn unsent_document(&self, file_fields: &[&str], fields: &Fields) -> Option<String> {
+        file_fields
+            .iter()
+            .find(|f| fields.contains_key(**f) && !self.documents.iter().any(|(d, _, _)| d == *f))
+            .map(|f| (*f).to_owned())
+    }
+
     /// The documents alone, as engine field values.
     pub(crate) fn documents(&self) -> Fields {
         self.documents
@@ -281,6 +291,16 @@ impl Submission {
             }
         }
     }
+}
+
+/// The file fields of `forms`, by id.
+pub(crate) fn file_fields<'f>(forms: impl IntoIterator<Item = &'f Form>) -> Vec<&'f str> {
+    forms
+        .into_iter()
+        .flat_map(|f| f.fields.iter())
+        .filter(|f| f.ty == FieldType::File)
+        .map(|f| f.id.as_str())
+        .collect()
 }
 
 /// A file name as shown: its last path component (some browsers send a whole path), without

@@ -91,7 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/l/{token}/documents/{sha256}", get(link::document))
         .route("/l/{token}/fresh", post(link_fresh))
         .route("/follow", get(lost_link_page).post(lost_link))
-        .route("/callbacks/{token}", post(callback))
+        .route("/callbacks/{token}", post(callback).layer(uploads()))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/inbox", get(inbox))
@@ -150,7 +150,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/external-tasks/{id}/complete",
-            post(api::complete_external),
+            post(api::complete_external).layer(uploads()),
         )
         .layer(axum::middleware::from_fn(admission))
         .layer(axum::middleware::from_fn(ops::track))

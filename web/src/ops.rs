@@ -106,7 +106,7 @@ pub(crate) async fn callback(
     State(s): Shared,
     Path(token): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Response {
     let Some(hooks) = &s.webhooks else {
         return (
@@ -119,8 +119,70 @@ pub(crate) async fn callback(
         .get("guichet-signature")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    match hooks.accept_callback(&token, signature, &body).await {
-        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"ok": true}))).into_response(),
+    let refused = |status: StatusCode, code: &str, message: String| {
+        (
+            status,
+            Json(serde_json::json!({"error": code, "message": message})),
+        )
+            .into_response()
+    };
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    // A multipart callback: its JSON in a part named `body` (what the signature covers),
+    // its documents in file parts named after their fields, staged under their limits.
+    let (body, documents) = if multipart {
+        let form = match callback_form(&s, &token).await {
+            Ok(form) => form,
+            Err(r) => return r,
+        };
+        let submission = match form::Submission::read(&s, request, |_, f| {
+            form.as_ref()
+                .and_then(|(p, step)| p.steps[*step].form())
+                .and_then(|x| x.field(f))
+        })
+        .await
+        {
+            Ok(sub) => sub,
+            Err(r) => return r,
+        };
+        if let Some((field, why)) = submission.errors.iter().next() {
+            return refused(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "refused",
+                format!("document `{field}`: {why}"),
+            );
+        }
+        let body = Bytes::from(submission.values.get("body").cloned().unwrap_or_default());
+        (body, Some(submission))
+    } else {
+        match axum::body::to_bytes(request.into_body(), 2_000_000).await {
+            Ok(b) => (b, None),
+            Err(_) => {
+                return refused(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "malformed",
+                    "the body is larger than 2 MB: send documents as file parts of a multipart callback"
+                        .to_owned(),
+                );
+            }
+        }
+    };
+    let files = documents
+        .as_ref()
+        .map(form::Submission::documents)
+        .unwrap_or_default();
+    match hooks
+        .accept_callback_with(&token, signature, &body, &files)
+        .await
+    {
+        Ok(_) => {
+            if let Some(d) = documents {
+                d.keep().await;
+            }
+            (StatusCode::OK, Json(serde_json::json!({"ok": true}))).into_response()
+        }
         Err(e) => {
             let (status, code) = match &e {
                 CallbackError::Invalid => (StatusCode::NOT_FOUND, "unknown-callback"),
@@ -131,13 +193,34 @@ pub(crate) async fn callback(
                 CallbackError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "refused"),
                 CallbackError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             };
-            (
-                status,
-                Json(serde_json::json!({"error": code, "message": e.to_string()})),
-            )
-                .into_response()
+            refused(status, code, e.to_string())
         }
     }
+}
+
+/// The process and call step a callback token answers, for the limits of its documents.
+async fn callback_form(
+    s: &AppState,
+    token: &str,
+) -> Result<Option<(std::sync::Arc<guichet_definitions::model::Process>, usize)>, Response> {
+    let Ok(grant) = s.engine.callback_grant(token).await else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "unknown-callback"})),
+        )
+            .into_response());
+    };
+    let (_, inst) = s
+        .engine
+        .instance(&grant.instance)
+        .await
+        .map_err(|e| failure(&e))?;
+    let p = s
+        .engine
+        .process_of(&grant.instance)
+        .await
+        .map_err(|e| failure(&e))?;
+    Ok(inst.tokens.get(&grant.token).map(|t| (p, t.step)))
 }
 
 /// Latency histogram buckets, in seconds.

@@ -113,6 +113,37 @@ fn intake() -> Value {
     }})
 }
 
+/// An API token for `email`, whose account is made (not an administrator) if it is new.
+async fn token_of(engine: &Engine, email: &str) -> String {
+    if !engine
+        .users()
+        .await
+        .unwrap()
+        .iter()
+        .any(|(e, _)| e == email)
+    {
+        engine.set_user(email, PASSWORD, false).await.unwrap();
+    }
+    engine.create_api_token(email, "script").await.unwrap()
+}
+
+/// Submits the standard intake to desk (a) with `token`: the request's id and its first task.
+async fn submit(app: &Router, token: &str) -> (String, u64) {
+    let (status, created) = call(
+        app,
+        "POST",
+        "/api/v1/desks/interne-decentralise/requests",
+        Some(token),
+        Some(intake()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    (
+        created["id"].as_str().unwrap().to_owned(),
+        created["open_tasks"][0]["task"].as_u64().unwrap(),
+    )
+}
+
 #[tokio::test]
 async fn a_request_goes_through_the_api_with_the_pages_rules() {
     let (engine, app) = site().await;
@@ -604,18 +635,35 @@ async fn a_provider_pulls_its_work_with_a_lock_and_a_fencing_attempt() {
         !inst.data.contains_key("conformite"),
         "a late answer changed the request"
     );
-    // The holder of the lock answers; the step moves on; answering twice is a conflict.
+    // A report named in the JSON without its file: refused.
+    let report: &[u8] = b"%PDF-1.5\n% rapport de conformite\n%%EOF\n";
     let (status, body) = call(
         &app,
         "POST",
         &complete,
         Some(&provider),
-        Some(json!({"provider": "tiers-de-confiance", "attempt": second, "outcome": "conforme"})),
+        Some(json!({"provider": "tiers-de-confiance", "attempt": second, "outcome": "conforme",
+                    "fields": {"rapport-pdf": {"sha256": "d".repeat(64), "name": "r.pdf", "size": 1, "type": "application/pdf"}}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // The holder of the lock answers, its report attached; the step moves on; answering
+    // twice is a conflict.
+    let (status, body) = call_multipart(
+        &app,
+        &complete,
+        &provider,
+        json!({"provider": "tiers-de-confiance", "attempt": second, "outcome": "conforme"}),
+        &[("rapport-pdf", "rapport.pdf", report)],
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, inst) = engine.instance(&id).await.unwrap();
     assert_eq!(inst.data["conformite"].outcome.as_deref(), Some("conforme"));
+    assert_eq!(
+        inst.data["conformite"].fields["rapport-pdf"]["type"],
+        "application/pdf"
+    );
     let (status, _) = call(
         &app,
         "POST",
@@ -819,40 +867,15 @@ async fn an_internal_fault_is_a_500_with_an_incident_number_never_a_refusal() {
 #[tokio::test]
 async fn the_api_reads_the_whole_request_answers_waits_and_withdraws_with_role_checks() {
     let (engine, app) = site().await;
-    let desk = engine
-        .create_api_token("guichet-donnees@hopital.example", "script")
-        .await
-        .unwrap();
-    let jurist = engine
-        .create_api_token("juriste@hopital.example", "script")
-        .await
-        .unwrap();
+    let desk = token_of(&engine, "guichet-donnees@hopital.example").await;
+    let jurist = token_of(&engine, "juriste@hopital.example").await;
     engine
         .set_user("admin@guichet.example", PASSWORD, true)
         .await
         .unwrap();
-    let admin = engine
-        .create_api_token("admin@guichet.example", "script")
-        .await
-        .unwrap();
-    engine
-        .set_user("autre@ailleurs.example", PASSWORD, false)
-        .await
-        .unwrap();
-    let outsider = engine
-        .create_api_token("autre@ailleurs.example", "script")
-        .await
-        .unwrap();
-    let (_, created) = call(
-        &app,
-        "POST",
-        "/api/v1/desks/interne-decentralise/requests",
-        Some(&desk),
-        Some(intake()),
-    )
-    .await;
-    let id = created["id"].as_str().unwrap().to_owned();
-    let task = created["open_tasks"][0]["task"].as_u64().unwrap();
+    let admin = token_of(&engine, "admin@guichet.example").await;
+    let outsider = token_of(&engine, "autre@ailleurs.example").await;
+    let (id, task) = submit(&app, &desk).await;
 
     // Reviewers see what the sponsor submitted: labels, types, typed values.
     let (status, request) = call(
@@ -1033,24 +1056,9 @@ async fn the_api_reads_the_whole_request_answers_waits_and_withdraws_with_role_c
 #[tokio::test]
 async fn an_unfavourable_opinion_needs_a_comment() {
     let (engine, app) = site().await;
-    let desk = engine
-        .create_api_token("guichet-donnees@hopital.example", "script")
-        .await
-        .unwrap();
-    let jurist = engine
-        .create_api_token("juriste@hopital.example", "script")
-        .await
-        .unwrap();
-    let (_, created) = call(
-        &app,
-        "POST",
-        "/api/v1/desks/interne-decentralise/requests",
-        Some(&desk),
-        Some(intake()),
-    )
-    .await;
-    let id = created["id"].as_str().unwrap().to_owned();
-    let task = created["open_tasks"][0]["task"].as_u64().unwrap();
+    let desk = token_of(&engine, "guichet-donnees@hopital.example").await;
+    let jurist = token_of(&engine, "juriste@hopital.example").await;
+    let (id, task) = submit(&app, &desk).await;
     let (_, body) = call(
         &app,
         "POST",
@@ -1154,18 +1162,8 @@ async fn call_multipart(
 #[tokio::test]
 async fn documents_go_through_the_api_with_the_requests_rules() {
     let (engine, app) = site().await;
-    let desk = engine
-        .create_api_token("guichet-donnees@hopital.example", "script")
-        .await
-        .unwrap();
-    engine
-        .set_user("autre@ailleurs.example", PASSWORD, false)
-        .await
-        .unwrap();
-    let outsider = engine
-        .create_api_token("autre@ailleurs.example", "script")
-        .await
-        .unwrap();
+    let desk = token_of(&engine, "guichet-donnees@hopital.example").await;
+    let outsider = token_of(&engine, "autre@ailleurs.example").await;
     let pdf: &[u8] = b"%PDF-1.4\n% protocole\n%%EOF\n";
     // A text file where a PDF is asked: 422 naming the field, nothing saved.
     let (status, body) = call_multipart(
@@ -1184,6 +1182,20 @@ async fn documents_go_through_the_api_with_the_requests_rules() {
             .contains("text/plain is not accepted"),
         "{body}"
     );
+    // A document named in the JSON but never sent: refused, never recorded without its file.
+    let mut forged = intake();
+    forged["fields"]["protocole"] =
+        json!({"sha256": "c".repeat(64), "name": "x.pdf", "size": 10, "type": "application/pdf"});
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/v1/desks/interne-decentralise/requests",
+        Some(&desk),
+        Some(forged),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"]["fields"]["protocole"].is_string(), "{body}");
     let (status, created) = call_multipart(
         &app,
         "/api/v1/desks/interne-decentralise/requests",

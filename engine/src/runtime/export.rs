@@ -183,10 +183,40 @@ impl Engine {
             let started = history.first().map_or(Timestamp(0), |h| h.event.at);
             let mut entered: BTreeMap<&str, Timestamp> = BTreeMap::new();
             let mut about: BTreeSet<guichet_definitions::model::About> = BTreeSet::new();
+            // The documents that came with a step, until its completion relates them.
+            let mut documents: Vec<(String, String)> = Vec::new();
+            let mut documents_of_request: Vec<String> = Vec::new();
             for h in &history {
                 let (step, outcome) = match &h.event.kind {
                     EventKind::StepEntered { step } => {
                         entered.insert(step, h.event.at);
+                        continue;
+                    }
+                    EventKind::DocumentReceived {
+                        field,
+                        sha256,
+                        name,
+                        size,
+                        media_type,
+                        ..
+                    } => {
+                        let object = format!("{id}/document/{sha256}");
+                        if !documents_of_request.contains(&object) {
+                            let time = iso(h.event.at);
+                            objects.push(serde_json::json!({
+                                "id": object,
+                                "type": "document",
+                                "attributes": [
+                                    {"name": "name", "time": time, "value": name},
+                                    {"name": "media-type", "time": time, "value": media_type},
+                                    {"name": "size", "time": time, "value": size},
+                                    {"name": "sha256", "time": time, "value": sha256},
+                                ],
+                                "relationships": [{"objectId": id, "qualifier": "request"}],
+                            }));
+                            documents_of_request.push(object.clone());
+                        }
+                        documents.push((object, field.clone()));
                         continue;
                     }
                     EventKind::StepCompleted { step, outcome } => (step, outcome),
@@ -202,6 +232,9 @@ impl Engine {
                         "qualifier": a.as_str(),
                     }));
                 }
+                relationships.extend(documents.drain(..).map(
+                    |(object, field)| serde_json::json!({"objectId": object, "qualifier": field}),
+                ));
                 let role = s.and_then(|s| match &s.kind {
                     guichet_definitions::model::StepKind::Task(t) => Some(t.role.clone()),
                     _ => None,
@@ -257,6 +290,7 @@ impl Engine {
             {"name": "request", "attributes": [string("model"), {"name": "revision", "type": "integer"}, string("result")]},
             {"name": "contract", "attributes": []},
             {"name": "dataset", "attributes": []},
+            {"name": "document", "attributes": [string("name"), string("media-type"), {"name": "size", "type": "integer"}, string("sha256")]},
         ]);
         let event_types: Vec<Value> = event_types
             .iter()
