@@ -441,10 +441,7 @@ pub(crate) async fn user_add(
 /// The page refusing a form whose field is not valid.
 fn invalid_field(field: &str, message: &str) -> Response {
     failure(&Error::Refused(core::Error::Invalid(vec![
-        core::form::FieldError {
-            field: field.into(),
-            message: message.into(),
-        },
+        core::form::FieldError::new(field, core::form::Problem::Other(message.to_owned())),
     ])))
 }
 

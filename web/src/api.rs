@@ -204,7 +204,7 @@ async fn body_and_documents<'f, T: serde::de::DeserializeOwned>(
                 submission
                     .errors
                     .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.to_string())))
                     .collect::<serde_json::Map<_, _>>()
                     .into(),
             ),

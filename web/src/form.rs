@@ -119,14 +119,14 @@ pub(crate) fn fields(values: &HashMap<String, String>, skip: &[&str]) -> Fields 
 
 /// A form as posted: its text values and, from a multipart form, the documents staged as
 /// they streamed in (kept only once the command that records them is saved: [`keep`]), with
-/// the errors met while streaming (a document too large), by field.
+/// the problems met while streaming (a document too large), by field.
 ///
 /// [`keep`]: Submission::keep
 #[derive(Debug, Default)]
 pub(crate) struct Submission {
     pub(crate) values: HashMap<String, String>,
     documents: Vec<(String, String, guichet_engine::store::documents::Staged)>,
-    pub(crate) errors: HashMap<String, String>,
+    pub(crate) errors: HashMap<String, guichet_engine::core::form::Problem>,
 }
 
 /// The most text a form may carry (in a multipart form, in one part: documents have their
@@ -232,10 +232,7 @@ impl Submission {
             if too_large {
                 out.errors.insert(
                     name,
-                    format!(
-                        "the document is too large: at most {}",
-                        guichet_engine::core::form::bytes(limit)
-                    ),
+                    guichet_engine::core::form::Problem::DocumentOverLimit { limit },
                 );
                 continue;
             }
@@ -264,6 +261,14 @@ impl Submission {
             .iter()
             .find(|f| fields.contains_key(**f) && !self.documents.iter().any(|(d, _, _)| d == *f))
             .map(|f| (*f).to_owned())
+    }
+
+    /// The problems met while streaming, in the pages' words, by field.
+    pub(crate) fn page_errors(&self) -> HashMap<String, String> {
+        self.errors
+            .iter()
+            .map(|(f, p)| (f.clone(), crate::messages::problem(p)))
+            .collect()
     }
 
     /// The documents alone, as engine field values.

@@ -23,6 +23,7 @@ mod documents;
 mod dossier;
 mod form;
 mod link;
+mod messages;
 mod ops;
 mod pages;
 mod portal;
@@ -226,12 +227,17 @@ fn failure(e: &Error) -> Response {
         ),
         (Kind::Refused, Error::Conflict(m)) => (StatusCode::CONFLICT, "Déjà traité", m.clone()),
         (Kind::Refused, Error::Refused(r)) => {
-            (StatusCode::CONFLICT, "Action refusée", r.to_string())
+            (StatusCode::CONFLICT, "Action refusée", messages::refusal(r))
         }
         (Kind::Invalid, Error::Refused(r)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "Action refusée",
-            r.to_string(),
+            messages::refusal(r),
+        ),
+        (Kind::Invalid, Error::Invalid(m)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Choix invalide",
+            m.clone(),
         ),
         (Kind::Unavailable, _) => {
             tracing::warn!(error = %e, "page failed: the database cannot answer now");

@@ -229,7 +229,7 @@ async fn decide(
     if !submission.errors.is_empty() {
         let posted = Posted {
             values: submission.values.clone(),
-            errors: submission.errors.clone(),
+            errors: submission.page_errors(),
             problem: None,
         };
         return task_view(s, token, &grant.instance, task, &posted).await;
@@ -285,7 +285,7 @@ async fn follow_act(
             if !submission.errors.is_empty() {
                 let posted = Posted {
                     values: submission.values.clone(),
-                    errors: submission.errors.clone(),
+                    errors: submission.page_errors(),
                     problem: None,
                 };
                 return follow_view(s, token, grant, Some((&step, &posted)), None).await;

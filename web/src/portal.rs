@@ -74,7 +74,7 @@ pub(crate) async fn desk_submit(
             Err(r) => return r,
         };
     if !submission.errors.is_empty() {
-        return desk_view(&s, &name, &submission.values, &submission.errors)
+        return desk_view(&s, &name, &submission.values, &submission.page_errors())
             .await
             .unwrap_or_else(|e| failure(&e));
     }
@@ -96,7 +96,10 @@ pub(crate) async fn desk_submit(
             )
         }
         Err(Error::Refused(core::Error::Invalid(errors))) => {
-            let errors = errors.into_iter().map(|e| (e.field, e.message)).collect();
+            let errors = errors
+                .into_iter()
+                .map(|e| (e.field, messages::problem(&e.problem)))
+                .collect();
             desk_view(&s, &name, &submission.values, &errors)
                 .await
                 .unwrap_or_else(|e| failure(&e))

@@ -347,7 +347,7 @@ pub(crate) async fn staff_act(
             };
             let posted = task::Posted {
                 values: submission.values.clone(),
-                errors: submission.errors.clone(),
+                errors: submission.page_errors(),
                 problem: None,
             };
             return task_page(&s, &viewer, &instance, seq, &posted).await;

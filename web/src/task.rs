@@ -52,24 +52,16 @@ impl Posted {
         match e {
             core::Error::Invalid(errors) if errors.iter().all(|e| e.field != "to") => Posted {
                 values,
-                errors: errors.into_iter().map(|e| (e.field, e.message)).collect(),
+                errors: errors
+                    .into_iter()
+                    .map(|e| (e.field, messages::problem(&e.problem)))
+                    .collect(),
                 problem: None,
-            },
-            core::Error::Invalid(errors) => Posted {
-                values,
-                errors: HashMap::new(),
-                problem: Some(
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ),
             },
             e => Posted {
                 values,
                 errors: HashMap::new(),
-                problem: Some(e.to_string()),
+                problem: Some(messages::refusal(&e)),
             },
         }
     }

@@ -128,10 +128,19 @@ async fn the_portal_lists_desks_and_validates_the_intake_before_saving() {
     let (status, html) = call(&app, "POST", "/desks/externe", Some(&body(&bad))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        html.contains("id=\"e-email\">&#x60;pas-une-adresse&#x60; is not an email address"),
+        html.contains("id=\"e-email\">« pas-une-adresse » n&#x27;est pas une adresse e-mail"),
         "{html}"
     );
-    assert!(html.contains("id=\"e-resume\">required"));
+    assert!(html.contains("id=\"e-resume\">obligatoire"));
+    // The page is French: no error next to a field is in the engine's English.
+    for error in html.split("<p class=\"error\"").skip(1) {
+        let text = error.split('>').nth(1).unwrap_or("");
+        for english in [
+            "required", "is not", "expected", "at most", "at least", "unknown",
+        ] {
+            assert!(!text.contains(english), "English on a French page: {text}");
+        }
+    }
     assert!(
         html.contains("value=\"pas-une-adresse\""),
         "typed values are kept"
@@ -223,7 +232,7 @@ async fn a_task_is_decided_from_its_email_link_and_only_by_a_post() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        html.contains("unknown outcome &#x60;peut-etre&#x60;"),
+        html.contains("« peut-etre » n&#x27;est pas une décision de cette tâche"),
         "{html}"
     );
     // The decision.
@@ -668,7 +677,7 @@ async fn documents_travel_with_the_request_checked_kept_by_hash_and_downloaded_a
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
     assert!(
-        html.contains("a document of type image/png is not accepted here: application/pdf"),
+        html.contains("un document de type image/png n&#x27;est pas accepté ici : application/pdf"),
         "{html}"
     );
     assert!(kept(&engine).is_empty());
@@ -776,7 +785,7 @@ async fn a_document_too_large_is_refused_while_it_streams_and_leaves_nothing() {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
     assert!(
-        html.contains("the document is too large: at most 1 KB"),
+        html.contains("le document est trop volumineux : 1 KB au plus"),
         "{html}"
     );
     assert!(kept(&engine).is_empty());

@@ -354,7 +354,12 @@ async fn staff_see_and_decide_only_the_tasks_of_their_roles() {
         Some(format!("_csrf={token}&_action=delegate&_to=personne")),
     )
     .await;
-    assert!(bad.body.contains("is not an email address"), "{}", bad.body);
+    assert!(
+        bad.body
+            .contains("« personne » n&#x27;est pas une adresse e-mail"),
+        "{}",
+        bad.body
+    );
     let claimed = call(
         &site.app,
         "POST",

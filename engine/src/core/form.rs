@@ -8,11 +8,23 @@ use serde_json::Value;
 
 use crate::core::state::Fields;
 
-/// One field's problem.
+/// One field's problem: what it is ([`Problem`], which pages put in the reader's language),
+/// and its English message (for the API, the CLI and logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
+    pub problem: Problem,
+}
+
+impl FieldError {
+    pub fn new(field: &str, problem: Problem) -> FieldError {
+        FieldError {
+            field: field.to_owned(),
+            message: problem.to_string(),
+            problem,
+        }
+    }
 }
 
 impl fmt::Display for FieldError {
@@ -21,11 +33,64 @@ impl fmt::Display for FieldError {
     }
 }
 
-fn err(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field: field.to_owned(),
-        message: message.into(),
-    }
+/// What is wrong with a value, with what a message needs to say it in any language.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("unknown field (this step has: {})", .known.join(", "))]
+    UnknownField { known: Vec<String> },
+    #[error("this step takes no data")]
+    NoData,
+    #[error("required")]
+    Required,
+    #[error("expected text")]
+    ExpectedText,
+    #[error("at most {max} characters")]
+    TooLong { max: u64 },
+    #[error("at least {min} characters")]
+    TooShort { min: u64 },
+    #[error("contains a control character (U+{code:04X}): remove it")]
+    ControlCharacter { code: u32 },
+    #[error("`{value}` is not an email address")]
+    NotEmail { value: String },
+    #[error("`{value}` is not a date (YYYY-MM-DD)")]
+    NotDate { value: String },
+    #[error("expected a number")]
+    NotNumber,
+    /// Below the field's `min` (as written).
+    #[error("at least {min}")]
+    BelowMin { min: String },
+    #[error("at most {max}")]
+    AboveMax { max: String },
+    #[error("`{value}` is not one of: {}", .options.join(", "))]
+    NotOption { value: String, options: Vec<String> },
+    #[error("expected one of the options")]
+    ExpectedOption,
+    #[error("expected yes or no")]
+    NotYesNo,
+    #[error("expected a document")]
+    NotDocument,
+    /// A document's description is malformed (a client's mistake, not a person's).
+    #[error("{detail}")]
+    BadDocument { detail: String },
+    #[error("the document is too large: {} for at most {}", bytes(*.size), bytes(*.limit))]
+    DocumentTooLarge { size: u64, limit: u64 },
+    /// Refused while it streamed in, past the field's `max-size`.
+    #[error("the document is too large: at most {}", bytes(*.limit))]
+    DocumentOverLimit { limit: u64 },
+    #[error("a document of type {} is not accepted here: {}", if .media_type.is_empty() { "unknown" } else { .media_type }, .accept.join(", "))]
+    DocumentType {
+        media_type: String,
+        accept: Vec<String>,
+    },
+    #[error("required with the outcome `{outcome}`: say why")]
+    CommentRequired { outcome: String },
+    /// A message with no translation (administration pages).
+    #[error("{0}")]
+    Other(String),
+}
+
+fn err(field: &str, problem: Problem) -> FieldError {
+    FieldError::new(field, problem)
 }
 
 /// Checks `data` against `form`; returns the normalised values (numbers as numbers, yes-no as
@@ -39,9 +104,11 @@ pub fn validate(form: &Form, data: &Fields) -> Result<Fields, Vec<FieldError>> {
             errors.push(err(
                 key,
                 if known.is_empty() {
-                    "this step takes no data".to_owned()
+                    Problem::NoData
                 } else {
-                    format!("unknown field (this step has: {})", known.join(", "))
+                    Problem::UnknownField {
+                        known: known.iter().map(|k| (*k).to_owned()).collect(),
+                    }
                 },
             ));
         }
@@ -50,7 +117,7 @@ pub fn validate(form: &Form, data: &Fields) -> Result<Fields, Vec<FieldError>> {
         let value = data.get(&field.id).filter(|v| !is_empty(v));
         let Some(value) = value else {
             if field.required {
-                errors.push(err(&field.id, "required"));
+                errors.push(err(&field.id, Problem::Required));
             }
             continue;
         };
@@ -58,7 +125,7 @@ pub fn validate(form: &Form, data: &Fields) -> Result<Fields, Vec<FieldError>> {
             Ok(v) => {
                 out.insert(field.id.clone(), v);
             }
-            Err(message) => errors.push(err(&field.id, message)),
+            Err(problem) => errors.push(err(&field.id, problem)),
         }
     }
     if errors.is_empty() {
@@ -76,24 +143,28 @@ fn is_empty(v: &Value) -> bool {
     }
 }
 
-fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result<Value, String> {
+fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result<Value, Problem> {
     match field.ty {
         FieldType::Text | FieldType::LongText => {
             let Value::String(s) = value else {
-                return Err("expected text".to_owned());
+                return Err(Problem::ExpectedText);
             };
             let s = s.trim();
             if let Some(max) = field.max_length
                 && s.chars().count() > max as usize
             {
-                return Err(format!("at most {max} characters"));
+                return Err(Problem::TooLong {
+                    max: u64::from(max),
+                });
             }
             no_controls(s)?;
             Ok(Value::String(s.to_owned()))
         }
         FieldType::Email => {
             let Value::String(s) = value else {
-                return Err("expected an email address".to_owned());
+                return Err(Problem::NotEmail {
+                    value: value.to_string(),
+                });
             };
             let s = s.trim();
             let valid = s.split_once('@').is_some_and(|(local, domain)| {
@@ -106,17 +177,23 @@ fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result
             if valid {
                 Ok(Value::String(s.to_owned()))
             } else {
-                Err(format!("`{s}` is not an email address"))
+                Err(Problem::NotEmail {
+                    value: s.to_owned(),
+                })
             }
         }
         FieldType::Date => {
             let Value::String(s) = value else {
-                return Err("expected a date (YYYY-MM-DD)".to_owned());
+                return Err(Problem::NotDate {
+                    value: value.to_string(),
+                });
             };
             let format = time::macros::format_description!("[year]-[month]-[day]");
             time::Date::parse(s.trim(), format)
                 .map(|_| Value::String(s.trim().to_owned()))
-                .map_err(|_| format!("`{s}` is not a date (YYYY-MM-DD)"))
+                .map_err(|_| Problem::NotDate {
+                    value: s.to_owned(),
+                })
         }
         FieldType::Number => {
             let n = match value {
@@ -125,28 +202,34 @@ fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result
                 _ => None,
             }
             .filter(|n| n.is_finite())
-            .ok_or_else(|| "expected a number".to_owned())?;
+            .ok_or(Problem::NotNumber)?;
             if let Some(min) = field.min
                 && n < min
             {
-                return Err(format!("at least {min}"));
+                return Err(Problem::BelowMin {
+                    min: min.to_string(),
+                });
             }
             if let Some(max) = field.max
                 && n > max
             {
-                return Err(format!("at most {max}"));
+                return Err(Problem::AboveMax {
+                    max: max.to_string(),
+                });
             }
             Ok(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number))
         }
         FieldType::Choice => {
             let Value::String(s) = value else {
-                return Err("expected one of the options".to_owned());
+                return Err(Problem::ExpectedOption);
             };
             if field.options.iter().any(|o| o.value == *s) {
                 Ok(Value::String(s.clone()))
             } else {
-                let options: Vec<&str> = field.options.iter().map(|o| o.value.as_str()).collect();
-                Err(format!("`{s}` is not one of: {}", options.join(", ")))
+                Err(Problem::NotOption {
+                    value: s.clone(),
+                    options: field.options.iter().map(|o| o.value.clone()).collect(),
+                })
             }
         }
         FieldType::File => document(field, value),
@@ -158,7 +241,7 @@ fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result
             Value::String(s) if matches!(s.as_str(), "false" | "non" | "no") => {
                 Ok(Value::Bool(false))
             }
-            _ => Err("expected yes or no".to_owned()),
+            _ => Err(Problem::NotYesNo),
         },
     }
 }
@@ -166,9 +249,12 @@ fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result
 /// A file field's value: the document as stored (`sha256`, `name`, `size`, `type`), which
 /// the shell wrote beside the database before the command; checked against the field's
 /// `accept` and `max-size`.
-fn document(field: &guichet_definitions::model::Field, value: &Value) -> Result<Value, String> {
+fn document(field: &guichet_definitions::model::Field, value: &Value) -> Result<Value, Problem> {
+    let bad = |detail: &str| Problem::BadDocument {
+        detail: detail.to_owned(),
+    };
     let Value::Object(doc) = value else {
-        return Err("expected a document".to_owned());
+        return Err(Problem::NotDocument);
     };
     let sha256 = doc.get("sha256").and_then(Value::as_str).unwrap_or("");
     if sha256.len() != 64
@@ -176,36 +262,29 @@ fn document(field: &guichet_definitions::model::Field, value: &Value) -> Result<
             .bytes()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     {
-        return Err("the document's SHA-256 is not 64 lower-case hex digits".to_owned());
+        return Err(bad(
+            "the document's SHA-256 is not 64 lower-case hex digits",
+        ));
     }
     let name = doc.get("name").and_then(Value::as_str).unwrap_or("").trim();
     if name.is_empty() || name.chars().count() > 255 {
-        return Err("the document needs a name of 1 to 255 characters".to_owned());
+        return Err(bad("the document needs a name of 1 to 255 characters"));
     }
     no_controls(name)?;
     let size = doc
         .get("size")
         .and_then(Value::as_u64)
-        .ok_or_else(|| "the document's size is missing".to_owned())?;
+        .ok_or_else(|| bad("the document's size is missing"))?;
     let limit = field.file_limit();
     if size > limit {
-        return Err(format!(
-            "the document is too large: {} for at most {}",
-            bytes(size),
-            bytes(limit)
-        ));
+        return Err(Problem::DocumentTooLarge { size, limit });
     }
     let media_type = doc.get("type").and_then(Value::as_str).unwrap_or("");
     if !field.accepts(media_type) {
-        return Err(format!(
-            "a document of type {} is not accepted here: {}",
-            if media_type.is_empty() {
-                "unknown"
-            } else {
-                media_type
-            },
-            field.accept.join(", ")
-        ));
+        return Err(Problem::DocumentType {
+            media_type: media_type.to_owned(),
+            accept: field.accept.clone(),
+        });
     }
     Ok(serde_json::json!({
         "sha256": sha256, "name": name, "size": size, "type": media_type,
@@ -236,13 +315,20 @@ pub fn comment(
         return match outcome {
             Some(o) if o.comment => Err(err(
                 "comment",
-                format!("required with the outcome `{}`: say why", o.id),
+                Problem::CommentRequired {
+                    outcome: o.id.clone(),
+                },
             )),
             _ => Ok(None),
         };
     };
     if text.chars().count() > COMMENT_MAX {
-        return Err(err("comment", format!("at most {COMMENT_MAX} characters")));
+        return Err(err(
+            "comment",
+            Problem::TooLong {
+                max: COMMENT_MAX as u64,
+            },
+        ));
     }
     no_controls(text).map_err(|m| err("comment", m))?;
     Ok(Some(text.to_owned()))
@@ -250,15 +336,12 @@ pub fn comment(
 
 /// NUL cannot be stored in PostgreSQL's text, and no control character but tabs and line
 /// breaks can be written in XML (the XES export): refused where typed.
-fn no_controls(s: &str) -> Result<(), String> {
+fn no_controls(s: &str) -> Result<(), Problem> {
     match s
         .chars()
         .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
     {
-        Some(c) => Err(format!(
-            "contains a control character (U+{:04X}): remove it",
-            u32::from(c)
-        )),
+        Some(c) => Err(Problem::ControlCharacter { code: u32::from(c) }),
         None => Ok(()),
     }
 }

@@ -566,10 +566,12 @@ impl<'p> Machine<'p> {
     fn delegate(&mut self, seq: Seq, to: Recipient) -> Result<(), Error> {
         match &to {
             Recipient::Person(email) if !super::form::may_be_address(email) => {
-                return Err(Error::Invalid(vec![FieldError {
-                    field: "to".into(),
-                    message: format!("`{email}` is not an email address"),
-                }]));
+                return Err(Error::Invalid(vec![FieldError::new(
+                    "to",
+                    form::Problem::NotEmail {
+                        value: email.clone(),
+                    },
+                )]));
             }
             Recipient::Person(email) => {
                 self.transition(seq, TaskAction::DelegateToPerson, |t| {

@@ -79,10 +79,12 @@ impl Engine {
         let email = email.trim().to_lowercase();
         if !crate::core::form::may_be_address(&email) {
             return Err(Error::Refused(crate::core::Error::Invalid(vec![
-                crate::core::form::FieldError {
-                    field: "email".into(),
-                    message: format!("`{email}` is not an email address"),
-                },
+                crate::core::form::FieldError::new(
+                    "email",
+                    crate::core::form::Problem::NotEmail {
+                        value: email.clone(),
+                    },
+                ),
             ])));
         }
         self.write_one(

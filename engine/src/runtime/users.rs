@@ -53,10 +53,10 @@ impl Engine {
     pub async fn set_user(&self, email: &str, password: &str, admin: bool) -> Result<(), Error> {
         if password.chars().count() < 12 {
             return Err(Error::Refused(crate::core::Error::Invalid(vec![
-                crate::core::form::FieldError {
-                    field: "password".into(),
-                    message: "at least 12 characters".into(),
-                },
+                crate::core::form::FieldError::new(
+                    "password",
+                    crate::core::form::Problem::TooShort { min: 12 },
+                ),
             ])));
         }
         let hashed = Argon2::default()
