@@ -349,10 +349,20 @@ pub(crate) async fn request(
         return Err(ApiError::not_found("request"));
     }
     let p = s.engine.process_of(&id).await?;
-    let dossier = s
-        .engine
-        .dossier(&id, guichet_engine::core::dossier::Audience::Staff)
-        .await?;
+    // `?history=false`: where the request stands, without its history or timeline (for
+    // pollers: nothing read but the request).
+    let with_history = params.get("history").map(String::as_str) != Some("false");
+    let history: Vec<core::Event> = if with_history {
+        s.engine
+            .history(&id)
+            .await?
+            .into_iter()
+            .map(|h| h.event)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let dossier = core::dossier::build(&id, &p, &inst, &history, core::dossier::Audience::Staff);
     let mut body = serde_json::json!({
         "id": id, "reference": dossier.reference, "desk": desk,
         "title": dossier.title,
@@ -360,22 +370,14 @@ pub(crate) async fn request(
         "ended_at": timestamp(inst.ended_at.map(|t| t.0)),
         "intake": dossier.intake,
         "steps": dossier.steps,
-        "timeline": dossier.timeline,
         "open_waits": dossier.open_waits,
     });
     if let Some(body) = body.as_object_mut() {
         body.extend(standing(&id, &p, &inst));
     }
-    // `?history=false`: where the request stands, without its history (for pollers).
-    if params.get("history").map(String::as_str) != Some("false") {
-        let history: Vec<_> = s
-            .engine
-            .history(&id)
-            .await?
-            .into_iter()
-            .map(|h| serde_json::to_value(&h.event).unwrap_or_default())
-            .collect();
-        body["history"] = history.into();
+    if with_history {
+        body["timeline"] = serde_json::to_value(&dossier.timeline).unwrap_or_default();
+        body["history"] = serde_json::to_value(&history).unwrap_or_default();
     }
     Ok(Json(body).into_response())
 }
@@ -798,21 +800,30 @@ pub(crate) async fn complete(
     request: axum::extract::Request,
 ) -> ApiResult {
     let email = account(&s, &headers).await?;
-    // The task's form, for its documents' limits (whether the account may act is checked on
-    // the request as the command finds it, as for every action).
-    let step = s.engine.task(&instance, seq).await?.map(|(_, t)| t.step);
-    let p = match step {
-        Some(_) => Some(s.engine.process_of(&instance).await?),
-        None => None,
+    // The task's form matters only for documents: those of a multipart call, or a JSON body
+    // giving an object (a document's description) for a field. It is read only then, so that
+    // a common decision reads nothing before its command (whether the account may act is
+    // checked on the request as the command finds it, as for every action).
+    let multipart = form::is_multipart(request.headers());
+    let found = if multipart {
+        task_step(&s, &instance, seq).await?
+    } else {
+        None
     };
-    let form = p
-        .as_ref()
-        .zip(step.as_deref())
-        .and_then(|(p, step)| p.step(step))
-        .and_then(|st| st.form());
-    let (mut body, documents): (Decision, _) =
-        body_and_documents(&s, request, |f| form.and_then(|form| form.field(f))).await?;
-    documents_sent(&documents, &form::file_fields(form), &body.fields)?;
+    let (mut body, documents): (Decision, _) = body_and_documents(&s, request, |f| {
+        form_of(&found).and_then(|form| form.field(f))
+    })
+    .await?;
+    let found = if !multipart && body.fields.values().any(serde_json::Value::is_object) {
+        task_step(&s, &instance, seq).await?
+    } else {
+        found
+    };
+    documents_sent(
+        &documents,
+        &form::file_fields(form_of(&found)),
+        &body.fields,
+    )?;
     body.fields.extend(documents.documents());
     let command = Command::Complete {
         task: seq,
@@ -824,6 +835,28 @@ pub(crate) async fn complete(
     let answer = act(&s, &email, &instance, seq, command).await?;
     documents.keep().await;
     Ok(answer)
+}
+
+/// The form of the step found by [`task_step`].
+fn form_of(
+    found: &Option<(std::sync::Arc<Process>, String)>,
+) -> Option<&guichet_definitions::model::Form> {
+    found
+        .as_ref()
+        .and_then(|(p, step)| p.step(step))
+        .and_then(|st| st.form())
+}
+
+/// The process of a task's request and the task's step, if the task exists.
+async fn task_step(
+    s: &AppState,
+    instance: &str,
+    seq: u32,
+) -> Result<Option<(std::sync::Arc<Process>, String)>, ApiError> {
+    match s.engine.task(instance, seq).await? {
+        Some((_, t)) => Ok(Some((s.engine.process_of(instance).await?, t.step))),
+        None => Ok(None),
+    }
 }
 
 /// `GET /api/v1/requests/{id}/documents/{sha256}`: a document of the request, for those who

@@ -146,12 +146,7 @@ impl Submission {
         field: impl Fn(&HashMap<String, String>, &str) -> Option<&'f guichet_definitions::model::Field>,
     ) -> Result<Submission, Response> {
         use axum::extract::FromRequest as _;
-        let multipart = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("multipart/form-data"));
-        if !multipart {
+        if !is_multipart(request.headers()) {
             // Read whole, so bounded here (upload routes lift the router's own bound).
             let (parts, body) = request.into_parts();
             let bytes = axum::body::to_bytes(body, TEXT_PART).await.map_err(|_| {
@@ -296,6 +291,14 @@ impl Submission {
             }
         }
     }
+}
+
+/// Whether a request's body is a multipart form (documents may come with it).
+pub(crate) fn is_multipart(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"))
 }
 
 /// The file fields of `forms`, by id.

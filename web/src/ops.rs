@@ -126,10 +126,7 @@ pub(crate) async fn callback(
         )
             .into_response()
     };
-    let multipart = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let multipart = form::is_multipart(&headers);
     // A multipart callback: its JSON in a part named `body` (what the signature covers),
     // its documents in file parts named after their fields, staged under their limits.
     let (body, documents) = if multipart {
