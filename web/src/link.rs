@@ -36,6 +36,24 @@ pub(crate) async fn link_page(
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The link's request, its definition, and whether the link's holder is its sponsor.
+async fn holder(
+    s: &AppState,
+    grant: &Grant,
+) -> Result<
+    (
+        core::Instance,
+        std::sync::Arc<guichet_definitions::model::Process>,
+        bool,
+    ),
+    Error,
+> {
+    let (_, inst) = s.engine.instance(&grant.instance).await?;
+    let p = s.engine.process_of(&grant.instance).await?;
+    let sponsor = core_dossier::is_sponsor(&p, &inst, &grant.recipient);
+    Ok((inst, p, sponsor))
+}
+
 /// Whether the link's holder may answer a wait sent `from` a role: they are one of its
 /// members for this request (a wait without `from` is answered by staff, not from a link).
 fn may_answer(
@@ -61,9 +79,7 @@ pub(crate) async fn follow_view(
     notice: Option<&str>,
 ) -> PageResult {
     let id = &grant.instance;
-    let (_, inst) = s.engine.instance(id).await?;
-    let p = s.engine.process_of(id).await?;
-    let sponsor = core_dossier::is_sponsor(&p, &inst, &grant.recipient);
+    let (inst, p, sponsor) = holder(s, grant).await?;
     let audience = if sponsor {
         Audience::Sponsor
     } else {
@@ -129,11 +145,8 @@ pub(crate) async fn follow_view(
 
 /// The confirmation asked before a withdrawal.
 async fn withdraw_view(s: &AppState, token: &str, grant: &Grant) -> PageResult {
-    let (_, inst) = s.engine.instance(&grant.instance).await?;
-    let p = s.engine.process_of(&grant.instance).await?;
-    if !core_dossier::is_sponsor(&p, &inst, &grant.recipient)
-        || inst.status != InstanceStatus::Running
-    {
+    let (inst, p, sponsor) = holder(s, grant).await?;
+    if !sponsor || inst.status != InstanceStatus::Running {
         return follow_view(s, token, grant, None, None).await;
     }
     let data = serde_json::json!({
@@ -202,9 +215,7 @@ pub(crate) async fn document(
         let audience = if grant.task.is_some() {
             Audience::Staff
         } else {
-            let (_, inst) = s.engine.instance(&grant.instance).await?;
-            let p = s.engine.process_of(&grant.instance).await?;
-            if core_dossier::is_sponsor(&p, &inst, &grant.recipient) {
+            if holder(&s, &grant).await?.2 {
                 Audience::Sponsor
             } else {
                 Audience::Staff
@@ -270,9 +281,7 @@ async fn follow_act(
 ) -> PageResult {
     let values = &submission.values;
     let id = &grant.instance;
-    let (_, inst) = s.engine.instance(id).await?;
-    let p = s.engine.process_of(id).await?;
-    let sponsor = core_dossier::is_sponsor(&p, &inst, &grant.recipient);
+    let sponsor = holder(s, grant).await?.2;
     let actor = if sponsor {
         Actor::Requester
     } else {
