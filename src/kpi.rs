@@ -264,7 +264,13 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
         View::Matrix => {
             let rows = e.maturity_matrix(&q).await?;
             if matches!(a.format, Output::Svg) {
-                print!("{}", guichet_engine::indicators::charts::matrix_svg(&rows));
+                print!(
+                    "{}",
+                    guichet_engine::indicators::charts::matrix_svg(
+                        &rows,
+                        guichet_engine::definitions::model::Language::Fr
+                    )
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             if matches!(a.format, Output::Json) {

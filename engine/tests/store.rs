@@ -1423,8 +1423,11 @@ async fn accounts_sessions_tokens_links_and_preferences_are_written(backend: &st
         .unwrap()
         .unwrap();
     assert_eq!(
-        e.session_account(&session).await.unwrap(),
-        Some(("jurist@h.example".to_owned(), true))
+        e.session_account(&session)
+            .await
+            .unwrap()
+            .map(|a| (a.email, a.admin, a.language)),
+        Some(("jurist@h.example".to_owned(), true, None))
     );
     // Used again after a few minutes: the session's last use is written.
     clock.set(Timestamp(T0.0 + 5 * 60_000));

@@ -5,8 +5,12 @@
 // decides from its inbox; the contract is negotiated, reviewed and signed; the sponsor opens
 // the status link of their confirmation email and sees the contract signed.
 //
+// The same walk runs in French and in English (WALK_LANG=fr or en): every browser asks for
+// that language, every page must be in it, and the sponsor's emails too (the staff's stay in
+// the desk's language, French, as none of them chose another).
+//
 // Run by `cargo test --test e2e` (tests/e2e.rs), which passes the binary and the browser:
-//   GUICHET_BIN=target/debug/guichet CHROMIUM=/usr/bin/chromium SCREENSHOTS=dir node walk.mjs
+//   GUICHET_BIN=target/debug/guichet CHROMIUM=/usr/bin/chromium SCREENSHOTS=dir WALK_LANG=fr node walk.mjs
 // Screenshots of every page are saved in SCREENSHOTS.
 
 import assert from "node:assert/strict";
@@ -24,6 +28,47 @@ import { SMTPServer } from "smtp-server";
 const BIN = process.env.GUICHET_BIN;
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SHOTS = process.env.SCREENSHOTS || join(tmpdir(), "guichet-e2e-screenshots");
+const LANG = process.env.WALK_LANG || "fr";
+assert.ok(LANG === "fr" || LANG === "en", `WALK_LANG is fr or en, not ${LANG}`);
+const TITLE = "Cohorte diabète 2027";
+// What the pages and the sponsor's emails say, in the walk's language. The desk's own texts
+// (step titles, labels, outcomes) are French in both: the desk is written in French.
+const SAYS = {
+  fr: {
+    locale: "fr-FR",
+    submitted: "Demande envoyée",
+    spent: "Ce lien n'est plus valide",
+    asked: "Le guichet attend une réponse de votre part",
+    answered: "Votre réponse est enregistrée",
+    wrongPassword: "Adresse ou mot de passe incorrect",
+    claimedBy: "Prise par",
+    sponsorHeading: `Votre demande « ${TITLE} »`,
+    signed: "Signature du contrat : Contrat signé",
+    moreInformation: "Informations complémentaires",
+    received: "est bien reçue",
+    indicators: "Indicateurs",
+    leadTime: "Délai de traitement",
+    history: "Historique",
+    sponsor: "porteur de projet",
+  },
+  en: {
+    locale: "en-GB",
+    submitted: "Request sent",
+    spent: "This link is no longer valid",
+    asked: "The desk is waiting for an answer from you",
+    answered: "Your answer is recorded",
+    wrongPassword: "Wrong address or password",
+    claimedBy: "Claimed by",
+    sponsorHeading: `Your request “${TITLE}”`,
+    signed: "Signature du contrat: Contrat signé",
+    moreInformation: "More information needed",
+    received: "has been received",
+    indicators: "Indicators",
+    leadTime: "Lead time",
+    history: "History",
+    sponsor: "project sponsor",
+  },
+}[LANG];
 assert.ok(BIN, "set GUICHET_BIN to the guichet binary");
 mkdirSync(SHOTS, { recursive: true });
 
@@ -92,7 +137,6 @@ assert.ok(adminPassword, `no first-start administrator in:\n${firstStart}`);
 await run(["user", "add", COMMITTEE], { GUICHET_PASSWORD: PASSWORD });
 // Five requests of model (a) driven to their end, so the dashboard has facts to show.
 await run(["bench", "--desk", "interne-decentralise", "--requests", "5", "--concurrency", "1"]);
-const TITLE = "Cohorte diabète 2027";
 // The documents the sponsor sends: the protocol with the intake, a data dictionary with the
 // answer to the request for more information.
 const PROTOCOL = Buffer.from("%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n% protocole de la cohorte\n%%EOF\n");
@@ -133,14 +177,17 @@ try {
   const inaccessible = [];
   {
     // The judge is live: on a page made with an unlabelled field, it reports it.
-    const probe = await (await browser.newContext()).newPage();
+    const probe = await (await browser.newContext({ locale: SAYS.locale })).newPage();
     await probe.setContent('<!DOCTYPE html><html lang="fr"><head><title>t</title></head><body><main><input type="text"></main></body></html>');
     const { violations } = await new AxeBuilder({ page: probe }).analyze();
     assert.ok(violations.some((v) => v.id === "label" && v.impact === "critical"), "axe-core did not flag an unlabelled field");
     await probe.context().close();
   }
+  // Every browser of the walk asks for its language.
+  const newPage = async () => (await browser.newContext({ locale: SAYS.locale })).newPage();
   const snap = async (page, name) => {
     shot += 1;
+    assert.equal(await page.getAttribute("html", "lang"), LANG, `${name} (${page.url()}) is not in ${LANG}`);
     await page.screenshot({ path: join(SHOTS, `${String(shot).padStart(2, "0")}-${name}.png`), fullPage: true });
     const { violations } = await new AxeBuilder({ page })
       .withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"])
@@ -169,7 +216,7 @@ try {
   };
 
   // 1. The sponsor submits the intake form of desk (a).
-  const sponsor = await (await browser.newContext()).newPage();
+  const sponsor = await newPage();
   await sponsor.goto(base + "/");
   await snap(sponsor, "portal");
   await sponsor.click('a[href="/desks/interne-decentralise"]');
@@ -188,7 +235,7 @@ try {
   await sponsor.selectOption("#f-dans-catalogue", "true");
   await sponsor.setInputFiles("#f-protocole", { name: "protocole-cohorte.pdf", mimeType: "application/pdf", buffer: PROTOCOL });
   await sponsor.click('button[type="submit"]');
-  await sponsor.waitForSelector("text=Demande envoyée");
+  await sponsor.waitForSelector(`text=${SAYS.submitted}`);
   const reference = await sponsor.locator("strong").first().textContent();
   log("submitted", reference);
   await snap(sponsor, "submitted");
@@ -199,7 +246,7 @@ try {
     const m = got[got.length - 1];
     // No case data in the email beyond title, step, deadline and link.
     assert.ok(!m.mail.text.includes("parcours de soins"), "the summary leaked into an email");
-    const ctx = await browser.newContext();
+    const ctx = await browser.newContext({ locale: SAYS.locale });
     const page = await ctx.newPage();
     const url = linkIn(m);
     await page.goto(url);
@@ -223,7 +270,7 @@ try {
     await snap(page, `done-${subjectHas.replace(/\W+/g, "-").toLowerCase()}`);
     // The link is spent: opening it again shows the same page as a forged one.
     await page.goto(url);
-    await page.waitForSelector("text=Ce lien n'est plus valide");
+    await page.waitForSelector(`text=${SAYS.spent}`);
     await snap(page, `spent-${subjectHas.replace(/\W+/g, "-").toLowerCase()}`);
     await ctx.close();
     log("decided", subjectHas, "as", outcome, "for", address);
@@ -234,9 +281,9 @@ try {
   await decideFromEmail("guichet-donnees@hopital.example", "Examen de recevabilité", "complement", async (p) => {
     await p.fill("#f-_comment", "Préciser les variables de biologie.");
   });
-  const [asked] = await mailsTo("investigatrice@univ.example", (m) => m.mail.subject.includes("Informations complémentaires"));
+  const [asked] = await mailsTo("investigatrice@univ.example", (m) => m.mail.subject.includes(SAYS.moreInformation));
   await sponsor.goto(linkIn(asked));
-  await sponsor.waitForSelector("text=Le guichet attend une réponse de votre part");
+  await sponsor.waitForSelector(`text=${SAYS.asked}`);
   assert.ok(!(await sponsor.content()).includes("Préciser les variables"), "a staff comment reached the sponsor");
   await snap(sponsor, "sponsor-asked");
   await sponsor.click('form:has(input[name="_step"]) button[type="submit"]');
@@ -245,7 +292,7 @@ try {
   await sponsor.fill("#f-reponse-complement-reponse", "HbA1c, glycémie à jeun, créatinine.");
   await sponsor.setInputFiles("#f-reponse-complement-piece-jointe", { name: "dictionnaire.csv", mimeType: "text/csv", buffer: DICTIONARY });
   await sponsor.click('form:has(input[name="_step"]) button[type="submit"]');
-  await sponsor.waitForSelector("text=Votre réponse est enregistrée");
+  await sponsor.waitForSelector(`text=${SAYS.answered}`);
   await snap(sponsor, "sponsor-answered");
   log("the sponsor answered the request for more information");
   await decideFromEmail("guichet-donnees@hopital.example", "Examen de recevabilité", "recevable", async (p) => {
@@ -263,12 +310,12 @@ try {
   });
 
   // 4. The committee signs in, finds the task in its inbox, takes it and approves.
-  const committee = await (await browser.newContext()).newPage();
+  const committee = await newPage();
   await committee.goto(base + "/login");
   await committee.fill("#f-email", COMMITTEE);
   await committee.fill("#f-password", "wrong password!");
   await committee.click('button[type="submit"]');
-  assert.ok(await committee.locator("text=Adresse ou mot de passe incorrect").isVisible());
+  assert.ok(await committee.locator(`text=${SAYS.wrongPassword}`).isVisible());
   await committee.fill("#f-password", PASSWORD);
   await committee.click('button[type="submit"]');
   for (;;) {
@@ -280,7 +327,7 @@ try {
   await snap(committee, "inbox");
   await committee.click("a:has-text('Comité de faisabilité')");
   await committee.click('button[value="claim"]');
-  await committee.waitForSelector(`text=Prise par ${COMMITTEE}`);
+  await committee.waitForSelector(`text=${SAYS.claimedBy} ${COMMITTEE}`);
   await snap(committee, "committee-task");
   await committee.click('button[name="_outcome"][value="accepte"]');
   await committee.waitForLoadState();
@@ -299,22 +346,22 @@ try {
   // 6. The sponsor follows the status link of the confirmation email.
   const [received] = await mailsTo("investigatrice@univ.example", (m) => m.mail.text.includes("/l/") && m.mail.text.includes(TITLE));
   await sponsor.goto(linkIn(received));
-  await sponsor.waitForSelector("text=Votre demande « Cohorte diabète 2027 »");
+  await sponsor.waitForSelector(`text=${SAYS.sponsorHeading}`);
   const page = await sponsor.content();
-  assert.ok(page.includes("Signature du contrat : Contrat signé"), "the status does not show the signature");
+  assert.ok(page.includes(SAYS.signed), "the status does not show the signature");
   await snap(sponsor, "sponsor-status");
   // Told at each stage by email: received, contract to sign, accepted.
   await mailsTo("investigatrice@univ.example", (m) => /accept/i.test(m.mail.subject));
   // 7. The administrator reads the dashboard: charts rendered, with their tables.
-  const admin = await (await browser.newContext()).newPage();
+  const admin = await newPage();
   await admin.goto(base + "/login");
   await admin.fill("#f-email", "admin@localhost");
   await admin.fill("#f-password", adminPassword);
   await admin.click('button[type="submit"]');
   await admin.click("a:has-text('Administration')");
   await snap(admin, "admin");
-  await admin.click("nav.admin a:has-text('Indicateurs')");
-  await admin.waitForSelector("text=Délai de traitement");
+  await admin.click(`nav.admin a:has-text('${SAYS.indicators}')`);
+  await admin.waitForSelector(`text=${SAYS.leadTime}`);
   const charts = await admin.locator("figure svg").count();
   assert.ok(charts >= 3, `only ${charts} charts on the dashboard`);
   const box = await admin.locator("figure svg").first().boundingBox();
@@ -325,14 +372,14 @@ try {
   await snap(admin, "admin-requests");
   // The whole timeline: who did what, with the staff's comments, and the sponsor's answer.
   await admin.click(`tr:has-text("${TITLE}") a`);
-  await admin.waitForSelector("text=Historique");
+  await admin.waitForSelector(`text=${SAYS.history}`);
   const whole = await admin.content();
   for (const expected of [
     "Préciser les variables de biologie.",
     "guichet-donnees@hopital.example",
-    "porteur de projet",
+    SAYS.sponsor,
     "HbA1c, glycémie à jeun, créatinine.",
-    "Signature du contrat : Contrat signé",
+    SAYS.signed,
   ]) {
     assert.ok(whole.includes(expected), `the request page lacks: ${expected}`);
   }
@@ -345,8 +392,9 @@ try {
   log(`axe-core: no serious or critical violation on ${shot} pages`);
   const subjects = mails.filter((m) => m.to.includes("investigatrice@univ.example")).map((m) => m.mail.subject);
   log("sponsor emails:", subjects.join(" | "));
-  // Received, more information asked, contract to sign, accepted.
+  // Received, more information asked, contract to sign, accepted: in the walk's language.
   assert.equal(subjects.length, 4, `${subjects}`);
+  assert.ok(subjects[0].includes(SAYS.received), `the first email is not in ${LANG}: ${subjects}`);
   log(`ok: ${mails.length} emails, ${shot} screenshots in ${SHOTS}`);
 } catch (e) {
   failed = true;

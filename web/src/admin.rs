@@ -36,9 +36,7 @@ async fn admin_form(
     if csrf_ok(s, &token, values).await {
         Ok(token)
     } else {
-        Err(expired_form(
-            "Rechargez la page d'administration et recommencez.",
-        ))
+        Err(expired_form("admin-expired"))
     }
 }
 
@@ -70,7 +68,7 @@ pub(crate) async fn overview(State(s): Shared, headers: HeaderMap) -> Response {
             "email": email, "csrf": s.engine.csrf_for(&token).await?,
             "desks": desks, "source": "", "problems": "", "deployed": "",
         });
-        Ok::<_, Error>(page(StatusCode::OK, "admin", "Administration", &data))
+        Ok::<_, Error>(page(StatusCode::OK, "admin", &text("admin-heading"), &data))
     }
     .await;
     result.unwrap_or_else(|e| failure(&e))
@@ -92,12 +90,17 @@ pub(crate) async fn deploy(
         Ok(d) => (
             StatusCode::OK,
             String::new(),
-            format!(
-                "{} : révision {} (version {}){}",
-                d.name,
-                d.revision,
-                d.version,
-                if d.new { "" } else { ", déjà déployée" }
+            text_with(
+                if d.new {
+                    "admin-deployed-what"
+                } else {
+                    "admin-deployed-again"
+                },
+                &[
+                    ("name", (&d.name).into()),
+                    ("revision", d.revision.into()),
+                    ("version", i64::from(d.version).into()),
+                ],
             ),
         ),
         Err(Error::Definition(diags)) => (
@@ -112,7 +115,7 @@ pub(crate) async fn deploy(
         "desks": [], "source": if problems.is_empty() { "" } else { source.as_str() },
         "problems": problems, "deployed": deployed,
     });
-    page(status, "admin", "Administration", &data)
+    page(status, "admin", &text("admin-heading"), &data)
 }
 
 fn compare_of(v: Option<&String>) -> Compare {
@@ -156,9 +159,10 @@ pub(crate) async fn indicators(
             })
             .await?;
         let matrix = s.engine.maturity_matrix(&Query::default()).await?;
+        let (waiting, working) = (text("indicators-waiting"), text("indicators-working"));
         let lead_svg = charts::box_plot(
-            "Délai de traitement des demandes closes (jours)",
-            "jours",
+            &text("indicators-lead-chart"),
+            &text("indicators-days"),
             &leads
                 .iter()
                 .map(|l| (label(&l.desk, &l.group), l.stats))
@@ -172,9 +176,9 @@ pub(crate) async fn indicators(
             per_desk.push(serde_json::json!({
                 "desk": desk,
                 "svg": charts::task_times(
-                    &format!("{desk} : temps moyen par tâche (jours)"),
-                    "jours",
-                    ["attente", "travail"],
+                    &text_with("indicators-task-times", &[("desk", desk.into())]),
+                    &text("indicators-days"),
+                    [&waiting, &working],
                     &of_desk,
                 ),
             }));
@@ -186,7 +190,7 @@ pub(crate) async fn indicators(
                 serde_json::json!({
                     "group": label(&k.desk, &k.group), "title": k.title.clone().unwrap_or(k.kpi.clone()),
                     "value": fmt(k.value), "unit": k.unit, "target": fmt(k.target),
-                    "verdict": match k.meets_target { Some(true) => "atteinte", Some(false) => "manquée", None => "" },
+                    "verdict": match k.meets_target { Some(true) => text("indicators-met"), Some(false) => text("indicators-missed"), None => String::new() },
                 })
             })
             .collect();
@@ -208,10 +212,15 @@ pub(crate) async fn indicators(
         };
         let data = serde_json::json!({
             "compare": compare_name, "lead_svg": lead_svg, "lead_rows": lead_rows,
-            "kpis": kpi_rows, "desks": per_desk, "matrix_svg": guichet_engine::indicators::charts::matrix_svg(&matrix),
+            "kpis": kpi_rows, "desks": per_desk, "matrix_svg": guichet_engine::indicators::charts::matrix_svg(&matrix, i18n::current()),
             "empty": leads.is_empty(),
         });
-        Ok::<_, Error>(page(StatusCode::OK, "admin-indicators", "Indicateurs", &data))
+        Ok::<_, Error>(page(
+            StatusCode::OK,
+            "admin-indicators",
+            &text("nav-indicators"),
+            &data,
+        ))
     }
     .await;
     result.unwrap_or_else(|e| failure(&e))
@@ -292,7 +301,7 @@ pub(crate) async fn requests(
             .map(|r| {
                 serde_json::json!({
                     "id": r.id, "reference": core::reference(&r.id), "desk": r.desk, "title": r.title,
-                    "status": r.result.unwrap_or(r.status), "started": day(Some(r.started_at)),
+                    "status": dossier::state(&r.result.unwrap_or(r.status)), "started": day(Some(r.started_at)),
                     "ended": day(r.ended_at),
                 })
             })
@@ -302,7 +311,12 @@ pub(crate) async fn requests(
             "rows": rows, "desks": names,
             "desk": desk.cloned().unwrap_or_default(), "status": status.cloned().unwrap_or_default(),
         });
-        Ok::<_, Error>(page(StatusCode::OK, "admin-requests", "Demandes", &data))
+        Ok::<_, Error>(page(
+            StatusCode::OK,
+            "admin-requests",
+            &text("nav-requests"),
+            &data,
+        ))
     }
     .await;
     result.unwrap_or_else(|e| failure(&e))
@@ -327,7 +341,7 @@ pub(crate) async fn outbox(
             .into_iter()
             .map(|m| {
                 serde_json::json!({
-                    "id": m.id, "kind": m.kind, "dead": m.state == "dead", "state": m.state,
+                    "id": m.id, "kind": m.kind, "dead": m.state == "dead", "state": outbox_state(&m.state),
                     "attempts": m.attempts, "error": m.last_error.unwrap_or_default(),
                     "to": m.recipients.unwrap_or_default(), "subject": m.subject.unwrap_or_default(),
                     "created": day(Some(m.created_at)), "sent": day(m.sent_at),
@@ -338,7 +352,7 @@ pub(crate) async fn outbox(
             "rows": rows, "state": state.cloned().unwrap_or_default(),
             "csrf": s.engine.csrf_for(&token).await?,
         });
-        Ok::<_, Error>(page(StatusCode::OK, "admin-outbox", "Messages", &data))
+        Ok::<_, Error>(page(StatusCode::OK, "admin-outbox", &text("nav-outbox"), &data))
     }
     .await;
     result.unwrap_or_else(|e| failure(&e))
@@ -406,7 +420,12 @@ pub(crate) async fn users(State(s): Shared, headers: HeaderMap) -> Response {
             "users": users, "roles": roles, "tokens": tokens,
             "csrf": s.engine.csrf_for(&token).await?, "problem": "",
         });
-        Ok::<_, Error>(page(StatusCode::OK, "admin-users", "Comptes", &data))
+        Ok::<_, Error>(page(
+            StatusCode::OK,
+            "admin-users",
+            &text("nav-users"),
+            &data,
+        ))
     }
     .await;
     result.unwrap_or_else(|e| failure(&e))
@@ -430,7 +449,7 @@ pub(crate) async fn user_add(
         .get("admin")
         .is_some_and(|v| v == "on" || v == "true");
     if !email.contains('@') {
-        return invalid_field("email", "an email address");
+        return invalid_field("email", "users-not-email");
     }
     match s.engine.set_user(&email, &password, admin).await {
         Ok(()) => redirect("/admin/users"),
@@ -438,11 +457,22 @@ pub(crate) async fn user_add(
     }
 }
 
-/// The page refusing a form whose field is not valid.
+/// The page refusing a form whose field is not valid; `message` is the id of the message
+/// saying why.
 fn invalid_field(field: &str, message: &str) -> Response {
     failure(&Error::Refused(core::Error::Invalid(vec![
-        core::form::FieldError::new(field, core::form::Problem::Other(message.to_owned())),
+        core::form::FieldError::new(field, core::form::Problem::Other(text(message))),
     ])))
+}
+
+/// An outbox message's state, in words.
+fn outbox_state(state: &str) -> String {
+    match state {
+        "pending" | "sending" | "dead" | "sent" | "captured" => {
+            text(&format!("outbox-state-{state}"))
+        }
+        other => other.to_owned(),
+    }
 }
 
 /// `POST /admin/tokens`: a new API token for an account (`email`) or a pull provider
@@ -467,13 +497,13 @@ pub(crate) async fn token_create(
         field("name"),
     );
     if name.is_empty() {
-        return invalid_field("name", "say what the token is for (a script, a provider)");
+        return invalid_field("name", "tokens-say-use");
     }
     let created = match (email.is_empty(), provider.is_empty()) {
         (false, true) => s.engine.create_api_token(&email, &name).await,
         (true, false) => s.engine.create_provider_token(&provider, &name).await,
         _ => {
-            return invalid_field("email", "an account's address or a provider's id, not both");
+            return invalid_field("email", "tokens-one-owner");
         }
     };
     match created {
@@ -482,7 +512,12 @@ pub(crate) async fn token_create(
                 "token": token, "owner": if provider.is_empty() { email } else { format!("provider:{provider}") },
                 "name": name,
             });
-            page(StatusCode::CREATED, "admin-token", "Jeton créé", &data)
+            page(
+                StatusCode::CREATED,
+                "admin-token",
+                &text("token-created"),
+                &data,
+            )
         }
         Err(e) => failure(&e),
     }

@@ -314,7 +314,7 @@ pub(crate) async fn start(
     body.fields.extend(documents.documents());
     let (id, inst) = s
         .engine
-        .start_request(&name, &body.fields)
+        .start_request(&name, &body.fields, None)
         .await
         .map_err(|e| match e {
             Error::NotFound(_) => ApiError::not_found(&format!("desk `{name}`")),
@@ -493,11 +493,7 @@ pub(crate) async fn withdraw(
 ) -> ApiResult {
     let email = account(&s, &headers).await?;
     visible(&s, &email, &id).await?;
-    let reason = body
-        .reason
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| "withdrawn".to_owned());
+    let reason = body.reason.map(|r| r.trim().to_owned()).unwrap_or_default();
     if let Err(e) = core::form::comment(Some(&reason), None) {
         return Err(ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,

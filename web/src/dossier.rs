@@ -1,5 +1,5 @@
 //! A request's dossier ([`guichet_engine::core::dossier`]) as the pages show it: values in
-//! words, the timeline in sentences. One view for the task pages, the request page and the
+//! words, the timeline in sentences, in the reader's language ([`crate::i18n`]). One view for the task pages, the request page and the
 //! sponsor's page (the audience decides what the dossier holds, not this module).
 
 use guichet_definitions::model::FieldType;
@@ -7,7 +7,7 @@ use guichet_engine::core::Actor;
 use guichet_engine::core::dossier::{Dossier, Entry, EntryKind, FieldValue};
 use serde::Serialize;
 
-use super::date;
+use super::{date, text, text_with};
 
 #[derive(Debug, Serialize)]
 pub(crate) struct View {
@@ -111,11 +111,24 @@ pub(crate) fn view(d: &Dossier, staff: bool, documents: &str) -> View {
 /// Where the request stands, in words.
 pub(crate) fn status(d: &Dossier) -> String {
     match (d.status, d.result) {
-        ("running", _) => "en cours".to_owned(),
-        ("ended", Some("accepted")) => "acceptée".to_owned(),
-        ("ended", Some("rejected")) => "refusée".to_owned(),
-        ("ended", Some("withdrawn")) | ("cancelled", _) => "retirée".to_owned(),
+        ("running", _) => text("state-running"),
+        ("ended", Some("accepted")) => text("state-accepted"),
+        ("ended", Some("rejected")) => text("state-rejected"),
+        ("ended", Some("withdrawn")) | ("cancelled", _) => text("state-withdrawn"),
         (s, _) => s.to_owned(),
+    }
+}
+
+/// A request's state as stored (`running`, `accepted`, `rejected`, `withdrawn`, `cancelled`,
+/// `ended`), in words.
+pub(crate) fn state(s: &str) -> String {
+    match s {
+        "running" => text("state-running"),
+        "accepted" => text("state-accepted"),
+        "rejected" => text("state-rejected"),
+        "withdrawn" | "cancelled" => text("state-withdrawn"),
+        "ended" => text("state-ended"),
+        other => other.to_owned(),
     }
 }
 
@@ -137,11 +150,11 @@ fn value(v: &FieldValue, documents: &str) -> ValueView {
         };
     }
     let text = match (&v.ty, &v.value) {
-        (FieldType::YesNo, Value::Bool(b)) => if *b { "Oui" } else { "Non" }.to_owned(),
+        (FieldType::YesNo, Value::Bool(b)) => text(if *b { "yes" } else { "no" }),
         (FieldType::Choice, _) if v.option_label.is_some() => {
             v.option_label.clone().unwrap_or_default()
         }
-        (FieldType::Date, Value::String(s)) => french_date(s).unwrap_or_else(|| s.clone()),
+        (FieldType::Date, Value::String(s)) => day(s).unwrap_or_else(|| s.clone()),
         (FieldType::Number, Value::Number(n)) => number(n),
         (_, Value::String(s)) => s.clone(),
         (_, other) => other.to_string(),
@@ -154,17 +167,21 @@ fn value(v: &FieldValue, documents: &str) -> ValueView {
     }
 }
 
-/// `2026-12-03` as `03/12/2026`.
-fn french_date(iso: &str) -> Option<String> {
+/// `2026-12-03` as the reader writes a day: `03/12/2026` in French, as is in English.
+fn day(iso: &str) -> Option<String> {
+    if crate::i18n::current() == guichet_definitions::model::Language::En {
+        return None;
+    }
     let mut parts = iso.splitn(3, '-');
     let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
     Some(format!("{d}/{m}/{y}"))
 }
 
-/// Whole numbers without a decimal part, others as written, with a decimal comma.
+/// Whole numbers without a decimal part, others as written, with a decimal comma in French.
 fn number(n: &serde_json::Number) -> String {
     match n.as_f64() {
         Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
+        _ if crate::i18n::current() == guichet_definitions::model::Language::En => n.to_string(),
         _ => n.to_string().replace('.', ","),
     }
 }
@@ -172,10 +189,10 @@ fn number(n: &serde_json::Number) -> String {
 fn who(actor: Option<&Actor>) -> String {
     match actor {
         None => String::new(),
-        Some(Actor::System) => "guichet".to_owned(),
+        Some(Actor::System) => text("actor-desk"),
         Some(Actor::User(email)) => email.clone(),
-        Some(Actor::Requester) => "porteur de projet".to_owned(),
-        Some(Actor::Provider(p)) => format!("prestataire {p}"),
+        Some(Actor::Requester) => text("actor-sponsor"),
+        Some(Actor::Provider(p)) => text_with("actor-provider", &[("provider", p.into())]),
     }
 }
 
@@ -183,38 +200,43 @@ fn entry(e: &Entry) -> EntryView {
     let step = e.step_title.as_deref().unwrap_or_default();
     let detail = e.detail.as_deref().unwrap_or_default();
     let outcome = e.outcome_label.as_deref();
+    let step_only = |id: &str| text_with(id, &[("step", step.into())]);
+    let with_detail = |id: &str| text_with(id, &[("step", step.into()), ("detail", detail.into())]);
+    let with_outcome = |id: &str, plain: &str| match outcome {
+        Some(o) => text_with(id, &[("step", step.into()), ("outcome", o.into())]),
+        None => step_only(plain),
+    };
     let what = match e.kind {
-        EntryKind::Submitted => "Demande déposée".to_owned(),
-        EntryKind::TaskOpened => format!("« {step} » ouverte pour {detail}"),
-        EntryKind::Claimed => format!("« {step} » prise en charge"),
-        EntryKind::Released => format!("« {step} » rendue à son rôle"),
-        EntryKind::Delegated => format!("« {step} » confiée à {detail}"),
-        EntryKind::Escalated => format!("« {step} » transmise à {detail} (délai dépassé)"),
-        EntryKind::Completed => match outcome {
-            Some(o) => format!("{step} : {o}"),
-            None => format!("{step} : terminée"),
-        },
-        EntryKind::DeadlinePassed => format!("Échéance dépassée : « {step} »"),
-        EntryKind::ProviderCalled => format!("« {step} » confiée au prestataire {detail}"),
-        EntryKind::ProviderAnswered => match outcome {
-            Some(o) => format!("{step} : {o} (prestataire)"),
-            None => format!("{step} : terminée (prestataire)"),
-        },
-        EntryKind::Waiting => format!("En attente d'une réponse : « {step} »"),
-        EntryKind::Answered => format!("Réponse reçue : « {step} »"),
-        EntryKind::TimedOut => format!("Délai de réponse écoulé : « {step} »"),
-        EntryKind::GateTaken => format!("« {step} » : suite vers {detail}"),
-        EntryKind::Notified => format!("Courriel {detail}"),
-        EntryKind::Ended => format!(
-            "Demande close : {}",
-            match detail {
-                "accepted" => "acceptée",
-                "rejected" => "refusée",
-                _ => "retirée",
-            }
+        EntryKind::Submitted => text("entry-submitted"),
+        EntryKind::TaskOpened => with_detail("entry-task-opened"),
+        EntryKind::Claimed => step_only("entry-claimed"),
+        EntryKind::Released => step_only("entry-released"),
+        EntryKind::Delegated => with_detail("entry-delegated"),
+        EntryKind::Escalated => with_detail("entry-escalated"),
+        EntryKind::Completed => with_outcome("entry-completed", "entry-completed-plain"),
+        EntryKind::DeadlinePassed => step_only("entry-deadline-passed"),
+        EntryKind::ProviderCalled => with_detail("entry-provider-called"),
+        EntryKind::ProviderAnswered => {
+            with_outcome("entry-provider-answered", "entry-provider-answered-plain")
+        }
+        EntryKind::Waiting => step_only("entry-waiting"),
+        EntryKind::Answered => step_only("entry-answered"),
+        EntryKind::TimedOut => step_only("entry-timed-out"),
+        EntryKind::GateTaken => with_detail("entry-gate-taken"),
+        EntryKind::Notified => text_with("entry-notified", &[("detail", detail.into())]),
+        EntryKind::Ended => text_with(
+            "entry-ended",
+            &[(
+                "result",
+                (&state(match detail {
+                    "accepted" | "rejected" => detail,
+                    _ => "withdrawn",
+                }))
+                    .into(),
+            )],
         ),
-        EntryKind::Cancelled if detail.is_empty() => "Demande retirée".to_owned(),
-        EntryKind::Cancelled => format!("Demande retirée ({detail})"),
+        EntryKind::Cancelled if detail.is_empty() => text("entry-cancelled"),
+        EntryKind::Cancelled => text_with("entry-cancelled-why", &[("detail", detail.into())]),
     };
     // What the desk does by itself (emails, opening tasks, waiting, routing) is the desk's,
     // though recorded with whoever set it off.

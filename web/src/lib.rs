@@ -22,6 +22,7 @@ mod api;
 mod documents;
 mod dossier;
 mod form;
+mod i18n;
 mod link;
 mod messages;
 mod ops;
@@ -155,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(axum::middleware::from_fn(admission))
         .layer(axum::middleware::from_fn(ops::track))
+        .layer(axum::middleware::from_fn(i18n::choose))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(shared)
 }
@@ -182,8 +184,20 @@ async fn security_headers(mut r: Response) -> Response {
     r
 }
 
+/// A page in the reader's language ([`i18n::current`]); `title` is already in it.
 fn page(status: StatusCode, name: &str, title: &str, data: &impl serde::Serialize) -> Response {
-    (status, Html(Pages::get().render(name, title, data))).into_response()
+    let html = Pages::get().render(i18n::current(), name, title, data);
+    (status, Html(html)).into_response()
+}
+
+/// A message of the catalogue in the reader's language.
+fn text(id: &str) -> String {
+    i18n::t(i18n::current(), id)
+}
+
+/// [`text`] with arguments.
+fn text_with(id: &str, args: &[(&str, i18n::Arg<'_>)]) -> String {
+    i18n::tr(i18n::current(), id, args)
 }
 
 /// What a page handler answers when it cannot show its page: an engine error, shown by its
@@ -222,30 +236,36 @@ fn failure(e: &Error) -> Response {
     let (status, heading, message) = match (e.kind(), e) {
         (Kind::NotFound, _) => (
             StatusCode::NOT_FOUND,
-            "Introuvable",
-            "Cette page n'existe pas.".to_owned(),
+            text("error-not-found"),
+            text("error-not-found-page"),
         ),
-        (Kind::Refused, Error::Conflict(m)) => (StatusCode::CONFLICT, "Déjà traité", m.clone()),
-        (Kind::Refused, Error::Refused(r)) => {
-            (StatusCode::CONFLICT, "Action refusée", messages::refusal(r))
-        }
+        // The engine's words are English (for the API and the CLI); a page says it in its own.
+        (Kind::Refused, Error::Conflict(_)) => (
+            StatusCode::CONFLICT,
+            text("error-already-done"),
+            text("error-already-done-text"),
+        ),
+        (Kind::Refused, Error::Refused(r)) => (
+            StatusCode::CONFLICT,
+            text("error-refused"),
+            messages::refusal(r),
+        ),
         (Kind::Invalid, Error::Refused(r)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            "Action refusée",
+            text("error-refused"),
             messages::refusal(r),
         ),
         (Kind::Invalid, Error::Invalid(m)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            "Choix invalide",
+            text("error-invalid-choice"),
             m.clone(),
         ),
         (Kind::Unavailable, _) => {
             tracing::warn!(error = %e, "page failed: the database cannot answer now");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Service momentanément indisponible",
-                "Le service ne peut pas répondre pour l'instant ; réessayez dans un instant."
-                    .to_owned(),
+                text("error-unavailable"),
+                text("error-unavailable-text"),
             )
         }
         _ => {
@@ -253,17 +273,15 @@ fn failure(e: &Error) -> Response {
             let id = incident(e, "page failed");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "Erreur",
-                format!(
-                    "Une erreur est survenue (incident {id}) ; réessayez plus tard. L'exploitant du guichet en a la trace."
-                ),
+                text("error-heading"),
+                text_with("error-incident", &[("incident", (&id).into())]),
             )
         }
     };
     page(
         status,
         "error",
-        heading,
+        &heading,
         &serde_json::json!({"heading": heading, "message": message}),
     )
 }
@@ -284,16 +302,28 @@ pub(crate) fn incident(e: &Error, what: &str) -> String {
     id
 }
 
+/// A moment, Paris time, as the reader writes dates: `03/12/2026 14:05` in French,
+/// `2026-12-03 14:05` in English.
 fn date(t: guichet_engine::clock::Timestamp) -> String {
     let d = t.in_paris();
-    format!(
-        "{:02}/{:02}/{} {:02}:{:02}",
-        d.day(),
-        d.month() as u8,
-        d.year(),
-        d.hour(),
-        d.minute()
-    )
+    match i18n::current() {
+        guichet_definitions::model::Language::Fr => format!(
+            "{:02}/{:02}/{} {:02}:{:02}",
+            d.day(),
+            d.month() as u8,
+            d.year(),
+            d.hour(),
+            d.minute()
+        ),
+        guichet_definitions::model::Language::En => format!(
+            "{}-{:02}-{:02} {:02}:{:02}",
+            d.year(),
+            d.month() as u8,
+            d.day(),
+            d.hour(),
+            d.minute()
+        ),
+    }
 }
 
 /// Constant-time comparison of two tokens.
@@ -307,10 +337,12 @@ async fn csrf_ok(s: &AppState, secret: &str, values: &HashMap<String, String>) -
     !expected.is_empty() && values.get("_csrf").is_some_and(|c| same(c, &expected))
 }
 
-/// The page for a form whose anti-forgery token is missing or wrong.
+/// The page for a form whose anti-forgery token is missing or wrong; `hint` is the id of
+/// the message saying what to do.
 fn expired_form(hint: &str) -> Response {
-    let data = serde_json::json!({"heading": "Formulaire expiré", "message": hint});
-    page(StatusCode::FORBIDDEN, "error", "Formulaire expiré", &data)
+    let heading = text("error-expired-form");
+    let data = serde_json::json!({"heading": heading, "message": text(hint)});
+    page(StatusCode::FORBIDDEN, "error", &heading, &data)
 }
 
 /// Compares two secrets in constant time (`subtle`): how long it takes tells nothing of where

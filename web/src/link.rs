@@ -26,11 +26,11 @@ pub(crate) async fn link_page(
         None if params.contains_key("withdraw") => withdraw_view(&s, &token, &grant).await,
         None => {
             let notice = match params.get("done").map(String::as_str) {
-                Some("answer") => Some("Votre réponse est enregistrée. Merci."),
-                Some("withdraw") => Some("Votre demande est retirée."),
+                Some("answer") => Some(text("status-answered")),
+                Some("withdraw") => Some(text("status-withdrawn")),
                 _ => None,
             };
-            follow_view(&s, &token, &grant, None, notice).await
+            follow_view(&s, &token, &grant, None, notice.as_deref()).await
         }
     };
     result.unwrap_or_else(IntoResponse::into_response)
@@ -51,6 +51,11 @@ async fn holder(
     let (_, inst) = s.engine.instance(&grant.instance).await?;
     let p = s.engine.process_of(&grant.instance).await?;
     let sponsor = core_dossier::is_sponsor(&p, &inst, &grant.recipient);
+    // Unless their browser says otherwise, the sponsor reads in the request's language.
+    i18n::desk(match inst.language {
+        Some(l) if sponsor => l,
+        _ => p.language,
+    });
     Ok((inst, p, sponsor))
 }
 
@@ -110,13 +115,13 @@ pub(crate) async fn follow_view(
             }))
         })
         .collect();
-    let status = match (dossier.status, dossier.result, answers.is_empty()) {
-        ("running", _, false) => "Le guichet attend une réponse de votre part : voir ci-dessous.",
-        ("running", _, true) => "Votre demande est en cours d'examen.",
-        ("ended", Some("accepted"), _) => "Votre demande est acceptée.",
-        ("ended", Some("rejected"), _) => "Votre demande n'a pas été acceptée.",
-        _ => "Votre demande est close.",
-    };
+    let status = text(match (dossier.status, dossier.result, answers.is_empty()) {
+        ("running", _, false) => "status-waiting-for-you",
+        ("running", _, true) => "status-in-review",
+        ("ended", Some("accepted"), _) => "status-accepted",
+        ("ended", Some("rejected"), _) => "status-rejected",
+        _ => "status-closed",
+    });
     // A problem with a wait that is no longer open (answered meanwhile) is shown on top.
     let problem = posted
         .filter(|(step, _)| !dossier.open_waits.iter().any(|w| w.step == *step))
@@ -140,7 +145,7 @@ pub(crate) async fn follow_view(
     } else {
         StatusCode::OK
     };
-    Ok(page(code, "status", "Votre demande", &data))
+    Ok(page(code, "status", &text("status-title"), &data))
 }
 
 /// The confirmation asked before a withdrawal.
@@ -159,7 +164,7 @@ async fn withdraw_view(s: &AppState, token: &str, grant: &Grant) -> PageResult {
     Ok(page(
         StatusCode::OK,
         "withdraw",
-        "Retirer la demande",
+        &text("withdraw-title"),
         &data,
     ))
 }
@@ -189,9 +194,7 @@ pub(crate) async fn link_act(
         })
         .await?;
         if !csrf_ok(&s, &token, &submission.values).await {
-            return Ok(expired_form(
-                "Rechargez la page depuis votre courriel, puis recommencez.",
-            ));
+            return Ok(expired_form("error-reload-from-email"));
         }
         match grant.task {
             Some(task) => decide(&s, &token, &grant, task, submission).await,
@@ -260,8 +263,8 @@ async fn decide(
             Ok(page(
                 StatusCode::OK,
                 "done",
-                "Merci",
-                &serde_json::json!({"message": "Votre décision est enregistrée. La demande suit son cours."}),
+                &text("done-title"),
+                &serde_json::json!({"message": text("task-decided")}),
             ))
         }
         Err(Error::Refused(e)) if !e.is_internal() => {
@@ -318,10 +321,7 @@ async fn follow_act(
                 }
                 Err(Error::Conflict(_)) => {
                     let posted = Posted {
-                        problem: Some(
-                            "Cette réponse n'est plus attendue (déjà envoyée, ou le délai est passé) ; rien n'a été enregistré."
-                                .to_owned(),
-                        ),
+                        problem: Some(text("status-answer-late")),
                         ..Posted::default()
                     };
                     follow_view(s, token, grant, Some((&step, &posted)), None).await
@@ -335,7 +335,8 @@ async fn follow_act(
             };
             match s
                 .engine
-                .withdraw(id, Actor::Requester, "withdrawn by the sponsor", &may)
+                // The timeline says who withdrew it; the sponsor gives no reason.
+                .withdraw(id, Actor::Requester, "", &may)
                 .await
             {
                 Ok(_) | Err(Error::Conflict(_)) => {
@@ -345,12 +346,15 @@ async fn follow_act(
             }
         }
         Some("withdraw") => withdraw_view(s, token, grant).await,
-        _ => Ok(page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "error",
-            "Action inconnue",
-            &serde_json::json!({"heading": "Action inconnue", "message": "Rechargez la page depuis votre courriel, puis recommencez."}),
-        )),
+        _ => {
+            let heading = text("error-unknown-action");
+            Ok(page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "error",
+                &heading,
+                &serde_json::json!({"heading": heading, "message": text("error-reload-from-email")}),
+            ))
+        }
     }
 }
 
@@ -365,7 +369,7 @@ pub(crate) async fn lost_link_page() -> Response {
     page(
         StatusCode::OK,
         "lost-link",
-        "Retrouver ma demande",
+        &text("lost-heading"),
         &serde_json::json!({"sent": false}),
     )
 }
@@ -385,7 +389,7 @@ pub(crate) async fn lost_link(
     page(
         StatusCode::OK,
         "lost-link",
-        "Retrouver ma demande",
+        &text("lost-heading"),
         &serde_json::json!({"sent": true}),
     )
 }

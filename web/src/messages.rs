@@ -1,89 +1,105 @@
-//! What the engine says of a refusal, in the pages' French: form errors ([`Problem`]) and the
-//! core's refusals ([`core::Error`]). The engine keeps English for the API, the CLI and logs.
+//! What the engine says of a refusal, in the reader's language: form errors ([`Problem`]) and
+//! the core's refusals ([`core::Error`]), from the catalogue ([`crate::i18n`]). The engine
+//! keeps English for the API, the CLI and logs.
 
 use guichet_engine::core::form::{Problem, bytes};
 
-/// A field's problem, in French.
+use super::{text, text_with};
+
+/// A field's problem, in the reader's language.
 pub(crate) fn problem(p: &Problem) -> String {
     match p {
-        Problem::UnknownField { known } => {
-            format!("champ inconnu (cette étape a : {})", known.join(", "))
+        Problem::UnknownField { known } => text_with(
+            "problem-unknown-field",
+            &[("known", (&known.join(", ")).into())],
+        ),
+        Problem::NoData => text("problem-no-data"),
+        Problem::Required => text("problem-required"),
+        Problem::ExpectedText => text("problem-expected-text"),
+        Problem::TooLong { max } => text_with("problem-too-long", &[("max", (*max).into())]),
+        Problem::TooShort { min } => text_with("problem-too-short", &[("min", (*min).into())]),
+        Problem::ControlCharacter { code } => text_with(
+            "problem-control-character",
+            &[("code", (&format!("{code:04X}")).into())],
+        ),
+        Problem::NotEmail { value } => text_with("problem-not-email", &[("value", value.into())]),
+        Problem::NotDate { value } => text_with("problem-not-date", &[("value", value.into())]),
+        Problem::NotNumber => text("problem-not-number"),
+        Problem::BelowMin { min } => text_with("problem-below-min", &[("min", min.into())]),
+        Problem::AboveMax { max } => text_with("problem-above-max", &[("max", max.into())]),
+        Problem::NotOption { value, options } => text_with(
+            "problem-not-option",
+            &[
+                ("value", value.into()),
+                ("options", (&options.join(", ")).into()),
+            ],
+        ),
+        Problem::ExpectedOption => text("problem-expected-option"),
+        Problem::NotYesNo => text("problem-not-yes-no"),
+        Problem::NotDocument => text("problem-not-document"),
+        Problem::BadDocument { detail } => {
+            text_with("problem-bad-document", &[("detail", detail.into())])
         }
-        Problem::NoData => "cette étape ne prend aucune donnée".to_owned(),
-        Problem::Required => "obligatoire".to_owned(),
-        Problem::ExpectedText => "un texte est attendu".to_owned(),
-        Problem::TooLong { max } => format!("{max} caractères au plus"),
-        Problem::TooShort { min } => format!("{min} caractères au moins"),
-        Problem::ControlCharacter { code } => {
-            format!("contient un caractère de contrôle (U+{code:04X}) : retirez-le")
-        }
-        Problem::NotEmail { value } => format!("« {value} » n'est pas une adresse e-mail"),
-        Problem::NotDate { value } => {
-            format!("« {value} » n'est pas une date (AAAA-MM-JJ, ou choisissez-la)")
-        }
-        Problem::NotNumber => "un nombre est attendu".to_owned(),
-        Problem::BelowMin { min } => format!("au moins {min}"),
-        Problem::AboveMax { max } => format!("au plus {max}"),
-        Problem::NotOption { value, options } => {
-            format!(
-                "« {value} » n'est pas l'un des choix : {}",
-                options.join(", ")
+        Problem::DocumentTooLarge { size, limit } => text_with(
+            "problem-document-too-large",
+            &[
+                ("size", (&bytes(*size)).into()),
+                ("limit", (&bytes(*limit)).into()),
+            ],
+        ),
+        Problem::DocumentType { media_type, accept } => {
+            let media_type = if media_type.is_empty() {
+                text("document-unknown-type")
+            } else {
+                media_type.clone()
+            };
+            text_with(
+                "problem-document-type",
+                &[
+                    ("type", (&media_type).into()),
+                    ("accept", (&accept.join(", ")).into()),
+                ],
             )
         }
-        Problem::ExpectedOption => "choisissez l'une des options".to_owned(),
-        Problem::NotYesNo => "oui ou non".to_owned(),
-        Problem::NotDocument => "un document est attendu".to_owned(),
-        Problem::BadDocument { detail } => format!("document invalide ({detail})"),
-        Problem::DocumentTooLarge { size, limit } => format!(
-            "le document est trop volumineux : {} pour {} au plus",
-            bytes(*size),
-            bytes(*limit)
-        ),
-        Problem::DocumentType { media_type, accept } => format!(
-            "un document de type {} n'est pas accepté ici : {}",
-            if media_type.is_empty() {
-                "inconnu"
-            } else {
-                media_type
-            },
-            accept.join(", ")
-        ),
-        Problem::DocumentOverLimit { limit } => format!(
-            "le document est trop volumineux : {} au plus",
-            bytes(*limit)
+        Problem::DocumentOverLimit { limit } => text_with(
+            "problem-document-over-limit",
+            &[("limit", (&bytes(*limit)).into())],
         ),
         Problem::CommentRequired { outcome } => {
-            format!("obligatoire avec la décision « {outcome} » : dites pourquoi")
+            text_with("problem-comment-required", &[("outcome", outcome.into())])
         }
         Problem::Other(m) => m.clone(),
     }
 }
 
-/// A refusal of the core, in French (the internal faults never reach a page: see `failure`).
+/// A refusal of the core, in the reader's language (the internal faults never reach a page:
+/// see `failure`).
 pub(crate) fn refusal(e: &guichet_engine::core::Error) -> String {
     use guichet_engine::core::Error as E;
     match e {
-        E::NotRunning(_) => "La demande n'est plus en cours.".to_owned(),
-        E::UnknownTask(_) => "Cette tâche n'est plus ouverte.".to_owned(),
-        E::ClaimedBy { by, .. } => format!("Cette tâche est prise par {by}."),
-        E::InvalidTaskTransition { .. } => {
-            "Cette action n'est pas possible sur la tâche dans son état actuel.".to_owned()
-        }
+        E::NotRunning(_) => text("refusal-not-running"),
+        E::UnknownTask(_) => text("refusal-unknown-task"),
+        E::ClaimedBy { by, .. } => text_with("refusal-claimed-by", &[("by", by.into())]),
+        E::InvalidTaskTransition { .. } => text("refusal-task-transition"),
         E::Invalid(errors) => errors
             .iter()
             .map(|e| problem(&e.problem))
             .collect::<Vec<_>>()
             .join(" ; "),
-        E::OutcomeRequired(allowed) => {
-            format!("Choisissez une décision : {}.", allowed.join(", "))
-        }
-        E::UnknownOutcome { given, allowed } => format!(
-            "« {given} » n'est pas une décision de cette tâche : {}.",
-            allowed.join(", ")
+        E::OutcomeRequired(allowed) => text_with(
+            "refusal-outcome-required",
+            &[("allowed", (&allowed.join(", ")).into())],
         ),
-        E::NoOutcomes(_) => "Cette tâche ne prend pas de décision.".to_owned(),
-        E::UnknownEvent(_) => "Cette réponse n'est pas attendue.".to_owned(),
-        E::UnknownRole(role) => format!("Rôle inconnu : {role}."),
+        E::UnknownOutcome { given, allowed } => text_with(
+            "refusal-unknown-outcome",
+            &[
+                ("given", given.into()),
+                ("allowed", (&allowed.join(", ")).into()),
+            ],
+        ),
+        E::NoOutcomes(_) => text("refusal-no-outcomes"),
+        E::UnknownEvent(_) => text("refusal-unknown-event"),
+        E::UnknownRole(role) => text_with("refusal-unknown-role", &[("role", role.into())]),
         other => other.to_string(),
     }
 }

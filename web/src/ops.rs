@@ -84,14 +84,10 @@ pub(crate) async fn admit(
             )
             .into_response()
         } else {
-            let data = serde_json::json!({"heading": "Service surchargé",
-                "message": "Le guichet reçoit trop de demandes à la fois ; réessayez dans quelques secondes. Rien n'a été enregistré."});
-            page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "error",
-                "Service surchargé",
-                &data,
-            )
+            let heading = text("error-overloaded");
+            let data =
+                serde_json::json!({"heading": heading, "message": text("error-overloaded-text")});
+            page(StatusCode::SERVICE_UNAVAILABLE, "error", &heading, &data)
         };
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -13,7 +13,7 @@ pub(crate) async fn home(State(s): Shared) -> Response {
             page(
                 StatusCode::OK,
                 "home",
-                "Guichets",
+                &text("home-title"),
                 &serde_json::json!({"desks": list}),
             )
         }
@@ -31,6 +31,7 @@ pub(crate) async fn desk_view(
     let p = desks
         .get(name)
         .ok_or_else(|| Error::NotFound(name.to_owned()))?;
+    i18n::desk(p.language);
     let start = p.start();
     let fields = form::view("", start.form(), values, errors);
     let data = serde_json::json!({
@@ -79,8 +80,13 @@ pub(crate) async fn desk_submit(
             .unwrap_or_else(|e| failure(&e));
     }
     let fields = submission.fields(&[]);
-    match s.engine.start(&name, &fields).await {
-        Ok(id) => {
+    // The desk writes to the sponsor in the language they read its form in.
+    match s
+        .engine
+        .start_request(&name, &fields, Some(i18n::current()))
+        .await
+    {
+        Ok((id, _)) => {
             let title = submission
                 .values
                 .get("titre")
@@ -91,7 +97,7 @@ pub(crate) async fn desk_submit(
             page(
                 StatusCode::OK,
                 "submitted",
-                "Demande envoyée",
+                &text("submitted-heading"),
                 &serde_json::json!({"title": title, "reference": core::reference(&id)}),
             )
         }

@@ -33,7 +33,11 @@ pub(crate) async fn staff_account(
 ) -> Result<(String, String, bool), Response> {
     let token = session_token(headers).ok_or_else(|| redirect("/login"))?;
     match s.engine.session_account(&token).await {
-        Ok(Some((email, admin))) => Ok((email, token, admin)),
+        Ok(Some(account)) => {
+            // Their own choice of language comes before their browser's.
+            i18n::prefer(account.language);
+            Ok((account.email, token, account.admin))
+        }
         Ok(None) => Err(redirect("/login")),
         Err(e) => Err(failure(&e)),
     }
@@ -57,7 +61,7 @@ pub(crate) async fn login_page() -> Response {
     page(
         StatusCode::OK,
         "login",
-        "Connexion",
+        &text("login-title"),
         &serde_json::json!({"failed": false, "email": ""}),
     )
 }
@@ -81,7 +85,7 @@ pub(crate) async fn login(
         Ok(None) => page(
             StatusCode::UNAUTHORIZED,
             "login",
-            "Connexion",
+            &text("login-title"),
             &serde_json::json!({"failed": true, "email": email}),
         ),
         Err(e) => failure(&e),
@@ -119,7 +123,12 @@ pub(crate) async fn preferences(
             "hour": s.digest_hour, "saved": params.contains_key("saved"),
             "csrf": s.engine.csrf_for(&token).await?,
         });
-        Ok::<_, guichet_engine::Error>(page(StatusCode::OK, "preferences", "Mes e-mails", &data))
+        Ok::<_, guichet_engine::Error>(page(
+            StatusCode::OK,
+            "preferences",
+            &text("preferences-heading"),
+            &data,
+        ))
     }
     .await;
     result.unwrap_or_else(|e| failure(&e))
@@ -136,27 +145,23 @@ pub(crate) async fn preferences_save(
         Err(r) => return r,
     };
     if !csrf_ok(&s, &token, &values).await {
-        return expired_form("Rechargez la page de vos préférences et recommencez.");
+        return expired_form("preferences-expired");
     }
     let refused = |message: &str| {
-        let data = serde_json::json!({"heading": "Choix invalide", "message": message});
-        page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "error",
-            "Choix invalide",
-            &data,
-        )
+        let heading = text("error-invalid-choice");
+        let data = serde_json::json!({"heading": heading, "message": text(message)});
+        page(StatusCode::UNPROCESSABLE_ENTITY, "error", &heading, &data)
     };
     let digest = match values.get("digest").map(String::as_str) {
         Some("daily") => true,
         Some("each") => false,
-        _ => return refused("Choisissez un e-mail par tâche ou un résumé quotidien."),
+        _ => return refused("preferences-digest-choice"),
     };
     let language = match values.get("language").map(String::as_str) {
         None => guichet_engine::definitions::model::Language::Fr,
         Some(code) => match guichet_engine::definitions::model::Language::from_code(code) {
             Some(l) => l,
-            None => return refused("Langue inconnue : fr ou en."),
+            None => return refused("preferences-language-choice"),
         },
     };
     match s.engine.set_mail_preference(&email, digest, language).await {
@@ -241,7 +246,7 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
         shown: inbox.items.len(),
         items,
     };
-    page(StatusCode::OK, "inbox", "Mes tâches", &data)
+    page(StatusCode::OK, "inbox", &text("inbox-heading"), &data)
 }
 
 /// Whether the staff member may act on the open task; a `false` hides whether it exists.
@@ -260,8 +265,9 @@ pub(crate) async fn staff_may_act(
 }
 
 pub(crate) fn not_found() -> Response {
-    let data = serde_json::json!({"heading": "Introuvable", "message": "Cette tâche n'existe pas ou ne vous est pas ouverte."});
-    page(StatusCode::NOT_FOUND, "error", "Introuvable", &data)
+    let heading = text("error-not-found");
+    let data = serde_json::json!({"heading": heading, "message": text("task-not-found")});
+    page(StatusCode::NOT_FOUND, "error", &heading, &data)
 }
 
 pub(crate) async fn staff_task(
@@ -303,9 +309,7 @@ pub(crate) async fn staff_act(
         .await?;
         let values = &submission.values;
         if !csrf_ok(&s, &token, values).await {
-            return Ok(expired_form(
-                "Rechargez la page de la tâche, puis recommencez.",
-            ));
+            return Ok(expired_form("task-expired"));
         }
         if !staff_may_act(&s, &email, &instance, seq).await? {
             return Ok(not_found());
@@ -355,8 +359,8 @@ pub(crate) async fn staff_act(
         match s.engine.execute(&instance, command).await {
             Ok(_) if completing => {
                 submission.keep().await;
-                let data = serde_json::json!({"message": "Votre décision est enregistrée. La demande suit son cours."});
-                Ok(page(StatusCode::OK, "done", "Merci", &data))
+                let data = serde_json::json!({"message": text("task-decided")});
+                Ok(page(StatusCode::OK, "done", &text("done-title"), &data))
             }
             Ok(_) => Ok(redirect(&format!("/tasks/{instance}/{seq}"))),
             Err(Error::Refused(e)) if !e.is_internal() => {
@@ -395,6 +399,7 @@ pub(crate) async fn request_page(
             return Ok(not_found());
         }
         let p = s.engine.process_of(&id).await?;
+        i18n::desk(p.language);
         let dossier = s
             .engine
             .dossier(&id, guichet_engine::core::dossier::Audience::Staff)
@@ -406,7 +411,7 @@ pub(crate) async fn request_page(
             "desk": p.title,
             "status": dossier::status(&dossier),
             "dossier": dossier::view(&dossier, true, &format!("/requests/{id}/documents/")),
-            "graph": guichet_definitions::graph::svg_marked(&p, &marked),
+            "graph": guichet_definitions::graph::svg_marked(&p, &marked, i18n::current()),
         });
         Ok(page(StatusCode::OK, "request", &p.title, &data))
     }

@@ -9,7 +9,7 @@ pub(crate) fn invalid_link(token: &str, sent: bool) -> Response {
     page(
         StatusCode::NOT_FOUND,
         "invalid-link",
-        "Lien invalide",
+        &text("invalid-title"),
         &serde_json::json!({"token": token, "sent": sent}),
     )
 }
@@ -96,6 +96,7 @@ pub(crate) async fn task_page(
         return Ok(invalid_link(viewer.token, false));
     };
     let p = s.engine.process_of(instance).await?;
+    i18n::desk(p.language);
     let step = &p.steps[t.step];
     let dossier = s.engine.dossier(instance, Audience::Staff).await?;
     let outcomes: Vec<_> = step

@@ -811,3 +811,70 @@ async fn a_document_too_large_is_refused_while_it_streams_and_leaves_nothing() {
     assert_eq!(inst.data["demande"].fields["piece"]["type"], "text/plain");
     assert_eq!(kept(&engine).len(), 1);
 }
+
+/// The subjects of the captured emails to `to`, oldest first, once the pass has run.
+async fn subjects_to(engine: &Engine, mail: &Dispatcher, to: &str) -> Vec<String> {
+    mail.run_once(100).await.unwrap();
+    let mut rows = engine.outbox_messages(Some("captured"), 100).await.unwrap();
+    rows.reverse();
+    rows.into_iter()
+        .filter(|r| r.recipients.as_deref() == Some(to))
+        .map(|r| r.subject.unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn emails_are_written_in_their_readers_language() {
+    let (engine, app, mail) = setup().await;
+    let submit = |language: &'static str, email: &'static str| {
+        let app = app.clone();
+        async move {
+            let mut intake = INTAKE_INTERNE.to_vec();
+            intake.retain(|(k, _)| *k != "email");
+            intake.push(("email", email));
+            let req = Request::builder()
+                .method("POST")
+                .uri("/desks/interne-decentralise")
+                .header(header::ACCEPT_LANGUAGE, language)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body(&intake)))
+                .unwrap();
+            let resp = app.oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+    };
+    // A sponsor who read the form in English is written to in English; the desk's staff, who
+    // chose nothing, in the desk's language.
+    submit("en-GB,en;q=0.9", "sponsor-en@labo.example").await;
+    let sponsor = subjects_to(&engine, &mail, "sponsor-en@labo.example").await;
+    assert_eq!(sponsor.len(), 1, "{sponsor:?}");
+    assert!(sponsor[0].contains("has been received"), "{sponsor:?}");
+    let staff = subjects_to(&engine, &mail, "guichet-donnees@hopital.example").await;
+    assert!(staff.len() >= 2, "{staff:?}");
+    assert!(
+        staff
+            .iter()
+            .all(|s| s.contains("Nouvelle demande") || s.contains("Nouvelle tâche")),
+        "{staff:?}"
+    );
+    // A staff member who chose English gets English; a French sponsor, French.
+    engine
+        .set_mail_preference(
+            "guichet-donnees@hopital.example",
+            false,
+            guichet_engine::definitions::model::Language::En,
+        )
+        .await
+        .unwrap();
+    submit("fr-FR,fr;q=0.9", "sponsor-fr@labo.example").await;
+    let sponsor = subjects_to(&engine, &mail, "sponsor-fr@labo.example").await;
+    assert!(sponsor[0].contains("est bien reçue"), "{sponsor:?}");
+    let staff = subjects_to(&engine, &mail, "guichet-donnees@hopital.example").await;
+    let newer = &staff[staff.len() - 2..];
+    assert!(
+        newer
+            .iter()
+            .all(|s| s.contains("New request") || s.contains("New task")),
+        "{staff:?}"
+    );
+}

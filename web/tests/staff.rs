@@ -691,11 +691,11 @@ async fn administrators_deploy_watch_the_indicators_and_retry_dead_letters() {
     for (form, refused) in [
         (
             format!("_csrf={form_csrf}&email=&provider=&name=x"),
-            "not both",
+            "pas les deux",
         ),
         (
             format!("_csrf={form_csrf}&email=juriste%40hopital.example&name="),
-            "what the token is for",
+            "à quoi sert le jeton",
         ),
         (
             "_csrf=forged&email=juriste%40hopital.example&name=x".to_owned(),
@@ -823,7 +823,9 @@ async fn staff_choose_a_daily_digest_on_their_preferences_page() {
     assert!(p.digest);
     assert_eq!(p.language, guichet_engine::definitions::model::Language::En);
     let r = call(&site.app, "GET", "/preferences?saved", Some(&jurist), None).await;
-    assert!(r.body.contains("Préférence enregistrée"), "{}", r.body);
+    // Their pages are in the language they chose, whatever their browser asks for.
+    assert!(r.body.contains("Preference saved"), "{}", r.body);
+    assert!(r.body.contains("<html lang=\"en\">"), "{}", r.body);
     assert!(r.body.contains("value=\"daily\" checked"), "{}", r.body);
     assert!(r.body.contains("value=\"en\" selected"), "{}", r.body);
     // The choice is the jurist's alone.
@@ -848,4 +850,198 @@ async fn a_database_that_cannot_answer_is_an_error_page_not_a_sign_out() {
         assert_eq!(r.location, None, "{page}: not sent to the sign-in page");
         assert!(r.body.contains("réessayez plus tard"), "{}", r.body);
     }
+}
+
+/// The texts of a catalogue's messages, cut at their arguments and markup: the phrases a page
+/// in that language shows (single words left out: "Administration" is both languages').
+fn phrases(language: &str) -> std::collections::BTreeSet<String> {
+    use fluent_syntax::ast::{Entry, PatternElement};
+    let path = format!("{}/locales/{language}.ftl", env!("CARGO_MANIFEST_DIR"));
+    let source = std::fs::read_to_string(path).unwrap();
+    let resource = fluent_syntax::parser::parse(source.as_str()).unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    for entry in resource.body {
+        let Entry::Message(m) = entry else { continue };
+        for element in m.value.iter().flat_map(|p| &p.elements) {
+            let PatternElement::TextElement { value } = element else {
+                continue;
+            };
+            // Between the markup's tags.
+            for piece in value.split(['<', '>']).step_by(2) {
+                let piece = piece.trim().trim_matches(|c: char| "«»“”():.;".contains(c));
+                let piece = piece.trim();
+                if piece.contains(' ') && piece.len() >= 8 {
+                    out.insert(piece.to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A page as its reader sees the text (handlebars escapes what it fills in).
+fn unescaped(html: &str) -> String {
+    html.replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&#x3D;", "=")
+        .replace("&#x60;", "`")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+async fn get_in(
+    site: &Site,
+    uri: &str,
+    cookie: Option<&str>,
+    language: &str,
+) -> (StatusCode, String) {
+    let mut req = Request::builder()
+        .uri(uri)
+        .header(header::ACCEPT_LANGUAGE, language);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, format!("guichet_session={c}"));
+    }
+    let resp = site
+        .app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn every_page_speaks_its_readers_language_and_no_other() {
+    let site = site().await;
+    site.engine
+        .set_user("admin@hopital.example", PASSWORD, true)
+        .await
+        .unwrap();
+    let (id, seq) = a_request(&site).await;
+    // Some history for the timeline: the task claimed, released, then a follow link sent.
+    let staff = sign_in(&site, "guichet-donnees@hopital.example").await;
+    let admin = sign_in(&site, "admin@hopital.example").await;
+    let until = Timestamp(site.engine.now().0 + 86_400_000);
+    let follow = site
+        .engine
+        .link_for(&id, None, "p@x.example", "test-follow", until)
+        .await
+        .unwrap()
+        .token;
+    let task_link = site
+        .engine
+        .link_for(
+            &id,
+            Some(seq),
+            "guichet-donnees@hopital.example",
+            "test-task",
+            until,
+        )
+        .await
+        .unwrap()
+        .token;
+    let pages: Vec<(String, Option<&str>)> = vec![
+        ("/".into(), None),
+        ("/desks/interne-decentralise".into(), None),
+        ("/follow".into(), None),
+        ("/login".into(), None),
+        ("/l/not-a-link".into(), None),
+        (format!("/l/{follow}"), None),
+        (format!("/l/{follow}?withdraw"), None),
+        (format!("/l/{follow}?done=answer"), None),
+        (format!("/l/{task_link}"), None),
+        ("/inbox".into(), Some(&staff)),
+        ("/preferences".into(), Some(&staff)),
+        (format!("/tasks/{id}/{seq}"), Some(&staff)),
+        (format!("/requests/{id}"), Some(&staff)),
+        ("/requests/no-such-request".into(), Some(&staff)),
+        ("/admin".into(), Some(&admin)),
+        ("/admin/indicators".into(), Some(&admin)),
+        ("/admin/requests".into(), Some(&admin)),
+        ("/admin/outbox".into(), Some(&admin)),
+        ("/admin/users".into(), Some(&admin)),
+    ];
+    let (fr, en) = (phrases("fr"), phrases("en"));
+    // The desk's own texts (labels, titles) are in the language it was written in, on every
+    // page: a phrase of the catalogue that the desk also says is not the catalogue speaking.
+    let desk = guichet_definitions::models::source("interne-decentralise").unwrap();
+    assert!(
+        fr.len() > 100 && en.len() > 100,
+        "{} {}",
+        fr.len(),
+        en.len()
+    );
+    for (language, header, own, other) in [
+        ("fr", "fr-FR,fr;q=0.9,en;q=0.5", &fr, &en),
+        ("en", "en-GB,en;q=0.9", &en, &fr),
+    ] {
+        let foreign: Vec<&String> = other
+            .iter()
+            .filter(|p| !own.contains(*p) && !desk.contains(p.as_str()))
+            .collect();
+        for (uri, cookie) in &pages {
+            let (status, html) = get_in(&site, uri, *cookie, header).await;
+            assert!(status.as_u16() < 500, "{uri}: {status}");
+            assert!(
+                html.contains(&format!("<html lang=\"{language}\">")),
+                "{uri} in {language}: {html}"
+            );
+            let text = unescaped(&html);
+            let wrong: Vec<_> = foreign
+                .iter()
+                .filter(|p| text.contains(p.as_str()))
+                .collect();
+            assert!(
+                wrong.is_empty(),
+                "{uri} in {language} says {wrong:?}:\n{text}"
+            );
+            let right = own.iter().filter(|p| text.contains(p.as_str())).count();
+            assert!(
+                right > 0,
+                "{uri} in {language} says nothing of its catalogue:\n{text}"
+            );
+        }
+        // A form refused: its errors are in the reader's language too.
+        let req = Request::builder()
+            .method("POST")
+            .uri("/desks/interne-decentralise")
+            .header(header::ACCEPT_LANGUAGE, header)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(
+                "titre=x&email=not-an-address&date-souhaitee=03%2F12%2F2026",
+            ))
+            .unwrap();
+        let resp = site.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let html = String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        let text = unescaped(&html);
+        let wrong: Vec<_> = foreign
+            .iter()
+            .filter(|p| text.contains(p.as_str()))
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "refused intake in {language} says {wrong:?}:\n{text}"
+        );
+        let expected = if language == "fr" {
+            "n'est pas une adresse e-mail"
+        } else {
+            "is not an email address"
+        };
+        assert!(text.contains(expected), "{language}: {text}");
+    }
+    // Without a language the browser asks for, a page about a desk is in the desk's.
+    let (_, html) = get_in(&site, "/desks/interne-decentralise", None, "de").await;
+    assert!(html.contains("<html lang=\"fr\">"), "{html}");
 }

@@ -121,6 +121,23 @@ pub fn digestible(template: &str, to: &Recipient) -> bool {
     }
 }
 
+/// The language of a letter to `recipient`: the one they chose on their preferences page;
+/// else, for the request's sponsor, the one they wrote the request in; else the desk's.
+fn language(
+    process: &Process,
+    inst: &guichet_engine::core::Instance,
+    recipient: &str,
+    preference: Option<&guichet_engine::runtime::digest::Preference>,
+) -> Language {
+    if let Some(p) = preference {
+        return p.language;
+    }
+    match inst.language {
+        Some(l) if guichet_engine::core::dossier::is_sponsor(process, inst, recipient) => l,
+        _ => process.language,
+    }
+}
+
 /// A claimed message made ready to go: a letter for each recipient not held for their
 /// daily digest, the links the letters carry, and to whom it goes (in the recipients'
 /// order, those held named so).
@@ -240,7 +257,7 @@ impl Dispatcher {
     }
 
     /// What the pass's messages need, read once for them all: their requests, those
-    /// requests' tasks, and the mail preferences of the recipients who may get a digest.
+    /// requests' tasks, and the mail preferences of their recipients (a digest, a language).
     async fn read(&self, claimed: &[Claimed]) -> Result<PassRead, guichet_engine::Error> {
         let mut ids: Vec<&str> = claimed.iter().map(|m| m.instance.as_str()).collect();
         ids.sort_unstable();
@@ -256,8 +273,7 @@ impl Dispatcher {
         };
         let mut emails = Vec::new();
         for m in claimed {
-            if let Effect::Email { template, to, .. } = &m.effect
-                && digestible(template, to)
+            if let Effect::Email { to, .. } = &m.effect
                 && let Some(inst) = states.get(&m.instance)
             {
                 let process = self.engine.process_of(&m.instance).await?;
@@ -321,10 +337,19 @@ impl Dispatcher {
                 .await
                 .map_err(db)?;
             let url = format!("{}/l/{}", self.base_url.trim_end_matches('/'), link.token);
-            let ctx = context(&process, &m.instance, inst, to, task_row.as_ref(), url);
+            let lang = language(&process, inst, r, preference);
+            let ctx = context(
+                &process,
+                &m.instance,
+                inst,
+                to,
+                task_row.as_ref(),
+                url,
+                lang,
+            );
             let rendered = self
                 .templates
-                .render(template, process.language, &ctx)
+                .render(template, lang, &ctx)
                 .map_err(|e| Failure::Permanent(e.to_string()))?;
             let message_id = if recipients.len() == 1 {
                 format!("<{}@{domain}>", m.id)
@@ -530,7 +555,8 @@ pub const PASS: i64 = 100;
 pub const CONCURRENT_DELIVERIES: usize = 8;
 
 /// What a template may see: the desk, the request's title and reference, the step, the
-/// deadline, the role and the link. Nothing else of the request's data.
+/// deadline (written as `language` writes dates), the role and the link. Nothing else of
+/// the request's data.
 pub fn context(
     p: &Process,
     id: &str,
@@ -538,6 +564,7 @@ pub fn context(
     to: &Recipient,
     task: Option<&guichet_engine::runtime::TaskRow>,
     link: String,
+    language: Language,
 ) -> Context {
     let title = guichet_engine::core::request_title(p, inst);
     let reference = guichet_engine::core::reference(id);
@@ -547,7 +574,7 @@ pub fn context(
                 .map(|s| s.display_name().to_owned())
                 .unwrap_or_else(|| t.step.clone()),
             t.due_at
-                .map(|d| format_date(Timestamp(d), p.language))
+                .map(|d| format_date(Timestamp(d), language))
                 .unwrap_or_default(),
         ),
         None => (String::new(), String::new()),

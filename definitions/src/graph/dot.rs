@@ -25,7 +25,7 @@ pub fn dot(p: &Process) -> String {
             StepKind::Wait(_) => ("hexagon", ""),
             StepKind::Task(_) => ("box", ", style=rounded"),
         };
-        let label = format!("{}\n{}", s.display_name(), step_detail(p, i));
+        let label = format!("{}\n{}", s.display_name(), step_detail(p, i, p.language));
         let _ = writeln!(
             out,
             "  {} [shape={shape}, label={}{extra}];",
@@ -52,7 +52,7 @@ pub fn dot(p: &Process) -> String {
                 Target::Step(t) => p.steps[t].id.clone(),
                 Target::Join(par) => format!("{}/join", p.steps[par].id),
             };
-            let label = exit_label(p, i, e.exit);
+            let label = exit_label(p, i, e.exit, p.language);
             let style = if e.jump { ", style=dashed" } else { "" };
             let _ = writeln!(
                 out,

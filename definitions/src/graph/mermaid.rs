@@ -21,7 +21,7 @@ pub fn mermaid(p: &Process) -> String {
         let label = text(&format!(
             "{}<br/><small>{}</small>",
             s.display_name(),
-            step_detail(p, i)
+            step_detail(p, i, p.language)
         ));
         let node = match &s.kind {
             StepKind::Start(_) | StepKind::End(_) => format!("([\"{label}\"])"),
@@ -47,7 +47,7 @@ pub fn mermaid(p: &Process) -> String {
                 Target::Step(t) => id(t),
                 Target::Join(par) => format!("{}_join", id(par)),
             };
-            let label = exit_label(p, i, e.exit);
+            let label = exit_label(p, i, e.exit, p.language);
             let arrow = if e.jump { "-.->" } else { "-->" };
             if label.is_empty() {
                 let _ = writeln!(out, "  {from} {arrow} {to}");

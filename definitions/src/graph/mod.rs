@@ -13,10 +13,57 @@ pub use dot::dot;
 pub use mermaid::mermaid;
 pub use svg::{svg, svg_marked};
 
-use crate::model::{Exit, Process, StepIdx, StepKind};
+use crate::model::{EndResult, Exit, Language, Process, StepIdx, StepKind};
+
+/// The drawing's own words (the desk's texts are its own): in the reader's language for the
+/// web page, in the desk's for `guichet graph`.
+struct Words {
+    otherwise: &'static str,
+    timeout: &'static str,
+    intake: &'static str,
+    email_to: &'static str,
+    provider: &'static str,
+    waits: &'static str,
+    decision: &'static str,
+    parallel: &'static str,
+    accepted: &'static str,
+    rejected: &'static str,
+    withdrawn: &'static str,
+}
+
+fn words(language: Language) -> Words {
+    match language {
+        Language::Fr => Words {
+            otherwise: "sinon",
+            timeout: "délai dépassé",
+            intake: "dépôt de la demande",
+            email_to: "courriel à",
+            provider: "prestataire",
+            waits: "attend",
+            decision: "décision",
+            parallel: "en parallèle",
+            accepted: "acceptée",
+            rejected: "refusée",
+            withdrawn: "retirée",
+        },
+        Language::En => Words {
+            otherwise: "otherwise",
+            timeout: "deadline passed",
+            intake: "request submitted",
+            email_to: "email to",
+            provider: "provider",
+            waits: "waits for",
+            decision: "decision",
+            parallel: "in parallel",
+            accepted: "accepted",
+            rejected: "rejected",
+            withdrawn: "withdrawn",
+        },
+    }
+}
 
 /// The label of an edge: which way out of the step it is.
-pub(crate) fn exit_label(p: &Process, step: StepIdx, exit: Exit) -> String {
+pub(crate) fn exit_label(p: &Process, step: StepIdx, exit: Exit, language: Language) -> String {
     let s = &p.steps[step];
     match exit {
         Exit::Next | Exit::Branch(_) => String::new(),
@@ -30,37 +77,47 @@ pub(crate) fn exit_label(p: &Process, step: StepIdx, exit: Exit) -> String {
                 .map_or_else(String::new, |c| c.text.clone()),
             _ => String::new(),
         },
-        Exit::Otherwise => "sinon".to_owned(),
-        Exit::Timeout => "délai dépassé".to_owned(),
+        Exit::Otherwise => words(language).otherwise.to_owned(),
+        Exit::Timeout => words(language).timeout.to_owned(),
     }
 }
 
 /// A second line under the step's name: who does it, or what it waits for.
-pub(crate) fn step_detail(p: &Process, step: StepIdx) -> String {
+pub(crate) fn step_detail(p: &Process, step: StepIdx, language: Language) -> String {
+    let w = words(language);
     let role_name = |id: &str| {
         p.role(id)
             .and_then(|r| r.title.clone())
             .unwrap_or_else(|| id.to_owned())
     };
     match &p.steps[step].kind {
-        StepKind::Start(_) => "dépôt de la demande".to_owned(),
+        StepKind::Start(_) => w.intake.to_owned(),
         StepKind::Task(t) => match &t.due {
             Some(d) => format!("{} · {d}", role_name(&t.role)),
             None => role_name(&t.role),
         },
-        StepKind::Notify(n) => format!("courriel à {}", role_name(&n.to)),
+        StepKind::Notify(n) => format!("{} {}", w.email_to, role_name(&n.to)),
         StepKind::Call(c) => format!(
-            "prestataire {}",
+            "{} {}",
+            w.provider,
             p.providers
                 .iter()
                 .find(|x| x.id == c.provider)
                 .and_then(|x| x.title.clone())
                 .unwrap_or_else(|| c.provider.clone())
         ),
-        StepKind::Wait(w) => format!("attend « {} »", w.event),
-        StepKind::Gate(_) => "décision".to_owned(),
-        StepKind::Parallel(_) => "en parallèle".to_owned(),
-        StepKind::End(e) => e.result.as_str().to_owned(),
+        StepKind::Wait(wait) => match language {
+            Language::Fr => format!("{} « {} »", w.waits, wait.event),
+            Language::En => format!("{} “{}”", w.waits, wait.event),
+        },
+        StepKind::Gate(_) => w.decision.to_owned(),
+        StepKind::Parallel(_) => w.parallel.to_owned(),
+        StepKind::End(e) => match e.result {
+            EndResult::Accepted => w.accepted,
+            EndResult::Rejected => w.rejected,
+            EndResult::Withdrawn => w.withdrawn,
+        }
+        .to_owned(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::{clip, exit_label, step_detail};
-use crate::model::{Exit, Process, StepIdx, StepKind, Target};
+use crate::model::{Exit, Language, Process, StepIdx, StepKind, Target};
 
 const BOX_W: f64 = 230.0;
 const BOX_H: f64 = 46.0;
@@ -145,11 +145,12 @@ fn esc(s: &str) -> String {
 
 /// Renders the process as an SVG document.
 pub fn svg(p: &Process) -> String {
-    svg_marked(p, &[])
+    svg_marked(p, &[], p.language)
 }
 
 /// The same drawing with some steps outlined in red: where a request stands now.
-pub fn svg_marked(p: &Process, marked: &[StepIdx]) -> String {
+/// Its own words (not the desk's texts) are in `language`.
+pub fn svg_marked(p: &Process, marked: &[StepIdx], language: Language) -> String {
     let mut l = Layout {
         boxes: HashMap::new(),
         joins: HashMap::new(),
@@ -177,7 +178,7 @@ pub fn svg_marked(p: &Process, marked: &[StepIdx]) -> String {
                 Target::Step(t) => l.boxes[&t],
                 Target::Join(par) => l.joins[&par],
             };
-            let label = exit_label(p, i, e.exit);
+            let label = exit_label(p, i, e.exit, language);
             let below = to.y > from.bottom() && !e.jump;
             let list = if below || matches!(e.exit, Exit::Branch(_)) {
                 &mut straight
@@ -270,7 +271,7 @@ pub fn svg_marked(p: &Process, marked: &[StepIdx]) -> String {
     for (i, s) in p.steps.iter().enumerate() {
         let r = l.boxes[&i];
         let title = esc(&clip(s.display_name(), 34));
-        let detail = esc(&clip(&step_detail(p, i), 38));
+        let detail = esc(&clip(&step_detail(p, i, language), 38));
         match &s.kind {
             StepKind::Parallel(_) => {
                 let j = l.joins[&i];

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use guichet_definitions::model::{EndResult, StepIdx};
+use guichet_definitions::model::{EndResult, Language, StepIdx};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
@@ -33,6 +33,11 @@ pub struct Instance {
     /// External events received before a step waited for them: kept, not lost.
     pub buffered: Vec<ReceivedEvent>,
     pub next_seq: Seq,
+    /// The language the sponsor wrote the request in (the page's), in which the desk writes
+    /// to them; `None` for requests started without one (the API, the CLI, older requests):
+    /// the desk's language then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<Language>,
 }
 
 impl Instance {
@@ -48,6 +53,7 @@ impl Instance {
             timers: BTreeMap::new(),
             buffered: Vec::new(),
             next_seq: 1,
+            language: None,
         }
     }
 

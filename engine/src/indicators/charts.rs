@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use guichet_definitions::model::BuildingBlock;
+use guichet_definitions::model::{BuildingBlock, Language};
 
 use crate::indicators::kpi::{MatrixRow, StepRow};
 use crate::indicators::stats::Stats;
@@ -221,21 +221,74 @@ pub fn task_times(title: &str, unit: &str, legend: [&str; 2], steps: &[&StepRow]
     stacked_bars(title, unit, &legend, &rows)
 }
 
-fn block_name(b: BuildingBlock) -> &'static str {
+fn block_name(b: BuildingBlock, language: Language) -> &'static str {
+    let fr = language == Language::Fr;
     match b {
-        BuildingBlock::General => "général",
+        BuildingBlock::General if fr => "général",
+        BuildingBlock::General => "general",
         BuildingBlock::Catalogue => "catalogue",
-        BuildingBlock::Uses => "usages",
-        BuildingBlock::Technical => "technique",
-        BuildingBlock::Regulatory => "réglementaire",
+        BuildingBlock::Uses if fr => "usages",
+        BuildingBlock::Uses => "uses",
+        BuildingBlock::Technical if fr => "technique",
+        BuildingBlock::Technical => "technical",
+        BuildingBlock::Regulatory if fr => "réglementaire",
+        BuildingBlock::Regulatory => "regulatory",
         BuildingBlock::Valorisation => "valorisation",
+    }
+}
+
+/// `maturité` as `Maturité`.
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// The matrix's own words, by language.
+struct MatrixWords {
+    label: &'static str,
+    heading: &'static str,
+    priority: &'static str,
+    achieved: &'static str,
+    not_priority: &'static str,
+    maturity: &'static str,
+    half: &'static str,
+    not_enough: &'static str,
+}
+
+fn matrix_words(language: Language) -> MatrixWords {
+    match language {
+        Language::Fr => MatrixWords {
+            label: "Maturité et performance par brique",
+            heading: "Maturité × performance",
+            priority: "Prioritaire",
+            achieved: "Acquis",
+            not_priority: "Non prioritaire",
+            maturity: "maturité",
+            half: "0,5",
+            not_enough: "données insuffisantes",
+        },
+        Language::En => MatrixWords {
+            label: "Maturity and performance by building block",
+            heading: "Maturity × performance",
+            priority: "Priority",
+            achieved: "Achieved",
+            not_priority: "Not a priority",
+            maturity: "maturity",
+            half: "0.5",
+            not_enough: "not enough data",
+        },
     }
 }
 
 /// The white paper's maturity x performance chart (3.3) as a standalone SVG: maturity across,
 /// performance up, the priority quadrant (neither mature nor performant) highlighted, one
 /// point per building block and desk. Blocks without both measures are listed underneath.
-pub fn matrix_svg(rows: &[MatrixRow]) -> String {
+/// Its own words are in `language`.
+pub fn matrix_svg(rows: &[MatrixRow], language: Language) -> String {
+    let w = matrix_words(language);
     use std::fmt::Write;
     const COLOURS: &[&str] = &[
         "#0b5394", "#b45f06", "#38761d", "#741b47", "#45818e", "#7f6000",
@@ -255,19 +308,21 @@ pub fn matrix_svg(rows: &[MatrixRow]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="680" height="{height:.0}" viewBox="0 0 680 {height:.0}" font-family="sans-serif" font-size="12" role="img" aria-label="Maturité et performance par brique">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="680" height="{height:.0}" viewBox="0 0 680 {height:.0}" font-family="sans-serif" font-size="12" role="img" aria-label="{}">"#,
+        w.label
     );
     let _ = writeln!(
         out,
-        r#"<text x="{left}" y="24" font-size="15" font-weight="bold">Maturité × performance</text>"#
+        r#"<text x="{left}" y="24" font-size="15" font-weight="bold">{}</text>"#,
+        w.heading
     );
     let half = size / 2.0;
     // Quadrants: bottom-left is the priority.
     let quads = [
-        (left, top + half, "#f4cccc", "Prioritaire"),
-        (left + half, top, "#d9ead3", "Acquis"),
-        (left, top, "#fff2cc", "Non prioritaire"),
-        (left + half, top + half, "#fff2cc", "Non prioritaire"),
+        (left, top + half, "#f4cccc", w.priority),
+        (left + half, top, "#d9ead3", w.achieved),
+        (left, top, "#fff2cc", w.not_priority),
+        (left + half, top + half, "#fff2cc", w.not_priority),
     ];
     for (x, y, fill, label) in quads {
         let _ = writeln!(
@@ -288,16 +343,17 @@ pub fn matrix_svg(rows: &[MatrixRow]) -> String {
     );
     let _ = writeln!(
         out,
-        r#"<text x="{:.0}" y="{:.0}" text-anchor="middle">Maturité →</text>"#,
+        r#"<text x="{:.0}" y="{:.0}" text-anchor="middle">{} →</text>"#,
         left + half,
-        top + size + 32.0
+        top + size + 32.0,
+        capitalised(w.maturity)
     );
     let _ = writeln!(
         out,
         r#"<text transform="translate(24 {:.0}) rotate(-90)" text-anchor="middle">Performance →</text>"#,
         top + half
     );
-    for (v, label) in [(0.0, "0"), (0.5, "0,5"), (1.0, "1")] {
+    for (v, label) in [(0.0, "0"), (0.5, w.half), (1.0, "1")] {
         let _ = writeln!(
             out,
             r##"<text x="{:.0}" y="{:.0}" text-anchor="middle" fill="#555">{label}</text>"##,
@@ -331,16 +387,17 @@ pub fn matrix_svg(rows: &[MatrixRow]) -> String {
         *n += 1;
         let _ = writeln!(
             out,
-            r#"<circle cx="{x:.1}" cy="{y:.1}" r="6" fill="{colour}"><title>{} · {} : maturité {m:.2}, performance {p:.2}</title></circle>"#,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="6" fill="{colour}"><title>{} · {}: {} {m:.2}, performance {p:.2}</title></circle>"#,
             esc(&r.desk),
-            block_name(r.block)
+            block_name(r.block, language),
+            w.maturity
         );
         let _ = writeln!(
             out,
             r#"<text x="{:.1}" y="{:.1}" fill="{colour}">{}</text>"#,
             x + 9.0,
             y + 4.0,
-            block_name(r.block)
+            block_name(r.block, language)
         );
     }
     let mut y = top + size + 56.0;
@@ -360,9 +417,10 @@ pub fn matrix_svg(rows: &[MatrixRow]) -> String {
     for r in missing {
         let _ = writeln!(
             out,
-            r##"<text x="{left}" y="{y:.0}" fill="#555">{} · {} : données insuffisantes</text>"##,
+            r##"<text x="{left}" y="{y:.0}" fill="#555">{} · {}: {}</text>"##,
             esc(&r.desk),
-            block_name(r.block)
+            block_name(r.block, language),
+            w.not_enough
         );
         y += 18.0;
     }

@@ -108,14 +108,19 @@ impl Engine {
     /// A person's preference: by default, an email per task, in French.
     pub async fn mail_preference(&self, email: &str) -> Result<Preference, Error> {
         let email = email.trim().to_lowercase();
-        self.mail_preferences(&[&email])
+        Ok(self
+            .mail_preferences(&[&email])
             .await?
             .remove(&email)
-            .ok_or_else(|| Error::Corrupt(format!("no preference read for {email}")))
+            .unwrap_or(Preference {
+                email,
+                digest: false,
+                language: Language::Fr,
+            }))
     }
 
-    /// The mail preferences of these people (the default for those who set none), by
-    /// address in lower case, in one read.
+    /// The mail preferences these people chose, by address in lower case, in one read; those
+    /// who chose none are absent (their letters are in the request's or the desk's language).
     pub async fn mail_preferences(
         &self,
         emails: &[&str],
@@ -136,13 +141,6 @@ impl Engine {
                 language: Language::from_code(&r.text(2)?).unwrap_or(Language::Fr),
             };
             found.insert(email, preference);
-        }
-        for email in lower {
-            found.entry(email.clone()).or_insert(Preference {
-                email,
-                digest: false,
-                language: Language::Fr,
-            });
         }
         Ok(found)
     }

@@ -330,15 +330,17 @@ impl Engine {
 
     /// Starts a request on the latest revision of the named desk; returns its id.
     pub async fn start(&self, name: &str, fields: &Fields) -> Result<String, Error> {
-        Ok(self.start_request(name, fields).await?.0)
+        Ok(self.start_request(name, fields, None).await?.0)
     }
 
-    /// Starts a request on the latest revision of the named desk; returns its id and where
-    /// it stands once started (its open tasks).
+    /// Starts a request on the latest revision of the named desk, written in `language` (the
+    /// desk writes to its sponsor in it; the desk's own when `None`); returns its id and
+    /// where it stands once started (its open tasks).
     pub async fn start_request(
         &self,
         name: &str,
         fields: &Fields,
+        language: Option<guichet_definitions::model::Language>,
     ) -> Result<(String, Instance), Error> {
         let ctx = &self.ctx;
         let (hash, process) = self
@@ -346,7 +348,7 @@ impl Engine {
             .await?
             .ok_or_else(|| Error::NotFound(format!("no desk named `{name}` is deployed")))?;
         let prepared = in_read!(self.store, |db| ctx
-            .prepare_start(db, name, &hash, &process, fields))?;
+            .prepare_start(db, name, &hash, &process, fields, language))?;
         let prepared = self
             .write_prepared(prepared)
             .await?
@@ -575,9 +577,11 @@ impl Ctx {
         hash: &str,
         process: &Process,
         fields: &Fields,
+        language: Option<guichet_definitions::model::Language>,
     ) -> Result<Prepared, Error> {
         let now = self.now();
-        let (inst, transition) = core::start(process, fields, now)?;
+        let (mut inst, transition) = core::start(process, fields, now)?;
+        inst.language = language;
         let id = uuid::Uuid::now_v7().to_string();
         let title = fields
             .get("titre")

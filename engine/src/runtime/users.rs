@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use guichet_definitions::model::RoleSource;
+use guichet_definitions::model::{Language, RoleSource};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -46,6 +46,16 @@ pub struct InboxItem {
     pub desk: String,
     pub title: String,
     pub step_title: String,
+}
+
+/// The staff member behind an open session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub email: String,
+    pub admin: bool,
+    /// The language they chose on their preferences page (for their emails and pages);
+    /// `None` until they chose one.
+    pub language: Option<Language>,
 }
 
 impl Engine {
@@ -136,12 +146,12 @@ impl Engine {
     /// The staff member behind a session token, if the session is still open; using it
     /// extends the idle timeout.
     pub async fn session(&self, token: &str) -> Result<Option<String>, Error> {
-        Ok(self.session_account(token).await?.map(|(email, _)| email))
+        Ok(self.session_account(token).await?.map(|a| a.email))
     }
 
-    /// [`Engine::session`], with whether the account is an administrator (one query for
-    /// both, on the path of every staff page).
-    pub async fn session_account(&self, token: &str) -> Result<Option<(String, bool)>, Error> {
+    /// [`Engine::session`], with whether the account is an administrator and the language
+    /// the person chose (one query for all three, on the path of every staff page).
+    pub async fn session_account(&self, token: &str) -> Result<Option<Account>, Error> {
         if token.len() != 64 {
             return Ok(None);
         }
@@ -153,8 +163,8 @@ impl Engine {
             V::Int(now - IDLE_MS),
             V::Int(now - ABSOLUTE_MS),
         ];
-        let sql = "SELECT s.email, s.last_seen_at, u.admin FROM sessions s JOIN users u ON u.email = s.email \
-                   WHERE s.token_hash = $1 AND s.last_seen_at > $2 AND s.created_at > $3";
+        let sql = "SELECT s.email, s.last_seen_at, u.admin, p.language FROM sessions s JOIN users u ON u.email = s.email \
+                   LEFT JOIN mail_preferences p ON p.email = s.email WHERE s.token_hash = $1 AND s.last_seen_at > $2 AND s.created_at > $3";
         let row = in_read!(self.store(), |db| db.row(sql.into(), &key))?;
         let Some(row) = row else { return Ok(None) };
         // At most one write a minute per session, by the first caller of this process:
@@ -167,7 +177,11 @@ impl Engine {
             )
             .await?;
         }
-        Ok(Some((row.text(0)?, row.int(2)? != 0)))
+        Ok(Some(Account {
+            email: row.text(0)?,
+            admin: row.int(2)? != 0,
+            language: row.opt_text(3)?.as_deref().and_then(Language::from_code),
+        }))
     }
 
     /// Issues an API token acting as a staff account; the token is returned once, only its
