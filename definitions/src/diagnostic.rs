@@ -118,6 +118,7 @@ codes! {
     ReminderAfterDeadline = "G0102", Warning, "A reminder or escalation does not fit the deadline";
     MaybeUnset = "G0103", Warning, "A condition reads a value that may not be set yet";
     UnusedRole = "G0104", Warning, "A role is declared but never used";
+    Untranslated = "G0105", Warning, "A translation leaves texts untranslated";
 }
 
 impl fmt::Display for Code {

@@ -29,8 +29,10 @@ mod lower;
 mod resolve;
 mod schema;
 pub mod suggest;
+mod translate;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub use diagnostic::{Code, Diagnostic, Severity, Span};
 pub use model::Process;
@@ -194,7 +196,7 @@ pub fn load(source: &str) -> Checked {
     if diags.has_errors() {
         return finish(diags, None);
     }
-    let process = Process {
+    let mut process = Process {
         name: draft.name.map(|n| n.text).unwrap_or_default(),
         version: draft.version,
         title: draft.title.unwrap_or_default(),
@@ -209,7 +211,16 @@ pub fn load(source: &str) -> Checked {
         maturity: draft.maturity,
         flow: resolved.flow,
         step_index: resolved.step_index,
+        translations: Vec::new(),
     };
+    let translations = translate::apply(&draft.translations, &process, &mut diags);
+    if diags.has_errors() {
+        return finish(diags, None);
+    }
+    process.translations = translations
+        .into_iter()
+        .map(|(l, p)| (l, Arc::new(p)))
+        .collect();
     finish(diags, Some(process))
 }
 

@@ -42,6 +42,7 @@ pub(crate) struct Draft {
     pub role_refs: Vec<Name>,
     pub template_refs: Vec<Name>,
     pub provider_refs: Vec<Name>,
+    pub translations: Vec<crate::translate::TranslationDraft>,
 }
 
 #[derive(Debug)]
@@ -101,6 +102,7 @@ const PROCESS_CHILDREN: &[&str] = &[
     "template",
     "kpi",
     "maturity",
+    "translation",
     "start",
     "task",
     "notify",
@@ -220,6 +222,10 @@ pub(crate) fn lower(doc: &KdlDocument, src: &str, diags: &mut Diagnostics) -> Dr
             "template" => lw.template(node),
             "kpi" => lw.kpi(node),
             "maturity" => lw.maturity(node),
+            "translation" => {
+                let t = crate::translate::read(node, lw.diags);
+                lw.d.translations.push(t);
+            }
             n if STEP_NODES.contains(&n) => {
                 if let Some(i) = lw.step(node, None) {
                     lw.d.body.push(i);

@@ -42,9 +42,22 @@ pub struct Process {
     pub flow: Flow,
     #[serde(skip)]
     pub(crate) step_index: HashMap<String, StepIdx>,
+    /// The desk in the other languages its `translation` blocks give; see
+    /// [`Process::in_language`].
+    #[serde(skip)]
+    pub translations: Vec<(Language, Arc<Process>)>,
 }
 
 impl Process {
+    /// The desk as a reader of `language` sees it: its translation into that language when
+    /// it has one (texts only: ids and flow are the same), else itself as written.
+    pub fn in_language(&self, language: Language) -> &Process {
+        self.translations
+            .iter()
+            .find(|(l, _)| *l == language)
+            .map_or(self, |(_, p)| p)
+    }
+
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.step_index.get(id).map(|&i| &self.steps[i])
     }

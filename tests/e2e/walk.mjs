@@ -6,8 +6,9 @@
 // the status link of their confirmation email and sees the contract signed.
 //
 // The same walk runs in French and in English (WALK_LANG=fr or en): every browser asks for
-// that language, every page must be in it, and the sponsor's emails too (the staff's stay in
-// the desk's language, French, as none of them chose another).
+// that language, every page must be in it, the desk's own texts too (the desk is written in
+// French with an English translation), and the sponsor's emails (the staff's stay in the
+// desk's language, French, as none of them chose another).
 //
 // Run by `cargo test --test e2e` (tests/e2e.rs), which passes the binary and the browser:
 //   GUICHET_BIN=target/debug/guichet CHROMIUM=/usr/bin/chromium SCREENSHOTS=dir WALK_LANG=fr node walk.mjs
@@ -31,8 +32,7 @@ const SHOTS = process.env.SCREENSHOTS || join(tmpdir(), "guichet-e2e-screenshots
 const LANG = process.env.WALK_LANG || "fr";
 assert.ok(LANG === "fr" || LANG === "en", `WALK_LANG is fr or en, not ${LANG}`);
 const TITLE = "Cohorte diabète 2027";
-// What the pages and the sponsor's emails say, in the walk's language. The desk's own texts
-// (step titles, labels, outcomes) are French in both: the desk is written in French.
+// What the pages and the sponsor's emails say, in the walk's language.
 const SAYS = {
   fr: {
     locale: "fr-FR",
@@ -44,6 +44,8 @@ const SAYS = {
     claimedBy: "Prise par",
     sponsorHeading: `Votre demande « ${TITLE} »`,
     signed: "Signature du contrat : Contrat signé",
+    intake: ["Résumé scientifique", "Organisme porteur"],
+    committee: "Comité de faisabilité",
     moreInformation: "Informations complémentaires",
     received: "est bien reçue",
     indicators: "Indicateurs",
@@ -60,7 +62,9 @@ const SAYS = {
     wrongPassword: "Wrong address or password",
     claimedBy: "Claimed by",
     sponsorHeading: `Your request “${TITLE}”`,
-    signed: "Signature du contrat: Contrat signé",
+    signed: "Contract signature: Contract signed",
+    intake: ["Scientific summary", "Sponsoring organisation"],
+    committee: "Feasibility committee",
     moreInformation: "More information needed",
     received: "has been received",
     indicators: "Indicators",
@@ -261,7 +265,7 @@ try {
     assert.equal(file.status(), 200);
     assert.ok(Buffer.compare(await file.body(), PROTOCOL) === 0, "the protocol downloaded differs");
     assert.match(file.headers()["content-disposition"], /^attachment;/);
-    assert.ok(seen.includes("Résumé scientifique") && seen.includes("Organisme porteur"), "the task page does not show the intake");
+    assert.ok(SAYS.intake.every((label) => seen.includes(label)), "the task page does not show the intake");
     assert.ok(seen.includes("Étude des parcours de soins des patients diabétiques."), "the task page does not show the summary");
     await snap(page, `task-${subjectHas.replace(/\W+/g, "-").toLowerCase()}`);
     await fill(page);
@@ -320,12 +324,12 @@ try {
   await committee.click('button[type="submit"]');
   for (;;) {
     await committee.goto(base + "/inbox");
-    if ((await committee.locator("text=Comité de faisabilité").count()) > 0) break;
+    if ((await committee.locator(`text=${SAYS.committee}`).count()) > 0) break;
     assert.ok(Date.now() < deadline, "the committee task never reached the inbox");
     await new Promise((r) => setTimeout(r, 200));
   }
   await snap(committee, "inbox");
-  await committee.click("a:has-text('Comité de faisabilité')");
+  await committee.click(`a:has-text('${SAYS.committee}')`);
   await committee.click('button[value="claim"]');
   await committee.waitForSelector(`text=${SAYS.claimedBy} ${COMMITTEE}`);
   await snap(committee, "committee-task");

@@ -866,7 +866,7 @@ pub(crate) async fn document(
     visible(&s, &email, &id).await?;
     let dossier = s
         .engine
-        .dossier(&id, guichet_engine::core::dossier::Audience::Staff)
+        .dossier(&id, guichet_engine::core::dossier::Audience::Staff, None)
         .await?;
     match documents::download(&s, &dossier, &sha256).await {
         Ok(r) if r.status() == StatusCode::NOT_FOUND => Err(ApiError::not_found("document")),

@@ -90,7 +90,11 @@ pub(crate) async fn follow_view(
     } else {
         Audience::Staff
     };
-    let dossier = s.engine.dossier(id, audience).await?;
+    let dossier = s
+        .engine
+        .dossier(id, audience, Some(i18n::current()))
+        .await?;
+    let p = p.in_language(i18n::current());
     let action = format!("/l/{token}");
     let csrf = s.engine.csrf_for(token).await?;
     let empty = Posted::default();
@@ -98,7 +102,7 @@ pub(crate) async fn follow_view(
     let answers: Vec<_> = dossier
         .open_waits
         .iter()
-        .filter(|w| may_answer(&p, &inst, w.from.as_deref(), &grant.recipient))
+        .filter(|w| may_answer(p, &inst, w.from.as_deref(), &grant.recipient))
         .filter_map(|w| {
             let form = p.step(&w.step)?.form();
             let mine = posted.filter(|(step, _)| *step == w.step).map(|(_, p)| p);
@@ -224,7 +228,7 @@ pub(crate) async fn document(
                 Audience::Staff
             }
         };
-        let dossier = s.engine.dossier(&grant.instance, audience).await?;
+        let dossier = s.engine.dossier(&grant.instance, audience, None).await?;
         documents::download(&s, &dossier, &sha256).await
     }
     .await

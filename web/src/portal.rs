@@ -8,6 +8,7 @@ pub(crate) async fn home(State(s): Shared) -> Response {
         Ok(desks) => {
             let list: Vec<_> = desks
                 .values()
+                .map(|p| p.in_language(i18n::current()))
                 .map(|p| serde_json::json!({"name": p.name, "title": p.title, "description": p.description.clone().unwrap_or_default()}))
                 .collect();
             page(
@@ -32,6 +33,7 @@ pub(crate) async fn desk_view(
         .get(name)
         .ok_or_else(|| Error::NotFound(name.to_owned()))?;
     i18n::desk(p.language);
+    let p = p.in_language(i18n::current());
     let start = p.start();
     let fields = form::view("", start.form(), values, errors);
     let data = serde_json::json!({

@@ -185,18 +185,26 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
         (Ok(i), Ok(d)) => (i, d),
         (Err(e), _) | (_, Err(e)) => return failure(&e),
     };
-    // The desk by its title, as people know it.
+    // The desk by its title, as people know it, and the step by its title, in the reader's
+    // language when the desk translates them.
+    let language = i18n::current();
     let desk_title = |name: &str| {
         desks
             .get(name)
-            .map_or(name, |p| p.title.as_str())
+            .map_or(name, |p| p.in_language(language).title.as_str())
             .to_owned()
+    };
+    let step_title = |item: &guichet_engine::runtime::users::InboxItem| -> String {
+        desks
+            .get(&item.desk)
+            .and_then(|p| p.in_language(language).step(&item.task.step))
+            .map_or_else(|| item.step_title.clone(), |s| s.display_name().to_owned())
     };
     #[derive(serde::Serialize)]
     struct Row<'a> {
         instance: &'a str,
         seq: i64,
-        step_title: &'a str,
+        step_title: String,
         title: &'a str,
         desk: String,
         due: String,
@@ -222,7 +230,7 @@ pub(crate) async fn inbox(State(s): Shared, headers: HeaderMap) -> Response {
         .map(|i| Row {
             instance: &i.task.instance,
             seq: i.task.seq,
-            step_title: &i.step_title,
+            step_title: step_title(i),
             title: &i.title,
             desk: desk_title(&i.desk),
             due: i
@@ -398,11 +406,16 @@ pub(crate) async fn request_page(
         if !may_see(&s, &email, &desk).await? {
             return Ok(not_found());
         }
-        let p = s.engine.process_of(&id).await?;
-        i18n::desk(p.language);
+        let desk = s.engine.process_of(&id).await?;
+        i18n::desk(desk.language);
+        let p = desk.in_language(i18n::current());
         let dossier = s
             .engine
-            .dossier(&id, guichet_engine::core::dossier::Audience::Staff)
+            .dossier(
+                &id,
+                guichet_engine::core::dossier::Audience::Staff,
+                Some(i18n::current()),
+            )
             .await?;
         let marked: Vec<usize> = inst.tokens.values().map(|t| t.step).collect();
         let data = serde_json::json!({
@@ -411,7 +424,7 @@ pub(crate) async fn request_page(
             "desk": p.title,
             "status": dossier::status(&dossier),
             "dossier": dossier::view(&dossier, true, &format!("/requests/{id}/documents/")),
-            "graph": guichet_definitions::graph::svg_marked(&p, &marked, i18n::current()),
+            "graph": guichet_definitions::graph::svg_marked(p, &marked, i18n::current()),
         });
         Ok(page(StatusCode::OK, "request", &p.title, &data))
     }
@@ -438,7 +451,7 @@ pub(crate) async fn document(
         }
         let dossier = s
             .engine
-            .dossier(&id, guichet_engine::core::dossier::Audience::Staff)
+            .dossier(&id, guichet_engine::core::dossier::Audience::Staff, None)
             .await?;
         documents::download(&s, &dossier, &sha256).await
     }

@@ -95,10 +95,14 @@ pub(crate) async fn task_page(
     let Some(t) = inst.tasks.get(&task) else {
         return Ok(invalid_link(viewer.token, false));
     };
-    let p = s.engine.process_of(instance).await?;
-    i18n::desk(p.language);
+    let desk = s.engine.process_of(instance).await?;
+    i18n::desk(desk.language);
+    let p = desk.in_language(i18n::current());
     let step = &p.steps[t.step];
-    let dossier = s.engine.dossier(instance, Audience::Staff).await?;
+    let dossier = s
+        .engine
+        .dossier(instance, Audience::Staff, Some(i18n::current()))
+        .await?;
     let outcomes: Vec<_> = step
         .outcomes()
         .iter()

@@ -849,6 +849,11 @@ async fn emails_are_written_in_their_readers_language() {
     let sponsor = subjects_to(&engine, &mail, "sponsor-en@labo.example").await;
     assert_eq!(sponsor.len(), 1, "{sponsor:?}");
     assert!(sponsor[0].contains("has been received"), "{sponsor:?}");
+    // The desk's own texts too, where its definition translates them.
+    assert!(
+        sponsor[0].contains("[Internal desk with decentralised access]"),
+        "{sponsor:?}"
+    );
     let staff = subjects_to(&engine, &mail, "guichet-donnees@hopital.example").await;
     assert!(staff.len() >= 2, "{staff:?}");
     assert!(

@@ -1041,6 +1041,15 @@ async fn every_page_speaks_its_readers_language_and_no_other() {
         };
         assert!(text.contains(expected), "{language}: {text}");
     }
+    // The desk's own texts are in the reader's language too, where the desk translates them.
+    let (_, fr_form) = get_in(&site, "/desks/interne-decentralise", None, "fr").await;
+    let (_, en_form) = get_in(&site, "/desks/interne-decentralise", None, "en").await;
+    assert!(fr_form.contains("Titre du projet") && !fr_form.contains("Project title"));
+    assert!(en_form.contains("Project title") && !en_form.contains("Titre du projet"));
+    assert!(
+        en_form.contains("Academic research")
+            && en_form.contains("Internal desk with decentralised access")
+    );
     // Without a language the browser asks for, a page about a desk is in the desk's.
     let (_, html) = get_in(&site, "/desks/interne-decentralise", None, "de").await;
     assert!(html.contains("<html lang=\"fr\">"), "{html}");

@@ -338,8 +338,10 @@ impl Dispatcher {
                 .map_err(db)?;
             let url = format!("{}/l/{}", self.base_url.trim_end_matches('/'), link.token);
             let lang = language(&process, inst, r, preference);
+            // The desk's texts (its title, the step's) in the letter's language when the
+            // definition translates them.
             let ctx = context(
-                &process,
+                process.in_language(lang),
                 &m.instance,
                 inst,
                 to,
@@ -438,14 +440,16 @@ impl Dispatcher {
                 )
                 .await
                 .map_err(db)?;
-            let desk = desks.get(&item.desk);
+            let desk = desks.get(&item.desk).map(|p| p.in_language(language));
             tasks.push(DigestTask {
                 desk: desk.map_or_else(|| item.desk.clone(), |p| p.title.clone()),
                 request: RequestRef {
                     title: item.title.clone(),
                     reference: guichet_engine::core::reference(&t.instance),
                 },
-                step: item.step_title.clone(),
+                step: desk
+                    .and_then(|p| p.step(&t.step))
+                    .map_or_else(|| item.step_title.clone(), |s| s.display_name().to_owned()),
                 deadline: t
                     .due_at
                     .map(|at| format_date(Timestamp(at), language))
