@@ -440,15 +440,7 @@ fn status(d: &Dossier) -> String {
 }
 
 fn day(t: guichet_engine::clock::Timestamp) -> String {
-    let d = t.in_paris();
-    format!(
-        "{}-{:02}-{:02} {:02}:{:02}",
-        d.year(),
-        d.month() as u8,
-        d.day(),
-        d.hour(),
-        d.minute()
-    )
+    t.paris_minute(guichet_engine::definitions::model::Language::En)
 }
 
 /// A request as `instance show` prints it.

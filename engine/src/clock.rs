@@ -25,6 +25,20 @@ impl Timestamp {
             .unwrap_or_default()
     }
 
+    /// This instant to the minute in Paris time, in the reader's way of writing it:
+    /// `03/12/2026 14:05` in French, `2026-12-03 14:05` in English (and in the CLI).
+    pub fn paris_minute(self, language: guichet_definitions::model::Language) -> String {
+        let format = match language {
+            guichet_definitions::model::Language::Fr => {
+                time::macros::format_description!("[day]/[month]/[year] [hour]:[minute]")
+            }
+            guichet_definitions::model::Language::En => {
+                time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]")
+            }
+        };
+        self.in_paris().format(format).unwrap_or_default()
+    }
+
     /// Serialises as [`Timestamp::rfc3339`] (`#[serde(serialize_with = ...)]`).
     pub fn serialize_rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&t.rfc3339())
@@ -188,6 +202,15 @@ mod tests {
 
     fn ts(dt: OffsetDateTime) -> Timestamp {
         Timestamp::from_datetime(dt)
+    }
+
+    #[test]
+    fn a_minute_is_written_as_its_reader_writes_it() {
+        use guichet_definitions::model::Language;
+        // 3 July 2027, 07:05 UTC: 09:05 in Paris (summer time).
+        let t = Timestamp::from_datetime(time::macros::datetime!(2027-07-03 07:05 UTC));
+        assert_eq!(t.paris_minute(Language::Fr), "03/07/2027 09:05");
+        assert_eq!(t.paris_minute(Language::En), "2027-07-03 09:05");
     }
 
     #[test]

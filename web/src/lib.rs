@@ -302,31 +302,13 @@ pub(crate) fn incident(e: &Error, what: &str) -> String {
     id
 }
 
-/// A moment, Paris time, as the reader writes dates: `03/12/2026 14:05` in French,
-/// `2026-12-03 14:05` in English.
+/// A moment, Paris time, as the reader writes dates ([`Timestamp::paris_minute`]).
+///
+/// [`Timestamp::paris_minute`]: guichet_engine::clock::Timestamp::paris_minute
 fn date(t: guichet_engine::clock::Timestamp) -> String {
-    let d = t.in_paris();
-    match i18n::current() {
-        guichet_definitions::model::Language::Fr => format!(
-            "{:02}/{:02}/{} {:02}:{:02}",
-            d.day(),
-            d.month() as u8,
-            d.year(),
-            d.hour(),
-            d.minute()
-        ),
-        guichet_definitions::model::Language::En => format!(
-            "{}-{:02}-{:02} {:02}:{:02}",
-            d.year(),
-            d.month() as u8,
-            d.day(),
-            d.hour(),
-            d.minute()
-        ),
-    }
+    t.paris_minute(i18n::current())
 }
 
-/// Constant-time comparison of two tokens.
 /// Whether a form carries the anti-forgery token derived from `secret` (a link's or a
 /// session's token). Fails closed: a missing or empty token, or an error deriving the
 /// expected one, refuses.

@@ -890,6 +890,15 @@ fn unescaped(html: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// Fails when `text` holds one of the `foreign` phrases.
+fn says_none_of(text: &str, foreign: &[&String], what: &str) {
+    let wrong: Vec<_> = foreign
+        .iter()
+        .filter(|p| text.contains(p.as_str()))
+        .collect();
+    assert!(wrong.is_empty(), "{what} says {wrong:?}:\n{text}");
+}
+
 async fn get_in(
     site: &Site,
     uri: &str,
@@ -990,14 +999,7 @@ async fn every_page_speaks_its_readers_language_and_no_other() {
                 "{uri} in {language}: {html}"
             );
             let text = unescaped(&html);
-            let wrong: Vec<_> = foreign
-                .iter()
-                .filter(|p| text.contains(p.as_str()))
-                .collect();
-            assert!(
-                wrong.is_empty(),
-                "{uri} in {language} says {wrong:?}:\n{text}"
-            );
+            says_none_of(&text, &foreign, &format!("{uri} in {language}"));
             let right = own.iter().filter(|p| text.contains(p.as_str())).count();
             assert!(
                 right > 0,
@@ -1026,13 +1028,10 @@ async fn every_page_speaks_its_readers_language_and_no_other() {
         )
         .unwrap();
         let text = unescaped(&html);
-        let wrong: Vec<_> = foreign
-            .iter()
-            .filter(|p| text.contains(p.as_str()))
-            .collect();
-        assert!(
-            wrong.is_empty(),
-            "refused intake in {language} says {wrong:?}:\n{text}"
+        says_none_of(
+            &text,
+            &foreign,
+            &format!("the refused intake in {language}"),
         );
         let expected = if language == "fr" {
             "n'est pas une adresse e-mail"
