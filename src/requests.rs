@@ -134,7 +134,7 @@ pub(crate) async fn instance(e: Arc<Engine>, c: InstanceCommand) -> anyhow::Resu
         }
         InstanceCommand::Show { request, json } => {
             let id = e.request_id(&request).await?;
-            let d = e.dossier(&id, Audience::Staff, None).await?;
+            let d = e.dossier(&id, Audience::Staff).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&d)?);
             } else {
@@ -209,7 +209,7 @@ pub(crate) async fn task(e: Arc<Engine>, c: TaskCommand) -> anyhow::Result<ExitC
     let (desk, inst) = e.instance(&id).await?;
     let p = e.process_of(&id).await?;
     if inst.status != InstanceStatus::Running {
-        let d = e.dossier(&id, Audience::Staff, None).await?;
+        let d = e.dossier(&id, Audience::Staff).await?;
         return Err(wrong(format!(
             "the request is no longer running ({}): nothing to act on",
             status(&d)
@@ -400,7 +400,7 @@ fn open_list(p: &Process, inst: &Instance) -> String {
 
 /// Where a request stands after a command, and what is open next.
 async fn next(e: &Engine, id: &str) -> anyhow::Result<String> {
-    let d = e.dossier(id, Audience::Staff, None).await?;
+    let d = e.dossier(id, Audience::Staff).await?;
     let mut out = format!("ok: request {} ({}) is {}", d.reference, d.desk, status(&d));
     if d.status == "running" {
         let mut open: Vec<String> = d

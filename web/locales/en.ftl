@@ -176,6 +176,7 @@ login-title = Sign in
 login-heading = Sign in
 login-failed = Wrong address or password.
 login-submit = Sign in
+login-wait = Too many failed attempts for this account: try again in { $seconds } s.
 inbox-heading = My tasks
 inbox-more = The { $shown } most urgent tasks of { $total }.
 inbox-more-than = The { $shown } most urgent tasks of more than { $total }.

@@ -176,6 +176,7 @@ login-title = Connexion
 login-heading = Connexion
 login-failed = Adresse ou mot de passe incorrect.
 login-submit = Se connecter
+login-wait = Trop de tentatives manquées pour ce compte : réessayez dans { $seconds } s.
 inbox-heading = Mes tâches
 inbox-more = Les { $shown } tâches les plus urgentes sur { $total }.
 inbox-more-than = Les { $shown } tâches les plus urgentes sur plus de { $total }.

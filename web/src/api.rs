@@ -442,9 +442,7 @@ pub(crate) async fn event(
                 None => roles.iter().any(|(d, _)| *d == desk),
                 Some(role) => {
                     roles.contains(&(desk.clone(), role.clone()))
-                        || core::recipients(p, inst, &core::Recipient::Role(role.clone()))
-                            .iter()
-                            .any(|m| m.eq_ignore_ascii_case(&email))
+                        || core::is_member(p, inst, role, &email)
                 }
             }
     };
@@ -866,7 +864,7 @@ pub(crate) async fn document(
     visible(&s, &email, &id).await?;
     let dossier = s
         .engine
-        .dossier(&id, guichet_engine::core::dossier::Audience::Staff, None)
+        .dossier(&id, guichet_engine::core::dossier::Audience::Staff)
         .await?;
     match documents::download(&s, &dossier, &sha256).await {
         Ok(r) if r.status() == StatusCode::NOT_FOUND => Err(ApiError::not_found("document")),

@@ -8,8 +8,8 @@
 
 use super::*;
 
+use guichet_engine::core::Actor;
 use guichet_engine::core::dossier::{self as core_dossier, Audience};
-use guichet_engine::core::{Actor, Recipient};
 use guichet_engine::runtime::links::Grant;
 use task::Posted;
 
@@ -67,11 +67,7 @@ fn may_answer(
     from: Option<&str>,
     who: &str,
 ) -> bool {
-    from.is_some_and(|role| {
-        core::recipients(p, inst, &Recipient::Role(role.to_owned()))
-            .iter()
-            .any(|m| m.eq_ignore_ascii_case(who))
-    })
+    from.is_some_and(|role| core::is_member(p, inst, role, who))
 }
 
 /// The follow page: the request as the link's holder may see it, the waits they may answer
@@ -90,11 +86,8 @@ pub(crate) async fn follow_view(
     } else {
         Audience::Staff
     };
-    let dossier = s
-        .engine
-        .dossier(id, audience, Some(i18n::current()))
-        .await?;
     let p = p.in_language(i18n::current());
+    let dossier = s.engine.dossier_of(id, &inst, p, audience).await?;
     let action = format!("/l/{token}");
     let csrf = s.engine.csrf_for(token).await?;
     let empty = Posted::default();
@@ -219,16 +212,16 @@ pub(crate) async fn document(
         return invalid_link(&token, false);
     };
     async {
-        let audience = if grant.task.is_some() {
-            Audience::Staff
+        let (inst, p, sponsor) = holder(&s, &grant).await?;
+        let audience = if grant.task.is_none() && sponsor {
+            Audience::Sponsor
         } else {
-            if holder(&s, &grant).await?.2 {
-                Audience::Sponsor
-            } else {
-                Audience::Staff
-            }
+            Audience::Staff
         };
-        let dossier = s.engine.dossier(&grant.instance, audience, None).await?;
+        let dossier = s
+            .engine
+            .dossier_of(&grant.instance, &inst, &p, audience)
+            .await?;
         documents::download(&s, &dossier, &sha256).await
     }
     .await

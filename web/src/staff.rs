@@ -3,6 +3,8 @@
 
 use super::*;
 
+use guichet_engine::runtime::users::SignIn;
+
 pub(crate) const SESSION_COOKIE: &str = "guichet_session";
 
 /// The session token from the request's cookies.
@@ -62,7 +64,7 @@ pub(crate) async fn login_page() -> Response {
         StatusCode::OK,
         "login",
         &text("login-title"),
-        &serde_json::json!({"failed": false, "email": ""}),
+        &serde_json::json!({"failed": false, "wait": 0, "email": ""}),
     )
 }
 
@@ -72,9 +74,9 @@ pub(crate) async fn login(
 ) -> Response {
     let email = values.get("email").cloned().unwrap_or_default();
     let password = values.get("password").cloned().unwrap_or_default();
-    match s.engine.login(&email, &password).await {
+    match s.engine.sign_in(&email, &password).await {
         // A new session at every login: a token planted before it is worthless.
-        Ok(Some(token)) => with_cookie(
+        Ok(SignIn::Session(token)) => with_cookie(
             redirect("/inbox"),
             &session_cookie(
                 &s,
@@ -82,12 +84,25 @@ pub(crate) async fn login(
                 guichet_engine::runtime::users::ABSOLUTE_MS / 1000,
             ),
         ),
-        Ok(None) => page(
+        Ok(SignIn::Wrong) => page(
             StatusCode::UNAUTHORIZED,
             "login",
             &text("login-title"),
-            &serde_json::json!({"failed": true, "email": email}),
+            &serde_json::json!({"failed": true, "wait": 0, "email": email}),
         ),
+        Ok(SignIn::Wait { ms }) => {
+            let seconds = (ms + 999) / 1000;
+            let mut r = page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "login",
+                &text("login-title"),
+                &serde_json::json!({"failed": false, "wait": seconds, "email": email}),
+            );
+            if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
         Err(e) => failure(&e),
     }
 }
@@ -411,10 +426,11 @@ pub(crate) async fn request_page(
         let p = desk.in_language(i18n::current());
         let dossier = s
             .engine
-            .dossier(
+            .dossier_of(
                 &id,
+                &inst,
+                p,
                 guichet_engine::core::dossier::Audience::Staff,
-                Some(i18n::current()),
             )
             .await?;
         let marked: Vec<usize> = inst.tokens.values().map(|t| t.step).collect();
@@ -441,17 +457,23 @@ pub(crate) async fn document(
 ) -> Response {
     async {
         let (email, _) = staff(&s, &headers).await?;
-        let desk = match s.engine.instance(&id).await {
-            Ok((desk, _)) => desk,
+        let (desk, inst) = match s.engine.instance(&id).await {
+            Ok(found) => found,
             Err(Error::NotFound(_)) => return Ok(not_found()),
             Err(e) => return Err(e.into()),
         };
         if !may_see(&s, &email, &desk).await? {
             return Ok(not_found());
         }
+        let p = s.engine.process_of(&id).await?;
         let dossier = s
             .engine
-            .dossier(&id, guichet_engine::core::dossier::Audience::Staff, None)
+            .dossier_of(
+                &id,
+                &inst,
+                &p,
+                guichet_engine::core::dossier::Audience::Staff,
+            )
             .await?;
         documents::download(&s, &dossier, &sha256).await
     }

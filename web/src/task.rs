@@ -101,7 +101,7 @@ pub(crate) async fn task_page(
     let step = &p.steps[t.step];
     let dossier = s
         .engine
-        .dossier(instance, Audience::Staff, Some(i18n::current()))
+        .dossier_of(instance, &inst, p, Audience::Staff)
         .await?;
     let outcomes: Vec<_> = step
         .outcomes()

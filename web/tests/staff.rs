@@ -1053,3 +1053,95 @@ async fn every_page_speaks_its_readers_language_and_no_other() {
     let (_, html) = get_in(&site, "/desks/interne-decentralise", None, "de").await;
     assert!(html.contains("<html lang=\"fr\">"), "{html}");
 }
+
+#[tokio::test]
+async fn failed_sign_ins_slow_the_next_attempts_on_the_account() {
+    let site = site().await;
+    let attempt = |password: &'static str| {
+        let app = site.app.clone();
+        async move {
+            call(
+                &app,
+                "POST",
+                "/login",
+                None,
+                Some(format!(
+                    "email=juriste%40hopital.example&password={}",
+                    enc(password)
+                )),
+            )
+            .await
+        }
+    };
+    // Five wrong passwords: each answered as wrong, at once.
+    for _ in 0..guichet_engine::runtime::signin::FREE_FAILURES {
+        let r = attempt("not the password").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    }
+    // Then even the right password waits its turn, unchecked, and the page says how long.
+    let r = attempt(PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(r.body.contains("réessayez dans 1 s"), "{}", r.body);
+    assert!(r.cookie.is_none());
+    // Another account is not held back.
+    let r = call(
+        &site.app,
+        "POST",
+        "/login",
+        None,
+        Some(format!(
+            "email=guichet-donnees%40hopital.example&password={}",
+            enc(PASSWORD)
+        )),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    // Once the wait is over, the right password opens a session, and the count starts again.
+    site.clock.set(Timestamp(site.engine.now().0 + 1_000));
+    let r = attempt(PASSWORD).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = attempt("not the password").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_sign_ins_leaves_the_node_answering() {
+    let site = site().await;
+    // Many sign-ins at once, each a password hash of tens of milliseconds (more in a debug
+    // build): they queue for the hashing slots on blocking threads, not on the two workers.
+    let logins: Vec<_> = (0..24)
+        .map(|i| {
+            let app = site.app.clone();
+            tokio::spawn(async move {
+                call(
+                    &app,
+                    "POST",
+                    "/login",
+                    None,
+                    Some(format!(
+                        "email=flood{i}%40x.example&password=whatever-it-is"
+                    )),
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    // The node still answers its health check, on the same two workers, while most of them
+    // wait their turn.
+    let app = site.app.clone();
+    let health = tokio::spawn(async move { call(&app, "GET", "/healthz", None, None).await })
+        .await
+        .unwrap();
+    assert_eq!(health.status, StatusCode::OK);
+    let pending = logins.iter().filter(|l| !l.is_finished()).count();
+    assert!(
+        pending >= logins.len() / 2,
+        "only {pending} of {} logins were still waiting when the health check answered",
+        logins.len()
+    );
+    for l in logins {
+        assert_eq!(l.await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+}

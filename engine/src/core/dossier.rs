@@ -289,9 +289,7 @@ pub fn is_sponsor_role(p: &Process, role: &str) -> bool {
 pub fn is_sponsor(p: &Process, inst: &Instance, email: &str) -> bool {
     p.roles.iter().any(|r| {
         matches!(r.source, RoleSource::FromField { .. })
-            && crate::core::recipients(p, inst, &Recipient::Role(r.id.clone()))
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case(email))
+            && crate::core::is_member(p, inst, &r.id, email)
     })
 }
 

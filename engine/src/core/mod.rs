@@ -35,6 +35,14 @@ pub fn recipients(p: &Process, inst: &Instance, to: &Recipient) -> Vec<String> {
     }
 }
 
+/// Whether `email` is a member of `role` for this request (one of its declared members, or
+/// the address the request's data gives a role taken from a field), in any case.
+pub fn is_member(p: &Process, inst: &Instance, role: &str, email: &str) -> bool {
+    recipients(p, inst, &Recipient::Role(role.to_owned()))
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(email))
+}
+
 /// The request's title: the intake's `titre` (or `title`) field, empty if there is none.
 pub fn request_title(p: &Process, inst: &Instance) -> String {
     inst.data

@@ -17,24 +17,29 @@ const FOLLOW_LINK_SPACING_MS: i64 = 10 * 60 * 1000;
 
 impl Engine {
     /// Request `id` as `audience` reads it: its fields, what each step collected, its
-    /// timeline, its open tasks and waits; the desk's texts in `language` when its
-    /// definition translates them, else as written.
-    pub async fn dossier(
+    /// timeline, its open tasks and waits, with the desk's texts as written.
+    pub async fn dossier(&self, id: &str, audience: Audience) -> Result<Dossier, Error> {
+        let (_, inst) = self.instance(id).await?;
+        let p = self.process_of(id).await?;
+        self.dossier_of(id, &inst, &p, audience).await
+    }
+
+    /// [`Engine::dossier`] of a request the caller has read already (its state `inst` and
+    /// definition `p`, e.g. translated with `Process::in_language`): reads only its history.
+    pub async fn dossier_of(
         &self,
         id: &str,
+        inst: &Instance,
+        p: &guichet_definitions::model::Process,
         audience: Audience,
-        language: Option<guichet_definitions::model::Language>,
     ) -> Result<Dossier, Error> {
-        let (_, inst) = self.instance(id).await?;
-        let desk = self.process_of(id).await?;
-        let p = language.map_or(&*desk, |l| desk.in_language(l));
         let history: Vec<_> = self
             .history(id)
             .await?
             .into_iter()
             .map(|h| h.event)
             .collect();
-        Ok(dossier::build(id, p, &inst, &history, audience))
+        Ok(dossier::build(id, p, inst, &history, audience))
     }
 
     /// Answers the wait at `step` with `fields`, as `actor`, when `may` allows it of the

@@ -12,6 +12,7 @@ pub mod indicators;
 pub mod links;
 pub mod outbox;
 pub mod roster;
+pub mod signin;
 pub mod users;
 
 use std::collections::HashMap;
@@ -123,6 +124,8 @@ pub struct Engine {
     /// an API client sends its token with every call, which is then read at most once per
     /// [`DESKS_TTL`]; revoking through this engine forgets them all.
     pub(crate) tokens_seen: std::sync::Mutex<HashMap<String, (String, i64)>>,
+    /// Failed sign-ins per account, for the progressive delay ([`signin`]).
+    pub(crate) signins: signin::Throttle,
     /// The per-database secret links and anti-forgery tokens are derived from: created once,
     /// never changed, so read once.
     pub(crate) link_secret: std::sync::OnceLock<Vec<u8>>,
@@ -246,6 +249,7 @@ impl Engine {
             roster_reading: tokio::sync::Mutex::new(()),
             touches: std::sync::Mutex::default(),
             tokens_seen: std::sync::Mutex::default(),
+            signins: signin::Throttle::default(),
             link_secret: std::sync::OnceLock::new(),
             definition_of: std::sync::Mutex::default(),
             hot: crate::runtime::hot::Hot::default(),

@@ -1,9 +1,10 @@
 //! Staff accounts and sessions, and what a staff member may see and do: the roles they hold
 //! (a role's static members in the deployed definitions) and their inbox.
 //!
-//! Passwords are hashed with Argon2id (own salt per hash). A session is a 256-bit token in a
-//! cookie, of which only the SHA-256 is stored; it ends after two hours without use or twelve
-//! hours in all, and at logout.
+//! Passwords are hashed with Argon2id (own salt per hash), off the async workers, and failed
+//! sign-ins slow further attempts on the account ([`crate::runtime::signin`]). A session is a
+//! 256-bit token in a cookie, of which only the SHA-256 is stored; it ends after two hours
+//! without use or twelve hours in all, and at logout.
 
 use std::collections::BTreeSet;
 
@@ -14,6 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
+use crate::runtime::signin::off_workers;
 use crate::runtime::{Engine, TaskRow};
 use crate::store::db::{Db, V};
 use crate::store::{in_long_read, in_read};
@@ -48,6 +50,17 @@ pub struct InboxItem {
     pub step_title: String,
 }
 
+/// What a sign-in attempt comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignIn {
+    /// A new session: its token, for the cookie.
+    Session(String),
+    /// Wrong email or password (never which).
+    Wrong,
+    /// Too many failures in a row on this account: try again in `ms` milliseconds.
+    Wait { ms: i64 },
+}
+
 /// The staff member behind an open session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -69,10 +82,14 @@ impl Engine {
                 ),
             ])));
         }
-        let hashed = Argon2::default()
-            .hash_password(password.as_bytes())
-            .map_err(|e| Error::Corrupt(format!("cannot hash the password: {e}")))?
-            .to_string();
+        let password = password.to_owned();
+        let hashed = off_workers(move || {
+            Argon2::default()
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+        })
+        .await?
+        .map_err(|e| Error::Corrupt(format!("cannot hash the password: {e}")))?;
         let email = email.trim().to_lowercase();
         self.write_one(
             "INSERT INTO users (email, password_hash, admin, created_at) VALUES ($1, $2, $3, $4) \
@@ -104,10 +121,24 @@ impl Engine {
             .map_or(Ok(0), |r| r.int(0))
     }
 
-    /// Checks a password and opens a session; `None` for a wrong email or password (the same
-    /// work is done either way, so timing does not tell which).
+    /// Checks a password and opens a session; `None` for a wrong email or password, or an
+    /// account that must wait before its next attempt ([`Engine::sign_in`] tells which).
     pub async fn login(&self, email: &str, password: &str) -> Result<Option<String>, Error> {
+        Ok(match self.sign_in(email, password).await? {
+            SignIn::Session(token) => Some(token),
+            SignIn::Wrong | SignIn::Wait { .. } => None,
+        })
+    }
+
+    /// Checks a password and opens a session. A wrong email or password is one answer (the
+    /// same work is done either way, so timing does not tell which); after
+    /// [`crate::runtime::signin::FREE_FAILURES`] failures in a row on an account, attempts wait their turn
+    /// ([`crate::runtime::signin`]) and are answered [`SignIn::Wait`] unchecked until then.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<SignIn, Error> {
         let email = email.trim().to_lowercase();
+        if let Some(ms) = self.signins.wait(&email, self.now().0) {
+            return Ok(SignIn::Wait { ms });
+        }
         let (sql, key) = (
             "SELECT password_hash FROM users WHERE email = $1",
             [V::Text(email.clone())],
@@ -115,22 +146,28 @@ impl Engine {
         let stored = in_read!(self.store(), |db| db.row(sql.into(), &key))?
             .map(|r| r.text(0))
             .transpose()?;
-        // A real hash to verify against when the account does not exist, so that the time
-        // taken does not tell whether it does.
-        static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let dummy = DUMMY.get_or_init(|| {
+        let exists = stored.is_some();
+        let password = password.to_owned();
+        let matches = off_workers(move || {
+            // A real hash to verify against when the account does not exist, so that the
+            // time taken does not tell whether it does.
+            static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let dummy = DUMMY.get_or_init(|| {
+                Argon2::default()
+                    .hash_password(b"no such account")
+                    .map(|h| h.to_string())
+                    .unwrap_or_default()
+            });
             Argon2::default()
-                .hash_password(b"no such account")
-                .map(|h| h.to_string())
-                .unwrap_or_default()
-        });
-        let ok = Argon2::default()
-            .verify_password(password.as_bytes(), stored.as_deref().unwrap_or(dummy))
-            .is_ok()
-            && stored.is_some();
-        if !ok {
-            return Ok(None);
+                .verify_password(password.as_bytes(), stored.as_deref().unwrap_or(dummy))
+                .is_ok()
+        })
+        .await?;
+        if !(matches && exists) {
+            self.signins.failed(&email, self.now().0);
+            return Ok(SignIn::Wrong);
         }
+        self.signins.succeeded(&email);
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
         let token = hex::encode(bytes);
@@ -140,7 +177,7 @@ impl Engine {
             vec![V::Text(hash(&token)), V::Text(email), V::Int(now)],
         )
         .await?;
-        Ok(Some(token))
+        Ok(SignIn::Session(token))
     }
 
     /// The staff member behind a session token, if the session is still open; using it
