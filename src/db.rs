@@ -24,10 +24,12 @@ pub(crate) enum TimersCommand {
 pub(crate) enum UserCommand {
     /// Create a staff account, or set its password (12 characters or more): asked at the
     /// terminal without echo, or read from GUICHET_PASSWORD, or from the first line of
-    /// standard input when it is not a terminal.
+    /// standard input when it is not a terminal. A new password ends the account's sessions
+    /// and API tokens; an administrator stays one.
     Add {
         email: String,
-        /// Administrator (the administration pages at /admin).
+        /// Make the account an administrator (the administration pages at /admin); without
+        /// it, an existing account keeps the right it has.
         #[arg(long)]
         admin: bool,
     },
@@ -61,7 +63,15 @@ pub(crate) async fn user(e: Arc<Engine>, c: UserCommand) -> anyhow::Result<ExitC
         Ok(p) => p,
         Err(_) => read_password(&email)?,
     };
-    e.set_user(&email, &password, admin).await?;
+    e.set_password(&email, &password).await?;
+    if admin {
+        e.set_admin(&email, true).await?;
+    }
+    let admin = e
+        .users()
+        .await?
+        .into_iter()
+        .any(|(u, a)| a && u == email.trim().to_lowercase());
     let roles = e.roles_of(&email).await?;
     let roles: Vec<String> = roles.iter().map(|(d, r)| format!("{r} ({d})")).collect();
     println!(

@@ -1220,3 +1220,25 @@ fn a_200_mb_upload_streams_to_disk_without_growing_the_server() {
     assert!(kept.contains(&((200 << 20) + 9)), "{kept:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn user_add_sets_a_password_and_never_takes_the_administrator_right_away() {
+    let dir = tempdir("user-add");
+    let db = format!("sqlite://{}", dir.join("g.db").display());
+    let add = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .args(["user", "add"])
+            .args(args)
+            .env("GUICHET_DATABASE", &db)
+            .env("GUICHET_PASSWORD", "a long enough passphrase")
+            .output()
+            .unwrap()
+    };
+    let made = ok(&add(&["chef@hopital.example", "--admin"]));
+    assert!(made.contains("account ready, administrator"), "{made}");
+    // A new password without --admin: still an administrator.
+    let again = ok(&add(&["chef@hopital.example"]));
+    assert!(again.contains("account ready, administrator"), "{again}");
+    let plain = ok(&add(&["agent@hopital.example"]));
+    assert!(!plain.contains("administrator"), "{plain}");
+}

@@ -376,7 +376,7 @@ pub(crate) async fn outbox_retry(
 
 /// `GET /admin/users`: accounts, and who holds which role on which desk.
 pub(crate) async fn users(State(s): Shared, headers: HeaderMap) -> Response {
-    let (_, token) = match admin(&s, &headers).await {
+    let (me, token) = match admin(&s, &headers).await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -385,7 +385,7 @@ pub(crate) async fn users(State(s): Shared, headers: HeaderMap) -> Response {
         let accounts: Vec<&String> = all.iter().map(|u| &u.0).collect();
         let users: Vec<_> = all
             .iter()
-            .map(|(email, admin)| serde_json::json!({"email": email, "admin": admin}))
+            .map(|(email, admin)| serde_json::json!({"email": email, "admin": admin, "me": *email == me}))
             .collect();
         let mut roles = Vec::new();
         for (desk, p) in s.engine.desks().await? {
@@ -431,7 +431,8 @@ pub(crate) async fn users(State(s): Shared, headers: HeaderMap) -> Response {
     result.unwrap_or_else(|e| failure(&e))
 }
 
-/// `POST /admin/users`: creates an account or sets its password.
+/// `POST /admin/users`: creates an account or sets its password (which ends the account's
+/// sessions and API tokens); never changes who is an administrator ([`user_admin`] does).
 pub(crate) async fn user_add(
     State(s): Shared,
     headers: HeaderMap,
@@ -445,14 +446,45 @@ pub(crate) async fn user_add(
         .map(|e| e.trim().to_lowercase())
         .unwrap_or_default();
     let password = values.get("password").cloned().unwrap_or_default();
-    let admin = values
-        .get("admin")
-        .is_some_and(|v| v == "on" || v == "true");
     if !email.contains('@') {
         return invalid_field("email", "users-not-email");
     }
-    match s.engine.set_user(&email, &password, admin).await {
+    match s.engine.set_password(&email, &password).await {
         Ok(()) => redirect("/admin/users"),
+        Err(e) => failure(&e),
+    }
+}
+
+/// `POST /admin/users/admin`: gives (`admin=yes`) or takes (`admin=no`) an account's
+/// administrator right: the one control that changes it. An administrator cannot take their
+/// own (another must), so that nobody locks themselves out.
+pub(crate) async fn user_admin(
+    State(s): Shared,
+    headers: HeaderMap,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let (me, _) = match admin(&s, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if let Err(r) = admin_form(&s, &headers, &values).await {
+        return r;
+    }
+    let email = values
+        .get("email")
+        .map(|e| e.trim().to_lowercase())
+        .unwrap_or_default();
+    let admin = match values.get("admin").map(String::as_str) {
+        Some("yes") => true,
+        Some("no") => false,
+        _ => return invalid_field("admin", "users-admin-choice"),
+    };
+    if !admin && email == me {
+        return invalid_field("admin", "users-own-admin");
+    }
+    match s.engine.set_admin(&email, admin).await {
+        Ok(true) => redirect("/admin/users"),
+        Ok(false) => failure(&Error::NotFound(format!("account {email}"))),
         Err(e) => failure(&e),
     }
 }

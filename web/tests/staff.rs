@@ -212,23 +212,9 @@ async fn signing_in_and_out() {
     assert_ne!(a, b);
     let inbox = call(&site.app, "GET", "/inbox", Some(&a), None).await;
     assert_eq!(inbox.status, StatusCode::OK);
-    // Logout needs the page's token; then the session is gone.
+    // Logout ends the session on the server, with the page's token or without it (the
+    // cookie cleared and the session kept would leave it usable by whoever copied it).
     let token = csrf(&inbox.body);
-    call(
-        &site.app,
-        "POST",
-        "/logout",
-        Some(&a),
-        Some("_csrf=forged".into()),
-    )
-    .await;
-    assert_eq!(
-        call(&site.app, "GET", "/inbox", Some(&a), None)
-            .await
-            .status,
-        StatusCode::OK,
-        "a forged logout does nothing"
-    );
     let out = call(
         &site.app,
         "POST",
@@ -244,6 +230,17 @@ async fn signing_in_and_out() {
             .location
             .as_deref(),
         Some("/login")
+    );
+    let c = sign_in(&site, "guichet-donnees@hopital.example").await;
+    let out = call(&site.app, "POST", "/logout", Some(&c), None).await;
+    assert!(out.cookie.unwrap().contains("Max-Age=0"));
+    assert_eq!(
+        call(&site.app, "GET", "/inbox", Some(&c), None)
+            .await
+            .location
+            .as_deref(),
+        Some("/login"),
+        "a logout without the form's token ended the session too"
     );
     // Sessions end after two idle hours.
     site.clock
@@ -1144,4 +1141,144 @@ async fn a_flood_of_sign_ins_leaves_the_node_answering() {
     for l in logins {
         assert_eq!(l.await.unwrap(), StatusCode::UNAUTHORIZED);
     }
+}
+
+#[tokio::test]
+async fn a_new_password_ends_the_accounts_sessions_and_tokens_and_admin_rights_change_only_by_their_control()
+ {
+    let site = site().await;
+    site.engine
+        .set_user("admin@hopital.example", PASSWORD, true)
+        .await
+        .unwrap();
+    let admin = sign_in(&site, "admin@hopital.example").await;
+    let jurist = sign_in(&site, "juriste@hopital.example").await;
+    let token = site
+        .engine
+        .create_api_token("juriste@hopital.example", "script")
+        .await
+        .unwrap();
+    let users = call(&site.app, "GET", "/admin/users", Some(&admin), None).await;
+    let form_csrf = enc(&csrf(&users.body));
+    // The administrator gives the jurist a new password: the jurist's session and API token
+    // end with the old one.
+    let r = call(
+        &site.app,
+        "POST",
+        "/admin/users",
+        Some(&admin),
+        Some(format!(
+            "_csrf={form_csrf}&email=juriste%40hopital.example&password={}",
+            enc("a brand new passphrase")
+        )),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = call(&site.app, "GET", "/inbox", Some(&jurist), None).await;
+    assert_eq!(r.location.as_deref(), Some("/login"));
+    assert_eq!(site.engine.api_token(&token).await.unwrap(), None);
+    // The password form never changes who is an administrator: the administrator saving a
+    // password of their own stays one (their session ends like anyone's).
+    let r = call(
+        &site.app,
+        "POST",
+        "/admin/users",
+        Some(&admin),
+        Some(format!(
+            "_csrf={form_csrf}&email=admin%40hopital.example&password={}",
+            enc(PASSWORD)
+        )),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let admin = sign_in(&site, "admin@hopital.example").await;
+    let users = call(&site.app, "GET", "/admin/users", Some(&admin), None).await;
+    assert_eq!(users.status, StatusCode::OK, "still an administrator");
+    let form_csrf = enc(&csrf(&users.body));
+    // The one control that changes it: given to the jurist, then taken back.
+    let set = |email: &'static str, admin_value: &'static str| {
+        let app = site.app.clone();
+        let cookie = admin.clone();
+        let form_csrf = form_csrf.clone();
+        async move {
+            call(
+                &app,
+                "POST",
+                "/admin/users/admin",
+                Some(&cookie),
+                Some(format!(
+                    "_csrf={form_csrf}&email={}&admin={admin_value}",
+                    enc(email)
+                )),
+            )
+            .await
+        }
+    };
+    let admin_of = |email: &'static str| {
+        let engine = site.engine.clone();
+        async move {
+            engine
+                .users()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|(e, _)| e == email)
+                .is_some_and(|(_, a)| a)
+        }
+    };
+    assert_eq!(
+        set("juriste@hopital.example", "yes").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(admin_of("juriste@hopital.example").await);
+    assert_eq!(
+        set("juriste@hopital.example", "no").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(!admin_of("juriste@hopital.example").await);
+    // Nobody takes their own right away; an unknown account is not found.
+    let r = set("admin@hopital.example", "no").await;
+    assert!(r.status.is_client_error(), "{}", r.body);
+    assert!(
+        r.body.contains("ne retire pas ses propres droits"),
+        "{}",
+        r.body
+    );
+    assert!(admin_of("admin@hopital.example").await);
+    assert_eq!(
+        set("personne@hopital.example", "yes").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // A staff member who is not an administrator cannot use it.
+    let r = call(
+        &site.app,
+        "POST",
+        "/login",
+        None,
+        Some(format!(
+            "email=juriste%40hopital.example&password={}",
+            enc("a brand new passphrase")
+        )),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let jurist: String = r
+        .cookie
+        .unwrap()
+        .trim_start_matches("guichet_session=")
+        .chars()
+        .take_while(|c| *c != ';')
+        .collect();
+    let r = call(
+        &site.app,
+        "POST",
+        "/admin/users/admin",
+        Some(&jurist),
+        Some(format!(
+            "_csrf={form_csrf}&email=juriste%40hopital.example&admin=yes"
+        )),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(!admin_of("juriste@hopital.example").await);
 }

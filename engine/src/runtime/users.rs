@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::error::Error;
 use crate::runtime::signin::off_workers;
 use crate::runtime::{Engine, TaskRow};
-use crate::store::db::{Db, V};
+use crate::store::db::{Db, Statement, V};
 use crate::store::{in_long_read, in_read};
 
 /// A session ends after this long without a request.
@@ -72,8 +72,26 @@ pub struct Account {
 }
 
 impl Engine {
-    /// Creates or updates a staff account.
+    /// Creates a staff account, or sets the password and administrator right of an existing
+    /// one (the CLI's `user add`, first start). A changed password ends every session and API
+    /// token the account had.
     pub async fn set_user(&self, email: &str, password: &str, admin: bool) -> Result<(), Error> {
+        self.write_account(email, password, Some(admin)).await
+    }
+
+    /// Sets an account's password, creating the account (not an administrator) when it is
+    /// new; its administrator right stays as it is ([`Engine::set_admin`] changes it). Every
+    /// session and API token the account had ends.
+    pub async fn set_password(&self, email: &str, password: &str) -> Result<(), Error> {
+        self.write_account(email, password, None).await
+    }
+
+    async fn write_account(
+        &self,
+        email: &str,
+        password: &str,
+        admin: Option<bool>,
+    ) -> Result<(), Error> {
         if password.chars().count() < 12 {
             return Err(Error::Refused(crate::core::Error::Invalid(vec![
                 crate::core::form::FieldError::new(
@@ -91,19 +109,66 @@ impl Engine {
         .await?
         .map_err(|e| Error::Corrupt(format!("cannot hash the password: {e}")))?;
         let email = email.trim().to_lowercase();
-        self.write_one(
-            "INSERT INTO users (email, password_hash, admin, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (email) DO UPDATE SET password_hash = $2, admin = $3",
-            vec![
-                V::Text(email),
-                V::Text(hashed),
-                V::Int(i64::from(admin)),
-                V::Int(self.now().0),
-            ],
-        )
+        let now = self.now().0;
+        let account: Statement = match admin {
+            Some(admin) => (
+                "INSERT INTO users (email, password_hash, admin, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (email) DO UPDATE SET password_hash = $2, admin = $3"
+                    .into(),
+                vec![
+                    V::Text(email.clone()),
+                    V::Text(hashed),
+                    V::Int(i64::from(admin)),
+                    V::Int(now),
+                ],
+            ),
+            None => (
+                "INSERT INTO users (email, password_hash, admin, created_at) VALUES ($1, $2, 0, $3) \
+                 ON CONFLICT (email) DO UPDATE SET password_hash = $2"
+                    .into(),
+                vec![V::Text(email.clone()), V::Text(hashed), V::Int(now)],
+            ),
+        };
+        // What the old password opened ends with it, in the same transaction.
+        self.write_all(vec![
+            account,
+            (
+                "DELETE FROM sessions WHERE email = $1".into(),
+                vec![V::Text(email.clone())],
+            ),
+            (
+                "UPDATE api_tokens SET revoked_at = $1 WHERE email = $2 AND revoked_at IS NULL"
+                    .into(),
+                vec![V::Int(now), V::Text(email)],
+            ),
+        ])
         .await?;
+        self.forget_tokens();
         self.forget_roster();
         Ok(())
+    }
+
+    /// Gives or takes an account's administrator right; `false` when there is no such
+    /// account.
+    pub async fn set_admin(&self, email: &str, admin: bool) -> Result<bool, Error> {
+        let changed = self
+            .write_one(
+                "UPDATE users SET admin = $1 WHERE email = $2",
+                vec![
+                    V::Int(i64::from(admin)),
+                    V::Text(email.trim().to_lowercase()),
+                ],
+            )
+            .await?;
+        self.forget_roster();
+        Ok(changed > 0)
+    }
+
+    /// Forgets the API tokens this engine read: the next call with each reads it again.
+    fn forget_tokens(&self) {
+        if let Ok(mut seen) = self.tokens_seen.lock() {
+            seen.clear();
+        }
     }
 
     async fn user_exists(&self, email: &str) -> Result<bool, Error> {
@@ -349,9 +414,7 @@ impl Engine {
                 vec![V::Int(self.now().0), V::Text(prefix.to_owned())],
             )
             .await?;
-        if let Ok(mut seen) = self.tokens_seen.lock() {
-            seen.clear();
-        }
+        self.forget_tokens();
         Ok(revoked)
     }
 
