@@ -441,10 +441,7 @@ pub(crate) async fn user_add(
     if let Err(r) = admin_form(&s, &headers, &values).await {
         return r;
     }
-    let email = values
-        .get("email")
-        .map(|e| e.trim().to_lowercase())
-        .unwrap_or_default();
+    let email = email_of(&values);
     let password = values.get("password").cloned().unwrap_or_default();
     if !email.contains('@') {
         return invalid_field("email", "users-not-email");
@@ -453,6 +450,14 @@ pub(crate) async fn user_add(
         Ok(()) => redirect("/admin/users"),
         Err(e) => failure(&e),
     }
+}
+
+/// The account a form names (`email`), as accounts are kept: trimmed, in lower case.
+fn email_of(values: &HashMap<String, String>) -> String {
+    values
+        .get("email")
+        .map(|e| e.trim().to_lowercase())
+        .unwrap_or_default()
 }
 
 /// `POST /admin/users/admin`: gives (`admin=yes`) or takes (`admin=no`) an account's
@@ -470,10 +475,7 @@ pub(crate) async fn user_admin(
     if let Err(r) = admin_form(&s, &headers, &values).await {
         return r;
     }
-    let email = values
-        .get("email")
-        .map(|e| e.trim().to_lowercase())
-        .unwrap_or_default();
+    let email = email_of(&values);
     let admin = match values.get("admin").map(String::as_str) {
         Some("yes") => true,
         Some("no") => false,

@@ -118,15 +118,20 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-async fn sign_in(site: &Site, email: &str) -> String {
-    let r = call(
-        &site.app,
+/// Posts the sign-in form.
+async fn post_login(app: &Router, email: &str, password: &str) -> Reply {
+    call(
+        app,
         "POST",
         "/login",
         None,
-        Some(format!("email={}&password={}", enc(email), enc(PASSWORD))),
+        Some(format!("email={}&password={}", enc(email), enc(password))),
     )
-    .await;
+    .await
+}
+
+async fn sign_in(site: &Site, email: &str) -> String {
+    let r = post_login(&site.app, email, PASSWORD).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(r.location.as_deref(), Some("/inbox"));
     let cookie = r.cookie.unwrap();
@@ -1056,19 +1061,7 @@ async fn failed_sign_ins_slow_the_next_attempts_on_the_account() {
     let site = site().await;
     let attempt = |password: &'static str| {
         let app = site.app.clone();
-        async move {
-            call(
-                &app,
-                "POST",
-                "/login",
-                None,
-                Some(format!(
-                    "email=juriste%40hopital.example&password={}",
-                    enc(password)
-                )),
-            )
-            .await
-        }
+        async move { post_login(&app, "juriste@hopital.example", password).await }
     };
     // Five wrong passwords: each answered as wrong, at once.
     for _ in 0..guichet_engine::runtime::signin::FREE_FAILURES {
@@ -1081,17 +1074,7 @@ async fn failed_sign_ins_slow_the_next_attempts_on_the_account() {
     assert!(r.body.contains("réessayez dans 1 s"), "{}", r.body);
     assert!(r.cookie.is_none());
     // Another account is not held back.
-    let r = call(
-        &site.app,
-        "POST",
-        "/login",
-        None,
-        Some(format!(
-            "email=guichet-donnees%40hopital.example&password={}",
-            enc(PASSWORD)
-        )),
-    )
-    .await;
+    let r = post_login(&site.app, "guichet-donnees@hopital.example", PASSWORD).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     // Once the wait is over, the right password opens a session, and the count starts again.
     site.clock.set(Timestamp(site.engine.now().0 + 1_000));
@@ -1250,15 +1233,10 @@ async fn a_new_password_ends_the_accounts_sessions_and_tokens_and_admin_rights_c
         StatusCode::NOT_FOUND
     );
     // A staff member who is not an administrator cannot use it.
-    let r = call(
+    let r = post_login(
         &site.app,
-        "POST",
-        "/login",
-        None,
-        Some(format!(
-            "email=juriste%40hopital.example&password={}",
-            enc("a brand new passphrase")
-        )),
+        "juriste@hopital.example",
+        "a brand new passphrase",
     )
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
