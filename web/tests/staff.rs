@@ -118,6 +118,14 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
+/// Creates the administrator `admin@hopital.example`.
+async fn add_admin(site: &Site) {
+    site.engine
+        .set_user("admin@hopital.example", PASSWORD, true)
+        .await
+        .unwrap();
+}
+
 /// Posts the sign-in form.
 async fn post_login(app: &Router, email: &str, password: &str) -> Reply {
     call(
@@ -470,10 +478,7 @@ async fn an_ended_request(site: &Site) -> String {
 #[tokio::test]
 async fn administrators_deploy_watch_the_indicators_and_retry_dead_letters() {
     let site = site().await;
-    site.engine
-        .set_user("admin@hopital.example", PASSWORD, true)
-        .await
-        .unwrap();
+    add_admin(&site).await;
     let ended = an_ended_request(&site).await;
     let admin = sign_in(&site, "admin@hopital.example").await;
     let staff = sign_in(&site, "juriste@hopital.example").await;
@@ -927,14 +932,11 @@ async fn get_in(
 #[tokio::test]
 async fn every_page_speaks_its_readers_language_and_no_other() {
     let site = site().await;
-    site.engine
-        .set_user("admin@hopital.example", PASSWORD, true)
-        .await
-        .unwrap();
+    add_admin(&site).await;
     let (id, seq) = a_request(&site).await;
-    // Some history for the timeline: the task claimed, released, then a follow link sent.
     let staff = sign_in(&site, "guichet-donnees@hopital.example").await;
     let admin = sign_in(&site, "admin@hopital.example").await;
+    // Links as the emails would carry them: the sponsor's follow link and the task's.
     let until = Timestamp(site.engine.now().0 + 86_400_000);
     let follow = site
         .engine
@@ -1130,10 +1132,7 @@ async fn a_flood_of_sign_ins_leaves_the_node_answering() {
 async fn a_new_password_ends_the_accounts_sessions_and_tokens_and_admin_rights_change_only_by_their_control()
  {
     let site = site().await;
-    site.engine
-        .set_user("admin@hopital.example", PASSWORD, true)
-        .await
-        .unwrap();
+    add_admin(&site).await;
     let admin = sign_in(&site, "admin@hopital.example").await;
     let jurist = sign_in(&site, "juriste@hopital.example").await;
     let token = site
