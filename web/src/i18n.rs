@@ -109,30 +109,30 @@ pub(crate) fn tr(language: Language, id: &str, args: &[(&str, Arg<'_>)]) -> Stri
 }
 
 /// An argument of a message.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Arg<'a> {
-    Text(&'a str),
+    Text(std::borrow::Cow<'a, str>),
     Number(f64),
 }
 
 impl Arg<'_> {
-    fn fluent(self) -> FluentValue<'static> {
+    fn fluent(&self) -> FluentValue<'static> {
         match self {
-            Arg::Text(s) => FluentValue::from(s.to_owned()),
-            Arg::Number(n) => FluentValue::from(n),
+            Arg::Text(s) => FluentValue::from(s.to_string()),
+            Arg::Number(n) => FluentValue::from(*n),
         }
     }
 }
 
 impl<'a> From<&'a str> for Arg<'a> {
     fn from(s: &'a str) -> Self {
-        Arg::Text(s)
+        Arg::Text(s.into())
     }
 }
 
 impl<'a> From<&'a String> for Arg<'a> {
     fn from(s: &'a String) -> Self {
-        Arg::Text(s)
+        Arg::Text(s.as_str().into())
     }
 }
 
@@ -176,25 +176,17 @@ impl handlebars::HelperDef for Helper {
             .ok_or_else(|| handlebars::RenderErrorReason::ParamNotFoundForIndex("t", 0))?;
         // Arguments come from the request (titles, names): escaped before they meet the
         // catalogue's markup.
-        let escaped: Vec<(&str, Option<String>, Option<f64>)> = h
+        let args: Vec<(&str, Arg<'_>)> = h
             .hash()
             .iter()
-            .map(|(name, v)| match v.value() {
-                serde_json::Value::Number(n) => (*name, None, n.as_f64()),
-                serde_json::Value::String(s) => (*name, Some(handlebars::html_escape(s)), None),
-                serde_json::Value::Null => (*name, Some(String::new()), None),
-                other => (
-                    *name,
-                    Some(handlebars::html_escape(&other.to_string())),
-                    None,
-                ),
-            })
-            .collect();
-        let args: Vec<(&str, Arg<'_>)> = escaped
-            .iter()
-            .map(|(name, s, n)| match (s, n) {
-                (Some(s), _) => (*name, Arg::Text(s)),
-                (None, n) => (*name, Arg::Number(n.unwrap_or(0.0))),
+            .map(|(name, v)| {
+                let arg = match v.value() {
+                    serde_json::Value::Number(n) => Arg::Number(n.as_f64().unwrap_or(0.0)),
+                    serde_json::Value::String(s) => Arg::Text(handlebars::html_escape(s).into()),
+                    serde_json::Value::Null => Arg::Text("".into()),
+                    other => Arg::Text(handlebars::html_escape(&other.to_string()).into()),
+                };
+                (*name, arg)
             })
             .collect();
         out.write(&tr(self.0, id, &args))?;
