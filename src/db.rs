@@ -304,6 +304,7 @@ pub(crate) async fn serve(
     once: bool,
     listen: String,
     max_in_flight: usize,
+    limits: guichet_web::LimitSettings,
     no_email: bool,
     mail: crate::mail::MailOptions,
 ) -> anyhow::Result<ExitCode> {
@@ -355,6 +356,7 @@ pub(crate) async fn serve(
         secure_cookies: mail.base_url().starts_with("https://"),
         digest_hour: mail.digest_hour(),
         max_in_flight,
+        limits: guichet_web::Limits::new(&limits),
     };
     let server = {
         let stop = stop.clone();

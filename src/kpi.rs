@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use guichet_engine::Engine;
 use guichet_engine::clock::Timestamp;
-use guichet_engine::indicators::export::csv_field;
+use guichet_engine::indicators::export::csv_text;
 use guichet_engine::indicators::kpi::{Compare, Query};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -84,13 +84,8 @@ pub(crate) fn num(v: Option<f64>) -> String {
 pub(crate) fn print_rows(header: &[&str], rows: Vec<Vec<String>>, csv: bool) -> String {
     let mut out = String::new();
     if csv {
-        out.push_str(&header.join(","));
-        out.push('\n');
-        for r in rows {
-            out.push_str(&r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
-            out.push('\n');
-        }
-        return out;
+        // In memory, into a String: nothing can fail but a bug.
+        return csv_text(header, rows).unwrap_or_else(|e| format!("{e}\n"));
     }
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in &rows {

@@ -139,6 +139,8 @@ enum Command {
         /// still taken.
         #[arg(long, env = "GUICHET_MAX_IN_FLIGHT", default_value_t = 512)]
         max_in_flight: usize,
+        #[command(flatten)]
+        limits: LimitOptions,
         /// This node sends no emails: another node (or `guichet mail dispatch`) does, and the
         /// messages wait in the outbox for it. For nodes that only serve people and the API.
         #[arg(long, env = "GUICHET_NO_EMAIL")]
@@ -155,7 +157,7 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Requests: start, show, list, cancel.
+    /// Requests: start, list, show, history, cancel.
     #[command(subcommand)]
     Instance(requests::InstanceCommand),
     /// Tasks: list, claim, release, complete.
@@ -277,10 +279,19 @@ fn main() -> ExitCode {
             once,
             listen,
             max_in_flight,
+            limits,
             no_email,
             mail,
         } => db::run(&cli.database, |e| {
-            db::serve(e, once, listen, max_in_flight, no_email, mail)
+            db::serve(
+                e,
+                once,
+                listen,
+                max_in_flight,
+                limits.settings(),
+                no_email,
+                mail,
+            )
         }),
         Command::Mail(c) => db::run(&cli.database, |e| mail::mail(e, c)),
         Command::Deploy { files } => db::run(&cli.database, |e| db::deploy(e, files)),
@@ -320,6 +331,37 @@ fn main() -> ExitCode {
             db::run(&cli.database, |e| {
                 db::bench(e, database, desk, requests, concurrency, json, nodes)
             })
+        }
+    }
+}
+
+/// The rate limits of the public forms (`serve`): beyond one, 429 with Retry-After.
+#[derive(Debug, clap::Args)]
+struct LimitOptions {
+    /// Intake forms submitted per client address, and per email address in the form:
+    /// COUNT/UNIT (second, minute, hour, day), or `off`.
+    #[arg(long, env = "GUICHET_LIMIT_INTAKE", default_value = "5/hour", value_parser = guichet_web::parse_limit)]
+    limit_intake: ::std::option::Option<guichet_web::Rate>,
+    /// Fresh links asked for (from an expired link or the lost-link form) per client
+    /// address, per link and per email address.
+    #[arg(long, env = "GUICHET_LIMIT_LINKS", default_value = "5/hour", value_parser = guichet_web::parse_limit)]
+    limit_links: ::std::option::Option<guichet_web::Rate>,
+    /// Sign-in attempts per client address (each account also waits longer after failures).
+    #[arg(long, env = "GUICHET_LIMIT_LOGIN", default_value = "30/minute", value_parser = guichet_web::parse_limit)]
+    limit_login: ::std::option::Option<guichet_web::Rate>,
+    /// Reverse proxies whose X-Forwarded-For names the client (comma-separated addresses);
+    /// without them, a client is the connection's peer.
+    #[arg(long, env = "GUICHET_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+impl LimitOptions {
+    fn settings(self) -> guichet_web::LimitSettings {
+        guichet_web::LimitSettings {
+            intake: self.limit_intake,
+            links: self.limit_links,
+            login: self.limit_login,
+            trusted_proxies: self.trusted_proxies,
         }
     }
 }

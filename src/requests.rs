@@ -24,6 +24,19 @@ pub(crate) enum InstanceCommand {
         #[arg(long = "field", value_name = "ID=VALUE")]
         fields: Vec<String>,
     },
+    /// Requests, newest first: reference, desk, status, started, title.
+    List {
+        /// Only this desk's.
+        #[arg(long)]
+        desk: Option<String>,
+        /// Only requests in this state: open or ended.
+        #[arg(long, value_parser = ["open", "ended"])]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a request as staff read it: where it stands, what the sponsor submitted, what each
     /// step collected, open tasks and waits, the timeline.
     Show {
@@ -131,6 +144,49 @@ pub(crate) async fn instance(e: Arc<Engine>, c: InstanceCommand) -> anyhow::Resu
             // The id alone on standard output, for scripts (`ID=$(guichet instance start ...)`).
             println!("{id}");
             eprintln!("{}", next(&e, &id).await?);
+        }
+        InstanceCommand::List {
+            desk,
+            state,
+            limit,
+            json,
+        } => {
+            if let Some(desk) = &desk
+                && !e.desks().await?.contains_key(desk)
+            {
+                return Err(wrong(format!(
+                    "no desk named `{desk}` here: `guichet serve --once` lists the deployed ones"
+                )));
+            }
+            let rows = e.requests(desk.as_deref(), state.as_deref(), limit).await?;
+            if json {
+                let rows: Vec<_> = rows
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "id": r.id, "reference": guichet_engine::core::reference(&r.id),
+                            "desk": r.desk, "status": r.status, "result": r.result,
+                            "title": r.title, "started_at": r.started_at, "ended_at": r.ended_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in rows {
+                    let status = match &r.result {
+                        Some(result) => format!("ended ({result})"),
+                        None => r.status.clone(),
+                    };
+                    println!(
+                        "{}  {:<28} {:<18} {}  {}",
+                        guichet_engine::core::reference(&r.id),
+                        r.desk,
+                        status,
+                        day(guichet_engine::clock::Timestamp(r.started_at)),
+                        r.title
+                    );
+                }
+            }
         }
         InstanceCommand::Show { request, json } => {
             let id = e.request_id(&request).await?;

@@ -1242,3 +1242,153 @@ fn user_add_sets_a_password_and_never_takes_the_administrator_right_away() {
     let plain = ok(&add(&["agent@hopital.example"]));
     assert!(!plain.contains("administrator"), "{plain}");
 }
+
+/// One HTTP/1.1 exchange over a plain TCP connection: the whole answer (head and body).
+fn exchange(address: &str, method: &str, path: &str, form: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        conn,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The status code of an answer from [`exchange`].
+fn status_of(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 200 clients posting the intake form as fast as they can from one address create the
+/// configured number of requests (5 an hour), however many addresses they give; the rest get
+/// 429 with Retry-After and a page in the reader's language, and nothing is recorded or
+/// queued for them. The lost-link form and the sign-in count per address too, and a sponsor's
+/// email address counts from any client.
+#[test]
+fn a_flood_of_the_public_forms_gets_what_the_limits_allow_and_no_more() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempdir("flood");
+    std::fs::write(
+        dir.join("flood.kdl"),
+        r#"process "flood" version=1 {
+    role "demandeur" from="demande.email"
+    start "demande" {
+        form {
+            field "email" type="email" required=#true
+            field "titre" type="text" required=#true
+        }
+    }
+    notify "accuse" to="demandeur" template="demande-recue"
+    end "fin" result="accepted"
+}"#,
+    )
+    .unwrap();
+    // The database `serve` uses (see [`serve`]).
+    let database = format!("sqlite://{}", dir.join("g.db").display());
+    let at = |args: &[&str]| guichet(&[&["--database", &database], args].concat(), &dir);
+    ok(&at(&["deploy", "flood.kdl"]));
+    let (mut child, address) = serve(&dir, &["--no-email", "--limit-login", "3/minute"]);
+    // Its log, read as it comes (a full pipe would stop the server), then searched.
+    let log = {
+        use std::io::Read;
+        let mut stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        })
+    };
+    let (created, limited, other) = (
+        std::sync::Arc::new(AtomicUsize::new(0)),
+        std::sync::Arc::new(AtomicUsize::new(0)),
+        std::sync::Arc::new(AtomicUsize::new(0)),
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let clients: Vec<_> = (0..200)
+        .map(|i| {
+            let address = address.clone();
+            let (created, limited, other) = (created.clone(), limited.clone(), other.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while std::time::Instant::now() < until {
+                    n += 1;
+                    // Every attempt gives another address: only the client's counts here.
+                    let form = format!("email=victime{i}-{n}%40ailleurs.example&titre=Achetez");
+                    let answer = exchange(&address, "POST", "/desks/flood", &form);
+                    match status_of(&answer) {
+                        200 => created.fetch_add(1, Ordering::SeqCst),
+                        429 => {
+                            assert!(
+                                answer.to_lowercase().contains("\r\nretry-after: "),
+                                "{answer}"
+                            );
+                            assert!(answer.contains("Trop de demandes"), "{answer}");
+                            limited.fetch_add(1, Ordering::SeqCst)
+                        }
+                        _ => other.fetch_add(1, Ordering::SeqCst),
+                    };
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!(created.load(Ordering::SeqCst), 5);
+    assert_eq!(other.load(Ordering::SeqCst), 0);
+    assert!(limited.load(Ordering::SeqCst) > 200, "{limited:?}");
+    let json =
+        |args: &[&str]| -> Vec<serde_json::Value> { serde_json::from_str(&ok(&at(args))).unwrap() };
+    assert_eq!(
+        json(&["instance", "list", "--desk", "flood", "--json"]).len(),
+        5
+    );
+    // One acknowledgement queued for each request created, none for the refused.
+    assert_eq!(json(&["mail", "list", "--json"]).len(), 5);
+
+    // The lost-link form: five an hour from one address, whatever it names.
+    for n in 0..5 {
+        let form = format!("reference=ABCD1234&email=p{n}%40x.example");
+        assert_eq!(
+            status_of(&exchange(&address, "POST", "/follow", &form)),
+            200
+        );
+    }
+    let answer = exchange(
+        &address,
+        "POST",
+        "/follow",
+        "reference=A&email=q%40x.example",
+    );
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    // An expired link's "send me a fresh one" counts against the same limit.
+    let answer = exchange(&address, "POST", "/l/not-a-token/fresh", "");
+    assert_eq!(status_of(&answer), 429, "{answer}");
+
+    // Sign-in attempts from one address (set to 3 a minute here), whatever the account.
+    for n in 0..3 {
+        let form = format!("email=u{n}%40x.example&password=faux");
+        assert_eq!(status_of(&exchange(&address, "POST", "/login", &form)), 401);
+    }
+    let answer = exchange(
+        &address,
+        "POST",
+        "/login",
+        "email=admin%40localhost&password=x",
+    );
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Thousands refused, a line a minute at most in the log (this run: one).
+    let log = log.join().unwrap();
+    let lines = log.matches("over the rate limit of a public form").count();
+    assert_eq!(lines, 1, "{log}");
+}

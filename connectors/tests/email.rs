@@ -826,3 +826,70 @@ async fn a_digest_refused_for_a_while_is_resent_with_the_same_message_id() {
     );
     assert!(header(&digest, "Subject").contains("Your pending tasks: 2"));
 }
+
+/// A server that accepts connections and then never answers (nor closes them) costs a pass
+/// one deadline, not one per message: the first messages fail at the deadline, the rest of
+/// the pass at once, all kept for a retry with the cause in `last_error`; and once the
+/// server answers again, everything goes out.
+#[tokio::test]
+async fn a_server_that_never_answers_costs_one_deadline_and_says_so() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            connections.push(c);
+        }
+    });
+    let (e, clock) = engine().await;
+    for _ in 0..10 {
+        one_request(&e).await;
+    }
+    let transport = Transport::smtp(&SmtpConfig {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        tls: TlsMode::None,
+        username: None,
+        password: None,
+        timeout: Duration::from_secs(1),
+    })
+    .unwrap();
+    let d = dispatcher(e.clone(), transport);
+    let began = std::time::Instant::now();
+    let r = d.run_once(100).await.unwrap();
+    // 30 messages, 8 at a time: without the breaker, four deadlines or more.
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(
+        r,
+        Report {
+            sent: 0,
+            retried: 30,
+            dead: 0
+        }
+    );
+    let messages = e.outbox_messages(None, 50).await.unwrap();
+    assert_eq!(messages.len(), 30);
+    let waited = |m: &&guichet_engine::runtime::outbox::Message| {
+        m.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("did not finish the conversation within 1 s"))
+    };
+    assert!(messages.iter().any(|m| waited(&m)), "{messages:?}");
+    for m in &messages {
+        assert_eq!(m.state, "pending");
+        let error = m.last_error.as_deref().unwrap_or_default();
+        assert!(waited(&m) || error.contains("unanswered"), "{error}");
+    }
+    // The server is replaced by one that answers, on the same address.
+    held.abort();
+    let _ = held.await;
+    let sink = Sink::start(&addr.to_string(), &[]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let report = drain(&d, &clock).await;
+    assert_eq!(report.sent, 30);
+    assert_eq!(sink.accepted().len(), 30);
+}

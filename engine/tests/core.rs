@@ -639,6 +639,34 @@ fn bad_commands_are_refused_and_change_nothing() {
     };
     let names: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(names, ["email", "cadre"]);
+    // Fields without a declared maximum have one (text 1,000, long text 10,000 characters),
+    // and NUL is refused in any text.
+    let mut long = intake_a();
+    long["organisme"] = json!("x".repeat(1_001));
+    long["donnees"] = json!("y".repeat(2_000_000));
+    let Err(Error::Invalid(errors)) = start(&p, &fields(long), Timestamp(0)) else {
+        panic!()
+    };
+    let problems: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e.field.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            ("organisme", "at most 1000 characters"),
+            ("donnees", "at most 10000 characters")
+        ]
+    );
+    let mut nul = intake_a();
+    nul["organisme"] = json!("Labo\u{0}ratoire");
+    let Err(Error::Invalid(errors)) = start(&p, &fields(nul), Timestamp(0)) else {
+        panic!()
+    };
+    assert_eq!(
+        errors[0].message,
+        "contains a control character (U+0000): remove it"
+    );
 }
 
 #[test]

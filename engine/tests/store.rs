@@ -1529,12 +1529,15 @@ async fn hostile_values_round_trip_through_every_path(backend: &str) {
         "the model's title moved"
     );
     e.deploy(&source).await.unwrap();
-    for (k, value) in hostile().into_iter().enumerate() {
-        let short: String = value.chars().take(200).collect();
-        let resume: String = value.chars().take(5000).collect();
+    for (k, whole) in hostile().into_iter().enumerate() {
+        // Each as long as its field takes (the megabyte one is refused below).
+        let short: String = whole.chars().take(200).collect();
+        let resume: String = whole.chars().take(5000).collect();
+        let text: String = whole.chars().take(1_000).collect();
+        let value: String = whole.chars().take(10_000).collect();
         let mut data = intake();
         data.insert("titre".into(), json!(short));
-        data.insert("organisme".into(), json!(value));
+        data.insert("organisme".into(), json!(text));
         data.insert("resume".into(), json!(resume));
         data.insert("donnees".into(), json!(value));
         let id = e.start("interne-decentralise", &data).await.unwrap();
@@ -1565,7 +1568,7 @@ async fn hostile_values_round_trip_through_every_path(backend: &str) {
         let (_, inst) = e.instance(&id).await.unwrap();
         let intake = &inst.data["demande"].fields;
         assert_eq!(intake["titre"], json!(sent(&short)), "value {k}");
-        assert_eq!(intake["organisme"], json!(sent(&value)), "value {k}");
+        assert_eq!(intake["organisme"], json!(sent(&text)), "value {k}");
         assert_eq!(intake["resume"], json!(sent(&resume)), "value {k}");
         assert_eq!(intake["donnees"], json!(sent(&value)), "value {k}");
         assert_eq!(
@@ -1618,21 +1621,25 @@ async fn hostile_values_round_trip_through_every_path(backend: &str) {
     );
     assert_eq!(e.verify_audit().await.unwrap().broken, None);
 
-    // NUL and other control characters: refused, naming the field; nothing is written.
+    // NUL and other control characters, and a value longer than its field takes: refused,
+    // naming the field; nothing is written.
     let before = e.count_by_status().await.unwrap();
-    for bad in ["nul \0 byte", "bell \u{7}", "escape \u{1b}[31m"] {
+    let megabyte = "x".repeat(1 << 20);
+    for (bad, why) in [
+        ("nul \0 byte", "control character"),
+        ("bell \u{7}", "control character"),
+        ("escape \u{1b}[31m", "control character"),
+        (megabyte.as_str(), "at most 10000 characters"),
+    ] {
         let mut data = intake();
         data.insert("donnees".into(), json!(bad));
         match e.start("interne-decentralise", &data).await {
             Err(Error::Refused(guichet_engine::core::Error::Invalid(errors))) => {
                 assert_eq!(errors.len(), 1, "{errors:?}");
                 assert_eq!(errors[0].field, "donnees");
-                assert!(
-                    errors[0].message.contains("control character"),
-                    "{errors:?}"
-                );
+                assert!(errors[0].message.contains(why), "{errors:?}");
             }
-            other => panic!("{bad:?}: {other:?}"),
+            other => panic!("{}: {other:?}", bad.len()),
         }
     }
     assert_eq!(e.count_by_status().await.unwrap(), before);

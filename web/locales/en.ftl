@@ -293,6 +293,9 @@ error-unknown-action = Unknown action
 error-reload-from-email = Reload the page from your email, then try again.
 error-overloaded = Service overloaded
 error-overloaded-text = The desk is receiving too many requests at once; try again in a few seconds. Nothing was recorded.
+error-too-many = Too many requests
+error-too-many-seconds = Too many requests from this address or for this recipient: try again in { $seconds } s. Nothing was recorded or sent.
+error-too-many-minutes = Too many requests from this address or for this recipient: try again in { $minutes } min. Nothing was recorded or sent.
 
 ## Form errors and refusals
 

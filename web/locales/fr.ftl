@@ -293,6 +293,9 @@ error-unknown-action = Action inconnue
 error-reload-from-email = Rechargez la page depuis votre courriel, puis recommencez.
 error-overloaded = Service surchargé
 error-overloaded-text = Le guichet reçoit trop de demandes à la fois ; réessayez dans quelques secondes. Rien n'a été enregistré.
+error-too-many = Trop de demandes
+error-too-many-seconds = Trop de demandes depuis cette adresse ou pour ce destinataire : réessayez dans { $seconds } s. Rien n'a été enregistré ni envoyé.
+error-too-many-minutes = Trop de demandes depuis cette adresse ou pour ce destinataire : réessayez dans { $minutes } min. Rien n'a été enregistré ni envoyé.
 
 ## Form errors and refusals
 

@@ -8,7 +8,7 @@ use super::*;
 
 use guichet_definitions::model::RoleSource;
 use guichet_engine::indicators::charts;
-use guichet_engine::indicators::export::csv_field;
+use guichet_engine::indicators::export::csv_text;
 use guichet_engine::indicators::kpi::{Compare, Query};
 
 /// The signed-in administrator and their session token.
@@ -241,36 +241,77 @@ pub(crate) async fn indicators_csv(
     };
     let num = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
     let result = async {
-        let mut out = String::new();
-        if params.get("view").map(String::as_str) == Some("steps") {
-            out.push_str("desk,group,step,kind,visits,loops,total_mean,waiting_mean,working_mean,breach_rate,share_of_lead_time\n");
-            for r in s.engine.step_timings(&q).await? {
-                let cells = [
-                    r.desk, r.group, r.step, r.kind, r.visits.to_string(), r.loops.to_string(),
-                    num(r.total.map(|t| t.mean)), num(r.waiting.map(|t| t.mean)),
-                    num(r.working.map(|t| t.mean)), num(r.breach_rate), r.share_of_lead_time.to_string(),
-                ];
-                out.push_str(&cells.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
-                out.push('\n');
-            }
+        let out = if params.get("view").map(String::as_str) == Some("steps") {
+            let header = [
+                "desk",
+                "group",
+                "step",
+                "kind",
+                "visits",
+                "loops",
+                "total_mean",
+                "waiting_mean",
+                "working_mean",
+                "breach_rate",
+                "share_of_lead_time",
+            ];
+            let rows = s.engine.step_timings(&q).await?.into_iter().map(|r| {
+                [
+                    r.desk,
+                    r.group,
+                    r.step,
+                    r.kind,
+                    r.visits.to_string(),
+                    r.loops.to_string(),
+                    num(r.total.map(|t| t.mean)),
+                    num(r.waiting.map(|t| t.mean)),
+                    num(r.working.map(|t| t.mean)),
+                    num(r.breach_rate),
+                    r.share_of_lead_time.to_string(),
+                ]
+            });
+            csv_text(&header, rows)?
         } else {
-            out.push_str("desk,group,kpi,title,kind,requests,value,unit,median,p90,target,meets_target\n");
-            for r in s.engine.kpis(&q).await? {
-                let cells = [
-                    r.desk, r.group, r.kpi, r.title.unwrap_or_default(), r.kind.to_owned(),
-                    r.requests.to_string(), num(r.value), r.unit.to_owned(),
-                    num(r.stats.map(|t| t.median)), num(r.stats.map(|t| t.p90)), num(r.target),
+            let header = [
+                "desk",
+                "group",
+                "kpi",
+                "title",
+                "kind",
+                "requests",
+                "value",
+                "unit",
+                "median",
+                "p90",
+                "target",
+                "meets_target",
+            ];
+            let rows = s.engine.kpis(&q).await?.into_iter().map(|r| {
+                [
+                    r.desk,
+                    r.group,
+                    r.kpi,
+                    r.title.unwrap_or_default(),
+                    r.kind.to_owned(),
+                    r.requests.to_string(),
+                    num(r.value),
+                    r.unit.to_owned(),
+                    num(r.stats.map(|t| t.median)),
+                    num(r.stats.map(|t| t.p90)),
+                    num(r.target),
                     r.meets_target.map(|m| m.to_string()).unwrap_or_default(),
-                ];
-                out.push_str(&cells.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
-                out.push('\n');
-            }
-        }
+                ]
+            });
+            csv_text(&header, rows)?
+        };
         Ok::<_, Error>(
             (
                 [
                     (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                    (header::CONTENT_DISPOSITION, "attachment; filename=\"indicateurs.csv\""),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"indicateurs.csv\"",
+                    ),
                 ],
                 out,
             )

@@ -23,6 +23,7 @@ mod documents;
 mod dossier;
 mod form;
 mod i18n;
+mod limits;
 mod link;
 mod messages;
 mod ops;
@@ -54,6 +55,7 @@ use guichet_definitions::model::StepKind;
 use guichet_engine::core::{self, Command, Fields, InstanceStatus};
 use guichet_engine::{Engine, Error};
 
+pub use limits::{LimitSettings, Limits, Rate, parse_limit};
 pub use pages::Pages;
 
 /// What every handler shares.
@@ -69,6 +71,8 @@ pub struct AppState {
     /// How many HTTP requests this node works on at once before it refuses new work (503
     /// with Retry-After); decisions on existing work are always taken (see `ops::admit`).
     pub max_in_flight: usize,
+    /// The rate limits of the public forms ([`Limits::new`] from the settings).
+    pub limits: Limits,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -80,6 +84,10 @@ pub fn router(state: AppState) -> Router {
         let s = shared.clone();
         let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         move |request, next| ops::admit(s.clone(), in_flight.clone(), request, next)
+    };
+    let limited = {
+        let s = shared.clone();
+        move |request, next| limits::guard(s.clone(), request, next)
     };
     Router::new()
         .route("/healthz", get(healthz))
@@ -155,6 +163,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/external-tasks/{id}/complete",
             post(api::complete_external).layer(uploads()),
         )
+        .layer(axum::middleware::from_fn(limited))
         .layer(axum::middleware::from_fn(admission))
         .layer(axum::middleware::from_fn(ops::track))
         .layer(axum::middleware::from_fn(i18n::choose))
@@ -341,7 +350,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // The peer's address, for the rate limits of the public forms.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

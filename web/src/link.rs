@@ -356,6 +356,13 @@ async fn follow_act(
 }
 
 pub(crate) async fn link_fresh(State(s): Shared, Path(token): Path<String>) -> Response {
+    if token.len() > 100 {
+        return invalid_link(&token, true);
+    }
+    if let Err(limited) = s.limits.link(&token) {
+        s.limits.refused("/l/{token}/fresh", None, limited);
+        return limits::too_many(limited);
+    }
     // The same answer whatever the token was: no hint of which case it is.
     let _ = s.engine.fresh_link_for(&token).await;
     invalid_link(&token, true)
@@ -379,6 +386,10 @@ pub(crate) async fn lost_link(
 ) -> Response {
     let reference = values.get("reference").map_or("", String::as_str);
     let email = values.get("email").map_or("", String::as_str);
+    if let Err(limited) = s.limits.named(limits::Class::Links, [email]) {
+        s.limits.refused("/follow", None, limited);
+        return limits::too_many(limited);
+    }
     if let Err(e) = s.engine.resend_follow_link(reference, email).await {
         // Logged, not shown: the answer must not differ.
         tracing::warn!(error = %e, "a fresh follow link could not be queued");

@@ -69,6 +69,7 @@ pub(crate) async fn desk_submit(
         return failure(&Error::NotFound(name));
     };
     let form = p.start().form();
+    let address = s.limits.address(&request);
     let submission =
         match form::Submission::read(&s, request, |_, field| form.and_then(|f| f.field(field)))
             .await
@@ -80,6 +81,17 @@ pub(crate) async fn desk_submit(
         return desk_view(&s, &name, &submission.values, &submission.page_errors())
             .await
             .unwrap_or_else(|e| failure(&e));
+    }
+    // The email addresses the request would write to count against the intake's limit too.
+    let addresses = form
+        .into_iter()
+        .flat_map(|f| &f.fields)
+        .filter(|f| f.ty == guichet_definitions::model::FieldType::Email)
+        .filter_map(|f| submission.values.get(&f.id))
+        .map(String::as_str);
+    if let Err(limited) = s.limits.intake(address, addresses) {
+        s.limits.refused("/desks/{name}", address, limited);
+        return limits::too_many(limited);
     }
     let fields = submission.fields(&[]);
     // The desk writes to the sponsor in the language they read its form in.

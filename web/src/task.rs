@@ -6,11 +6,17 @@ use super::*;
 use guichet_engine::core::dossier::Audience;
 
 pub(crate) fn invalid_link(token: &str, sent: bool) -> Response {
+    // The page reflects nothing of the address it was asked for: a fresh link is offered
+    // only for what has a link token's shape (43 characters of base64url).
+    let shaped = token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     page(
         StatusCode::NOT_FOUND,
         "invalid-link",
         &text("invalid-title"),
-        &serde_json::json!({"token": token, "sent": sent}),
+        &serde_json::json!({"token": shaped.then_some(token), "sent": sent}),
     )
 }
 

@@ -16,7 +16,7 @@ use guichet_connectors::provider::Webhooks;
 use guichet_engine::Engine;
 use guichet_engine::clock::{ManualClock, Timestamp};
 use guichet_engine::core::Command;
-use guichet_web::{AppState, router};
+use guichet_web::{AppState, LimitSettings, Limits, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -75,6 +75,7 @@ async fn site_with(
         secure_cookies: false,
         digest_hour: guichet_connectors::email::DIGEST_HOUR,
         max_in_flight,
+        limits: Limits::new(&LimitSettings::off()),
     });
     (engine, app, clock, path)
 }

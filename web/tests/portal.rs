@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode, header};
 use guichet_connectors::email::{Dispatcher, RetryPolicy, Templates, Transport};
 use guichet_engine::Engine;
 use guichet_engine::clock::{ManualClock, Timestamp};
-use guichet_web::{AppState, router};
+use guichet_web::{AppState, LimitSettings, Limits, router};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -43,6 +43,7 @@ async fn setup() -> (Arc<Engine>, Router, Dispatcher) {
         secure_cookies: false,
         digest_hour: guichet_connectors::email::DIGEST_HOUR,
         max_in_flight: 512,
+        limits: Limits::new(&LimitSettings::off()),
     });
     let mail = Dispatcher {
         engine: engine.clone(),
@@ -268,6 +269,10 @@ async fn a_task_is_decided_from_its_email_link_and_only_by_a_post() {
         used.replace(&token, "T"),
         forged.replace(&"A".repeat(43), "T")
     );
+    // A path that is no link's shape is not written back into the page.
+    let (status, odd) = call(&app, "GET", "/l/%22%3E%3Cb%3Eici", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!odd.contains("/fresh") && !odd.contains("ici"), "{odd}");
     let (status, _) = call(
         &app,
         "POST",

@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode, header};
 use guichet_engine::Engine;
 use guichet_engine::clock::{ManualClock, Timestamp};
 use guichet_engine::core::Fields;
-use guichet_web::{AppState, router};
+use guichet_web::{AppState, LimitSettings, Limits, router};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -58,6 +58,7 @@ async fn site() -> Site {
         secure_cookies: true,
         digest_hour: guichet_connectors::email::DIGEST_HOUR,
         max_in_flight: 512,
+        limits: Limits::new(&LimitSettings::off()),
     });
     Site { engine, clock, app }
 }

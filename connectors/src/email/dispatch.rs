@@ -57,6 +57,8 @@ pub struct SmtpConfig {
     pub tls: TlsMode,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The limit of one message's whole conversation with the server, connection included:
+    /// a server that accepts and then never answers (or trickles) fails the message there.
     pub timeout: Duration,
 }
 
@@ -65,7 +67,51 @@ pub struct SmtpConfig {
 pub enum Transport {
     /// No SMTP server: messages are kept in the database (`guichet mail list`).
     Capture,
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(Smtp),
+}
+
+/// An SMTP server, and what this process learned of it.
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    deadline: Duration,
+    /// Until when the server counts as silent: set when a conversation outlives its
+    /// deadline, so that the other messages of the pass are retried later at once instead
+    /// of each waiting out the deadline (and their leases) on a server that does not answer.
+    silent_until: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+impl Smtp {
+    async fn send(&self, message: Message, to: &str) -> Result<(), Failure> {
+        let silent = *self
+            .silent_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if silent.is_some_and(|until| std::time::Instant::now() < until) {
+            return Err(Failure::Transient(format!(
+                "SMTP: the server left a conversation unanswered for {} s a moment ago; not tried again before the next pass",
+                self.deadline.as_secs()
+            )));
+        }
+        match tokio::time::timeout(self.deadline, self.transport.send(message)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.is_permanent() => Err(Failure::Permanent(format!(
+                "refused by the SMTP server for {to}: {e}"
+            ))),
+            Ok(Err(e)) => Err(Failure::Transient(format!("SMTP: {e}"))),
+            Err(_) => {
+                *self
+                    .silent_until
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(std::time::Instant::now() + self.deadline);
+                Err(Failure::Transient(format!(
+                    "SMTP: the server did not finish the conversation within {} s (it accepted the connection, then did not answer in time); the message is retried",
+                    self.deadline.as_secs()
+                )))
+            }
+        }
+    }
 }
 
 impl Transport {
@@ -87,7 +133,11 @@ impl Transport {
         if let (Some(u), Some(p)) = (&c.username, &c.password) {
             builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
         }
-        Ok(Transport::Smtp(builder.build()))
+        Ok(Transport::Smtp(Smtp {
+            transport: builder.build(),
+            deadline: c.timeout,
+            silent_until: Arc::default(),
+        }))
     }
 }
 
@@ -444,7 +494,7 @@ impl Dispatcher {
             tasks.push(DigestTask {
                 desk: desk.map_or_else(|| item.desk.clone(), |p| p.title.clone()),
                 request: RequestRef {
-                    title: item.title.clone(),
+                    title: crate::email::templates::defang(&item.title),
                     reference: guichet_engine::core::reference(&t.instance),
                 },
                 step: desk
@@ -508,16 +558,10 @@ impl Dispatcher {
                 rendered.html.clone(),
             ))
             .map_err(|e| Failure::Permanent(format!("cannot build the message: {e}")))?;
-        if let Transport::Smtp(t) = &self.transport
-            && let Err(e) = t.send(message).await
-        {
-            return Err(if e.is_permanent() {
-                Failure::Permanent(format!("refused by the SMTP server for {to}: {e}"))
-            } else {
-                Failure::Transient(format!("SMTP: {e}"))
-            });
+        match &self.transport {
+            Transport::Smtp(smtp) => smtp.send(message, to).await,
+            Transport::Capture => Ok(()),
         }
-        Ok(())
     }
 
     /// Runs passes until `stop` resolves: the next pass at once after a full one (a backlog
@@ -532,7 +576,23 @@ impl Dispatcher {
     ) {
         tokio::pin!(stop);
         loop {
-            let r = self.run_once(PASS).await;
+            let pass = self.run_once(PASS);
+            tokio::pin!(pass);
+            let r = tokio::select! {
+                r = &mut pass => r,
+                () = &mut stop => {
+                    // Stopping: the pass under way may finish for a while; then it is
+                    // abandoned, and what it claimed is taken again when its lease ends.
+                    match tokio::time::timeout(STOP_GRACE, pass).await {
+                        Ok(r) => passed(r),
+                        Err(_) => tracing::warn!(
+                            grace_s = STOP_GRACE.as_secs(),
+                            "stopping: the email pass under way did not finish in time and was abandoned; its messages are sent again after their lease (same Message-ID)"
+                        ),
+                    }
+                    return;
+                }
+            };
             let full = matches!(&r, Ok(r) if r.sent + r.retried + r.dead >= PASS as usize);
             passed(r);
             if full {
@@ -554,6 +614,9 @@ impl Dispatcher {
 
 /// Messages claimed by one pass of [`Dispatcher::run`].
 pub const PASS: i64 = 100;
+
+/// How long a stopping [`Dispatcher::run`] lets the pass under way finish.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Deliveries in flight at once in a pass (as many SMTP connections at most).
 pub const CONCURRENT_DELIVERIES: usize = 8;
@@ -591,7 +654,10 @@ pub fn context(
     };
     Context {
         desk: p.title.clone(),
-        request: RequestRef { title, reference },
+        request: RequestRef {
+            title: crate::email::templates::defang(&title),
+            reference,
+        },
         step,
         deadline,
         role,

@@ -368,6 +368,51 @@ fn digest_sample() -> DigestContext {
     }
 }
 
+/// Text a person wrote (a request's title), written so that no mail client makes a link of
+/// it: the desk's emails are trusted, and a title such as `https://evil.example/login` would
+/// otherwise be a phishing link from the trusted sender. A scheme `http` becomes `hxxp`, and
+/// the dots of whatever reads as a domain name are written `[.]` (`evil[.]example`).
+pub fn defang(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            let lower = word.to_ascii_lowercase();
+            let mut word = word.to_owned();
+            if let Some(at) = lower.find("http")
+                && lower[at..]
+                    .trim_start_matches("http")
+                    .trim_start_matches('s')
+                    .starts_with("://")
+            {
+                word.replace_range(at + 1..at + 3, "xx");
+            }
+            if lower.contains("://") || lower.starts_with("www.") || domain_like(&lower) {
+                word = word.replace('.', "[.]");
+            }
+            word
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `labels.tld` (two labels or more, the last alphabetic), before any `/`, `?` or `:`, and
+/// after any opening punctuation.
+fn domain_like(word: &str) -> bool {
+    let host = word
+        .trim_start_matches(|c: char| !c.is_alphanumeric())
+        .split(['/', '?', ':', '#'])
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(|c: char| !c.is_alphanumeric());
+    let labels: Vec<&str> = host.split('.').collect();
+    labels.len() >= 2
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-'))
+        && labels
+            .last()
+            .is_some_and(|tld| tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic))
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -425,6 +470,30 @@ mod tests {
             assert!(t.has(internal, Language::Fr) && t.has(internal, Language::En));
             assert!(!guichet_definitions::templates::is_standard(internal));
         }
+    }
+
+    #[test]
+    fn a_title_never_becomes_a_link() {
+        assert_eq!(
+            defang("Voir https://evil.example/login?x=1 ou HTTP://Evil.example"),
+            "Voir hxxps://evil[.]example/login?x=1 ou HxxP://Evil[.]example"
+        );
+        assert_eq!(defang("(www.evil.example)"), "(www[.]evil[.]example)");
+        assert_eq!(defang("evil.example/login."), "evil[.]example/login[.]");
+        for plain in [
+            "Étude v2.0 du parcours",
+            "e.g. 3.5 mg",
+            "R&D <script>",
+            "a@b",
+        ] {
+            assert_eq!(defang(plain), plain);
+        }
+        let t = Templates::builtin();
+        let mut ctx = sample();
+        ctx.request.title = defang("Gagnez https://evil.example/");
+        let r = t.render("tache-assignee", Language::Fr, &ctx).unwrap();
+        assert!(!r.html.contains("evil.example"), "{}", r.html);
+        assert_eq!(r.html.matches("<a href=").count(), 1, "{}", r.html);
     }
 
     #[test]

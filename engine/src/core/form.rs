@@ -150,12 +150,16 @@ fn normalise(field: &guichet_definitions::model::Field, value: &Value) -> Result
                 return Err(Problem::ExpectedText);
             };
             let s = s.trim();
-            if let Some(max) = field.max_length
-                && s.chars().count() > max as usize
-            {
-                return Err(Problem::TooLong {
-                    max: u64::from(max),
-                });
+            let max = field.max_length.map_or(
+                if field.ty == FieldType::Text {
+                    TEXT_MAX
+                } else {
+                    LONG_TEXT_MAX
+                },
+                u64::from,
+            );
+            if s.chars().count() as u64 > max {
+                return Err(Problem::TooLong { max });
             }
             no_controls(s)?;
             Ok(Value::String(s.to_owned()))
@@ -300,6 +304,13 @@ pub fn bytes(n: u64) -> String {
         _ => format!("{:.2} GB", n as f64 / 1e9),
     }
 }
+
+/// The longest `text` value without a declared `max-length`.
+pub const TEXT_MAX: u64 = 1_000;
+
+/// The longest `long-text` value without a declared `max-length` (the most a definition may
+/// declare).
+pub const LONG_TEXT_MAX: u64 = 10_000;
 
 /// The longest comment accepted with a decision.
 pub const COMMENT_MAX: usize = 10_000;

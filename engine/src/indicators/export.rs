@@ -14,13 +14,65 @@ use crate::clock::Timestamp;
 use crate::core::Actor;
 use crate::error::Error;
 
-/// A CSV cell (RFC 4180): quoted when it holds a comma, a quote or a line break.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
+/// A CSV writer (RFC 4180, through the `csv` crate) whose cells a spreadsheet opens as
+/// what they are: a text that starts with `=`, `+`, `-`, `@`, a tab or a carriage return,
+/// and is not a number, is written after a `'` (OWASP's rule against formula injection:
+/// a request's title such as `=HYPERLINK(...)` stays text in Excel or LibreOffice).
+#[derive(Debug)]
+pub struct Csv<W: std::io::Write>(csv::Writer<W>);
+
+impl<W: std::io::Write> Csv<W> {
+    pub fn new(out: W) -> Self {
+        Csv(csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(out))
     }
+
+    /// Writes one row.
+    pub fn row<S: AsRef<str>>(&mut self, cells: impl IntoIterator<Item = S>) -> Result<(), Error> {
+        self.0
+            .write_record(
+                cells
+                    .into_iter()
+                    .map(|c| safe_cell(c.as_ref()).into_owned()),
+            )
+            .map_err(csv_error)
+    }
+
+    /// The writer, everything flushed to it.
+    pub fn finish(self) -> Result<W, Error> {
+        self.0.into_inner().map_err(|e| Error::Io(e.into_error()))
+    }
+}
+
+fn csv_error(e: csv::Error) -> Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => Error::Io(e),
+        other => Error::Corrupt(format!("CSV: {other:?}")),
+    }
+}
+
+/// A cell as a spreadsheet should read it (see [`Csv`]).
+pub fn safe_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    let risky = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && s.trim().parse::<f64>().is_err() {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// A whole CSV document in memory, header first.
+pub fn csv_text<S: AsRef<str>>(
+    header: &[&str],
+    rows: impl IntoIterator<Item = impl IntoIterator<Item = S>>,
+) -> Result<String, Error> {
+    let mut out = Csv::new(Vec::new());
+    out.row(header)?;
+    for r in rows {
+        out.row(r)?;
+    }
+    String::from_utf8(out.finish()?).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 pub(crate) fn xml(s: &str) -> String {
@@ -56,4 +108,25 @@ pub(crate) fn resource(a: &Actor) -> String {
 
 pub(crate) fn io(e: std::io::Error) -> Error {
     Error::Io(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{csv_text, safe_cell};
+
+    #[test]
+    fn formulas_stay_text_and_numbers_stay_numbers() {
+        assert_eq!(
+            safe_cell("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
+        for risky in ["+1+1", "-cmd|' /C calc'!A0", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(safe_cell(risky), format!("'{risky}"));
+        }
+        for plain in ["-3.5", "+2", "1e3", "Étude", "", "a=b"] {
+            assert_eq!(safe_cell(plain), plain);
+        }
+        let text = csv_text(&["a", "b"], [["=1+1", "x,\"y\"\nz"], ["-0.25", ""]]).unwrap();
+        assert_eq!(text, "a,b\n'=1+1,\"x,\"\"y\"\"\nz\"\n-0.25,\n");
+    }
 }

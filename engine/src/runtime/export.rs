@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::clock::Timestamp;
 use crate::core::EventKind;
 use crate::error::Error;
-use crate::indicators::export::{csv_field, io, iso, resource, xml};
+use crate::indicators::export::{Csv, io, iso, resource, xml};
 use crate::indicators::kpi::Query;
 use crate::runtime::Engine;
 use crate::store::db::{Db as _, V};
@@ -111,12 +111,10 @@ impl Engine {
 
     /// Writes every history event of the ended requests of `q` as CSV; returns the rows.
     pub async fn export_csv(&self, q: &Query, out: &mut impl Write) -> Result<usize, Error> {
-        writeln!(
-            out,
-            "request,model,revision,seq,time,event,step,actor,detail"
-        )
-        .map_err(io)?;
-        let field = csv_field;
+        let mut csv = Csv::new(out);
+        csv.row([
+            "request", "model", "revision", "seq", "time", "event", "step", "actor", "detail",
+        ])?;
         let mut n = 0;
         for (id, desk, revision, _) in requests(self, q).await? {
             // Each request reads its history: let the worker's other tasks run between them.
@@ -142,22 +140,21 @@ impl Engine {
                 } else {
                     Value::Object(obj.clone()).to_string()
                 };
-                writeln!(
-                    out,
-                    "{},{},{revision},{},{},{},{},{},{}",
-                    field(&id),
-                    field(&desk),
-                    h.seq,
-                    iso(h.event.at),
-                    field(&name),
-                    field(&step),
-                    field(&resource(&h.event.actor)),
-                    field(&detail)
-                )
-                .map_err(io)?;
+                csv.row([
+                    id.as_str(),
+                    &desk,
+                    &revision.to_string(),
+                    &h.seq.to_string(),
+                    &iso(h.event.at),
+                    &name,
+                    &step,
+                    &resource(&h.event.actor),
+                    &detail,
+                ])?;
                 n += 1;
             }
         }
+        csv.finish()?;
         Ok(n)
     }
 
