@@ -299,7 +299,19 @@ fn main() -> ExitCode {
         Command::Task(c) => db::run(&cli.database, |e| requests::task(e, c)),
         Command::Event(c) => db::run(&cli.database, |e| requests::event(e, c)),
         Command::Timers(c) => db::run(&cli.database, |e| db::timers(e, c)),
-        Command::Audit(c) => db::run(&cli.database, |e| db::audit(e, c)),
+        Command::Audit(c) => {
+            // Verifying never creates the database it is pointed at.
+            if let Some(path) = guichet_engine::store::sqlite_path(&cli.database)
+                && !path.exists()
+            {
+                eprintln!(
+                    "guichet: there is no database at {}: check --database (audit verify reads an existing one)",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+            db::run(&cli.database, |e| db::audit(e, c))
+        }
         Command::Kpi(a) => db::run(&cli.database, |e| kpi::kpi(e, a)),
         Command::User(c) => db::run(&cli.database, |e| db::user(e, c)),
         Command::Token(c) => db::run(&cli.database, |e| db::token(e, c)),

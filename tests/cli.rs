@@ -385,6 +385,21 @@ fn a_bad_database_url_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
+    // A file that is not a database is named as such at once (not after the pool's retries).
+    std::fs::write(dir.join("notes.txt"), "not a database").unwrap();
+    let out = guichet(&["--database", "sqlite://notes.txt", "task", "list"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("notes.txt is not a SQLite database"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("timed out"), "{stderr}");
+    // Verifying a mistyped path creates nothing and says so.
+    let out = guichet(&["--database", "sqlite://tpyo.db", "audit", "verify"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no database at tpyo.db"));
+    assert!(!dir.join("tpyo.db").exists());
 }
 
 #[test]

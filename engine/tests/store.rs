@@ -148,7 +148,16 @@ on_both_backends!(
     a_command_that_fails_beside_others_fails_alone,
     a_revision_or_an_administrator_made_on_one_node_is_seen_by_the_others_within_a_second,
     hostile_values_round_trip_through_every_path,
+    a_ready_database_reads_every_table_and_takes_a_write,
 );
+
+/// Readiness reads every table of this version and writes its probe, again and again.
+async fn a_ready_database_reads_every_table_and_takes_a_write(backend: &str) {
+    let (e, _) = engine(backend).await;
+    e.readiness().await.unwrap();
+    // The second probe updates the first's row.
+    e.readiness().await.unwrap();
+}
 
 /// Starts take their desk's latest revision, and permissions the administrators, from what
 /// the node read at most a second ago (`DESKS_TTL`); a change made through the node itself,

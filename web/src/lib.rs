@@ -91,6 +91,8 @@ pub fn router(state: AppState) -> Router {
     };
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(healthz))
+        .route("/livez", get(ops::livez))
         .route("/metrics", get(metrics))
         .route("/", get(home))
         .route(

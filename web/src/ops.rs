@@ -17,7 +17,7 @@ pub(crate) enum Admission {
 /// The class of a request, by method and route pattern.
 pub(crate) fn admission(method: &axum::http::Method, route: &str) -> Admission {
     match route {
-        "/healthz" | "/metrics" => Admission::Exempt,
+        "/healthz" | "/readyz" | "/livez" | "/metrics" => Admission::Exempt,
         "/l/{token}"
         | "/l/{token}/fresh"
         | "/tasks/{instance}/{seq}"
@@ -300,11 +300,27 @@ fn write_latencies(out: &mut String) {
 }
 
 /// Alive and able to read the database.
+/// `GET /healthz` and `/readyz`: ready to serve, as [`Engine::readiness`] checks (every table
+/// answers, the database takes a write); else 503 with the cause, for a load balancer to send
+/// the work elsewhere.
 pub(crate) async fn healthz(State(s): Shared) -> Response {
-    match s.engine.gauges().await {
-        Ok(_) => (StatusCode::OK, "ok").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+    match s.engine.readiness().await {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: /healthz answers 503");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: database: {e}"),
+            )
+                .into_response()
+        }
     }
+}
+
+/// `GET /livez`: the process answers. A supervisor restarts a node when this fails, not when
+/// `/healthz` does (a restart does not mend a database).
+pub(crate) async fn livez() -> Response {
+    (StatusCode::OK, "ok").into_response()
 }
 
 /// Prometheus text format.

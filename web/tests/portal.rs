@@ -888,3 +888,51 @@ async fn emails_are_written_in_their_readers_language() {
         "{staff:?}"
     );
 }
+
+/// `/healthz` (and `/readyz`) says whether the node can serve: a table missing behind its
+/// back makes it 503 naming the table, while `/livez` still answers (a restart would not
+/// mend the database).
+#[tokio::test]
+async fn health_is_ready_only_with_every_table_and_alive_all_the_same() {
+    let path = std::env::temp_dir().join(format!(
+        "guichet-web-health-{}-{}.db",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    for s in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+    }
+    let clock = Arc::new(ManualClock::new(Timestamp(1_800_000_000_000)));
+    let engine = Arc::new(
+        Engine::open(&format!("sqlite://{}", path.display()), clock)
+            .await
+            .unwrap(),
+    );
+    let app = router(AppState {
+        engine,
+        webhooks: None,
+        secure_cookies: false,
+        digest_hour: guichet_connectors::email::DIGEST_HOUR,
+        max_in_flight: 512,
+        limits: Limits::new(&LimitSettings::off()),
+    });
+    for path in ["/healthz", "/readyz", "/livez"] {
+        assert_eq!(
+            call(&app, "GET", path, None).await,
+            (StatusCode::OK, "ok".into())
+        );
+    }
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TABLE step_visits")
+        .unwrap();
+    for path in ["/healthz", "/readyz"] {
+        let (status, text) = call(&app, "GET", path, None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            text.contains("not ready") && text.contains("step_visits"),
+            "{text}"
+        );
+    }
+    assert_eq!(call(&app, "GET", "/livez", None).await.0, StatusCode::OK);
+}

@@ -668,7 +668,46 @@ pub struct Gauges {
     pub timers_due: i64,
 }
 
+/// One read of every table this version uses: a database missing one (a wrong file, a
+/// migration rolled back by hand) is not ready.
+const TABLES: [&str; 18] = [
+    "SELECT 1 FROM definitions LIMIT 1",
+    "SELECT 1 FROM instances LIMIT 1",
+    "SELECT 1 FROM instance_fields LIMIT 1",
+    "SELECT 1 FROM history LIMIT 1",
+    "SELECT 1 FROM tasks LIMIT 1",
+    "SELECT 1 FROM outbox LIMIT 1",
+    "SELECT 1 FROM links LIMIT 1",
+    "SELECT 1 FROM callbacks LIMIT 1",
+    "SELECT 1 FROM users LIMIT 1",
+    "SELECT 1 FROM sessions LIMIT 1",
+    "SELECT 1 FROM api_tokens LIMIT 1",
+    "SELECT 1 FROM settings LIMIT 1",
+    "SELECT 1 FROM mail_preferences LIMIT 1",
+    "SELECT 1 FROM step_visits LIMIT 1",
+    "SELECT 1 FROM kpi_facts LIMIT 1",
+    "SELECT 1 FROM kpi_fold LIMIT 1",
+    "SELECT 1 FROM kpi_pending LIMIT 1",
+    "SELECT 1 FROM kpi_rollups LIMIT 1",
+];
+
 impl Engine {
+    /// Whether this node can serve: every table of this version answers a read, and the
+    /// database takes a write (a row of `settings` stamped with the time, through the same
+    /// path as every command's). The error says which failed.
+    pub async fn readiness(&self) -> Result<(), Error> {
+        for sql in TABLES {
+            in_read!(self.store(), |db| db.row(sql.into(), &[]))?;
+        }
+        self.write_one(
+            "INSERT INTO settings (key, value) VALUES ('health-probe', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            vec![V::Text(self.now().0.to_string())],
+        )
+        .await?;
+        Ok(())
+    }
+
     pub async fn gauges(&self) -> Result<Gauges, Error> {
         let mut g = Gauges::default();
         let sql = "SELECT status, COUNT(*) FROM instances GROUP BY status";

@@ -413,6 +413,9 @@ impl Store {
                     .into(),
             )
         })?;
+        if backend == Backend::Sqlite {
+            check_sqlite_file(url)?;
+        }
         let url = match backend {
             // Create the file when it does not exist yet.
             Backend::Sqlite if !url.contains("mode=") => {
@@ -554,6 +557,38 @@ impl Store {
 
 /// The file of a SQLite URL; `None` for an in-memory database (which another connection
 /// cannot open: it has no writer thread).
+/// A file that exists must be a SQLite database: any other (a mistyped path to a document,
+/// a PostgreSQL dump) is refused at once with what it is, instead of the pool's retries
+/// ending in "pool timed out".
+fn check_sqlite_file(url: &str) -> Result<(), sqlx::Error> {
+    use std::io::Read as _;
+    let Some(path) = sqlite_file(url)? else {
+        return Ok(());
+    };
+    let Ok(mut file) = std::fs::File::open(&path) else {
+        // Absent (created), or unreadable (SQLite says why).
+        return Ok(());
+    };
+    let mut head = [0u8; 16];
+    let read = file.read(&mut head).unwrap_or(0);
+    if read == 0 || head.starts_with(b"SQLite format 3\0") {
+        return Ok(());
+    }
+    Err(sqlx::Error::Configuration(
+        format!(
+            "{} is not a SQLite database (it does not start with SQLite's header): check --database",
+            path.display()
+        )
+        .into(),
+    ))
+}
+
+/// The file of a SQLite URL; `None` for PostgreSQL, an in-memory database or a URL that does
+/// not parse.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    sqlite_file(url).ok().flatten()
+}
+
 fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, sqlx::Error> {
     if !url.starts_with("sqlite") || url.contains(":memory:") || url.contains("mode=memory") {
         return Ok(None);
