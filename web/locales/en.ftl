@@ -175,6 +175,7 @@ entry-cancelled-why = Request withdrawn ({ $detail })
 login-title = Sign in
 login-heading = Sign in
 login-failed = Wrong address or password.
+login-expired = This sign-in form has expired or did not come from this page: enter your details again.
 login-submit = Sign in
 login-wait = Too many failed attempts for this account: try again in { $seconds } s.
 inbox-heading = My tasks

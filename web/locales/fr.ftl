@@ -175,6 +175,7 @@ entry-cancelled-why = Demande retirée ({ $detail })
 login-title = Connexion
 login-heading = Connexion
 login-failed = Adresse ou mot de passe incorrect.
+login-expired = Ce formulaire de connexion a expiré ou ne vient pas de cette page : saisissez de nouveau vos identifiants.
 login-submit = Se connecter
 login-wait = Trop de tentatives manquées pour ce compte : réessayez dans { $seconds } s.
 inbox-heading = Mes tâches

@@ -59,21 +59,66 @@ pub(crate) fn with_cookie(mut r: Response, cookie: &str) -> Response {
     r
 }
 
-pub(crate) async fn login_page() -> Response {
-    page(
+/// The cookie that pairs the sign-in form with the browser that loaded it (login CSRF: a
+/// page elsewhere cannot post the form with its own account's password and sign the
+/// visitor into it, since it cannot read or set this cookie, `SameSite=Strict`).
+const LOGIN_COOKIE: &str = "guichet_login";
+
+/// The sign-in page with a fresh anti-forgery pair: the token in the form and in the cookie.
+fn login_form(s: &AppState, status: StatusCode, data: serde_json::Value) -> Response {
+    let mut bytes = [0u8; 32];
+    if getrandom::fill(&mut bytes).is_err() {
+        return failure(&Error::Corrupt("no randomness for the sign-in form".into()));
+    }
+    let token = hex::encode(bytes);
+    let mut data = data;
+    data["csrf"] = token.clone().into();
+    let r = page(status, "login", &text("login-title"), &data);
+    let cookie = format!(
+        "{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        if s.secure_cookies { "; Secure" } else { "" }
+    );
+    with_cookie(r, &cookie)
+}
+
+fn login_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == LOGIN_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+pub(crate) async fn login_page(State(s): Shared) -> Response {
+    login_form(
+        &s,
         StatusCode::OK,
-        "login",
-        &text("login-title"),
-        &serde_json::json!({"failed": false, "wait": 0, "email": ""}),
+        serde_json::json!({"failed": false, "wait": 0, "email": ""}),
     )
 }
 
 pub(crate) async fn login(
     State(s): Shared,
+    headers: HeaderMap,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
     let email = values.get("email").cloned().unwrap_or_default();
     let password = values.get("password").cloned().unwrap_or_default();
+    // The form must come from this browser's sign-in page; else the page again, fresh.
+    let paired = login_cookie(&headers)
+        .zip(values.get("_csrf"))
+        .is_some_and(|(cookie, form)| !cookie.is_empty() && same(&cookie, form));
+    if !paired {
+        return login_form(
+            &s,
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"failed": false, "wait": 0, "email": email, "expired": true}),
+        );
+    }
+    let csrf = values.get("_csrf").cloned().unwrap_or_default();
     match s.engine.sign_in(&email, &password).await {
         // A new session at every login: a token planted before it is worthless.
         Ok(SignIn::Session(token)) => with_cookie(
@@ -88,7 +133,7 @@ pub(crate) async fn login(
             StatusCode::UNAUTHORIZED,
             "login",
             &text("login-title"),
-            &serde_json::json!({"failed": true, "wait": 0, "email": email}),
+            &serde_json::json!({"failed": true, "wait": 0, "email": email, "csrf": csrf}),
         ),
         Ok(SignIn::Wait { ms }) => {
             let seconds = (ms + 999) / 1000;
@@ -96,7 +141,7 @@ pub(crate) async fn login(
                 StatusCode::TOO_MANY_REQUESTS,
                 "login",
                 &text("login-title"),
-                &serde_json::json!({"failed": false, "wait": seconds, "email": email}),
+                &serde_json::json!({"failed": false, "wait": seconds, "email": email, "csrf": csrf}),
             );
             if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);

@@ -79,7 +79,13 @@ async fn call(
 ) -> Reply {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(c) = cookie {
-        req = req.header(header::COOKIE, format!("guichet_session={c}"));
+        // A session's token, or a whole `name=value` cookie.
+        let c = if c.contains('=') {
+            c.to_owned()
+        } else {
+            format!("guichet_session={c}")
+        };
+        req = req.header(header::COOKIE, c);
     }
     let body = match form {
         Some(f) => {
@@ -127,14 +133,27 @@ async fn add_admin(site: &Site) {
         .unwrap();
 }
 
-/// Posts the sign-in form.
+/// Posts the sign-in form as a browser does: the page first (its form's token and the
+/// cookie paired with it), then the form.
 async fn post_login(app: &Router, email: &str, password: &str) -> Reply {
+    let page = call(app, "GET", "/login", None, None).await;
+    let pair = page.cookie.expect("the sign-in page sets its cookie");
+    assert!(
+        pair.contains("HttpOnly") && pair.contains("SameSite=Strict"),
+        "{pair}"
+    );
+    let cookie = pair.split(';').next().unwrap().to_owned();
     call(
         app,
         "POST",
         "/login",
-        None,
-        Some(format!("email={}&password={}", enc(email), enc(password))),
+        Some(&cookie),
+        Some(format!(
+            "_csrf={}&email={}&password={}",
+            csrf(&page.body),
+            enc(email),
+            enc(password)
+        )),
     )
     .await
 }
@@ -180,31 +199,33 @@ async fn a_request(site: &Site) -> (String, u32) {
 async fn signing_in_and_out() {
     let site = site().await;
     // Wrong password, unknown account: the same answer.
-    let bad = call(
+    let bad = post_login(
         &site.app,
-        "POST",
-        "/login",
-        None,
-        Some(format!(
-            "email=guichet-donnees%40hopital.example&password={}",
-            enc("wrong password!")
-        )),
+        "guichet-donnees@hopital.example",
+        "wrong password!",
     )
     .await;
-    let unknown = call(
-        &site.app,
-        "POST",
-        "/login",
-        None,
-        Some(format!(
-            "email=nobody%40hopital.example&password={}",
-            enc(PASSWORD)
-        )),
-    )
-    .await;
+    let unknown = post_login(&site.app, "nobody@hopital.example", PASSWORD).await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
     assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
     assert!(bad.cookie.is_none() && unknown.cookie.is_none());
+    // A sign-in form posted from elsewhere (no cookie paired with its token, or another's)
+    // signs nobody in, even with the right password: the page again, with a fresh pair.
+    add_admin(&site).await;
+    let good = format!("email=admin%40hopital.example&password={}", enc(PASSWORD));
+    for (cookie, form) in [
+        (None, good.clone()),
+        (
+            Some("guichet_login=forged"),
+            format!("_csrf=forged-too&{good}"),
+        ),
+        (Some("guichet_login=abc"), format!("_csrf=abd&{good}")),
+    ] {
+        let r = call(&site.app, "POST", "/login", cookie, Some(form)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert!(r.body.contains("a expiré"), "{}", r.body);
+        assert!(r.cookie.unwrap().starts_with("guichet_login="));
+    }
     // Without a session, the inbox sends to the login page.
     assert_eq!(
         call(&site.app, "GET", "/inbox", None, None)
@@ -1096,17 +1117,9 @@ async fn a_flood_of_sign_ins_leaves_the_node_answering() {
         .map(|i| {
             let app = site.app.clone();
             tokio::spawn(async move {
-                call(
-                    &app,
-                    "POST",
-                    "/login",
-                    None,
-                    Some(format!(
-                        "email=flood{i}%40x.example&password=whatever-it-is"
-                    )),
-                )
-                .await
-                .status
+                post_login(&app, &format!("flood{i}@x.example"), "whatever-it-is")
+                    .await
+                    .status
             })
         })
         .collect();
