@@ -416,6 +416,30 @@ fn deadlines_reminders_and_escalation_fire_in_order() {
     d.assert_ended(EndResult::Rejected);
 }
 
+/// Timers fired late (the node was down past the deadline): the deadline's email goes out,
+/// not a reminder of a deadline already passed.
+#[test]
+fn a_reminder_fired_after_its_deadline_is_not_sent() {
+    let mut d = Desk::start("interne-decentralise", intake_a());
+    let task = d.task("recevabilite");
+    d.wait_days(6);
+    assert!(d.inst.tasks[&task].overdue);
+    let emails = d.emails();
+    assert!(
+        emails.iter().any(|(t, _)| t == "tache-echeance-depassee"),
+        "{emails:?}"
+    );
+    assert!(
+        !emails.iter().any(|(t, _)| t == "tache-rappel"),
+        "{emails:?}"
+    );
+    assert!(
+        !d.events()
+            .iter()
+            .any(|e| matches!(e, EventKind::ReminderSent { .. }))
+    );
+}
+
 #[test]
 fn model_b_provider_calls_and_a_timeout_path() {
     let mut d = Desk::start(

@@ -811,6 +811,11 @@ impl<'p> Machine<'p> {
             }
             TimerKind::Reminder { task } => {
                 let t = self.task(task)?.clone();
+                // Fired late (the node was down past the deadline): the deadline's own email
+                // says more, and a reminder of a passed deadline would mislead.
+                if t.overdue || t.due_at.is_some_and(|due| due <= self.now) {
+                    return Ok(());
+                }
                 self.event(EventKind::ReminderSent { task });
                 self.email("tache-rappel", to_task(&t), Some(task));
             }
