@@ -114,7 +114,7 @@ pub(crate) async fn tokens(e: &Engine, p: &Process) -> anyhow::Result<BTreeMap<S
         if let RoleSource::Members(m) = &r.source
             && let Some(who) = m.first()
         {
-            if e.users().await?.iter().all(|(u, _)| u != who) {
+            if e.users().await?.iter().all(|u| u.email != *who) {
                 e.set_user(who, &password, false).await?;
             }
             out.insert(r.id.clone(), e.create_api_token(who, "bench").await?);

@@ -33,6 +33,11 @@ pub(crate) enum UserCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// Disable an account: it cannot sign in, and its sessions and API tokens end. Its roles
+    /// stay as the deployed definitions give them.
+    Disable { email: String },
+    /// Enable a disabled account again (with its password as it was).
+    Enable { email: String },
 }
 
 /// The new password: asked twice at the terminal without echo, or else the first line of
@@ -58,7 +63,24 @@ fn read_password(email: &str) -> anyhow::Result<String> {
 }
 
 pub(crate) async fn user(e: Arc<Engine>, c: UserCommand) -> anyhow::Result<ExitCode> {
-    let UserCommand::Add { email, admin } = c;
+    let disable = matches!(c, UserCommand::Disable { .. });
+    let (email, admin) = match c {
+        UserCommand::Add { email, admin } => (email, admin),
+        UserCommand::Disable { email } | UserCommand::Enable { email } => {
+            if !e.set_disabled(&email, disable).await? {
+                return Err(Error::NotFound(format!("staff account {email}")).into());
+            }
+            println!(
+                "{email}: {}",
+                if disable {
+                    "disabled; its sessions and API tokens have ended"
+                } else {
+                    "enabled"
+                }
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let password = match std::env::var("GUICHET_PASSWORD") {
         Ok(p) => p,
         Err(_) => read_password(&email)?,
@@ -71,7 +93,7 @@ pub(crate) async fn user(e: Arc<Engine>, c: UserCommand) -> anyhow::Result<ExitC
         .users()
         .await?
         .into_iter()
-        .any(|(u, a)| a && u == email.trim().to_lowercase());
+        .any(|u| u.admin && u.email == email.trim().to_lowercase());
     let roles = e.roles_of(&email).await?;
     let roles: Vec<String> = roles.iter().map(|(d, r)| format!("{r} ({d})")).collect();
     println!(

@@ -228,6 +228,15 @@ async fn delivers_real_mime_with_stable_message_ids() {
         rows.iter()
             .all(|r| r.state == "sent" && r.attempts == 1 && r.message_id.is_some())
     );
+    // The outbox keeps what was sent without the links' tokens (their hashes are in `links`).
+    let kept: Vec<&str> = rows.iter().filter_map(|r| r.body.as_deref()).collect();
+    assert!(kept.iter().any(|b| b.contains("/l/…")), "{kept:?}");
+    for secret in [&token, &status_token] {
+        assert!(
+            kept.iter().all(|b| !b.contains(secret.as_str())),
+            "{kept:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1443,6 +1443,24 @@ async fn accounts_sessions_tokens_links_and_preferences_are_written(backend: &st
     assert!(e.session(&session).await.unwrap().is_some());
     e.logout(&session).await.unwrap();
     assert_eq!(e.session(&session).await.unwrap(), None);
+    // Disabled: the session ends and the right password opens nothing; enabled, it does.
+    let session = e
+        .login("jurist@h.example", "another long passphrase")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(e.set_disabled("Jurist@h.example", true).await.unwrap());
+    assert_eq!(e.session(&session).await.unwrap(), None);
+    assert_eq!(
+        e.sign_in("jurist@h.example", "another long passphrase")
+            .await
+            .unwrap(),
+        guichet_engine::runtime::users::SignIn::Disabled
+    );
+    assert!(e.users().await.unwrap()[0].disabled_at.is_some());
+    assert!(e.set_disabled("jurist@h.example", false).await.unwrap());
+    assert!(!e.set_disabled("nobody@h.example", true).await.unwrap());
+    assert!(e.users().await.unwrap()[0].disabled_at.is_none());
 
     let token = e
         .create_api_token("jurist@h.example", "script")

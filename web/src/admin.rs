@@ -423,10 +423,15 @@ pub(crate) async fn users(State(s): Shared, headers: HeaderMap) -> Response {
     };
     let result = async {
         let all = s.engine.users().await?;
-        let accounts: Vec<&String> = all.iter().map(|u| &u.0).collect();
+        let accounts: Vec<&String> = all.iter().map(|u| &u.email).collect();
         let users: Vec<_> = all
             .iter()
-            .map(|(email, admin)| serde_json::json!({"email": email, "admin": admin, "me": *email == me}))
+            .map(|u| {
+                serde_json::json!({
+                    "email": u.email, "admin": u.admin, "me": u.email == me,
+                    "disabled": u.disabled_at.map(|t| day(Some(t))),
+                })
+            })
             .collect();
         let mut roles = Vec::new();
         for (desk, p) in s.engine.desks().await? {
@@ -526,6 +531,36 @@ pub(crate) async fn user_admin(
         return invalid_field("admin", "users-own-admin");
     }
     match s.engine.set_admin(&email, admin).await {
+        Ok(true) => redirect("/admin/users"),
+        Ok(false) => failure(&Error::NotFound(format!("account {email}"))),
+        Err(e) => failure(&e),
+    }
+}
+
+/// `POST /admin/users/disabled`: disables an account (its sessions and tokens end) or enables
+/// it again. An administrator cannot disable their own.
+pub(crate) async fn user_disabled(
+    State(s): Shared,
+    headers: HeaderMap,
+    Form(values): Form<HashMap<String, String>>,
+) -> Response {
+    let (me, _) = match admin(&s, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if let Err(r) = admin_form(&s, &headers, &values).await {
+        return r;
+    }
+    let email = email_of(&values);
+    let disabled = match values.get("disabled").map(String::as_str) {
+        Some("yes") => true,
+        Some("no") => false,
+        _ => return invalid_field("disabled", "users-disabled-choice"),
+    };
+    if disabled && email == me {
+        return invalid_field("disabled", "users-own-disable");
+    }
+    match s.engine.set_disabled(&email, disabled).await {
         Ok(true) => redirect("/admin/users"),
         Ok(false) => failure(&Error::NotFound(format!("account {email}"))),
         Err(e) => failure(&e),

@@ -123,6 +123,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/outbox/{id}/retry", post(admin::outbox_retry))
         .route("/admin/users", get(admin::users).post(admin::user_add))
         .route("/admin/users/admin", post(admin::user_admin))
+        .route("/admin/users/disabled", post(admin::user_disabled))
         .route("/admin/tokens", post(admin::token_create))
         .route("/admin/tokens/{prefix}/revoke", post(admin::token_revoke))
         .route("/api/openapi.json", get(api::openapi))

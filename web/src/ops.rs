@@ -18,8 +18,8 @@ pub(crate) enum Admission {
 pub(crate) fn admission(method: &axum::http::Method, route: &str) -> Admission {
     match route {
         "/healthz" | "/readyz" | "/livez" | "/metrics" => Admission::Exempt,
+        // Asking for a fresh link moves no work forward: it waits its turn like any other.
         "/l/{token}"
-        | "/l/{token}/fresh"
         | "/tasks/{instance}/{seq}"
         | "/callbacks/{token}"
         | "/logout"

@@ -135,6 +135,12 @@ pub(crate) async fn login(
             &text("login-title"),
             &serde_json::json!({"failed": true, "wait": 0, "email": email, "csrf": csrf}),
         ),
+        Ok(SignIn::Disabled) => page(
+            StatusCode::FORBIDDEN,
+            "login",
+            &text("login-title"),
+            &serde_json::json!({"disabled": true, "wait": 0, "email": email, "csrf": csrf}),
+        ),
         Ok(SignIn::Wait { ms }) => {
             let seconds = (ms + 999) / 1000;
             let mut r = page(

@@ -121,7 +121,7 @@ async fn token_of(engine: &Engine, email: &str) -> String {
         .await
         .unwrap()
         .iter()
-        .any(|(e, _)| e == email)
+        .any(|u| u.email == email)
     {
         engine.set_user(email, PASSWORD, false).await.unwrap();
     }

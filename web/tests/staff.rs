@@ -1218,8 +1218,8 @@ async fn a_new_password_ends_the_accounts_sessions_and_tokens_and_admin_rights_c
                 .await
                 .unwrap()
                 .into_iter()
-                .find(|(e, _)| e == email)
-                .is_some_and(|(_, a)| a)
+                .find(|u| u.email == email)
+                .is_some_and(|u| u.admin)
         }
     };
     assert_eq!(
@@ -1272,4 +1272,73 @@ async fn a_new_password_ends_the_accounts_sessions_and_tokens_and_admin_rights_c
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(!admin_of("juriste@hopital.example").await);
+}
+
+/// An administrator disables an account: its session and API token end at once, the right
+/// password no longer signs in (the page says the account is disabled), and enabling it again
+/// lets it sign in with the password it had. Nobody disables their own account.
+#[tokio::test]
+async fn a_disabled_account_cannot_sign_in_and_loses_its_sessions_and_tokens() {
+    let site = site().await;
+    add_admin(&site).await;
+    let admin = sign_in(&site, "admin@hopital.example").await;
+    let jurist = sign_in(&site, "juriste@hopital.example").await;
+    let token = site
+        .engine
+        .create_api_token("juriste@hopital.example", "script")
+        .await
+        .unwrap();
+    let users = call(&site.app, "GET", "/admin/users", Some(&admin), None).await;
+    let form_csrf = enc(&csrf(&users.body));
+    let set = |email: &str, value: &str| {
+        let (app, cookie) = (site.app.clone(), admin.clone());
+        let form = format!("_csrf={form_csrf}&email={}&disabled={value}", enc(email));
+        async move {
+            call(
+                &app,
+                "POST",
+                "/admin/users/disabled",
+                Some(&cookie),
+                Some(form),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        set("juriste@hopital.example", "yes").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let r = call(&site.app, "GET", "/inbox", Some(&jurist), None).await;
+    assert_eq!(r.location.as_deref(), Some("/login"));
+    assert_eq!(site.engine.api_token(&token).await.unwrap(), None);
+    let refused = post_login(&site.app, "juriste@hopital.example", PASSWORD).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused.body.contains("Ce compte est désactivé"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.cookie.is_none());
+    // A new API token for it is refused too.
+    assert!(
+        site.engine
+            .create_api_token("juriste@hopital.example", "again")
+            .await
+            .is_err()
+    );
+    let listed = call(&site.app, "GET", "/admin/users", Some(&admin), None).await;
+    assert!(listed.body.contains("désactivé le"), "{}", listed.body);
+    // Nobody disables their own account; an unknown one is not found.
+    let own = set("admin@hopital.example", "yes").await;
+    assert_eq!(own.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", own.body);
+    assert_eq!(
+        set("nobody@hopital.example", "yes").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Enabled again: the password it had signs in.
+    assert_eq!(
+        set("juriste@hopital.example", "no").await.status,
+        StatusCode::SEE_OTHER
+    );
+    sign_in(&site, "juriste@hopital.example").await;
 }

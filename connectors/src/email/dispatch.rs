@@ -444,7 +444,7 @@ impl Dispatcher {
             message_id,
             recipients: ready.sent_to.join(", "),
             subject,
-            body,
+            body: self.kept(body),
             captured: self.captures(),
         })
     }
@@ -533,9 +533,20 @@ impl Dispatcher {
             message_id,
             recipients: email.clone(),
             subject: rendered.subject,
-            body: rendered.text,
+            body: self.kept(rendered.text),
             captured: self.captures(),
         })
+    }
+
+    /// The text of a message as the outbox keeps it: a sent message's links without their
+    /// tokens (only their hashes are kept, in `links`: whoever reads the outbox cannot act
+    /// with them); a captured message whole, since reading it is how its link is delivered.
+    fn kept(&self, text: String) -> String {
+        if self.captures() {
+            text
+        } else {
+            redact_link_tokens(&text)
+        }
     }
 
     /// Whether messages are only recorded (no SMTP server configured).
@@ -610,6 +621,28 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// `.../l/TOKEN` written `.../l/…`: a link token is 43 characters of base64url.
+pub fn redact_link_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("/l/") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let token_len = after
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+            .count();
+        if token_len == 43 {
+            out.push('…');
+            rest = &after[token_len..];
+        } else {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Messages claimed by one pass of [`Dispatcher::run`].

@@ -59,6 +59,17 @@ pub enum SignIn {
     Wrong,
     /// Too many failures in a row on this account: try again in `ms` milliseconds.
     Wait { ms: i64 },
+    /// The right password of a disabled account (an administrator disabled it).
+    Disabled,
+}
+
+/// A staff account as administrators list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub email: String,
+    pub admin: bool,
+    /// When an administrator disabled it; `None` while it is enabled.
+    pub disabled_at: Option<i64>,
 }
 
 /// The staff member behind an open session.
@@ -164,6 +175,33 @@ impl Engine {
         Ok(changed > 0)
     }
 
+    /// Disables an account (it cannot sign in; its sessions and API tokens end, in the same
+    /// transaction) or enables it again; `false` when there is no such account. Its roles
+    /// stay as the definitions give them.
+    pub async fn set_disabled(&self, email: &str, disabled: bool) -> Result<bool, Error> {
+        let email = email.trim().to_lowercase();
+        let now = self.now().0;
+        let mut statements: Vec<Statement> = vec![(
+            "UPDATE users SET disabled_at = $1 WHERE email = $2".into(),
+            vec![V::MaybeInt(disabled.then_some(now)), V::Text(email.clone())],
+        )];
+        if disabled {
+            statements.push((
+                "DELETE FROM sessions WHERE email = $1".into(),
+                vec![V::Text(email.clone())],
+            ));
+            statements.push((
+                "UPDATE api_tokens SET revoked_at = $1 WHERE email = $2 AND revoked_at IS NULL"
+                    .into(),
+                vec![V::Int(now), V::Text(email)],
+            ));
+        }
+        let changed = self.write_all(statements).await?;
+        self.forget_tokens();
+        self.forget_roster();
+        Ok(changed.first().copied().unwrap_or(0) > 0)
+    }
+
     /// Forgets the API tokens this engine read: the next call with each reads it again.
     fn forget_tokens(&self) {
         if let Ok(mut seen) = self.tokens_seen.lock() {
@@ -191,7 +229,7 @@ impl Engine {
     pub async fn login(&self, email: &str, password: &str) -> Result<Option<String>, Error> {
         Ok(match self.sign_in(email, password).await? {
             SignIn::Session(token) => Some(token),
-            SignIn::Wrong | SignIn::Wait { .. } => None,
+            SignIn::Wrong | SignIn::Wait { .. } | SignIn::Disabled => None,
         })
     }
 
@@ -205,12 +243,17 @@ impl Engine {
             return Ok(SignIn::Wait { ms });
         }
         let (sql, key) = (
-            "SELECT password_hash FROM users WHERE email = $1",
+            "SELECT password_hash, disabled_at FROM users WHERE email = $1",
             [V::Text(email.clone())],
         );
-        let stored = in_read!(self.store(), |db| db.row(sql.into(), &key))?
-            .map(|r| r.text(0))
-            .transpose()?;
+        let row = in_read!(self.store(), |db| db.row(sql.into(), &key))?;
+        let disabled = row
+            .as_ref()
+            .map(|r| r.opt_int(1))
+            .transpose()?
+            .flatten()
+            .is_some();
+        let stored = row.map(|r| r.text(0)).transpose()?;
         let exists = stored.is_some();
         let password = password.to_owned();
         let matches = off_workers(move || {
@@ -233,6 +276,9 @@ impl Engine {
             return Ok(SignIn::Wrong);
         }
         self.signins.succeeded(&email);
+        if disabled {
+            return Ok(SignIn::Disabled);
+        }
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
         let token = hex::encode(bytes);
@@ -266,7 +312,8 @@ impl Engine {
             V::Int(now - ABSOLUTE_MS),
         ];
         let sql = "SELECT s.email, s.last_seen_at, u.admin, p.language FROM sessions s JOIN users u ON u.email = s.email \
-                   LEFT JOIN mail_preferences p ON p.email = s.email WHERE s.token_hash = $1 AND s.last_seen_at > $2 AND s.created_at > $3";
+                   LEFT JOIN mail_preferences p ON p.email = s.email WHERE s.token_hash = $1 AND s.last_seen_at > $2 AND s.created_at > $3 \
+                   AND u.disabled_at IS NULL";
         let row = in_read!(self.store(), |db| db.row(sql.into(), &key))?;
         let Some(row) = row else { return Ok(None) };
         // At most one write a minute per session, by the first caller of this process:
@@ -291,10 +338,18 @@ impl Engine {
     /// public prefix, shown in listings and used to revoke.
     pub async fn create_api_token(&self, email: &str, name: &str) -> Result<String, Error> {
         let email = email.trim().to_lowercase();
-        let exists = self.user_exists(&email).await?;
-        if !exists {
+        let (sql, key) = (
+            "SELECT disabled_at FROM users WHERE email = $1",
+            [V::Text(email.clone())],
+        );
+        let Some(row) = in_read!(self.store(), |db| db.row(sql.into(), &key))? else {
             return Err(Error::NotFound(format!(
                 "staff account {email} (create it first with `guichet user add`)"
+            )));
+        };
+        if row.opt_int(0)?.is_some() {
+            return Err(Error::Invalid(format!(
+                "the account {email} is disabled: enable it first (`guichet user enable`)"
             )));
         }
         let mut bytes = [0u8; 32];
@@ -419,11 +474,17 @@ impl Engine {
     }
 
     /// The staff accounts: (email, administrator), by email.
-    pub async fn users(&self) -> Result<Vec<(String, bool)>, Error> {
-        let sql = "SELECT email, admin FROM users ORDER BY email";
+    pub async fn users(&self) -> Result<Vec<User>, Error> {
+        let sql = "SELECT email, admin, disabled_at FROM users ORDER BY email";
         let rows = in_read!(self.store(), |db| db.rows(sql.into(), &[]))?;
         rows.iter()
-            .map(|r| Ok((r.text(0)?, r.int(1)? != 0)))
+            .map(|r| {
+                Ok(User {
+                    email: r.text(0)?,
+                    admin: r.int(1)? != 0,
+                    disabled_at: r.opt_int(2)?,
+                })
+            })
             .collect()
     }
 

@@ -400,6 +400,11 @@ fn migrator(backend: Backend) -> Migrator {
             "outbox captured",
             include_str!("../../migrations/0017_outbox_captured.sql"),
         ),
+        m(
+            18,
+            "disabled accounts",
+            include_str!("../../migrations/0018_disabled_accounts.sql"),
+        ),
     ])
 }
 
