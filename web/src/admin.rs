@@ -514,53 +514,60 @@ pub(crate) async fn user_admin(
     headers: HeaderMap,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    let (me, _) = match admin(&s, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    if let Err(r) = admin_form(&s, &headers, &values).await {
-        return r;
-    }
-    let email = email_of(&values);
-    let admin = match values.get("admin").map(String::as_str) {
-        Some("yes") => true,
-        Some("no") => false,
-        _ => return invalid_field("admin", "users-admin-choice"),
-    };
-    if !admin && email == me {
-        return invalid_field("admin", "users-own-admin");
-    }
-    match s.engine.set_admin(&email, admin).await {
-        Ok(true) => redirect("/admin/users"),
-        Ok(false) => failure(&Error::NotFound(format!("account {email}"))),
-        Err(e) => failure(&e),
-    }
+    account_switch(&s, &headers, &values, Switch::Admin).await
 }
 
-/// `POST /admin/users/disabled`: disables an account (its sessions and tokens end) or enables
-/// it again. An administrator cannot disable their own.
+/// `POST /admin/users/disabled`: disables an account (`disabled=yes`: its sessions and tokens
+/// end) or enables it again (`disabled=no`). An administrator cannot disable their own.
 pub(crate) async fn user_disabled(
     State(s): Shared,
     headers: HeaderMap,
     Form(values): Form<HashMap<String, String>>,
 ) -> Response {
-    let (me, _) = match admin(&s, &headers).await {
+    account_switch(&s, &headers, &values, Switch::Disabled).await
+}
+
+/// What a yes/no control of an account's row sets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Switch {
+    Admin,
+    Disabled,
+}
+
+/// A yes/no control of `/admin/users` on one account: checked, refused on one's own account
+/// where it would lock one out (taking one's admin right, disabling oneself), then set.
+async fn account_switch(
+    s: &AppState,
+    headers: &HeaderMap,
+    values: &HashMap<String, String>,
+    switch: Switch,
+) -> Response {
+    let (me, _) = match admin(s, headers).await {
         Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(r) = admin_form(&s, &headers, &values).await {
+    if let Err(r) = admin_form(s, headers, values).await {
         return r;
     }
-    let email = email_of(&values);
-    let disabled = match values.get("disabled").map(String::as_str) {
+    let (field, choice, own) = match switch {
+        Switch::Admin => ("admin", "users-admin-choice", "users-own-admin"),
+        Switch::Disabled => ("disabled", "users-disabled-choice", "users-own-disable"),
+    };
+    let email = email_of(values);
+    let on = match values.get(field).map(String::as_str) {
         Some("yes") => true,
         Some("no") => false,
-        _ => return invalid_field("disabled", "users-disabled-choice"),
+        _ => return invalid_field(field, choice),
     };
-    if disabled && email == me {
-        return invalid_field("disabled", "users-own-disable");
+    // Locking oneself out: taking one's own admin right, or disabling oneself.
+    if email == me && on == (switch == Switch::Disabled) {
+        return invalid_field(field, own);
     }
-    match s.engine.set_disabled(&email, disabled).await {
+    let set = match switch {
+        Switch::Admin => s.engine.set_admin(&email, on).await,
+        Switch::Disabled => s.engine.set_disabled(&email, on).await,
+    };
+    match set {
         Ok(true) => redirect("/admin/users"),
         Ok(false) => failure(&Error::NotFound(format!("account {email}"))),
         Err(e) => failure(&e),

@@ -9,13 +9,18 @@ pub(crate) const SESSION_COOKIE: &str = "guichet_session";
 
 /// The session token from the request's cookies.
 pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+/// A cookie's value from the request's headers.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 
@@ -81,17 +86,6 @@ fn login_form(s: &AppState, status: StatusCode, data: serde_json::Value) -> Resp
     with_cookie(r, &cookie)
 }
 
-fn login_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == LOGIN_COOKIE)
-        .map(|(_, v)| v.to_owned())
-}
-
 pub(crate) async fn login_page(State(s): Shared) -> Response {
     login_form(
         &s,
@@ -108,7 +102,7 @@ pub(crate) async fn login(
     let email = values.get("email").cloned().unwrap_or_default();
     let password = values.get("password").cloned().unwrap_or_default();
     // The form must come from this browser's sign-in page; else the page again, fresh.
-    let paired = login_cookie(&headers)
+    let paired = cookie(&headers, LOGIN_COOKIE)
         .zip(values.get("_csrf"))
         .is_some_and(|(cookie, form)| !cookie.is_empty() && same(&cookie, form));
     if !paired {
