@@ -12,6 +12,7 @@ use guichet_definitions::{diagnostic, models};
 use guichet_engine::clock::SystemClock;
 use guichet_engine::core::Fields;
 use guichet_engine::error::Kind;
+use guichet_engine::runtime::tokens::{NewToken, Scopes};
 use guichet_engine::{Engine, Error};
 
 #[derive(Debug, Subcommand)]
@@ -123,8 +124,15 @@ pub(crate) enum TokenCommand {
         /// What the token is for, shown in listings.
         #[arg(long, default_value = "")]
         name: String,
+        /// What it may do, whatever its account may: `read`, `submit` (new requests), `act`
+        /// (tasks, answers, withdrawals, a provider's work), several with commas.
+        #[arg(long, default_value = "read,submit,act")]
+        scope: String,
+        /// How many days it lasts (1 to 3650), or `never` (until revoked).
+        #[arg(long, default_value = "90")]
+        expires: String,
     },
-    /// The tokens: prefix, account, name, dates (never the tokens themselves).
+    /// The tokens: prefix, account, name, scopes, dates (never the tokens themselves).
     List,
     /// Revoke a token by its prefix (the first 12 characters, as listed).
     Revoke { prefix: String },
@@ -136,13 +144,28 @@ pub(crate) async fn token(e: Arc<Engine>, c: TokenCommand) -> anyhow::Result<Exi
             email,
             provider,
             name,
+            scope,
+            expires,
         } => {
+            let days = match expires.as_str() {
+                "never" => None,
+                days => Some(days.parse::<i64>().map_err(|_| {
+                    wrong(format!(
+                        "--expires takes a number of days or `never`, not `{days}`"
+                    ))
+                })?),
+            };
+            let new = NewToken {
+                name,
+                scopes: Scopes::parse(&scope)?,
+                days,
+            };
             let (token, who) = match (email, provider) {
                 (_, Some(p)) => (
-                    e.create_provider_token(&p, &name).await?,
+                    e.create_provider_token(&p, new).await?,
                     format!("provider {p}"),
                 ),
-                (Some(email), None) => (e.create_api_token(&email, &name).await?, email),
+                (Some(email), None) => (e.issue_api_token(&email, new).await?, email),
                 (None, None) => {
                     return Err(wrong("give the account's email or --provider ID"));
                 }
@@ -164,11 +187,14 @@ pub(crate) async fn token(e: Arc<Engine>, c: TokenCommand) -> anyhow::Result<Exi
             };
             for t in e.api_tokens().await? {
                 println!(
-                    "{}  {}  {}  created {}  last used {}{}",
+                    "{}  {}  {}  {}  created {}  expires {}  last used {}{}",
                     t.prefix,
                     t.email,
                     if t.name.is_empty() { "-" } else { &t.name },
+                    t.scopes,
                     day(Some(t.created_at)),
+                    t.expires_at
+                        .map_or_else(|| "never".to_owned(), |at| day(Some(at))),
                     day(t.last_used_at),
                     t.revoked_at
                         .map(|r| format!("  revoked {}", day(Some(r))))
@@ -370,6 +396,15 @@ pub(crate) async fn serve(
     }
     let dispatcher = mail.dispatcher(e.clone())?;
     let webhooks = Arc::new(mail.webhooks(e.clone())?);
+    // Announced before any claim, so that what this node claims is known as its own; what a
+    // predecessor of this host held when it died is taken again at once.
+    let dead = e.join_nodes().await?;
+    if dead > 0 {
+        tracing::info!(
+            dead,
+            "a previous node of this host stopped without finishing: the emails and webhooks it held are sent again now"
+        );
+    }
     let stop = Arc::new(tokio::sync::Notify::new());
     let state = guichet_web::AppState {
         engine: e.clone(),
@@ -405,8 +440,11 @@ pub(crate) async fn serve(
         let stop = async move {
             let _ = mail_stopped.wait_for(|stopped| *stopped).await;
         };
+        let engine = dispatcher.engine.clone();
         dispatcher
-            .run(std::time::Duration::from_secs(1), stop, |r| match r {
+            .run(std::time::Duration::from_secs(1), stop, |r| {
+                engine.worker_passed("email", r.is_ok());
+                match r {
                 Ok(r) if r.dead > 0 => tracing::warn!(
                     sent = r.sent, retried = r.retried, dead = r.dead,
                     "emails could not be delivered and became dead letters: see them with `guichet mail list --state dead` or at /admin/outbox, fix the cause (the address, the template, the SMTP server) and retry them from there"
@@ -416,9 +454,28 @@ pub(crate) async fn serve(
                 }
                 Ok(_) => {}
                 Err(err) => tracing::error!(error = %err, "sending emails failed; will retry"),
-            })
+            }})
             .await;
     });
+    // The heartbeat on a task of its own, so that a long pass elsewhere never makes this
+    // node look dead to the others.
+    let heart = {
+        let e = e.clone();
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let beat = e.heartbeat().await;
+                if let Err(err) = &beat
+                    && !failing
+                {
+                    tracing::error!(error = %err, "writing this node's heartbeat failed; other nodes take over its emails after 15 s; will retry");
+                }
+                failing = beat.is_err();
+                e.worker_passed("heartbeat", beat.is_ok());
+            }
+        })
+    };
     let stopping = shutdown_signal();
     tokio::pin!(stopping);
     loop {
@@ -427,19 +484,25 @@ pub(crate) async fn serve(
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
                 // A pass that fails (the database restarting, say) is logged and tried again
                 // at the next tick: the work stays in the database.
-                match e.fire_due_timers(1_000).await {
+                let timers = e.fire_due_timers(1_000).await;
+                e.worker_passed("timers", timers.is_ok());
+                match timers {
                     Ok(0) => {}
                     Ok(fired) => tracing::info!(fired, "timers fired"),
                     Err(err) => tracing::error!(error = %err, "firing timers failed; will retry"),
                 }
                 // At most a batch's worth a pass, a few hundred per transaction.
                 let most = usize::try_from(guichet_engine::indicators::rollup::FOLD_BATCH).unwrap_or(2_000);
-                match e.fold_some_indicators(most).await {
+                let folded = e.fold_some_indicators(most).await;
+                e.worker_passed("indicators", folded.is_ok());
+                match folded {
                     Ok(0) => {}
                     Ok(folded) => tracing::debug!(folded, "indicators folded"),
                     Err(err) => tracing::error!(error = %err, "folding the indicators failed; will retry"),
                 }
-                match webhooks.run_once(100).await {
+                let sent = webhooks.run_once(100).await;
+                e.worker_passed("webhooks", sent.is_ok());
+                match sent {
                     Ok(r) if r.dead > 0 => tracing::warn!(
                         sent = r.sent, retried = r.retried, dead = r.dead,
                         "webhooks to providers became dead letters: check the provider's address and secret (--provider, --provider-secret; docs/providers.md), then retry them at /admin/outbox"
@@ -459,6 +522,10 @@ pub(crate) async fn serve(
     let _ = stop_mail.send(true);
     server.await??;
     mailer.await?;
+    heart.abort();
+    if let Err(err) = e.leave_nodes().await {
+        tracing::warn!(error = %err, "could not record this node's stop; the others take over what it held after 15 s");
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -1258,6 +1258,84 @@ fn user_add_sets_a_password_and_never_takes_the_administrator_right_away() {
     assert!(!plain.contains("administrator"), "{plain}");
 }
 
+/// `token create` takes scopes and an expiry, refuses those it cannot take with a message
+/// naming the values it takes, and `token list` shows both.
+#[test]
+fn a_token_is_made_with_its_scopes_and_expiry_and_listed_with_them() {
+    let dir = tempdir("token-scopes");
+    ok(&Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["user", "add", "robot@hopital.example"])
+        .env(
+            "GUICHET_DATABASE",
+            format!("sqlite://{}", dir.join("desk.db").display()),
+        )
+        .env("GUICHET_PASSWORD", "a long enough passphrase")
+        .output()
+        .unwrap());
+    let made = db_cmd(
+        &dir,
+        &[
+            "token",
+            "create",
+            "robot@hopital.example",
+            "--name",
+            "export",
+            "--scope",
+            "read",
+        ],
+    );
+    assert!(ok(&made).starts_with("gch_"));
+    ok(&db_cmd(
+        &dir,
+        &[
+            "token",
+            "create",
+            "robot@hopital.example",
+            "--name",
+            "portail",
+            "--scope",
+            "submit",
+            "--expires",
+            "never",
+        ],
+    ));
+    for (args, says) in [
+        (
+            &["--scope", "write"][..],
+            "`write` is not a token scope: use read, submit or act",
+        ),
+        (
+            &["--expires", "soon"][..],
+            "--expires takes a number of days or `never`",
+        ),
+        (
+            &["--expires", "0"][..],
+            "a token lasts 1 to 3650 days, not 0",
+        ),
+    ] {
+        let out = db_cmd(
+            &dir,
+            &[&["token", "create", "robot@hopital.example"][..], args].concat(),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let list = ok(&db_cmd(&dir, &["token", "list"]));
+    let lines: Vec<_> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(lines[0].contains("export  read  created"), "{list}");
+    assert!(
+        !lines[0].contains("expires never"),
+        "90 days by default: {list}"
+    );
+    assert!(
+        lines[1].contains("portail  submit  created") && lines[1].contains("expires never"),
+        "{list}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// One HTTP/1.1 exchange over a plain TCP connection: the whole answer (head and body).
 fn exchange(address: &str, method: &str, path: &str, form: &str) -> String {
     use std::io::{Read, Write};

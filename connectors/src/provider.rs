@@ -110,6 +110,7 @@ impl Webhooks {
                 limit,
                 "webhook",
                 guichet_engine::runtime::outbox::Providers::Except(&self.pull),
+                guichet_engine::runtime::outbox::Holder::ThisNode,
             )
             .await?
         {

@@ -260,6 +260,39 @@ async fn the_messages_of_a_pass_are_delivered_several_at_a_time() {
     );
 }
 
+/// What became of each message is recorded as soon as it is known, while the rest of the
+/// pass goes on: a crash in the middle of a pass sends again only what was in flight.
+#[tokio::test]
+async fn the_results_of_a_pass_are_recorded_as_they_come_in() {
+    let sink = Sink::start("127.0.0.1:0", &[("*", Reply::Slow)]).await;
+    let (e, _) = engine().await;
+    for _ in 0..3 {
+        one_request(&e).await;
+    }
+    let d = Arc::new(dispatcher(e.clone(), smtp(sink.addr)));
+    let pass = tokio::spawn({
+        let d = d.clone();
+        async move { d.run_once(100).await }
+    });
+    // While the slow message is held back, the others are already recorded as sent.
+    let sent = loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let messages = e.outbox_messages(None, 50).await.unwrap();
+        let sent = messages.iter().filter(|m| m.state == "sent").count();
+        if sent > 0 || pass.is_finished() {
+            break sent;
+        }
+    };
+    assert!(
+        !pass.is_finished(),
+        "the pass ended before any result was recorded"
+    );
+    assert!((1..9).contains(&sent), "{sent}");
+    assert_eq!(pass.await.unwrap().unwrap().sent, 9);
+    let messages = e.outbox_messages(None, 50).await.unwrap();
+    assert!(messages.iter().all(|m| m.state == "sent"), "{messages:?}");
+}
+
 #[tokio::test]
 async fn a_backlog_larger_than_a_pass_goes_out_without_waiting_for_the_next_tick() {
     // 40 requests of model (a): 120 messages, more than a pass claims.

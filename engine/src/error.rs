@@ -21,6 +21,12 @@ pub enum Error {
     /// values it takes.
     #[error("{0}")]
     Invalid(String),
+    /// A submission key sent again with a different submission (its first request's
+    /// reference): a retry must send the same thing, a new request a new key.
+    #[error(
+        "this submission key was already used for a different request ({0}); send a new key with a new request"
+    )]
+    KeyReused(String),
     /// A definition to deploy has errors.
     #[error("the definition has {} error(s)", .0.iter().filter(|d| d.is_error()).count())]
     Definition(Vec<Diagnostic>),
@@ -33,6 +39,10 @@ pub enum Error {
     /// Writing an export failed.
     #[error("cannot write: {0}")]
     Io(#[from] std::io::Error),
+    /// This node cannot do its work now though its database answers (a background worker
+    /// failing or stuck): what readiness reports.
+    #[error("not ready: {0}")]
+    Unready(String),
     /// Stored data that cannot be read back (a bug or tampering).
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -70,12 +80,13 @@ impl Error {
                 | core::Error::NoOutcomes(_),
             )
             | Error::Definition(_)
+            | Error::KeyReused(_)
             | Error::Invalid(_) => Kind::Invalid,
             Error::Refused(_) | Error::Conflict(_) => Kind::Refused,
             Error::NotFound(_) => Kind::NotFound,
             Error::Database(e) if transient(e) => Kind::Unavailable,
             // The writer thread's and readers' own SQLite errors (busy, or the thread gone).
-            Error::Sqlite(_) => Kind::Unavailable,
+            Error::Sqlite(_) | Error::Unready(_) => Kind::Unavailable,
             Error::Database(_) => Kind::Internal,
             Error::Io(_) | Error::Corrupt(_) => Kind::Internal,
         }
@@ -121,6 +132,7 @@ mod tests {
         );
         assert_eq!(Error::NotFound("request x".into()).kind(), Kind::NotFound);
         assert_eq!(Error::Definition(vec![]).kind(), Kind::Invalid);
+        assert_eq!(Error::KeyReused("AB12CD34".into()).kind(), Kind::Invalid);
         assert_eq!(
             Error::Database(sqlx::Error::PoolTimedOut).kind(),
             Kind::Unavailable

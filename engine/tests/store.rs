@@ -149,14 +149,216 @@ on_both_backends!(
     a_revision_or_an_administrator_made_on_one_node_is_seen_by_the_others_within_a_second,
     hostile_values_round_trip_through_every_path,
     a_ready_database_reads_every_table_and_takes_a_write,
+    a_submission_sent_again_with_its_key_starts_one_request,
+    what_a_dead_node_held_is_claimed_again_when_its_heartbeat_stops,
 );
+
+/// A message claimed by a node is its own while the node's heartbeat goes on, whatever its
+/// lease; claimed again by another once the heartbeat is [`STALE_MS`] old, long before the
+/// lease ends, and at once when the node left. A claim by a node that never announced
+/// itself is held by its lease alone.
+async fn what_a_dead_node_held_is_claimed_again_when_its_heartbeat_stops(backend: &str) {
+    use guichet_engine::runtime::nodes::STALE_MS;
+    let url = database(backend).await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let a = Engine::open(&url, clock.clone()).await.unwrap();
+    let b = Engine::open(&url, clock.clone()).await.unwrap();
+    a.deploy(model("interne-decentralise")).await.unwrap();
+    for _ in 0..3 {
+        a.start("interne-decentralise", &intake()).await.unwrap();
+    }
+    assert_eq!(a.join_nodes().await.unwrap(), 0);
+    b.join_nodes().await.unwrap();
+    let lease = 120_000;
+    let held = a.claim_outbox(T0, lease, 1, "email").await.unwrap();
+    let id = held[0].id.clone();
+    let at = |ms: i64| {
+        clock.set(Timestamp(T0.0 + ms));
+        Timestamp(T0.0 + ms)
+    };
+    // A beats: B leaves its message alone, and claims the others.
+    let now = at(STALE_MS - 1_000);
+    a.heartbeat().await.unwrap();
+    b.heartbeat().await.unwrap();
+    let others = b.claim_outbox(now, lease, 10, "email").await.unwrap();
+    assert!(
+        !others.is_empty() && others.iter().all(|m| m.id != id),
+        "{others:?}"
+    );
+    // A stops beating: once its heartbeat is stale, B takes its message (attempt 2).
+    let now = at(STALE_MS - 1_000 + STALE_MS + 1);
+    b.heartbeat().await.unwrap();
+    let taken = b.claim_outbox(now, lease, 10, "email").await.unwrap();
+    let again = taken
+        .iter()
+        .find(|m| m.id == id)
+        .expect("the dead node's message");
+    assert_eq!(again.attempt, 2);
+    // B's own claims stay its own while it beats.
+    assert!(taken.iter().all(|m| others.iter().all(|o| o.id != m.id)));
+    // A node that leaves gives up what it held at once.
+    let c = Engine::open(&url, clock.clone()).await.unwrap();
+    c.join_nodes().await.unwrap();
+    c.start("interne-decentralise", &intake()).await.unwrap();
+    let held = c.claim_outbox(now, lease, 10, "email").await.unwrap();
+    assert!(!held.is_empty());
+    assert!(
+        b.claim_outbox(now, lease, 10, "email")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    c.leave_nodes().await.unwrap();
+    let taken = b.claim_outbox(now, lease, 10, "email").await.unwrap();
+    assert_eq!(taken.len(), held.len(), "{taken:?}");
+    // Never announced: a lease alone, whoever beats.
+    let d = Engine::open(&url, clock.clone()).await.unwrap();
+    d.start("interne-decentralise", &intake()).await.unwrap();
+    let held = d.claim_outbox(now, lease, 10, "email").await.unwrap();
+    assert!(!held.is_empty());
+    let later = at(STALE_MS * 4);
+    b.heartbeat().await.unwrap();
+    assert!(
+        b.claim_outbox(later, lease, 10, "email")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A node restarted on a host finds its predecessor's process gone (A's, here given a
+    // process id that is no process): forgotten at once, fresh as its heartbeat is.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE nodes SET pid = 2147483000, seen_at = {} WHERE id = '{}'",
+        later.0,
+        a.node_id()
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let successor = Engine::open(&url, clock.clone()).await.unwrap();
+    assert_eq!(successor.join_nodes().await.unwrap(), 1);
+    let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM nodes WHERE id = '{}'",
+        a.node_id()
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
+    pool.close().await;
+}
+
+/// A submission sent several times at once with one key, through two nodes, starts one
+/// request, and every sending is answered with it (all but one as a replay); the key sent
+/// with other fields is refused, naming the first request, and starts nothing; another key
+/// starts another request.
+async fn a_submission_sent_again_with_its_key_starts_one_request(backend: &str) {
+    let url = database(backend).await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let a = Arc::new(Engine::open(&url, clock.clone()).await.unwrap());
+    let b = Arc::new(Engine::open(&url, clock.clone()).await.unwrap());
+    a.deploy(model("interne-decentralise")).await.unwrap();
+    let rounds = 10;
+    for round in 0..rounds {
+        let key = format!("api someone@example.org {round}");
+        let sends: Vec<_> = (0..6)
+            .map(|n| {
+                let (node, key) = (if n % 2 == 0 { &a } else { &b }.clone(), key.clone());
+                tokio::spawn(async move {
+                    node.start_request_once("interne-decentralise", &intake(), None, &key)
+                        .await
+                })
+            })
+            .collect();
+        let mut started = Vec::new();
+        for send in sends {
+            started.push(send.await.unwrap().unwrap());
+        }
+        let firsts = started.iter().filter(|s| !s.replayed).count();
+        assert_eq!(firsts, 1, "round {round}: {started:?}");
+        assert!(
+            started.iter().all(|s| s.id == started[0].id),
+            "round {round}: {started:?}"
+        );
+        // Each answer says where the request stands: its first open task.
+        assert!(started.iter().all(|s| !s.inst.tasks.is_empty()));
+    }
+    let mut other = intake();
+    other.insert("titre".into(), json!("Another project"));
+    let first = a
+        .start_request_once(
+            "interne-decentralise",
+            &intake(),
+            None,
+            "api someone@example.org 0",
+        )
+        .await
+        .unwrap();
+    let err = b
+        .start_request_once(
+            "interne-decentralise",
+            &other,
+            None,
+            "api someone@example.org 0",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::KeyReused(r) if *r == guichet_engine::core::reference(&first.id)),
+        "{err}"
+    );
+    let fresh = b
+        .start_request_once(
+            "interne-decentralise",
+            &other,
+            None,
+            "api someone@example.org new",
+        )
+        .await
+        .unwrap();
+    assert!(!fresh.replayed && fresh.id != first.id);
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instances")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, rounds + 1, "one request per key");
+    pool.close().await;
+}
 
 /// Readiness reads every table of this version and writes its probe, again and again.
 async fn a_ready_database_reads_every_table_and_takes_a_write(backend: &str) {
-    let (e, _) = engine(backend).await;
+    let (e, clock) = engine(backend).await;
     e.readiness().await.unwrap();
     // The second probe updates the first's row.
     e.readiness().await.unwrap();
+    // A worker failing for over a minute, with no pass succeeding, makes the node not
+    // ready, naming it; one success and it is ready again.
+    e.worker_passed("email", true);
+    e.worker_passed("timers", false);
+    clock.set(Timestamp(T0.0 + 30_000));
+    e.worker_passed("timers", false);
+    e.readiness().await.unwrap();
+    clock.set(Timestamp(T0.0 + 61_000));
+    e.worker_passed("email", true);
+    e.worker_passed("timers", false);
+    let err = e.readiness().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Unready(m) if m.contains("timers worker has failed at every pass for 61 s")),
+        "{err}"
+    );
+    e.worker_passed("timers", true);
+    e.readiness().await.unwrap();
+    // One that finished no pass for 15 minutes is stuck.
+    clock.set(Timestamp(T0.0 + 61_000 + 15 * 60_000 + 1));
+    e.worker_passed("timers", true);
+    let err = e.readiness().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Unready(m) if m.contains("email worker has finished no pass")),
+        "{err}"
+    );
 }
 
 /// Starts take their desk's latest revision, and permissions the administrators, from what
@@ -435,28 +637,28 @@ async fn a_token_revoked_on_one_node_is_refused_by_the_others_within_a_second(ba
     let other = a.create_api_token("script@h.example", "t").await.unwrap();
     for e in [&a, &b] {
         assert_eq!(
-            e.api_token(&token).await.unwrap().as_deref(),
+            e.api_token(&token).await.unwrap().email(),
             Some("script@h.example")
         );
     }
     assert_eq!(b.revoke_api_token(&token[..12]).await.unwrap(), 1);
     // The revoking node at once; the other still knows the token as read a moment ago...
-    assert_eq!(b.api_token(&token).await.unwrap(), None);
+    assert_eq!(b.api_token(&token).await.unwrap().email(), None);
     assert_eq!(
-        a.api_token(&token).await.unwrap().as_deref(),
+        a.api_token(&token).await.unwrap().email(),
         Some("script@h.example")
     );
     // ...until a second has passed: then it reads it again, revoked.
     clock.set(Timestamp(T0.0 + 1_001));
-    assert_eq!(a.api_token(&token).await.unwrap(), None);
-    assert_eq!(b.api_token(&token).await.unwrap(), None);
+    assert_eq!(a.api_token(&token).await.unwrap().email(), None);
+    assert_eq!(b.api_token(&token).await.unwrap().email(), None);
     // Tokens not revoked go on working everywhere; an unknown one never did.
     for e in [&a, &b] {
         assert_eq!(
-            e.api_token(&other).await.unwrap().as_deref(),
+            e.api_token(&other).await.unwrap().email(),
             Some("script@h.example")
         );
-        assert_eq!(e.api_token("gch_forged").await.unwrap(), None);
+        assert_eq!(e.api_token("gch_forged").await.unwrap().email(), None);
     }
 }
 
@@ -1467,14 +1669,20 @@ async fn accounts_sessions_tokens_links_and_preferences_are_written(backend: &st
         .await
         .unwrap();
     assert_eq!(
-        e.api_token(&token).await.unwrap().as_deref(),
+        e.api_token(&token).await.unwrap().email(),
         Some("jurist@h.example")
     );
     assert_eq!(e.revoke_api_token(&token[..12]).await.unwrap(), 1);
-    assert_eq!(e.api_token(&token).await.unwrap(), None);
-    let pull = e.create_provider_token("lab", "pull").await.unwrap();
+    assert_eq!(e.api_token(&token).await.unwrap().email(), None);
+    let pull = e
+        .create_provider_token(
+            "lab",
+            guichet_engine::runtime::tokens::NewToken::named("pull"),
+        )
+        .await
+        .unwrap();
     assert_eq!(
-        e.api_token(&pull).await.unwrap().as_deref(),
+        e.api_token(&pull).await.unwrap().email(),
         Some("provider:lab")
     );
 

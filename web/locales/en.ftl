@@ -16,6 +16,7 @@ password = Password
 logout = Sign out
 field-required = (required)
 form-has-errors = Some answers need correcting; nothing was saved.
+form-already-sent = This form had already been sent, with other answers, as request <strong>{ $reference }</strong>. Check the answers below and send them again to make a new request.
 request-ref = Reference { $reference }
 
 ## Column headings
@@ -274,6 +275,16 @@ tokens-revoke = Revoke
 tokens-revoked = revoked on { $date }
 tokens-say-use = say what the token is for (a script, a provider)
 tokens-one-owner = an account's address or a provider's id, not both
+tokens-scopes = What it may do (its scopes)
+scope-read = read (desks, requests, tasks, documents)
+scope-submit = submit requests
+scope-act = act (tasks, answers, withdrawals, a provider's work)
+tokens-expires = Expires after
+expires-days = { $days } days
+expires-never = never (not advised)
+tokens-need-scope = tick at least one scope
+col-scopes = Scopes
+col-expires = Expires
 roles-heading = The desks' roles
 roles-help = Role members are declared in the definitions (<code>member</code> nodes); deploy a new revision to change them. A member without an account works from the links in their emails.
 roles-requester = the request's sponsor

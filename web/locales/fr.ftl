@@ -16,6 +16,7 @@ password = Mot de passe
 logout = Se déconnecter
 field-required = (obligatoire)
 form-has-errors = Certaines réponses sont à corriger ; rien n'a été enregistré.
+form-already-sent = Ce formulaire avait déjà été envoyé, avec d'autres réponses, comme demande <strong>{ $reference }</strong>. Vérifiez les réponses ci-dessous et envoyez-les de nouveau pour faire une nouvelle demande.
 request-ref = Référence { $reference }
 
 ## Column headings
@@ -274,6 +275,16 @@ tokens-revoke = Révoquer
 tokens-revoked = révoqué le { $date }
 tokens-say-use = dites à quoi sert le jeton (un script, un prestataire)
 tokens-one-owner = l'adresse d'un compte ou l'identifiant d'un prestataire, pas les deux
+tokens-scopes = Ce qu'il peut faire (ses portées)
+scope-read = lire (guichets, demandes, tâches, documents)
+scope-submit = déposer des demandes
+scope-act = agir (tâches, réponses, retraits, travail d'un prestataire)
+tokens-expires = Expire après
+expires-days = { $days } jours
+expires-never = jamais (déconseillé)
+tokens-need-scope = cochez au moins une portée
+col-scopes = Portées
+col-expires = Expire
 roles-heading = Rôles des guichets
 roles-help = Les membres des rôles sont déclarés dans les définitions (nœuds <code>member</code>) ; déployez une nouvelle révision pour les changer. Un membre sans compte travaille depuis les liens de ses courriels.
 roles-requester = le porteur de la demande

@@ -10,6 +10,7 @@ use guichet_definitions::model::RoleSource;
 use guichet_engine::indicators::charts;
 use guichet_engine::indicators::export::csv_text;
 use guichet_engine::indicators::kpi::{Compare, Query};
+use guichet_engine::runtime::tokens::{DEFAULT_DAYS, NewToken, Scope, Scopes};
 
 /// The signed-in administrator and their session token.
 async fn admin(s: &AppState, headers: &HeaderMap) -> Result<(String, String), Response> {
@@ -457,6 +458,7 @@ pub(crate) async fn users(State(s): Shared, headers: HeaderMap) -> Response {
             .map(|t| {
                 serde_json::json!({
                     "prefix": t.prefix, "email": t.email, "name": t.name,
+                    "scopes": t.scopes.to_string(), "expires": day(t.expires_at),
                     "created": day(Some(t.created_at)), "used": day(t.last_used_at),
                     "revoked": day(t.revoked_at), "active": t.revoked_at.is_none(),
                 })
@@ -616,12 +618,33 @@ pub(crate) async fn token_create(
     if name.is_empty() {
         return invalid_field("name", "tokens-say-use");
     }
-    let created = match (email.is_empty(), provider.is_empty()) {
-        (false, true) => s.engine.create_api_token(&email, &name).await,
-        (true, false) => s.engine.create_provider_token(&provider, &name).await,
-        _ => {
-            return invalid_field("email", "tokens-one-owner");
-        }
+    if email.is_empty() == provider.is_empty() {
+        return invalid_field("email", "tokens-one-owner");
+    }
+    let scopes = Scope::ALL
+        .into_iter()
+        .filter(|scope| values.contains_key(&format!("scope-{}", scope.name())))
+        .fold(Scopes::default(), Scopes::with);
+    if scopes.is_empty() {
+        return invalid_field("scope-read", "tokens-need-scope");
+    }
+    let days = match field("expires").as_str() {
+        "never" => None,
+        "" => Some(DEFAULT_DAYS),
+        days => match days.parse::<i64>() {
+            Ok(days) => Some(days),
+            _ => return invalid_field("expires", "tokens-expires"),
+        },
+    };
+    let new = NewToken {
+        name: name.clone(),
+        scopes,
+        days,
+    };
+    let created = if provider.is_empty() {
+        s.engine.issue_api_token(&email, new).await
+    } else {
+        s.engine.create_provider_token(&provider, new).await
     };
     match created {
         Ok(token) => {

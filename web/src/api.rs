@@ -7,12 +7,16 @@
 //! Codes: `unauthorized` (401: no token, or not valid), `forbidden` (403), `not_found` (404:
 //! also for what the account may not see), `invalid` (422: `fields` says which and why),
 //! `refused` (409: the request does not allow it as it stands), `conflict` (409: someone
-//! else acted first; the message says who), `unavailable` (503: the database).
+//! else acted first; the message says who), `unavailable` (503: the database),
+//! `invalid_idempotency_key` (400) and `idempotency_key_reused` (422: the key of an earlier,
+//! different submission), `internal` (500: the message gives the incident's number).
 
 use super::*;
 
 use guichet_definitions::model::{FieldType, Form as FormDef, Process};
 use guichet_engine::error::Kind;
+use guichet_engine::runtime::Started;
+use guichet_engine::runtime::tokens::{Presented, Scope};
 use serde::Deserialize;
 
 /// An API error: status, stable code, message, and the field errors of an invalid body.
@@ -79,6 +83,12 @@ impl From<Error> for ApiError {
                 Self::new(StatusCode::CONFLICT, "refused", e.to_string())
             }
             Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            e @ Error::KeyReused(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                e.to_string(),
+            ),
+            Error::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
             Error::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
             Error::Definition(_) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -109,8 +119,10 @@ impl From<Error> for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// The staff account behind the request's API token.
-async fn account(s: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+/// The staff account behind the request's API token, when the token may do `scope`: an
+/// expired token is told so (401), a token without the scope is refused (403), before
+/// anything else is read.
+async fn account(s: &AppState, headers: &HeaderMap, scope: Scope) -> Result<String, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -124,11 +136,29 @@ async fn account(s: &AppState, headers: &HeaderMap) -> Result<String, ApiError> 
         )
     };
     let token = token.ok_or_else(unauthorized)?;
-    s.engine
-        .api_token(token)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(unauthorized)
+    match s.engine.api_token(token).await? {
+        Presented::Valid(grant) if grant.scopes.contains(scope) => Ok(grant.email),
+        Presented::Valid(grant) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this token may {}; this call needs the scope `{}` (create a token with \
+                 `guichet token create --scope {}`)",
+                grant.scopes,
+                scope.name(),
+                scope.name()
+            ),
+        )),
+        Presented::Expired(at) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!(
+                "this API token expired on {}; create a new one (`guichet token create`)",
+                guichet_engine::clock::Timestamp(at).to_datetime().date()
+            ),
+        )),
+        Presented::Refused => Err(unauthorized()),
+    }
 }
 
 /// Refuses a file field's value that came in the JSON rather than as a file part.
@@ -286,7 +316,7 @@ fn standing(
 
 /// `GET /api/v1/desks`: the deployed desks and their intake forms.
 pub(crate) async fn desks(State(s): Shared, headers: HeaderMap) -> ApiResult {
-    account(&s, &headers).await?;
+    account(&s, &headers, Scope::Read).await?;
     let desks = s.engine.desks().await?;
     Ok(Json(desks.values().map(|p| desk_json(p)).collect::<Vec<_>>()).into_response())
 }
@@ -305,22 +335,39 @@ pub(crate) async fn start(
     Path(name): Path<String>,
     request: axum::extract::Request,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
+    let email = account(&s, &headers, Scope::Submit).await?;
+    let key = idempotency_key(&headers)?;
     let desks = s.engine.desks().await?;
     let form = desks.get(&name).and_then(|p| p.start().form());
     let (mut body, documents): (FieldsBody, _) =
         body_and_documents(&s, request, |f| form.and_then(|form| form.field(f))).await?;
     documents_sent(&documents, &form::file_fields(form), &body.fields)?;
     body.fields.extend(documents.documents());
-    let (id, inst) = s
-        .engine
-        .start_request(&name, &body.fields, None)
-        .await
-        .map_err(|e| match e {
-            Error::NotFound(_) => ApiError::not_found(&format!("desk `{name}`")),
-            e => e.into(),
-        })?;
-    documents.keep().await;
+    let started = match key {
+        // Scoped by account: two clients' keys never meet.
+        Some(key) => {
+            s.engine
+                .start_request_once(&name, &body.fields, None, &format!("api {email} {key}"))
+                .await
+        }
+        None => s
+            .engine
+            .start_request(&name, &body.fields, None)
+            .await
+            .map(|(id, inst)| Started {
+                id,
+                inst,
+                replayed: false,
+            }),
+    }
+    .map_err(|e| match e {
+        Error::NotFound(_) => ApiError::not_found(&format!("desk `{name}`")),
+        e => e.into(),
+    })?;
+    let Started { id, inst, replayed } = started;
+    if !replayed {
+        documents.keep().await;
+    }
     let mut body = serde_json::json!({"id": id, "reference": core::reference(&id)});
     // Where it stands, for those who may see it: no need to read it back.
     if staff::may_see(&s, &email, &name).await? {
@@ -329,7 +376,37 @@ pub(crate) async fn start(
             body.extend(standing(&id, &p, &inst));
         }
     }
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
+}
+
+/// The longest `Idempotency-Key` taken.
+const MAX_KEY: usize = 255;
+
+/// The submission's `Idempotency-Key`, if it sent one: printable ASCII, at most
+/// [`MAX_KEY`] characters (a UUID or any random text the client keeps for its retries).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().map(str::trim).unwrap_or_default();
+    if key.is_empty() || key.len() > MAX_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            format!(
+                "`Idempotency-Key` must be 1 to {MAX_KEY} printable ASCII characters without \
+                 spaces (a UUID, say), the same for every retry of one submission"
+            ),
+        ));
+    }
+    Ok(Some(key.to_owned()))
 }
 
 /// `GET /api/v1/requests/{id}`: status, open tasks and history.
@@ -339,7 +416,7 @@ pub(crate) async fn request(
     Path(id): Path<String>,
     axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
+    let email = account(&s, &headers, Scope::Read).await?;
     let (desk, inst) = match s.engine.instance(&id).await {
         Ok(found) => found,
         Err(Error::NotFound(_)) => return Err(ApiError::not_found("request")),
@@ -414,7 +491,7 @@ pub(crate) async fn event(
     Path((id, name)): Path<(String, String)>,
     request: axum::extract::Request,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
+    let email = account(&s, &headers, Scope::Act).await?;
     let (desk, inst) = visible(&s, &email, &id).await?;
     let p = s.engine.process_of(&id).await?;
     let waits: Vec<&guichet_definitions::model::Step> = p
@@ -489,7 +566,7 @@ pub(crate) async fn withdraw(
     Path(id): Path<String>,
     Json(body): Json<Withdrawal>,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
+    let email = account(&s, &headers, Scope::Act).await?;
     visible(&s, &email, &id).await?;
     let reason = body.reason.map(|r| r.trim().to_owned()).unwrap_or_default();
     if let Err(e) = core::form::comment(Some(&reason), None) {
@@ -515,7 +592,7 @@ pub(crate) async fn inbox(
     headers: HeaderMap,
     axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
+    let email = account(&s, &headers, Scope::Read).await?;
     let limit = params
         .get("limit")
         .and_then(|l| l.parse::<i64>().ok())
@@ -570,7 +647,7 @@ pub(crate) async fn task(
     headers: HeaderMap,
     Path((instance, seq)): Path<(String, u32)>,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
+    let email = account(&s, &headers, Scope::Read).await?;
     let t = task_of(&s, &email, &instance, seq).await?;
     let p = s.engine.process_of(&instance).await?;
     let mut j = task_json(&t, Some(&p));
@@ -689,7 +766,7 @@ async fn act_as(
     seq: u32,
     make: impl FnOnce(String) -> Command,
 ) -> ApiResult {
-    let email = account(s, headers).await?;
+    let email = account(s, headers, Scope::Act).await?;
     let command = make(email.clone());
     act(s, &email, instance, seq, command).await
 }
@@ -738,7 +815,7 @@ pub(crate) async fn delegate(
 
 /// `GET /api/v1/preferences`: how the account gets task emails.
 pub(crate) async fn preferences(State(s): Shared, headers: HeaderMap) -> ApiResult {
-    let email = account(&s, &headers).await?;
+    let email = account(&s, &headers, Scope::Read).await?;
     let p = s.engine.mail_preference(&email).await?;
     Ok(Json(p).into_response())
 }
@@ -757,7 +834,7 @@ pub(crate) async fn set_preferences(
     headers: HeaderMap,
     Json(body): Json<PreferenceBody>,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
+    let email = account(&s, &headers, Scope::Act).await?;
     let language = match body.language.as_deref() {
         None => guichet_engine::definitions::model::Language::Fr,
         Some(code)
@@ -793,7 +870,7 @@ pub(crate) async fn complete(
     Path((instance, seq)): Path<(String, u32)>,
     request: axum::extract::Request,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
+    let email = account(&s, &headers, Scope::Act).await?;
     // The task's form matters only for documents: those of a multipart call, or a JSON body
     // giving an object (a document's description) for a field. It is read only then, so that
     // a common decision reads nothing before its command (whether the account may act is
@@ -860,7 +937,7 @@ pub(crate) async fn document(
     headers: HeaderMap,
     Path((id, sha256)): Path<(String, String)>,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
+    let email = account(&s, &headers, Scope::Read).await?;
     visible(&s, &email, &id).await?;
     let dossier = s
         .engine
@@ -926,7 +1003,7 @@ pub(crate) async fn fetch_and_lock(
     headers: HeaderMap,
     Json(body): Json<FetchAndLock>,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
+    let email = account(&s, &headers, Scope::Act).await?;
     pull_provider(&s, &email, &body.provider).await?;
     let now = s.engine.now();
     let lock_ms = body.lock_seconds.clamp(1, 86_400) * 1000;
@@ -938,6 +1015,7 @@ pub(crate) async fn fetch_and_lock(
             body.max.clamp(1, 100),
             "webhook",
             guichet_engine::runtime::outbox::Providers::Only(&body.provider),
+            guichet_engine::runtime::outbox::Holder::Worker,
         )
         .await?;
     let mut out = Vec::new();
@@ -977,7 +1055,7 @@ pub(crate) async fn complete_external(
     Path(id): Path<String>,
     request: axum::extract::Request,
 ) -> ApiResult {
-    let email = account(&s, &headers).await?;
+    let email = account(&s, &headers, Scope::Act).await?;
     // The call steps of the message's request, whose forms say what documents it may carry.
     let p = match s.engine.outbox_message(&id).await {
         Ok(m) => match m.instance {
@@ -1024,7 +1102,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
     (
         "post",
         "/api/v1/desks/{name}/requests",
-        "Submit a request to a desk: body {\"fields\": {...}}; 201 with its id and reference",
+        "Submit a request to a desk: body {\"fields\": {...}}; 201 with its id and reference; an Idempotency-Key header makes a retry return the first answer (Idempotent-Replayed: true)",
     ),
     (
         "get",
@@ -1137,12 +1215,12 @@ pub(crate) async fn openapi() -> Response {
         "paths": paths,
         "components": {
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer",
-                "description": "An API token from `guichet token create EMAIL`"}},
+                "description": "An API token from `guichet token create EMAIL` (scopes read, submit, act; expires)"}},
             "responses": {"Error": {"description": "An error with a stable code",
                 "content": {"application/json": {"schema": {"type": "object",
                     "properties": {"error": {"type": "object", "required": ["code", "message"],
                         "properties": {"code": {"type": "string", "enum":
-                            ["unauthorized", "forbidden", "not_found", "invalid", "refused", "conflict", "unavailable"]},
+                            ["unauthorized", "forbidden", "not_found", "invalid", "refused", "conflict", "unavailable", "internal", "invalid_idempotency_key", "idempotency_key_reused"]},
                             "message": {"type": "string"},
                             "fields": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}}}},
         },

@@ -299,20 +299,19 @@ fn write_latencies(out: &mut String) {
     }
 }
 
-/// Alive and able to read the database.
 /// `GET /healthz` and `/readyz`: ready to serve, as [`Engine::readiness`] checks (every table
-/// answers, the database takes a write); else 503 with the cause, for a load balancer to send
-/// the work elsewhere.
+/// answers, the database takes a write, the background workers do their work); else 503
+/// with the cause, for a load balancer to send the work elsewhere.
 pub(crate) async fn healthz(State(s): Shared) -> Response {
     match s.engine.readiness().await {
         Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: /healthz answers 503");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: database: {e}"),
-            )
-                .into_response()
+            let cause = match e {
+                Error::Unready(problem) => format!("not ready: {problem}"),
+                e => format!("not ready: database: {e}"),
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, cause).into_response()
         }
     }
 }

@@ -22,11 +22,46 @@ pub(crate) async fn home(State(s): Shared) -> Response {
     }
 }
 
+/// The hidden field that carries the form's submission key: generated with the page, kept
+/// when the page comes back with errors, so that sending the same form twice (a double
+/// click, a retry after a lost answer) starts one request ([`Engine::start_request_once`]).
+///
+/// [`Engine::start_request_once`]: guichet_engine::runtime::Engine::start_request_once
+const SUBMISSION: &str = "_submission";
+
+/// The submission key a posted form carries, when it is one this page made (32 hex digits).
+fn submission_key(values: &HashMap<String, String>) -> Option<&str> {
+    values
+        .get(SUBMISSION)
+        .map(String::as_str)
+        .filter(|k| k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A fresh submission key for a form.
+fn new_submission_key() -> Result<String, Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Corrupt(format!("no randomness for a form's key: {e}")))?;
+    Ok(hex::encode(bytes))
+}
+
 pub(crate) async fn desk_view(
     s: &AppState,
     name: &str,
     values: &HashMap<String, String>,
     errors: &HashMap<String, String>,
+) -> Result<Response, Error> {
+    desk_page(s, name, values, errors, None).await
+}
+
+/// The desk's form; `reused` is the reference of the request an earlier, different
+/// submission of this page started (the form then comes back with a new key).
+async fn desk_page(
+    s: &AppState,
+    name: &str,
+    values: &HashMap<String, String>,
+    errors: &HashMap<String, String>,
+    reused: Option<&str>,
 ) -> Result<Response, Error> {
     let desks = s.engine.desks().await?;
     let p = desks
@@ -41,8 +76,13 @@ pub(crate) async fn desk_view(
         "form_title": start.display_name(),
         "fields": fields,
         "has_errors": !errors.is_empty(),
+        "submission": match submission_key(values).filter(|_| reused.is_none()) {
+            Some(key) => key.to_owned(),
+            None => new_submission_key()?,
+        },
+        "reused": reused,
     });
-    let status = if errors.is_empty() {
+    let status = if errors.is_empty() && reused.is_none() {
         StatusCode::OK
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -93,21 +133,36 @@ pub(crate) async fn desk_submit(
         s.limits.refused("/desks/{name}", address, limited);
         return limits::too_many(limited);
     }
-    let fields = submission.fields(&[]);
+    let fields = submission.fields(&[SUBMISSION]);
     // The desk writes to the sponsor in the language they read its form in.
-    match s
-        .engine
-        .start_request(&name, &fields, Some(i18n::current()))
-        .await
-    {
-        Ok((id, _)) => {
+    let language = Some(i18n::current());
+    let started = match submission_key(&submission.values) {
+        Some(key) => {
+            s.engine
+                .start_request_once(&name, &fields, language, &format!("form {name} {key}"))
+                .await
+        }
+        None => s
+            .engine
+            .start_request(&name, &fields, language)
+            .await
+            .map(|(id, inst)| guichet_engine::runtime::Started {
+                id,
+                inst,
+                replayed: false,
+            }),
+    };
+    match started {
+        Ok(guichet_engine::runtime::Started { id, replayed, .. }) => {
             let title = submission
                 .values
                 .get("titre")
                 .or_else(|| submission.values.get("title"))
                 .cloned()
                 .unwrap_or_default();
-            submission.keep().await;
+            if !replayed {
+                submission.keep().await;
+            }
             page(
                 StatusCode::OK,
                 "submitted",
@@ -124,6 +179,15 @@ pub(crate) async fn desk_submit(
                 .await
                 .unwrap_or_else(|e| failure(&e))
         }
+        Err(Error::KeyReused(reference)) => desk_page(
+            &s,
+            &name,
+            &submission.values,
+            &HashMap::new(),
+            Some(&reference),
+        )
+        .await
+        .unwrap_or_else(|e| failure(&e)),
         Err(e) => failure(&e),
     }
 }

@@ -16,6 +16,7 @@ use guichet_connectors::provider::Webhooks;
 use guichet_engine::Engine;
 use guichet_engine::clock::{ManualClock, Timestamp};
 use guichet_engine::core::Command;
+use guichet_engine::runtime::tokens::NewToken;
 use guichet_web::{AppState, LimitSettings, Limits, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -508,7 +509,7 @@ async fn the_openapi_document_lists_every_route() {
 async fn a_provider_pulls_its_work_with_a_lock_and_a_fencing_attempt() {
     let (engine, app, clock, _) = site_with(true, 512).await;
     let provider = engine
-        .create_provider_token("tiers-de-confiance", "worker")
+        .create_provider_token("tiers-de-confiance", NewToken::named("worker"))
         .await
         .unwrap();
     let staff = engine
@@ -543,6 +544,7 @@ async fn a_provider_pulls_its_work_with_a_lock_and_a_fencing_attempt() {
             10,
             "webhook",
             guichet_engine::runtime::outbox::Providers::Except(&["tiers-de-confiance".to_owned()]),
+            guichet_engine::runtime::outbox::Holder::ThisNode,
         )
         .await
         .unwrap();
@@ -1250,4 +1252,176 @@ async fn documents_go_through_the_api_with_the_requests_rules() {
     assert_eq!(bytes, pdf);
     assert!(disposition.unwrap().starts_with("attachment;"));
     assert_eq!(get(outsider).await.0, StatusCode::NOT_FOUND);
+}
+
+/// Submits `body` to desk (a) with `token` and an `Idempotency-Key`: the status, whether the
+/// answer says it is a replay, and the body.
+async fn submit_with_key(
+    app: &Router,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> (StatusCode, bool, Value) {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/desks/interne-decentralise/requests")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("Idempotency-Key", key)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let replayed = resp
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        replayed,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_submission_retried_with_its_idempotency_key_returns_the_first_answer() {
+    let (engine, app) = site().await;
+    let token = token_of(&engine, "guichet-donnees@hopital.example").await;
+    let (status, replayed, first) = submit_with_key(&app, &token, "3f6c-retry", &intake()).await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, false), "{first}");
+    // Sent again (its answer lost): the same request, said to be a replay, standing as now.
+    let (status, replayed, again) = submit_with_key(&app, &token, "3f6c-retry", &intake()).await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["reference"], first["reference"]);
+    assert_eq!(again["open_tasks"], first["open_tasks"]);
+    // Another account's key of the same text is its own.
+    let other = token_of(&engine, "juriste@hopital.example").await;
+    let (status, replayed, theirs) = submit_with_key(&app, &other, "3f6c-retry", &intake()).await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, false), "{theirs}");
+    assert_ne!(theirs["id"], first["id"]);
+    // The key with something else: refused, naming the first request; nothing started.
+    let mut changed = intake();
+    changed["fields"]["titre"] = json!("Another project");
+    let (status, _, refused) = submit_with_key(&app, &token, "3f6c-retry", &changed).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["code"], "idempotency_key_reused");
+    let reference = first["reference"].as_str().unwrap();
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(reference),
+        "{refused}"
+    );
+    // Keys that are not keys: refused before anything is read.
+    for bad in ["two words", &"k".repeat(256)] {
+        let (status, _, refused) = submit_with_key(&app, &token, bad, &intake()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {refused}");
+        assert_eq!(refused["error"]["code"], "invalid_idempotency_key");
+    }
+    let requests = engine.tasks(None, false).await.unwrap();
+    let mut ids: Vec<_> = requests.iter().map(|t| t.instance.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "one request per account's key: {ids:?}");
+}
+
+/// A token does what its scopes allow, whatever its account may, and nothing once expired;
+/// each refusal says what is missing before anything is read.
+#[tokio::test]
+async fn a_token_acts_within_its_scopes_and_until_it_expires() {
+    use guichet_engine::runtime::tokens::Scopes;
+    let (engine, app, clock, _) = site_with(false, 512).await;
+    let clerk = "guichet-donnees@hopital.example";
+    let issue = |scope: &str, days: Option<i64>| {
+        let engine = engine.clone();
+        let new = NewToken {
+            name: scope.to_owned(),
+            scopes: Scopes::parse(scope).unwrap(),
+            days,
+        };
+        async move { engine.issue_api_token(clerk, new).await.unwrap() }
+    };
+    let (reader, submitter, worker) = (
+        issue("read", Some(30)).await,
+        issue("submit", None).await,
+        issue("read,act", Some(90)).await,
+    );
+    // The portal's token submits, and reads nothing.
+    let (id, task) = submit(&app, &submitter).await;
+    let (status, refused) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        Some(&submitter),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs the scope `read`"),
+        "{refused}"
+    );
+    // The reader reads and cannot submit nor act.
+    let (status, _) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        Some(&reader),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, refused) = call(
+        &app,
+        "POST",
+        "/api/v1/desks/interne-decentralise/requests",
+        Some(&reader),
+        Some(intake()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"]["code"], "forbidden");
+    let claim = format!("/api/v1/tasks/{id}/{task}/claim");
+    let (status, _) = call(&app, "POST", &claim, Some(&reader), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Acting needs `act`.
+    let (status, claimed) = call(&app, "POST", &claim, Some(&worker), None).await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    // Past its 30 days the reader is told it expired; the others still work.
+    clock.set(Timestamp(engine.now().0 + 31 * 86_400_000));
+    let (status, expired) = call(&app, "GET", "/api/v1/tasks", Some(&reader), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{expired}");
+    assert!(
+        expired["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired on"),
+        "{expired}"
+    );
+    let (status, _) = call(&app, "GET", "/api/v1/tasks", Some(&worker), None).await;
+    assert_eq!(status, StatusCode::OK);
+    clock.set(Timestamp(engine.now().0 + 60 * 86_400_000));
+    let (status, _) = call(&app, "GET", "/api/v1/tasks", Some(&worker), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    submit(&app, &submitter).await;
+    // The listing shows what each may do and until when.
+    let listed = engine.api_tokens().await.unwrap();
+    let scopes: Vec<_> = listed
+        .iter()
+        .map(|t| (t.scopes.to_string(), t.expires_at.is_some()))
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            ("read".into(), true),
+            ("submit".into(), false),
+            ("read,act".into(), true)
+        ]
+    );
 }

@@ -936,3 +936,92 @@ async fn health_is_ready_only_with_every_table_and_alive_all_the_same() {
     }
     assert_eq!(call(&app, "GET", "/livez", None).await.0, StatusCode::OK);
 }
+
+/// The submission key in a desk's form page.
+fn submission_key(html: &str) -> String {
+    let at = html
+        .find("name=\"_submission\" value=\"")
+        .expect("a submission key")
+        + 26;
+    html[at..at + 32].to_owned()
+}
+
+#[tokio::test]
+async fn the_intake_form_sent_twice_starts_one_request() {
+    let (engine, app, _) = setup().await;
+    let (_, html) = call(&app, "GET", "/desks/externe", None).await;
+    let key = submission_key(&html);
+    // A refused sending keeps its key in the page it comes back with.
+    let missing: Vec<_> = INTAKE
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "resume")
+        .collect();
+    let with_key = |pairs: &[(&str, &str)], key: &str| {
+        let mut pairs = pairs.to_vec();
+        pairs.push(("_submission", key));
+        body(&pairs)
+    };
+    let (status, html) = call(
+        &app,
+        "POST",
+        "/desks/externe",
+        Some(&with_key(&missing, &key)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(submission_key(&html), key);
+    // Sent twice (a double click, a retry after a lost answer): one request, one reference.
+    let (status, first) = call(
+        &app,
+        "POST",
+        "/desks/externe",
+        Some(&with_key(INTAKE, &key)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, again) = call(
+        &app,
+        "POST",
+        "/desks/externe",
+        Some(&with_key(INTAKE, &key)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    let ids = engine.instance_ids("externe", None).await.unwrap();
+    assert_eq!(ids.len(), 1);
+    let reference = guichet_engine::core::reference(&ids[0]);
+    assert!(
+        first.contains(&reference) && again.contains(&reference),
+        "{again}"
+    );
+    // Back in the browser, changed and sent again: not taken for the first; the page says
+    // so, keeps the answers and gives the form a new key for a new request.
+    let mut changed = INTAKE.to_vec();
+    changed[0] = ("titre", "Une autre étude");
+    let (status, html) = call(
+        &app,
+        "POST",
+        "/desks/externe",
+        Some(&with_key(&changed, &key)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(
+        html.contains(&format!("comme demande <strong>{reference}</strong>")),
+        "{html}"
+    );
+    assert!(html.contains("value=\"Une autre étude\""), "{html}");
+    let fresh = submission_key(&html);
+    assert_ne!(fresh, key);
+    assert_eq!(engine.instance_ids("externe", None).await.unwrap().len(), 1);
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/desks/externe",
+        Some(&with_key(&changed, &fresh)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(engine.instance_ids("externe", None).await.unwrap().len(), 2);
+}

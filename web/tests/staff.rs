@@ -713,7 +713,14 @@ async fn administrators_deploy_watch_the_indicators_and_retry_dead_letters() {
     )
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert!(site.engine.api_token(&token).await.unwrap().is_none());
+    assert!(
+        site.engine
+            .api_token(&token)
+            .await
+            .unwrap()
+            .email()
+            .is_none()
+    );
     // Created from the page: shown once, and it works.
     let users = call(&site.app, "GET", "/admin/users", Some(&admin), None).await;
     let form_csrf = enc(&csrf(&users.body));
@@ -729,6 +736,10 @@ async fn administrators_deploy_watch_the_indicators_and_retry_dead_letters() {
         (
             "_csrf=forged&email=juriste%40hopital.example&name=x".to_owned(),
             "",
+        ),
+        (
+            format!("_csrf={form_csrf}&email=juriste%40hopital.example&name=x"),
+            "cochez au moins une portée",
         ),
     ] {
         let r = call(&site.app, "POST", "/admin/tokens", Some(&admin), Some(form)).await;
@@ -752,7 +763,8 @@ async fn administrators_deploy_watch_the_indicators_and_retry_dead_letters() {
         "/admin/tokens",
         Some(&admin),
         Some(format!(
-            "_csrf={form_csrf}&email=juriste%40hopital.example&provider=&name=entrep%C3%B4t"
+            "_csrf={form_csrf}&email=juriste%40hopital.example&provider=&name=entrep%C3%B4t\
+             &scope-read=on&expires=30"
         )),
     )
     .await;
@@ -760,11 +772,14 @@ async fn administrators_deploy_watch_the_indicators_and_retry_dead_letters() {
     let at = r.body.find("<code id=\"token\">").unwrap() + "<code id=\"token\">".len();
     let created: String = r.body[at..].chars().take_while(|c| *c != '<').collect();
     assert_eq!(
-        site.engine.api_token(&created).await.unwrap().as_deref(),
+        site.engine.api_token(&created).await.unwrap().email(),
         Some("juriste@hopital.example")
     );
     let users = call(&site.app, "GET", "/admin/users", Some(&admin), None).await;
     assert!(users.body.contains("entrepôt") && !users.body.contains(&created));
+    // Made to read, for 30 days.
+    let row = users.body.rsplit("entrepôt</td>").next().unwrap();
+    assert!(row.starts_with("<td>read</td>"), "{row}");
     let users = call(&site.app, "GET", "/admin/users", Some(&admin), None).await;
     assert!(
         users.body.contains("dpo@hopital.example (sans compte)"),
@@ -1172,7 +1187,7 @@ async fn a_new_password_ends_the_accounts_sessions_and_tokens_and_admin_rights_c
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let r = call(&site.app, "GET", "/inbox", Some(&jurist), None).await;
     assert_eq!(r.location.as_deref(), Some("/login"));
-    assert_eq!(site.engine.api_token(&token).await.unwrap(), None);
+    assert_eq!(site.engine.api_token(&token).await.unwrap().email(), None);
     // The password form never changes who is an administrator: the administrator saving a
     // password of their own stays one (their session ends like anyone's).
     let r = call(
@@ -1310,7 +1325,7 @@ async fn a_disabled_account_cannot_sign_in_and_loses_its_sessions_and_tokens() {
     );
     let r = call(&site.app, "GET", "/inbox", Some(&jurist), None).await;
     assert_eq!(r.location.as_deref(), Some("/login"));
-    assert_eq!(site.engine.api_token(&token).await.unwrap(), None);
+    assert_eq!(site.engine.api_token(&token).await.unwrap().email(), None);
     let refused = post_login(&site.app, "juriste@hopital.example", PASSWORD).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(

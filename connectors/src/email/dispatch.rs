@@ -217,9 +217,9 @@ struct Letter {
 impl Dispatcher {
     /// Claims the due email messages (at most `limit`, and as many digests) and delivers
     /// them, [`CONCURRENT_DELIVERIES`] at a time; returns what happened. The pass writes
-    /// three times, whatever its number of messages: the claims, the links of all its
-    /// emails (before any goes out: nobody gets a link that does not work yet), and what
-    /// became of each message.
+    /// the claims, the links of all its emails (before any goes out: nobody gets a link that
+    /// does not work yet), and what became of the messages as their results come in
+    /// (`Dispatcher::settle_all`).
     pub async fn run_once(&self, limit: i64) -> Result<Report, guichet_engine::Error> {
         use futures_util::StreamExt as _;
         let now = self.engine.now();
@@ -265,7 +265,10 @@ impl Dispatcher {
     }
 
     /// Runs deliveries [`CONCURRENT_DELIVERIES`] at a time (each mostly waits for the SMTP
-    /// server), then records what became of them all in one transaction.
+    /// server) and records what became of each as soon as it is known: the results that
+    /// came in together in one transaction, while the others go on. A crash then sends
+    /// again only the messages whose results were not yet written (at most those in
+    /// flight), not the whole pass.
     async fn settle_all(
         &self,
         deliveries: impl Iterator<
@@ -275,28 +278,36 @@ impl Dispatcher {
         report: &mut Report,
     ) -> Result<(), guichet_engine::Error> {
         use futures_util::StreamExt as _;
-        let delivered: Vec<_> = futures_util::stream::iter(deliveries)
-            .buffer_unordered(CONCURRENT_DELIVERIES)
-            .collect()
-            .await;
-        let settled: Vec<_> = delivered
-            .into_iter()
-            .map(|((id, attempt), result)| {
-                let outcome = match result {
-                    Ok(sent) => {
-                        report.sent += 1;
-                        sent
-                    }
-                    Err(failure) => {
-                        crate::delivery::failed(&self.policy, attempt, &id, failure, now, report)
-                    }
-                };
-                (id, attempt, outcome)
-            })
-            .collect();
-        self.engine
-            .outbox_settle(&settled, self.engine.now())
-            .await?;
+        let mut delivered = std::pin::pin!(
+            futures_util::stream::iter(deliveries)
+                .buffer_unordered(CONCURRENT_DELIVERIES)
+                .ready_chunks(CONCURRENT_DELIVERIES)
+        );
+        while let Some(chunk) = delivered.next().await {
+            let settled: Vec<_> = chunk
+                .into_iter()
+                .map(|((id, attempt), result)| {
+                    let outcome = match result {
+                        Ok(sent) => {
+                            report.sent += 1;
+                            sent
+                        }
+                        Err(failure) => crate::delivery::failed(
+                            &self.policy,
+                            attempt,
+                            &id,
+                            failure,
+                            now,
+                            report,
+                        ),
+                    };
+                    (id, attempt, outcome)
+                })
+                .collect();
+            self.engine
+                .outbox_settle(&settled, self.engine.now())
+                .await?;
+        }
         Ok(())
     }
 

@@ -18,6 +18,8 @@ pub enum Reply {
     Permanent,
     /// Close the connection after receiving the data, without replying.
     Drop,
+    /// Accept, after holding the reply back for two seconds.
+    Slow,
 }
 
 #[derive(Debug, Default)]
@@ -121,7 +123,7 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                 let r = pos
                     .and_then(|i| s.script.remove(i))
                     .map_or(Reply::Accept, |(_, r)| r);
-                if r == Reply::Accept {
+                if matches!(r, Reply::Accept | Reply::Slow) {
                     s.accepted.push(data);
                 }
                 r
@@ -132,10 +134,15 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                 s.most_held = s.most_held.max(s.held);
                 s.hold
             };
+            let hold = if reply == Reply::Slow {
+                std::time::Duration::from_secs(2)
+            } else {
+                hold
+            };
             tokio::time::sleep(hold).await;
             state.lock().unwrap().held -= 1;
             match reply {
-                Reply::Accept => b"250 queued\r\n",
+                Reply::Accept | Reply::Slow => b"250 queued\r\n",
                 Reply::Transient => b"451 try again later\r\n",
                 Reply::Permanent => b"550 no such mailbox\r\n",
                 Reply::Drop => return Ok(()),

@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::runtime::Engine;
-use crate::runtime::outbox::Providers;
+use crate::runtime::outbox::{Holder, Providers};
 use crate::store::db::{Db as _, Statement, V};
 use crate::store::in_read;
 
@@ -201,7 +201,7 @@ impl Engine {
         limit: i64,
     ) -> Result<Vec<ClaimedDigest>, Error> {
         let rows = self
-            .claim_rows(now, lease_ms, limit, KIND, Providers::Any)
+            .claim_rows(now, lease_ms, limit, KIND, Providers::Any, Holder::ThisNode)
             .await?;
         rows.into_iter()
             .map(|r| {

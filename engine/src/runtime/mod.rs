@@ -10,9 +10,11 @@ pub mod export;
 pub mod hot;
 pub mod indicators;
 pub mod links;
+pub mod nodes;
 pub mod outbox;
 pub mod roster;
 pub mod signin;
+pub mod tokens;
 pub mod users;
 
 use std::collections::HashMap;
@@ -41,6 +43,23 @@ pub struct Deployed {
     pub hash: String,
     /// False when the same content was already deployed (deploying is idempotent).
     pub new: bool,
+}
+
+/// A request started by [`Engine::start_request_once`].
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: String,
+    /// Where it stands (its open tasks): once started, or now when `replayed`.
+    pub inst: Instance,
+    /// True when the key had already started this request: nothing was started now.
+    pub replayed: bool,
+}
+
+/// What a submission was, as its key remembers it: the desk and the fields (documents by
+/// their hash), so that a key sent again with something else is not taken for a retry.
+fn submission_fingerprint(name: &str, fields: &Fields) -> Result<String, Error> {
+    let fields = serde_json::to_string(fields).map_err(corrupt)?;
+    Ok(crate::sha256_hex(format!("{name}\n{fields}").as_bytes()))
 }
 
 /// A task row, as the inbox shows it.
@@ -123,7 +142,7 @@ pub struct Engine {
     /// The account of each API token (by hash) as last read, and when (the engine's clock):
     /// an API client sends its token with every call, which is then read at most once per
     /// [`DESKS_TTL`]; revoking through this engine forgets them all.
-    pub(crate) tokens_seen: std::sync::Mutex<HashMap<String, (String, i64)>>,
+    pub(crate) tokens_seen: std::sync::Mutex<HashMap<String, (tokens::Grant, i64)>>,
     /// Failed sign-ins per account, for the progressive delay ([`signin`]).
     pub(crate) signins: signin::Throttle,
     /// The per-database secret links and anti-forgery tokens are derived from: created once,
@@ -136,6 +155,8 @@ pub struct Engine {
     hot: crate::runtime::hot::Hot,
     /// Where documents are kept ([`crate::store::documents`]).
     documents: crate::store::documents::Documents,
+    /// This process as the other nodes see it ([`crate::runtime::nodes`]).
+    pub(crate) node: nodes::Node,
 }
 
 /// A condition on a request as a command finds it ([`Engine::execute_if`]).
@@ -253,6 +274,7 @@ impl Engine {
             link_secret: std::sync::OnceLock::new(),
             definition_of: std::sync::Mutex::default(),
             hot: crate::runtime::hot::Hot::default(),
+            node: nodes::Node::new(),
         })
     }
 
@@ -359,6 +381,80 @@ impl Engine {
             .ok_or_else(|| Error::Corrupt("a new request's row was not written".into()))?;
         let id = prepared.id.clone();
         Ok((id, self.remember(prepared)))
+    }
+
+    /// Starts a request once per `key`: a submission sent again with the same key (its answer
+    /// lost, the page sent twice) finds the request the first one created and starts none
+    /// (`replayed`). The key is written in the same transaction as the request, so either
+    /// both are stored or neither; two submissions racing with one key start one request.
+    /// The caller scopes the key (by account, by desk). A key already used for a different
+    /// submission (another desk or other fields) is refused as invalid: nothing is started.
+    pub async fn start_request_once(
+        &self,
+        name: &str,
+        fields: &Fields,
+        language: Option<guichet_definitions::model::Language>,
+        key: &str,
+    ) -> Result<Started, Error> {
+        let ctx = &self.ctx;
+        let fingerprint = submission_fingerprint(name, fields)?;
+        for _ in 0..STALE_RETRIES {
+            if let Some(id) = self.submitted(key, &fingerprint).await? {
+                let (_, inst) = self.instance(&id).await?;
+                return Ok(Started {
+                    id,
+                    inst,
+                    replayed: true,
+                });
+            }
+            let (hash, process) = self
+                .latest(name)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("no desk named `{name}` is deployed")))?;
+            let mut prepared = in_read!(self.store, |db| ctx
+                .prepare_start(db, name, &hash, &process, fields, language))?;
+            // The key first: the command's guard, which changes no row when the key is taken.
+            prepared.statements.insert(
+                0,
+                (
+                    "INSERT INTO submission_keys (key, instance, fingerprint, at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING"
+                        .into(),
+                    vec![
+                        V::Text(key.to_owned()),
+                        V::Text(prepared.id.clone()),
+                        V::Text(fingerprint.clone()),
+                        V::Int(self.now().0),
+                    ],
+                ),
+            );
+            if let Some(prepared) = self.write_prepared(prepared).await? {
+                let id = prepared.id.clone();
+                return Ok(Started {
+                    id,
+                    inst: self.remember(prepared),
+                    replayed: false,
+                });
+            }
+            // Taken meanwhile: the request of the submission that took it, once written.
+        }
+        Err(Error::Conflict(format!(
+            "the submission key `{key}` is being used by another submission; try again"
+        )))
+    }
+
+    /// The request a submission key created, if any; refused when that submission was not
+    /// the same as this one (its fingerprint).
+    async fn submitted(&self, key: &str, fingerprint: &str) -> Result<Option<String>, Error> {
+        let sql = "SELECT instance, fingerprint FROM submission_keys WHERE key = $1";
+        let params = [V::Text(key.to_owned())];
+        let Some(row) = in_read!(self.store, |db| db.row(sql.into(), &params))? else {
+            return Ok(None);
+        };
+        if row.text(1)? != fingerprint {
+            return Err(Error::KeyReused(core::reference(&row.text(0)?)));
+        }
+        Ok(Some(row.text(0)?))
     }
 
     /// Remembers a request as a command just wrote it (its definition; its state unless it

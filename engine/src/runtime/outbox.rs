@@ -21,6 +21,17 @@ pub enum Providers<'a> {
     Except(&'a [String]),
 }
 
+/// Who holds what is claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// This node's dispatchers: claimed again as soon as the node is taken for dead
+    /// ([`crate::runtime::nodes`]), or when the lease ends.
+    ThisNode,
+    /// An external worker's lock (fetch-and-lock): held until it ends, whatever becomes of
+    /// the node that gave it.
+    Worker,
+}
+
 /// A claimed message, ready to deliver.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -192,7 +203,7 @@ impl Engine {
         limit: i64,
         kind: &str,
     ) -> Result<Vec<Claimed>, Error> {
-        self.claim_outbox_of(now, lease_ms, limit, kind, Providers::Any)
+        self.claim_outbox_of(now, lease_ms, limit, kind, Providers::Any, Holder::ThisNode)
             .await
     }
 
@@ -204,9 +215,10 @@ impl Engine {
         limit: i64,
         kind: &str,
         providers: Providers<'_>,
+        holder: Holder,
     ) -> Result<Vec<Claimed>, Error> {
         let rows = self
-            .claim_rows(now, lease_ms, limit, kind, providers)
+            .claim_rows(now, lease_ms, limit, kind, providers, holder)
             .await?;
         rows.into_iter()
             .map(|r| {
@@ -233,6 +245,7 @@ impl Engine {
         limit: i64,
         kind: &str,
         providers: Providers<'_>,
+        holder: Holder,
     ) -> Result<Vec<ClaimedRow>, Error> {
         let (filter, names): (String, Vec<&str>) = match providers {
             Providers::Any => (String::new(), Vec::new()),
@@ -252,22 +265,36 @@ impl Engine {
         // Per state, so that the index (state, next_attempt_at) gives the rows in order and
         // the scan stops at `limit`: with both states in one query the database sorted every
         // due row at each pass, which made working through a backlog quadratic. Messages left
-        // `sending` by a dispatcher that died come first.
+        // `sending` by a dispatcher that died come first: those whose lease ended, and those
+        // held by a node whose heartbeat stopped (the few rows `sending` are all read).
         let mut rows = Vec::new();
         for state in ["sending", "pending"] {
             let room = limit - rows.len() as i64;
             if room <= 0 {
                 break;
             }
-            let sql = format!(
-                "SELECT id, instance, kind, payload, state, attempts, next_attempt_at FROM outbox \
-                 WHERE state = '{state}' AND next_attempt_at <= $1 AND kind = $3{filter} \
-                 ORDER BY next_attempt_at LIMIT $2"
-            );
             let mut args = vec![V::Int(now.0), V::Int(room), V::Text(kind.to_owned())];
             args.extend(names.iter().map(|n| V::Text((*n).to_owned())));
+            let due = if state == "sending" {
+                args.push(V::Int(now.0 - crate::runtime::nodes::STALE_MS));
+                format!(
+                    "(next_attempt_at <= $1 OR (claimed_by IS NOT NULL AND claimed_by NOT IN \
+                     (SELECT id FROM nodes WHERE seen_at >= ${})))",
+                    args.len()
+                )
+            } else {
+                "next_attempt_at <= $1".to_owned()
+            };
+            let sql = format!(
+                "SELECT id, instance, kind, payload, state, attempts, next_attempt_at FROM outbox \
+                 WHERE state = '{state}' AND {due} AND kind = $3{filter} \
+                 ORDER BY next_attempt_at LIMIT $2"
+            );
             rows.extend(in_read!(self.store(), |db| db.rows(sql.clone().into(), &args))?);
         }
+        // Marked as this node's once it has announced itself (before, a lease alone).
+        let held_by =
+            (holder == Holder::ThisNode && self.node.announced()).then(|| self.node.id.clone());
         // One compare-and-set per row, all in one write.
         let mut candidates = Vec::with_capacity(rows.len());
         let mut claims = Vec::with_capacity(rows.len());
@@ -284,7 +311,7 @@ impl Engine {
             };
             let to = next(from, OutboxAction::Claim)?;
             claims.push((
-                "UPDATE outbox SET state = $1, attempts = attempts + 1, next_attempt_at = $2 \
+                "UPDATE outbox SET state = $1, attempts = attempts + 1, next_attempt_at = $2, claimed_by = $6 \
                  WHERE id = $3 AND state = $4 AND next_attempt_at = $5"
                     .into(),
                 vec![
@@ -293,6 +320,7 @@ impl Engine {
                     V::Text(id.clone()),
                     V::Text(state),
                     V::Int(due),
+                    V::MaybeText(held_by.clone()),
                 ],
             ));
             candidates.push(ClaimedRow {

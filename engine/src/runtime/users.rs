@@ -25,19 +25,8 @@ pub const IDLE_MS: i64 = 2 * 3_600_000;
 /// A session ends this long after login, used or not.
 pub const ABSOLUTE_MS: i64 = 12 * 3_600_000;
 
-fn hash(token: &str) -> String {
+pub(crate) fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// An API token as listed (never the token itself).
-#[derive(Debug, Clone, Serialize)]
-pub struct ApiToken {
-    pub prefix: String,
-    pub email: String,
-    pub name: String,
-    pub created_at: i64,
-    pub last_used_at: Option<i64>,
-    pub revoked_at: Option<i64>,
 }
 
 /// An open task as the inbox shows it.
@@ -203,13 +192,13 @@ impl Engine {
     }
 
     /// Forgets the API tokens this engine read: the next call with each reads it again.
-    fn forget_tokens(&self) {
+    pub(crate) fn forget_tokens(&self) {
         if let Ok(mut seen) = self.tokens_seen.lock() {
             seen.clear();
         }
     }
 
-    async fn user_exists(&self, email: &str) -> Result<bool, Error> {
+    pub(crate) async fn user_exists(&self, email: &str) -> Result<bool, Error> {
         let (sql, key) = (
             "SELECT 1 FROM users WHERE email = $1",
             [V::Text(email.to_owned())],
@@ -333,100 +322,9 @@ impl Engine {
         }))
     }
 
-    /// Issues an API token acting as a staff account; the token is returned once, only its
-    /// hash is kept. Tokens look like `gch_` and 43 characters; the first 12 are their
-    /// public prefix, shown in listings and used to revoke.
-    pub async fn create_api_token(&self, email: &str, name: &str) -> Result<String, Error> {
-        let email = email.trim().to_lowercase();
-        let (sql, key) = (
-            "SELECT disabled_at FROM users WHERE email = $1",
-            [V::Text(email.clone())],
-        );
-        let Some(row) = in_read!(self.store(), |db| db.row(sql.into(), &key))? else {
-            return Err(Error::NotFound(format!(
-                "staff account {email} (create it first with `guichet user add`)"
-            )));
-        };
-        if row.opt_int(0)?.is_some() {
-            return Err(Error::Invalid(format!(
-                "the account {email} is disabled: enable it first (`guichet user enable`)"
-            )));
-        }
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| Error::Corrupt(format!("no randomness: {e}")))?;
-        let token = format!("gch_{}", crate::runtime::links::b64url(&bytes));
-        self.write_one(
-            "INSERT INTO api_tokens (token_hash, prefix, email, name, created_at) VALUES ($1, $2, $3, $4, $5)",
-            vec![
-                V::Text(hash(&token)),
-                V::Text(token[..12].to_owned()),
-                V::Text(email),
-                V::Text(name.to_owned()),
-                V::Int(self.now().0),
-            ],
-        )
-        .await?;
-        Ok(token)
-    }
-
-    /// Issues an API token for a provider that pulls its work: it acts as the service
-    /// account `provider:ID`, which cannot sign in to the pages.
-    pub async fn create_provider_token(&self, provider: &str, name: &str) -> Result<String, Error> {
-        let account = format!("provider:{provider}");
-        let exists = self.user_exists(&account).await?;
-        if !exists {
-            // "!" is no Argon2 hash: no password ever matches it.
-            self.write_one(
-                "INSERT INTO users (email, password_hash, admin, created_at) VALUES ($1, '!', 0, $2)",
-                vec![V::Text(account.clone()), V::Int(self.now().0)],
-            )
-            .await?;
-        }
-        self.create_api_token(&account, name).await
-    }
-
-    /// The staff account an API token acts as, when it is valid and not revoked.
-    pub async fn api_token(&self, token: &str) -> Result<Option<String>, Error> {
-        if !token.starts_with("gch_") || token.len() > 64 {
-            return Ok(None);
-        }
-        let token_hash = hash(token);
-        let now = self.now().0;
-        let ttl = i64::try_from(crate::runtime::DESKS_TTL.as_millis()).unwrap_or(i64::MAX);
-        if let Ok(seen) = self.tokens_seen.lock()
-            && let Some((email, at)) = seen.get(&token_hash)
-            && (now - ttl..=now).contains(at)
-        {
-            return Ok(Some(email.clone()));
-        }
-        let key = [V::Text(token_hash.clone())];
-        let sql = "SELECT email, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL";
-        let row = in_read!(self.store(), |db| db.row(sql.into(), &key))?;
-        let Some(row) = row else { return Ok(None) };
-        let email = row.text(0)?;
-        if let Ok(mut seen) = self.tokens_seen.lock() {
-            if seen.len() >= 10_000 {
-                seen.clear();
-            }
-            seen.insert(token_hash.clone(), (email.clone(), now));
-        }
-        // As for sessions: no statement at all unless the last use is a minute old; then only
-        // the first caller of this process records it (a burst of calls with a new token made
-        // a write each), in the writer's group commit.
-        let last_used = row.opt_int(1)?;
-        if last_used.is_none_or(|at| at < now - 60_000) && self.first_touch(&token_hash, now) {
-            self.write_one(
-                "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
-                vec![V::Int(now), V::Text(token_hash), V::Int(now - 60_000)],
-            )
-            .await?;
-        }
-        Ok(Some(email))
-    }
-
     /// Whether this caller is the first of the process to see the session or API token (by
     /// hash) in use this minute, and so the one to record it.
-    fn first_touch(&self, token_hash: &str, now: i64) -> bool {
+    pub(crate) fn first_touch(&self, token_hash: &str, now: i64) -> bool {
         let Ok(mut touched) = self.touches.lock() else {
             return false;
         };
@@ -440,37 +338,6 @@ impl Engine {
                 true
             }
         }
-    }
-
-    /// The API tokens: (prefix, account, name, created, last used, revoked).
-    pub async fn api_tokens(&self) -> Result<Vec<ApiToken>, Error> {
-        let sql = "SELECT prefix, email, name, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY created_at";
-        let rows = in_read!(self.store(), |db| db.rows(sql.into(), &[]))?;
-        rows.iter()
-            .map(|r| {
-                Ok(ApiToken {
-                    prefix: r.text(0)?,
-                    email: r.text(1)?,
-                    name: r.text(2)?,
-                    created_at: r.int(3)?,
-                    last_used_at: r.opt_int(4)?,
-                    revoked_at: r.opt_int(5)?,
-                })
-            })
-            .collect()
-    }
-
-    /// Revokes the tokens with this prefix; returns how many. This engine refuses them at
-    /// once; other processes within [`crate::runtime::DESKS_TTL`] (as for role changes).
-    pub async fn revoke_api_token(&self, prefix: &str) -> Result<u64, Error> {
-        let revoked = self
-            .write_one(
-                "UPDATE api_tokens SET revoked_at = $1 WHERE prefix = $2 AND revoked_at IS NULL",
-                vec![V::Int(self.now().0), V::Text(prefix.to_owned())],
-            )
-            .await?;
-        self.forget_tokens();
-        Ok(revoked)
     }
 
     /// The staff accounts: (email, administrator), by email.
@@ -731,7 +598,10 @@ pub struct Gauges {
 
 /// One read of every table this version uses: a database missing one (a wrong file, a
 /// migration rolled back by hand) is not ready.
-const TABLES: [&str; 18] = [
+/// A heartbeat this recent proves the database takes writes: readiness writes none.
+const HEARTBEAT_FRESH_MS: i64 = 5_000;
+
+const TABLES: [&str; 20] = [
     "SELECT 1 FROM definitions LIMIT 1",
     "SELECT 1 FROM instances LIMIT 1",
     "SELECT 1 FROM instance_fields LIMIT 1",
@@ -750,23 +620,27 @@ const TABLES: [&str; 18] = [
     "SELECT 1 FROM kpi_fold LIMIT 1",
     "SELECT 1 FROM kpi_pending LIMIT 1",
     "SELECT 1 FROM kpi_rollups LIMIT 1",
+    "SELECT 1 FROM submission_keys LIMIT 1",
+    "SELECT 1 FROM nodes LIMIT 1",
 ];
 
 impl Engine {
-    /// Whether this node can serve: every table of this version answers a read, and the
-    /// database takes a write (a row of `settings` stamped with the time, through the same
-    /// path as every command's). The error says which failed.
+    /// Whether this node can serve: every table of this version answers a read, the
+    /// database takes a write (this node's heartbeat, through the same path as every
+    /// command's: written now unless the heartbeat loop wrote it in the last few seconds, so
+    /// that probes cost no commit of their own), and its background workers do their work
+    /// ([`Engine::workers_problem`]). The error says which failed.
     pub async fn readiness(&self) -> Result<(), Error> {
         for sql in TABLES {
             in_read!(self.store(), |db| db.row(sql.into(), &[]))?;
         }
-        self.write_one(
-            "INSERT INTO settings (key, value) VALUES ('health-probe', $1) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            vec![V::Text(self.now().0.to_string())],
-        )
-        .await?;
-        Ok(())
+        if !self.beat_within(HEARTBEAT_FRESH_MS) {
+            self.heartbeat().await?;
+        }
+        match self.workers_problem() {
+            Some(problem) => Err(Error::Unready(problem)),
+            None => Ok(()),
+        }
     }
 
     pub async fn gauges(&self) -> Result<Gauges, Error> {

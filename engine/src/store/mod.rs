@@ -405,6 +405,17 @@ fn migrator(backend: Backend) -> Migrator {
             "disabled accounts",
             include_str!("../../migrations/0018_disabled_accounts.sql"),
         ),
+        m(
+            19,
+            "submission keys",
+            include_str!("../../migrations/0019_submission_keys.sql"),
+        ),
+        m(
+            20,
+            "token scopes",
+            include_str!("../../migrations/0020_token_scopes.sql"),
+        ),
+        m(21, "nodes", include_str!("../../migrations/0021_nodes.sql")),
     ])
 }
 
