@@ -1,5 +1,5 @@
-//! `guichet kpi`: indicators, per-step timings and the maturity x performance matrix, as a
-//! table, JSON or CSV.
+//! `guichet kpi`: indicators, lead times, per-step timings and the maturity x performance
+//! matrix, as a table, JSON or CSV.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,6 +15,8 @@ use guichet_engine::indicators::kpi::{Compare, Query};
 pub(crate) enum View {
     /// The indicators each desk declares.
     Indicators,
+    /// Lead time of the requests, submission to end, in days.
+    Lead,
     /// Time spent in each step: waiting, working, loops, deadline breaches, bottlenecks.
     Steps,
     /// The white paper's maturity x performance matrix.
@@ -202,6 +204,40 @@ pub(crate) async fn kpi(e: Arc<Engine>, a: KpiArgs) -> anyhow::Result<ExitCode> 
                         "p90",
                         "target",
                         "met",
+                    ],
+                    cells,
+                    csv,
+                )
+            );
+        }
+        View::Lead => {
+            let rows = e.lead_times(&q).await?;
+            if matches!(a.format, Output::Json) {
+                return json(&rows);
+            }
+            let cells = rows
+                .iter()
+                .map(|r| {
+                    let s = r.stats;
+                    let days = [s.mean, s.median, s.p90, s.min, s.max].map(|d| num(Some(d)));
+                    [r.desk.clone(), r.group.clone(), s.n.to_string()]
+                        .into_iter()
+                        .chain(days)
+                        .collect()
+                })
+                .collect();
+            print!(
+                "{}",
+                print_rows(
+                    &[
+                        "desk",
+                        "group",
+                        "requests",
+                        "mean days",
+                        "median",
+                        "p90",
+                        "min",
+                        "max"
                     ],
                     cells,
                     csv,

@@ -3,11 +3,14 @@
 //! Pure functions; the shell stores their output in the same transaction as the end.
 //!
 //! Definitions (also in `docs/kpi.md`):
-//! - a **visit** of a step runs from its `step-entered` event to its `step-completed` event; a
-//!   task's visit also records when it was first claimed (waiting = claimed - entered, working
-//!   = left - claimed) and its deadline;
+//! - a **visit** of a step runs from its `step-entered` event to the event that ends it: its
+//!   completion (`step-completed`, a gate's `gate-taken`, at once), its timeout (`timed-out`),
+//!   or its withdrawal (the task cancelled, the request ended or cancelled with the step still
+//!   open); how it ended is its *exit* (`completed`, `timeout`, `withdrawn`). A task's visit
+//!   also records when it was first claimed (waiting = claimed - entered, working = left -
+//!   claimed) and its deadline;
 //! - **duration** indicator: between two milestones, the first completion of `from` and the
-//!   first completion of `to` (the start step completes when the request is submitted), in
+//!   first completion of `to` (a visit that timed out or was withdrawn is no completion) (the start step completes when the request is submitted), in
 //!   milliseconds; absent when either never happened;
 //! - **count** indicator: with `step`, 1 if the step was completed at least once (with `each`,
 //!   the number of completions); with `when`, 1 if the condition holds on the request's final
@@ -21,7 +24,7 @@ use std::collections::BTreeMap;
 use guichet_definitions::model::{KpiKind, Process, StepKind};
 
 use crate::clock::Timestamp;
-use crate::core::{Event, EventKind, Instance, InstanceStatus, eval};
+use crate::core::{Actor, Event, EventKind, Instance, InstanceStatus, eval};
 
 /// The columns of `step_visits`, in the order a visit's values are written.
 pub const VISIT_COLUMNS: &[&str] = &[
@@ -34,7 +37,16 @@ pub const VISIT_COLUMNS: &[&str] = &[
     "left_at",
     "due_at",
     "outcome",
+    "exit",
 ];
+
+/// A visit ended by its step's completion (a gate's too).
+pub const COMPLETED: &str = "completed";
+/// A visit ended by its step's timeout.
+pub const TIMEOUT: &str = "timeout";
+/// A visit ended by its withdrawal: its task cancelled, or the request ended or cancelled
+/// while it was open.
+pub const WITHDRAWN: &str = "withdrawn";
 
 /// One visit of one step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +59,12 @@ pub struct Visit {
     pub left_at: Option<Timestamp>,
     pub due_at: Option<Timestamp>,
     pub outcome: Option<String>,
+    /// How it ended ([`COMPLETED`], [`TIMEOUT`], [`WITHDRAWN`]); `None` while open.
+    pub exit: Option<&'static str>,
+    /// Who performed it: a task's, whoever completed it (else its last claimant); another
+    /// step's, whoever ended it (the sponsor answering, the provider calling back, the
+    /// engine at a timeout). Not stored: the exports read it from the history.
+    pub by: Option<Actor>,
 }
 
 impl Visit {
@@ -63,6 +81,7 @@ impl Visit {
             V::MaybeInt(self.left_at.map(|t| t.0)),
             V::MaybeInt(self.due_at.map(|t| t.0)),
             V::MaybeText(self.outcome.clone()),
+            V::MaybeText(self.exit.map(str::to_owned)),
         ]
     }
 }
@@ -73,6 +92,20 @@ pub fn visits(p: &Process, events: &[Event], tasks_due: &BTreeMap<u32, Timestamp
     let mut count: BTreeMap<&str, u32> = BTreeMap::new();
     // Which visit each task belongs to.
     let mut task_visit: BTreeMap<u32, usize> = BTreeMap::new();
+    // The open visit of a step (the last one entered and not left).
+    let open = |out: &[Visit], step: &str| {
+        out.iter()
+            .rposition(|v| v.step == step && v.left_at.is_none())
+    };
+    let close = |v: &mut Visit, e: &Event, exit: &'static str| {
+        v.left_at = Some(e.at);
+        v.exit = Some(exit);
+        // A task's performer is whoever completed it (a withdrawn task keeps its last
+        // claimant); another step's, whoever ended it.
+        if v.kind != "task" || exit == COMPLETED && v.by.is_none() {
+            v.by = Some(e.actor.clone());
+        }
+    };
     for e in events {
         match &e.kind {
             EventKind::StepEntered { step } => {
@@ -88,32 +121,53 @@ pub fn visits(p: &Process, events: &[Event], tasks_due: &BTreeMap<u32, Timestamp
                     left_at: None,
                     due_at: None,
                     outcome: None,
+                    exit: None,
+                    by: None,
                 });
             }
             EventKind::TaskCreated { task, step, .. } => {
-                if let Some(i) = out
-                    .iter()
-                    .rposition(|v| v.step == *step && v.left_at.is_none())
-                {
+                if let Some(i) = open(&out, step) {
                     task_visit.insert(*task, i);
                     out[i].due_at = tasks_due.get(task).copied();
                 }
             }
-            EventKind::TaskClaimed { task, .. } => {
-                if let Some(&i) = task_visit.get(task)
-                    && out[i].claimed_at.is_none()
-                {
-                    out[i].claimed_at = Some(e.at);
+            EventKind::TaskClaimed { task, user } => {
+                if let Some(&i) = task_visit.get(task) {
+                    out[i].claimed_at.get_or_insert(e.at);
+                    out[i].by = Some(Actor::User(user.clone()));
+                }
+            }
+            EventKind::TaskCompleted { task, .. } => {
+                if let Some(&i) = task_visit.get(task) {
+                    out[i].by = Some(e.actor.clone());
                 }
             }
             EventKind::StepCompleted { step, outcome } => {
-                if let Some(v) = out
-                    .iter_mut()
-                    .rev()
-                    .find(|v| v.step == *step && v.left_at.is_none())
+                if let Some(i) = open(&out, step) {
+                    close(&mut out[i], e, COMPLETED);
+                    out[i].outcome.clone_from(outcome);
+                }
+            }
+            EventKind::GateTaken { step, .. } => {
+                if let Some(i) = open(&out, step) {
+                    close(&mut out[i], e, COMPLETED);
+                }
+            }
+            EventKind::TimedOut { step } => {
+                if let Some(i) = open(&out, step) {
+                    close(&mut out[i], e, TIMEOUT);
+                }
+            }
+            EventKind::TaskCancelled { task } => {
+                if let Some(&i) = task_visit.get(task)
+                    && out[i].left_at.is_none()
                 {
-                    v.left_at = Some(e.at);
-                    v.outcome = outcome.clone();
+                    close(&mut out[i], e, WITHDRAWN);
+                }
+            }
+            EventKind::InstanceEnded { .. } | EventKind::InstanceCancelled { .. } => {
+                for v in out.iter_mut().filter(|v| v.left_at.is_none()) {
+                    close(v, e, WITHDRAWN);
                 }
             }
             _ => {}
@@ -127,13 +181,13 @@ pub fn kpi_values(p: &Process, inst: &Instance, visits: &[Visit]) -> Vec<(String
     let first_completion = |step: &str| {
         visits
             .iter()
-            .filter(|v| v.step == step)
+            .filter(|v| v.step == step && v.exit == Some(COMPLETED))
             .find_map(|v| v.left_at)
     };
     let completions = |step: &str| {
         visits
             .iter()
-            .filter(|v| v.step == step && v.left_at.is_some())
+            .filter(|v| v.step == step && v.exit == Some(COMPLETED))
             .count()
     };
     let mut ctx = None;

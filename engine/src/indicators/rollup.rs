@@ -359,7 +359,10 @@ pub(crate) async fn fold<D: Db>(db: &mut D, limit: i64, now: i64) -> Result<usiz
     .await?;
     let ids: Vec<String> = db
         .rows(
-            "SELECT instance FROM kpi_pending ORDER BY instance LIMIT $1".into(),
+            // Not the requests whose facts are derived again after an upgrade (until then).
+            "SELECT p.instance FROM kpi_pending p WHERE NOT EXISTS \
+             (SELECT 1 FROM facts_stale s WHERE s.instance = p.instance) ORDER BY p.instance LIMIT $1"
+                .into(),
             &[V::Int(limit)],
         )
         .await?

@@ -2,12 +2,14 @@
 
 use std::io::Write;
 
+use guichet_definitions::model::{Process, StepKind};
 use serde_json::Value;
 
 use crate::clock::Timestamp;
-use crate::core::EventKind;
+use crate::core::{Actor, Event, EventKind};
 use crate::error::Error;
 use crate::indicators::export::{Csv, io, iso, resource, xml};
+use crate::indicators::facts;
 use crate::indicators::kpi::Query;
 use crate::runtime::Engine;
 use crate::store::db::{Db as _, V};
@@ -30,6 +32,57 @@ async fn requests(e: &Engine, q: &Query) -> Result<Vec<(String, String, i64, Str
         }
     }
     Ok(out)
+}
+
+/// One event of a trace in the XES log.
+#[derive(Debug)]
+struct XesEvent<'a> {
+    step: &'a str,
+    transition: &'static str,
+    at: Timestamp,
+    by: Option<&'a Actor>,
+    role: Option<&'a str>,
+    exit: Option<&'static str>,
+}
+
+/// The events of a request's trace: a start and an end for every visit of every step, as
+/// the indicators count them ([`facts::visits`]: an end by completion, timeout or
+/// withdrawal, a gate's at once); both carry who performed the visit. In order of time, a
+/// visit's start before its end.
+fn xes_events<'a>(p: &'a Process, visits: &'a [facts::Visit]) -> Vec<XesEvent<'a>> {
+    let role = |step: &str| {
+        p.step(step).and_then(|s| match &s.kind {
+            StepKind::Task(t) => Some(t.role.as_str()),
+            _ => None,
+        })
+    };
+    let mut out: Vec<(usize, u8, XesEvent<'a>)> = Vec::new();
+    for (i, v) in visits.iter().enumerate() {
+        let (step, by, role) = (v.step.as_str(), v.by.as_ref(), role(&v.step));
+        let at = v.entered_at;
+        let start = XesEvent {
+            step,
+            transition: "start",
+            at,
+            by,
+            role,
+            exit: None,
+        };
+        out.push((i, 0, start));
+        if let Some(at) = v.left_at {
+            let end = XesEvent {
+                step,
+                transition: "complete",
+                at,
+                by,
+                role,
+                exit: v.exit,
+            };
+            out.push((i, 1, end));
+        }
+    }
+    out.sort_by_key(|(visit, phase, e)| (e.at, *visit, *phase));
+    out.into_iter().map(|(_, _, e)| e).collect()
 }
 
 impl Engine {
@@ -73,31 +126,41 @@ impl Engine {
                 xml(&desk)
             )
             .map_err(io)?;
-            for h in self.history(&id).await? {
-                let (step, transition) = match &h.event.kind {
-                    EventKind::StepEntered { step } => (step, "start"),
-                    EventKind::StepCompleted { step, .. } => (step, "complete"),
-                    _ => continue,
-                };
-                let role = process.step(step).and_then(|s| match &s.kind {
-                    guichet_definitions::model::StepKind::Task(t) => Some(t.role.clone()),
-                    _ => None,
-                });
+            let history: Vec<Event> = self
+                .history(&id)
+                .await?
+                .into_iter()
+                .map(|h| h.event)
+                .collect();
+            let visits = facts::visits(&process, &history, &Default::default());
+            for e in xes_events(&process, &visits) {
                 write!(
                     out,
-                    "    <event>\n      <string key=\"concept:name\" value=\"{}\"/>\n      <string key=\"lifecycle:transition\" value=\"{transition}\"/>\n      <date key=\"time:timestamp\" value=\"{}\"/>\n      <string key=\"org:resource\" value=\"{}\"/>\n",
-                    xml(step),
-                    iso(h.event.at),
-                    xml(&resource(&h.event.actor))
+                    "    <event>\n      <string key=\"concept:name\" value=\"{}\"/>\n      <string key=\"lifecycle:transition\" value=\"{}\"/>\n      <date key=\"time:timestamp\" value=\"{}\"/>\n",
+                    xml(e.step),
+                    e.transition,
+                    iso(e.at),
                 )
                 .map_err(io)?;
-                if let Some(role) = role {
+                if let Some(by) = e.by {
+                    writeln!(
+                        out,
+                        "      <string key=\"org:resource\" value=\"{}\"/>",
+                        xml(&resource(by))
+                    )
+                    .map_err(io)?;
+                }
+                if let Some(role) = e.role {
                     writeln!(
                         out,
                         "      <string key=\"org:role\" value=\"{}\"/>",
-                        xml(&role)
+                        xml(role)
                     )
                     .map_err(io)?;
+                }
+                if let Some(exit) = e.exit.filter(|x| *x != facts::COMPLETED) {
+                    writeln!(out, "      <string key=\"guichet:exit\" value=\"{exit}\"/>")
+                        .map_err(io)?;
                 }
                 writeln!(out, "    </event>").map_err(io)?;
                 events += 1;
@@ -184,7 +247,7 @@ impl Engine {
             let mut documents: Vec<(String, String)> = Vec::new();
             let mut documents_of_request: Vec<String> = Vec::new();
             for h in &history {
-                let (step, outcome) = match &h.event.kind {
+                let (step, outcome, branch) = match &h.event.kind {
                     EventKind::StepEntered { step } => {
                         entered.insert(step, h.event.at);
                         continue;
@@ -216,7 +279,9 @@ impl Engine {
                         documents.push((object, field.clone()));
                         continue;
                     }
-                    EventKind::StepCompleted { step, outcome } => (step, outcome),
+                    EventKind::StepCompleted { step, outcome } => (step, outcome.as_ref(), None),
+                    // A gate ends as it is entered, by the branch it takes.
+                    EventKind::GateTaken { step, branch } => (step, None, Some(branch)),
                     _ => continue,
                 };
                 let s = process.step(step);
@@ -236,16 +301,25 @@ impl Engine {
                     guichet_definitions::model::StepKind::Task(t) => Some(t.role.clone()),
                     _ => None,
                 });
+                // An absent role (a step other than a task) or outcome is left out, not "".
+                let mut attributes = vec![
+                    serde_json::json!({"name": "resource", "value": resource(&h.event.actor)}),
+                    serde_json::json!({"name": "entered", "value": iso(entered.get(step.as_str()).copied().unwrap_or(h.event.at))}),
+                ];
+                if let Some(role) = role {
+                    attributes.push(serde_json::json!({"name": "role", "value": role}));
+                }
+                if let Some(outcome) = outcome {
+                    attributes.push(serde_json::json!({"name": "outcome", "value": outcome}));
+                }
+                if let Some(branch) = branch {
+                    attributes.push(serde_json::json!({"name": "branch", "value": branch}));
+                }
                 let event = serde_json::json!({
                     "id": format!("{id}:{}", h.seq),
                     "type": step,
                     "time": iso(h.event.at),
-                    "attributes": [
-                        {"name": "resource", "value": resource(&h.event.actor)},
-                        {"name": "role", "value": role.unwrap_or_default()},
-                        {"name": "outcome", "value": outcome.clone().unwrap_or_default()},
-                        {"name": "entered", "value": iso(entered.get(step.as_str()).copied().unwrap_or(h.event.at))},
-                    ],
+                    "attributes": attributes,
                     "relationships": relationships,
                 });
                 if events > 0 {
@@ -293,7 +367,7 @@ impl Engine {
             .iter()
             .map(|t| serde_json::json!({
                 "name": t,
-                "attributes": [string("resource"), string("role"), string("outcome"), {"name": "entered", "type": "time"}],
+                "attributes": [string("resource"), string("role"), string("outcome"), string("branch"), {"name": "entered", "type": "time"}],
             }))
             .collect();
         writeln!(

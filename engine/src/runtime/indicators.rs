@@ -4,11 +4,13 @@
 use guichet_definitions::model::BuildingBlock;
 
 use crate::error::Error;
+use crate::indicators::facts::{self, VISIT_COLUMNS};
 use crate::indicators::kpi::{Compare, KpiRow, LeadTime, MatrixRow, Query, StepRow};
 use crate::indicators::rollup::{self, FOLD_BATCH, FOLD_STEP};
 use crate::indicators::tally::Tally;
 use crate::runtime::Engine;
-use crate::store::db::Db as _;
+use crate::store::db::{Db as _, Statement, V, inserts};
+use crate::store::rows::FactsRows;
 use crate::store::sqlite::writer::ready;
 use crate::store::{in_kept_transaction, in_read, in_snapshot};
 
@@ -97,6 +99,7 @@ impl Engine {
     /// requests' commands wait meanwhile (2,000 at once stalled them all for 150 ms under
     /// load).
     pub async fn fold_some_indicators(&self, most: usize) -> Result<usize, Error> {
+        self.refresh_stale_facts(FOLD_STEP).await?;
         let mut total = 0;
         while total < most {
             let n = self.fold_indicators(FOLD_STEP).await?;
@@ -110,6 +113,7 @@ impl Engine {
 
     /// Folds every ended request not folded yet, a batch at a time; returns how many.
     pub async fn fold_all_indicators(&self) -> Result<usize, Error> {
+        while self.refresh_stale_facts(FOLD_STEP).await? > 0 {}
         let mut total = 0;
         loop {
             match self.fold_indicators(FOLD_BATCH).await? {
@@ -136,5 +140,40 @@ impl Engine {
             }
             None => in_kept_transaction!(self.store(), |db| rollup::fold(db, limit, now)),
         }
+    }
+
+    /// Derives again from their history the step visits of up to `limit` ended requests
+    /// whose facts an upgrade made stale (`facts_stale`, filled by the migration that
+    /// changed what a visit is); returns how many. The folds run it first, and leave stale
+    /// requests unfolded. A request stored without its history (`simulate --store`) keeps
+    /// the visits it has.
+    pub async fn refresh_stale_facts(&self, limit: i64) -> Result<usize, Error> {
+        let sql = "SELECT s.instance, i.definition FROM facts_stale s \
+                   JOIN instances i ON i.id = s.instance ORDER BY s.instance LIMIT $1";
+        let stale = in_read!(self.store(), |db| db.rows(sql.into(), &[V::Int(limit)]))?;
+        let mut statements: Vec<Statement> = Vec::new();
+        for r in &stale {
+            let (id, hash) = (r.text(0)?, r.text(1)?);
+            let key = || vec![V::Text(id.clone())];
+            let process = in_read!(self.store(), |db| self.process(db, &hash))?;
+            let rows = in_read!(self.store(), |db| FactsRows::read(db, &id, i64::MAX))?;
+            if !rows.history.is_empty() {
+                let (mut events, mut due) = (Vec::new(), std::collections::BTreeMap::new());
+                rows.parse_into(i64::MAX, &mut events, &mut due)?;
+                let visits = facts::visits(&process, &events, &due);
+                statements.push(("DELETE FROM step_visits WHERE instance = $1".into(), key()));
+                statements.extend(inserts(
+                    "step_visits",
+                    VISIT_COLUMNS,
+                    visits.iter().map(|v| v.row(&id)).collect(),
+                ));
+            }
+            statements.push(("DELETE FROM facts_stale WHERE instance = $1".into(), key()));
+        }
+        if statements.is_empty() {
+            return Ok(0);
+        }
+        self.write_all(statements).await?;
+        Ok(stale.len())
     }
 }

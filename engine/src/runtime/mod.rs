@@ -1002,23 +1002,11 @@ impl Ctx {
             mut due,
         } = seen.unwrap_or_default();
         if read {
-            let FactsRows {
-                mut history,
-                due: deadlines,
-            } = match &self.facts_reader {
+            let rows = match &self.facts_reader {
                 Some(reader) => reader.read(id).await?.unwrap_or_default(),
                 None => FactsRows::read(db, id, tip).await?,
             };
-            // Up to the tip read with the request (a later entry means that the request
-            // changed since: the write's condition fails and the command is prepared again).
-            history.retain(|(seq, _)| *seq <= tip);
-            history.sort_unstable_by_key(|(seq, _)| *seq);
-            for (_, body) in &history {
-                events.extend(history::events(body)?);
-            }
-            for (seq, at) in deadlines {
-                due.insert(u32::try_from(seq).map_err(corrupt)?, Timestamp(at));
-            }
+            rows.parse_into(tip, &mut events, &mut due)?;
         }
         // What the transition itself appends and changes.
         events.extend(t.events.iter().cloned());

@@ -107,7 +107,7 @@ pub async fn fit(
         .iter()
         .map(|r| r.int(0))
         .collect::<Result<_, _>>()?;
-    let sql = "SELECT v.step, v.kind, v.entered_at, v.claimed_at, v.left_at, v.outcome FROM step_visits v \
+    let sql = "SELECT v.step, v.kind, v.entered_at, v.claimed_at, v.left_at, v.outcome, v.exit FROM step_visits v \
          JOIN instances i ON i.id = v.instance WHERE i.definition = $1 AND i.status <> 'running'";
     let rows = in_long_read!(engine.store(), |db| db.rows(sql.into(), &of_hash))?;
     let sql = "SELECT COUNT(*) FROM instances WHERE definition = $1 AND status <> 'running'";
@@ -126,6 +126,13 @@ pub async fn fit(
         let Some(left) = r.opt_int(4)? else {
             continue;
         };
+        // A visit that timed out or was withdrawn says how long it lasted at least, not how
+        // long the work takes: the fit reads completions only.
+        if r.opt_text(6)?
+            .is_some_and(|exit| exit != crate::indicators::facts::COMPLETED)
+        {
+            continue;
+        }
         if let Some(o) = r.opt_text(5)? {
             *outcomes
                 .entry(step.clone())

@@ -416,6 +416,11 @@ fn migrator(backend: Backend) -> Migrator {
             include_str!("../../migrations/0020_token_scopes.sql"),
         ),
         m(21, "nodes", include_str!("../../migrations/0021_nodes.sql")),
+        m(
+            22,
+            "visit exits",
+            include_str!("../../migrations/0022_visit_exits.sql"),
+        ),
     ])
 }
 

@@ -65,4 +65,24 @@ impl FactsRows {
                 .collect::<Result<_, Error>>()?,
         })
     }
+
+    /// Appends to `events` those of the history up to `tip` (a later entry means that the
+    /// request changed since it was read), in order, and to `due` the tasks' deadlines.
+    pub(crate) fn parse_into(
+        mut self,
+        tip: i64,
+        events: &mut Vec<crate::core::Event>,
+        due: &mut std::collections::BTreeMap<u32, crate::clock::Timestamp>,
+    ) -> Result<(), Error> {
+        self.history.retain(|(seq, _)| *seq <= tip);
+        self.history.sort_unstable_by_key(|(seq, _)| *seq);
+        for (_, body) in &self.history {
+            events.extend(crate::store::history::events(body)?);
+        }
+        for (seq, at) in self.due {
+            let seq = u32::try_from(seq).map_err(crate::error::corrupt)?;
+            due.insert(seq, crate::clock::Timestamp(at));
+        }
+        Ok(())
+    }
 }
