@@ -364,16 +364,40 @@ fn comparison(reports: &[Report]) -> Vec<(String, Vec<String>)> {
             each(&|r| {
                 r.queues.get(role).map_or_else(String::new, |q| {
                     format!(
-                        "{} · {:.0}% · {:.1}",
+                        "{} · {:.0}% · {:.1}{}",
                         q.members,
                         q.utilisation * 100.0,
-                        q.mean_length
+                        q.mean_length,
+                        if q.overloaded { " · OVERLOADED" } else { "" }
                     )
                 })
             }),
         ));
     }
     rows
+}
+
+/// What each overloaded role of each model says: busy, queue, and to reinforce it.
+fn overload_warnings(reports: &[Report]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in reports {
+        for role in &r.overloaded {
+            let Some(q) = r.queues.get(role) else {
+                continue;
+            };
+            out.push(format!(
+                "{}: `{role}` cannot keep up ({} people busy {:.0}% of their time, queue up to {} tasks{}): \
+                 its queue makes the lead times; reinforce it (staff {role}={}) and run again",
+                r.desk,
+                q.members,
+                q.utilisation * 100.0,
+                q.max_length,
+                if q.growing { ", growing" } else { "" },
+                q.members + 1
+            ));
+        }
+    }
+    out
 }
 
 /// The slowest steps of a model: share of lead time, waiting, working, breaches.
@@ -418,6 +442,13 @@ fn table(title: &str, a: &SimulateArgs, reports: &[Report], csv: bool) -> String
         ));
     }
     out.push(print_rows(&header, rows, csv));
+    let warnings = overload_warnings(reports);
+    if !csv && !warnings.is_empty() {
+        out.push("\nOVERLOADED:\n".into());
+        for w in warnings {
+            out.push(format!("- {w}\n"));
+        }
+    }
     if !csv {
         out.push(
             "\nWhere the time goes (mean days; share of lead time, steps overlap in parallel):\n"
@@ -465,6 +496,12 @@ fn html(title: &str, a: &SimulateArgs, reports: &[Report]) -> String {
         h.push_str("</tr>");
     }
     h.push_str("</table>");
+    for w in overload_warnings(reports) {
+        h.push_str(&format!(
+            "<p role=\"alert\"><strong>Overloaded.</strong> {}</p>",
+            esc(&w)
+        ));
+    }
     for r in reports {
         h.push_str(&format!("<h2>{}: time per task</h2><figure>", esc(&r.desk)));
         h.push_str(&charts::task_times(

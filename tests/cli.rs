@@ -954,6 +954,57 @@ fn simulate_compares_the_models_reproducibly_in_every_format() {
     );
 }
 
+/// The example of docs/simulation.md is what its command prints (every line of the extract,
+/// in order), and the overloaded role it shows is flagged in every format.
+#[test]
+fn the_simulation_example_in_the_docs_is_what_its_command_prints() {
+    let docs = std::fs::read_to_string(repo().join("docs/simulation.md")).unwrap();
+    let (before, after) = docs.split_once("` gives (extract):").unwrap();
+    let command = &before[before.rfind("`guichet ").unwrap() + 1..];
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let extract = after
+        .split_once("```text\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .unwrap()
+        .0;
+    let out = ok(&guichet(&args, &repo()));
+    let mut lines = out.lines();
+    for want in extract.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            lines.any(|l| l == want),
+            "`{command}` no longer prints (in this order):\n{want}\n\nIt prints:\n{out}"
+        );
+    }
+    assert!(
+        extract.contains("juriste: staff, busy, mean queue"),
+        "{extract}"
+    );
+
+    let with = |format: &str| {
+        let mut a = args.clone();
+        a.extend(["--format", format]);
+        ok(&guichet(&a, &repo()))
+    };
+    let json: serde_json::Value = serde_json::from_str(&with("json")).unwrap();
+    let models = json["models"].as_array().unwrap();
+    assert_eq!(models[0]["desk"], "interne-decentralise");
+    assert_eq!(models[0]["overloaded"], serde_json::json!(["juriste"]));
+    assert_eq!(models[0]["queues"]["juriste"]["overloaded"], true);
+    for m in &models[1..] {
+        assert_eq!(m["overloaded"], serde_json::json!([]), "{}", m["desk"]);
+    }
+    let csv = with("csv");
+    let row = csv.lines().find(|l| l.contains("juriste: staff")).unwrap();
+    assert!(row.contains("OVERLOADED"), "{row}");
+    let html = with("html");
+    assert!(
+        html.contains(
+            "<p role=\"alert\"><strong>Overloaded.</strong> interne-decentralise: `juriste`"
+        ),
+        "{html}"
+    );
+}
+
 #[test]
 fn simulate_refuses_a_broken_scenario_with_its_place() {
     let dir = tempdir("simulate-broken");
@@ -1133,6 +1184,38 @@ fn simulated_requests_are_stored_as_the_engine_stores_them() {
         stored as u64,
         "{per_desk:?}"
     );
+    // What is stored is what the same command reports without --store: each model's ended
+    // requests and lead time.
+    let report: serde_json::Value = serde_json::from_str(&ok(&db_cmd(
+        &dir,
+        &["simulate", "--cases", "20", "--format", "json"],
+    )))
+    .unwrap();
+    let lead: Vec<serde_json::Value> = serde_json::from_str(&ok(&db_cmd(
+        &dir,
+        &["kpi", "--view", "lead", "--format", "json"],
+    )))
+    .unwrap();
+    for m in report["models"].as_array().unwrap() {
+        let desk = m["desk"].as_str().unwrap();
+        let ended: u64 = m["ended"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "running")
+            .map(|(_, n)| n.as_u64().unwrap())
+            .sum();
+        assert_eq!(per_desk[desk], ended, "{desk}");
+        let stored = lead.iter().find(|r| r["desk"] == desk).unwrap();
+        let (ours, reported) = (
+            stored["stats"]["mean"].as_f64().unwrap(),
+            m["lead_time"]["mean"].as_f64().unwrap(),
+        );
+        assert!(
+            (ours - reported).abs() < 1e-9 * reported,
+            "{desk}: stored lead time {ours} days, reported {reported}"
+        );
+    }
 }
 
 /// The resident memory of a process, in KiB, from /proc.

@@ -98,6 +98,33 @@ fn a_single_server_queue_matches_m_m_1() {
     );
 }
 
+/// A role that cannot keep up is flagged, with its queue growing; one at 80 % is not, nor
+/// are two people doing the same work.
+#[test]
+fn a_role_that_cannot_keep_up_is_flagged_overloaded() {
+    let p = one_task(false);
+    let run = |work: f64, staff: usize| {
+        let sc = scenario(
+            Dist::Exponential { mean: 1.0 },
+            Dist::Exponential { mean: work },
+            staff,
+        );
+        simulate(&p, &sc, 2_000, 5)
+    };
+    // rho = 1.25: the queue grows by a quarter of the arrivals.
+    let over = run(1.25, 1);
+    let q = over.queues["r"];
+    assert!(q.overloaded && q.growing, "{q:?}");
+    assert_eq!(over.overloaded, ["r"]);
+    assert!(q.max_length > 300, "{q:?}");
+    for (work, staff) in [(0.8, 1), (1.25, 2)] {
+        let fine = run(work, staff);
+        let q = fine.queues["r"];
+        assert!(!q.overloaded && !q.growing, "{work} days, {staff}: {q:?}");
+        assert!(fine.overloaded.is_empty());
+    }
+}
+
 #[test]
 fn two_servers_match_m_m_2() {
     // lambda = 1, mu = 0.625 per member, c = 2: rho = 0.8, a = lambda / mu = 1.6.

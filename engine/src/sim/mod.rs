@@ -198,7 +198,19 @@ pub struct Queue {
     pub max_length: usize,
     /// Mean time a task waited for a free member, in days.
     pub mean_wait: f64,
+    /// Whether its queue kept growing: over the second half of the arrivals, at least twice
+    /// as long on average as over the first half, and by [`GROWING_BY`] tasks or more.
+    pub growing: bool,
+    /// Busy more than [`BUSY_LIMIT`] of their time, or a queue that kept growing: the role
+    /// cannot keep up, and the lead times measure its queue more than the model.
+    pub overloaded: bool,
 }
+
+/// Utilisation above which a role is overloaded.
+pub const BUSY_LIMIT: f64 = 0.95;
+/// Growth of a role's mean queue, from the first half of the arrivals to the second, from
+/// which it counts as growing (with a doubling).
+pub const GROWING_BY: f64 = 5.0;
 
 /// What a run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -221,6 +233,9 @@ pub struct Report {
     pub steps: Vec<StepRow>,
     /// From the first arrival to the last end, in days.
     pub span_days: f64,
+    /// The roles that cannot keep up ([`Queue::overloaded`]), the busiest first: the ones
+    /// to reinforce.
+    pub overloaded: Vec<String>,
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -273,6 +288,10 @@ struct RoleQueue {
     wait_ms: i64,
     served: usize,
     max_len: usize,
+    /// Sum and count of the queue's lengths seen at arrivals, in the first half of them and
+    /// in the second.
+    early: (usize, usize),
+    late: (usize, usize),
 }
 
 struct Sim<'a> {
@@ -672,6 +691,12 @@ impl<'a> Sim<'a> {
                         let id = format!("sim-{}", self.requests.len() + 1);
                         self.admit(id, inst, t.events);
                     }
+                    let late = arrived * 2 >= arrivals;
+                    for q in self.roles.values_mut() {
+                        let half = if late { &mut q.late } else { &mut q.early };
+                        half.0 += q.waiting.len();
+                        half.1 += 1;
+                    }
                     arrived += 1;
                     if arrived < arrivals {
                         let next = match &mut schedule {
@@ -792,19 +817,29 @@ impl<'a> Sim<'a> {
             .iter()
             .map(|(role, q)| {
                 let members = *self.sc.staff.get(role).unwrap_or(&1);
+                let mean = |(sum, n): (usize, usize)| sum as f64 / n.max(1) as f64;
+                let (early, late) = (mean(q.early), mean(q.late));
+                let growing = q.early.1 > 0 && late >= 2.0 * early && late >= early + GROWING_BY;
+                let utilisation = q.busy_ms as f64 / (members as f64 * open_ms as f64);
                 (
                     role.clone(),
                     Queue {
                         members,
-                        utilisation: q.busy_ms as f64 / (members as f64 * open_ms as f64),
+                        utilisation,
                         mean_length: q.wait_ms as f64 / span_ms as f64,
                         max_length: q.max_len,
                         mean_wait: q.wait_ms as f64 / q.served.max(1) as f64 / DAY_MS,
+                        growing,
+                        overloaded: growing || utilisation > BUSY_LIMIT,
                     },
                 )
             })
             .collect();
         let defs = BTreeMap::from([(self.p.name.clone(), Arc::new(self.p.clone()))]);
+        let mut overloaded: Vec<(&String, &Queue)> =
+            queues.iter().filter(|(_, q)| q.overloaded).collect();
+        overloaded.sort_by(|a, b| b.1.utilisation.total_cmp(&a.1.utilisation));
+        let overloaded = overloaded.into_iter().map(|(r, _)| r.clone()).collect();
         Report {
             desk: self.p.name.clone(),
             requests: self.requests.len(),
@@ -821,6 +856,7 @@ impl<'a> Sim<'a> {
             steps: self.tally.step_rows(&defs),
             #[allow(clippy::cast_precision_loss)]
             span_days: span_ms as f64 / DAY_MS,
+            overloaded,
         }
     }
 }

@@ -136,7 +136,9 @@ pub async fn seed_ended(
                         let _ = tx.blocking_send((k, full));
                     }
                 };
-                simulate_into(p, &sc, per_desk, seed.wrapping_add(k as u64), &mut sink);
+                // The seed of each model is the command's, as `simulate` reports them: what
+                // is stored is what the same command without --store shows.
+                simulate_into(p, &sc, per_desk, seed, &mut sink);
                 if !batch.is_empty() {
                     let _ = tx.blocking_send((k, batch));
                 }
