@@ -127,13 +127,17 @@ pub(crate) struct TaskRef {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum EventCommand {
-    /// Send a named event to a request (kept if no step waits for it yet).
+    /// Send a named event to a request: it answers the wait open for it; when none is open
+    /// it is kept for a wait that keeps early events (keep-early), else refused.
     Send {
         /// The request's id or reference.
         request: String,
         name: String,
         #[arg(long = "field", value_name = "ID=VALUE")]
         fields: Vec<String>,
+        /// The sender's key for this event: sent again with the same key, it changes nothing.
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
@@ -358,6 +362,7 @@ pub(crate) async fn event(e: Arc<Engine>, c: EventCommand) -> anyhow::Result<Exi
         request,
         name,
         fields,
+        key,
     } = c;
     let id = e.request_id(&request).await?;
     e.execute(
@@ -366,6 +371,7 @@ pub(crate) async fn event(e: Arc<Engine>, c: EventCommand) -> anyhow::Result<Exi
             name,
             fields: parse_fields(&fields)?,
             actor: Actor::Requester,
+            key,
         },
     )
     .await?;

@@ -539,6 +539,7 @@ async fn emails_carry_no_case_data() {
                         name: w.event.clone(),
                         fields: fill(step),
                         actor: guichet_engine::core::Actor::Requester,
+                        key: None,
                     },
                     _ => panic!("stuck"),
                 }

@@ -533,6 +533,7 @@ impl Lowerer<'_> {
                 "from",
                 "timeout",
                 "on-timeout",
+                "keep-early",
                 "goto",
                 "about",
             ],
@@ -809,11 +810,13 @@ impl Lowerer<'_> {
                 if let Some(f) = &from {
                     self.d.role_refs.push(f.clone());
                 }
+                let keep_early = p.duration("keep-early", self.diags);
                 StepKind::Wait(Wait {
                     event: event.map(|e| e.text).unwrap_or_default(),
                     from: from.map(|f| f.text),
                     form,
                     timeout,
+                    keep_early: keep_early.map(|d| d.0),
                 })
             }
             "gate" => {

@@ -311,6 +311,9 @@ pub struct Wait {
     /// The fields the event carries.
     pub form: Form,
     pub timeout: Option<IsoDuration>,
+    /// How long an event that comes before the request reaches this wait is kept for it
+    /// (`keep-early`); without it, an event nobody waits for is refused.
+    pub keep_early: Option<IsoDuration>,
 }
 
 /// An exclusive choice: the first condition that holds wins, else the default.
@@ -580,6 +583,34 @@ pub struct Flow {
 impl Flow {
     pub fn edges(&self, step: StepIdx) -> &[Edge] {
         &self.edges[step]
+    }
+
+    /// Whether a token at one of the steps `from` can still come to step `to` (a loop back
+    /// included), following every way out; a branch's end goes on where its block does.
+    pub fn reaches(&self, from: impl IntoIterator<Item = StepIdx>, to: StepIdx) -> bool {
+        let mut seen = vec![false; self.edges.len()];
+        let mut next: Vec<StepIdx> = from.into_iter().collect();
+        while let Some(s) = next.pop() {
+            if std::mem::replace(&mut seen[s], true) {
+                continue;
+            }
+            for e in &self.edges[s] {
+                let step = match e.to {
+                    Target::Step(n) => Some(n),
+                    Target::Join(par) => match self.target(par, Exit::Next) {
+                        Some(Target::Step(n)) => Some(n),
+                        Some(Target::Join(outer)) => Some(outer),
+                        None => None,
+                    },
+                };
+                match step {
+                    Some(n) if n == to => return true,
+                    Some(n) => next.push(n),
+                    None => {}
+                }
+            }
+        }
+        false
     }
 
     /// The target of one way out of a step.

@@ -9,7 +9,7 @@ use guichet_definitions::model::{EndResult, Process};
 use guichet_engine::clock::Timestamp;
 use guichet_engine::core::{
     Actor, Command, Effect, Error, EventKind, Fields, Instance, InstanceStatus, Recipient, Seq,
-    TaskState, TimerKind, Transition, advance, start,
+    TaskState, Transition, advance, start,
 };
 use serde_json::json;
 
@@ -34,7 +34,19 @@ struct Desk {
 
 impl Desk {
     fn start(name: &str, data: serde_json::Value) -> Desk {
-        let p = model(name);
+        Desk::of(model(name), data)
+    }
+
+    /// A request of the definition `source`.
+    fn of_source(source: &str) -> Desk {
+        let loaded = guichet_definitions::load(source);
+        let p = loaded
+            .process
+            .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+        Desk::of(p, json!({}))
+    }
+
+    fn of(p: Process, data: serde_json::Value) -> Desk {
         let now = Timestamp(1_800_000_000_000);
         let (inst, t) = start(&p, &fields(data), now).unwrap();
         Desk {
@@ -339,30 +351,117 @@ fn model_a_committee_refusal_ends_rejected() {
     )));
 }
 
-#[test]
-fn an_early_answer_is_kept_until_the_wait_consumes_it() {
-    let mut d = Desk::start("interne-decentralise", intake_a());
-    // The sponsor sends more information before anyone asked: kept, not lost.
-    d.run(Command::Event {
+fn complement(text: &str, key: Option<&str>) -> Command {
+    Command::Event {
         name: "complement-recu".into(),
-        fields: fields(json!({"reponse": "Voici le protocole"})),
+        fields: fields(json!({ "reponse": text })),
         actor: Actor::Requester,
-    });
-    assert_eq!(d.inst.buffered.len(), 1);
-    d.complete("recevabilite", Some("complement"), json!({}));
-    // The wait consumed the buffered answer at once and went back to the review.
-    assert!(d.inst.buffered.is_empty());
-    assert_eq!(d.open_steps(), ["recevabilite"]);
-    assert_eq!(
-        d.inst.data["reponse-complement"].fields["reponse"],
-        json!("Voici le protocole")
+        key: key.map(Into::into),
+    }
+}
+
+#[test]
+fn an_answer_nobody_asked_for_is_refused_and_never_answers_a_later_wait() {
+    let mut d = Desk::start("interne-decentralise", intake_a());
+    // The sponsor sends more information before anyone asked: the shipped wait keeps no
+    // early event, so it is refused, naming the wait, and nothing changes.
+    let before = d.inst.clone();
+    let err = d
+        .try_do(complement("Voici le protocole", None))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotAwaited { event, waits } if event == "complement-recu" && waits == &["reponse-complement"]),
+        "{err:?}"
     );
     assert!(
-        d.inst
-            .timers
-            .values()
-            .all(|t| !matches!(t.kind, TimerKind::Timeout { .. }))
+        err.to_string().contains("`reponse-complement` is not open"),
+        "{err}"
     );
+    assert_eq!(d.inst, before);
+    // Asked, answered: back to the review.
+    d.complete("recevabilite", Some("complement"), json!({}));
+    d.run(complement("Voici le protocole", None));
+    assert_eq!(d.open_steps(), ["recevabilite"]);
+    // The same answer again (a double click, a resent email): refused, not kept...
+    assert!(matches!(
+        d.try_do(complement("Voici le protocole", None)),
+        Err(Error::NotAwaited { .. })
+    ));
+    assert!(d.inst.buffered.is_empty());
+    // ... so the next request for information waits for the sponsor.
+    d.complete("recevabilite", Some("complement"), json!({}));
+    assert!(d.open_steps().is_empty());
+    assert!(
+        d.inst
+            .tokens
+            .values()
+            .any(|t| d.p.steps[t.step].id == "reponse-complement")
+    );
+}
+
+#[test]
+fn an_event_sent_again_with_its_key_changes_nothing() {
+    let mut d = Desk::start("interne-decentralise", intake_a());
+    d.complete("recevabilite", Some("complement"), json!({}));
+    d.run(complement("Voici le protocole", Some("k-1")));
+    assert_eq!(d.open_steps(), ["recevabilite"]);
+    let before = d.inst.clone();
+    d.run(complement("Voici le protocole", Some("k-1")));
+    assert_eq!(d.inst, before, "the same event: nothing changes");
+    assert_eq!(d.log.last().unwrap(), &Transition::default());
+    // Another key is another event: refused, as nothing waits.
+    assert!(matches!(
+        d.try_do(complement("Autre chose", Some("k-2"))),
+        Err(Error::NotAwaited { .. })
+    ));
+}
+
+const KEEPS_EARLY: &str = r#"process "garde" {
+    role "r" { member "r@example.org" }
+    start "s"
+    task "preparation" role="r" due="P5D"
+    wait "signature" event="signe" keep-early="P2D" timeout="P10D" on-timeout="relance"
+    end "fin" result="accepted"
+    task "relance" role="r" due="P5D"
+    end "abandon" result="withdrawn"
+}"#;
+
+fn signed() -> Command {
+    Command::Event {
+        name: "signe".into(),
+        fields: Fields::new(),
+        actor: Actor::Requester,
+        key: None,
+    }
+}
+
+/// The example of `keep-early` in docs/definition-language.md, run.
+#[test]
+fn keep_early_keeps_an_event_for_its_wait_so_long_and_no_longer() {
+    let docs = include_str!("../../docs/definition-language.md");
+    assert!(
+        docs.contains(KEEPS_EARLY),
+        "the docs' example of keep-early changed"
+    );
+    // Signed during the preparation: kept, and taken when the wait opens a day later.
+    let mut d = Desk::of_source(KEEPS_EARLY);
+    d.run(signed());
+    assert_eq!(d.inst.buffered.len(), 1);
+    d.wait_days(1);
+    d.complete("preparation", None, json!({}));
+    d.assert_ended(EndResult::Accepted);
+    // Signed three days before the wait opens: too old for it, dropped; the wait waits.
+    let mut d = Desk::of_source(KEEPS_EARLY);
+    d.run(signed());
+    d.wait_days(3);
+    d.complete("preparation", None, json!({}));
+    assert!(d.inst.is_running());
+    assert!(d.inst.buffered.is_empty());
+    // Timed out: the request went on to another step; a late signature is refused.
+    d.wait_days(10);
+    assert_eq!(d.open_steps(), ["relance"]);
+    let err = d.try_do(signed()).unwrap_err();
+    assert!(matches!(err, Error::NotAwaited { .. }), "{err:?}");
 }
 
 #[test]
@@ -621,6 +720,7 @@ fn bad_commands_are_refused_and_change_nothing() {
                 name: "inconnu".into(),
                 fields: Fields::new(),
                 actor: Actor::Requester,
+                key: None,
             },
             |e| matches!(e, Error::UnknownEvent(_)),
         ),
@@ -629,8 +729,9 @@ fn bad_commands_are_refused_and_change_nothing() {
                 name: "complement-recu".into(),
                 fields: Fields::new(),
                 actor: Actor::Requester,
+                key: None,
             },
-            |e| matches!(e, Error::Invalid(v) if v[0].field == "reponse" && v[0].message == "required"),
+            |e| matches!(e, Error::NotAwaited { .. }),
         ),
         (
             Command::Delegate {

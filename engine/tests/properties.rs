@@ -225,6 +225,7 @@ fn drive(p: &Process, intake: &Fields, choices: &[u8]) -> Result<usize, String> 
                     name: w.event.clone(),
                     fields: fill(step.form()),
                     actor: Actor::Requester,
+                    key: None,
                 }),
                 _ => {}
             }

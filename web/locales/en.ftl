@@ -346,4 +346,5 @@ refusal-outcome-required = Choose a decision: { $allowed }.
 refusal-unknown-outcome = “{ $given }” is not a decision of this task: { $allowed }.
 refusal-no-outcomes = This task takes no decision.
 refusal-unknown-event = This answer is not expected.
+refusal-not-awaited = Nothing waits for this answer now (the request has not reached that step, was answered already, or waited too long).
 refusal-unknown-role = Unknown role: { $role }.

@@ -346,4 +346,5 @@ refusal-outcome-required = Choisissez une décision : { $allowed }.
 refusal-unknown-outcome = « { $given } » n'est pas une décision de cette tâche : { $allowed }.
 refusal-no-outcomes = Cette tâche ne prend pas de décision.
 refusal-unknown-event = Cette réponse n'est pas attendue.
+refusal-not-awaited = Rien n'attend cette réponse pour l'instant (la demande n'en est pas à cette étape, y a déjà répondu, ou a attendu trop longtemps).
 refusal-unknown-role = Rôle inconnu : { $role }.

@@ -533,6 +533,16 @@ pub(crate) async fn event(
             ),
         ));
     }
+    // The same event sent again with its key: the answer it had, nothing changed.
+    let key = idempotency_key(&headers)?;
+    if key.as_ref().is_some_and(|k| inst.event_keys.contains(k)) {
+        let mut answer = standing_of(&s, &id, &inst).await?;
+        answer.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+        return Ok(answer);
+    }
     let (mut body, documents): (FieldsBody, _) =
         body_and_documents(&s, request, |f| step.form().and_then(|form| form.field(f))).await?;
     documents_sent(&documents, &form::file_fields(step.form()), &body.fields)?;
@@ -540,7 +550,7 @@ pub(crate) async fn event(
     let actor = core::Actor::User(email.clone());
     match s
         .engine
-        .answer(&id, &step.id, body.fields, actor, &may)
+        .answer(&id, &step.id, body.fields, actor, key, &may)
         .await
     {
         Ok(inst) => {

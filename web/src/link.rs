@@ -307,7 +307,7 @@ async fn follow_act(
                 });
                 may_answer(p, inst, from, &who)
             };
-            match s.engine.answer(id, &step, fields, actor, &may).await {
+            match s.engine.answer(id, &step, fields, actor, None, &may).await {
                 Ok(_) => {
                     submission.keep().await;
                     Ok(redirect(&format!("/l/{token}?done=answer")))

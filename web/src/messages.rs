@@ -99,6 +99,7 @@ pub(crate) fn refusal(e: &guichet_engine::core::Error) -> String {
         ),
         E::NoOutcomes(_) => text("refusal-no-outcomes"),
         E::UnknownEvent(_) => text("refusal-unknown-event"),
+        E::NotAwaited { .. } => text("refusal-not-awaited"),
         E::UnknownRole(role) => text_with("refusal-unknown-role", &[("role", role.into())]),
         other => other.to_string(),
     }

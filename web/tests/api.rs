@@ -980,17 +980,22 @@ async fn the_api_reads_the_whole_request_answers_waits_and_withdraws_with_role_c
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(body["error"]["fields"]["reponse"].is_string(), "{body}");
-    // An administrator answers (recorded as themselves): the desk examines it again.
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/api/v1/requests/{id}/events/complement-recu"),
-        Some(&admin),
-        Some(answer.clone()),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    // An administrator answers (recorded as themselves), with a key: the desk examines it
+    // again.
+    let uri = format!("/api/v1/requests/{id}/events/complement-recu");
+    let (status, replayed, body) = post_with_key(&app, &uri, &admin, "ans-1", &answer).await;
+    assert_eq!((status, replayed), (StatusCode::OK, false), "{body}");
     assert_eq!(body["open_tasks"][0]["step"], "recevabilite", "{body}");
+    let history = engine.history(&id).await.unwrap().len();
+    // Sent again with its key (its answer lost): the same answer, nothing changed.
+    let (status, replayed, again) = post_with_key(&app, &uri, &admin, "ans-1", &answer).await;
+    assert_eq!((status, replayed), (StatusCode::OK, true), "{again}");
+    assert_eq!(again["open_tasks"], body["open_tasks"]);
+    assert_eq!(engine.history(&id).await.unwrap().len(), history);
+    // Sent again without it: another answer, and nothing waits for one.
+    let (status, refused) = call(&app, "POST", &uri, Some(&admin), Some(answer.clone())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(engine.history(&id).await.unwrap().len(), history);
     let (_, request) = call(
         &app,
         "GET",
@@ -1262,9 +1267,22 @@ async fn submit_with_key(
     key: &str,
     body: &Value,
 ) -> (StatusCode, bool, Value) {
+    let uri = "/api/v1/desks/interne-decentralise/requests";
+    post_with_key(app, uri, token, key, body).await
+}
+
+/// Posts `body` to `uri` with `token` and an `Idempotency-Key`: the status, whether the
+/// answer says it is a replay, and the body.
+async fn post_with_key(
+    app: &Router,
+    uri: &str,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> (StatusCode, bool, Value) {
     let req = Request::builder()
         .method("POST")
-        .uri("/api/v1/desks/interne-decentralise/requests")
+        .uri(uri)
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .header(header::CONTENT_TYPE, "application/json")
         .header("Idempotency-Key", key)

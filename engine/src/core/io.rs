@@ -58,6 +58,10 @@ pub enum Command {
         name: String,
         fields: Fields,
         actor: Actor,
+        /// The sender's key for this event: the same key again is the same event, taken
+        /// once (a retry after a lost answer changes nothing).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// A timer is due.
     FireTimer { timer: Seq },

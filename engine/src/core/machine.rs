@@ -54,6 +54,11 @@ pub enum Error {
     WrongProvider { given: String, expected: String },
     #[error("no step of this process waits for event `{0}`")]
     UnknownEvent(String),
+    #[error(
+        "nothing waits for event `{event}` in this request now: {} not open (not reached yet, answered already or timed out), and no wait for it that the request can still reach keeps an early event (keep-early)",
+        waits.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ") + if waits.len() > 1 { " are" } else { " is" }
+    )]
+    NotAwaited { event: String, waits: Vec<String> },
     #[error("no scheduled timer {0}")]
     UnknownTimer(Seq),
     #[error("timer {timer} is due at {due:?}, not yet")]
@@ -140,7 +145,9 @@ pub fn advance(
         } => {
             m.callback(token, &provider, outcome, &fields)?;
         }
-        Command::Event { name, fields, .. } => m.external_event(name, fields)?,
+        Command::Event {
+            name, fields, key, ..
+        } => m.external_event(name, fields, key)?,
         Command::FireTimer { timer } => m.fire(timer)?,
         Command::Cancel { reason, .. } => m.cancel(reason),
     }
@@ -370,13 +377,21 @@ impl<'p> Machine<'p> {
                 }
             }
             StepKind::Wait(w) => {
-                // An event that came early was kept: consume it now.
+                // An event that came early was kept for this wait: take it now, if it is
+                // not older than the wait keeps them.
                 let form = &w.form;
+                let now = self.now;
+                let kept = |e: &ReceivedEvent| {
+                    e.name == w.event && w.keep_early.as_ref().is_some_and(|d| e.at.plus(d) >= now)
+                };
+                if w.keep_early.is_some() {
+                    self.inst.buffered.retain(|e| e.name != w.event || kept(e));
+                }
                 let early = self
                     .inst
                     .buffered
                     .iter()
-                    .position(|e| e.name == w.event && form::validate(form, &e.fields).is_ok());
+                    .position(|e| kept(e) && form::validate(form, &e.fields).is_ok());
                 if let Some(i) = early {
                     let ev = self.inst.buffered.remove(i);
                     let fields = form::validate(form, &ev.fields).map_err(Error::Invalid)?;
@@ -717,8 +732,22 @@ impl<'p> Machine<'p> {
         self.follow(step_idx, exit, token)
     }
 
-    fn external_event(&mut self, name: String, fields: Fields) -> Result<(), Error> {
+    /// An event for the wait that expects it: it answers the wait open for it, else it is
+    /// kept for a wait that keeps early events, else refused. An event whose key was taken
+    /// already is that event again: nothing changes.
+    fn external_event(
+        &mut self,
+        name: String,
+        fields: Fields,
+        key: Option<String>,
+    ) -> Result<(), Error> {
         let p = self.p;
+        if key
+            .as_ref()
+            .is_some_and(|k| self.inst.event_keys.contains(k))
+        {
+            return Ok(());
+        }
         // The waits of this process for this event, and their forms.
         let waits: Vec<StepIdx> = (0..p.steps.len())
             .filter(|&i| matches!(&p.steps[i].kind, StepKind::Wait(w) if w.event == name))
@@ -732,45 +761,58 @@ impl<'p> Machine<'p> {
             .iter()
             .find(|(_, t)| waits.contains(&t.step))
             .map(|(seq, t)| (*seq, t.step));
-        match waiting {
-            Some((token, s)) => {
-                let StepKind::Wait(w) = &p.steps[s].kind else {
-                    return Err(Error::Internal("wait step expected".into()));
-                };
-                let fields = form::validate(&w.form, &fields).map_err(Error::Invalid)?;
-                self.cancel_timers(|k| matches!(k, TimerKind::Timeout { token: t } if *t == token));
-                self.event(EventKind::EventReceived {
-                    name,
-                    step: self.id(s),
-                });
-                self.record(s, None, fields);
-                self.event(EventKind::StepCompleted {
-                    step: self.id(s),
-                    outcome: None,
-                });
-                self.follow(s, Exit::Next, token)
-            }
-            None => {
-                // Nobody waits yet: keep it, once it is valid for one of the waits.
-                let first_error = waits.iter().find_map(|&s| match &p.steps[s].kind {
-                    StepKind::Wait(w) => form::validate(&w.form, &fields).err(),
-                    _ => None,
-                });
-                if waits.iter().all(|&s| match &p.steps[s].kind {
-                    StepKind::Wait(w) => form::validate(&w.form, &fields).is_err(),
-                    _ => true,
-                }) {
-                    return Err(Error::Invalid(first_error.unwrap_or_default()));
-                }
-                self.inst.buffered.push(ReceivedEvent {
-                    name: name.clone(),
-                    fields,
-                    at: self.now,
-                });
-                self.event(EventKind::EventBuffered { name });
-                Ok(())
-            }
+        if let Some((token, s)) = waiting {
+            let StepKind::Wait(w) = &p.steps[s].kind else {
+                return Err(Error::Internal("wait step expected".into()));
+            };
+            let fields = form::validate(&w.form, &fields).map_err(Error::Invalid)?;
+            self.cancel_timers(|k| matches!(k, TimerKind::Timeout { token: t } if *t == token));
+            self.event(EventKind::EventReceived {
+                name,
+                step: self.id(s),
+            });
+            self.record(s, None, fields);
+            self.event(EventKind::StepCompleted {
+                step: self.id(s),
+                outcome: None,
+            });
+            self.inst.event_keys.extend(key);
+            return self.follow(s, Exit::Next, token);
         }
+        // Nobody waits yet: kept for the waits that keep early events and that the request
+        // can still reach, once it is valid for one of them.
+        let at: Vec<StepIdx> = self.inst.tokens.values().map(|t| t.step).collect();
+        let keepers: Vec<&guichet_definitions::model::Wait> = waits
+            .iter()
+            .filter_map(|&s| match &p.steps[s].kind {
+                StepKind::Wait(w) if w.keep_early.is_some() && p.flow.reaches(at.clone(), s) => {
+                    Some(w)
+                }
+                _ => None,
+            })
+            .collect();
+        if keepers.is_empty() {
+            return Err(Error::NotAwaited {
+                event: name,
+                waits: waits.iter().map(|&s| self.id(s)).collect(),
+            });
+        }
+        let checks: Vec<_> = keepers
+            .iter()
+            .map(|w| form::validate(&w.form, &fields))
+            .collect();
+        if !checks.iter().any(Result::is_ok) {
+            let first = checks.into_iter().find_map(Result::err).unwrap_or_default();
+            return Err(Error::Invalid(first));
+        }
+        self.inst.buffered.push(ReceivedEvent {
+            name: name.clone(),
+            fields,
+            at: self.now,
+        });
+        self.inst.event_keys.extend(key);
+        self.event(EventKind::EventBuffered { name });
+        Ok(())
     }
 
     fn fire(&mut self, seq: Seq) -> Result<(), Error> {

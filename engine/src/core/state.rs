@@ -30,8 +30,13 @@ pub struct Instance {
     pub tasks: BTreeMap<Seq, Task>,
     /// Scheduled timers. A fired or cancelled timer leaves the state.
     pub timers: BTreeMap<Seq, Timer>,
-    /// External events received before a step waited for them: kept, not lost.
+    /// External events received before a step waited for them, for the waits that keep
+    /// early events (`keep-early`), until they are taken or too old.
     pub buffered: Vec<ReceivedEvent>,
+    /// The keys of the external events taken (answered a wait or kept): an event sent again
+    /// with one of them is the same event, and changes nothing.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub event_keys: BTreeSet<String>,
     pub next_seq: Seq,
     /// The language the sponsor wrote the request in (the page's), in which the desk writes
     /// to them; `None` for requests started without one (the API, the CLI, older requests):
@@ -52,6 +57,7 @@ impl Instance {
             tasks: BTreeMap::new(),
             timers: BTreeMap::new(),
             buffered: Vec::new(),
+            event_keys: BTreeSet::new(),
             next_seq: 1,
             language: None,
         }

@@ -44,13 +44,16 @@ impl Engine {
 
     /// Answers the wait at `step` with `fields`, as `actor`, when `may` allows it of the
     /// request as the answer finds it. Refused unless the request waits at that step now
-    /// (answered already, timed out, not reached): an answer is never kept for later.
+    /// (answered already, timed out, not reached): an answer is never kept for later. An
+    /// answer sent again with the `key` of one taken already is that answer: the request as
+    /// it stands, changed in nothing.
     pub async fn answer(
         &self,
         id: &str,
         step: &str,
         fields: Fields,
         actor: Actor,
+        key: Option<String>,
         may: &Allowed<'_>,
     ) -> Result<Instance, Error> {
         let p = self.process_of(id).await?;
@@ -59,7 +62,12 @@ impl Engine {
             return Err(Error::NotFound(format!("wait `{step}` in request {id}")));
         };
         let waiting = std::sync::atomic::AtomicBool::new(false);
+        let replayed = std::sync::atomic::AtomicBool::new(false);
         let allowed = |p: &guichet_definitions::model::Process, inst: &Instance| {
+            if key.as_ref().is_some_and(|k| inst.event_keys.contains(k)) {
+                replayed.store(may(p, inst), std::sync::atomic::Ordering::Relaxed);
+                return false;
+            }
             let at = inst.tokens.values().any(|t| p.steps[t.step].id == step);
             waiting.store(at, std::sync::atomic::Ordering::Relaxed);
             at && may(p, inst)
@@ -68,9 +76,13 @@ impl Engine {
             name: w.event.clone(),
             fields,
             actor,
+            key: key.clone(),
         };
         match self.execute_if(id, command, &allowed).await? {
             Some(inst) => Ok(inst),
+            None if replayed.load(std::sync::atomic::Ordering::Relaxed) => {
+                Ok(self.instance(id).await?.1)
+            }
             None if !waiting.load(std::sync::atomic::Ordering::Relaxed) => {
                 Err(Error::Conflict(format!(
                     "the request does not wait for `{step}` now (answered already, timed out, or not reached)"

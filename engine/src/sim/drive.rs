@@ -75,6 +75,7 @@ pub fn next_command(p: &Process, inst: &Instance) -> Option<Command> {
                     name: w.event.clone(),
                     fields: sample_fields(step.form()),
                     actor: Actor::Requester,
+                    key: None,
                 });
             }
             _ => {}

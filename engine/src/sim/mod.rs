@@ -771,6 +771,7 @@ impl<'a> Sim<'a> {
                             name,
                             fields,
                             actor: Actor::Requester,
+                            key: None,
                         },
                     );
                 }
