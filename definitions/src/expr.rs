@@ -103,8 +103,12 @@ impl Condition {
 pub struct Reference {
     pub path: Vec<String>,
     pub span: Span,
-    /// Strings this name is compared with by `==`, `!=` or `in [...]`, with their spans.
+    /// Strings this name is compared with (`==`, `!=`, `<`, `<=`, `>`, `>=`, `in [...]`),
+    /// with their spans.
     pub compared_with: Vec<(String, Span)>,
+    /// The other literals it is compared with, by type (`number` or `yes-no`), with their
+    /// spans.
+    pub compared_with_kinds: Vec<(&'static str, Span)>,
     /// Whether the read is guarded by `has(...)`.
     pub guarded: bool,
 }
@@ -119,6 +123,62 @@ pub fn cel_name(id: &str) -> String {
 pub struct CompileError {
     pub message: String,
     pub span: Span,
+    /// How to fix it, when the mistake is a usual one.
+    pub help: Option<String>,
+}
+
+/// The CEL parser's message in plain words, and a fix for the usual mistakes: `=` for `==`,
+/// `and`/`or`/`not` for `&&`/`||`/`!`, a value or bracket missing.
+fn plain(message: &str) -> (String, Option<String>) {
+    let m = message.strip_prefix("Syntax error: ").unwrap_or(message);
+    // The first quoted token of the message.
+    let token = |after: &str| {
+        m.strip_prefix(after)
+            .and_then(|rest| rest.strip_prefix('\''))
+            .and_then(|rest| rest.split_once('\''))
+            .map(|(t, _)| t.to_owned())
+    };
+    let words = |t: &str| match t {
+        "and" | "AND" | "et" => Some("write && for \"and\""),
+        "or" | "OR" | "ou" => Some("write || for \"or\""),
+        "not" | "NOT" => Some("write ! for \"not\""),
+        _ => None,
+    };
+    if let Some(t) = token("mismatched input ").or_else(|| token("extraneous input ")) {
+        if t == "<EOF>" {
+            return (
+                "the condition stops too early: something is missing at its end".into(),
+                Some("finish the comparison, e.g. demande.budget > 10000".into()),
+            );
+        }
+        let help = words(&t).map_or_else(
+            || "check what comes just before it: an operator or a bracket may be missing or doubled".to_owned(),
+            str::to_owned,
+        );
+        return (format!("`{t}` is not expected here"), Some(help));
+    }
+    if let Some(t) = token("missing ") {
+        let at = m
+            .rsplit_once(" at '")
+            .map(|(_, a)| a.trim_end_matches('\''));
+        return match at {
+            Some("<EOF>") | None => (format!("a `{t}` is missing at the end"), None),
+            Some(a) => (format!("a `{t}` is missing before `{a}`"), None),
+        };
+    }
+    if let Some(rest) = m.strip_prefix("token recognition error at: '") {
+        let t = rest.trim_end_matches('\'').trim();
+        let help = if t.starts_with('=') {
+            "compare with == (two equals signs)".to_owned()
+        } else {
+            "conditions use names, numbers, 'text', comparisons (== != < <= > >=), && || ! and brackets".to_owned()
+        };
+        return (format!("`{t}` cannot be read in a condition"), Some(help));
+    }
+    if let Some(t) = token("no viable alternative at input ") {
+        return (format!("`{t}` cannot be read here"), None);
+    }
+    (m.to_owned(), None)
 }
 
 /// Nesting depth of brackets and number of operators, outside string literals: the shape
@@ -169,6 +229,7 @@ pub fn compile(text: &str, span: Span) -> Result<Condition, Vec<CompileError>> {
                 crate::limits::MAX_EXPRESSION_OPERATORS
             ),
             span,
+            help: None,
         }]);
     }
     let mangled = mangle(text);
@@ -191,9 +252,11 @@ pub fn compile(text: &str, span: Span) -> Result<Condition, Vec<CompileError>> {
                     .map_or(span, |(start, len)| {
                         Span::new(span.offset + start.min(text.len()), len.max(1))
                     });
+                let (message, help) = plain(&e.msg);
                 CompileError {
-                    message: e.msg,
+                    message,
                     span: at,
+                    help,
                 }
             })
             .collect()),
@@ -385,11 +448,12 @@ fn walk(
         if bound.contains(&path[0]) {
             return;
         }
-        let span = path_span(program, e, id, base);
+        let mut span = path_span(program, e, id, base);
         out(Reference {
-            path: restore_hyphens(span, base, text),
+            path: restore_hyphens(&mut span, base, text, path.len()),
             span,
             compared_with: Vec::new(),
+            compared_with_kinds: Vec::new(),
             guarded: false,
         });
         return;
@@ -397,24 +461,31 @@ fn walk(
     match e {
         Expr::Call(call) => {
             let f = call.func_name.as_str();
-            // Comparisons of a name with strings: record the strings on the reference.
-            if matches!(f, "_==_" | "_!=_" | "@in") && call.args.len() == 2 {
+            // Comparisons of a name with literals: record them on the reference, for the
+            // checker to see that their types agree.
+            if matches!(f, "_==_" | "_!=_" | "_<_" | "_<=_" | "_>_" | "_>=_" | "@in")
+                && call.args.len() == 2
+            {
                 let (a, b) = (&call.args[0], &call.args[1]);
                 for (name_side, lit_side, allow_list) in [(a, b, f == "@in"), (b, a, false)] {
                     if let Some(path) = path_of(&name_side.expr) {
                         if bound.contains(&path[0]) {
                             continue;
                         }
-                        let lits = match (&lit_side.expr, allow_list) {
-                            (Expr::List(_), false) => Vec::new(),
-                            _ => string_literals(program, &lit_side.expr, lit_side.id, base),
+                        let (lits, kinds) = match (&lit_side.expr, allow_list) {
+                            (Expr::List(_), false) => (Vec::new(), Vec::new()),
+                            _ => (
+                                string_literals(program, &lit_side.expr, lit_side.id, base),
+                                other_literals(program, &lit_side.expr, lit_side.id, base),
+                            ),
                         };
-                        if !lits.is_empty() {
-                            let span = path_span(program, &name_side.expr, name_side.id, base);
+                        if !lits.is_empty() || !kinds.is_empty() {
+                            let mut span = path_span(program, &name_side.expr, name_side.id, base);
                             out(Reference {
-                                path: restore_hyphens(span, base, text),
+                                path: restore_hyphens(&mut span, base, text, path.len()),
                                 span,
                                 compared_with: lits,
+                                compared_with_kinds: kinds,
                                 guarded: false,
                             });
                             walk(program, &lit_side.expr, lit_side.id, bound, out, base, text);
@@ -438,11 +509,12 @@ fn walk(
                 if bound.contains(&path[0]) {
                     return;
                 }
-                let span = path_span(program, &sel.operand.expr, sel.operand.id, base);
+                let mut span = path_span(program, &sel.operand.expr, sel.operand.id, base);
                 out(Reference {
-                    path: restore_hyphens(span, base, text),
+                    path: restore_hyphens(&mut span, base, text, path.len()),
                     span,
                     compared_with: Vec::new(),
+                    compared_with_kinds: Vec::new(),
                     guarded: true,
                 });
                 return;
@@ -503,15 +575,43 @@ fn walk(
 }
 
 /// Names were mangled (`-` to `_`) before compiling; read the path back from the source so
-/// that `type-projet` comes back as written.
-fn restore_hyphens(span: Span, base: usize, text: &str) -> Vec<String> {
+/// that `type-projet` comes back as written: its first `segments` parts (a method called on
+/// it, `demande.titre.size()`, is not part of the name).
+fn restore_hyphens(span: &mut Span, base: usize, text: &str, segments: usize) -> Vec<String> {
     let start = span.offset.saturating_sub(base).min(text.len());
     let end = (start + span.len).min(text.len());
-    text.get(start..end)
-        .unwrap_or("")
+    let written = text.get(start..end).unwrap_or("");
+    // The span ends with the name's last segment.
+    let len = written
+        .match_indices('.')
+        .nth(segments.saturating_sub(1))
+        .map_or(written.len(), |(i, _)| i);
+    span.len = len;
+    written[..len]
         .split('.')
-        .map(str::to_owned)
+        .map(|s| s.trim().to_owned())
         .collect()
+}
+
+/// The literals of `e` other than strings (numbers, booleans), alone or in a list, by type.
+fn other_literals(program: &Program, e: &Expr, id: u64, base: usize) -> Vec<(&'static str, Span)> {
+    let kind = |e: &Expr, id: u64| match e {
+        Expr::Literal(LiteralValue::Int(_) | LiteralValue::UInt(_) | LiteralValue::Double(_)) => {
+            Some(("number", literal_span(program, id, base)))
+        }
+        Expr::Literal(LiteralValue::Boolean(_)) => {
+            Some(("yes-no", literal_span(program, id, base)))
+        }
+        _ => None,
+    };
+    match e {
+        Expr::List(list) => list
+            .elements
+            .iter()
+            .filter_map(|el| kind(&el.expr, el.id))
+            .collect(),
+        _ => kind(e, id).into_iter().collect(),
+    }
 }
 
 fn collect_calls(program: &Program, e: &Expr, id: u64, base: usize, out: &mut Vec<(String, Span)>) {

@@ -1198,10 +1198,17 @@ pub(crate) fn condition(n: &Name, src: &str, diags: &mut Diagnostics) -> Option<
         Ok(c) => Some(Arc::new(c)),
         Err(errors) => {
             for e in errors {
+                let help = e.help.unwrap_or_else(|| {
+                    "conditions are CEL: e.g. recevabilite.outcome == 'recevable' && demande.budget > 10000 (see docs/definition-language.md#conditions)".to_owned()
+                });
                 diags.push(
-                    Diagnostic::new(Code::BadExpression, e.span, format!("the condition does not parse: {}", e.message))
-                        .label("here")
-                        .help("conditions are CEL: e.g. recevabilite.outcome == 'recevable' && demande.budget > 10000 (see docs/definition-language.md#conditions)"),
+                    Diagnostic::new(
+                        Code::BadExpression,
+                        e.span,
+                        format!("the condition does not parse: {}", e.message),
+                    )
+                    .label("here")
+                    .help(help),
                 );
             }
             None

@@ -174,7 +174,19 @@ fn unknown(code: Code, what: &str, name: &Name, known: &[&str], how: &str) -> Di
     match did_you_mean(&name.text, known.iter().copied()) {
         Some(s) => d.help(format!("did you mean `{s}`?")),
         None if known.is_empty() => d.help(how.to_owned()),
+        None if how.is_empty() => d.help(format!("known: {}", list(known))),
         None => d.help(format!("known: {}; {how}", list(known))),
+    }
+}
+
+/// How a step id is written in a condition: as it is, or with underscores for its hyphens
+/// when one comes before a digit (`relecture-1` would read as a subtraction).
+pub(crate) fn condition_spelling(id: &str) -> String {
+    let b = id.as_bytes();
+    if b.windows(2).any(|w| w[0] == b'-' && w[1].is_ascii_digit()) {
+        expr::cel_name(id)
+    } else {
+        id.to_owned()
     }
 }
 
@@ -640,8 +652,39 @@ fn check_condition(
             text: r.path[0].clone(),
             span: r.span,
         };
-        let Some(&si) = steps.get(&r.path[0]) else {
-            let known: Vec<&str> = steps.keys().map(String::as_str).collect();
+        // A step is read by its id, or by its id with underscores for hyphens: the spelling
+        // of an id whose hyphen comes before a digit (`relecture_1`), since `relecture-1`
+        // reads as a subtraction.
+        let found = steps.get(&r.path[0]).copied().or_else(|| {
+            steps
+                .iter()
+                .find(|(id, _)| expr::cel_name(id) == r.path[0])
+                .map(|(_, &si)| si)
+        });
+        let Some(si) = found else {
+            // `relecture-1.outcome` reads as `relecture - 1.outcome`.
+            let minus = steps.keys().find(|id| {
+                id.strip_prefix(r.path[0].as_str())
+                    .is_some_and(|rest| rest.starts_with('-'))
+                    && condition_spelling(id) != **id
+            });
+            if let Some(id) = minus {
+                diags.push(
+                    Diagnostic::new(
+                        Code::UnknownName,
+                        r.span,
+                        format!("unknown name `{}`: `{id}` reads as `{}` minus a number here", r.path[0], r.path[0]),
+                    )
+                    .label("read as a subtraction")
+                    .help(format!(
+                        "in conditions, write step `{id}` as `{}` (underscores for the hyphens of an id with a hyphen before a digit)",
+                        condition_spelling(id)
+                    )),
+                );
+                continue;
+            }
+            let spellings: Vec<String> = steps.keys().map(|id| condition_spelling(id)).collect();
+            let known: Vec<&str> = spellings.iter().map(String::as_str).collect();
             diags.push(unknown(
                 Code::UnknownName,
                 "name",
@@ -718,6 +761,61 @@ fn check_condition(
             );
             continue;
         }
+        // The type of what is read, and the literals it is compared with.
+        let field = step.form().and_then(|f| f.field(member));
+        let ty = match (member.as_str(), field) {
+            ("count", _) => "number",
+            ("outcome", _) => "text",
+            (_, Some(f)) => match f.ty {
+                FieldType::Number => "number",
+                FieldType::YesNo => "yes-no",
+                _ => "text",
+            },
+            _ => "text",
+        };
+        let what = match field {
+            Some(f) if member != "count" && member != "outcome" => {
+                format!("a {} field", f.ty.as_str())
+            }
+            _ if ty == "number" => "a number (how many times the step was completed)".to_owned(),
+            _ => "text (the id of one of its outcomes)".to_owned(),
+        };
+        let mismatch = |given: &str, span: Span| {
+            Diagnostic::new(
+                Code::InvalidValue,
+                span,
+                format!("`{}.{member}` is {what}, compared here with {given}", condition_spelling(&step.id)),
+            )
+            .label(match given {
+                "a string" => "a string",
+                "a number" => "a number",
+                _ => "a yes-no value",
+            })
+            .help(match ty {
+                "number" => "compare numbers with numbers, e.g. demande.budget > 10000 (no quotes)",
+                "yes-no" => "yes-no fields are booleans: write `step.field` or `!step.field`",
+                _ if field.is_some_and(|f| f.ty == FieldType::Date) => {
+                    "dates are text: compare them with a date in quotes, e.g. demande.debut >= '2027-01-01'"
+                }
+                _ => "write the value in quotes, e.g. comite.outcome == 'favorable'",
+            })
+        };
+        for (kind, span) in &r.compared_with_kinds {
+            if *kind != ty {
+                let given = if *kind == "number" {
+                    "a number"
+                } else {
+                    "a yes-no value"
+                };
+                diags.push(mismatch(given, *span));
+            }
+        }
+        if ty != "text" {
+            for (_, span) in &r.compared_with {
+                diags.push(mismatch("a string", *span));
+            }
+            continue;
+        }
         if member == "outcome" {
             let outcomes: Vec<&str> = step.outcomes().iter().map(|o| o.id.as_str()).collect();
             for (lit, span) in &r.compared_with {
@@ -735,43 +833,23 @@ fn check_condition(
                     ));
                 }
             }
-        } else if let Some(field) = step.form().and_then(|f| f.field(member)) {
+        } else if let Some(field) = field
+            && field.ty == FieldType::Choice
+        {
             for (lit, span) in &r.compared_with {
-                match field.ty {
-                    FieldType::Choice if !field.options.iter().any(|o| &o.value == lit) => {
-                        let opts: Vec<&str> =
-                            field.options.iter().map(|o| o.value.as_str()).collect();
-                        let n = Name {
-                            text: lit.clone(),
-                            span: *span,
-                        };
-                        diags.push(unknown(
-                            Code::InvalidValue,
-                            &format!("option of `{}.{}`", step.id, field.id),
-                            &n,
-                            &opts,
-                            "",
-                        ));
-                    }
-                    FieldType::YesNo | FieldType::Number => diags.push(
-                        Diagnostic::new(
-                            Code::InvalidValue,
-                            *span,
-                            format!(
-                                "`{}.{}` is a {} field, compared here with a string",
-                                step.id,
-                                field.id,
-                                field.ty.as_str()
-                            ),
-                        )
-                        .label("a string")
-                        .help(if field.ty == FieldType::YesNo {
-                            "yes-no fields are booleans: write `step.field` or `!step.field`"
-                        } else {
-                            "compare numbers with numbers, e.g. demande.budget > 10000"
-                        }),
-                    ),
-                    _ => {}
+                if !field.options.iter().any(|o| &o.value == lit) {
+                    let opts: Vec<&str> = field.options.iter().map(|o| o.value.as_str()).collect();
+                    let n = Name {
+                        text: lit.clone(),
+                        span: *span,
+                    };
+                    diags.push(unknown(
+                        Code::InvalidValue,
+                        &format!("option of `{}.{}`", step.id, field.id),
+                        &n,
+                        &opts,
+                        "",
+                    ));
                 }
             }
         }

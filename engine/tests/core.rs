@@ -435,6 +435,28 @@ fn signed() -> Command {
     }
 }
 
+/// A step id with a hyphen before a digit is read in a condition with underscores, and the
+/// gate takes its branch at run time.
+#[test]
+fn a_condition_reads_a_step_whose_id_ends_with_a_number() {
+    let src = r#"process "relectures" {
+    role "r" { member "r@example.org" }
+    start "s"
+    task "relecture-1" role="r" due="P5D" {
+        outcome "ok" "ko"
+    }
+    gate "g" {
+        when "relecture_1.outcome == 'ko' && relecture_1.count == 1" goto="refus"
+        otherwise goto="fin"
+    }
+    end "fin" result="accepted"
+    end "refus" result="rejected"
+}"#;
+    let mut d = Desk::of_source(src);
+    d.complete("relecture-1", Some("ko"), json!({}));
+    d.assert_ended(EndResult::Rejected);
+}
+
 /// The example of `keep-early` in docs/definition-language.md, run.
 #[test]
 fn keep_early_keeps_an_event_for_its_wait_so_long_and_no_longer() {
