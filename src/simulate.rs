@@ -386,10 +386,11 @@ fn overload_warnings(reports: &[Report]) -> Vec<String> {
                 continue;
             };
             out.push(format!(
-                "{}: `{role}` cannot keep up ({} people busy {:.0}% of their time, queue up to {} tasks{}): \
+                "{}: `{role}` cannot keep up ({} {} busy {:.0}% of their time, queue up to {} tasks{}): \
                  its queue makes the lead times; reinforce it (staff {role}={}) and run again",
                 r.desk,
                 q.members,
+                if q.members == 1 { "person" } else { "people" },
                 q.utilisation * 100.0,
                 q.max_length,
                 if q.growing { ", growing" } else { "" },

@@ -517,7 +517,16 @@ impl Lowerer<'_> {
         let kind = node_name(node);
         let allowed: &[&str] = match kind {
             "start" => &["title"],
-            "task" => &["title", "role", "due", "remind", "goto", "about"],
+            "task" => &[
+                "title",
+                "role",
+                "due",
+                "remind",
+                "timeout",
+                "on-timeout",
+                "goto",
+                "about",
+            ],
             "notify" => &["title", "to", "template", "goto", "about"],
             "call" => &[
                 "title",
@@ -773,6 +782,7 @@ impl Lowerer<'_> {
                     due: due.map(|d| d.0),
                     remind: remind.map(|d| d.0),
                     escalation,
+                    timeout,
                 })
             }
             "notify" => {

@@ -252,6 +252,9 @@ pub struct Task {
     /// A reminder is sent this long before the deadline.
     pub remind: Option<IsoDuration>,
     pub escalation: Option<Escalation>,
+    /// How long the task may stay open: then it is withdrawn (from its holder's inbox and
+    /// links) and the request goes on at `on-timeout`.
+    pub timeout: Option<IsoDuration>,
 }
 
 /// Hand the task to another role when it is still open this long after creation.

@@ -9,7 +9,7 @@ use guichet_definitions::model::{EndResult, Process};
 use guichet_engine::clock::Timestamp;
 use guichet_engine::core::{
     Actor, Command, Effect, Error, EventKind, Fields, Instance, InstanceStatus, Recipient, Seq,
-    TaskState, Transition, advance, start,
+    TaskState, TimerKind, Transition, advance, start,
 };
 use serde_json::json;
 
@@ -455,6 +455,65 @@ fn a_condition_reads_a_step_whose_id_ends_with_a_number() {
     let mut d = Desk::of_source(src);
     d.complete("relecture-1", Some("ko"), json!({}));
     d.assert_ended(EndResult::Rejected);
+}
+
+const SIGNATURE_TIMES_OUT: &str = r#"process "signature" {
+    role "juriste" { member "juriste@hopital.example" }
+    role "direction" { member "direction@hopital.example" }
+    start "demande"
+    task "signature" role="juriste" due="P20D" timeout="P60D" on-timeout="relance" {
+        outcome "signe"
+    }
+    end "fin" result="accepted"
+    task "relance" role="direction" due="P5D" {
+        outcome "abandon" goto="abandon"
+        outcome "relancer" goto="signature"
+    }
+    end "abandon" result="withdrawn"
+}"#;
+
+/// A task that stays open past its timeout is withdrawn (no longer open, its own timers
+/// gone) and the request goes on at `on-timeout`; one completed in time cancels the timeout.
+#[test]
+fn a_task_that_times_out_is_withdrawn_and_the_request_goes_on() {
+    let docs = include_str!("../../docs/definition-language.md");
+    assert!(
+        docs.contains(SIGNATURE_TIMES_OUT),
+        "the docs' example of a task timeout changed"
+    );
+    let mut d = Desk::of_source(SIGNATURE_TIMES_OUT);
+    let signature = d.task("signature");
+    d.wait_days(59);
+    assert_eq!(d.open_steps(), ["signature"]);
+    d.wait_days(1);
+    assert_eq!(d.open_steps(), ["relance"]);
+    assert!(
+        d.events()
+            .iter()
+            .any(|e| matches!(e, EventKind::TimedOut { step } if step == "signature"))
+    );
+    assert!(
+        d.events()
+            .iter()
+            .any(|e| matches!(e, EventKind::TaskCancelled { task } if *task == signature))
+    );
+    // Nothing of the withdrawn task is left: no timer, and it cannot be completed.
+    assert!(d.inst.timers.values().all(|t| !matches!(t.kind,
+        TimerKind::Deadline { task } | TimerKind::Reminder { task } | TimerKind::Escalation { task } if task == signature)));
+    let late = d.try_do(Command::Complete {
+        task: signature,
+        user: "juriste@hopital.example".into(),
+        outcome: Some("signe".into()),
+        fields: Fields::new(),
+        comment: None,
+    });
+    assert!(matches!(late, Err(Error::UnknownTask(_))), "{late:?}");
+    // Sent back to the signature, and signed in time this time: no timeout left behind.
+    d.complete("relance", Some("relancer"), json!({}));
+    d.wait_days(10);
+    d.complete("signature", Some("signe"), json!({}));
+    d.assert_ended(EndResult::Accepted);
+    assert!(d.inst.timers.is_empty());
 }
 
 /// The example of `keep-early` in docs/definition-language.md, run.

@@ -352,6 +352,9 @@ impl<'p> Machine<'p> {
                         TimerKind::Escalation { task: seq },
                     );
                 }
+                if let Some(t) = &t.timeout {
+                    self.schedule(self.now.plus(t), TimerKind::Timeout { token });
+                }
             }
             StepKind::Notify(n) => {
                 self.email(&n.template, Recipient::Role(n.to.clone()), None);
@@ -675,6 +678,7 @@ impl<'p> Machine<'p> {
         });
         self.cancel_timers(|k| {
             matches!(k, TimerKind::Deadline { task } | TimerKind::Reminder { task } | TimerKind::Escalation { task } if *task == seq)
+                || matches!(k, TimerKind::Timeout { token } if *token == task.token)
         });
         self.event(EventKind::TaskCompleted {
             task: seq,
@@ -891,6 +895,26 @@ impl<'p> Machine<'p> {
                     .map(|t| t.step)
                     .ok_or(Error::UnknownToken(token))?;
                 self.event(EventKind::TimedOut { step: self.id(s) });
+                // A task that times out is withdrawn: out of its holder's inbox, its links
+                // dead, its own timers gone.
+                let withdrawn: Vec<Seq> = self
+                    .inst
+                    .tasks
+                    .values()
+                    .filter(|t| t.token == token)
+                    .map(|t| t.seq)
+                    .collect();
+                for task in withdrawn {
+                    self.inst.tasks.remove(&task);
+                    self.event(EventKind::TaskCancelled { task });
+                    self.effect(Effect::TaskClosed {
+                        task,
+                        completed: false,
+                    });
+                    self.cancel_timers(|k| {
+                        matches!(k, TimerKind::Deadline { task: t } | TimerKind::Reminder { task: t } | TimerKind::Escalation { task: t } if *t == task)
+                    });
+                }
                 self.follow(s, Exit::Timeout, token)?;
             }
         }
