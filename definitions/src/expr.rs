@@ -109,6 +109,8 @@ pub struct Reference {
     /// The other literals it is compared with, by type (`number` or `yes-no`), with their
     /// spans.
     pub compared_with_kinds: Vec<(&'static str, Span)>,
+    /// Another name it is compared with, and where that name is written.
+    pub compared_with_name: Option<(Vec<String>, Span)>,
     /// Whether the read is guarded by `has(...)`.
     pub guarded: bool,
 }
@@ -454,6 +456,7 @@ fn walk(
             span,
             compared_with: Vec::new(),
             compared_with_kinds: Vec::new(),
+            compared_with_name: None,
             guarded: false,
         });
         return;
@@ -467,6 +470,26 @@ fn walk(
                 && call.args.len() == 2
             {
                 let (a, b) = (&call.args[0], &call.args[1]);
+                // Two names: the first carries the second, for their types to be compared.
+                if f != "@in"
+                    && let (Some(pa), Some(pb)) = (path_of(&a.expr), path_of(&b.expr))
+                    && !bound.contains(&pa[0])
+                    && !bound.contains(&pb[0])
+                {
+                    let mut other = path_span(program, &b.expr, b.id, base);
+                    let other_path = restore_hyphens(&mut other, base, text, pb.len());
+                    let mut span = path_span(program, &a.expr, a.id, base);
+                    out(Reference {
+                        path: restore_hyphens(&mut span, base, text, pa.len()),
+                        span,
+                        compared_with: Vec::new(),
+                        compared_with_kinds: Vec::new(),
+                        compared_with_name: Some((other_path, other)),
+                        guarded: false,
+                    });
+                    walk(program, &b.expr, b.id, bound, out, base, text);
+                    return;
+                }
                 for (name_side, lit_side, allow_list) in [(a, b, f == "@in"), (b, a, false)] {
                     if let Some(path) = path_of(&name_side.expr) {
                         if bound.contains(&path[0]) {
@@ -486,6 +509,7 @@ fn walk(
                                 span,
                                 compared_with: lits,
                                 compared_with_kinds: kinds,
+                                compared_with_name: None,
                                 guarded: false,
                             });
                             walk(program, &lit_side.expr, lit_side.id, bound, out, base, text);
@@ -515,6 +539,7 @@ fn walk(
                     span,
                     compared_with: Vec::new(),
                     compared_with_kinds: Vec::new(),
+                    compared_with_name: None,
                     guarded: true,
                 });
                 return;

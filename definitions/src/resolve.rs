@@ -179,6 +179,37 @@ fn unknown(code: Code, what: &str, name: &Name, known: &[&str], how: &str) -> Di
     }
 }
 
+/// The step a condition names: by its id, or its id with underscores for hyphens.
+fn step_named(steps: &HashMap<String, StepIdx>, name: &str) -> Option<StepIdx> {
+    steps.get(name).copied().or_else(|| {
+        steps
+            .iter()
+            .find(|(id, _)| expr::cel_name(id) == name)
+            .map(|(_, &si)| si)
+    })
+}
+
+/// The type in conditions of a step's `member` (`count`, `outcome` or a field of its form):
+/// `number`, `yes-no` or `text`, and how to say it.
+fn value_type(step: &Step, member: &str) -> (&'static str, String) {
+    let field = step.form().and_then(|f| f.field(member));
+    match (member, field) {
+        ("count", _) => (
+            "number",
+            "a number (how many times the step was completed)".to_owned(),
+        ),
+        ("outcome", _) | (_, None) => ("text", "text (the id of one of its outcomes)".to_owned()),
+        (_, Some(f)) => (
+            match f.ty {
+                FieldType::Number => "number",
+                FieldType::YesNo => "yes-no",
+                _ => "text",
+            },
+            format!("a {} field", f.ty.as_str()),
+        ),
+    }
+}
+
 /// How a step id is written in a condition: as it is, or with underscores for its hyphens
 /// when one comes before a digit (`relecture-1` would read as a subtraction).
 pub(crate) fn condition_spelling(id: &str) -> String {
@@ -655,12 +686,7 @@ fn check_condition(
         // A step is read by its id, or by its id with underscores for hyphens: the spelling
         // of an id whose hyphen comes before a digit (`relecture_1`), since `relecture-1`
         // reads as a subtraction.
-        let found = steps.get(&r.path[0]).copied().or_else(|| {
-            steps
-                .iter()
-                .find(|(id, _)| expr::cel_name(id) == r.path[0])
-                .map(|(_, &si)| si)
-        });
+        let found = step_named(steps, &r.path[0]);
         let Some(si) = found else {
             // `relecture-1.outcome` reads as `relecture - 1.outcome`.
             let minus = steps.keys().find(|id| {
@@ -763,23 +789,29 @@ fn check_condition(
         }
         // The type of what is read, and the literals it is compared with.
         let field = step.form().and_then(|f| f.field(member));
-        let ty = match (member.as_str(), field) {
-            ("count", _) => "number",
-            ("outcome", _) => "text",
-            (_, Some(f)) => match f.ty {
-                FieldType::Number => "number",
-                FieldType::YesNo => "yes-no",
-                _ => "text",
-            },
-            _ => "text",
-        };
-        let what = match field {
-            Some(f) if member != "count" && member != "outcome" => {
-                format!("a {} field", f.ty.as_str())
+        let (ty, what) = value_type(step, member);
+        if let Some((other, span)) = &r.compared_with_name
+            && let Some(o) = step_named(steps, &other[0]).map(|i| &d.steps[i])
+            && let Some(m) = other.get(1)
+            && (m == "count" || m == "outcome" || o.form().and_then(|f| f.field(m)).is_some())
+        {
+            let (oty, owhat) = value_type(o, m);
+            if oty != ty {
+                diags.push(
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        Span::new(r.span.offset.min(span.offset), r.span.end().max(span.end()) - r.span.offset.min(span.offset)),
+                        format!(
+                            "`{}.{member}` is {what} and `{}.{m}` is {owhat}: compared, they never agree",
+                            condition_spelling(&step.id),
+                            condition_spelling(&o.id)
+                        ),
+                    )
+                    .label("values of two types")
+                    .help("compare values of one type: numbers with numbers, text with text, yes-no with yes-no"),
+                );
             }
-            _ if ty == "number" => "a number (how many times the step was completed)".to_owned(),
-            _ => "text (the id of one of its outcomes)".to_owned(),
-        };
+        }
         let mismatch = |given: &str, span: Span| {
             Diagnostic::new(
                 Code::InvalidValue,
