@@ -547,7 +547,7 @@ impl Lowerer<'_> {
                 "about",
             ],
             "gate" => &["title"],
-            "parallel" => &["title", "goto"],
+            "parallel" => &["title", "goto", "complete-when"],
             "end" => &["title", "result"],
             _ => &[],
         };
@@ -866,7 +866,13 @@ impl Lowerer<'_> {
                         .help("put the steps that run at the same time inside the block"),
                     );
                 }
-                StepKind::Parallel(crate::model::Parallel { branches })
+                let complete_when = p
+                    .string("complete-when", self.diags)
+                    .and_then(|n| self.condition(&n));
+                StepKind::Parallel(crate::model::Parallel {
+                    branches,
+                    complete_when,
+                })
             }
             "end" => {
                 let result = p

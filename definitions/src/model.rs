@@ -329,6 +329,9 @@ pub struct Gate {
 #[derive(Debug, Clone, Serialize)]
 pub struct Parallel {
     pub branches: Vec<Branch>,
+    /// `complete-when`: checked each time a branch ends; when it holds, what is still open
+    /// in the other branches is withdrawn and the block ends at once.
+    pub complete_when: Option<Arc<Condition>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

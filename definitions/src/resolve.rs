@@ -53,6 +53,13 @@ pub(crate) fn resolve(d: &Draft, src: &str, diags: &mut Diagnostics) -> Resolved
                 check_condition(c, Some(i), d, &step_index, &mut reads, diags);
             }
         }
+        // Read as branches end, of steps that may not have run yet: not a gate's reads
+        // (an unset value makes it false, as documented).
+        if let StepKind::Parallel(par) = &step.kind
+            && let Some(c) = &par.complete_when
+        {
+            check_condition(c, None, d, &step_index, &mut reads, diags);
+        }
         check_timing(step, i, d, diags);
     }
     let kpis = resolve_kpis(d, &step_index, src, &mut reads, diags);

@@ -516,6 +516,59 @@ fn a_task_that_times_out_is_withdrawn_and_the_request_goes_on() {
     assert!(d.inst.timers.is_empty());
 }
 
+const ENDS_EARLY: &str = r#"process "avis" {
+    role "juriste" { member "juriste@hopital.example" }
+    role "comite" { member "comite@hopital.example" }
+    start "demande"
+    parallel "faisabilite" complete-when="juridique.outcome == 'defavorable'" {
+        task "juridique" role="juriste" due="P10D" {
+            outcome "favorable" "defavorable"
+        }
+        task "scientifique" role="comite" due="P20D" {
+            outcome "favorable" "defavorable"
+        }
+    }
+    gate "decision" {
+        when "juridique.outcome == 'defavorable'" goto="refus"
+        otherwise goto="fin"
+    }
+    end "fin" result="accepted"
+    end "refus" result="rejected"
+}"#;
+
+/// The example of `complete-when` in docs/definition-language.md, run: an unfavourable legal
+/// opinion withdraws the scientific review and ends the block; a favourable one does not.
+#[test]
+fn a_parallel_block_ends_early_when_its_condition_holds() {
+    let docs = include_str!("../../docs/definition-language.md");
+    assert!(
+        docs.contains(ENDS_EARLY),
+        "the docs' example of complete-when changed"
+    );
+    let mut d = Desk::of_source(ENDS_EARLY);
+    assert_eq!(d.open_steps(), ["juridique", "scientifique"]);
+    let science = d.task("scientifique");
+    d.complete("juridique", Some("defavorable"), json!({}));
+    d.assert_ended(EndResult::Rejected);
+    assert!(
+        d.events()
+            .iter()
+            .any(|e| matches!(e, EventKind::StepWithdrawn { step } if step == "scientifique"))
+    );
+    assert!(
+        d.events()
+            .iter()
+            .any(|e| matches!(e, EventKind::TaskCancelled { task } if *task == science))
+    );
+    assert!(d.inst.timers.is_empty() && d.inst.joins.is_empty());
+
+    let mut d = Desk::of_source(ENDS_EARLY);
+    d.complete("juridique", Some("favorable"), json!({}));
+    assert_eq!(d.open_steps(), ["scientifique"]);
+    d.complete("scientifique", Some("defavorable"), json!({}));
+    d.assert_ended(EndResult::Accepted);
+}
+
 /// The example of `keep-early` in docs/definition-language.md, run.
 #[test]
 fn keep_early_keeps_an_event_for_its_wait_so_long_and_no_longer() {

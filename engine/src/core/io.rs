@@ -208,6 +208,11 @@ pub enum EventKind {
     TimedOut {
         step: String,
     },
+    /// What was open at a step was withdrawn without finishing (its parallel block completed
+    /// early): its task cancelled, its call's answer or its wait's event no longer taken.
+    StepWithdrawn {
+        step: String,
+    },
     InstanceEnded {
         result: EndResult,
     },

@@ -274,12 +274,22 @@ impl<'p> Machine<'p> {
             })?;
         let arrived = self.inst.joins.entry(par).or_default();
         arrived.insert(branch);
+        let all = arrived.len();
         let StepKind::Parallel(block) = &self.p.steps[par].kind else {
             return Err(Error::Internal(
                 "join of a step that is not parallel".into(),
             ));
         };
-        if arrived.len() == block.branches.len() {
+        // `complete-when`: a condition that holds (one that cannot be evaluated, reading a
+        // value not set yet, does not) ends the block now.
+        let early = all < block.branches.len()
+            && block.complete_when.as_ref().is_some_and(|c| {
+                eval::eval(c, &eval::context(self.p, &self.inst.data)).unwrap_or(false)
+            });
+        if early {
+            self.withdraw_inside(par);
+        }
+        if early || all == block.branches.len() {
             self.inst.joins.remove(&par);
             self.event(EventKind::StepCompleted {
                 step: self.id(par),
@@ -501,6 +511,60 @@ impl<'p> Machine<'p> {
     }
 
     /// Cancels every open task and timer and drops the tokens (the request is over).
+    /// Withdraws an open task: cancelled, out of the inbox, its own timers gone.
+    fn withdraw_task(&mut self, task: Seq) {
+        self.inst.tasks.remove(&task);
+        self.event(EventKind::TaskCancelled { task });
+        self.effect(Effect::TaskClosed {
+            task,
+            completed: false,
+        });
+        self.cancel_timers(|k| {
+            matches!(k, TimerKind::Deadline { task: t } | TimerKind::Reminder { task: t } | TimerKind::Escalation { task: t } if *t == task)
+        });
+    }
+
+    /// Withdraws everything still open inside parallel block `par` (at any depth): tasks
+    /// cancelled with their timers, calls and waits no longer answered, tokens and nested
+    /// joins gone.
+    fn withdraw_inside(&mut self, par: StepIdx) {
+        let p = self.p;
+        let inside = |mut step: StepIdx| {
+            while let Some(sc) = p.steps[step].scope {
+                if sc.parallel == par {
+                    return true;
+                }
+                step = sc.parallel;
+            }
+            false
+        };
+        let tokens: Vec<(Seq, StepIdx)> = self
+            .inst
+            .tokens
+            .iter()
+            .filter(|(_, t)| inside(t.step))
+            .map(|(seq, t)| (*seq, t.step))
+            .collect();
+        for (token, step) in tokens {
+            self.inst.tokens.remove(&token);
+            self.event(EventKind::StepWithdrawn {
+                step: self.id(step),
+            });
+            let tasks: Vec<Seq> = self
+                .inst
+                .tasks
+                .values()
+                .filter(|t| t.token == token)
+                .map(|t| t.seq)
+                .collect();
+            for task in tasks {
+                self.withdraw_task(task);
+            }
+            self.cancel_timers(|k| matches!(k, TimerKind::Timeout { token: t } if *t == token));
+        }
+        self.inst.joins.retain(|&j, _| !inside(j));
+    }
+
     fn close_all(&mut self) {
         let tasks: Vec<Seq> = self.inst.tasks.keys().copied().collect();
         for t in tasks {
@@ -905,15 +969,7 @@ impl<'p> Machine<'p> {
                     .map(|t| t.seq)
                     .collect();
                 for task in withdrawn {
-                    self.inst.tasks.remove(&task);
-                    self.event(EventKind::TaskCancelled { task });
-                    self.effect(Effect::TaskClosed {
-                        task,
-                        completed: false,
-                    });
-                    self.cancel_timers(|k| {
-                        matches!(k, TimerKind::Deadline { task: t } | TimerKind::Reminder { task: t } | TimerKind::Escalation { task: t } if *t == task)
-                    });
+                    self.withdraw_task(task);
                 }
                 self.follow(s, Exit::Timeout, token)?;
             }

@@ -158,6 +158,11 @@ pub fn visits(p: &Process, events: &[Event], tasks_due: &BTreeMap<u32, Timestamp
                     close(&mut out[i], e, TIMEOUT);
                 }
             }
+            EventKind::StepWithdrawn { step } => {
+                if let Some(i) = open(&out, step) {
+                    close(&mut out[i], e, WITHDRAWN);
+                }
+            }
             EventKind::TaskCancelled { task } => {
                 if let Some(&i) = task_visit.get(task)
                     && out[i].left_at.is_none()
