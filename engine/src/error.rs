@@ -32,10 +32,15 @@ pub enum Error {
     Definition(Vec<Diagnostic>),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    /// A SQLite connection of the engine's own (the writer thread's, a reader) failed, or the
-    /// writer thread stopped.
+    /// A SQLite connection of the engine's own (the writer thread's, a reader) could not
+    /// answer now (busy, locked), or the writer thread stopped.
     #[error("database: {0}")]
     Sqlite(String),
+    /// SQLite failed in a way that waiting does not mend: the disk full, the file read-only,
+    /// corrupt or not a database, an I/O error. An incident for the operator, not "try
+    /// again" for the caller.
+    #[error("database fault: {0}")]
+    SqliteFault(String),
     /// Writing an export failed.
     #[error("cannot write: {0}")]
     Io(#[from] std::io::Error),
@@ -87,7 +92,7 @@ impl Error {
             Error::Database(e) if transient(e) => Kind::Unavailable,
             // The writer thread's and readers' own SQLite errors (busy, or the thread gone).
             Error::Sqlite(_) | Error::Unready(_) => Kind::Unavailable,
-            Error::Database(_) => Kind::Internal,
+            Error::Database(_) | Error::SqliteFault(_) => Kind::Internal,
             Error::Io(_) | Error::Corrupt(_) => Kind::Internal,
         }
     }
@@ -138,6 +143,25 @@ mod tests {
             Kind::Unavailable
         );
         assert_eq!(Error::Corrupt("not json".into()).kind(), Kind::Internal);
+        // SQLite: busy and locked pass; a full disk, a read-only or corrupt file do not.
+        let sqlite = |code| {
+            Error::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+            .kind()
+        };
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_BUSY), Kind::Unavailable);
+        assert_eq!(sqlite(rusqlite::ffi::SQLITE_LOCKED), Kind::Unavailable);
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_READONLY,
+            rusqlite::ffi::SQLITE_CORRUPT,
+            rusqlite::ffi::SQLITE_NOTADB,
+            rusqlite::ffi::SQLITE_IOERR,
+        ] {
+            assert_eq!(sqlite(code), Kind::Internal, "SQLite code {code}");
+        }
         let io = std::io::Error::other("disk full");
         assert_eq!(Error::Io(io).kind(), Kind::Internal);
     }

@@ -188,8 +188,15 @@ impl rusqlite::ToSql for V {
 }
 
 impl From<rusqlite::Error> for Error {
+    /// Busy and locked may pass by themselves; other SQLite failures (disk full, read-only,
+    /// corrupt, I/O, a constraint broken by a bug) do not.
     fn from(e: rusqlite::Error) -> Error {
-        Error::Sqlite(e.to_string())
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match e.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked) => Error::Sqlite(e.to_string()),
+            Some(_) => Error::SqliteFault(e.to_string()),
+            None => Error::Sqlite(e.to_string()),
+        }
     }
 }
 

@@ -64,6 +64,8 @@ where
     fn answer(self: Box<Self>, failure: Option<&Error>) {
         let _ = self.reply.send(match (self.outcome, failure) {
             (Some(Err(e)), _) => Err(e),
+            // The group's commit failed: each write of it fails as it did, by kind.
+            (_, Some(Error::SqliteFault(m))) => Err(Error::SqliteFault(m.clone())),
             (_, Some(e)) => Err(Error::Sqlite(e.to_string())),
             (Some(Ok(v)), None) => Ok(v),
             (None, None) => Err(Error::Sqlite("the write was not run".into())),
