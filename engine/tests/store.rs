@@ -556,7 +556,7 @@ async fn a_command_that_fails_beside_others_fails_alone(backend: &str) {
         let (id, done) = call.await.unwrap();
         if id == bad {
             assert!(
-                matches!(done, Err(Error::Database(_) | Error::Sqlite(_))),
+                matches!(done, Err(Error::Database(_) | Error::SqliteFault(_))),
                 "{done:?}"
             );
         } else {

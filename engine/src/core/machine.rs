@@ -511,17 +511,27 @@ impl<'p> Machine<'p> {
     }
 
     /// Cancels every open task and timer and drops the tokens (the request is over).
-    /// Withdraws an open task: cancelled, out of the inbox, its own timers gone.
-    fn withdraw_task(&mut self, task: Seq) {
-        self.inst.tasks.remove(&task);
-        self.event(EventKind::TaskCancelled { task });
-        self.effect(Effect::TaskClosed {
-            task,
-            completed: false,
-        });
-        self.cancel_timers(|k| {
-            matches!(k, TimerKind::Deadline { task: t } | TimerKind::Reminder { task: t } | TimerKind::Escalation { task: t } if *t == task)
-        });
+    /// Withdraws the open tasks of `token`: cancelled, out of the inbox, their own timers
+    /// gone.
+    fn withdraw_tasks_of(&mut self, token: Seq) {
+        let tasks: Vec<Seq> = self
+            .inst
+            .tasks
+            .values()
+            .filter(|t| t.token == token)
+            .map(|t| t.seq)
+            .collect();
+        for task in tasks {
+            self.inst.tasks.remove(&task);
+            self.event(EventKind::TaskCancelled { task });
+            self.effect(Effect::TaskClosed {
+                task,
+                completed: false,
+            });
+            self.cancel_timers(|k| {
+                matches!(k, TimerKind::Deadline { task: t } | TimerKind::Reminder { task: t } | TimerKind::Escalation { task: t } if *t == task)
+            });
+        }
     }
 
     /// Withdraws everything still open inside parallel block `par` (at any depth): tasks
@@ -550,16 +560,7 @@ impl<'p> Machine<'p> {
             self.event(EventKind::StepWithdrawn {
                 step: self.id(step),
             });
-            let tasks: Vec<Seq> = self
-                .inst
-                .tasks
-                .values()
-                .filter(|t| t.token == token)
-                .map(|t| t.seq)
-                .collect();
-            for task in tasks {
-                self.withdraw_task(task);
-            }
+            self.withdraw_tasks_of(token);
             self.cancel_timers(|k| matches!(k, TimerKind::Timeout { token: t } if *t == token));
         }
         self.inst.joins.retain(|&j, _| !inside(j));
@@ -961,16 +962,7 @@ impl<'p> Machine<'p> {
                 self.event(EventKind::TimedOut { step: self.id(s) });
                 // A task that times out is withdrawn: out of its holder's inbox, its links
                 // dead, its own timers gone.
-                let withdrawn: Vec<Seq> = self
-                    .inst
-                    .tasks
-                    .values()
-                    .filter(|t| t.token == token)
-                    .map(|t| t.seq)
-                    .collect();
-                for task in withdrawn {
-                    self.withdraw_task(task);
-                }
+                self.withdraw_tasks_of(token);
                 self.follow(s, Exit::Timeout, token)?;
             }
         }

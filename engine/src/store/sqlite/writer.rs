@@ -405,9 +405,10 @@ mod tests {
             }
         };
         assert_eq!(writer.write(insert("a")).await.unwrap(), 1);
+        // A broken constraint is a fault, not "try again".
         assert!(matches!(
             writer.write(insert("a")).await,
-            Err(Error::Sqlite(_))
+            Err(Error::SqliteFault(_))
         ));
         assert_eq!(writer.write(insert("b")).await.unwrap(), 1);
         assert_eq!(keys(&path), ["a", "b"]);
