@@ -510,7 +510,6 @@ impl<'p> Machine<'p> {
         });
     }
 
-    /// Cancels every open task and timer and drops the tokens (the request is over).
     /// Withdraws the open tasks of `token`: cancelled, out of the inbox, their own timers
     /// gone.
     fn withdraw_tasks_of(&mut self, token: Seq) {
@@ -566,6 +565,7 @@ impl<'p> Machine<'p> {
         self.inst.joins.retain(|&j, _| !inside(j));
     }
 
+    /// Cancels every open task and timer and drops the tokens (the request is over).
     fn close_all(&mut self) {
         let tasks: Vec<Seq> = self.inst.tasks.keys().copied().collect();
         for t in tasks {
