@@ -1,5 +1,7 @@
 //! ISO 8601 durations (`P15D`, `PT48H`, `P1M2W`), as written for deadlines, reminders,
-//! escalations and timeouts.
+//! escalations and timeouts, and working days (`"20 working days"`, `"20 jours ouvrés"`):
+//! counted on the French office calendar (weekends and French public holidays off) by the
+//! engine, at the same time of day.
 //!
 //! Calendar units (years, months) are kept as written: the engine adds them to a date on the
 //! calendar, so "P1M" from 31 January is the end of February, as a person expects. For
@@ -21,6 +23,13 @@ pub struct IsoDuration {
     pub hours: u32,
     pub minutes: u32,
     pub seconds: u32,
+    /// Working days (`"20 working days"`): written alone, never with ISO units.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub working_days: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Why a duration did not parse; the message says what is expected.
@@ -35,7 +44,9 @@ const MAX_COMPONENT: u32 = 10_000;
 impl IsoDuration {
     /// An approximate length in seconds (30-day months, 365-day years), for comparisons only.
     pub fn approx_seconds(&self) -> u64 {
-        let days = u64::from(self.years) * 365
+        // Five working days take about a week.
+        let days = u64::from(self.working_days) * 7 / 5
+            + u64::from(self.years) * 365
             + u64::from(self.months) * 30
             + u64::from(self.weeks) * 7
             + u64::from(self.days);
@@ -55,7 +66,33 @@ impl FromStr for IsoDuration {
 
     fn from_str(s: &str) -> Result<Self, ParseError> {
         let expected = "write it as ISO 8601, e.g. \"P15D\" (15 days), \"P2W\" (2 weeks), \
-                        \"PT48H\" (48 hours) or \"P1M\" (1 month)";
+                        \"PT48H\" (48 hours) or \"P1M\" (1 month), or in working days: \
+                        \"20 working days\" (\"20 jours ouvrés\")";
+        if let Some((number, unit)) = s.trim().split_once(' ')
+            && matches!(
+                unit.trim(),
+                "working days"
+                    | "working day"
+                    | "jours ouvrés"
+                    | "jour ouvré"
+                    | "jours ouvres"
+                    | "jour ouvre"
+            )
+        {
+            let n: u32 = number
+                .parse()
+                .ok()
+                .filter(|v| (1..=MAX_COMPONENT).contains(v))
+                .ok_or_else(|| {
+                    ParseError(format!(
+                        "\"{number}\" is not a number of working days from 1 to {MAX_COMPONENT}"
+                    ))
+                })?;
+            return Ok(IsoDuration {
+                working_days: n,
+                ..IsoDuration::default()
+            });
+        }
         let rest = s
             .strip_prefix('P')
             .ok_or_else(|| ParseError(format!("a duration starts with \"P\"; {expected}")))?;
@@ -137,6 +174,10 @@ impl FromStr for IsoDuration {
 
 impl fmt::Display for IsoDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.working_days > 0 {
+            let s = if self.working_days == 1 { "" } else { "s" };
+            return write!(f, "{} working day{s}", self.working_days);
+        }
         f.write_str("P")?;
         for (v, u) in [
             (self.years, 'Y'),
@@ -219,10 +260,19 @@ mod tests {
         #[test]
         fn display_round_trips(y in 0u32..5, mo in 0u32..13, w in 0u32..10, d in 0u32..400,
                                h in 0u32..48, mi in 0u32..120, s in 0u32..120) {
-            let dur = IsoDuration { years: y, months: mo, weeks: w, days: d, hours: h, minutes: mi, seconds: s };
+            let dur = IsoDuration { years: y, months: mo, weeks: w, days: d, hours: h, minutes: mi, seconds: s, working_days: 0 };
             prop_assume!(!dur.is_zero());
             let back: IsoDuration = dur.to_string().parse().unwrap();
             prop_assert_eq!(back, dur);
+        }
+
+        #[test]
+        fn working_days_round_trip(n in 1u32..10_000) {
+            let dur = IsoDuration { working_days: n, ..IsoDuration::default() };
+            let back: IsoDuration = dur.to_string().parse().unwrap();
+            prop_assert_eq!(back, dur);
+            let french: IsoDuration = format!("{n} jours ouvrés").parse().unwrap();
+            prop_assert_eq!(french, dur);
         }
 
         #[test]

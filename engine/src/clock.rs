@@ -109,7 +109,43 @@ impl Timestamp {
         } else {
             dt.saturating_sub(exact)
         };
-        Timestamp::from_datetime(dt)
+        let t = Timestamp::from_datetime(dt);
+        match d.working_days {
+            0 => t,
+            n => t.working_days(sign * i64::from(n)),
+        }
+    }
+
+    /// This instant `n` working days later (earlier when `n` is negative) on the French
+    /// office calendar (Monday to Friday, French public holidays off), at the same time of
+    /// day in Paris: "20 jours ouvrés" from a Friday 15:00 is a Friday 15:00 four weeks on,
+    /// later by each holiday between.
+    pub fn working_days(self, n: i64) -> Timestamp {
+        let calendar = crate::calendar::Calendar::french_office();
+        let here = self.in_paris();
+        let mut date = here.date();
+        let mut left = n.abs();
+        while left > 0 {
+            let next = if n > 0 {
+                date.next_day()
+            } else {
+                date.previous_day()
+            };
+            let Some(next) = next else { break };
+            date = next;
+            if calendar.is_working_day(date) {
+                left -= 1;
+            }
+        }
+        let days = (date - here.date()).whole_days();
+        let t = self.to_datetime().saturating_add(Duration::days(days));
+        // The same wall-clock time across a change of summer time.
+        let shift = here.offset().whole_seconds()
+            - Timestamp::from_datetime(t)
+                .in_paris()
+                .offset()
+                .whole_seconds();
+        Timestamp::from_datetime(t.saturating_add(Duration::seconds(i64::from(shift))))
     }
 }
 
@@ -172,6 +208,34 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn working_days_skip_weekends_and_french_holidays_at_the_same_paris_time() {
+        let at = |s: &str| {
+            Timestamp::from_datetime(
+                OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap(),
+            )
+        };
+        let days = |n: u32| IsoDuration {
+            working_days: n,
+            ..IsoDuration::default()
+        };
+        // Friday 3 April 2026, 15:00 in Paris: Easter Monday (6 April) is off.
+        let friday = at("2026-04-03T13:00:00Z");
+        assert_eq!(friday.plus(&days(1)), at("2026-04-07T13:00:00Z"));
+        // Twenty: Easter Monday and 1 May off, so Tuesday 5 May.
+        assert_eq!(friday.plus(&days(20)), at("2026-05-05T13:00:00Z"));
+        // Counted back for a reminder.
+        assert_eq!(at("2026-04-07T13:00:00Z").minus(&days(1)), friday);
+        // Across the change to winter time (25 October 2026): still 15:00 in Paris.
+        let before = at("2026-10-23T13:00:00Z");
+        assert_eq!(before.plus(&days(1)), at("2026-10-26T14:00:00Z"));
+        // Started on a Saturday: the first working day is Monday.
+        assert_eq!(
+            at("2026-10-24T08:00:00Z").plus(&days(1)),
+            at("2026-10-26T09:00:00Z")
+        );
+    }
 
     #[test]
     fn paris_time_follows_summer_time() {

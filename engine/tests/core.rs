@@ -569,6 +569,40 @@ fn a_parallel_block_ends_early_when_its_condition_holds() {
     d.assert_ended(EndResult::Accepted);
 }
 
+const WORKING_DAYS: &str = r#"process "ouvres" {
+    role "juriste" { member "juriste@hopital.example" }
+    start "demande"
+    task "avis" role="juriste" due="20 jours ouvrés" remind="3 jours ouvrés" {
+        outcome "favorable" "defavorable"
+    }
+    end "fin" result="accepted"
+}"#;
+
+/// The example of working days in docs/definition-language.md: the deadline and the reminder
+/// fall on the days the docs say.
+#[test]
+fn deadlines_in_working_days_skip_weekends_and_holidays() {
+    let docs = include_str!("../../docs/definition-language.md");
+    assert!(
+        docs.contains(WORKING_DAYS),
+        "the docs' example of working days changed"
+    );
+    let p = guichet_definitions::load(WORKING_DAYS).process.unwrap();
+    // Friday 3 April 2026, 15:00 in Paris (13:00 UTC).
+    let now = Timestamp(1_775_221_200_000);
+    let (inst, _) = start(&p, &Fields::new(), now).unwrap();
+    let task = inst.tasks.values().next().unwrap();
+    // Tuesday 5 May 2026, 15:00 in Paris (13:00 UTC): Easter Monday and 1 May are off.
+    assert_eq!(task.due_at, Some(Timestamp(1_777_986_000_000)));
+    // The reminder, three working days before: Wednesday 29 April, 15:00.
+    let reminder = inst
+        .timers
+        .values()
+        .find(|t| matches!(t.kind, TimerKind::Reminder { .. }))
+        .unwrap();
+    assert_eq!(reminder.due_at, Timestamp(1_777_467_600_000));
+}
+
 /// The example of `keep-early` in docs/definition-language.md, run.
 #[test]
 fn keep_early_keeps_an_event_for_its_wait_so_long_and_no_longer() {
