@@ -464,7 +464,10 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let mut failing = false;
             loop {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    guichet_engine::runtime::nodes::BEAT_EVERY_MS,
+                ))
+                .await;
                 let beat = e.heartbeat().await;
                 if let Err(err) = &beat
                     && !failing

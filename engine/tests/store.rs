@@ -169,7 +169,9 @@ async fn days_waited(e: &Engine) -> Option<f64> {
 /// without an end, as migration 22 finds it) are derived again from the history before the
 /// fold reads them, and the fold leaves them alone until then.
 async fn a_visit_that_timed_out_counts_and_old_facts_are_derived_again(backend: &str) {
-    let (e, clock) = engine(backend).await;
+    let url = database(backend).await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = Engine::open(&url, clock.clone()).await.unwrap();
     let pool = e.store().pool().clone();
     e.deploy(model("interne-decentralise")).await.unwrap();
     let id = e.start("interne-decentralise", &intake()).await.unwrap();
@@ -204,6 +206,9 @@ async fn a_visit_that_timed_out_counts_and_old_facts_are_derived_again(backend: 
         sqlx::query(sql).execute(&pool).await.unwrap();
     }
     assert_eq!(waited().await, (None, None));
+    // The engine of the upgraded version starts on it.
+    drop(e);
+    let e = Engine::open(&url, clock.clone()).await.unwrap();
     assert_eq!(
         e.fold_indicators(100).await.unwrap(),
         0,
@@ -216,7 +221,9 @@ async fn a_visit_that_timed_out_counts_and_old_facts_are_derived_again(backend: 
     );
     assert_eq!(e.refresh_stale_facts(100).await.unwrap(), 1);
     assert_eq!(waited().await, ended);
+    // None left: the engine stops looking.
     assert_eq!(e.refresh_stale_facts(100).await.unwrap(), 0);
+    assert!(e.facts_fresh());
     assert_eq!(e.fold_all_indicators().await.unwrap(), 1);
     assert_eq!(days_waited(&e).await, Some(30.0));
 }

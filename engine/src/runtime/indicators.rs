@@ -142,15 +142,29 @@ impl Engine {
         }
     }
 
+    /// Whether no request's facts are stale any more (after [`Engine::refresh_stale_facts`]
+    /// found none).
+    pub fn facts_fresh(&self) -> bool {
+        self.facts_fresh.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Derives again from their history the step visits of up to `limit` ended requests
     /// whose facts an upgrade made stale (`facts_stale`, filled by the migration that
     /// changed what a visit is); returns how many. The folds run it first, and leave stale
     /// requests unfolded. A request stored without its history (`simulate --store`) keeps
     /// the visits it has.
     pub async fn refresh_stale_facts(&self, limit: i64) -> Result<usize, Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.facts_fresh.load(Relaxed) {
+            return Ok(0);
+        }
         let sql = "SELECT s.instance, i.definition FROM facts_stale s \
                    JOIN instances i ON i.id = s.instance ORDER BY s.instance LIMIT $1";
         let stale = in_read!(self.store(), |db| db.rows(sql.into(), &[V::Int(limit)]))?;
+        if stale.is_empty() {
+            self.facts_fresh.store(true, Relaxed);
+            return Ok(0);
+        }
         let mut statements: Vec<Statement> = Vec::new();
         for r in &stale {
             let (id, hash) = (r.text(0)?, r.text(1)?);

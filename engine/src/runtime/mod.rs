@@ -157,6 +157,9 @@ pub struct Engine {
     documents: crate::store::documents::Documents,
     /// This process as the other nodes see it ([`crate::runtime::nodes`]).
     pub(crate) node: nodes::Node,
+    /// Set once no request's facts are stale ([`Engine::refresh_stale_facts`]): no upgrade
+    /// makes more while the engine runs, so the folds stop looking.
+    pub(crate) facts_fresh: std::sync::atomic::AtomicBool,
 }
 
 /// A condition on a request as a command finds it ([`Engine::execute_if`]).
@@ -275,6 +278,7 @@ impl Engine {
             definition_of: std::sync::Mutex::default(),
             hot: crate::runtime::hot::Hot::default(),
             node: nodes::Node::new(),
+            facts_fresh: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -1,6 +1,6 @@
 //! The nodes serving one database, and this node's background workers.
 //!
-//! Each node (a `guichet serve` process) writes its row of `nodes` every second (its
+//! Each node (a `guichet serve` process) writes its row of `nodes` every three seconds (its
 //! *heartbeat*). What a node claims from the outbox is marked as held by it, so that when it
 //! dies its messages are claimed again as soon as its heartbeat stops (after
 //! [`STALE_MS`]), not when their lease ends: and at once when the node restarts on the same
@@ -19,8 +19,11 @@ use crate::runtime::Engine;
 use crate::store::db::{Db as _, V};
 use crate::store::in_read;
 
-/// A node whose heartbeat is older than this is taken for dead: what it held is claimed
-/// again.
+/// How often a node writes its heartbeat: a commit every three seconds, not every second
+/// (each is a durable write beside the commands).
+pub const BEAT_EVERY_MS: u64 = 3_000;
+/// A node whose heartbeat is older than this (five beats) is taken for dead: what it held
+/// is claimed again.
 pub const STALE_MS: i64 = 15_000;
 /// A worker failing this long, without a pass that succeeded, makes its node not ready.
 pub const FAILING_MS: i64 = 60_000;

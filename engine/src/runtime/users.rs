@@ -601,7 +601,7 @@ pub struct Gauges {
 /// A heartbeat this recent proves the database takes writes: readiness writes none.
 const HEARTBEAT_FRESH_MS: i64 = 5_000;
 
-const TABLES: [&str; 20] = [
+const TABLES: [&str; 21] = [
     "SELECT 1 FROM definitions LIMIT 1",
     "SELECT 1 FROM instances LIMIT 1",
     "SELECT 1 FROM instance_fields LIMIT 1",
@@ -622,6 +622,7 @@ const TABLES: [&str; 20] = [
     "SELECT 1 FROM kpi_rollups LIMIT 1",
     "SELECT 1 FROM submission_keys LIMIT 1",
     "SELECT 1 FROM nodes LIMIT 1",
+    "SELECT 1 FROM facts_stale LIMIT 1",
 ];
 
 impl Engine {
