@@ -187,6 +187,9 @@ enum Command {
     /// API tokens for scripts and providers (the REST API under /api/v1).
     #[command(subcommand)]
     Token(db::TokenCommand),
+    /// Print the REST API's OpenAPI 3.1 document (the one `serve` answers at
+    /// /api/openapi.json), generated from the handlers.
+    Openapi,
     /// Drive requests of a desk to their end as fast as the database allows, and report
     /// throughput, latency, CPU and memory. Resumes unfinished requests when restarted.
     Bench {
@@ -315,6 +318,10 @@ fn main() -> ExitCode {
         Command::Kpi(a) => db::run(&cli.database, |e| kpi::kpi(e, a)),
         Command::User(c) => db::run(&cli.database, |e| db::user(e, c)),
         Command::Token(c) => db::run(&cli.database, |e| db::token(e, c)),
+        Command::Openapi => {
+            println!("{}", guichet_web::openapi_document());
+            std::process::ExitCode::SUCCESS
+        }
         Command::Simulate(a) if a.needs_database() => {
             db::run(&cli.database, |e| simulate::simulate(Some(e), a))
         }

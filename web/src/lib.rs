@@ -55,6 +55,7 @@ use guichet_definitions::model::StepKind;
 use guichet_engine::core::{self, Command, Fields, InstanceStatus};
 use guichet_engine::{Engine, Error};
 
+pub use api::document as openapi_document;
 pub use limits::{LimitSettings, Limits, Rate, parse_limit};
 pub use pages::Pages;
 
@@ -84,6 +85,10 @@ pub fn router(state: AppState) -> Router {
         let s = shared.clone();
         let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         move |request, next| ops::admit(s.clone(), in_flight.clone(), request, next)
+    };
+    let authenticate = {
+        let s = shared.clone();
+        move |request, next| api::authenticate(s.clone(), request, next)
     };
     let limited = {
         let s = shared.clone();
@@ -127,47 +132,11 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/tokens", post(admin::token_create))
         .route("/admin/tokens/{prefix}/revoke", post(admin::token_revoke))
         .route("/api/openapi.json", get(api::openapi))
-        .route("/api/v1/desks", get(api::desks))
-        .route(
-            "/api/v1/desks/{name}/requests",
-            post(api::start).layer(uploads()),
-        )
-        .route("/api/v1/requests/{id}", get(api::request))
-        .route(
-            "/api/v1/requests/{id}/events/{name}",
-            post(api::event).layer(uploads()),
-        )
-        .route(
-            "/api/v1/requests/{id}/documents/{sha256}",
-            get(api::document),
-        )
-        .route("/api/v1/requests/{id}/withdraw", post(api::withdraw))
-        .route("/api/v1/tasks", get(api::inbox))
-        .route("/api/v1/tasks/{instance}/{seq}", get(api::task))
-        .route("/api/v1/tasks/{instance}/{seq}/claim", post(api::claim))
-        .route("/api/v1/tasks/{instance}/{seq}/release", post(api::release))
-        .route(
-            "/api/v1/tasks/{instance}/{seq}/delegate",
-            post(api::delegate),
-        )
-        .route(
-            "/api/v1/tasks/{instance}/{seq}/complete",
-            post(api::complete).layer(uploads()),
-        )
-        .route(
-            "/api/v1/preferences",
-            get(api::preferences).post(api::set_preferences),
-        )
-        .route(
-            "/api/v1/external-tasks/fetch-and-lock",
-            post(api::fetch_and_lock),
-        )
-        .route(
-            "/api/v1/external-tasks/{id}/complete",
-            post(api::complete_external).layer(uploads()),
-        )
+        .merge(api::routes().split_for_parts().0)
+        .layer(axum::middleware::from_fn(authenticate))
         .layer(axum::middleware::from_fn(limited))
         .layer(axum::middleware::from_fn(admission))
+        .layer(axum::middleware::from_fn(api::json_errors))
         .layer(axum::middleware::from_fn(ops::track))
         .layer(axum::middleware::from_fn(i18n::choose))
         .layer(axum::middleware::map_response(security_headers))

@@ -23,10 +23,10 @@ pub(crate) fn admission(method: &axum::http::Method, route: &str) -> Admission {
         | "/tasks/{instance}/{seq}"
         | "/callbacks/{token}"
         | "/logout"
-        | "/api/v1/tasks/{instance}/{seq}/claim"
-        | "/api/v1/tasks/{instance}/{seq}/release"
-        | "/api/v1/tasks/{instance}/{seq}/delegate"
-        | "/api/v1/tasks/{instance}/{seq}/complete"
+        | "/api/v1/tasks/{request}/{task}/claim"
+        | "/api/v1/tasks/{request}/{task}/release"
+        | "/api/v1/tasks/{request}/{task}/delegate"
+        | "/api/v1/tasks/{request}/{task}/complete"
         | "/api/v1/external-tasks/{id}/complete"
             if method == axum::http::Method::POST =>
         {

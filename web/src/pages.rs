@@ -161,8 +161,16 @@ mod tests {
         }
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut checked = 0;
-        for file in std::fs::read_dir(src).expect("web/src") {
-            let path = file.expect("a file").path();
+        let mut files = vec![];
+        for dir in [src.clone(), src.join("api")] {
+            for file in std::fs::read_dir(dir).expect("web/src") {
+                let path = file.expect("a file").path();
+                if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        for path in files {
             let code = std::fs::read_to_string(&path).expect("a source file");
             for open in [
                 "text(\"",

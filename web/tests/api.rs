@@ -464,45 +464,154 @@ async fn a_request_goes_through_the_api_with_the_pages_rules() {
     );
 }
 
+/// The served document is the one in `docs/openapi.json` (regenerated with
+/// `UPDATE_GOLDENS=1`), and every operation answers its errors in the one JSON shape.
 #[tokio::test]
-async fn the_openapi_document_lists_every_route() {
+async fn the_openapi_document_is_the_docs_one_and_lists_every_error() {
     let (_, app) = site().await;
     let (status, doc) = call(&app, "GET", "/api/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
-    let paths = doc["paths"].as_object().unwrap();
-    let source = include_str!("../src/lib.rs");
-    let mut routes = 0;
-    // Every `.route("/api/v1/...", get(..)|post(..))` of the router, however it is wrapped.
-    for chunk in source.split(".route(").skip(1) {
-        let chunk = chunk.trim_start();
-        let Some(rest) = chunk.strip_prefix("\"/api/v1/") else {
-            continue;
-        };
-        let path = format!("/api/v1/{}", rest.split('"').next().unwrap())
-            .replace("{instance}", "{request}")
-            .replace("{seq}", "{task}");
-        let after = rest
-            .split_once('"')
-            .unwrap()
-            .1
-            .trim_start_matches([',', ' ', '\n']);
-        // The handlers of this route: `get(..)`, `post(..)`, or both chained.
-        let handlers = after.split(".layer(").next().unwrap();
-        for method in ["get", "post"] {
-            if handlers.starts_with(&format!("{method}("))
-                || handlers.contains(&format!(".{method}("))
-            {
-                assert!(
-                    paths.get(&path).and_then(|p| p.get(method)).is_some(),
-                    "{method} {path} is not documented"
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    let text = guichet_web::openapi_document();
+    if std::env::var_os("UPDATE_GOLDENS").is_some() {
+        std::fs::write(&golden, format!("{text}\n")).unwrap();
+    }
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(&golden).unwrap()).unwrap();
+    assert_eq!(
+        doc, kept,
+        "docs/openapi.json is not the served document: run UPDATE_GOLDENS=1 cargo test -p guichet-web --test api"
+    );
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let responses = op["responses"].as_object().unwrap();
+            for status in ["401", "403", "429", "500", "503"] {
+                assert_eq!(
+                    responses[status]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
                 );
-                routes += 1;
+            }
+            let ok = responses
+                .iter()
+                .find(|(s, _)| s.starts_with('2'))
+                .unwrap_or_else(|| panic!("{method} {path}: no success"));
+            assert!(
+                ok.1["content"].is_object(),
+                "{method} {path}: success without content"
+            );
+            if path.contains('{') {
+                assert!(responses.contains_key("404"), "{method} {path}");
+                assert!(responses.contains_key("400"), "{method} {path}");
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(responses.contains_key(status), "{method} {path} {status}");
+                }
             }
         }
     }
-    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(routes, documented);
+    assert_eq!(operations, 16);
+}
+
+/// Every failure under `/api/` is the JSON error, whatever answers it; and the token is
+/// checked before the path, the query or the body are read.
+#[tokio::test]
+async fn every_failure_is_the_json_error_and_the_token_comes_first() {
+    let (engine, app) = site().await;
+    let token = token_of(&engine, "lecteur@hopital.example").await;
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or_default().to_owned();
+    // No token: 401, however malformed the rest.
+    for (method, uri, body) in [
+        ("POST", "/api/v1/tasks/x/not-a-number/claim", None),
+        (
+            "POST",
+            "/api/v1/requests/x/withdraw",
+            Some(json!(["not", "an", "object"])),
+        ),
+        ("GET", "/api/v1/tasks?limit=many", None),
+        ("GET", "/api/v1/no-such-route", None),
+    ] {
+        let (status, v) = call(&app, method, uri, None, body).await;
+        assert_eq!(
+            (status, code(&v).as_str()),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{uri}"
+        );
+    }
+    // With one: each error in its own words.
+    let t = Some(token.as_str());
+    let (status, v) = call(&app, "POST", "/api/v1/tasks/x/not-a-number/claim", t, None).await;
+    assert_eq!(
+        (status, code(&v).as_str()),
+        (StatusCode::BAD_REQUEST, "invalid")
+    );
+    let (status, v) = call(&app, "GET", "/api/v1/tasks?limit=many", t, None).await;
+    assert_eq!(
+        (status, code(&v).as_str()),
+        (StatusCode::BAD_REQUEST, "invalid")
+    );
+    let (status, v) = call(&app, "GET", "/api/v1/tasks?limit=5000", t, None).await;
+    assert_eq!(
+        (status, code(&v).as_str()),
+        (StatusCode::BAD_REQUEST, "invalid")
+    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("1000"));
+    let (status, v) = call(&app, "GET", "/api/v1/no-such-route", t, None).await;
+    assert_eq!(
+        (status, code(&v).as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/api/v1/requests/x/withdraw",
+        t,
+        Some(json!([1])),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&v).as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+    );
+    // A body that is not JSON: 415 (JSON routes) in the API's shape.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/preferences")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("digest"))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let v: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(code(&v), "unsupported_media_type");
+    // The same on a route that also takes documents.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/desks/interne-decentralise/requests")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("titre=Cohorte"))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // A method the route does not take: 405, its Allow header kept.
+    let req = Request::builder()
+        .method("DELETE")
+        .uri("/api/v1/tasks")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(resp.headers().get(header::ALLOW).is_some());
+    let v: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(code(&v), "method_not_allowed");
 }
 
 #[tokio::test]

@@ -48,13 +48,16 @@ pub struct Dossier {
 }
 
 /// One field's value, with what is needed to show it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct FieldValue {
     pub id: String,
     pub label: String,
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub ty: FieldType,
     /// As validated: text, a number, a boolean (yes-no), a date `YYYY-MM-DD`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub value: serde_json::Value,
     /// For a choice, the chosen option's label.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,6 +65,7 @@ pub struct FieldValue {
 }
 
 /// What a step collected at its last completion.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {
     pub step: String,
@@ -75,6 +79,7 @@ pub struct StepRecord {
 }
 
 /// What happened, in the terms of the desk.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EntryKind {
@@ -97,9 +102,11 @@ pub enum EntryKind {
     Cancelled,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
     #[serde(serialize_with = "Timestamp::serialize_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
     pub kind: EntryKind,
     /// Who did it; `None` for the sponsor's audience.
@@ -136,6 +143,7 @@ pub struct OpenTask {
 }
 
 /// A wait for an answer that is open now.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct OpenWait {
     pub step: String,
@@ -146,6 +154,7 @@ pub struct OpenWait {
     pub from: Option<String>,
     /// When the wait times out, if it does.
     #[serde(serialize_with = "Timestamp::serialize_rfc3339_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub until: Option<Timestamp>,
 }
 

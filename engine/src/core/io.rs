@@ -8,6 +8,7 @@ use crate::clock::Timestamp;
 use crate::core::state::{Fields, Seq, Task, Timer, TimerKind};
 
 /// Who did something, as recorded in history.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "type", content = "id")]
 pub enum Actor {
