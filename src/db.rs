@@ -125,7 +125,8 @@ pub(crate) enum TokenCommand {
         #[arg(long, default_value = "")]
         name: String,
         /// What it may do, whatever its account may: `read`, `submit` (new requests), `act`
-        /// (tasks, answers, withdrawals, a provider's work), several with commas.
+        /// (tasks, answers, withdrawals, a provider's work), `deploy` (definitions, for an
+        /// administrator's token; never by default), several with commas.
         #[arg(long, default_value = "read,submit,act")]
         scope: String,
         /// How many days it lasts (1 to 3650), or `never` (until revoked).

@@ -1385,7 +1385,7 @@ fn a_token_is_made_with_its_scopes_and_expiry_and_listed_with_them() {
     for (args, says) in [
         (
             &["--scope", "write"][..],
-            "`write` is not a token scope: use read, submit or act",
+            "`write` is not a token scope: use read, submit, act or deploy",
         ),
         (
             &["--expires", "soon"][..],

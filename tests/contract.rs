@@ -52,7 +52,7 @@ impl Drop for Server {
 /// What Schemathesis is told: the ids that exist, so that its calls reach the handlers'
 /// logic and not only their 404s, and, per operation, the answers a schema-valid call may
 /// get by the desk's rules rather than by its shape.
-fn config(request: &str, task: i64, withdrawn: &str) -> String {
+fn config(request: &str, task: i64, withdrawn: &str, admin: &str) -> String {
     format!(
         r#"# Written by tests/contract.rs.
 [parameters]
@@ -65,6 +65,19 @@ fn config(request: &str, task: i64, withdrawn: &str) -> String {
 [[operations]]
 include-path = "/api/v1/requests/{{id}}/withdraw"
 parameters = {{ "path.id" = "{withdrawn}" }}
+
+# An event the desk declares (its wait is not open: refused, 409).
+[[operations]]
+include-path = "/api/v1/requests/{{id}}/events/{{name}}"
+parameters = {{ "path.name" = "complement-recu" }}
+
+# Deploying and the indicators are for administrators: an administrator's token of every
+# scope. A definition is KDL in a JSON string, which the schema cannot describe further: a
+# generated one has errors (422, with the checker's diagnostics).
+[[operations]]
+include-path-regex = "^/api/v1/(definitions|indicators)$"
+headers = {{ Authorization = "Bearer {admin}" }}
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429", "5xx"]
 
 # A submission's and a decision's `fields` follow the desk's forms, which the deployed
 # definitions declare at run time: a schema-valid object may lack a required field (422).
@@ -86,22 +99,25 @@ fn schemathesis_finds_no_failure_in_any_operation() {
         &["user", "add", "guichet-donnees@hopital.example"],
         &[("GUICHET_PASSWORD", "un mot de passe assez long")],
     );
-    let printed = guichet(
+    guichet(
         &dir,
-        &[
-            "token",
-            "create",
-            "guichet-donnees@hopital.example",
-            "--name",
-            "schemathesis",
-        ],
-        &[],
+        &["user", "add", "admin@hopital.example", "--admin"],
+        &[("GUICHET_PASSWORD", "un mot de passe assez long")],
     );
-    let token = printed
-        .split_whitespace()
-        .find(|w| w.starts_with("gch_"))
-        .unwrap_or_else(|| panic!("no token in {printed}"))
-        .to_owned();
+    let token_of = |args: &[&str]| {
+        let printed = guichet(
+            &dir,
+            &[&["token", "create", "--name", "schemathesis"], args].concat(),
+            &[],
+        );
+        printed
+            .split_whitespace()
+            .find(|w| w.starts_with("gch_"))
+            .unwrap_or_else(|| panic!("no token in {printed}"))
+            .to_owned()
+    };
+    let token = token_of(&["guichet-donnees@hopital.example"]);
+    let admin = token_of(&["admin@hopital.example", "--scope", "read,submit,act,deploy"]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_guichet"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(&dir)
@@ -143,7 +159,7 @@ fn schemathesis_finds_no_failure_in_any_operation() {
     };
     let ((request, task), (withdrawn, _)) = (submit(), submit());
     let config_file = dir.join("schemathesis.toml");
-    std::fs::write(&config_file, config(&request, task, &withdrawn)).unwrap();
+    std::fs::write(&config_file, config(&request, task, &withdrawn, &admin)).unwrap();
     let out = Command::new(st)
         .arg("--config-file")
         .arg(&config_file)
@@ -197,7 +213,7 @@ fn schemathesis_finds_no_failure_in_any_operation() {
     );
     assert_eq!(on_withdrawn, ["cancelled"]);
     assert!(
-        summary.contains("Tested: 16"),
+        summary.contains("Tested: 20"),
         "not every operation was tested:\n{summary}"
     );
 }

@@ -279,6 +279,7 @@ tokens-scopes = What it may do (its scopes)
 scope-read = read (desks, requests, tasks, documents)
 scope-submit = submit requests
 scope-act = act (tasks, answers, withdrawals, a provider's work)
+scope-deploy = deploy definitions (administrators only; not ticked by default)
 tokens-expires = Expires after
 expires-days = { $days } days
 expires-never = never (not advised)

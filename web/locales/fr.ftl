@@ -279,6 +279,7 @@ tokens-scopes = Ce qu'il peut faire (ses portées)
 scope-read = lire (guichets, demandes, tâches, documents)
 scope-submit = déposer des demandes
 scope-act = agir (tâches, réponses, retraits, travail d'un prestataire)
+scope-deploy = déployer des définitions (administrateurs seulement ; non cochée par défaut)
 tokens-expires = Expire après
 expires-days = { $days } jours
 expires-never = jamais (déconseillé)

@@ -482,6 +482,15 @@ async fn the_openapi_document_is_the_docs_one_and_lists_every_error() {
         doc, kept,
         "docs/openapi.json is not the served document: run UPDATE_GOLDENS=1 cargo test -p guichet-web --test api"
     );
+    // Every reference leads to a schema of the document.
+    let text = doc.to_string();
+    for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = part.split('"').next().unwrap();
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{name} is referenced, not defined"
+        );
+    }
     let mut operations = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -513,7 +522,7 @@ async fn the_openapi_document_is_the_docs_one_and_lists_every_error() {
             }
         }
     }
-    assert_eq!(operations, 16);
+    assert_eq!(operations, 20);
 }
 
 /// Every failure under `/api/` is the JSON error, whatever answers it; and the token is
@@ -1551,4 +1560,264 @@ async fn a_token_acts_within_its_scopes_and_until_it_expires() {
             ("read,act".into(), true)
         ]
     );
+}
+
+/// A client runs a desk without the pages: it lists the definitions, deploys one (an
+/// administrator's token of the `deploy` scope; errors come back as the checker's
+/// diagnostics), draws it, and reads the indicators.
+#[tokio::test]
+async fn definitions_are_listed_deployed_and_drawn_and_indicators_read_through_the_api() {
+    use guichet_engine::runtime::tokens::Scopes;
+    let (engine, app) = site().await;
+    let admin = "admin@hopital.example";
+    engine.set_user(admin, PASSWORD, true).await.unwrap();
+    let issue = |email: &'static str, scope: &str| {
+        let engine = engine.clone();
+        let new = NewToken {
+            name: scope.to_owned(),
+            scopes: Scopes::parse(scope).unwrap(),
+            days: None,
+        };
+        async move { engine.issue_api_token(email, new).await.unwrap() }
+    };
+    let deployer = issue(admin, "read,deploy").await;
+    let admin_acting = issue(admin, "read,submit,act").await;
+    let clerk = token_of(&engine, "guichet-donnees@hopital.example").await;
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or_default().to_owned();
+
+    let (status, revisions) = call(&app, "GET", "/api/v1/definitions", Some(&clerk), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let revisions = revisions.as_array().unwrap().clone();
+    assert!(
+        revisions
+            .iter()
+            .any(|r| r["desk"] == "interne-decentralise" && r["current"] == true)
+    );
+
+    // Deploying: the scope, then the right, then the source.
+    let source = include_str!("../../definitions/models/interne-decentralise.kdl")
+        .replace("version=1", "version=2");
+    let body = json!({ "source": source });
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/api/v1/definitions",
+        Some(&admin_acting),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&v).as_str()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("deploy"),
+        "{v}"
+    );
+    let clerk_deploy = issue("guichet-donnees@hopital.example", "deploy").await;
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/api/v1/definitions",
+        Some(&clerk_deploy),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&v).as_str()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("administrators"),
+        "{v}"
+    );
+    let broken = json!({ "source": "process \"x\" {\n    task \"a\" role=\"nobody\"\n}\n" });
+    let (status, v) = call(
+        &app,
+        "POST",
+        "/api/v1/definitions",
+        Some(&deployer),
+        Some(broken),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&v).as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_definition"),
+        "{v}"
+    );
+    let diagnostics = v["error"]["diagnostics"].as_array().unwrap();
+    assert!(!diagnostics.is_empty());
+    assert!(
+        diagnostics
+            .iter()
+            .all(|d| d["line"].as_u64().is_some() && d["code"].is_string()),
+        "{v}"
+    );
+    let (status, deployed) = call(
+        &app,
+        "POST",
+        "/api/v1/definitions",
+        Some(&deployer),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{deployed}");
+    assert_eq!(
+        (deployed["desk"].as_str(), deployed["new"].as_bool()),
+        (Some("interne-decentralise"), Some(true))
+    );
+    let revision = deployed["revision"].as_i64().unwrap();
+    // The same source again: its revision, nothing new.
+    let (status, again) = call(
+        &app,
+        "POST",
+        "/api/v1/definitions",
+        Some(&deployer),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (again["revision"].as_i64(), again["new"].as_bool()),
+        (Some(revision), Some(false))
+    );
+    let (_, revisions) = call(&app, "GET", "/api/v1/definitions", Some(&clerk), None).await;
+    let current: Vec<_> = revisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["desk"] == "interne-decentralise")
+        .map(|r| {
+            (
+                r["revision"].as_i64().unwrap(),
+                r["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(current[0], (revision, true));
+    assert!(current[1..].iter().all(|(_, c)| !c));
+
+    // Drawings, in each format with its media type.
+    for (format, media, start) in [
+        ("svg", "image/svg+xml", "<svg"),
+        ("dot", "text/vnd.graphviz", "digraph"),
+        ("mermaid", "text/plain", "flowchart"),
+    ] {
+        let req = Request::builder()
+            .uri(format!(
+                "/api/v1/desks/interne-decentralise/graph?format={format}"
+            ))
+            .header(header::AUTHORIZATION, format!("Bearer {clerk}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{format}");
+        let ct = resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(ct.starts_with(media), "{format}: {ct}");
+        let text = String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(
+            text.trim_start().contains(start),
+            "{format}: {}",
+            &text[..text.len().min(200)]
+        );
+    }
+    let (status, v) = call(
+        &app,
+        "GET",
+        "/api/v1/desks/interne-decentralise/graph?format=png",
+        Some(&clerk),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&v).as_str()),
+        (StatusCode::BAD_REQUEST, "invalid")
+    );
+    let (status, _) = call(
+        &app,
+        "GET",
+        "/api/v1/desks/nulle-part/graph",
+        Some(&clerk),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Indicators: administrators only; a request that ended counts.
+    let (status, v) = call(&app, "GET", "/api/v1/indicators", Some(&clerk), None).await;
+    assert_eq!(
+        (status, code(&v).as_str()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    let (id, _) = submit(&app, &clerk).await;
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/requests/{id}/withdraw"),
+        Some(&clerk),
+        Some(json!({"reason": "test"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    engine.fold_all_indicators().await.unwrap();
+    let (status, v) = call(
+        &app,
+        "GET",
+        "/api/v1/indicators?desks=interne-decentralise&compare=version",
+        Some(&deployer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    for part in ["indicators", "lead_times", "steps"] {
+        assert!(v[part].is_array(), "{part}: {v}");
+    }
+    assert!(
+        v["indicators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["desk"] == "interne-decentralise")
+    );
+    let (status, v) = call(
+        &app,
+        "GET",
+        "/api/v1/indicators?from=hier",
+        Some(&deployer),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&v).as_str()),
+        (StatusCode::BAD_REQUEST, "invalid")
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("YYYY-MM-DD")
+    );
+    let (status, _) = call(
+        &app,
+        "GET",
+        "/api/v1/indicators?desks=nulle-part",
+        Some(&deployer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -13,7 +13,8 @@ use crate::clock::Timestamp;
 pub use crate::indicators::stats::Stats;
 
 /// How to split the requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compare {
     /// One group per desk model (always the case: models are compared side by side).
@@ -42,6 +43,7 @@ pub struct Query {
 }
 
 /// One indicator for one group.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KpiRow {
     pub desk: String,
@@ -50,6 +52,9 @@ pub struct KpiRow {
     pub kpi: String,
     pub title: Option<String>,
     pub kind: &'static str,
+    /// The white paper's building block: general, catalogue, uses, technical, regulatory or
+    /// valorisation.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub block: BuildingBlock,
     /// Ended requests in the group.
     pub requests: usize,
@@ -65,6 +70,7 @@ pub struct KpiRow {
 }
 
 /// The lead time of the requests of one group.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LeadTime {
     pub desk: String,
@@ -74,6 +80,7 @@ pub struct LeadTime {
 }
 
 /// Timings of one step for one group.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepRow {
     pub desk: String,
@@ -97,6 +104,16 @@ pub struct StepRow {
     /// Time in this step over the lead time of the requests of the group (parallel steps
     /// overlap, so shares can add up to more than 1).
     pub share_of_lead_time: f64,
+}
+
+/// The indicators of a query, from one tally: the declared ones, the lead time, and the
+/// per-step timings.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Indicators {
+    pub indicators: Vec<KpiRow>,
+    pub lead_times: Vec<LeadTime>,
+    pub steps: Vec<StepRow>,
 }
 
 /// The maturity x performance position of one building block of a desk.

@@ -5,7 +5,7 @@ use guichet_definitions::model::BuildingBlock;
 
 use crate::error::Error;
 use crate::indicators::facts::{self, VISIT_COLUMNS};
-use crate::indicators::kpi::{Compare, KpiRow, LeadTime, MatrixRow, Query, StepRow};
+use crate::indicators::kpi::{Compare, Indicators, KpiRow, LeadTime, MatrixRow, Query, StepRow};
 use crate::indicators::rollup::{self, FOLD_BATCH, FOLD_STEP};
 use crate::indicators::tally::Tally;
 use crate::runtime::Engine;
@@ -30,6 +30,18 @@ impl Engine {
     pub async fn step_timings(&self, q: &Query) -> Result<Vec<StepRow>, Error> {
         let defs = self.desks().await?;
         Ok(self.tally(q).await?.step_rows(&defs))
+    }
+
+    /// The declared indicators, the lead time and the per-step timings of each desk, per
+    /// group, from one tally.
+    pub async fn indicators(&self, q: &Query) -> Result<Indicators, Error> {
+        let defs = self.desks().await?;
+        let tally = self.tally(q).await?;
+        Ok(Indicators {
+            indicators: tally.kpi_rows(&defs),
+            lead_times: tally.lead_times(),
+            steps: tally.step_rows(&defs),
+        })
     }
 
     /// The white paper's maturity x performance matrix, per desk and building block.

@@ -27,16 +27,20 @@ pub enum Scope {
     /// Act on requests and tasks: claim, release, delegate, complete, answer a wait,
     /// withdraw, set preferences, a provider's fetch-and-lock and completion.
     Act,
+    /// Deploy definitions (the account must be an administrator too). Never given unless
+    /// asked for.
+    Deploy,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Submit, Scope::Act];
+    pub const ALL: [Scope; 4] = [Scope::Read, Scope::Submit, Scope::Act, Scope::Deploy];
 
     pub fn name(self) -> &'static str {
         match self {
             Scope::Read => "read",
             Scope::Submit => "submit",
             Scope::Act => "act",
+            Scope::Deploy => "deploy",
         }
     }
 
@@ -45,6 +49,7 @@ impl Scope {
             Scope::Read => 1,
             Scope::Submit => 2,
             Scope::Act => 4,
+            Scope::Deploy => 8,
         }
     }
 }
@@ -54,7 +59,8 @@ impl Scope {
 pub struct Scopes(u8);
 
 impl Scopes {
-    /// Every scope.
+    /// Read, submit and act: the default of a new token, and what tokens made before scopes
+    /// existed have. `deploy` is given only when asked for.
     pub const ALL: Scopes = Scopes(7);
 
     pub fn contains(self, scope: Scope) -> bool {
@@ -82,14 +88,14 @@ impl Scopes {
                 .find(|s| s.name() == word)
                 .ok_or_else(|| {
                     Error::Invalid(format!(
-                        "`{word}` is not a token scope: use read, submit or act (several with commas)"
+                        "`{word}` is not a token scope: use read, submit, act or deploy (several with commas)"
                     ))
                 })?;
             scopes = scopes.with(scope);
         }
         if scopes.is_empty() {
             return Err(Error::Invalid(
-                "a token needs at least one scope: read, submit or act".into(),
+                "a token needs at least one scope: read, submit, act or deploy".into(),
             ));
         }
         Ok(scopes)
@@ -204,7 +210,7 @@ impl Engine {
         }
         if token.scopes.is_empty() {
             return Err(Error::Invalid(
-                "a token needs at least one scope: read, submit or act".into(),
+                "a token needs at least one scope: read, submit, act or deploy".into(),
             ));
         }
         let now = self.now().0;

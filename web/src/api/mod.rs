@@ -16,7 +16,9 @@
 //! `tasks` (the inbox, tasks and their actions, mail preferences), `external` (pull
 //! providers).
 
+mod definitions;
 mod external;
+mod indicators;
 mod requests;
 pub(crate) mod schema;
 mod tasks;
@@ -38,6 +40,7 @@ pub(crate) struct ApiError {
     code: &'static str,
     message: String,
     fields: Option<serde_json::Value>,
+    diagnostics: Option<Vec<serde_json::Value>>,
 }
 
 impl ApiError {
@@ -47,6 +50,7 @@ impl ApiError {
             code,
             message: message.into(),
             fields: None,
+            diagnostics: None,
         }
     }
 
@@ -113,6 +117,7 @@ impl IntoResponse for ApiError {
                 code: self.code,
                 message: self.message,
                 fields: self.fields,
+                diagnostics: self.diagnostics,
             },
         };
         (self.status, Json(body)).into_response()
@@ -471,6 +476,9 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(tasks::preferences, tasks::set_preferences))
         .routes(routes!(external::fetch_and_lock))
         .routes(uploads(routes!(external::complete_external)))
+        .routes(routes!(definitions::list, definitions::deploy))
+        .routes(routes!(definitions::graph))
+        .routes(routes!(indicators::indicators))
 }
 
 /// The OpenAPI document, as JSON.
@@ -504,6 +512,8 @@ pub(crate) async fn openapi() -> Response {
         (name = "requests", description = "Desks, submissions, requests, events, documents"),
         (name = "tasks", description = "The inbox, tasks and decisions, mail preferences"),
         (name = "external", description = "Providers that pull their work"),
+        (name = "definitions", description = "Desks' definitions: their revisions, deploying, drawings"),
+        (name = "indicators", description = "The indicators of ended requests, as the dashboard shows them"),
     )
 )]
 struct Contract;

@@ -27,7 +27,7 @@ pub(crate) struct ErrorDetail {
     /// a value the request does not take), `refused` and `conflict` (409),
     /// `payload_too_large` (413), `unsupported_media_type` (415), `too_many_requests` (429),
     /// `unavailable` (503), `internal` (500), `invalid_idempotency_key` (400),
-    /// `idempotency_key_reused` (422).
+    /// `idempotency_key_reused` (422), `invalid_definition` (422, with `diagnostics`).
     #[schema(value_type = String, example = "not_found")]
     pub(crate) code: &'static str,
     /// What went wrong and what to do, in plain words.
@@ -36,6 +36,11 @@ pub(crate) struct ErrorDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub(crate) fields: Option<serde_json::Value>,
+    /// For `invalid_definition`: the checker's diagnostics, as `guichet check --format
+    /// json` gives them (code, severity, message, line, column, label, help, docs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub(crate) diagnostics: Option<Vec<serde_json::Value>>,
 }
 
 /// The values of a form: the field's id, its value (text, number, `true`/`false`, a date
@@ -471,4 +476,77 @@ pub(crate) struct RequestQuery {
     /// `false`: where the request stands, without its history or timeline (for pollers:
     /// nothing read but the request).
     pub(crate) history: Option<bool>,
+}
+
+/// A deployed revision of a desk's definition.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Revision {
+    pub(crate) desk: String,
+    /// 1 for the first deployment of the desk, then one more for each new content.
+    pub(crate) revision: i64,
+    /// The version the definition declares.
+    pub(crate) version: i64,
+    #[schema(format = DateTime)]
+    pub(crate) deployed_at: String,
+    /// Whether new requests start on it (the desk's latest revision).
+    pub(crate) current: bool,
+}
+
+/// A definition to deploy.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct DeployBody {
+    /// The definition, in KDL (`docs/definition-language.md`).
+    pub(crate) source: String,
+}
+
+/// A deployed definition.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Deployed {
+    pub(crate) desk: String,
+    pub(crate) revision: i64,
+    pub(crate) version: u32,
+    /// The SHA-256 of the source.
+    pub(crate) hash: String,
+    /// False when the same source was deployed already: its revision, unchanged.
+    pub(crate) new: bool,
+}
+
+/// How a desk's process is drawn.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum GraphFormat {
+    /// An SVG image (`image/svg+xml`).
+    #[default]
+    Svg,
+    /// Graphviz's DOT (`text/vnd.graphviz`).
+    Dot,
+    /// A Mermaid flowchart (`text/plain`).
+    Mermaid,
+}
+
+/// A drawing's query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GraphQuery {
+    /// `svg` (the default), `dot` or `mermaid`.
+    #[param(inline)]
+    pub(crate) format: Option<GraphFormat>,
+}
+
+/// Which requests the indicators count, and how they are grouped.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct IndicatorsQuery {
+    /// Desk names, with commas between them; all desks when absent.
+    pub(crate) desks: Option<String>,
+    /// Requests that ended on or after this day (UTC).
+    #[param(value_type = Option<String>, format = Date)]
+    pub(crate) from: Option<String>,
+    /// Requests that ended before this day (UTC).
+    #[param(value_type = Option<String>, format = Date)]
+    pub(crate) to: Option<String>,
+    /// One group per desk model (the default), per deployed revision, per month or per
+    /// quarter of the requests' end.
+    #[param(inline)]
+    pub(crate) compare: Option<guichet_engine::indicators::kpi::Compare>,
 }
