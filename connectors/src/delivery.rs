@@ -38,7 +38,8 @@ pub(crate) async fn settle(
 }
 
 /// What becomes of a delivery of message `id` that failed at its `attempt`: tried again
-/// later with backoff, or a dead letter (permanent, or out of attempts); counted.
+/// later with backoff, or a dead letter (permanent, or out of attempts); counted, and logged
+/// with its cause (one line per failed delivery: the operator sees why, not only how many).
 pub(crate) fn failed(
     policy: &RetryPolicy,
     attempt: i64,
@@ -47,21 +48,33 @@ pub(crate) fn failed(
     now: Timestamp,
     report: &mut Report,
 ) -> Outcome {
+    let dead = |report: &mut Report, error: String| {
+        report.dead += 1;
+        tracing::error!(
+            outbox = id,
+            attempt,
+            error = %error,
+            "delivery failed for good: a dead letter (retry it from /admin/outbox or with `guichet mail retry {id}` once its cause is fixed)"
+        );
+        Outcome::Dead { error }
+    };
     match failure {
-        Failure::Permanent(error) => {
-            report.dead += 1;
-            Outcome::Dead { error }
-        }
+        Failure::Permanent(error) => dead(report, error),
         Failure::Transient(e) if attempt >= policy.max_attempts => {
-            report.dead += 1;
-            Outcome::Dead {
-                error: format!("gave up after {attempt} attempts: {e}"),
-            }
+            dead(report, format!("gave up after {attempt} attempts: {e}"))
         }
         Failure::Transient(error) => {
             report.retried += 1;
+            let delay = policy.delay_ms(id, attempt);
+            tracing::warn!(
+                outbox = id,
+                attempt,
+                retry_in_s = delay / 1000,
+                error = %error,
+                "delivery failed; will retry"
+            );
             Outcome::Retry {
-                at: Timestamp(now.0 + policy.delay_ms(id, attempt)),
+                at: Timestamp(now.0 + delay),
                 error,
             }
         }

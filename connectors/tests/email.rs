@@ -323,8 +323,49 @@ async fn a_backlog_larger_than_a_pass_goes_out_without_waiting_for_the_next_tick
     );
 }
 
+/// What the dispatcher logs on this thread, as `serve` would write it.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+impl Logs {
+    /// Captures this thread's logs until the guard is dropped (a `#[tokio::test]` runs on
+    /// one thread).
+    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 #[tokio::test]
 async fn transient_failures_are_retried_with_the_same_message_id() {
+    let (logs, _guard) = Logs::capture();
     // The first message gets 451 three times, then is accepted.
     let sponsor = "porteur@labo.example";
     let sink = Sink::start(
@@ -343,6 +384,19 @@ async fn transient_failures_are_retried_with_the_same_message_id() {
     assert_eq!(report.sent, 3);
     assert_eq!(report.retried, 3);
     assert_eq!(sink.state.lock().unwrap().received, 6);
+    // Each retry is logged with its cause.
+    let retries: Vec<_> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("will retry"))
+        .collect();
+    assert_eq!(retries.len(), 3, "{retries:?}");
+    assert!(
+        retries
+            .iter()
+            .all(|l| l.contains("451") && l.contains("outbox=")),
+        "{retries:?}"
+    );
     let rows = e.outbox_messages(None, 10).await.unwrap();
     let retried = rows
         .iter()
@@ -360,6 +414,7 @@ async fn transient_failures_are_retried_with_the_same_message_id() {
 
 #[tokio::test]
 async fn a_permanent_failure_is_a_dead_letter_that_can_be_retried() {
+    let (logs, _guard) = Logs::capture();
     let sink = Sink::start("127.0.0.1:0", &[("*", Reply::Permanent)]).await;
     let (e, clock) = engine().await;
     one_request(&e).await;
@@ -372,6 +427,17 @@ async fn a_permanent_failure_is_a_dead_letter_that_can_be_retried() {
         dead[0].last_error.as_deref().unwrap().contains("550"),
         "{:?}",
         dead[0].last_error
+    );
+    // The log says which, why, and how to retry it.
+    let logged: Vec<_> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("dead letter"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(
+        logged[0].contains(&dead[0].id) && logged[0].contains("550") && logged[0].contains("ERROR"),
+        "{logged:?}"
     );
     // An administrator retries it; it is delivered with the same Message-ID.
     e.outbox_retry_dead(&dead[0].id, e.now()).await.unwrap();

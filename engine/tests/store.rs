@@ -1363,6 +1363,35 @@ async fn tampering_with_history_is_detected(backend: &str) {
     .await
     .unwrap();
     assert_eq!(e.verify_audit().await.unwrap().broken, None);
+    // The columns beside the hashed body: the time and the kind of its first event.
+    for (column, value, told) in [
+        ("at", "at + 1", "time column"),
+        ("event", "'request-started'", "kind column"),
+    ] {
+        let sql = format!(
+            "UPDATE history SET {column} = {value} WHERE instance = $1 AND event = 'task-completed'"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&b)
+            .execute(&url_pool)
+            .await
+            .unwrap();
+        let (inst, at, why) = e.verify_audit().await.unwrap().broken.unwrap();
+        assert_eq!((inst.as_str(), at), (b.as_str(), seq), "{why}");
+        assert!(why.contains(told) && why.contains("altered"), "{why}");
+        let undo = match column {
+            "at" => "at - 1",
+            _ => "'task-completed'",
+        };
+        let sql =
+            format!("UPDATE history SET {column} = {undo} WHERE instance = $1 AND seq = {last}");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&b)
+            .execute(&url_pool)
+            .await
+            .unwrap();
+        assert_eq!(e.verify_audit().await.unwrap().broken, None);
+    }
     // History of no request: refused by SQLite's foreign key; on PostgreSQL, which has none
     // there (migration 16), the audit reports it.
     let orphan = sqlx::query(

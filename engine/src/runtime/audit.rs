@@ -3,12 +3,16 @@
 use crate::error::{Error, corrupt};
 use crate::runtime::Engine;
 use crate::store::db::{Db as _, V};
-use crate::store::history::{AuditReport, HistoryRow, chain, check, genesis};
+use crate::store::history::{AuditReport, HistoryRow, chain, check, check_columns, genesis};
 use crate::store::{in_long_read, in_read};
 
 /// A request's history rows, in order: (seq, body, the chain's head before, after).
 const ROWS: &str =
     "SELECT seq, body, prev_hash, hash FROM history WHERE instance = $1 ORDER BY seq";
+
+/// The same, with the columns the hash does not cover (`at`, `event`), for the audit.
+const AUDITED: &str = "SELECT seq, body, prev_hash, hash, at, event FROM history \
+                       WHERE instance = $1 ORDER BY seq";
 
 impl Engine {
     /// The history of a request, in order, one item an event.
@@ -49,12 +53,18 @@ impl Engine {
             tokio::task::yield_now().await;
             let (id, last, head) = (inst.text(0)?, inst.int(1)?, inst.text(2)?);
             let key = [V::Text(id.clone())];
-            let rows = in_long_read!(self.store(), |db| db.rows(ROWS.into(), &key))?;
+            let rows = in_long_read!(self.store(), |db| db.rows(AUDITED.into(), &key))?;
             let mut prev = genesis(&id);
             let mut expected = 1;
             for r in &rows {
                 let (seq, body, prev_hash, hash) = (r.int(0)?, r.text(1)?, r.text(2)?, r.text(3)?);
-                match check(&id, expected, &prev, (seq, &body, &prev_hash, &hash)) {
+                let (at, event) = (r.int(4)?, r.text(5)?);
+                let checked = check(&id, expected, &prev, (seq, &body, &prev_hash, &hash))
+                    .and_then(|events| {
+                        check_columns(&body, at, &event).map_err(|why| (expected, why))?;
+                        Ok(events)
+                    });
+                match checked {
                     Ok(events) => {
                         report.events += events;
                         prev = hash;

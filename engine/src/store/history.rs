@@ -178,6 +178,37 @@ pub(crate) fn check(
     Ok(entries.len())
 }
 
+/// Checks that a stored row's `at` and `event` columns, which its hash does not cover (they
+/// copy its first event's time and kind, for queries and exports), say what its hashed body
+/// says: an alteration of either is found like one of the body.
+pub(crate) fn check_columns(body: &str, at: i64, event: &str) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        at: i64,
+        #[serde(default)]
+        event: String,
+    }
+    let unreadable = || "its content cannot be read (altered)".to_owned();
+    let first = texts(body)
+        .ok()
+        .and_then(|t| t.first().copied())
+        .ok_or_else(unreadable)?;
+    let head: Head = serde_json::from_str(first).map_err(|_| unreadable())?;
+    if head.at != at {
+        return Err(format!(
+            "its time column ({at}) is not its event's ({}) (altered)",
+            head.at
+        ));
+    }
+    if head.event != event {
+        return Err(format!(
+            "its kind column (`{event}`) is not its event's (`{}`) (altered)",
+            head.event
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
