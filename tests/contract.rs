@@ -52,7 +52,12 @@ impl Drop for Server {
 /// What Schemathesis is told: the ids that exist, so that its calls reach the handlers'
 /// logic and not only their 404s, and, per operation, the answers a schema-valid call may
 /// get by the desk's rules rather than by its shape.
-fn config(request: &str, task: i64, withdrawn: &str, admin: &str) -> String {
+fn config(
+    (request, task): (&str, i64),
+    withdrawn: &str,
+    (delegated, delegated_task): (&str, i64),
+    admin: &str,
+) -> String {
     format!(
         r#"# Written by tests/contract.rs.
 [parameters]
@@ -65,6 +70,11 @@ fn config(request: &str, task: i64, withdrawn: &str, admin: &str) -> String {
 [[operations]]
 include-path = "/api/v1/requests/{{id}}/withdraw"
 parameters = {{ "path.id" = "{withdrawn}" }}
+
+# Delegation hands the task away: it gets a task of its own, so that the others keep theirs.
+[[operations]]
+include-path = "/api/v1/tasks/{{request}}/{{task}}/delegate"
+parameters = {{ "path.request" = "{delegated}", "path.task" = {delegated_task} }}
 
 # An event the desk declares (its wait is not open: refused, 409).
 [[operations]]
@@ -158,8 +168,18 @@ fn schemathesis_finds_no_failure_in_any_operation() {
         (answer["id"].as_str().unwrap().to_owned(), task.unwrap())
     };
     let ((request, task), (withdrawn, _)) = (submit(), submit());
+    let (delegated, delegated_task) = submit();
     let config_file = dir.join("schemathesis.toml");
-    std::fs::write(&config_file, config(&request, task, &withdrawn, &admin)).unwrap();
+    std::fs::write(
+        &config_file,
+        config(
+            (&request, task),
+            &withdrawn,
+            (&delegated, delegated_task),
+            &admin,
+        ),
+    )
+    .unwrap();
     let out = Command::new(st)
         .arg("--config-file")
         .arg(&config_file)
@@ -205,13 +225,20 @@ fn schemathesis_finds_no_failure_in_any_operation() {
             .collect();
         kinds
     };
-    let (on_tasks, on_withdrawn) = (acted(&request), acted(&withdrawn));
-    println!("by the token's account: {on_tasks:?} on one request, {on_withdrawn:?} on the other");
+    let (on_tasks, on_withdrawn, on_delegated) =
+        (acted(&request), acted(&withdrawn), acted(&delegated));
+    println!(
+        "by the token's account: {on_tasks:?}, {on_withdrawn:?} and {on_delegated:?} on the three requests"
+    );
     assert!(
         on_tasks.iter().any(|k| k == "claimed" || k == "completed"),
         "no call took or decided the task: {on_tasks:?}"
     );
     assert_eq!(on_withdrawn, ["cancelled"]);
+    assert!(
+        on_delegated.iter().any(|k| k == "delegated"),
+        "no call delegated the task: {on_delegated:?}"
+    );
     assert!(
         summary.contains("Tested: 20"),
         "not every operation was tested:\n{summary}"

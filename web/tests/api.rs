@@ -108,6 +108,16 @@ async fn call(
     )
 }
 
+/// The code of an API error.
+fn code(v: &Value) -> String {
+    v["error"]["code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Deploys `body` with `token`.
+async fn deploy(app: &Router, token: &str, body: Value) -> (StatusCode, Value) {
+    call(app, "POST", "/api/v1/definitions", Some(token), Some(body)).await
+}
+
 fn intake() -> Value {
     json!({"fields": {
         "titre": "Cohorte", "email": "porteur@labo.example", "organisme": "Labo",
@@ -531,7 +541,6 @@ async fn the_openapi_document_is_the_docs_one_and_lists_every_error() {
 async fn every_failure_is_the_json_error_and_the_token_comes_first() {
     let (engine, app) = site().await;
     let token = token_of(&engine, "lecteur@hopital.example").await;
-    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or_default().to_owned();
     // No token: 401, however malformed the rest.
     for (method, uri, body) in [
         ("POST", "/api/v1/tasks/x/not-a-number/claim", None),
@@ -1583,7 +1592,6 @@ async fn definitions_are_listed_deployed_and_drawn_and_indicators_read_through_t
     let deployer = issue(admin, "read,deploy").await;
     let admin_acting = issue(admin, "read,submit,act").await;
     let clerk = token_of(&engine, "guichet-donnees@hopital.example").await;
-    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or_default().to_owned();
 
     let (status, revisions) = call(&app, "GET", "/api/v1/definitions", Some(&clerk), None).await;
     assert_eq!(status, StatusCode::OK);
@@ -1598,14 +1606,7 @@ async fn definitions_are_listed_deployed_and_drawn_and_indicators_read_through_t
     let source = include_str!("../../definitions/models/interne-decentralise.kdl")
         .replace("version=1", "version=2");
     let body = json!({ "source": source });
-    let (status, v) = call(
-        &app,
-        "POST",
-        "/api/v1/definitions",
-        Some(&admin_acting),
-        Some(body.clone()),
-    )
-    .await;
+    let (status, v) = deploy(&app, &admin_acting, body.clone()).await;
     assert_eq!(
         (status, code(&v).as_str()),
         (StatusCode::FORBIDDEN, "forbidden")
@@ -1615,14 +1616,7 @@ async fn definitions_are_listed_deployed_and_drawn_and_indicators_read_through_t
         "{v}"
     );
     let clerk_deploy = issue("guichet-donnees@hopital.example", "deploy").await;
-    let (status, v) = call(
-        &app,
-        "POST",
-        "/api/v1/definitions",
-        Some(&clerk_deploy),
-        Some(body.clone()),
-    )
-    .await;
+    let (status, v) = deploy(&app, &clerk_deploy, body.clone()).await;
     assert_eq!(
         (status, code(&v).as_str()),
         (StatusCode::FORBIDDEN, "forbidden")
@@ -1635,14 +1629,7 @@ async fn definitions_are_listed_deployed_and_drawn_and_indicators_read_through_t
         "{v}"
     );
     let broken = json!({ "source": "process \"x\" {\n    task \"a\" role=\"nobody\"\n}\n" });
-    let (status, v) = call(
-        &app,
-        "POST",
-        "/api/v1/definitions",
-        Some(&deployer),
-        Some(broken),
-    )
-    .await;
+    let (status, v) = deploy(&app, &deployer, broken).await;
     assert_eq!(
         (status, code(&v).as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_definition"),
@@ -1656,14 +1643,7 @@ async fn definitions_are_listed_deployed_and_drawn_and_indicators_read_through_t
             .all(|d| d["line"].as_u64().is_some() && d["code"].is_string()),
         "{v}"
     );
-    let (status, deployed) = call(
-        &app,
-        "POST",
-        "/api/v1/definitions",
-        Some(&deployer),
-        Some(body.clone()),
-    )
-    .await;
+    let (status, deployed) = deploy(&app, &deployer, body.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{deployed}");
     assert_eq!(
         (deployed["desk"].as_str(), deployed["new"].as_bool()),
@@ -1671,14 +1651,7 @@ async fn definitions_are_listed_deployed_and_drawn_and_indicators_read_through_t
     );
     let revision = deployed["revision"].as_i64().unwrap();
     // The same source again: its revision, nothing new.
-    let (status, again) = call(
-        &app,
-        "POST",
-        "/api/v1/definitions",
-        Some(&deployer),
-        Some(body),
-    )
-    .await;
+    let (status, again) = deploy(&app, &deployer, body).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         (again["revision"].as_i64(), again["new"].as_bool()),

@@ -43,13 +43,12 @@ pub(crate) async fn deploy(
     ApiJson(body): ApiJson<DeployBody>,
 ) -> ApiResult {
     let email = caller.may(Scope::Deploy)?;
-    if !s.engine.is_admin(&email).await? {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only administrators deploy definitions (`guichet user add EMAIL --admin`)",
-        ));
-    }
+    administrator(
+        &s,
+        &email,
+        "only administrators deploy definitions (`guichet user add EMAIL --admin`)",
+    )
+    .await?;
     match s.engine.deploy(&body.source).await {
         Ok(d) => {
             let status = if d.new {

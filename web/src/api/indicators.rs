@@ -37,13 +37,12 @@ pub(crate) async fn indicators(
     ApiQuery(query): ApiQuery<IndicatorsQuery>,
 ) -> ApiResult<Json<Indicators>> {
     let email = caller.may(Scope::Read)?;
-    if !s.engine.is_admin(&email).await? {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the indicators are for administrators, as the dashboard",
-        ));
-    }
+    administrator(
+        &s,
+        &email,
+        "the indicators are for administrators, as the dashboard",
+    )
+    .await?;
     let desks: Vec<String> = query
         .desks
         .as_deref()

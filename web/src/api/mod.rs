@@ -250,6 +250,15 @@ impl Caller {
     }
 }
 
+/// Refuses (403, saying `why`) an account that is not an administrator.
+async fn administrator(s: &AppState, email: &str, why: &str) -> Result<(), ApiError> {
+    if s.engine.is_admin(email).await? {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", why))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
